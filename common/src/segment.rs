@@ -1,0 +1,239 @@
+//! The segment header: the first 64 bytes of every log segment file.
+//!
+//! ```text
+//!  0        8        10       12       16                32        40        48        56     60     64
+//!  +--------+--------+--------+--------+-----------------+---------+---------+---------+------+------+
+//!  | magic  |version |hdr len | flags  | log id          | first   | segment | created | rsvd | crc  |
+//!  | 8 B    | u16 LE | u16 LE | u32 LE | 16 B            | offset  | bytes   | unix ms | u32  | u32  |
+//!  |        |        |        |        |                 | u64 LE  | u64 LE  | u64 LE  | = 0  | LE   |
+//!  +--------+--------+--------+--------+-----------------+---------+---------+---------+------+------+
+//!  magic   = "GLOGSEG\0"
+//!  crc     = CRC-32 (IEEE) of bytes 0..60
+//! ```
+//!
+//! After the header come frames (see [`crate::frame`]), then zeros up to `segment bytes`
+//! (the file is preallocated). A sealed segment's last frame is a footer
+//! (see [`crate::batch::Footer`]). `log id` is random per log, so a segment from another
+//! gateway's log is recognised as foreign.
+
+use core::fmt;
+
+/// The eight bytes every segment file starts with.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"GLOGSEG\0";
+
+/// Byte offset of the magic.
+pub const MAGIC_AT: usize = 0;
+/// Byte offset of the format version.
+pub const VERSION_AT: usize = MAGIC_AT + 8;
+/// Byte offset of the header length.
+pub const HEADER_LEN_AT: usize = VERSION_AT + 2;
+/// Byte offset of the flags (reserved, zero).
+pub const FLAGS_AT: usize = HEADER_LEN_AT + 2;
+/// Byte offset of the log id.
+pub const LOG_ID_AT: usize = FLAGS_AT + 4;
+/// Byte offset of the first record offset.
+pub const FIRST_OFFSET_AT: usize = LOG_ID_AT + 16;
+/// Byte offset of the preallocated segment size.
+pub const SEGMENT_BYTES_AT: usize = FIRST_OFFSET_AT + 8;
+/// Byte offset of the creation time.
+pub const CREATED_AT: usize = SEGMENT_BYTES_AT + 8;
+/// Byte offset of the reserved word.
+pub const RESERVED_AT: usize = CREATED_AT + 8;
+/// Byte offset of the CRC.
+pub const CRC_AT: usize = RESERVED_AT + 4;
+/// Size of the header; frames start here.
+pub const SEGMENT_HEADER_BYTES: usize = CRC_AT + 4;
+
+const _: () = assert!(SEGMENT_HEADER_BYTES == 64);
+
+/// Segment format versions this build understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum FormatVersion {
+    /// Version 1: header as above, frames with postcard batch/footer bodies.
+    V1 = 1,
+}
+
+impl FormatVersion {
+    /// The version new segments are written with.
+    pub const CURRENT: FormatVersion = FormatVersion::V1;
+}
+
+impl TryFrom<u16> for FormatVersion {
+    type Error = SegmentHeaderError;
+
+    fn try_from(value: u16) -> Result<Self, Self::Error> {
+        match value {
+            1 => Ok(FormatVersion::V1),
+            other => Err(SegmentHeaderError::UnknownVersion(other)),
+        }
+    }
+}
+
+/// A segment header's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Format of the frames that follow.
+    pub version: FormatVersion,
+    /// Random id of the log this segment belongs to.
+    pub log_id: [u8; 16],
+    /// Offset of the first record in the segment.
+    pub first_offset: u64,
+    /// Preallocated size of the file in bytes.
+    pub segment_bytes: u64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+}
+
+/// Why bytes are not a valid segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SegmentHeaderError {
+    /// Fewer than [`SEGMENT_HEADER_BYTES`] bytes.
+    Truncated {
+        /// Bytes there are.
+        available: usize,
+    },
+    /// The file does not start with [`SEGMENT_MAGIC`].
+    BadMagic,
+    /// The header's CRC does not match.
+    BadCrc {
+        /// CRC stored.
+        stored: u32,
+        /// CRC computed.
+        computed: u32,
+    },
+    /// A version this build does not know.
+    UnknownVersion(u16),
+    /// A header length other than [`SEGMENT_HEADER_BYTES`], or non-zero reserved fields.
+    BadLayout,
+}
+
+impl fmt::Display for SegmentHeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SegmentHeaderError::Truncated { available } => write!(
+                f,
+                "segment header truncated: {available} of {SEGMENT_HEADER_BYTES} bytes"
+            ),
+            SegmentHeaderError::BadMagic => write!(f, "not a gridlog segment (bad magic)"),
+            SegmentHeaderError::BadCrc { stored, computed } => write!(
+                f,
+                "bad segment header CRC: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+            SegmentHeaderError::UnknownVersion(v) => {
+                write!(f, "unknown segment format version {v} (this build reads 1)")
+            }
+            SegmentHeaderError::BadLayout => write!(f, "bad segment header layout"),
+        }
+    }
+}
+
+impl core::error::Error for SegmentHeaderError {}
+
+impl SegmentHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+        let mut out = [0u8; SEGMENT_HEADER_BYTES];
+        out[MAGIC_AT..VERSION_AT].copy_from_slice(&SEGMENT_MAGIC);
+        out[VERSION_AT..HEADER_LEN_AT].copy_from_slice(&(self.version as u16).to_le_bytes());
+        out[HEADER_LEN_AT..FLAGS_AT].copy_from_slice(&(SEGMENT_HEADER_BYTES as u16).to_le_bytes());
+        out[LOG_ID_AT..FIRST_OFFSET_AT].copy_from_slice(&self.log_id);
+        out[FIRST_OFFSET_AT..SEGMENT_BYTES_AT].copy_from_slice(&self.first_offset.to_le_bytes());
+        out[SEGMENT_BYTES_AT..CREATED_AT].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        out[CREATED_AT..RESERVED_AT].copy_from_slice(&self.created_unix_ms.to_le_bytes());
+        let crc = crc32fast::hash(&out[..CRC_AT]);
+        out[CRC_AT..SEGMENT_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes and verifies a header. Never panics, whatever the bytes.
+    pub fn decode(input: &[u8]) -> Result<SegmentHeader, SegmentHeaderError> {
+        let Some(bytes) = input.get(..SEGMENT_HEADER_BYTES) else {
+            return Err(SegmentHeaderError::Truncated { available: input.len() });
+        };
+        if bytes[MAGIC_AT..VERSION_AT] != SEGMENT_MAGIC {
+            return Err(SegmentHeaderError::BadMagic);
+        }
+        let stored = u32_at(bytes, CRC_AT);
+        let computed = crc32fast::hash(&bytes[..CRC_AT]);
+        if stored != computed {
+            return Err(SegmentHeaderError::BadCrc { stored, computed });
+        }
+        let version = FormatVersion::try_from(u16_at(bytes, VERSION_AT))?;
+        if usize::from(u16_at(bytes, HEADER_LEN_AT)) != SEGMENT_HEADER_BYTES
+            || u32_at(bytes, FLAGS_AT) != 0
+            || u32_at(bytes, RESERVED_AT) != 0
+        {
+            return Err(SegmentHeaderError::BadLayout);
+        }
+        let mut log_id = [0u8; 16];
+        log_id.copy_from_slice(&bytes[LOG_ID_AT..FIRST_OFFSET_AT]);
+        Ok(SegmentHeader {
+            version,
+            log_id,
+            first_offset: u64_at(bytes, FIRST_OFFSET_AT),
+            segment_bytes: u64_at(bytes, SEGMENT_BYTES_AT),
+            created_unix_ms: u64_at(bytes, CREATED_AT),
+        })
+    }
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn offsets_are_pinned() {
+        assert_eq!(
+            [MAGIC_AT, VERSION_AT, HEADER_LEN_AT, FLAGS_AT, LOG_ID_AT, FIRST_OFFSET_AT],
+            [0, 8, 10, 12, 16, 32]
+        );
+        assert_eq!([SEGMENT_BYTES_AT, CREATED_AT, RESERVED_AT, CRC_AT, SEGMENT_HEADER_BYTES], [40, 48, 56, 60, 64]);
+    }
+
+    fn sample() -> SegmentHeader {
+        SegmentHeader {
+            version: FormatVersion::V1,
+            log_id: [7; 16],
+            first_offset: 1234,
+            segment_bytes: 64 << 20,
+            created_unix_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_every_bit_flip_is_caught() {
+        let bytes = sample().encode();
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(sample()));
+        for bit in 0..SEGMENT_HEADER_BYTES * 8 {
+            let mut damaged = bytes;
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(SegmentHeader::decode(&damaged).is_err(), "bit {bit}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = SegmentHeader::decode(&bytes);
+        }
+    }
+}
