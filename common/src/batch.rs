@@ -60,11 +60,17 @@ pub fn encode_batch_frame<R: AsRef<[u8]>>(
     let body_len = batch_body_len(first_offset, records);
     if records.is_empty() || body_len > FRAME_BODY_BYTES_MAX {
         let len = if records.is_empty() { 0 } else { body_len };
-        return Err(FrameEncodeError::BodyTooLarge { len, max: FRAME_BODY_BYTES_MAX });
+        return Err(FrameEncodeError::BodyTooLarge {
+            len,
+            max: FRAME_BODY_BYTES_MAX,
+        });
     }
     let total = frame::frame_len(body_len);
     if out.len() < total {
-        return Err(FrameEncodeError::BufferTooSmall { needed: total, available: out.len() });
+        return Err(FrameEncodeError::BufferTooSmall {
+            needed: total,
+            available: out.len(),
+        });
     }
     let body = &mut out[FRAME_BODY_AT..total];
     body[0] = BODY_TAG_BATCH;
@@ -119,16 +125,27 @@ fn footer_body_len(footer: &Footer<'_>) -> usize {
 pub fn encode_footer_frame(out: &mut [u8], footer: &Footer<'_>) -> Result<usize, FrameEncodeError> {
     let body_len = footer_body_len(footer);
     if body_len > FRAME_BODY_BYTES_MAX {
-        return Err(FrameEncodeError::BodyTooLarge { len: body_len, max: FRAME_BODY_BYTES_MAX });
+        return Err(FrameEncodeError::BodyTooLarge {
+            len: body_len,
+            max: FRAME_BODY_BYTES_MAX,
+        });
     }
     let total = frame::frame_len(body_len);
     if out.len() < total {
-        return Err(FrameEncodeError::BufferTooSmall { needed: total, available: out.len() });
+        return Err(FrameEncodeError::BufferTooSmall {
+            needed: total,
+            available: out.len(),
+        });
     }
     let body = &mut out[FRAME_BODY_AT..total];
     body[0] = BODY_TAG_FOOTER;
     let mut at = 1;
-    for value in [footer.first_offset, footer.next_offset, footer.frame_count, footer.data_end] {
+    for value in [
+        footer.first_offset,
+        footer.next_offset,
+        footer.frame_count,
+        footer.data_end,
+    ] {
         at += put_varint(value, &mut body[at..]);
     }
     at += put_varint(footer.index.len() as u64, &mut body[at..]);
@@ -167,7 +184,10 @@ impl<'a> BatchView<'a> {
 
     /// The records with their offsets, in order.
     pub fn records(&self) -> Records<'a> {
-        Records { rest: self.records, offset: self.first_offset }
+        Records {
+            rest: self.records,
+            offset: self.first_offset,
+        }
     }
 }
 
@@ -233,8 +253,12 @@ impl fmt::Display for BodyError {
             BodyError::BadVarint { field, error } => write!(f, "bad varint in {field}: {error:?}"),
             BodyError::EmptyBatch => write!(f, "batch with no records"),
             BodyError::OffsetOverflow => write!(f, "record offsets overflow u64"),
-            BodyError::LengthOverrun { field } => write!(f, "{field} runs past the end of the body"),
-            BodyError::TrailingBytes { count } => write!(f, "{count} trailing bytes after the body"),
+            BodyError::LengthOverrun { field } => {
+                write!(f, "{field} runs past the end of the body")
+            }
+            BodyError::TrailingBytes { count } => {
+                write!(f, "{count} trailing bytes after the body")
+            }
         }
     }
 }
@@ -276,18 +300,26 @@ pub fn decode_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
             if count == 0 {
                 return Err(BodyError::EmptyBatch);
             }
-            first_offset.checked_add(count).ok_or(BodyError::OffsetOverflow)?;
+            first_offset
+                .checked_add(count)
+                .ok_or(BodyError::OffsetOverflow)?;
             // Each record takes at least one byte, so a count above the body's length is a
             // lie; checking first keeps the loop below short on hostile input.
             if count > cursor.rest.len() as u64 {
-                return Err(BodyError::LengthOverrun { field: "record count" });
+                return Err(BodyError::LengthOverrun {
+                    field: "record count",
+                });
             }
             let records = cursor.rest;
             for _ in 0..count {
                 cursor.bytes("record")?;
             }
             let records = &records[..records.len() - cursor.rest.len()];
-            Body::Batch(BatchView { first_offset, count, records })
+            Body::Batch(BatchView {
+                first_offset,
+                count,
+                records,
+            })
         }
         BODY_TAG_FOOTER => {
             let first_offset = cursor.varint("first_offset")?;
@@ -295,12 +327,20 @@ pub fn decode_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
             let frame_count = cursor.varint("frame_count")?;
             let data_end = cursor.varint("data_end")?;
             let index = cursor.bytes("index")?;
-            Body::Footer(Footer { first_offset, next_offset, frame_count, data_end, index })
+            Body::Footer(Footer {
+                first_offset,
+                next_offset,
+                frame_count,
+                data_end,
+                index,
+            })
         }
         other => return Err(BodyError::UnknownTag(other)),
     };
     if !cursor.rest.is_empty() {
-        return Err(BodyError::TrailingBytes { count: cursor.rest.len() });
+        return Err(BodyError::TrailingBytes {
+            count: cursor.rest.len(),
+        });
     }
     Ok(decoded)
 }
@@ -393,7 +433,10 @@ mod tests {
     #[test]
     fn rejects_empty_batch_and_trailing_bytes() {
         assert_eq!(decode_body(&[0, 1, 0]), Err(BodyError::EmptyBatch));
-        assert_eq!(decode_body(&[0, 1, 1, 1, 7, 9]), Err(BodyError::TrailingBytes { count: 1 }));
+        assert_eq!(
+            decode_body(&[0, 1, 1, 1, 7, 9]),
+            Err(BodyError::TrailingBytes { count: 1 })
+        );
         assert_eq!(decode_body(&[9]), Err(BodyError::UnknownTag(9)));
         assert_eq!(decode_body(&[]), Err(BodyError::Empty));
         let empty: [&[u8]; 0] = [];

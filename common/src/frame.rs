@@ -94,13 +94,19 @@ impl fmt::Display for FrameError {
         match self {
             FrameError::End => write!(f, "end of written data (zero header)"),
             FrameError::Truncated { needed, available } => {
-                write!(f, "truncated frame: needs {needed} bytes, {available} available")
+                write!(
+                    f,
+                    "truncated frame: needs {needed} bytes, {available} available"
+                )
             }
             FrameError::BadLength { len, max } => {
                 write!(f, "bad frame length {len} (allowed 1..={max})")
             }
             FrameError::BadCrc { stored, computed } => {
-                write!(f, "bad frame CRC: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "bad frame CRC: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
         }
     }
@@ -148,11 +154,17 @@ impl core::error::Error for FrameEncodeError {}
 /// This is the zero-copy path: the caller encodes the body in place, then seals it.
 pub fn seal_in_place(out: &mut [u8], body_len: usize) -> Result<usize, FrameEncodeError> {
     if body_len == 0 || body_len > FRAME_BODY_BYTES_MAX {
-        return Err(FrameEncodeError::BodyTooLarge { len: body_len, max: FRAME_BODY_BYTES_MAX });
+        return Err(FrameEncodeError::BodyTooLarge {
+            len: body_len,
+            max: FRAME_BODY_BYTES_MAX,
+        });
     }
     let total = frame_len(body_len);
     if out.len() < total {
-        return Err(FrameEncodeError::BufferTooSmall { needed: total, available: out.len() });
+        return Err(FrameEncodeError::BufferTooSmall {
+            needed: total,
+            available: out.len(),
+        });
     }
     let len = body_len as u32;
     let crc = frame_crc(len, &out[FRAME_BODY_AT..total]);
@@ -165,7 +177,10 @@ pub fn seal_in_place(out: &mut [u8], body_len: usize) -> Result<usize, FrameEnco
 pub fn encode(body: &[u8], out: &mut [u8]) -> Result<usize, FrameEncodeError> {
     let total = frame_len(body.len());
     if out.len() < total {
-        return Err(FrameEncodeError::BufferTooSmall { needed: total, available: out.len() });
+        return Err(FrameEncodeError::BufferTooSmall {
+            needed: total,
+            available: out.len(),
+        });
     }
     out[FRAME_BODY_AT..total].copy_from_slice(body);
     seal_in_place(out, body.len())
@@ -179,7 +194,10 @@ pub fn decode(input: &[u8]) -> Result<Frame<'_>, FrameError> {
         if !input.is_empty() && input.iter().all(|&b| b == 0) {
             return Err(FrameError::End);
         }
-        return Err(FrameError::Truncated { needed: FRAME_HEADER_BYTES, available: input.len() });
+        return Err(FrameError::Truncated {
+            needed: FRAME_HEADER_BYTES,
+            available: input.len(),
+        });
     };
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let stored = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -187,15 +205,24 @@ pub fn decode(input: &[u8]) -> Result<Frame<'_>, FrameError> {
         return Err(if stored == 0 {
             FrameError::End
         } else {
-            FrameError::BadLength { len, max: FRAME_BODY_BYTES_MAX }
+            FrameError::BadLength {
+                len,
+                max: FRAME_BODY_BYTES_MAX,
+            }
         });
     }
     if len as usize > FRAME_BODY_BYTES_MAX {
-        return Err(FrameError::BadLength { len, max: FRAME_BODY_BYTES_MAX });
+        return Err(FrameError::BadLength {
+            len,
+            max: FRAME_BODY_BYTES_MAX,
+        });
     }
     let total = frame_len(len as usize);
     let Some(body) = input.get(FRAME_BODY_AT..total) else {
-        return Err(FrameError::Truncated { needed: total, available: input.len() });
+        return Err(FrameError::Truncated {
+            needed: total,
+            available: input.len(),
+        });
     };
     let computed = frame_crc(len, body);
     if computed != stored {
@@ -231,7 +258,10 @@ mod tests {
     fn zero_header_is_end_and_empty_body_is_refused() {
         assert_eq!(decode(&[0u8; 32]), Err(FrameError::End));
         assert_eq!(decode(&[0u8; 3]), Err(FrameError::End));
-        assert!(matches!(encode(b"", &mut [0u8; 16]), Err(FrameEncodeError::BodyTooLarge { .. })));
+        assert!(matches!(
+            encode(b"", &mut [0u8; 16]),
+            Err(FrameEncodeError::BodyTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -241,7 +271,10 @@ mod tests {
         for bit in 0..n * 8 {
             let mut damaged = out;
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode(&damaged[..n]).is_err(), "bit {bit} flipped went unnoticed");
+            assert!(
+                decode(&damaged[..n]).is_err(),
+                "bit {bit} flipped went unnoticed"
+            );
         }
     }
 

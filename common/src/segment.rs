@@ -150,7 +150,9 @@ impl SegmentHeader {
     /// Decodes and verifies a header. Never panics, whatever the bytes.
     pub fn decode(input: &[u8]) -> Result<SegmentHeader, SegmentHeaderError> {
         let Some(bytes) = input.get(..SEGMENT_HEADER_BYTES) else {
-            return Err(SegmentHeaderError::Truncated { available: input.len() });
+            return Err(SegmentHeaderError::Truncated {
+                available: input.len(),
+            });
         };
         if bytes[MAGIC_AT..VERSION_AT] != SEGMENT_MAGIC {
             return Err(SegmentHeaderError::BadMagic);
@@ -203,10 +205,26 @@ mod tests {
     #[test]
     fn offsets_are_pinned() {
         assert_eq!(
-            [MAGIC_AT, VERSION_AT, HEADER_LEN_AT, FLAGS_AT, LOG_ID_AT, FIRST_OFFSET_AT],
+            [
+                MAGIC_AT,
+                VERSION_AT,
+                HEADER_LEN_AT,
+                FLAGS_AT,
+                LOG_ID_AT,
+                FIRST_OFFSET_AT
+            ],
             [0, 8, 10, 12, 16, 32]
         );
-        assert_eq!([SEGMENT_BYTES_AT, CREATED_AT, RESERVED_AT, CRC_AT, SEGMENT_HEADER_BYTES], [40, 48, 56, 60, 64]);
+        assert_eq!(
+            [
+                SEGMENT_BYTES_AT,
+                CREATED_AT,
+                RESERVED_AT,
+                CRC_AT,
+                SEGMENT_HEADER_BYTES
+            ],
+            [40, 48, 56, 60, 64]
+        );
     }
 
     fn sample() -> SegmentHeader {

@@ -76,7 +76,12 @@ mod tests {
             let n = encode(value, &mut buf).unwrap();
             assert_eq!(n, encoded_len(value));
             assert_eq!(decode(&buf[..n]), Ok((value, n)));
-            assert_eq!(decode(&buf[..n - 1]).err(), Some(VarintError::Truncated).filter(|_| n > 1).or(Some(VarintError::Truncated)));
+            assert_eq!(
+                decode(&buf[..n - 1]).err(),
+                Some(VarintError::Truncated)
+                    .filter(|_| n > 1)
+                    .or(Some(VarintError::Truncated))
+            );
         }
     }
 
@@ -84,7 +89,10 @@ mod tests {
     fn rejects_overlong_and_too_wide() {
         assert_eq!(decode(&[0x80, 0x00]), Err(VarintError::Invalid));
         assert_eq!(decode(&[0xff; 10]), Err(VarintError::Invalid));
-        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), Err(VarintError::Invalid));
+        assert_eq!(
+            decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            Err(VarintError::Invalid)
+        );
         assert_eq!(decode(&[]), Err(VarintError::Truncated));
     }
 }

@@ -1,1 +1,14 @@
+//! gridlog's engine, as a synchronous, thread-safe library: no async runtime, no HTTP.
+//!
+//! - [`wal`]: the segmented, checksummed, group-committed write-ahead log and its recovery.
+//! - [`lock`]: the single-writer lock on a data directory.
+//!
+//! `unsafe` lives only in the private `mmap` module.
+#![warn(missing_docs)]
 
+mod mmap;
+
+pub mod lock;
+pub mod wal;
+
+pub use gridlog_common as common;

@@ -1,0 +1,144 @@
+//! Every file-system call the log makes that changes a file or makes it durable goes through
+//! [`Io`], so a test can watch each one and inject a fault (a simulated crash) before it.
+//!
+//! The hook sees the operation *before* it runs; returning an error makes the operation fail
+//! with that error, as a dying disk or a power cut at that instant would. Reads are not
+//! hooked: they change nothing a crash could lose.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One mutating or durability call, as shown to an [`IoHook`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum IoOp<'a> {
+    /// A new file is created (empty).
+    Create {
+        /// The file.
+        path: &'a Path,
+    },
+    /// `data` is written at byte `pos` of the file.
+    Write {
+        /// The file.
+        path: &'a Path,
+        /// Byte position.
+        pos: u64,
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// `fdatasync` of the file: its written data becomes durable.
+    SyncData {
+        /// The file.
+        path: &'a Path,
+    },
+    /// A file is renamed (atomically replacing `to`).
+    Rename {
+        /// Old name.
+        from: &'a Path,
+        /// New name.
+        to: &'a Path,
+    },
+    /// A file is removed.
+    Remove {
+        /// The file.
+        path: &'a Path,
+    },
+    /// `fsync` of a directory: entries created, renamed or removed in it become durable.
+    SyncDir {
+        /// The directory.
+        path: &'a Path,
+    },
+}
+
+/// A function called before every [`IoOp`]; an `Err` fails the operation.
+pub type IoHook = Arc<dyn Fn(&IoOp<'_>) -> io::Result<()> + Send + Sync>;
+
+/// The file-system calls of the log, with the optional hook in front.
+#[derive(Clone, Default)]
+pub(crate) struct Io {
+    hook: Option<IoHook>,
+}
+
+impl std::fmt::Debug for Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Io")
+            .field("hooked", &self.hook.is_some())
+            .finish()
+    }
+}
+
+impl Io {
+    pub(crate) fn new(hook: Option<IoHook>) -> Io {
+        Io { hook }
+    }
+
+    fn check(&self, op: IoOp<'_>) -> io::Result<()> {
+        match &self.hook {
+            Some(hook) => hook(&op),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates a new file for reading and writing; fails if it exists.
+    pub(crate) fn create_new(&self, path: &Path) -> io::Result<File> {
+        self.check(IoOp::Create { path })?;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+    }
+
+    pub(crate) fn write_all_at(
+        &self,
+        file: &File,
+        path: &Path,
+        pos: u64,
+        data: &[u8],
+    ) -> io::Result<()> {
+        self.check(IoOp::Write { path, pos, data })?;
+        file.write_all_at(data, pos)
+    }
+
+    pub(crate) fn sync_data(&self, file: &File, path: &Path) -> io::Result<()> {
+        self.check(IoOp::SyncData { path })?;
+        file.sync_data()
+    }
+
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(IoOp::Rename { from, to })?;
+        std::fs::rename(from, to)
+    }
+
+    pub(crate) fn remove(&self, path: &Path) -> io::Result<()> {
+        self.check(IoOp::Remove { path })?;
+        std::fs::remove_file(path)
+    }
+
+    pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.check(IoOp::SyncDir { path })?;
+        File::open(path)?.sync_all()
+    }
+
+    /// Writes `len` zero bytes from `pos`, in bounded chunks.
+    pub(crate) fn write_zeros(
+        &self,
+        file: &File,
+        path: &Path,
+        pos: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        const ZERO_CHUNK_BYTES: usize = 1 << 20;
+        static ZEROS: [u8; ZERO_CHUNK_BYTES] = [0; ZERO_CHUNK_BYTES];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(ZERO_CHUNK_BYTES as u64) as usize;
+            self.write_all_at(file, path, pos + done, &ZEROS[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}

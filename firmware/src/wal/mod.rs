@@ -1,0 +1,543 @@
+//! The durable log: segmented, checksummed, group-committed, crash-recovering.
+//!
+//! ```text
+//! appender threads ──append(records)──▶ Pending buffer (offsets assigned, frame encoded
+//!        ▲                               under one mutex; bounded: appenders wait for room)
+//!        │                                      │ the writer takes the whole buffer
+//!        │ durable offset ≥ mine                ▼
+//!        └──────────── writer thread: pwrite the round (rotating segments at frame
+//!                       boundaries), ONE fdatasync, publish durable end, wake waiters
+//! ```
+//!
+//! Batches grow by themselves: while one `fdatasync` runs, new appends pile up in the pending
+//! buffer and all go into the next round. An append returns only after its frame is durable.
+//!
+//! Files by role: [`segment`] (naming, preallocation, scanning), `writer` (group commit
+//! and rotation), [`reader`] (cursor over durable records), [`recovery`] (open and repair),
+//! [`verify`] (read-only check), [`error`], [`io`] (the hookable file-system calls).
+
+pub mod error;
+pub mod io;
+pub mod reader;
+pub mod recovery;
+pub mod segment;
+pub mod verify;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gridlog_common::batch;
+use gridlog_common::frame::FRAME_BODY_BYTES_MAX;
+use gridlog_common::segment::SEGMENT_HEADER_BYTES;
+use gridlog_common::Offset;
+
+pub use error::{AppendError, Damage, OpenError, ReadError};
+pub use io::{IoHook, IoOp};
+pub use reader::{LogCursor, Record};
+pub use recovery::{RecoveryMode, RecoveryReport};
+pub use verify::{verify, VerifyReport};
+
+use crate::lock::DirLock;
+use segment::{Segment, FOOTER_RESERVE_BYTES};
+
+/// Name of the log's directory inside a data directory.
+pub const WAL_DIR_NAME: &str = "wal";
+
+/// Default segment size: 64 MiB. Large enough that rotation (one extra sync) is rare, small
+/// enough that archiving and shipping move manageable pieces.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Smallest segment size accepted (tests use tiny segments to rotate often).
+pub const SEGMENT_BYTES_MIN: u64 = 4096;
+/// Largest segment size accepted: 1 GiB, so a segment is always mappable and shippable.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+/// Default bytes of pending frames one write round takes: 4 MiB. Bounds the memory of the
+/// pending buffer (appenders wait for room beyond it) and the bytes one crash can tear.
+pub const ROUND_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+/// Largest `round_bytes` accepted: one maximal frame.
+pub const ROUND_BYTES_MAX: usize = FRAME_BODY_BYTES_MAX;
+
+const _: () = assert!(ROUND_BYTES_MAX + 64 <= recovery::TORN_TAIL_WINDOW_BYTES);
+const _: () = assert!(SEGMENT_BYTES_MIN as usize > SEGMENT_HEADER_BYTES + FOOTER_RESERVE_BYTES);
+
+/// How the log is opened and run. Every field has a documented default.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct WalOptions {
+    /// Size of each segment file, preallocated. Default [`SEGMENT_BYTES_DEFAULT`].
+    pub segment_bytes: u64,
+    /// How long the writer waits after the first pending append before it writes, to
+    /// gather more appends into one sync. Default 0: the sync itself gathers them. A few
+    /// milliseconds cut flash wear (fewer, larger writes) at the cost of that much latency.
+    pub commit_delay: Duration,
+    /// Most bytes of frames pending for one round. Default [`ROUND_BYTES_DEFAULT`].
+    pub round_bytes: usize,
+    /// What to do with damage a crash cannot explain. Default [`RecoveryMode::Strict`].
+    pub recovery: RecoveryMode,
+    /// Test hook in front of every file-system call that changes something.
+    pub io_hook: Option<IoHook>,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            commit_delay: Duration::ZERO,
+            round_bytes: ROUND_BYTES_DEFAULT,
+            recovery: RecoveryMode::Strict,
+            io_hook: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WalOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalOptions")
+            .field("segment_bytes", &self.segment_bytes)
+            .field("commit_delay", &self.commit_delay)
+            .field("round_bytes", &self.round_bytes)
+            .field("recovery", &self.recovery)
+            .field("io_hook", &self.io_hook.is_some())
+            .finish()
+    }
+}
+
+impl WalOptions {
+    /// Sets the segment size.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+    /// Sets the commit delay.
+    pub fn commit_delay(mut self, delay: Duration) -> Self {
+        self.commit_delay = delay;
+        self
+    }
+    /// Sets the round size.
+    pub fn round_bytes(mut self, bytes: usize) -> Self {
+        self.round_bytes = bytes;
+        self
+    }
+    /// Sets the recovery mode.
+    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
+        self
+    }
+    /// Sets the I/O hook (tests).
+    pub fn io_hook(mut self, hook: IoHook) -> Self {
+        self.io_hook = Some(hook);
+        self
+    }
+
+    fn validate(&self) -> Result<(), OpenError> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(OpenError::InvalidOptions(format!(
+                "segment_bytes {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
+                self.segment_bytes
+            )));
+        }
+        if !(1024..=ROUND_BYTES_MAX).contains(&self.round_bytes) {
+            return Err(OpenError::InvalidOptions(format!(
+                "round_bytes {} is outside 1024..={ROUND_BYTES_MAX}",
+                self.round_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// The largest batch frame an append may produce with these options.
+    pub fn batch_frame_bytes_max(&self) -> usize {
+        let segment_room =
+            self.segment_bytes as usize - SEGMENT_HEADER_BYTES - FOOTER_RESERVE_BYTES;
+        segment_room.min(gridlog_common::frame::frame_len(FRAME_BODY_BYTES_MAX))
+    }
+}
+
+/// Acknowledgement of a durable append: its records have offsets `first_offset..next_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    /// Offset of the first record of the batch.
+    pub first_offset: Offset,
+    /// One past the last record's offset.
+    pub next_offset: Offset,
+}
+
+/// Counters of the commit path, for status and metrics.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Write rounds (each ends with one `fdatasync` of the active segment).
+    pub rounds: AtomicU64,
+    /// Batch frames made durable.
+    pub frames: AtomicU64,
+    /// Records made durable.
+    pub records: AtomicU64,
+    /// Frame bytes made durable.
+    pub bytes: AtomicU64,
+    /// Segments rotated.
+    pub rotations: AtomicU64,
+    /// Sum of `fdatasync` durations in nanoseconds.
+    pub sync_nanos: AtomicU64,
+    /// `fdatasync` durations, bucket i counts syncs under 2^i microseconds (last: the rest).
+    pub sync_micros_log2: [AtomicU64; 24],
+    /// Frames per round, bucket i counts rounds of under 2^i frames (last: the rest).
+    pub round_frames_log2: [AtomicU64; 24],
+    /// Set while the next segment cannot be preallocated (disk full): appends wait.
+    pub disk_full: std::sync::atomic::AtomicBool,
+}
+
+pub(crate) fn log2_bucket(value: u64) -> usize {
+    ((64 - value.leading_zeros()) as usize).min(23)
+}
+
+/// A snapshot of [`CommitStats`] with plain numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitStatsSnapshot {
+    /// See [`CommitStats::rounds`].
+    pub rounds: u64,
+    /// See [`CommitStats::frames`].
+    pub frames: u64,
+    /// See [`CommitStats::records`].
+    pub records: u64,
+    /// See [`CommitStats::bytes`].
+    pub bytes: u64,
+    /// See [`CommitStats::rotations`].
+    pub rotations: u64,
+    /// See [`CommitStats::sync_nanos`].
+    pub sync_nanos: u64,
+    /// See [`CommitStats::sync_micros_log2`].
+    pub sync_micros_log2: Vec<u64>,
+    /// See [`CommitStats::round_frames_log2`].
+    pub round_frames_log2: Vec<u64>,
+    /// See [`CommitStats::disk_full`].
+    pub disk_full: bool,
+}
+
+pub(crate) struct PendingFrame {
+    pub(crate) len: usize,
+    pub(crate) first_offset: Offset,
+    pub(crate) next_offset: Offset,
+}
+
+pub(crate) struct Pending {
+    pub(crate) buf: Vec<u8>,
+    pub(crate) frames: Vec<PendingFrame>,
+    /// Offset the next appended record gets.
+    pub(crate) next_offset: Offset,
+    pub(crate) closed: bool,
+    pub(crate) failed: Option<Arc<std::io::Error>>,
+}
+
+pub(crate) struct Durable {
+    /// One past the last durable record.
+    pub(crate) next_offset: Offset,
+    pub(crate) failed: Option<Arc<std::io::Error>>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) wal_dir: PathBuf,
+    pub(crate) options: WalOptions,
+    pub(crate) log_id: [u8; 16],
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
+    pub(crate) pending: Mutex<Pending>,
+    /// The writer waits here for work.
+    pub(crate) work: Condvar,
+    /// Appenders wait here for room in the pending buffer.
+    pub(crate) room: Condvar,
+    pub(crate) durable: Mutex<Durable>,
+    pub(crate) durable_changed: Condvar,
+    pub(crate) durable_next: AtomicU64,
+    pub(crate) stats: CommitStats,
+}
+
+/// The open log. Cheap to share between threads (`&Wal` is enough to append and read).
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    report: RecoveryReport,
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.shared.wal_dir)
+            .field("next_offset", &self.next_offset())
+            .finish()
+    }
+}
+
+impl Wal {
+    /// Opens (or creates) the log of the data directory `data_dir`, taking its lock and
+    /// recovering it (see [`recovery`]).
+    pub fn open(data_dir: &Path, options: WalOptions) -> Result<Wal, OpenError> {
+        options.validate()?;
+        let lock = DirLock::acquire(data_dir)?;
+        let wal_dir = data_dir.join(WAL_DIR_NAME);
+        let io = io::Io::new(options.io_hook.clone());
+        if !wal_dir.is_dir() {
+            std::fs::create_dir_all(&wal_dir).map_err(|source| OpenError::Io {
+                path: wal_dir.clone(),
+                source,
+            })?;
+            io.sync_dir(data_dir).map_err(|source| OpenError::Io {
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let recovered = recovery::recover(&io, &wal_dir, options.recovery)?;
+        let log_id = recovered.log_id.unwrap_or_else(random_log_id);
+        let report = recovered.report.clone();
+        let (shared, writer) = writer::start(wal_dir, options, io, log_id, recovered)?;
+        Ok(Wal {
+            shared,
+            writer: Some(writer),
+            report,
+            _lock: lock,
+        })
+    }
+
+    /// What recovery found and did when this log was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The random id of this log.
+    pub fn log_id(&self) -> [u8; 16] {
+        self.shared.log_id
+    }
+
+    /// One past the last durable record's offset (the offset the next record will get,
+    /// once everything in flight is durable).
+    pub fn next_offset(&self) -> Offset {
+        self.shared.durable_next.load(Ordering::Acquire)
+    }
+
+    /// The oldest offset still in the hot log.
+    pub fn oldest_offset(&self) -> Offset {
+        let segments = self
+            .shared
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        segments
+            .first()
+            .map_or(gridlog_common::FIRST_OFFSET, |s| s.first_offset)
+    }
+
+    /// Appends one batch of records as one atomic frame and waits until it is durable.
+    pub fn append<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<AppendAck, AppendError> {
+        self.append_nowait(records)?.wait()
+    }
+
+    /// Appends one batch of records as one atomic frame; returns at once with a ticket
+    /// to wait on. The batch is not acknowledged (may be lost) until [`AppendTicket::wait`]
+    /// returns `Ok`.
+    pub fn append_nowait<R: AsRef<[u8]>>(
+        &self,
+        records: &[R],
+    ) -> Result<AppendTicket<'_>, AppendError> {
+        if records.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        let shared = &*self.shared;
+        let max = shared.options.batch_frame_bytes_max();
+        let round_bytes = shared.options.round_bytes;
+        let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(e) = &pending.failed {
+                return Err(AppendError::Io(e.clone()));
+            }
+            if pending.closed {
+                return Err(AppendError::Closed);
+            }
+            let len = batch::batch_frame_len(pending.next_offset, records);
+            if len > max {
+                return Err(AppendError::TooLarge { bytes: len, max });
+            }
+            // Bounded memory: wait for the writer to take the buffer, unless it is empty (one
+            // frame larger than a round still goes, alone).
+            if pending.buf.is_empty() || pending.buf.len() + len <= round_bytes {
+                let first_offset = pending.next_offset;
+                let start = pending.buf.len();
+                pending.buf.resize(start + len, 0);
+                let written =
+                    batch::encode_batch_frame(&mut pending.buf[start..], first_offset, records)
+                        .map_err(|_| AppendError::TooLarge { bytes: len, max })?;
+                debug_assert_eq!(written, len);
+                let next_offset = first_offset + records.len() as u64;
+                pending.frames.push(PendingFrame {
+                    len,
+                    first_offset,
+                    next_offset,
+                });
+                pending.next_offset = next_offset;
+                let wake_writer = pending.frames.len() == 1;
+                drop(pending);
+                if wake_writer {
+                    shared.work.notify_one();
+                }
+                return Ok(AppendTicket {
+                    shared,
+                    ack: AppendAck {
+                        first_offset,
+                        next_offset,
+                    },
+                });
+            }
+            pending = shared.room.wait(pending).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits until every record below `offset` is durable (or the log failed).
+    pub fn wait_durable(&self, offset: Offset) -> Result<(), AppendError> {
+        wait_durable(&self.shared, offset)
+    }
+
+    /// A cursor over durable records starting at `from` (inclusive).
+    pub fn read_from(&self, from: Offset) -> Result<LogCursor, ReadError> {
+        LogCursor::new(self.shared.clone(), from)
+    }
+
+    /// Counters of the commit path.
+    pub fn stats(&self) -> CommitStatsSnapshot {
+        let s = &self.shared.stats;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CommitStatsSnapshot {
+            rounds: load(&s.rounds),
+            frames: load(&s.frames),
+            records: load(&s.records),
+            bytes: load(&s.bytes),
+            rotations: load(&s.rotations),
+            sync_nanos: load(&s.sync_nanos),
+            sync_micros_log2: s.sync_micros_log2.iter().map(load).collect(),
+            round_frames_log2: s.round_frames_log2.iter().map(load).collect(),
+            disk_full: s.disk_full.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Paths and first offsets of the segments of the hot log, oldest first.
+    pub fn segments(&self) -> Vec<(Offset, PathBuf)> {
+        let segments = self
+            .shared
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        segments
+            .iter()
+            .map(|s| (s.first_offset, s.path.clone()))
+            .collect()
+    }
+
+    /// Stops accepting appends, makes everything appended durable, and closes the log.
+    pub fn close(mut self) -> Result<(), AppendError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), AppendError> {
+        {
+            let mut pending = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pending.closed = true;
+        }
+        self.shared.work.notify_all();
+        self.shared.room.notify_all();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        let durable = self
+            .shared
+            .durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &durable.failed {
+            Some(e) => Err(AppendError::Io(e.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// A pending append; [`AppendTicket::wait`] returns once it is durable.
+#[must_use = "an append is not acknowledged until its ticket is waited on"]
+#[derive(Debug)]
+pub struct AppendTicket<'a> {
+    shared: &'a Shared,
+    ack: AppendAck,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("wal_dir", &self.wal_dir)
+            .finish()
+    }
+}
+
+impl AppendTicket<'_> {
+    /// The offsets this append will have.
+    pub fn ack(&self) -> AppendAck {
+        self.ack
+    }
+
+    /// Waits until the batch is durable.
+    pub fn wait(self) -> Result<AppendAck, AppendError> {
+        wait_durable(self.shared, self.ack.next_offset)?;
+        Ok(self.ack)
+    }
+}
+
+fn wait_durable(shared: &Shared, offset: Offset) -> Result<(), AppendError> {
+    if shared.durable_next.load(Ordering::Acquire) >= offset {
+        return Ok(());
+    }
+    let mut durable = shared.durable.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if durable.next_offset >= offset {
+            return Ok(());
+        }
+        if let Some(e) = &durable.failed {
+            return Err(AppendError::Io(e.clone()));
+        }
+        durable = shared
+            .durable_changed
+            .wait(durable)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+fn random_log_id() -> [u8; 16] {
+    use std::io::Read;
+    let mut id = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut id))
+        .is_err()
+    {
+        // No urandom: time and pid are unique enough to tell logs apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        id[..12].copy_from_slice(&nanos.to_le_bytes()[..12]);
+        id[12..].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    id
+}
+
+pub(crate) fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

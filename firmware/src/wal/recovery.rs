@@ -1,0 +1,423 @@
+//! Opening a log: find its segments, check every frame, repair what a crash can leave
+//! behind, and refuse (or quarantine) what a crash cannot explain.
+//!
+//! What a crash can leave, and what recovery does about it:
+//! - `wal/prealloc.tmp` (a preallocation or rotation in progress): removed.
+//! - A torn or zero-filled tail of the **last** segment (the write that was in flight when
+//!   the power went; never acknowledged): the bytes from the first invalid frame on are
+//!   overwritten with zeros and synced, so a later append cannot be followed by stale bytes.
+//!   A crash can only tear the last write, which is at most [`TORN_TAIL_WINDOW_BYTES`] long,
+//!   so a non-zero byte further than that past the first invalid frame is not a torn tail
+//!   but damage.
+//! - A sealed last segment (crash after the footer, before the next segment): the writer
+//!   starts the next segment.
+//!
+//! Everything else is damage — a bad frame in a segment that is not the last, a missing
+//! segment (a gap in offsets), a foreign or garbage file in `wal/`, a bad header — reported
+//! with file and byte position. [`RecoveryMode::Strict`] refuses to open;
+//! [`RecoveryMode::QuarantineCorrupt`] cuts the log at the first damage: the damaged segment
+//! and all after it are moved to `wal/quarantine/` (never deleted) and the valid frames
+//! before the damage are copied into a fresh segment of the same name.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use gridlog_common::frame::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
+use gridlog_common::segment::SEGMENT_HEADER_BYTES;
+use gridlog_common::{Offset, FIRST_OFFSET};
+
+use super::error::{Damage, OpenError};
+use super::io::Io;
+use super::segment::{
+    last_nonzero_from, parse_segment_file_name, preallocate, scan_segment, ScanStop,
+    PREALLOC_FILE_NAME,
+};
+use crate::mmap::SegmentMap;
+
+/// How far past the first invalid frame of the last segment a crash can have left bytes:
+/// one write round of the writer is at most one maximal frame or one batch, whichever is
+/// larger, plus a footer.
+pub const TORN_TAIL_WINDOW_BYTES: usize = FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX + 4096;
+
+/// The directory damaged files are moved to, inside `wal/`.
+pub const QUARANTINE_DIR_NAME: &str = "quarantine";
+
+/// What recovery does when it finds damage a crash cannot explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RecoveryMode {
+    /// Refuse to open, changing nothing. The default: an operator decides.
+    #[default]
+    Strict,
+    /// Cut the log at the first damage; move damaged and later files to `wal/quarantine/`.
+    QuarantineCorrupt,
+}
+
+/// What recovery found and did, for the operator's log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// A torn tail that was zeroed: file, first invalid byte, bytes zeroed.
+    pub torn_tail: Option<(PathBuf, u64, u64)>,
+    /// Files moved to quarantine, with the damage that sent them there.
+    pub quarantined: Vec<(PathBuf, Damage)>,
+    /// A leftover preallocation that was removed.
+    pub removed_prealloc: bool,
+    /// Number of segments in the hot log after recovery.
+    pub segments: usize,
+    /// Records in the hot log after recovery.
+    pub records: u64,
+}
+
+/// A segment as recovery leaves it.
+#[derive(Debug)]
+pub(crate) struct RecoveredSegment {
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) first_offset: Offset,
+    pub(crate) next_offset: Offset,
+    /// Where the next frame goes (unsealed) — past the last valid batch frame.
+    pub(crate) data_end: u64,
+    /// Past the footer if sealed, else `data_end`.
+    pub(crate) durable_end: u64,
+    pub(crate) frame_count: u64,
+    pub(crate) segment_bytes: u64,
+    pub(crate) sealed: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) log_id: Option<[u8; 16]>,
+    pub(crate) segments: Vec<RecoveredSegment>,
+    pub(crate) next_offset: Offset,
+    pub(crate) report: RecoveryReport,
+}
+
+/// A file in `wal/`, classified.
+pub(crate) enum WalEntry {
+    Segment(Offset, PathBuf),
+    Prealloc(PathBuf),
+    Quarantine,
+    Unexpected(PathBuf),
+}
+
+pub(crate) fn list_wal_dir(wal_dir: &Path) -> io::Result<Vec<WalEntry>> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(wal_dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_file = entry.file_type()?.is_file();
+        entries.push(match parse_segment_file_name(&name) {
+            Some(first) if is_file => WalEntry::Segment(first, path),
+            _ if name == PREALLOC_FILE_NAME && is_file => WalEntry::Prealloc(path),
+            _ if name == QUARANTINE_DIR_NAME && !is_file => WalEntry::Quarantine,
+            _ => WalEntry::Unexpected(path),
+        });
+    }
+    entries.sort_by_key(|e| match e {
+        WalEntry::Segment(first, _) => *first,
+        _ => 0,
+    });
+    Ok(entries)
+}
+
+struct Recovery<'a> {
+    io: &'a Io,
+    wal_dir: &'a Path,
+    mode: RecoveryMode,
+    report: RecoveryReport,
+}
+
+impl Recovery<'_> {
+    fn io_err(&self, path: &Path) -> impl Fn(io::Error) -> OpenError + '_ {
+        let path = path.to_path_buf();
+        move |source| OpenError::Io {
+            path: path.clone(),
+            source,
+        }
+    }
+
+    /// Strict: an error. Quarantine: move `paths` aside and note why.
+    fn damage(&mut self, damage: Damage, paths: &[PathBuf]) -> Result<(), OpenError> {
+        if self.mode == RecoveryMode::Strict {
+            return Err(OpenError::Corrupt { damage });
+        }
+        let quarantine = self.wal_dir.join(QUARANTINE_DIR_NAME);
+        std::fs::create_dir_all(&quarantine).map_err(self.io_err(&quarantine))?;
+        for path in paths {
+            let name = path
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
+            let mut target = quarantine.join(&name);
+            let mut n = 1;
+            while target.exists() {
+                target = quarantine.join(format!("{}.{n}", name.to_string_lossy()));
+                n += 1;
+            }
+            self.io.rename(path, &target).map_err(self.io_err(path))?;
+            tracing::warn!(from = %path.display(), to = %target.display(), %damage, "moved damaged file to quarantine");
+            self.report.quarantined.push((target, damage.clone()));
+        }
+        self.io
+            .sync_dir(&quarantine)
+            .map_err(self.io_err(&quarantine))?;
+        self.io
+            .sync_dir(self.wal_dir)
+            .map_err(self.io_err(self.wal_dir))?;
+        Ok(())
+    }
+
+    /// Quarantine helper for a segment damaged at `position`: keep its valid prefix.
+    fn cut_segment(
+        &mut self,
+        path: &Path,
+        prefix: &[u8],
+        segment_bytes: u64,
+        damage: Damage,
+    ) -> Result<(), OpenError> {
+        self.damage(damage, &[path.to_path_buf()])?;
+        let tmp = self.wal_dir.join(PREALLOC_FILE_NAME);
+        let file = preallocate(self.io, &tmp, segment_bytes).map_err(self.io_err(&tmp))?;
+        self.io
+            .write_all_at(&file, &tmp, 0, prefix)
+            .map_err(self.io_err(&tmp))?;
+        self.io.sync_data(&file, &tmp).map_err(self.io_err(&tmp))?;
+        self.io.rename(&tmp, path).map_err(self.io_err(path))?;
+        self.io
+            .sync_dir(self.wal_dir)
+            .map_err(self.io_err(self.wal_dir))?;
+        Ok(())
+    }
+}
+
+/// Recovers the log in `wal_dir` (see the module docs).
+pub(crate) fn recover(io: &Io, wal_dir: &Path, mode: RecoveryMode) -> Result<Recovered, OpenError> {
+    let mut rec = Recovery {
+        io,
+        wal_dir,
+        mode,
+        report: RecoveryReport::default(),
+    };
+    let entries = list_wal_dir(wal_dir).map_err(rec.io_err(wal_dir))?;
+    let mut segment_paths = Vec::new();
+    for entry in entries {
+        match entry {
+            WalEntry::Segment(first, path) => segment_paths.push((first, path)),
+            WalEntry::Prealloc(path) => {
+                io.remove(&path).map_err(rec.io_err(&path))?;
+                io.sync_dir(wal_dir).map_err(rec.io_err(wal_dir))?;
+                rec.report.removed_prealloc = true;
+            }
+            WalEntry::Quarantine => {}
+            WalEntry::Unexpected(path) => {
+                let damage = Damage {
+                    path: path.clone(),
+                    position: 0,
+                    reason: "unexpected file in wal/ (not a segment of this log)".into(),
+                };
+                rec.damage(damage, &[path])?;
+            }
+        }
+    }
+
+    let mut segments: Vec<RecoveredSegment> = Vec::new();
+    let mut log_id: Option<[u8; 16]> = None;
+    let mut next_offset = None;
+    let count = segment_paths.len();
+    for (i, (name_offset, path)) in segment_paths.iter().enumerate() {
+        let later: Vec<PathBuf> = segment_paths[i..].iter().map(|(_, p)| p.clone()).collect();
+        let is_last = i + 1 == count;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(rec.io_err(path))?;
+        let len = file.metadata().map_err(rec.io_err(path))?.len();
+        if len < SEGMENT_HEADER_BYTES as u64 {
+            let reason = format!("segment file of {len} bytes is shorter than its header");
+            rec.damage(
+                Damage {
+                    path: path.clone(),
+                    position: 0,
+                    reason,
+                },
+                &later,
+            )?;
+            break;
+        }
+        let map = SegmentMap::new(&file).map_err(rec.io_err(path))?;
+        // During recovery nothing else touches the file, so the whole map is stable.
+        let bytes = map.prefix(map.len());
+        let scan = match scan_segment(bytes) {
+            Ok(scan) => scan,
+            Err((position, reason)) => {
+                rec.damage(
+                    Damage {
+                        path: path.clone(),
+                        position,
+                        reason,
+                    },
+                    &later,
+                )?;
+                break;
+            }
+        };
+        let mut problem: Option<Damage> = None;
+        if scan.header.first_offset != *name_offset {
+            problem = Some(Damage {
+                path: path.clone(),
+                position: 0,
+                reason: format!(
+                    "header says first offset {} but the name says {name_offset}",
+                    scan.header.first_offset
+                ),
+            });
+        } else if log_id.is_some_and(|id| id != scan.header.log_id) {
+            problem = Some(Damage {
+                path: path.clone(),
+                position: 0,
+                reason: "segment belongs to another log (log id differs)".into(),
+            });
+        } else if let Some(expected) = next_offset.filter(|&n| n != scan.header.first_offset) {
+            problem = Some(Damage {
+                path: path.clone(),
+                position: 0,
+                reason: format!(
+                    "missing segment: offsets {expected}..{} are in no segment",
+                    scan.header.first_offset
+                ),
+            });
+        }
+        if let Some(damage) = problem {
+            rec.damage(damage, &later)?;
+            break;
+        }
+        log_id = Some(scan.header.log_id);
+        let mut sealed = false;
+        match &scan.stop {
+            ScanStop::Footer => sealed = true,
+            ScanStop::End | ScanStop::Invalid { .. } if is_last => {
+                let first_bad = scan.data_end as usize;
+                if let Some(last) = last_nonzero_from(bytes, first_bad) {
+                    if last >= first_bad + TORN_TAIL_WINDOW_BYTES {
+                        let reason = match &scan.stop {
+                            ScanStop::Invalid { reason, .. } => {
+                                format!("{reason}, with data after it")
+                            }
+                            _ => "zeros followed by data".to_string(),
+                        };
+                        let damage = Damage {
+                            path: path.clone(),
+                            position: first_bad as u64,
+                            reason,
+                        };
+                        rec.cut_segment(path, &bytes[..first_bad], len, damage)?;
+                        drop(map);
+                        let file = OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(path)
+                            .map_err(rec.io_err(path))?;
+                        segments.push(recovered(path, file, &scan, false));
+                        next_offset = Some(scan.next_offset);
+                        break;
+                    }
+                    let torn = (last + 1 - first_bad) as u64;
+                    io.write_zeros(&file, path, first_bad as u64, torn)
+                        .map_err(rec.io_err(path))?;
+                    io.sync_data(&file, path).map_err(rec.io_err(path))?;
+                    tracing::warn!(path = %path.display(), position = first_bad, bytes = torn, "zeroed the torn tail of the log (never acknowledged)");
+                    rec.report.torn_tail = Some((path.clone(), first_bad as u64, torn));
+                }
+            }
+            ScanStop::End => {
+                let damage = Damage {
+                    path: path.clone(),
+                    position: scan.data_end,
+                    reason: "segment is not sealed but is not the last one".into(),
+                };
+                rec.cut_segment(path, &bytes[..scan.data_end as usize], len, damage)?;
+                segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
+                next_offset = Some(scan.next_offset);
+                rec.damage_rest(&segment_paths[i + 1..])?;
+                break;
+            }
+            ScanStop::Invalid { position, reason } => {
+                let damage = Damage {
+                    path: path.clone(),
+                    position: *position,
+                    reason: reason.clone(),
+                };
+                rec.cut_segment(path, &bytes[..scan.data_end as usize], len, damage)?;
+                segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
+                next_offset = Some(scan.next_offset);
+                rec.damage_rest(&segment_paths[i + 1..])?;
+                break;
+            }
+        }
+        drop(map);
+        segments.push(recovered(path, file, &scan, sealed));
+        next_offset = Some(scan.next_offset);
+    }
+    rec.report.segments = segments.len();
+    rec.report.records = segments
+        .iter()
+        .map(|s| s.next_offset - s.first_offset)
+        .sum();
+    Ok(Recovered {
+        log_id,
+        next_offset: next_offset.unwrap_or(FIRST_OFFSET),
+        segments,
+        report: rec.report,
+    })
+}
+
+impl Recovery<'_> {
+    /// After a cut, the later segments cannot be part of a gap-free log.
+    fn damage_rest(&mut self, rest: &[(Offset, PathBuf)]) -> Result<(), OpenError> {
+        let Some((_, first)) = rest.first() else {
+            return Ok(());
+        };
+        let paths: Vec<PathBuf> = rest.iter().map(|(_, p)| p.clone()).collect();
+        let damage = Damage {
+            path: first.clone(),
+            position: 0,
+            reason: "follows a damaged segment; cut from the log".into(),
+        };
+        self.damage(damage, &paths)
+    }
+}
+
+fn reopen(rec: &Recovery<'_>, path: &Path) -> Result<File, OpenError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(rec.io_err(path))
+}
+
+fn recovered(
+    path: &Path,
+    file: File,
+    scan: &super::segment::SegmentScan,
+    sealed: bool,
+) -> RecoveredSegment {
+    RecoveredSegment {
+        path: path.to_path_buf(),
+        file,
+        first_offset: scan.header.first_offset,
+        next_offset: scan.next_offset,
+        data_end: scan.data_end,
+        durable_end: if sealed {
+            scan.durable_end
+        } else {
+            scan.data_end
+        },
+        frame_count: scan.frame_count,
+        segment_bytes: scan.header.segment_bytes,
+        sealed,
+    }
+}

@@ -1,0 +1,130 @@
+use super::*;
+use std::sync::Arc;
+
+fn small() -> WalOptions {
+    WalOptions::default().segment_bytes(4096)
+}
+
+fn read_all(wal: &Wal, from: Offset) -> Vec<(Offset, Vec<u8>)> {
+    let mut cursor = wal.read_from(from).unwrap();
+    let mut out = Vec::new();
+    while let Some(record) = cursor.next() {
+        let record = record.unwrap();
+        out.push((record.offset, record.bytes.to_vec()));
+    }
+    out
+}
+
+#[test]
+fn append_read_reopen_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(dir.path(), small()).unwrap();
+        let ack = wal.append(&[b"a".as_slice(), b"bc"]).unwrap();
+        assert_eq!(
+            ack,
+            AppendAck {
+                first_offset: 1,
+                next_offset: 3
+            }
+        );
+        let ack = wal.append(&[b"d"]).unwrap();
+        assert_eq!(ack.first_offset, 3);
+        assert_eq!(
+            read_all(&wal, 1),
+            vec![(1, b"a".to_vec()), (2, b"bc".to_vec()), (3, b"d".to_vec())]
+        );
+        assert_eq!(read_all(&wal, 2).len(), 2);
+        assert_eq!(read_all(&wal, 4).len(), 0);
+        wal.close().unwrap();
+    }
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    assert_eq!(wal.next_offset(), 4);
+    assert_eq!(wal.append(&[b"e"]).unwrap().first_offset, 4);
+    assert_eq!(read_all(&wal, 1).len(), 4);
+}
+
+#[test]
+fn rotation_keeps_every_record_across_segments_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = vec![7u8; 300];
+    {
+        let wal = Wal::open(dir.path(), small()).unwrap();
+        for _ in 0..100 {
+            wal.append(&[&payload[..], &payload[..]]).unwrap();
+        }
+        assert!(
+            wal.segments().len() > 10,
+            "expected many segments, got {}",
+            wal.segments().len()
+        );
+        assert_eq!(read_all(&wal, 1).len(), 200);
+        assert_eq!(read_all(&wal, 150).first().unwrap().0, 150);
+    }
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    assert_eq!(read_all(&wal, 1).len(), 200);
+    let report = verify(dir.path()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.records(), 200);
+}
+
+#[test]
+fn too_large_and_empty_appends_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    let empty: [&[u8]; 0] = [];
+    assert!(matches!(wal.append(&empty), Err(AppendError::Empty)));
+    let big = vec![0u8; 5000];
+    match wal.append(&[&big[..]]) {
+        Err(AppendError::TooLarge { max, .. }) => assert_eq!(max, 4096 - 64 - 64),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(wal.next_offset(), 1);
+}
+
+#[test]
+fn concurrent_appenders_get_gap_free_offsets_and_a_live_cursor_sees_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal =
+        Arc::new(Wal::open(dir.path(), WalOptions::default().segment_bytes(64 * 1024)).unwrap());
+    let mut cursor = wal.read_from(1).unwrap();
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                (0..200u32)
+                    .map(|i| {
+                        let rec = [t, i as u8, (i >> 8) as u8];
+                        let ack = wal.append(&[rec]).unwrap();
+                        (ack.first_offset, rec.to_vec())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    while seen.len() < 1600 {
+        match cursor.next() {
+            Some(r) => {
+                let r = r.unwrap();
+                seen.push((r.offset, r.bytes.to_vec()));
+            }
+            None => std::thread::yield_now(),
+        }
+    }
+    let mut acked: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    acked.sort();
+    assert_eq!(seen, acked);
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=1600).collect::<Vec<_>>()
+    );
+    assert!(
+        wal.stats().rounds < 1600,
+        "group commit should batch: {:?}",
+        wal.stats()
+    );
+}

@@ -1,0 +1,416 @@
+//! The single writer: takes the pending buffer, writes it into the active segment (rotating
+//! at frame boundaries), syncs once per round, publishes the durable end and wakes waiters.
+//!
+//! Rotation, step by step (a crash between any two steps recovers cleanly):
+//! 1. write the footer after the last frame; `fdatasync` (the old segment is sealed);
+//! 2. take the preallocated `prealloc.tmp`; write the new header; `fdatasync`;
+//! 3. rename it to `<first offset>.seg`; `fsync` the directory.
+//!
+//! After 1 alone, recovery finds a sealed last segment and the writer starts the next one;
+//! a leftover `prealloc.tmp` is removed. The next segment is preallocated by a helper thread
+//! while the active one fills, so rotation costs two syncs, not a 64 MiB zero-fill.
+//!
+//! A failed write or sync of the active segment poisons the log: after an `fdatasync` error
+//! the kernel may have dropped the dirty pages, so nothing written since the last good sync
+//! can be trusted. Every waiting and later append gets the error; reopening recovers. A
+//! failed preallocation (typically a full disk) is not fatal: appends wait, the writer
+//! retries every [`DISK_FULL_RETRY`], and [`super::CommitStats::disk_full`] says why.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gridlog_common::batch::{encode_footer_frame, footer_frame_len, Footer};
+use gridlog_common::segment::{FormatVersion, SegmentHeader};
+use gridlog_common::Offset;
+
+use super::error::OpenError;
+use super::io::Io;
+use super::recovery::Recovered;
+use super::segment::{
+    install_segment, preallocate, Segment, FOOTER_RESERVE_BYTES, PREALLOC_FILE_NAME,
+};
+use super::{log2_bucket, unix_ms_now, Durable, Pending, PendingFrame, Shared, WalOptions};
+
+/// How long the writer waits before it tries again to preallocate a segment that failed
+/// (typically a full disk).
+pub const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
+
+struct Active {
+    segment: Arc<Segment>,
+    file: File,
+    segment_bytes: u64,
+    /// Where the next frame goes.
+    pos: u64,
+    frame_count: u64,
+    next_offset: Offset,
+}
+
+struct Preallocator {
+    request: Option<Sender<()>>,
+    ready: Receiver<io::Result<File>>,
+    outstanding: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Preallocator {
+    fn start(io: Io, path: PathBuf, segment_bytes: u64) -> Preallocator {
+        let (request, requests) = mpsc::channel::<()>();
+        let (done, ready) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("gridlog-prealloc".into())
+            .spawn(move || {
+                for () in requests {
+                    if done.send(preallocate(&io, &path, segment_bytes)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawn preallocator thread");
+        Preallocator {
+            request: Some(request),
+            ready,
+            outstanding: false,
+            thread: Some(thread),
+        }
+    }
+
+    fn ask(&mut self) {
+        if !self.outstanding {
+            if let Some(request) = &self.request {
+                self.outstanding = request.send(()).is_ok();
+            }
+        }
+    }
+
+    fn take(&mut self) -> io::Result<File> {
+        self.ask();
+        self.outstanding = false;
+        self.ready
+            .recv()
+            .map_err(|_| io::Error::other("preallocator thread ended"))?
+    }
+}
+
+impl Drop for Preallocator {
+    fn drop(&mut self) {
+        self.request.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    io: Io,
+    active: Active,
+    prealloc: Preallocator,
+}
+
+pub(super) fn start(
+    wal_dir: PathBuf,
+    options: WalOptions,
+    io: Io,
+    log_id: [u8; 16],
+    recovered: Recovered,
+) -> Result<(Arc<Shared>, JoinHandle<()>), OpenError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OpenError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    let mut segments = Vec::with_capacity(recovered.segments.len() + 1);
+    let mut active = None;
+    let count = recovered.segments.len();
+    for (i, rs) in recovered.segments.into_iter().enumerate() {
+        let segment = Arc::new(
+            Segment::new(rs.path.clone(), rs.first_offset, &rs.file, rs.durable_end)
+                .map_err(io_err(&rs.path))?,
+        );
+        if i + 1 == count && !rs.sealed {
+            active = Some(Active {
+                segment: segment.clone(),
+                file: rs.file,
+                segment_bytes: rs.segment_bytes,
+                pos: rs.data_end,
+                frame_count: rs.frame_count,
+                next_offset: rs.next_offset,
+            });
+        }
+        segments.push(segment);
+    }
+    let prealloc_path = wal_dir.join(PREALLOC_FILE_NAME);
+    let mut prealloc =
+        Preallocator::start(io.clone(), prealloc_path.clone(), options.segment_bytes);
+    let active = match active {
+        Some(active) => active,
+        None => {
+            let file = prealloc.take().map_err(io_err(&prealloc_path))?;
+            let active = new_segment(
+                &io,
+                &wal_dir,
+                &prealloc_path,
+                file,
+                log_id,
+                recovered.next_offset,
+                options.segment_bytes,
+            )
+            .map_err(io_err(&wal_dir))?;
+            segments.push(active.segment.clone());
+            active
+        }
+    };
+    prealloc.ask();
+    let next_offset = recovered.next_offset;
+    let shared = Arc::new(Shared {
+        wal_dir,
+        options,
+        log_id,
+        segments: RwLock::new(segments),
+        pending: Mutex::new(Pending {
+            buf: Vec::new(),
+            frames: Vec::new(),
+            next_offset,
+            closed: false,
+            failed: None,
+        }),
+        work: Condvar::new(),
+        room: Condvar::new(),
+        durable: Mutex::new(Durable {
+            next_offset,
+            failed: None,
+        }),
+        durable_changed: Condvar::new(),
+        durable_next: std::sync::atomic::AtomicU64::new(next_offset),
+        stats: Default::default(),
+    });
+    let mut writer = Writer {
+        shared: shared.clone(),
+        io,
+        active,
+        prealloc,
+    };
+    let thread = std::thread::Builder::new()
+        .name("gridlog-wal-writer".into())
+        .spawn(move || writer.run())
+        .map_err(|source| OpenError::Io {
+            path: PathBuf::from("<writer thread>"),
+            source,
+        })?;
+    Ok((shared, thread))
+}
+
+fn new_segment(
+    io: &Io,
+    wal_dir: &Path,
+    prealloc_path: &Path,
+    file: File,
+    log_id: [u8; 16],
+    first_offset: Offset,
+    segment_bytes: u64,
+) -> io::Result<Active> {
+    let header = SegmentHeader {
+        version: FormatVersion::CURRENT,
+        log_id,
+        first_offset,
+        segment_bytes,
+        created_unix_ms: unix_ms_now(),
+    };
+    let path = install_segment(io, wal_dir, prealloc_path, &file, &header)?;
+    let pos = gridlog_common::segment::SEGMENT_HEADER_BYTES as u64;
+    let segment = Arc::new(Segment::new(path, first_offset, &file, pos)?);
+    Ok(Active {
+        segment,
+        file,
+        segment_bytes,
+        pos,
+        frame_count: 0,
+        next_offset: first_offset,
+    })
+}
+
+impl Writer {
+    fn run(&mut self) {
+        let mut buf = Vec::new();
+        let mut frames: Vec<PendingFrame> = Vec::new();
+        loop {
+            {
+                let shared = &*self.shared;
+                let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+                while pending.frames.is_empty() && !pending.closed {
+                    pending = shared.work.wait(pending).unwrap_or_else(|e| e.into_inner());
+                }
+                if pending.frames.is_empty() {
+                    return; // closed and drained
+                }
+                let delay = shared.options.commit_delay;
+                if !delay.is_zero() && !pending.closed {
+                    drop(pending);
+                    std::thread::sleep(delay);
+                    pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+                }
+                std::mem::swap(&mut pending.buf, &mut buf);
+                std::mem::swap(&mut pending.frames, &mut frames);
+            }
+            self.shared.room.notify_all();
+            if let Err(e) = self.write_round(&buf, &frames) {
+                self.fail(e);
+                return;
+            }
+            buf.clear();
+            frames.clear();
+        }
+    }
+
+    fn fail(&self, error: io::Error) {
+        tracing::error!(%error, "log write failed; the log refuses appends until it is reopened");
+        let error = Arc::new(error);
+        let shared = &*self.shared;
+        shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed = Some(error.clone());
+        shared
+            .durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed = Some(error);
+        shared.durable_changed.notify_all();
+        shared.room.notify_all();
+    }
+
+    fn write_round(&mut self, buf: &[u8], frames: &[PendingFrame]) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let stats = &shared.stats;
+        stats.round_frames_log2[log2_bucket(frames.len() as u64)].fetch_add(1, Ordering::Relaxed);
+        let mut at = 0usize;
+        let mut i = 0usize;
+        while i < frames.len() {
+            let room = self.active.segment_bytes - FOOTER_RESERVE_BYTES as u64 - self.active.pos;
+            let (mut chunk, mut j) = (0u64, i);
+            while j < frames.len() && chunk + frames[j].len as u64 <= room {
+                chunk += frames[j].len as u64;
+                j += 1;
+            }
+            if j > i {
+                let bytes = &buf[at..at + chunk as usize];
+                let path = &self.active.segment.path;
+                self.io
+                    .write_all_at(&self.active.file, path, self.active.pos, bytes)?;
+                self.active.pos += chunk;
+                self.active.frame_count += (j - i) as u64;
+                self.active.next_offset = frames[j - 1].next_offset;
+                let records = frames[j - 1].next_offset - frames[i].first_offset;
+                stats.frames.fetch_add((j - i) as u64, Ordering::Relaxed);
+                stats.records.fetch_add(records, Ordering::Relaxed);
+                stats.bytes.fetch_add(chunk, Ordering::Relaxed);
+                at += chunk as usize;
+                i = j;
+            }
+            if i < frames.len() {
+                self.seal()?;
+                self.rotate(frames[i].first_offset)?;
+            }
+        }
+        let end = self.active.pos;
+        self.sync_and_publish(end)
+    }
+
+    fn sync_and_publish(&mut self, durable_end: u64) -> io::Result<()> {
+        let started = Instant::now();
+        self.io
+            .sync_data(&self.active.file, &self.active.segment.path)?;
+        let took = started.elapsed();
+        let stats = &self.shared.stats;
+        stats.rounds.fetch_add(1, Ordering::Relaxed);
+        stats
+            .sync_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        stats.sync_micros_log2[log2_bucket(took.as_micros() as u64)]
+            .fetch_add(1, Ordering::Relaxed);
+        self.active.segment.publish_durable_end(durable_end);
+        let next = self.active.next_offset;
+        let shared = &*self.shared;
+        shared.durable_next.store(next, Ordering::Release);
+        shared
+            .durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_offset = next;
+        shared.durable_changed.notify_all();
+        Ok(())
+    }
+
+    /// Writes the footer after the last frame and makes both durable.
+    fn seal(&mut self) -> io::Result<()> {
+        let active = &self.active;
+        let footer = Footer {
+            first_offset: active.segment.first_offset,
+            next_offset: active.next_offset,
+            frame_count: active.frame_count,
+            data_end: active.pos,
+            index: &[],
+        };
+        let mut bytes = vec![0u8; footer_frame_len(&footer)];
+        debug_assert!(bytes.len() <= FOOTER_RESERVE_BYTES);
+        encode_footer_frame(&mut bytes, &footer).map_err(io::Error::other)?;
+        self.io
+            .write_all_at(&active.file, &active.segment.path, active.pos, &bytes)?;
+        let end = active.pos + bytes.len() as u64;
+        self.sync_and_publish(end)
+    }
+
+    /// Starts the segment that begins at `first_offset`, waiting out a full disk.
+    fn rotate(&mut self, first_offset: Offset) -> io::Result<()> {
+        let wal_dir = self.shared.wal_dir.clone();
+        let prealloc_path = wal_dir.join(PREALLOC_FILE_NAME);
+        let segment_bytes = self.shared.options.segment_bytes;
+        let file = loop {
+            match self.prealloc.take() {
+                Ok(file) => break file,
+                Err(error) => {
+                    self.shared.stats.disk_full.store(true, Ordering::Relaxed);
+                    let closed = self
+                        .shared
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .closed;
+                    if closed {
+                        return Err(error);
+                    }
+                    tracing::warn!(%error, "cannot preallocate the next log segment; appends wait");
+                    std::thread::sleep(DISK_FULL_RETRY);
+                }
+            }
+        };
+        self.shared.stats.disk_full.store(false, Ordering::Relaxed);
+        let active = new_segment(
+            &self.io,
+            &wal_dir,
+            &prealloc_path,
+            file,
+            self.shared.log_id,
+            first_offset,
+            segment_bytes,
+        )?;
+        self.shared
+            .segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(active.segment.clone());
+        self.active = active;
+        self.shared.stats.rotations.fetch_add(1, Ordering::Relaxed);
+        self.prealloc.ask();
+        Ok(())
+    }
+}
