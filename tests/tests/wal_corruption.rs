@@ -1,0 +1,236 @@
+//! Damage a crash cannot explain is detected and reported with file and byte position by
+//! both `open` and `verify`, never skipped silently; quarantine mode cuts the log at the
+//! damage and keeps the damaged files.
+
+use std::path::{Path, PathBuf};
+
+use gridlog_common::frame;
+use gridlog_common::segment::SEGMENT_HEADER_BYTES;
+use gridlog_firmware::wal::{verify, OpenError, RecoveryMode, Wal, WalOptions};
+
+fn options() -> WalOptions {
+    WalOptions::default().segment_bytes(4096)
+}
+
+/// A closed log of 300 records in many 4 KiB segments; returns the segment paths.
+fn write_log(dir: &Path) -> Vec<PathBuf> {
+    let wal = Wal::open(dir, options()).unwrap();
+    for i in 0..100u32 {
+        let records: Vec<Vec<u8>> = (0..3)
+            .map(|j| format!("record {i}.{j} {}", "x".repeat(20 + (i % 50) as usize)).into_bytes())
+            .collect();
+        wal.append(&records).unwrap();
+    }
+    let segments = wal
+        .segments()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect::<Vec<_>>();
+    wal.close().unwrap();
+    assert!(
+        segments.len() >= 5,
+        "want several segments, got {}",
+        segments.len()
+    );
+    segments
+}
+
+/// Byte positions of every frame (footer included) in a segment file.
+fn frame_positions(bytes: &[u8]) -> Vec<usize> {
+    let mut pos = SEGMENT_HEADER_BYTES;
+    let mut out = Vec::new();
+    while let Ok(f) = frame::decode(&bytes[pos..]) {
+        out.push(pos);
+        pos += f.encoded_len();
+    }
+    out
+}
+
+fn read_all(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
+    let mut cursor = wal.read_from(wal.oldest_offset()).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = cursor.next() {
+        let r = r.unwrap();
+        out.push((r.offset, r.bytes.to_vec()));
+    }
+    out
+}
+
+fn expect_corrupt(dir: &Path, path: &Path, position: Option<u64>) {
+    match Wal::open(dir, options()) {
+        Err(OpenError::Corrupt { damage }) => {
+            assert_eq!(damage.path, path, "{damage}");
+            if let Some(position) = position {
+                assert_eq!(damage.position, position, "{damage}");
+            }
+        }
+        other => panic!(
+            "expected corruption at {} {position:?}, got {other:?}",
+            path.display()
+        ),
+    }
+    let report = verify(dir).unwrap();
+    assert!(!report.is_clean(), "verify missed the damage");
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.path == path && position.is_none_or(|p| d.position == p)),
+        "verify reported {:?}",
+        report.damage
+    );
+}
+
+#[test]
+fn a_flipped_bit_in_any_frame_of_a_sealed_segment_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    let victim = &segments[1];
+    let original = std::fs::read(victim).unwrap();
+    let frames = frame_positions(&original);
+    assert!(frames.len() >= 3);
+    for (n, &pos) in frames.iter().enumerate() {
+        let next = frames.get(n + 1).copied().unwrap_or(pos + 16);
+        // One bit in the header, one in the body of each frame.
+        for bit_at in [pos + 2, (pos + next) / 2] {
+            let mut damaged = original.clone();
+            damaged[bit_at] ^= 0x10;
+            std::fs::write(victim, &damaged).unwrap();
+            expect_corrupt(dir.path(), victim, Some(pos as u64));
+        }
+    }
+    std::fs::write(victim, &original).unwrap();
+    assert!(verify(dir.path()).unwrap().is_clean());
+    assert!(Wal::open(dir.path(), options()).is_ok());
+}
+
+#[test]
+fn a_flipped_bit_in_a_segment_header_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    let mut bytes = std::fs::read(&segments[2]).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&segments[2], &bytes).unwrap();
+    expect_corrupt(dir.path(), &segments[2], Some(0));
+}
+
+#[test]
+fn a_truncated_middle_segment_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segments[2])
+        .unwrap();
+    file.set_len(1000).unwrap();
+    expect_corrupt(dir.path(), &segments[2], Some(0));
+}
+
+#[test]
+fn a_missing_segment_is_reported_as_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    std::fs::remove_file(&segments[2]).unwrap();
+    expect_corrupt(dir.path(), &segments[3], Some(0));
+    let report = verify(dir.path()).unwrap();
+    assert!(
+        report
+            .damage
+            .iter()
+            .any(|d| d.reason.contains("missing segment")),
+        "{:?}",
+        report.damage
+    );
+}
+
+#[test]
+fn a_garbage_file_in_the_wal_directory_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path());
+    let garbage = dir.path().join("wal").join("notes.txt");
+    std::fs::write(&garbage, b"hello").unwrap();
+    expect_corrupt(dir.path(), &garbage, None);
+    // Also a file that looks like a segment but is not one.
+    std::fs::remove_file(&garbage).unwrap();
+    let fake = dir.path().join("wal").join("99999999999999999999.seg");
+    std::fs::write(&fake, vec![0xAB; 8192]).unwrap();
+    expect_corrupt(dir.path(), &fake, Some(0));
+}
+
+#[test]
+fn quarantine_mode_cuts_at_the_damage_and_keeps_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    let before = {
+        let wal = Wal::open(dir.path(), options()).unwrap();
+        read_all(&wal)
+    };
+    let victim = &segments[2];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let frames = frame_positions(&bytes);
+    let bad_frame = frames[2];
+    bytes[bad_frame + 12] ^= 0xff;
+    std::fs::write(victim, &bytes).unwrap();
+    // Strict refuses and changes nothing.
+    expect_corrupt(dir.path(), victim, Some(bad_frame as u64));
+    assert_eq!(
+        std::fs::read(victim).unwrap(),
+        bytes,
+        "strict mode must not touch files"
+    );
+
+    let wal = Wal::open(
+        dir.path(),
+        options().recovery(RecoveryMode::QuarantineCorrupt),
+    )
+    .unwrap();
+    let report = wal.recovery_report().clone();
+    let after = read_all(&wal);
+    // Everything before the damaged frame survives, in order; nothing after it is in the log.
+    assert!(!after.is_empty() && after.len() < before.len());
+    assert_eq!(after[..], before[..after.len()]);
+    // The quarantine holds the damaged segment and every later one, byte for byte.
+    let quarantine = dir.path().join("wal").join("quarantine");
+    assert_eq!(report.quarantined.len(), segments.len() - 2, "{report:?}");
+    assert_eq!(
+        std::fs::read(quarantine.join(victim.file_name().unwrap())).unwrap(),
+        bytes
+    );
+    for later in &segments[3..] {
+        assert!(quarantine.join(later.file_name().unwrap()).exists());
+    }
+    // The log goes on from the cut, and is clean.
+    let ack = wal.append(&[b"after the cut"]).unwrap();
+    assert_eq!(ack.first_offset, after.last().unwrap().0 + 1);
+    drop(wal);
+    assert!(verify(dir.path()).unwrap().is_clean());
+}
+
+#[test]
+fn a_torn_tail_of_the_last_segment_is_zeroed_and_reported_as_torn_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    let last = segments.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    let frames = frame_positions(&bytes);
+    let end = frames
+        .last()
+        .map(|&p| p + frame::decode(&bytes[p..]).unwrap().encoded_len())
+        .unwrap_or(SEGMENT_HEADER_BYTES);
+    // A half-written frame after the last one.
+    bytes[end..end + 20].copy_from_slice(&[0x55; 20]);
+    std::fs::write(last, &bytes).unwrap();
+    let report = verify(dir.path()).unwrap();
+    assert!(
+        report.is_clean() && report.torn_tail.is_some(),
+        "{report:?}"
+    );
+    let wal = Wal::open(dir.path(), options()).unwrap();
+    assert_eq!(
+        wal.recovery_report().torn_tail.as_ref().map(|t| t.1),
+        Some(end as u64)
+    );
+    assert_eq!(read_all(&wal).len(), 300);
+    drop(wal);
+    assert!(verify(dir.path()).unwrap().torn_tail.is_none());
+}
