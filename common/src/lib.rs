@@ -10,6 +10,8 @@
 //! - [`frame`]: the checksummed envelope around every stored body (length, CRC32, body).
 //! - [`batch`]: frame bodies — a batch of records, or a segment footer — in postcard's layout.
 //! - [`segment`]: the fixed 64-byte header that opens every log segment file.
+//! - [`id`]: bounded, validated ids and labels.
+//! - [`domain`]: meters, assets, commands, events and the versioned event record.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -17,7 +19,9 @@
 extern crate alloc;
 
 pub mod batch;
+pub mod domain;
 pub mod frame;
+pub mod id;
 pub mod segment;
 pub mod varint;
 

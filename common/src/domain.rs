@@ -1,0 +1,574 @@
+//! The site's domain: meters and energy assets, the commands that ask for change and the
+//! events that record it.
+//!
+//! A [`Command`] is a request; the engine validates it against current state and may reject
+//! it. An [`Event`] is a fact; it is never rejected, changed or deleted. Events are stored as
+//! records of the log: see [`encode_event`] / [`decode_event`] and `docs/FORMAT.md`.
+//!
+//! Units are in the names: `_wh` watt-hours, `_w` watts, `_v` volts, `_a` amperes, `_pct`
+//! percent, `_ms` milliseconds since the Unix epoch (UTC).
+
+use crate::id::{CommandId, EntityId, Label};
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// What a meter measures. Decides how its energy counts in the site totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MeterKind {
+    /// The grid connection point: import = bought, export = sold.
+    Grid,
+    /// A PV generation meter: export = produced.
+    Pv,
+    /// A load: import = consumed.
+    Load,
+    /// An EV charger's meter: import = charged into vehicles.
+    Ev,
+    /// A battery's meter: import = charged, export = discharged.
+    Battery,
+    /// A sub-meter of part of the site: import = consumed.
+    Submeter,
+}
+
+impl MeterKind {
+    /// All kinds, in a fixed order.
+    pub const ALL: [MeterKind; 6] = [
+        MeterKind::Grid,
+        MeterKind::Pv,
+        MeterKind::Load,
+        MeterKind::Ev,
+        MeterKind::Battery,
+        MeterKind::Submeter,
+    ];
+
+    /// The lower-case name used in the API and in tags.
+    pub fn name(self) -> &'static str {
+        match self {
+            MeterKind::Grid => "grid",
+            MeterKind::Pv => "pv",
+            MeterKind::Load => "load",
+            MeterKind::Ev => "ev",
+            MeterKind::Battery => "battery",
+            MeterKind::Submeter => "submeter",
+        }
+    }
+
+    /// Parses [`MeterKind::name`].
+    pub fn from_name(name: &str) -> Option<MeterKind> {
+        MeterKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// What an energy asset is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AssetKind {
+    /// A battery storage system.
+    Battery,
+    /// A PV inverter.
+    PvInverter,
+    /// An EV charger.
+    EvCharger,
+    /// A controllable load.
+    Load,
+}
+
+impl AssetKind {
+    /// All kinds, in a fixed order.
+    pub const ALL: [AssetKind; 4] = [
+        AssetKind::Battery,
+        AssetKind::PvInverter,
+        AssetKind::EvCharger,
+        AssetKind::Load,
+    ];
+
+    /// The lower-case name used in the API and in tags.
+    pub fn name(self) -> &'static str {
+        match self {
+            AssetKind::Battery => "battery",
+            AssetKind::PvInverter => "pv_inverter",
+            AssetKind::EvCharger => "ev_charger",
+            AssetKind::Load => "load",
+        }
+    }
+
+    /// Parses [`AssetKind::name`].
+    pub fn from_name(name: &str) -> Option<AssetKind> {
+        AssetKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// The kind of an entity: a meter or an asset of some kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EntityKind {
+    /// A meter.
+    Meter(MeterKind),
+    /// An energy asset.
+    Asset(AssetKind),
+}
+
+/// Which cumulative register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Register {
+    /// The import (consumed, bought, charged) register.
+    Import,
+    /// The export (produced, sold, discharged) register.
+    Export,
+}
+
+/// One meter reading as a device reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    /// When the meter measured it.
+    pub time_ms: i64,
+    /// Cumulative import register.
+    pub import_wh: f64,
+    /// Cumulative export register.
+    pub export_wh: f64,
+    /// Instantaneous active power; positive = import.
+    pub power_w: f64,
+    /// Optional voltage.
+    pub voltage_v: Option<f32>,
+    /// Optional current.
+    pub current_a: Option<f32>,
+}
+
+/// Asset telemetry as a device reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// When the asset measured it.
+    pub time_ms: i64,
+    /// Active power; for a battery positive = charging.
+    pub power_w: f64,
+    /// State of charge, for storage.
+    pub soc_pct: Option<f64>,
+    /// Free-form status (`charging`, `idle`, `fault` …).
+    pub status: Label,
+}
+
+/// A request to change the site's state. Validated, then accepted (events) or rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Register a meter. Identical re-registration is a no-op; a different one is rejected.
+    RegisterMeter {
+        /// The meter.
+        meter: EntityId,
+        /// What it measures.
+        kind: MeterKind,
+        /// Width of its registers in bits if they wrap (SunSpec acc32: 32), else `None`.
+        register_bits: Option<u8>,
+    },
+    /// Record a reading.
+    RecordReading {
+        /// The meter.
+        meter: EntityId,
+        /// The reading.
+        reading: Reading,
+    },
+    /// The physical meter was replaced: its registers start again from these values.
+    ReplaceMeter {
+        /// The meter.
+        meter: EntityId,
+        /// When.
+        time_ms: i64,
+        /// The new meter's import register.
+        import_wh: f64,
+        /// The new meter's export register.
+        export_wh: f64,
+    },
+    /// Take a meter out of service; later readings are rejected.
+    DecommissionMeter {
+        /// The meter.
+        meter: EntityId,
+    },
+    /// Register an energy asset.
+    RegisterAsset {
+        /// The asset.
+        asset: EntityId,
+        /// What it is.
+        kind: AssetKind,
+        /// Rated power in watts (the largest setpoint, either direction).
+        rated_power_w: f64,
+        /// Energy capacity, for storage.
+        capacity_wh: Option<f64>,
+    },
+    /// Record asset telemetry.
+    RecordTelemetry {
+        /// The asset.
+        asset: EntityId,
+        /// The telemetry.
+        telemetry: Telemetry,
+    },
+    /// Ask an asset for a new power setpoint.
+    RequestSetpoint {
+        /// The asset.
+        asset: EntityId,
+        /// The setpoint; for a battery positive = charge.
+        power_w: f64,
+    },
+    /// The asset confirms it applied a setpoint.
+    ConfirmSetpoint {
+        /// The asset.
+        asset: EntityId,
+        /// The setpoint it runs at.
+        power_w: f64,
+    },
+    /// The asset became available or unavailable for control.
+    ChangeAvailability {
+        /// The asset.
+        asset: EntityId,
+        /// Available or not.
+        available: bool,
+    },
+    /// The asset raised a fault.
+    RaiseFault {
+        /// The asset.
+        asset: EntityId,
+        /// Fault code.
+        code: Label,
+    },
+    /// The asset cleared a fault.
+    ClearFault {
+        /// The asset.
+        asset: EntityId,
+        /// Fault code.
+        code: Label,
+    },
+}
+
+impl Command {
+    /// The entity the command is about.
+    pub fn entity(&self) -> &EntityId {
+        match self {
+            Command::RegisterMeter { meter, .. }
+            | Command::RecordReading { meter, .. }
+            | Command::ReplaceMeter { meter, .. }
+            | Command::DecommissionMeter { meter } => meter,
+            Command::RegisterAsset { asset, .. }
+            | Command::RecordTelemetry { asset, .. }
+            | Command::RequestSetpoint { asset, .. }
+            | Command::ConfirmSetpoint { asset, .. }
+            | Command::ChangeAvailability { asset, .. }
+            | Command::RaiseFault { asset, .. }
+            | Command::ClearFault { asset, .. } => asset,
+        }
+    }
+}
+
+/// A fact about one entity. Never rejected, changed or deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A meter was registered.
+    MeterRegistered {
+        /// What it measures.
+        kind: MeterKind,
+        /// Register width if the registers wrap.
+        register_bits: Option<u8>,
+    },
+    /// A reading was recorded.
+    ReadingRecorded(Reading),
+    /// A register wrapped at its width; the next reading continues from zero.
+    RegisterRolledOver {
+        /// Which register.
+        register: Register,
+        /// Its width in bits.
+        bits: u8,
+        /// The last value before the wrap.
+        before_wh: f64,
+        /// The first value after it.
+        after_wh: f64,
+    },
+    /// The physical meter was replaced; registers continue from these values.
+    MeterReplaced {
+        /// When.
+        time_ms: i64,
+        /// New import register.
+        import_wh: f64,
+        /// New export register.
+        export_wh: f64,
+    },
+    /// The meter was taken out of service.
+    MeterDecommissioned,
+    /// An asset was registered.
+    AssetRegistered {
+        /// What it is.
+        kind: AssetKind,
+        /// Rated power.
+        rated_power_w: f64,
+        /// Capacity, for storage.
+        capacity_wh: Option<f64>,
+    },
+    /// Telemetry was recorded.
+    TelemetryRecorded(Telemetry),
+    /// A setpoint was requested.
+    SetpointRequested {
+        /// The setpoint.
+        power_w: f64,
+    },
+    /// The asset applied a setpoint.
+    SetpointApplied {
+        /// The setpoint.
+        power_w: f64,
+    },
+    /// Availability changed.
+    AvailabilityChanged {
+        /// Available or not.
+        available: bool,
+    },
+    /// A fault was raised.
+    FaultRaised {
+        /// Fault code.
+        code: Label,
+    },
+    /// A fault was cleared.
+    FaultCleared {
+        /// Fault code.
+        code: Label,
+    },
+}
+
+impl Event {
+    /// The event's type name, as the API shows it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::MeterRegistered { .. } => "meter_registered",
+            Event::ReadingRecorded(_) => "reading_recorded",
+            Event::RegisterRolledOver { .. } => "register_rolled_over",
+            Event::MeterReplaced { .. } => "meter_replaced",
+            Event::MeterDecommissioned => "meter_decommissioned",
+            Event::AssetRegistered { .. } => "asset_registered",
+            Event::TelemetryRecorded(_) => "telemetry_recorded",
+            Event::SetpointRequested { .. } => "setpoint_requested",
+            Event::SetpointApplied { .. } => "setpoint_applied",
+            Event::AvailabilityChanged { .. } => "availability_changed",
+            Event::FaultRaised { .. } => "fault_raised",
+            Event::FaultCleared { .. } => "fault_cleared",
+        }
+    }
+}
+
+/// An event as stored: one log record. The record's global offset is its position in the log
+/// and is not repeated inside.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The entity.
+    pub entity: EntityId,
+    /// Its kind (so tags can be derived from the record alone).
+    pub kind: EntityKind,
+    /// Per-entity sequence number: 1, 2, 3 … without gaps.
+    pub seq: u64,
+    /// Gateway time when the event was committed.
+    pub gateway_ms: i64,
+    /// The client's request id, on the first event of a request that carried one.
+    pub command_id: Option<CommandId>,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Tag names derived from a stored event (at most [`TAGS_MAX`]).
+pub const TAGS_MAX: usize = 4;
+
+impl StoredEvent {
+    /// Tags: `meter` or `asset`, `kind:<kind>`, and `alarm` for faults, `setpoint` for
+    /// setpoints, `register` for registrations. Derived, not stored, so they cost no bytes.
+    pub fn tags(&self) -> heapless::Vec<&'static str, TAGS_MAX> {
+        let mut tags = heapless::Vec::new();
+        let (class, kind) = match self.kind {
+            EntityKind::Meter(k) => ("meter", kind_tag_meter(k)),
+            EntityKind::Asset(k) => ("asset", kind_tag_asset(k)),
+        };
+        let extra = match self.event {
+            Event::FaultRaised { .. } | Event::FaultCleared { .. } => Some("alarm"),
+            Event::SetpointRequested { .. } | Event::SetpointApplied { .. } => Some("setpoint"),
+            Event::MeterRegistered { .. } | Event::AssetRegistered { .. } => Some("registration"),
+            _ => None,
+        };
+        // Capacity is TAGS_MAX >= 3, so these pushes cannot fail.
+        let _ = tags.push(class);
+        let _ = tags.push(kind);
+        if let Some(extra) = extra {
+            let _ = tags.push(extra);
+        }
+        tags
+    }
+
+    /// True if the event carries `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags().iter().any(|t| *t == tag)
+    }
+}
+
+fn kind_tag_meter(k: MeterKind) -> &'static str {
+    match k {
+        MeterKind::Grid => "kind:grid",
+        MeterKind::Pv => "kind:pv",
+        MeterKind::Load => "kind:load",
+        MeterKind::Ev => "kind:ev",
+        MeterKind::Battery => "kind:battery",
+        MeterKind::Submeter => "kind:submeter",
+    }
+}
+
+fn kind_tag_asset(k: AssetKind) -> &'static str {
+    match k {
+        AssetKind::Battery => "kind:battery",
+        AssetKind::PvInverter => "kind:pv_inverter",
+        AssetKind::EvCharger => "kind:ev_charger",
+        AssetKind::Load => "kind:load",
+    }
+}
+
+/// Event schema versions this build reads. A record starts with its version byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum EventSchema {
+    /// Version 1: `StoredEvent` as defined above, postcard-encoded.
+    V1 = 1,
+}
+
+impl EventSchema {
+    /// The version new events are written with.
+    pub const CURRENT: EventSchema = EventSchema::V1;
+}
+
+impl TryFrom<u8> for EventSchema {
+    type Error = EventDecodeError;
+    fn try_from(v: u8) -> Result<Self, EventDecodeError> {
+        match v {
+            1 => Ok(EventSchema::V1),
+            other => Err(EventDecodeError::UnknownSchema(other)),
+        }
+    }
+}
+
+/// Why a record is not a valid event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventDecodeError {
+    /// The record is empty.
+    Empty,
+    /// A schema version this build does not know.
+    UnknownSchema(u8),
+    /// The body does not decode (postcard's error).
+    BadBody(postcard::Error),
+    /// Bytes remain after the event.
+    TrailingBytes(usize),
+}
+
+impl fmt::Display for EventDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventDecodeError::Empty => write!(f, "empty event record"),
+            EventDecodeError::UnknownSchema(v) => write!(f, "unknown event schema version {v}"),
+            EventDecodeError::BadBody(e) => write!(f, "bad event body: {e}"),
+            EventDecodeError::TrailingBytes(n) => write!(f, "{n} trailing bytes after the event"),
+        }
+    }
+}
+
+impl core::error::Error for EventDecodeError {}
+
+/// Encodes an event record (version byte + postcard) into `out`; returns the bytes used.
+pub fn encode_event<'a>(
+    event: &StoredEvent,
+    out: &'a mut [u8],
+) -> Result<&'a mut [u8], postcard::Error> {
+    let (first, rest) = out
+        .split_first_mut()
+        .ok_or(postcard::Error::SerializeBufferFull)?;
+    *first = EventSchema::CURRENT as u8;
+    let used = postcard::to_slice(event, rest)?.len();
+    Ok(&mut out[..1 + used])
+}
+
+/// Encodes an event record into a new vector.
+#[cfg(feature = "alloc")]
+pub fn encode_event_vec(event: &StoredEvent) -> alloc::vec::Vec<u8> {
+    let mut out = alloc::vec![EventSchema::CURRENT as u8];
+    // Serialising into a Vec cannot fail for these types.
+    out.extend_from_slice(&postcard::to_allocvec(event).expect("event serialises"));
+    out
+}
+
+/// Decodes an event record, upcasting older schema versions. Never panics, whatever the
+/// bytes.
+pub fn decode_event(record: &[u8]) -> Result<StoredEvent, EventDecodeError> {
+    let (&version, body) = record.split_first().ok_or(EventDecodeError::Empty)?;
+    match EventSchema::try_from(version)? {
+        EventSchema::V1 => {
+            let (event, rest) = postcard::take_from_bytes::<StoredEvent>(body)
+                .map_err(EventDecodeError::BadBody)?;
+            if !rest.is_empty() {
+                return Err(EventDecodeError::TrailingBytes(rest.len()));
+            }
+            Ok(event)
+        }
+    }
+}
+
+/// The entity id of an event record without decoding the rest: the filter fast path of
+/// entity queries. Relies on `entity` being the first field of [`StoredEvent`].
+pub fn peek_entity(record: &[u8]) -> Option<&str> {
+    let body = record.get(1..)?;
+    let (len, used) = crate::varint::decode(body).ok()?;
+    let bytes = body.get(used..used.checked_add(usize::try_from(len).ok()?)?)?;
+    core::str::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> StoredEvent {
+        StoredEvent {
+            entity: EntityId::new("m1").unwrap(),
+            kind: EntityKind::Meter(MeterKind::Pv),
+            seq: 7,
+            gateway_ms: 1_700_000_000_000,
+            command_id: Some(CommandId::new("req-1").unwrap()),
+            event: Event::ReadingRecorded(Reading {
+                time_ms: 1_700_000_000_000,
+                import_wh: 1.5,
+                export_wh: 1234.25,
+                power_w: -300.0,
+                voltage_v: Some(230.1),
+                current_a: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_peek() {
+        let bytes = encode_event_vec(&sample());
+        assert_eq!(bytes[0], 1);
+        assert_eq!(decode_event(&bytes).unwrap(), sample());
+        assert_eq!(peek_entity(&bytes), Some("m1"));
+        let mut buf = [0u8; 128];
+        assert_eq!(encode_event(&sample(), &mut buf).unwrap(), &bytes[..]);
+        assert_eq!(sample().tags().as_slice(), &["meter", "kind:pv"]);
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_clear_errors() {
+        let mut bytes = encode_event_vec(&sample());
+        bytes[0] = 9;
+        assert_eq!(
+            decode_event(&bytes),
+            Err(EventDecodeError::UnknownSchema(9))
+        );
+        assert_eq!(decode_event(&[]), Err(EventDecodeError::Empty));
+        let mut bytes = encode_event_vec(&sample());
+        bytes.push(0);
+        assert_eq!(
+            decode_event(&bytes),
+            Err(EventDecodeError::TrailingBytes(1))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let _ = decode_event(&bytes);
+            let _ = peek_entity(&bytes);
+        }
+    }
+}
