@@ -2,12 +2,15 @@
 //!
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log and its recovery.
 //! - [`lock`]: the single-writer lock on a data directory.
+//! - [`engine`]: meters and assets as event-sourced entities: validation, the processor,
+//!   the in-memory image, queries and subscriptions.
 //!
 //! `unsafe` lives only in the private `mmap` module.
 #![warn(missing_docs)]
 
 mod mmap;
 
+pub mod engine;
 pub mod lock;
 pub mod wal;
 

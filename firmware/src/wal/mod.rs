@@ -16,6 +16,7 @@
 //! and rotation), [`reader`] (cursor over durable records), [`recovery`] (open and repair),
 //! [`verify`] (read-only check), [`error`], [`io`] (the hookable file-system calls).
 
+pub mod dump;
 pub mod error;
 pub mod io;
 pub mod reader;
@@ -300,6 +301,11 @@ impl Wal {
             report,
             _lock: lock,
         })
+    }
+
+    /// The largest batch frame one append may produce.
+    pub fn batch_frame_bytes_max(&self) -> usize {
+        self.shared.options.batch_frame_bytes_max()
     }
 
     /// What recovery found and did when this log was opened.

@@ -1,0 +1,489 @@
+//! The in-memory image: the current state of every meter and asset, derived only from
+//! events ([`Image::apply`]), plus the read models kept beside it (rollups, site totals,
+//! per-entity offset checkpoints, recent command ids).
+//!
+//! The image is changed only by applying durable events: by the processor after each
+//! commit, and at start-up by replay. Same events in the same order ⇒ same image ⇒ same
+//! [`Image::digest`].
+
+use std::collections::{HashMap, VecDeque};
+
+use gridlog_common::domain::{
+    AssetKind, EntityKind, Event, MeterKind, Reading, Register, StoredEvent, Telemetry,
+};
+use gridlog_common::id::{CommandId, EntityId, Label};
+use gridlog_common::Offset;
+
+use super::rollup::{MeterRollups, RollupOptions, DAY_MS};
+
+/// Readings per meter remembered to recognise a re-sent reading as a duplicate.
+pub const DUPLICATE_WINDOW: usize = 8;
+/// Faults an asset can have active at once; more are recorded but not listed.
+pub const ASSET_FAULTS_MAX: usize = 8;
+/// Every this many events of an entity, the image remembers the offset, so entity queries
+/// start reading the log near the asked-for sequence number.
+pub const CHECKPOINT_EVERY_EVENTS: u64 = 64;
+/// Recent client command ids remembered for idempotent retries.
+pub const COMMAND_IDS_MAX: usize = 100_000;
+
+/// FNV-1a, 64 bit: a small, fixed, dependency-free hash for the image digest.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub(crate) fn write_u64(&mut self, v: u64) {
+        self.write(&v.to_le_bytes());
+    }
+    pub(crate) fn write_i64(&mut self, v: i64) {
+        self.write(&v.to_le_bytes());
+    }
+    pub(crate) fn write_f64(&mut self, v: f64) {
+        self.write(&v.to_bits().to_le_bytes());
+    }
+    pub(crate) fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The fingerprint of a reading's values, for duplicate detection.
+pub(crate) fn reading_fingerprint(r: &Reading) -> u64 {
+    let mut h = Fnv::default();
+    h.write_f64(r.import_wh);
+    h.write_f64(r.export_wh);
+    h.write_f64(r.power_w);
+    h.write_f64(r.voltage_v.map_or(f64::NAN, f64::from));
+    h.write_f64(r.current_a.map_or(f64::NAN, f64::from));
+    h.finish()
+}
+
+/// A meter's state: what validation needs, and what an operator asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterState {
+    /// What it measures.
+    pub kind: MeterKind,
+    /// Register width if its registers wrap.
+    pub register_bits: Option<u8>,
+    /// Highest sequence number.
+    pub seq: u64,
+    /// Taken out of service.
+    pub decommissioned: bool,
+    /// The newest reading by measurement time (after a replacement: the new baseline).
+    pub latest: Option<Reading>,
+    /// Time of the last replacement; older readings belong to the old meter.
+    pub replaced_ms: Option<i64>,
+    /// Recent readings (time, fingerprint), for duplicate detection.
+    pub recent: [(i64, u64); DUPLICATE_WINDOW],
+    recent_next: u8,
+    /// Readings recorded.
+    pub readings: u64,
+    /// Gateway time of the newest event.
+    pub updated_ms: i64,
+}
+
+/// An asset's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetState {
+    /// What it is.
+    pub kind: AssetKind,
+    /// Rated power.
+    pub rated_power_w: f64,
+    /// Capacity, for storage.
+    pub capacity_wh: Option<f64>,
+    /// Highest sequence number.
+    pub seq: u64,
+    /// Available for control.
+    pub available: bool,
+    /// Active faults.
+    pub faults: heapless::Vec<Label, ASSET_FAULTS_MAX>,
+    /// Newest telemetry.
+    pub telemetry: Option<Telemetry>,
+    /// Last requested setpoint.
+    pub setpoint_requested_w: Option<f64>,
+    /// Last applied setpoint.
+    pub setpoint_applied_w: Option<f64>,
+    /// Gateway time of the newest event.
+    pub updated_ms: i64,
+}
+
+/// A meter or an asset.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntityState {
+    /// A meter.
+    Meter(MeterState),
+    /// An asset.
+    Asset(AssetState),
+}
+
+impl EntityState {
+    /// Highest sequence number.
+    pub fn seq(&self) -> u64 {
+        match self {
+            EntityState::Meter(m) => m.seq,
+            EntityState::Asset(a) => a.seq,
+        }
+    }
+
+    /// The entity's kind.
+    pub fn kind(&self) -> EntityKind {
+        match self {
+            EntityState::Meter(m) => EntityKind::Meter(m.kind),
+            EntityState::Asset(a) => EntityKind::Asset(a.kind),
+        }
+    }
+
+    /// The state after `event` (which must be this entity's next event). Pure: validation
+    /// uses it to look ahead within a batch, [`Image::apply`] to commit.
+    pub fn evolve(state: Option<&EntityState>, stored: &StoredEvent) -> Option<EntityState> {
+        let seq = stored.seq;
+        let at = stored.gateway_ms;
+        match (&stored.event, state) {
+            (
+                Event::MeterRegistered {
+                    kind,
+                    register_bits,
+                },
+                None,
+            ) => Some(EntityState::Meter(MeterState {
+                kind: *kind,
+                register_bits: *register_bits,
+                seq,
+                decommissioned: false,
+                latest: None,
+                replaced_ms: None,
+                recent: [(i64::MIN, 0); DUPLICATE_WINDOW],
+                recent_next: 0,
+                readings: 0,
+                updated_ms: at,
+            })),
+            (
+                Event::AssetRegistered {
+                    kind,
+                    rated_power_w,
+                    capacity_wh,
+                },
+                None,
+            ) => Some(EntityState::Asset(AssetState {
+                kind: *kind,
+                rated_power_w: *rated_power_w,
+                capacity_wh: *capacity_wh,
+                seq,
+                available: true,
+                faults: heapless::Vec::new(),
+                telemetry: None,
+                setpoint_requested_w: None,
+                setpoint_applied_w: None,
+                updated_ms: at,
+            })),
+            (event, Some(EntityState::Meter(m))) => {
+                let mut m = m.clone();
+                m.seq = seq;
+                m.updated_ms = at;
+                match event {
+                    Event::ReadingRecorded(r) => {
+                        if m.latest.is_none_or(|l| r.time_ms > l.time_ms) {
+                            m.latest = Some(*r);
+                        }
+                        m.recent[m.recent_next as usize] = (r.time_ms, reading_fingerprint(r));
+                        m.recent_next = ((m.recent_next as usize + 1) % DUPLICATE_WINDOW) as u8;
+                        m.readings += 1;
+                    }
+                    Event::MeterReplaced {
+                        time_ms,
+                        import_wh,
+                        export_wh,
+                    } => {
+                        let power_w = m.latest.map_or(0.0, |l| l.power_w);
+                        m.latest = Some(Reading {
+                            time_ms: *time_ms,
+                            import_wh: *import_wh,
+                            export_wh: *export_wh,
+                            power_w,
+                            voltage_v: None,
+                            current_a: None,
+                        });
+                        m.replaced_ms = Some(*time_ms);
+                    }
+                    Event::MeterDecommissioned => m.decommissioned = true,
+                    // The wrap itself changes nothing here; the reading after it does.
+                    Event::RegisterRolledOver { .. } => {}
+                    _ => {}
+                }
+                Some(EntityState::Meter(m))
+            }
+            (event, Some(EntityState::Asset(a))) => {
+                let mut a = a.clone();
+                a.seq = seq;
+                a.updated_ms = at;
+                match event {
+                    Event::TelemetryRecorded(t) => {
+                        if a.telemetry
+                            .as_ref()
+                            .is_none_or(|old| t.time_ms >= old.time_ms)
+                        {
+                            a.telemetry = Some(t.clone());
+                        }
+                    }
+                    Event::SetpointRequested { power_w } => a.setpoint_requested_w = Some(*power_w),
+                    Event::SetpointApplied { power_w } => a.setpoint_applied_w = Some(*power_w),
+                    Event::AvailabilityChanged { available } => a.available = *available,
+                    Event::FaultRaised { code } => {
+                        if !a.faults.contains(code) {
+                            let _ = a.faults.push(code.clone());
+                        }
+                    }
+                    Event::FaultCleared { code } => a.faults.retain(|c| c != code),
+                    _ => {}
+                }
+                Some(EntityState::Asset(a))
+            }
+            // A registration of an existing entity, or an event of an unknown one: validation
+            // never produces these; replay of a foreign log could. Keep the state unchanged.
+            (_, state) => state.cloned(),
+        }
+    }
+}
+
+/// Read-model bookkeeping of one entity, beside its state.
+#[derive(Debug, Clone, Default)]
+pub struct EntityIndex {
+    /// (seq, offset) every [`CHECKPOINT_EVERY_EVENTS`] events, starting with seq 1.
+    pub checkpoints: Vec<(u64, Offset)>,
+    /// Offset of the newest event.
+    pub last_offset: Offset,
+}
+
+/// An entity in the image.
+#[derive(Debug, Clone)]
+pub struct Entity {
+    /// Its state.
+    pub state: EntityState,
+    /// Where its events are.
+    pub index: EntityIndex,
+    /// Rollups, for meters that have reported.
+    pub rollups: Option<Box<MeterRollups>>,
+    /// Energy delta source for rollups: the previous reading's registers, adjusted for wraps.
+    prev_registers: Option<(i64, f64, f64)>,
+}
+
+/// Site energy totals by flow, since start of the log and for the current UTC day.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Flows {
+    /// Bought from the grid.
+    pub grid_import_wh: f64,
+    /// Sold to the grid.
+    pub grid_export_wh: f64,
+    /// Produced by PV.
+    pub pv_wh: f64,
+    /// Charged into batteries.
+    pub battery_charge_wh: f64,
+    /// Discharged from batteries.
+    pub battery_discharge_wh: f64,
+    /// Charged into vehicles.
+    pub ev_wh: f64,
+    /// Consumed by the site: grid import − export + PV + discharge − charge.
+    pub consumption_wh: f64,
+}
+
+impl Flows {
+    fn add(&mut self, kind: MeterKind, import_wh: f64, export_wh: f64) {
+        match kind {
+            MeterKind::Grid => {
+                self.grid_import_wh += import_wh;
+                self.grid_export_wh += export_wh;
+                self.consumption_wh += import_wh - export_wh;
+            }
+            MeterKind::Pv => {
+                self.pv_wh += export_wh;
+                self.consumption_wh += export_wh;
+            }
+            MeterKind::Battery => {
+                self.battery_charge_wh += import_wh;
+                self.battery_discharge_wh += export_wh;
+                self.consumption_wh += export_wh - import_wh;
+            }
+            MeterKind::Ev => self.ev_wh += import_wh,
+            MeterKind::Load | MeterKind::Submeter => {}
+        }
+    }
+}
+
+/// Site totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SiteTotals {
+    /// Since the beginning of the log.
+    pub all_time: Flows,
+    /// For the UTC day of `day_index`.
+    pub today: Flows,
+    /// UTC day number (days since 1970-01-01) of `today`.
+    pub day_index: i64,
+}
+
+/// The whole image.
+#[derive(Debug, Default)]
+pub struct Image {
+    pub(crate) entities: HashMap<EntityId, Entity>,
+    pub(crate) site: SiteTotals,
+    pub(crate) rollup_options: RollupOptions,
+    /// Recent client command ids with the offset of their first event.
+    pub(crate) command_ids: HashMap<CommandId, Offset>,
+    command_id_order: VecDeque<CommandId>,
+    /// One past the newest applied offset.
+    pub(crate) next_offset: Offset,
+    /// Events applied.
+    pub(crate) events: u64,
+}
+
+impl Image {
+    /// An empty image.
+    pub fn new(rollup_options: RollupOptions) -> Image {
+        Image {
+            rollup_options,
+            next_offset: gridlog_common::FIRST_OFFSET,
+            ..Image::default()
+        }
+    }
+
+    /// State of one entity.
+    pub fn entity(&self, id: &str) -> Option<&Entity> {
+        self.entities.get(id)
+    }
+
+    /// Applies one durable event at `offset`.
+    pub fn apply(&mut self, offset: Offset, stored: &StoredEvent) {
+        self.events += 1;
+        self.next_offset = offset + 1;
+        if let Some(id) = &stored.command_id {
+            self.remember_command(id.clone(), offset);
+        }
+        let rollup_options = self.rollup_options;
+        let entry = self.entities.get_mut(stored.entity.as_str());
+        let state = entry.as_ref().map(|e| &e.state);
+        let Some(next) = EntityState::evolve(state, stored) else {
+            return;
+        };
+        let entity = match entry {
+            Some(entity) => {
+                entity.state = next;
+                entity
+            }
+            None => self
+                .entities
+                .entry(stored.entity.clone())
+                .or_insert(Entity {
+                    state: next,
+                    index: EntityIndex::default(),
+                    rollups: None,
+                    prev_registers: None,
+                }),
+        };
+        if stored.seq % CHECKPOINT_EVERY_EVENTS == 1 {
+            entity.index.checkpoints.push((stored.seq, offset));
+        }
+        entity.index.last_offset = offset;
+        let EntityState::Meter(meter) = &entity.state else {
+            return;
+        };
+        let kind = meter.kind;
+        match &stored.event {
+            Event::ReadingRecorded(r) => {
+                let rollups = entity
+                    .rollups
+                    .get_or_insert_with(|| Box::new(MeterRollups::new(&rollup_options)));
+                let (import_delta, export_delta) = match entity.prev_registers {
+                    Some((t, import, export)) if r.time_ms > t => {
+                        (r.import_wh - import, r.export_wh - export)
+                    }
+                    Some(_) => (0.0, 0.0), // late reading: energy already counted
+                    None => (0.0, 0.0),    // first reading: the baseline
+                };
+                if entity.prev_registers.is_none_or(|(t, _, _)| r.time_ms > t) {
+                    entity.prev_registers = Some((r.time_ms, r.import_wh, r.export_wh));
+                }
+                rollups.add(r.time_ms, import_delta, export_delta, r.power_w);
+                self.site.all_time.add(kind, import_delta, export_delta);
+                let day = r.time_ms.div_euclid(DAY_MS);
+                if day > self.site.day_index {
+                    self.site.day_index = day;
+                    self.site.today = Flows::default();
+                }
+                if day == self.site.day_index {
+                    self.site.today.add(kind, import_delta, export_delta);
+                }
+            }
+            Event::RegisterRolledOver { register, bits, .. } => {
+                let modulus = 2f64.powi(i32::from(*bits));
+                if let Some((_, import, export)) = &mut entity.prev_registers {
+                    match register {
+                        Register::Import => *import -= modulus,
+                        Register::Export => *export -= modulus,
+                    }
+                }
+            }
+            Event::MeterReplaced {
+                time_ms,
+                import_wh,
+                export_wh,
+            } => {
+                entity.prev_registers = Some((*time_ms, *import_wh, *export_wh));
+            }
+            _ => {}
+        }
+    }
+
+    fn remember_command(&mut self, id: CommandId, offset: Offset) {
+        if self.command_ids.insert(id.clone(), offset).is_none() {
+            self.command_id_order.push_back(id);
+            while self.command_id_order.len() > COMMAND_IDS_MAX {
+                if let Some(old) = self.command_id_order.pop_front() {
+                    self.command_ids.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// A deterministic digest of all state and read models: equal for equal event histories.
+    pub fn digest(&self) -> u64 {
+        let mut ids: Vec<&EntityId> = self.entities.keys().collect();
+        ids.sort();
+        let mut h = Fnv::default();
+        h.write_u64(self.next_offset);
+        for id in ids {
+            let entity = &self.entities[id];
+            h.write(id.as_str().as_bytes());
+            h.write(format!("{:?}", entity.state).as_bytes());
+            h.write(format!("{:?}", entity.index.checkpoints).as_bytes());
+            if let Some(rollups) = &entity.rollups {
+                rollups.digest(&mut h);
+            }
+        }
+        h.write(format!("{:?}", self.site).as_bytes());
+        h.finish()
+    }
+
+    /// Site totals.
+    pub fn site_totals(&self) -> SiteTotals {
+        self.site
+    }
+
+    /// Number of entities.
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// True if there are no entities.
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+}

@@ -1,0 +1,536 @@
+//! The engine: meters and energy assets as event-sourced entities over the durable log.
+//!
+//! ```text
+//! submit(Request) ─▶ bounded queue ─▶ processor thread:
+//!                        drain a batch of requests
+//!                        validate each command against the image + earlier commands of
+//!                          the batch (an overlay), encode accepted events, one frame per
+//!                          request (atomic)
+//!                        append all frames; wait for the ONE durable point of the batch
+//!                        apply events to the image (persist, then apply)
+//!                        publish the committed offset; answer every caller
+//! ```
+//!
+//! Files by role: [`image`] (state, read models, digest), [`validate`] (the rules),
+//! `processor` (the write path), [`query`] (reads and subscriptions), [`rollup`].
+
+pub mod image;
+mod processor;
+pub mod query;
+pub mod rollup;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use gridlog_common::domain::{decode_event, Command, EventDecodeError, MeterKind};
+use gridlog_common::id::CommandId;
+use gridlog_common::Offset;
+
+use crate::wal::{CommitStatsSnapshot, OpenError, ReadError, Wal, WalOptions};
+pub use image::{Image, SiteTotals};
+pub use query::{EntityEvents, EventPage, EventRecord, Filter, QueryError, Subscription};
+pub use rollup::{RollupOptions, Step};
+pub use validate::{Rejection, Rules};
+
+/// Default depth of the request queue: requests waiting beyond it are refused as busy.
+pub const QUEUE_DEPTH_DEFAULT: usize = 1024;
+/// Default most commands the processor takes into one batch (one durable point).
+pub const BATCH_COMMANDS_DEFAULT: usize = 16_384;
+/// Most commands in one request.
+pub const REQUEST_COMMANDS_MAX: usize = 10_000;
+/// Default allowed skew of measurement times ahead of the gateway clock: 5 minutes.
+pub const FUTURE_SKEW_MS_DEFAULT: i64 = 5 * 60 * 1000;
+
+/// The gateway's clock, replaceable in tests.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch (UTC).
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// How the engine runs. Every field has a documented default.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EngineOptions {
+    /// The log's options.
+    pub wal: WalOptions,
+    /// Requests that may wait in the queue. Default [`QUEUE_DEPTH_DEFAULT`].
+    pub queue_depth: usize,
+    /// Most commands per processor batch. Default [`BATCH_COMMANDS_DEFAULT`].
+    pub batch_commands: usize,
+    /// Validation settings. Default: no auto-registration, [`FUTURE_SKEW_MS_DEFAULT`].
+    pub rules: Rules,
+    /// Rollup horizons. Default [`RollupOptions::default`].
+    pub rollups: RollupOptions,
+    /// The clock. Default [`SystemClock`].
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            wal: WalOptions::default(),
+            queue_depth: QUEUE_DEPTH_DEFAULT,
+            batch_commands: BATCH_COMMANDS_DEFAULT,
+            rules: Rules {
+                auto_register: None,
+                future_skew_ms: FUTURE_SKEW_MS_DEFAULT,
+            },
+            rollups: RollupOptions::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("wal", &self.wal)
+            .field("queue_depth", &self.queue_depth)
+            .field("batch_commands", &self.batch_commands)
+            .field("rules", &self.rules)
+            .field("rollups", &self.rollups)
+            .finish()
+    }
+}
+
+impl EngineOptions {
+    /// Sets the log options.
+    pub fn wal(mut self, wal: WalOptions) -> Self {
+        self.wal = wal;
+        self
+    }
+    /// Sets the clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Registers unknown meters on their first reading with this kind.
+    pub fn auto_register(mut self, kind: Option<MeterKind>) -> Self {
+        self.rules.auto_register = kind;
+        self
+    }
+    /// Sets the queue depth.
+    pub fn queue_depth(mut self, depth: usize) -> Self {
+        self.queue_depth = depth;
+        self
+    }
+    /// Sets the rollup horizons.
+    pub fn rollups(mut self, rollups: RollupOptions) -> Self {
+        self.rollups = rollups;
+        self
+    }
+}
+
+/// One command of a request, with optional optimistic concurrency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRequest {
+    /// The command.
+    pub command: Command,
+    /// If set, the command is rejected unless the entity is at exactly this seq.
+    pub expected_seq: Option<u64>,
+}
+
+impl From<Command> for CommandRequest {
+    fn from(command: Command) -> Self {
+        CommandRequest {
+            command,
+            expected_seq: None,
+        }
+    }
+}
+
+/// A request: commands processed in order, each with its own result. The accepted events
+/// of one request are stored atomically (one frame).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    /// The commands.
+    pub commands: Vec<CommandRequest>,
+    /// The client's id for the request: a retry with the same id is answered as a
+    /// duplicate and stores nothing.
+    pub command_id: Option<CommandId>,
+}
+
+impl Request {
+    /// A request of these commands without expected seqs or id.
+    pub fn of(commands: impl IntoIterator<Item = Command>) -> Request {
+        Request {
+            commands: commands.into_iter().map(CommandRequest::from).collect(),
+            command_id: None,
+        }
+    }
+}
+
+/// The outcome of one command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemResult {
+    /// Stored: the offset and seq of its (last) event.
+    Accepted {
+        /// Global offset.
+        offset: Offset,
+        /// Per-entity seq.
+        seq: u64,
+    },
+    /// Already recorded exactly so; nothing stored.
+    Duplicate,
+    /// Refused; nothing stored.
+    Rejected(Rejection),
+}
+
+/// The outcome of a request, one result per command, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// Per-command results.
+    pub results: Vec<ItemResult>,
+    /// True if the request's `command_id` had been processed before (a retry).
+    pub replayed: bool,
+}
+
+/// Why a request was not processed at all (nothing of it is stored).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The queue is full: retry later.
+    #[error("engine busy: {queue_depth} requests are queued")]
+    Busy {
+        /// The queue's depth.
+        queue_depth: usize,
+    },
+    /// Too many commands in one request.
+    #[error("request has {commands} commands; the maximum is {max}")]
+    TooLarge {
+        /// Commands in the request.
+        commands: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The engine is shutting down.
+    #[error("engine stopped")]
+    Stopped,
+    /// The log failed; the engine must be restarted.
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineOpenError {
+    /// The log could not be opened.
+    #[error(transparent)]
+    Log(#[from] OpenError),
+    /// The log could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A record is not a valid event.
+    #[error("record at offset {offset} is not a valid event: {error}")]
+    BadEvent {
+        /// Its offset.
+        offset: Offset,
+        /// What is wrong.
+        error: EventDecodeError,
+    },
+}
+
+/// Counters for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineStats {
+    /// Commands accepted.
+    pub accepted: u64,
+    /// Commands that were duplicates.
+    pub duplicates: u64,
+    /// Commands rejected.
+    pub rejected: u64,
+    /// Requests waiting in the queue.
+    pub queued: usize,
+    /// Processor batches.
+    pub batches: u64,
+    /// One past the newest applied offset.
+    pub committed_offset: Offset,
+    /// Events replayed at start.
+    pub replayed_events: u64,
+    /// How long the start-up replay took.
+    pub replay_millis: u64,
+    /// The log's commit counters.
+    pub wal: CommitStatsSnapshot,
+    /// Set if the log failed.
+    pub failed: Option<String>,
+}
+
+type Reply = Box<dyn FnOnce(Result<Response, SubmitError>) + Send>;
+
+struct Job {
+    request: Request,
+    reply: Reply,
+}
+
+pub(crate) struct Inner {
+    pub(crate) wal: Wal,
+    pub(crate) image: RwLock<Image>,
+    pub(crate) committed: Mutex<Offset>,
+    pub(crate) commit_cv: Condvar,
+    pub(crate) committed_atomic: AtomicU64,
+    pub(crate) failed: Mutex<Option<String>>,
+    pub(crate) rules: Rules,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) batch_commands: usize,
+    pub(crate) queued: AtomicUsize,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) commit_hooks: Mutex<Vec<Box<dyn Fn(Offset) + Send + Sync>>>,
+    replayed_events: u64,
+    replay_millis: u64,
+}
+
+impl Inner {
+    pub(crate) fn committed(&self) -> Offset {
+        self.committed_atomic.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn publish_commit(&self, next: Offset) {
+        *self.committed.lock().unwrap_or_else(|e| e.into_inner()) = next;
+        self.committed_atomic.store(next, Ordering::Release);
+        self.commit_cv.notify_all();
+        for hook in self
+            .commit_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            hook(next);
+        }
+    }
+}
+
+/// The running engine. Share it by reference or `Arc`; every method takes `&self`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    queue: Option<SyncSender<Job>>,
+    queue_depth: usize,
+    processor: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("committed", &self.inner.committed())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens the data directory: recovers the log, replays it into the image, and starts the
+    /// processor.
+    pub fn open(data_dir: &Path, options: EngineOptions) -> Result<Engine, EngineOpenError> {
+        let wal = Wal::open(data_dir, options.wal.clone())?;
+        let started = std::time::Instant::now();
+        let mut image = Image::new(options.rollups);
+        let mut cursor = wal.read_from(wal.oldest_offset())?;
+        while let Some(record) = cursor.next() {
+            let record = record?;
+            let event = decode_event(record.bytes).map_err(|error| EngineOpenError::BadEvent {
+                offset: record.offset,
+                error,
+            })?;
+            image.apply(record.offset, &event);
+        }
+        drop(cursor);
+        let replayed_events = image.events;
+        let replay_millis = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            events = replayed_events,
+            millis = replay_millis,
+            "replayed the log"
+        );
+        let next = wal.next_offset();
+        image.next_offset = next;
+        let inner = Arc::new(Inner {
+            wal,
+            image: RwLock::new(image),
+            committed: Mutex::new(next),
+            commit_cv: Condvar::new(),
+            committed_atomic: AtomicU64::new(next),
+            failed: Mutex::new(None),
+            rules: options.rules,
+            clock: options.clock.clone(),
+            batch_commands: options.batch_commands.max(1),
+            queued: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            commit_hooks: Mutex::new(Vec::new()),
+            replayed_events,
+            replay_millis,
+        });
+        let (queue, jobs) = mpsc::sync_channel::<Job>(options.queue_depth.max(1));
+        let processor = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("gridlog-processor".into())
+                .spawn(move || processor::run(&inner, jobs))
+                .map_err(|source| OpenError::Io {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })?
+        };
+        Ok(Engine {
+            inner,
+            queue: Some(queue),
+            queue_depth: options.queue_depth.max(1),
+            processor: Some(processor),
+        })
+    }
+
+    /// Submits a request and waits for its results (after its events are durable).
+    pub fn submit(&self, request: Request) -> Result<Response, SubmitError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit_with(
+            request,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        )?;
+        rx.recv().unwrap_or(Err(SubmitError::Stopped))
+    }
+
+    /// Queues a request; `reply` is called from the processor thread with the results once
+    /// they are durable. For async callers: send the result to a oneshot channel in `reply`.
+    pub fn submit_with(
+        &self,
+        request: Request,
+        reply: Box<dyn FnOnce(Result<Response, SubmitError>) + Send>,
+    ) -> Result<(), SubmitError> {
+        if request.commands.len() > REQUEST_COMMANDS_MAX {
+            return Err(SubmitError::TooLarge {
+                commands: request.commands.len(),
+                max: REQUEST_COMMANDS_MAX,
+            });
+        }
+        if let Some(failed) = self
+            .inner
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(SubmitError::Storage(failed));
+        }
+        let queue = self.queue.as_ref().ok_or(SubmitError::Stopped)?;
+        self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        match queue.try_send(Job { request, reply }) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => SubmitError::Busy {
+                        queue_depth: self.queue_depth,
+                    },
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+        }
+    }
+
+    /// Runs `f` with read access to the image.
+    pub fn read<R>(&self, f: impl FnOnce(&Image) -> R) -> R {
+        let image = self.inner.image.read().unwrap_or_else(|e| e.into_inner());
+        f(&image)
+    }
+
+    /// The image's digest.
+    pub fn digest(&self) -> u64 {
+        self.read(Image::digest)
+    }
+
+    /// One past the newest offset applied to the image.
+    pub fn committed_offset(&self) -> Offset {
+        self.inner.committed()
+    }
+
+    /// Waits until the committed offset passes `after`, or `timeout` ends; returns it.
+    pub fn wait_commit(&self, after: Offset, timeout: Duration) -> Offset {
+        let committed = self
+            .inner
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (committed, _) = self
+            .inner
+            .commit_cv
+            .wait_timeout_while(committed, timeout, |c| *c <= after + 1)
+            .unwrap_or_else(|e| e.into_inner());
+        *committed
+    }
+
+    /// Calls `hook` with the new committed offset after every commit (from the processor
+    /// thread: keep it short, e.g. send to a channel).
+    pub fn on_commit(&self, hook: Box<dyn Fn(Offset) + Send + Sync>) {
+        self.inner
+            .commit_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    /// The log (for status and tools).
+    pub fn wal(&self) -> &Wal {
+        &self.inner.wal
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        let i = &self.inner;
+        EngineStats {
+            accepted: i.accepted.load(Ordering::Relaxed),
+            duplicates: i.duplicates.load(Ordering::Relaxed),
+            rejected: i.rejected.load(Ordering::Relaxed),
+            queued: i.queued.load(Ordering::Relaxed),
+            batches: i.batches.load(Ordering::Relaxed),
+            committed_offset: i.committed(),
+            replayed_events: i.replayed_events,
+            replay_millis: i.replay_millis,
+            wal: i.wal.stats(),
+            failed: i.failed.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Stops taking requests, finishes the queued ones, and closes the log.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.queue.take();
+        if let Some(processor) = self.processor.take() {
+            let _ = processor.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

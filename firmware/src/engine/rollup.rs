@@ -1,0 +1,292 @@
+//! Interval rollups of a meter: energy per interval (register deltas) and min/avg/max power,
+//! in fixed-size rings so memory is bounded whatever the load.
+//!
+//! Two rings per meter: 15-minute buckets for [`RollupOptions::quarter_hour_days`] and daily
+//! buckets for [`RollupOptions::day_days`]. Hourly rollups are summed from the 15-minute
+//! ring when asked. A bucket is [`BUCKET_BYTES`] bytes, so a meter's rollups take
+//! `(96 × quarter_hour_days + day_days) × 40` bytes once it has reported: at the defaults
+//! (7 and 400 days) 42,880 bytes. They are allocated on a meter's first reading.
+//!
+//! Energy of a reading is the delta of its registers to the previous reading **in time**,
+//! booked into the bucket of the reading's time. A late reading (older than the newest) adds
+//! to the power statistics of its bucket but no energy: the cumulative registers already
+//! counted that energy when the newer reading arrived. An interval with no reading has no
+//! bucket: gaps stay gaps.
+
+/// Length of a quarter-hour bucket.
+pub const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
+/// Length of an hour.
+pub const HOUR_MS: i64 = 60 * 60 * 1000;
+/// Length of a day bucket (UTC days).
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+/// Size of one bucket in memory.
+pub const BUCKET_BYTES: usize = std::mem::size_of::<Bucket>();
+
+const _: () = assert!(BUCKET_BYTES == 40);
+
+/// How long rollups are kept. Every field has a documented default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupOptions {
+    /// Days of 15-minute (and so hourly) rollups kept per meter. Default 7.
+    pub quarter_hour_days: u32,
+    /// Days of daily rollups kept per meter. Default 400.
+    pub day_days: u32,
+}
+
+impl Default for RollupOptions {
+    fn default() -> Self {
+        RollupOptions {
+            quarter_hour_days: 7,
+            day_days: 400,
+        }
+    }
+}
+
+impl RollupOptions {
+    /// Bytes of rollups per reporting meter.
+    pub fn bytes_per_meter(&self) -> usize {
+        (self.quarter_hour_days as usize * 96 + self.day_days as usize) * BUCKET_BYTES
+    }
+}
+
+/// Interval sizes a query can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// 15 minutes.
+    QuarterHour,
+    /// 1 hour (summed from quarter hours).
+    Hour,
+    /// 1 day (UTC).
+    Day,
+}
+
+impl Step {
+    /// The interval's length.
+    pub fn millis(self) -> i64 {
+        match self {
+            Step::QuarterHour => QUARTER_HOUR_MS,
+            Step::Hour => HOUR_MS,
+            Step::Day => DAY_MS,
+        }
+    }
+}
+
+/// One interval's aggregates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Interval number: start time / interval length.
+    pub index: i64,
+    /// Energy imported in the interval.
+    pub import_wh: f64,
+    /// Energy exported in the interval.
+    pub export_wh: f64,
+    /// Smallest power seen.
+    pub min_w: f32,
+    /// Largest power seen.
+    pub max_w: f32,
+    /// Mean power of the readings.
+    pub mean_w: f32,
+    /// Readings in the interval.
+    pub count: u32,
+}
+
+impl Bucket {
+    fn empty(index: i64) -> Bucket {
+        Bucket {
+            index,
+            import_wh: 0.0,
+            export_wh: 0.0,
+            min_w: f32::MAX,
+            max_w: f32::MIN,
+            mean_w: 0.0,
+            count: 0,
+        }
+    }
+
+    fn add_power(&mut self, power_w: f64) {
+        let p = power_w as f32;
+        self.count += 1;
+        self.min_w = self.min_w.min(p);
+        self.max_w = self.max_w.max(p);
+        self.mean_w += (p - self.mean_w) / self.count as f32;
+    }
+
+    fn merge(&mut self, other: &Bucket) {
+        self.import_wh += other.import_wh;
+        self.export_wh += other.export_wh;
+        if other.count > 0 {
+            let total = self.count + other.count;
+            self.mean_w = (self.mean_w * self.count as f32 + other.mean_w * other.count as f32)
+                / total as f32;
+            self.count = total;
+            self.min_w = self.min_w.min(other.min_w);
+            self.max_w = self.max_w.max(other.max_w);
+        }
+    }
+}
+
+/// A fixed-capacity ring of buckets of one interval length.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    period_ms: i64,
+    slots: Box<[Bucket]>,
+    /// Newest interval index written.
+    newest: i64,
+}
+
+impl Ring {
+    fn new(period_ms: i64, capacity: usize) -> Ring {
+        Ring {
+            period_ms,
+            slots: vec![Bucket::empty(i64::MIN); capacity.max(1)].into_boxed_slice(),
+            newest: i64::MIN,
+        }
+    }
+
+    fn slot(&mut self, time_ms: i64) -> Option<&mut Bucket> {
+        let index = time_ms.div_euclid(self.period_ms);
+        let capacity = self.slots.len() as i64;
+        if self.newest != i64::MIN && index <= self.newest - capacity {
+            return None; // older than the horizon
+        }
+        self.newest = self.newest.max(index);
+        let slot = &mut self.slots[index.rem_euclid(capacity) as usize];
+        if slot.index != index {
+            *slot = Bucket::empty(index);
+        }
+        Some(slot)
+    }
+
+    /// Buckets with data whose interval starts in `from_ms..to_ms`, oldest first.
+    fn range(&self, from_ms: i64, to_ms: i64) -> Vec<Bucket> {
+        let capacity = self.slots.len() as i64;
+        let oldest = self.newest.saturating_sub(capacity - 1);
+        let first = from_ms.div_euclid(self.period_ms).max(oldest);
+        let last = (to_ms - 1).div_euclid(self.period_ms).min(self.newest);
+        let mut out = Vec::new();
+        let mut index = first;
+        while index <= last {
+            let slot = &self.slots[index.rem_euclid(capacity) as usize];
+            if slot.index == index
+                && (slot.count > 0 || slot.import_wh != 0.0 || slot.export_wh != 0.0)
+            {
+                out.push(*slot);
+            }
+            index += 1;
+        }
+        out
+    }
+
+    fn digest(&self, hasher: &mut super::image::Fnv) {
+        for slot in self.slots.iter().filter(|s| s.index != i64::MIN) {
+            hasher.write_i64(slot.index);
+            hasher.write_f64(slot.import_wh);
+            hasher.write_f64(slot.export_wh);
+            hasher.write_f64(f64::from(slot.min_w));
+            hasher.write_f64(f64::from(slot.max_w));
+            hasher.write_f64(f64::from(slot.mean_w));
+            hasher.write_u64(u64::from(slot.count));
+        }
+    }
+}
+
+/// A meter's rollups.
+#[derive(Debug, Clone)]
+pub struct MeterRollups {
+    quarter: Ring,
+    day: Ring,
+}
+
+impl MeterRollups {
+    /// Empty rollups sized by `options`.
+    pub fn new(options: &RollupOptions) -> MeterRollups {
+        MeterRollups {
+            quarter: Ring::new(QUARTER_HOUR_MS, options.quarter_hour_days as usize * 96),
+            day: Ring::new(DAY_MS, options.day_days as usize),
+        }
+    }
+
+    /// Books a reading: its energy delta (may be zero) and its power.
+    pub fn add(&mut self, time_ms: i64, import_delta_wh: f64, export_delta_wh: f64, power_w: f64) {
+        for ring in [&mut self.quarter, &mut self.day] {
+            if let Some(bucket) = ring.slot(time_ms) {
+                bucket.import_wh += import_delta_wh;
+                bucket.export_wh += export_delta_wh;
+                bucket.add_power(power_w);
+            }
+        }
+    }
+
+    /// Buckets of `step` whose interval starts in `from_ms..to_ms`, oldest first.
+    pub fn query(&self, step: Step, from_ms: i64, to_ms: i64) -> Vec<Bucket> {
+        match step {
+            Step::QuarterHour => self.quarter.range(from_ms, to_ms),
+            Step::Day => self.day.range(from_ms, to_ms),
+            Step::Hour => {
+                let mut out: Vec<Bucket> = Vec::new();
+                for q in self.quarter.range(from_ms, to_ms) {
+                    let hour = (q.index * QUARTER_HOUR_MS).div_euclid(HOUR_MS);
+                    match out.last_mut() {
+                        Some(last) if last.index == hour => last.merge(&q),
+                        _ => {
+                            let mut bucket = Bucket::empty(hour);
+                            bucket.merge(&q);
+                            out.push(bucket);
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    pub(crate) fn digest(&self, hasher: &mut super::image::Fnv) {
+        self.quarter.digest(hasher);
+        self.day.digest(hasher);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_stay_gaps_and_hours_sum_quarters() {
+        let mut r = MeterRollups::new(&RollupOptions::default());
+        let t0 = 1_700_000_000_000i64 / HOUR_MS * HOUR_MS;
+        r.add(t0, 10.0, 0.0, 100.0);
+        r.add(t0 + QUARTER_HOUR_MS, 5.0, 1.0, 300.0);
+        r.add(t0 + 3 * HOUR_MS, 2.0, 0.0, 50.0);
+        let q = r.query(Step::QuarterHour, t0, t0 + 4 * HOUR_MS);
+        assert_eq!(q.len(), 3, "empty intervals are not returned");
+        let h = r.query(Step::Hour, t0, t0 + 4 * HOUR_MS);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].import_wh, 15.0);
+        assert_eq!(h[0].export_wh, 1.0);
+        assert_eq!(
+            (h[0].min_w, h[0].max_w, h[0].mean_w, h[0].count),
+            (100.0, 300.0, 200.0, 2)
+        );
+    }
+
+    #[test]
+    fn the_horizon_bounds_what_is_kept() {
+        let options = RollupOptions {
+            quarter_hour_days: 1,
+            day_days: 2,
+        };
+        let mut r = MeterRollups::new(&options);
+        for i in 0..(96 * 3) {
+            r.add(i * QUARTER_HOUR_MS, 1.0, 0.0, 1.0);
+        }
+        assert_eq!(
+            r.query(Step::QuarterHour, 0, 96 * 3 * QUARTER_HOUR_MS)
+                .len(),
+            96
+        );
+        assert_eq!(r.query(Step::Day, 0, 3 * DAY_MS).len(), 2);
+        // Too old to book: ignored, not written over newer data.
+        r.add(0, 1.0, 0.0, 1.0);
+        assert_eq!(r.query(Step::Day, 0, DAY_MS).len(), 0);
+    }
+}

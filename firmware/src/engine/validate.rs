@@ -1,0 +1,520 @@
+//! Validation: a command against the current state (and earlier commands of the same
+//! batch) becomes events, a duplicate (accepted, nothing stored), or a rejection that names
+//! the field and the reason. Pure: no I/O, no clock but the one passed in.
+
+use std::collections::HashMap;
+
+use gridlog_common::domain::{AssetKind, Command, EntityKind, Event, MeterKind, Reading, Register};
+use gridlog_common::id::EntityId;
+
+use super::image::{reading_fingerprint, EntityState, Image};
+
+/// Why a command was rejected: a stable code for programs, the field at fault, words for
+/// people, and the entity's current sequence number where that helps a retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Stable snake_case code.
+    pub code: &'static str,
+    /// The request field at fault, if one is.
+    pub field: Option<&'static str>,
+    /// What is wrong, in words.
+    pub message: String,
+    /// The entity's current sequence number (on `seq_mismatch`).
+    pub current_seq: Option<u64>,
+}
+
+impl Rejection {
+    fn new(
+        code: &'static str,
+        field: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Rejection {
+        Rejection {
+            code,
+            field,
+            message: message.into(),
+            current_seq: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// What validation decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Store these events (in order) for the command's entity.
+    Accept(Vec<Event>),
+    /// Already recorded exactly so: nothing to store, report success.
+    Duplicate,
+    /// Refused.
+    Reject(Rejection),
+}
+
+/// Settings validation depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Register unknown meters on their first reading, with this kind.
+    pub auto_register: Option<MeterKind>,
+    /// How far ahead of the gateway clock a measurement time may be.
+    pub future_skew_ms: i64,
+}
+
+/// Fraction of a register's range near its top (before) and bottom (after) within which a
+/// decrease is recognised as a wrap rather than rejected.
+pub const ROLLOVER_BAND: f64 = 0.25;
+
+/// The image plus the not yet durable effects of earlier commands of the same batch.
+pub(crate) struct Overlay<'a> {
+    image: &'a Image,
+    changed: HashMap<EntityId, EntityState>,
+}
+
+impl<'a> Overlay<'a> {
+    pub(crate) fn new(image: &'a Image) -> Overlay<'a> {
+        Overlay {
+            image,
+            changed: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn state(&self, id: &str) -> Option<&EntityState> {
+        self.changed
+            .get(id)
+            .or_else(|| self.image.entity(id).map(|e| &e.state))
+    }
+
+    pub(crate) fn set(&mut self, id: &EntityId, state: EntityState) {
+        self.changed.insert(id.clone(), state);
+    }
+
+    /// Drops the batch's view of an entity that did not exist before it.
+    pub(crate) fn forget(&mut self, id: &EntityId) {
+        self.changed.remove(id.as_str());
+    }
+}
+
+fn finite(value: f64, field: &'static str) -> Result<(), Rejection> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            "invalid_number",
+            Some(field),
+            format!("{field} must be a finite number, got {value}"),
+        ))
+    }
+}
+
+fn non_negative(value: f64, field: &'static str) -> Result<(), Rejection> {
+    finite(value, field)?;
+    if value < 0.0 {
+        return Err(Rejection::new(
+            "negative_energy",
+            Some(field),
+            format!("{field} must not be negative, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates `command` (with an optional `expected_seq`) at gateway time `now_ms`.
+pub(crate) fn validate(
+    command: &Command,
+    expected_seq: Option<u64>,
+    state: Option<&EntityState>,
+    rules: &Rules,
+    now_ms: i64,
+) -> Verdict {
+    match check(command, expected_seq, state, rules, now_ms) {
+        Ok(verdict) => verdict,
+        Err(rejection) => Verdict::Reject(rejection),
+    }
+}
+
+fn check(
+    command: &Command,
+    expected_seq: Option<u64>,
+    state: Option<&EntityState>,
+    rules: &Rules,
+    now_ms: i64,
+) -> Result<Verdict, Rejection> {
+    let entity = command.entity();
+    if let Some(expected) = expected_seq {
+        let current = state.map_or(0, EntityState::seq);
+        if expected != current {
+            return Err(Rejection {
+                code: "seq_mismatch",
+                field: Some("expected_seq"),
+                message: format!("expected seq {expected} but {entity} is at seq {current}"),
+                current_seq: Some(current),
+            });
+        }
+    }
+    match command {
+        Command::RegisterMeter {
+            kind,
+            register_bits,
+            ..
+        } => {
+            if let Some(bits) = register_bits {
+                if !(8..=64).contains(bits) {
+                    return Err(Rejection::new(
+                        "invalid_register_bits",
+                        Some("register_bits"),
+                        format!("register_bits must be 8..=64, got {bits}"),
+                    ));
+                }
+            }
+            match state {
+                None => Ok(Verdict::Accept(vec![Event::MeterRegistered {
+                    kind: *kind,
+                    register_bits: *register_bits,
+                }])),
+                Some(EntityState::Meter(m))
+                    if m.kind == *kind && m.register_bits == *register_bits =>
+                {
+                    Ok(Verdict::Duplicate)
+                }
+                Some(existing) => Err(Rejection::new(
+                    "already_registered",
+                    Some("id"),
+                    format!("{entity} is already registered as {:?}", existing.kind()),
+                )),
+            }
+        }
+        Command::RegisterAsset {
+            kind,
+            rated_power_w,
+            capacity_wh,
+            ..
+        } => {
+            finite(*rated_power_w, "rated_power_w")?;
+            if *rated_power_w <= 0.0 {
+                return Err(Rejection::new(
+                    "invalid_rated_power",
+                    Some("rated_power_w"),
+                    "rated_power_w must be positive",
+                ));
+            }
+            if let Some(c) = capacity_wh {
+                non_negative(*c, "capacity_wh")?;
+            }
+            match state {
+                None => Ok(Verdict::Accept(vec![Event::AssetRegistered {
+                    kind: *kind,
+                    rated_power_w: *rated_power_w,
+                    capacity_wh: *capacity_wh,
+                }])),
+                Some(EntityState::Asset(a))
+                    if a.kind == *kind
+                        && a.rated_power_w == *rated_power_w
+                        && a.capacity_wh == *capacity_wh =>
+                {
+                    Ok(Verdict::Duplicate)
+                }
+                Some(existing) => Err(Rejection::new(
+                    "already_registered",
+                    Some("id"),
+                    format!("{entity} is already registered as {:?}", existing.kind()),
+                )),
+            }
+        }
+        Command::RecordReading { reading, .. } => {
+            check_reading(entity, reading, state, rules, now_ms)
+        }
+        Command::ReplaceMeter {
+            time_ms,
+            import_wh,
+            export_wh,
+            ..
+        } => {
+            let m = meter(entity, state)?;
+            non_negative(*import_wh, "import_wh")?;
+            non_negative(*export_wh, "export_wh")?;
+            if m.decommissioned {
+                return Err(Rejection::new(
+                    "meter_decommissioned",
+                    Some("meter"),
+                    format!("{entity} is decommissioned"),
+                ));
+            }
+            Ok(Verdict::Accept(vec![Event::MeterReplaced {
+                time_ms: *time_ms,
+                import_wh: *import_wh,
+                export_wh: *export_wh,
+            }]))
+        }
+        Command::DecommissionMeter { .. } => {
+            let m = meter(entity, state)?;
+            if m.decommissioned {
+                return Ok(Verdict::Duplicate);
+            }
+            Ok(Verdict::Accept(vec![Event::MeterDecommissioned]))
+        }
+        Command::RecordTelemetry { telemetry, .. } => {
+            asset(entity, state)?;
+            finite(telemetry.power_w, "power_w")?;
+            if let Some(soc) = telemetry.soc_pct {
+                finite(soc, "soc_pct")?;
+                if !(0.0..=100.0).contains(&soc) {
+                    return Err(Rejection::new(
+                        "invalid_soc",
+                        Some("soc_pct"),
+                        format!("soc_pct must be 0..=100, got {soc}"),
+                    ));
+                }
+            }
+            check_time(telemetry.time_ms, rules, now_ms)?;
+            Ok(Verdict::Accept(vec![Event::TelemetryRecorded(
+                telemetry.clone(),
+            )]))
+        }
+        Command::RequestSetpoint { power_w, .. } | Command::ConfirmSetpoint { power_w, .. } => {
+            let a = asset(entity, state)?;
+            finite(*power_w, "power_w")?;
+            if power_w.abs() > a.rated_power_w {
+                return Err(Rejection::new(
+                    "setpoint_above_rated",
+                    Some("power_w"),
+                    format!(
+                        "setpoint {power_w} W exceeds the rated power of {} W of {entity}",
+                        a.rated_power_w
+                    ),
+                ));
+            }
+            if *power_w < 0.0 && a.kind != AssetKind::Battery {
+                return Err(Rejection::new(
+                    "setpoint_negative",
+                    Some("power_w"),
+                    format!(
+                        "only batteries take negative setpoints; {entity} is a {}",
+                        a.kind.name()
+                    ),
+                ));
+            }
+            if matches!(command, Command::RequestSetpoint { .. }) {
+                if !a.available {
+                    return Err(Rejection::new(
+                        "asset_unavailable",
+                        Some("asset"),
+                        format!("{entity} is not available for control"),
+                    ));
+                }
+                Ok(Verdict::Accept(vec![Event::SetpointRequested {
+                    power_w: *power_w,
+                }]))
+            } else {
+                Ok(Verdict::Accept(vec![Event::SetpointApplied {
+                    power_w: *power_w,
+                }]))
+            }
+        }
+        Command::ChangeAvailability { available, .. } => {
+            let a = asset(entity, state)?;
+            if a.available == *available {
+                return Ok(Verdict::Duplicate);
+            }
+            Ok(Verdict::Accept(vec![Event::AvailabilityChanged {
+                available: *available,
+            }]))
+        }
+        Command::RaiseFault { code, .. } => {
+            let a = asset(entity, state)?;
+            if a.faults.contains(code) {
+                return Ok(Verdict::Duplicate);
+            }
+            Ok(Verdict::Accept(vec![Event::FaultRaised {
+                code: code.clone(),
+            }]))
+        }
+        Command::ClearFault { code, .. } => {
+            let a = asset(entity, state)?;
+            if !a.faults.contains(code) {
+                return Ok(Verdict::Duplicate);
+            }
+            Ok(Verdict::Accept(vec![Event::FaultCleared {
+                code: code.clone(),
+            }]))
+        }
+    }
+}
+
+fn meter<'s>(
+    entity: &EntityId,
+    state: Option<&'s EntityState>,
+) -> Result<&'s super::image::MeterState, Rejection> {
+    match state {
+        Some(EntityState::Meter(m)) => Ok(m),
+        Some(EntityState::Asset(_)) => Err(Rejection::new(
+            "not_a_meter",
+            Some("meter"),
+            format!("{entity} is an asset, not a meter"),
+        )),
+        None => Err(Rejection::new(
+            "unknown_meter",
+            Some("meter"),
+            format!("meter {entity} is not registered"),
+        )),
+    }
+}
+
+fn asset<'s>(
+    entity: &EntityId,
+    state: Option<&'s EntityState>,
+) -> Result<&'s super::image::AssetState, Rejection> {
+    match state {
+        Some(EntityState::Asset(a)) => Ok(a),
+        Some(EntityState::Meter(_)) => Err(Rejection::new(
+            "not_an_asset",
+            Some("asset"),
+            format!("{entity} is a meter, not an asset"),
+        )),
+        None => Err(Rejection::new(
+            "unknown_asset",
+            Some("asset"),
+            format!("asset {entity} is not registered"),
+        )),
+    }
+}
+
+fn check_time(time_ms: i64, rules: &Rules, now_ms: i64) -> Result<(), Rejection> {
+    if time_ms > now_ms.saturating_add(rules.future_skew_ms) {
+        return Err(Rejection::new(
+            "time_in_future",
+            Some("time"),
+            format!(
+                "time is {} s ahead of the gateway clock (allowed: {} s)",
+                (time_ms - now_ms) / 1000,
+                rules.future_skew_ms / 1000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_reading(
+    entity: &EntityId,
+    r: &Reading,
+    state: Option<&EntityState>,
+    rules: &Rules,
+    now_ms: i64,
+) -> Result<Verdict, Rejection> {
+    finite(r.power_w, "power_w")?;
+    non_negative(r.import_wh, "import_wh")?;
+    non_negative(r.export_wh, "export_wh")?;
+    if let Some(v) = r.voltage_v {
+        finite(f64::from(v), "voltage_v")?;
+    }
+    if let Some(a) = r.current_a {
+        finite(f64::from(a), "current_a")?;
+    }
+    check_time(r.time_ms, rules, now_ms)?;
+    let mut events = Vec::with_capacity(2);
+    let m = match (state, rules.auto_register) {
+        (None, Some(kind)) => {
+            events.push(Event::MeterRegistered {
+                kind,
+                register_bits: None,
+            });
+            events.push(Event::ReadingRecorded(*r));
+            return Ok(Verdict::Accept(events));
+        }
+        _ => meter(entity, state)?,
+    };
+    if m.decommissioned {
+        return Err(Rejection::new(
+            "meter_decommissioned",
+            Some("meter"),
+            format!("{entity} is decommissioned"),
+        ));
+    }
+    let fingerprint = reading_fingerprint(r);
+    if let Some(&(_, seen)) = m.recent.iter().find(|(t, _)| *t == r.time_ms) {
+        if seen == fingerprint {
+            return Ok(Verdict::Duplicate);
+        }
+        return Err(Rejection::new(
+            "conflicting_duplicate",
+            Some("time"),
+            format!("{entity} already has a different reading at this time"),
+        ));
+    }
+    if m.replaced_ms.is_some_and(|t| r.time_ms < t) {
+        return Err(Rejection::new(
+            "before_replacement",
+            Some("time"),
+            format!("{entity} was replaced after this time; the reading belongs to the old meter"),
+        ));
+    }
+    if let Some(latest) = &m.latest {
+        if r.time_ms > latest.time_ms {
+            for (register, field, new, old) in [
+                (Register::Import, "import_wh", r.import_wh, latest.import_wh),
+                (Register::Export, "export_wh", r.export_wh, latest.export_wh),
+            ] {
+                if new == 0.0 && old > 0.0 {
+                    return Err(Rejection::new("suspect_reset", Some(field), format!("{field} dropped from {old} to exactly 0: a reset must be recorded as a replacement")));
+                }
+                if new < old {
+                    match m.register_bits {
+                        Some(bits) if is_wrap(old, new, bits) => {
+                            events.push(Event::RegisterRolledOver { register, bits, before_wh: old, after_wh: new });
+                        }
+                        _ => {
+                            return Err(Rejection::new(
+                                "register_decreased",
+                                Some(field),
+                                format!("{field} went down from {old} to {new}; record a replacement or rollover first"),
+                            ))
+                        }
+                    }
+                }
+            }
+        } else if r.time_ms == latest.time_ms {
+            // Same time as the newest but not in the duplicate window: compare directly.
+            if reading_fingerprint(latest) == fingerprint {
+                return Ok(Verdict::Duplicate);
+            }
+            return Err(Rejection::new(
+                "conflicting_duplicate",
+                Some("time"),
+                format!("{entity} already has a different reading at this time"),
+            ));
+        } else if r.import_wh > latest.import_wh || r.export_wh > latest.export_wh {
+            // A late reading (backfill) must fit under the newer registers.
+            let field = if r.import_wh > latest.import_wh {
+                "import_wh"
+            } else {
+                "export_wh"
+            };
+            return Err(Rejection::new(
+                "register_not_monotonic",
+                Some(field),
+                format!("late reading has {field} above the newer reading's"),
+            ));
+        }
+    }
+    events.push(Event::ReadingRecorded(*r));
+    Ok(Verdict::Accept(events))
+}
+
+fn is_wrap(old: f64, new: f64, bits: u8) -> bool {
+    let modulus = 2f64.powi(i32::from(bits));
+    old >= modulus * (1.0 - ROLLOVER_BAND) && old < modulus && new < modulus * ROLLOVER_BAND
+}
+
+/// The kind an event belongs to, when it is the entity's first (registration).
+pub(crate) fn kind_after(state: Option<&EntityState>, events: &[Event]) -> Option<EntityKind> {
+    state
+        .map(EntityState::kind)
+        .or_else(|| match events.first() {
+            Some(Event::MeterRegistered { kind, .. }) => Some(EntityKind::Meter(*kind)),
+            Some(Event::AssetRegistered { kind, .. }) => Some(EntityKind::Asset(*kind)),
+            _ => None,
+        })
+}

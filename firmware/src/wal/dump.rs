@@ -1,0 +1,415 @@
+//! `dump`: the records of a log, read without opening it — no lock, no repair, no memory map.
+//!
+//! For looking into a data directory (`gridlog dump`, tests, support), whether its gateway is
+//! stopped or running. Unlike [`super::Wal::open`] it changes nothing and takes no lock; unlike
+//! the cursor it reads segment files with plain positioned reads into its own buffer, never
+//! through a memory map, so a writer appending beside it can at worst make it see a torn tail
+//! (reported as such), never bytes changing under a shared slice.
+//!
+//! It checks what it reads exactly as [`super::verify`] does — every frame's CRC and body,
+//! offset continuity, footers, the log id — and classifies where reading stops the same way:
+//! - a clean end (zeros after the last frame of the last segment) or a sealed last segment:
+//!   `Ok`;
+//! - a torn tail of the last segment (a write in flight when the power went, never
+//!   acknowledged): `Ok`, with the place in [`DumpSummary::torn_tail`];
+//! - anything else: [`DumpError::Corrupt`] with file and byte position, after every record
+//!   before the damage was passed on.
+//!
+//! Segments that lie wholly before `from` are not read at all, so damage there is not seen:
+//! [`super::verify`] is the tool for checking a whole log.
+
+use std::fs::File;
+use std::io;
+use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use gridlog_common::frame::{frame_len, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
+use gridlog_common::segment::{FormatVersion, SegmentHeader, SEGMENT_HEADER_BYTES};
+use gridlog_common::Offset;
+
+use super::error::Damage;
+use super::recovery::{list_wal_dir, WalEntry, TORN_TAIL_WINDOW_BYTES};
+use super::segment::{frame_at, FrameAt};
+use super::WAL_DIR_NAME;
+
+/// Bytes read from a segment file at a time: 1 MiB. Bounds the reader's memory (together with
+/// the largest frame, which is read whole) and keeps the number of reads small.
+pub const DUMP_READ_BYTES: usize = 1 << 20;
+
+/// What a dump read, and where it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DumpSummary {
+    /// Records passed to the callback.
+    pub records: u64,
+    /// The oldest offset in the hot log (the first segment's), if there is a segment.
+    pub oldest_offset: Option<Offset>,
+    /// One past the last valid record read, if any segment was read.
+    pub next_offset: Option<Offset>,
+    /// Segment files read.
+    pub segments_read: usize,
+    /// The callback asked to stop before the end of the log.
+    pub stopped: bool,
+    /// A torn tail of the last segment where reading stopped (never acknowledged; the next
+    /// open zeroes it).
+    pub torn_tail: Option<Damage>,
+}
+
+/// Why a dump did not reach the end of the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DumpError {
+    /// Damage a crash cannot explain. Every record before it was passed on.
+    #[error("corrupt log: {0}")]
+    Corrupt(Damage),
+    /// A file or directory could not be read.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Passes every record of the log in `data_dir` with an offset of at least `from` to `f`, in
+/// offset order, until the end of the log or until `f` breaks.
+///
+/// See the module docs for what is checked and how a torn tail and damage are told apart.
+pub fn read_records<F>(data_dir: &Path, from: Offset, mut f: F) -> Result<DumpSummary, DumpError>
+where
+    F: FnMut(Offset, &[u8]) -> ControlFlow<()>,
+{
+    let wal_dir = data_dir.join(WAL_DIR_NAME);
+    let entries = list_wal_dir(&wal_dir).map_err(|source| DumpError::Io {
+        path: wal_dir.clone(),
+        source,
+    })?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        match entry {
+            WalEntry::Segment(first, path) => segments.push((first, path)),
+            WalEntry::Unexpected(path) => {
+                tracing::warn!(path = %path.display(), "unexpected file in wal/ (verify reports it)");
+            }
+            WalEntry::Prealloc(_) | WalEntry::Quarantine => {}
+        }
+    }
+    let mut summary = DumpSummary {
+        oldest_offset: segments.first().map(|(first, _)| *first),
+        ..DumpSummary::default()
+    };
+    // The last segment whose name says it starts at or before `from`: earlier ones hold only
+    // records below `from`.
+    let start = segments
+        .partition_point(|(first, _)| *first <= from)
+        .saturating_sub(1);
+    let mut expected_first: Option<Offset> = None;
+    let mut log_id: Option<[u8; 16]> = None;
+    for (i, (name_offset, path)) in segments.iter().enumerate().skip(start) {
+        let is_last = i + 1 == segments.len();
+        let mut file = SegmentFile::open(path)?;
+        summary.segments_read += 1;
+        let header = file.header()?;
+        let at_start = |reason: String| {
+            DumpError::Corrupt(Damage {
+                path: path.clone(),
+                position: 0,
+                reason,
+            })
+        };
+        if header.first_offset != *name_offset {
+            return Err(at_start(format!(
+                "header says first offset {} but the name says {name_offset}",
+                header.first_offset
+            )));
+        }
+        if log_id.is_some_and(|id| id != header.log_id) {
+            return Err(at_start("segment belongs to another log".into()));
+        }
+        log_id = Some(header.log_id);
+        if let Some(expected) = expected_first.filter(|&n| n != header.first_offset) {
+            return Err(at_start(format!(
+                "missing segment: offsets {expected}..{} are in no segment",
+                header.first_offset
+            )));
+        }
+
+        let mut pos = SEGMENT_HEADER_BYTES as u64;
+        let mut next_offset = header.first_offset;
+        let mut frame_count = 0u64;
+        // Where reading this segment stopped: `None` at a valid footer, else the position and,
+        // for an invalid frame, why.
+        let stop: Option<(u64, Option<String>)> = loop {
+            match file.frame(pos)? {
+                FrameAt::Batch { view, len } => {
+                    if view.first_offset != next_offset {
+                        break Some((
+                            pos,
+                            Some(format!(
+                                "frame starts at offset {} but offset {next_offset} was expected",
+                                view.first_offset
+                            )),
+                        ));
+                    }
+                    if view.next_offset() > from {
+                        for (offset, record) in view.records() {
+                            if offset < from {
+                                continue;
+                            }
+                            summary.records += 1;
+                            if f(offset, record).is_break() {
+                                summary.stopped = true;
+                                summary.next_offset = Some(offset + 1);
+                                return Ok(summary);
+                            }
+                        }
+                    }
+                    next_offset = view.next_offset();
+                    frame_count += 1;
+                    pos += len as u64;
+                }
+                FrameAt::Footer { footer, .. } => {
+                    let agrees = footer.first_offset == header.first_offset
+                        && footer.next_offset == next_offset
+                        && footer.frame_count == frame_count
+                        && footer.data_end == pos;
+                    if agrees {
+                        break None;
+                    }
+                    break Some((
+                        pos,
+                        Some(format!(
+                            "footer {footer:?} disagrees with the frames before it"
+                        )),
+                    ));
+                }
+                FrameAt::End => break Some((pos, None)),
+                FrameAt::Invalid(reason) => break Some((pos, Some(reason))),
+            }
+        };
+        summary.next_offset = Some(next_offset);
+        expected_first = Some(next_offset);
+        let Some((data_end, invalid)) = stop else {
+            continue; // sealed
+        };
+        let damage = |reason: String| Damage {
+            path: path.clone(),
+            position: data_end,
+            reason,
+        };
+        if !is_last {
+            let reason = invalid
+                .unwrap_or_else(|| "segment is not sealed but is not the last one".to_string());
+            return Err(DumpError::Corrupt(damage(reason)));
+        }
+        // The last segment: what follows the last valid frame decides between a clean end, a
+        // torn tail and damage, with the same window as recovery.
+        let beyond_window = data_end.saturating_add(TORN_TAIL_WINDOW_BYTES as u64);
+        if file.any_nonzero_from(beyond_window)? {
+            let reason = invalid.unwrap_or_else(|| "zeros followed by data".to_string());
+            return Err(DumpError::Corrupt(damage(reason)));
+        }
+        match invalid {
+            Some(reason) => summary.torn_tail = Some(damage(reason)),
+            None if file.any_nonzero_from(data_end)? => {
+                summary.torn_tail = Some(damage("zeros followed by data".to_string()));
+            }
+            None => {}
+        }
+    }
+    Ok(summary)
+}
+
+/// A segment file read through a read-ahead buffer.
+struct SegmentFile<'a> {
+    path: &'a Path,
+    file: File,
+    len: u64,
+    buf: Vec<u8>,
+    /// File position of `buf[0]`.
+    buf_at: u64,
+}
+
+impl<'a> SegmentFile<'a> {
+    fn open(path: &'a Path) -> Result<SegmentFile<'a>, DumpError> {
+        let io_err = |source| DumpError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        Ok(SegmentFile {
+            path,
+            file,
+            len,
+            buf: Vec::new(),
+            buf_at: 0,
+        })
+    }
+
+    fn io_err(&self, source: io::Error) -> DumpError {
+        DumpError::Io {
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The bytes at `pos .. pos + want`, cut at the end of the file.
+    fn bytes(&mut self, pos: u64, want: usize) -> Result<&[u8], DumpError> {
+        let pos = pos.min(self.len);
+        let end = pos.saturating_add(want as u64).min(self.len);
+        let buf_end = self.buf_at + self.buf.len() as u64;
+        if pos < self.buf_at || end > buf_end {
+            let fill = (end - pos).max(DUMP_READ_BYTES as u64).min(self.len - pos);
+            self.buf.resize(fill as usize, 0);
+            self.buf_at = pos;
+            if let Err(source) = self.file.read_exact_at(&mut self.buf, pos) {
+                self.buf.clear();
+                return Err(self.io_err(source));
+            }
+        }
+        let start = (pos - self.buf_at) as usize;
+        Ok(&self.buf[start..start + (end - pos) as usize])
+    }
+
+    /// The decoded and checked segment header.
+    fn header(&mut self) -> Result<SegmentHeader, DumpError> {
+        let (len, path) = (self.len, self.path);
+        let corrupt = |reason: String| {
+            DumpError::Corrupt(Damage {
+                path: path.to_path_buf(),
+                position: 0,
+                reason,
+            })
+        };
+        if len < SEGMENT_HEADER_BYTES as u64 {
+            return Err(corrupt(format!(
+                "segment file of {len} bytes is shorter than its header"
+            )));
+        }
+        let bytes = self.bytes(0, SEGMENT_HEADER_BYTES)?;
+        let header = SegmentHeader::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if header.version != FormatVersion::CURRENT {
+            return Err(corrupt(format!(
+                "segment format {:?} is not readable by this build",
+                header.version
+            )));
+        }
+        if header.segment_bytes != len {
+            return Err(corrupt(format!(
+                "header says {} bytes but the file has {len}",
+                header.segment_bytes
+            )));
+        }
+        Ok(header)
+    }
+
+    /// What stands at byte `pos`: reads the frame's header, then the whole frame.
+    fn frame(&mut self, pos: u64) -> Result<FrameAt<'_>, DumpError> {
+        let header = self.bytes(pos, FRAME_HEADER_BYTES)?;
+        let body_len = match header.get(..4) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+            _ => 0,
+        };
+        // A length out of range is reported from the header alone, without reading on.
+        let want = if (1..=FRAME_BODY_BYTES_MAX).contains(&body_len) {
+            frame_len(body_len)
+        } else {
+            FRAME_HEADER_BYTES
+        };
+        let bytes = self.bytes(pos, want)?;
+        Ok(frame_at(bytes, 0))
+    }
+
+    /// Whether any byte from `pos` to the end of the file is not zero.
+    fn any_nonzero_from(&mut self, mut pos: u64) -> Result<bool, DumpError> {
+        while pos < self.len {
+            let chunk = self.bytes(pos, DUMP_READ_BYTES)?;
+            if chunk.iter().any(|&b| b != 0) {
+                return Ok(true);
+            }
+            pos += chunk.len() as u64;
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::{verify, Wal, WalOptions};
+
+    fn collect(dir: &Path, from: Offset) -> (Vec<(Offset, Vec<u8>)>, DumpSummary) {
+        let mut out = Vec::new();
+        let summary = read_records(dir, from, |offset, bytes| {
+            out.push((offset, bytes.to_vec()));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        (out, summary)
+    }
+
+    fn record(i: u64) -> Vec<u8> {
+        format!("record {i} {}", "y".repeat((i % 70) as usize)).into_bytes()
+    }
+
+    #[test]
+    fn reads_what_was_appended_from_any_offset_beside_an_open_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), WalOptions::default().segment_bytes(4096)).unwrap();
+        let mut next = 1u64;
+        for n in 1..=200u64 {
+            let batch: Vec<Vec<u8>> = (0..n % 4 + 1).map(|k| record(next + k)).collect();
+            next = wal.append(&batch).unwrap().next_offset;
+        }
+        assert!(wal.segments().len() > 3);
+        // The log is open (and locked): dump reads it all the same.
+        for from in [0, 1, 2, 77, next - 1, next, next + 5] {
+            let (records, summary) = collect(dir.path(), from);
+            let expected: Vec<(Offset, Vec<u8>)> =
+                (from.max(1)..next).map(|o| (o, record(o))).collect();
+            assert_eq!(records, expected, "from {from}");
+            assert_eq!(summary.next_offset, Some(next));
+            assert_eq!(summary.torn_tail, None);
+            assert!(!summary.stopped);
+        }
+        wal.close().unwrap();
+        assert!(verify(dir.path()).unwrap().is_clean());
+    }
+
+    #[test]
+    fn a_break_stops_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), WalOptions::default().segment_bytes(4096)).unwrap();
+        for i in 1..=10 {
+            wal.append(&[record(i)]).unwrap();
+        }
+        let mut seen = Vec::new();
+        let summary = read_records(dir.path(), 3, |offset, _| {
+            seen.push(offset);
+            if offset == 5 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!(seen, [3, 4, 5]);
+        assert!(summary.stopped);
+        assert_eq!(summary.records, 3);
+    }
+
+    #[test]
+    fn a_missing_log_is_an_io_error_and_an_empty_one_has_no_records() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            read_records(dir.path(), 1, |_, _| ControlFlow::Continue(())),
+            Err(DumpError::Io { .. })
+        ));
+        std::fs::create_dir(dir.path().join(WAL_DIR_NAME)).unwrap();
+        let (records, summary) = collect(dir.path(), 1);
+        assert!(records.is_empty());
+        assert_eq!(summary.segments_read, 0);
+    }
+}
