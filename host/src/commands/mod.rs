@@ -1,0 +1,56 @@
+//! The subcommands' work, one file each, and the exit status they share.
+
+pub mod dump;
+pub mod verify;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use gridlog_firmware::wal::WAL_DIR_NAME;
+
+/// How a command ended: the process exit status that scripts and monitoring read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The job is done and the log is clean (a torn tail included): exit 0.
+    Clean,
+    /// The job is done and the log is damaged: exit 1.
+    Damaged,
+    /// The job could not be done (bad usage, a missing directory, an I/O error): exit 2.
+    /// clap exits with the same status for usage errors.
+    Failed,
+}
+
+impl Outcome {
+    /// The process exit status.
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Clean => ExitCode::SUCCESS,
+            Outcome::Damaged => ExitCode::from(1),
+            Outcome::Failed => ExitCode::from(2),
+        }
+    }
+}
+
+/// Explains an I/O error on a data directory; a missing `wal/` gets a hint about which
+/// directory to give.
+pub fn describe_io_error(data_dir: &Path, path: &Path, error: &std::io::Error) -> String {
+    let wal_dir = data_dir.join(WAL_DIR_NAME);
+    if error.kind() == std::io::ErrorKind::NotFound && path == wal_dir {
+        let holds_segments = std::fs::read_dir(data_dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        });
+        let hint = if holds_segments {
+            " (this looks like a wal/ directory itself: give its parent, the data directory)"
+        } else {
+            ""
+        };
+        return format!(
+            "no log in {}: {} does not exist{hint}",
+            data_dir.display(),
+            wal_dir.display()
+        );
+    }
+    format!("cannot read {}: {error}", path.display())
+}

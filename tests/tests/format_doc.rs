@@ -1,0 +1,292 @@
+//! `docs/FORMAT.md` agrees with the code: every offset and size in its layout tables is the
+//! constant the encoder uses, every value in its constants table is the constant's value,
+//! and every byte of its worked examples is what the encoders write (and the decoders read
+//! back). A change of format that forgets the document fails here.
+//!
+//! The document marks what is checked with HTML comments the renderer hides:
+//! `<!-- checked-table: NAME -->` before a Markdown table, `<!-- checked-example: NAME -->`
+//! before a code block of hex bytes (`# …` starts a comment on a line).
+
+use gridlog_common::batch::{self, Body, Footer};
+use gridlog_common::frame;
+use gridlog_common::segment::{self, FormatVersion, SegmentHeader};
+use gridlog_common::varint;
+
+const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
+
+/// The rows of the table after `<!-- checked-table: NAME -->`, header and separator dropped,
+/// cells trimmed and stripped of backticks.
+fn table(name: &str) -> Vec<Vec<String>> {
+    let marker = format!("<!-- checked-table: {name} -->");
+    let start = FORMAT_MD
+        .find(&marker)
+        .unwrap_or_else(|| panic!("docs/FORMAT.md has no `{marker}`"));
+    let rows: Vec<Vec<String>> = FORMAT_MD[start + marker.len()..]
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.trim_start().starts_with('|'))
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().replace('`', ""))
+                .collect()
+        })
+        .collect();
+    assert!(rows.len() > 2, "table {name} is empty");
+    assert!(
+        rows[1].iter().all(|c| c.contains("---")),
+        "table {name}: no separator row"
+    );
+    rows[2..].to_vec()
+}
+
+/// The bytes of the code block after `<!-- checked-example: NAME -->`.
+fn example(name: &str) -> Vec<u8> {
+    let marker = format!("<!-- checked-example: {name} -->");
+    let start = FORMAT_MD
+        .find(&marker)
+        .unwrap_or_else(|| panic!("docs/FORMAT.md has no `{marker}`"));
+    let mut lines = FORMAT_MD[start + marker.len()..]
+        .lines()
+        .skip_while(|l| !l.starts_with("```"));
+    lines.next().expect("a code block after the marker");
+    let mut bytes = Vec::new();
+    for line in lines.take_while(|l| !l.starts_with("```")) {
+        let hex = line.split('#').next().unwrap_or("");
+        for pair in hex.split_whitespace() {
+            assert_eq!(
+                pair.len(),
+                2,
+                "example {name}: `{pair}` is not one byte in hex"
+            );
+            bytes.push(
+                u8::from_str_radix(pair, 16).unwrap_or_else(|_| panic!("example {name}: `{pair}`")),
+            );
+        }
+    }
+    bytes
+}
+
+fn hex_block(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .map(|c| {
+            c.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn number(cell: &str) -> u64 {
+    cell.replace('_', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("`{cell}` is not a number"))
+}
+
+/// Checks a layout table against `(field, offset, size)` from the constants: same fields in
+/// the same order, each starting where the previous ends, integer types as wide as their size.
+fn check_layout(name: &str, expected: &[(&str, usize, Option<usize>)]) {
+    let rows = table(name);
+    let fields: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+    let want: Vec<&str> = expected.iter().map(|e| e.0).collect();
+    assert_eq!(fields, want, "table {name}: fields");
+    for (row, &(field, at, size)) in rows.iter().zip(expected) {
+        assert_eq!(
+            number(&row[0]) as usize,
+            at,
+            "table {name}: offset of {field}"
+        );
+        if let Some(size) = size {
+            assert_eq!(
+                number(&row[1]) as usize,
+                size,
+                "table {name}: size of {field}"
+            );
+            let ty = &row[3];
+            if let Some(bits) = ty
+                .strip_prefix('u')
+                .and_then(|t| t.split_whitespace().next())
+            {
+                assert_eq!(
+                    bits,
+                    (size * 8).to_string(),
+                    "table {name}: type of {field}"
+                );
+                assert!(
+                    ty.contains("LE"),
+                    "table {name}: {field} must say little-endian"
+                );
+            }
+        }
+    }
+    for pair in expected.windows(2) {
+        let (field, at, size) = pair[0];
+        assert_eq!(
+            at + size.unwrap(),
+            pair[1].1,
+            "constants: {field} does not end where the next field starts"
+        );
+    }
+}
+
+#[test]
+fn segment_header_table_matches_the_constants() {
+    use segment::*;
+    check_layout(
+        "segment_header",
+        &[
+            ("magic", MAGIC_AT, Some(VERSION_AT - MAGIC_AT)),
+            ("version", VERSION_AT, Some(HEADER_LEN_AT - VERSION_AT)),
+            ("header_len", HEADER_LEN_AT, Some(FLAGS_AT - HEADER_LEN_AT)),
+            ("flags", FLAGS_AT, Some(LOG_ID_AT - FLAGS_AT)),
+            ("log_id", LOG_ID_AT, Some(FIRST_OFFSET_AT - LOG_ID_AT)),
+            (
+                "first_offset",
+                FIRST_OFFSET_AT,
+                Some(SEGMENT_BYTES_AT - FIRST_OFFSET_AT),
+            ),
+            (
+                "segment_bytes",
+                SEGMENT_BYTES_AT,
+                Some(CREATED_AT - SEGMENT_BYTES_AT),
+            ),
+            (
+                "created_unix_ms",
+                CREATED_AT,
+                Some(RESERVED_AT - CREATED_AT),
+            ),
+            ("reserved", RESERVED_AT, Some(CRC_AT - RESERVED_AT)),
+            ("crc", CRC_AT, Some(SEGMENT_HEADER_BYTES - CRC_AT)),
+        ],
+    );
+}
+
+#[test]
+fn frame_table_matches_the_constants() {
+    use frame::*;
+    check_layout(
+        "frame",
+        &[
+            ("len", FRAME_LEN_AT, Some(FRAME_CRC_AT - FRAME_LEN_AT)),
+            ("crc", FRAME_CRC_AT, Some(FRAME_BODY_AT - FRAME_CRC_AT)),
+            ("body", FRAME_BODY_AT, None),
+        ],
+    );
+}
+
+#[test]
+fn constants_table_matches_the_code() {
+    use gridlog_firmware::wal;
+    let code: Vec<(&str, u64)> = vec![
+        ("SEGMENT_HEADER_BYTES", segment::SEGMENT_HEADER_BYTES as u64),
+        ("FormatVersion::CURRENT", FormatVersion::CURRENT as u64),
+        ("FRAME_HEADER_BYTES", frame::FRAME_HEADER_BYTES as u64),
+        ("FRAME_BODY_BYTES_MAX", frame::FRAME_BODY_BYTES_MAX as u64),
+        ("BODY_TAG_BATCH", u64::from(batch::BODY_TAG_BATCH)),
+        ("BODY_TAG_FOOTER", u64::from(batch::BODY_TAG_FOOTER)),
+        ("VARINT_U64_BYTES_MAX", varint::VARINT_U64_BYTES_MAX as u64),
+        ("FIRST_OFFSET", gridlog_common::FIRST_OFFSET),
+        ("SEGMENT_BYTES_DEFAULT", wal::SEGMENT_BYTES_DEFAULT),
+        ("SEGMENT_BYTES_MIN", wal::SEGMENT_BYTES_MIN),
+        ("SEGMENT_BYTES_MAX", wal::SEGMENT_BYTES_MAX),
+        (
+            "TORN_TAIL_WINDOW_BYTES",
+            wal::recovery::TORN_TAIL_WINDOW_BYTES as u64,
+        ),
+    ];
+    let doc: Vec<(String, u64)> = table("constants")
+        .iter()
+        .map(|row| (row[0].clone(), number(&row[1])))
+        .collect();
+    let doc_names: Vec<&str> = doc.iter().map(|(n, _)| n.as_str()).collect();
+    let code_names: Vec<&str> = code.iter().map(|(n, _)| *n).collect();
+    assert_eq!(doc_names, code_names, "constants table: names");
+    for ((name, documented), (_, value)) in doc.iter().zip(&code) {
+        assert_eq!(documented, value, "constants table: {name}");
+    }
+    assert_eq!(&segment::SEGMENT_MAGIC, b"GLOGSEG\0");
+    assert!(
+        FORMAT_MD.contains("`GLOGSEG\\0`"),
+        "the magic is written out"
+    );
+}
+
+/// Compares an example in the document with what the code writes, printing the right block
+/// when they differ.
+fn check_example(name: &str, written: &[u8]) {
+    let documented = example(name);
+    assert!(
+        documented == written,
+        "example {name} in docs/FORMAT.md differs from the encoder; the encoder writes:\n{}",
+        hex_block(written)
+    );
+}
+
+#[test]
+fn frame_example_is_what_the_encoder_writes() {
+    let mut out = [0u8; 16];
+    let n = frame::encode(b"abc", &mut out).unwrap();
+    check_example("frame", &out[..n]);
+    assert_eq!(frame::decode(&out[..n]).unwrap().body, b"abc");
+}
+
+#[test]
+fn batch_example_is_what_the_encoder_writes() {
+    let records: [&[u8]; 2] = [b"a", b"bc"];
+    let mut out = vec![0u8; batch::batch_frame_len(1, &records)];
+    batch::encode_batch_frame(&mut out, 1, &records).unwrap();
+    check_example("batch_frame", &out);
+    let body = frame::decode(&out).unwrap().body;
+    let Body::Batch(view) = batch::decode_body(body).unwrap() else {
+        panic!("not a batch")
+    };
+    assert_eq!(
+        view.records().collect::<Vec<_>>(),
+        [(1, &b"a"[..]), (2, &b"bc"[..])]
+    );
+}
+
+#[test]
+fn footer_example_is_what_the_encoder_writes() {
+    let footer = Footer {
+        first_offset: 1,
+        next_offset: 3,
+        frame_count: 1,
+        data_end: 80,
+        index: &[],
+    };
+    let mut out = vec![0u8; batch::footer_frame_len(&footer)];
+    batch::encode_footer_frame(&mut out, &footer).unwrap();
+    check_example("footer_frame", &out);
+    let body = frame::decode(&out).unwrap().body;
+    assert_eq!(batch::decode_body(body).unwrap(), Body::Footer(footer));
+}
+
+#[test]
+fn segment_header_example_is_what_the_encoder_writes() {
+    let header = SegmentHeader {
+        version: FormatVersion::V1,
+        log_id: *b"\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x00",
+        first_offset: 1,
+        segment_bytes: 4096,
+        created_unix_ms: 1_700_000_000_000,
+    };
+    let bytes = header.encode();
+    check_example("segment_header", &bytes);
+    assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+}
+
+#[test]
+fn varint_example_is_what_the_encoder_writes() {
+    let mut out = Vec::new();
+    for value in [0u64, 127, 128, 300] {
+        let mut buf = [0u8; varint::VARINT_U64_BYTES_MAX];
+        let n = varint::encode(value, &mut buf).unwrap();
+        out.extend_from_slice(&buf[..n]);
+    }
+    check_example("varints", &out);
+}
