@@ -169,6 +169,7 @@ pub struct BatchView<'a> {
     pub first_offset: Offset,
     count: u64,
     records: &'a [u8],
+    records_at: usize,
 }
 
 impl<'a> BatchView<'a> {
@@ -180,6 +181,12 @@ impl<'a> BatchView<'a> {
     /// One past the last record's offset.
     pub fn next_offset(&self) -> Offset {
         self.first_offset + self.count
+    }
+
+    /// Byte position within the body where the record list (`len | bytes`, repeated)
+    /// starts, so a reader can walk the records in place.
+    pub fn records_at(&self) -> usize {
+        self.records_at
     }
 
     /// The records with their offsets, in order.
@@ -311,6 +318,7 @@ pub fn decode_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
                 });
             }
             let records = cursor.rest;
+            let records_at = body.len() - records.len();
             for _ in 0..count {
                 cursor.bytes("record")?;
             }
@@ -319,6 +327,7 @@ pub fn decode_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
                 first_offset,
                 count,
                 records,
+                records_at,
             })
         }
         BODY_TAG_FOOTER => {

@@ -392,7 +392,7 @@ impl StoredEvent {
 
     /// True if the event carries `tag`.
     pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags().iter().any(|t| *t == tag)
+        self.tags().contains(&tag)
     }
 }
 

@@ -118,12 +118,14 @@ pub struct AssetState {
 }
 
 /// A meter or an asset.
+// Meters are inline (they are the many: no allocation each), assets boxed (few, larger).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EntityState {
     /// A meter.
     Meter(MeterState),
-    /// An asset.
-    Asset(AssetState),
+    /// An asset (boxed: assets are few and larger than meters, which are many).
+    Asset(Box<AssetState>),
 }
 
 impl EntityState {
@@ -174,7 +176,7 @@ impl EntityState {
                     capacity_wh,
                 },
                 None,
-            ) => Some(EntityState::Asset(AssetState {
+            ) => Some(EntityState::Asset(Box::new(AssetState {
                 kind: *kind,
                 rated_power_w: *rated_power_w,
                 capacity_wh: *capacity_wh,
@@ -185,7 +187,7 @@ impl EntityState {
                 setpoint_requested_w: None,
                 setpoint_applied_w: None,
                 updated_ms: at,
-            })),
+            }))),
             (event, Some(EntityState::Meter(m))) => {
                 let mut m = m.clone();
                 m.seq = seq;
@@ -227,21 +229,14 @@ impl EntityState {
                 a.seq = seq;
                 a.updated_ms = at;
                 match event {
-                    Event::TelemetryRecorded(t) => {
-                        if a.telemetry
-                            .as_ref()
-                            .is_none_or(|old| t.time_ms >= old.time_ms)
-                        {
-                            a.telemetry = Some(t.clone());
-                        }
+                    Event::TelemetryRecorded(t) if a.telemetry.as_ref().is_none_or(|old| t.time_ms >= old.time_ms) => {
+                        a.telemetry = Some(t.clone());
                     }
                     Event::SetpointRequested { power_w } => a.setpoint_requested_w = Some(*power_w),
                     Event::SetpointApplied { power_w } => a.setpoint_applied_w = Some(*power_w),
                     Event::AvailabilityChanged { available } => a.available = *available,
-                    Event::FaultRaised { code } => {
-                        if !a.faults.contains(code) {
-                            let _ = a.faults.push(code.clone());
-                        }
+                    Event::FaultRaised { code } if !a.faults.contains(code) => {
+                        let _ = a.faults.push(code.clone());
                     }
                     Event::FaultCleared { code } => a.faults.retain(|c| c != code),
                     _ => {}
@@ -353,6 +348,11 @@ impl Image {
             next_offset: gridlog_common::FIRST_OFFSET,
             ..Image::default()
         }
+    }
+
+    /// Every entity, in no particular order.
+    pub fn entities(&self) -> impl Iterator<Item = (&EntityId, &Entity)> {
+        self.entities.iter()
     }
 
     /// State of one entity.

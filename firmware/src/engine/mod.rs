@@ -278,6 +278,9 @@ pub struct EngineStats {
 
 type Reply = Box<dyn FnOnce(Result<Response, SubmitError>) + Send>;
 
+/// Called with the new committed offset after every commit.
+pub type CommitHook = Box<dyn Fn(Offset) + Send + Sync>;
+
 struct Job {
     request: Request,
     reply: Reply,
@@ -298,7 +301,7 @@ pub(crate) struct Inner {
     pub(crate) duplicates: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) batches: AtomicU64,
-    pub(crate) commit_hooks: Mutex<Vec<Box<dyn Fn(Offset) + Send + Sync>>>,
+    pub(crate) commit_hooks: Mutex<Vec<CommitHook>>,
     replayed_events: u64,
     replay_millis: u64,
 }
@@ -459,6 +462,11 @@ impl Engine {
         f(&image)
     }
 
+    /// The gateway's current time, from the engine's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
     /// The image's digest.
     pub fn digest(&self) -> u64 {
         self.read(Image::digest)
@@ -486,7 +494,7 @@ impl Engine {
 
     /// Calls `hook` with the new committed offset after every commit (from the processor
     /// thread: keep it short, e.g. send to a channel).
-    pub fn on_commit(&self, hook: Box<dyn Fn(Offset) + Send + Sync>) {
+    pub fn on_commit(&self, hook: CommitHook) {
         self.inner
             .commit_hooks
             .lock()

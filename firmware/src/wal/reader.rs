@@ -135,13 +135,11 @@ impl LogCursor {
             let bytes = self.segment.durable_bytes();
             match frame_at(bytes, self.pos) {
                 FrameAt::Batch { view, len } => {
-                    let records = view.records();
-                    let body_start = self.pos + len - records_len(&view);
+                    let body_start = self.pos + gridlog_common::frame::FRAME_BODY_AT + view.records_at();
                     self.pos += len;
                     if view.next_offset() <= self.from {
                         continue; // wholly before the start
                     }
-                    drop(records);
                     self.frame = Some(FrameRecords {
                         rest_start: body_start,
                         rest_end: self.pos,
@@ -183,11 +181,4 @@ impl LogCursor {
             reason: reason.to_string(),
         })
     }
-}
-
-/// Bytes of the record list at the end of a batch body (`len varint | bytes`, repeated).
-fn records_len(view: &gridlog_common::batch::BatchView<'_>) -> usize {
-    view.records()
-        .map(|(_, r)| varint::encoded_len(r.len() as u64) + r.len())
-        .sum()
 }
