@@ -1,11 +1,11 @@
 //! The segment header: the first 64 bytes of every log segment file.
 //!
 //! ```text
-//!  0        8        10       12       16                32        40        48        56     60     64
+//!  0        8        10       12       16                32        40        48        56      60     64
 //!  +--------+--------+--------+--------+-----------------+---------+---------+---------+------+------+
-//!  | magic  |version |hdr len | flags  | log id          | first   | segment | created | rsvd | crc  |
-//!  | 8 B    | u16 LE | u16 LE | u32 LE | 16 B            | offset  | bytes   | unix ms | u32  | u32  |
-//!  |        |        |        |        |                 | u64 LE  | u64 LE  | u64 LE  | = 0  | LE   |
+//!  | magic  |version |hdr len | flags  | log id          | first   | segment | created | round | crc  |
+//!  | 8 B    | u16 LE | u16 LE | u32 LE | 16 B            | offset  | bytes   | unix ms | bytes | u32  |
+//!  |        |        |        |        |                 | u64 LE  | u64 LE  | u64 LE  | u32LE | LE   |
 //!  +--------+--------+--------+--------+-----------------+---------+---------+---------+------+------+
 //!  magic   = "GLOGSEG\0"
 //!  crc     = CRC-32 (IEEE) of bytes 0..60
@@ -14,7 +14,9 @@
 //! After the header come frames (see [`crate::frame`]), then zeros up to `segment bytes`
 //! (the file is preallocated). A sealed segment's last frame is a footer
 //! (see [`crate::batch::Footer`]). `log id` is random per log, so a segment from another
-//! gateway's log is recognised as foreign.
+//! gateway's log is recognised as foreign. `round bytes` is the most bytes the writer of
+//! this segment puts in one write-and-sync round: recovery's bound on how far past the last
+//! good frame a crash can have left torn bytes (anything further is damage, not a tear).
 
 use core::fmt;
 
@@ -37,10 +39,10 @@ pub const FIRST_OFFSET_AT: usize = LOG_ID_AT + 16;
 pub const SEGMENT_BYTES_AT: usize = FIRST_OFFSET_AT + 8;
 /// Byte offset of the creation time.
 pub const CREATED_AT: usize = SEGMENT_BYTES_AT + 8;
-/// Byte offset of the reserved word.
-pub const RESERVED_AT: usize = CREATED_AT + 8;
+/// Byte offset of the round size bound.
+pub const ROUND_BYTES_AT: usize = CREATED_AT + 8;
 /// Byte offset of the CRC.
-pub const CRC_AT: usize = RESERVED_AT + 4;
+pub const CRC_AT: usize = ROUND_BYTES_AT + 4;
 /// Size of the header; frames start here.
 pub const SEGMENT_HEADER_BYTES: usize = CRC_AT + 4;
 
@@ -83,6 +85,8 @@ pub struct SegmentHeader {
     pub segment_bytes: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_unix_ms: u64,
+    /// Most bytes one write round of this segment's writer spans (torn-tail bound).
+    pub round_bytes: u32,
 }
 
 /// Why bytes are not a valid segment header.
@@ -105,7 +109,8 @@ pub enum SegmentHeaderError {
     },
     /// A version this build does not know.
     UnknownVersion(u16),
-    /// A header length other than [`SEGMENT_HEADER_BYTES`], or non-zero reserved fields.
+    /// A header length other than [`SEGMENT_HEADER_BYTES`], non-zero flags, or a zero
+    /// round size.
     BadLayout,
 }
 
@@ -141,7 +146,8 @@ impl SegmentHeader {
         out[LOG_ID_AT..FIRST_OFFSET_AT].copy_from_slice(&self.log_id);
         out[FIRST_OFFSET_AT..SEGMENT_BYTES_AT].copy_from_slice(&self.first_offset.to_le_bytes());
         out[SEGMENT_BYTES_AT..CREATED_AT].copy_from_slice(&self.segment_bytes.to_le_bytes());
-        out[CREATED_AT..RESERVED_AT].copy_from_slice(&self.created_unix_ms.to_le_bytes());
+        out[CREATED_AT..ROUND_BYTES_AT].copy_from_slice(&self.created_unix_ms.to_le_bytes());
+        out[ROUND_BYTES_AT..CRC_AT].copy_from_slice(&self.round_bytes.to_le_bytes());
         let crc = crc32fast::hash(&out[..CRC_AT]);
         out[CRC_AT..SEGMENT_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
         out
@@ -165,7 +171,7 @@ impl SegmentHeader {
         let version = FormatVersion::try_from(u16_at(bytes, VERSION_AT))?;
         if usize::from(u16_at(bytes, HEADER_LEN_AT)) != SEGMENT_HEADER_BYTES
             || u32_at(bytes, FLAGS_AT) != 0
-            || u32_at(bytes, RESERVED_AT) != 0
+            || u32_at(bytes, ROUND_BYTES_AT) == 0
         {
             return Err(SegmentHeaderError::BadLayout);
         }
@@ -177,6 +183,7 @@ impl SegmentHeader {
             first_offset: u64_at(bytes, FIRST_OFFSET_AT),
             segment_bytes: u64_at(bytes, SEGMENT_BYTES_AT),
             created_unix_ms: u64_at(bytes, CREATED_AT),
+            round_bytes: u32_at(bytes, ROUND_BYTES_AT),
         })
     }
 }
@@ -219,7 +226,7 @@ mod tests {
             [
                 SEGMENT_BYTES_AT,
                 CREATED_AT,
-                RESERVED_AT,
+                ROUND_BYTES_AT,
                 CRC_AT,
                 SEGMENT_HEADER_BYTES
             ],
@@ -234,6 +241,7 @@ mod tests {
             first_offset: 1234,
             segment_bytes: 64 << 20,
             created_unix_ms: 1_700_000_000_000,
+            round_bytes: 1 << 20,
         }
     }
 

@@ -157,9 +157,9 @@ fn segment_header_table_matches_the_constants() {
             (
                 "created_unix_ms",
                 CREATED_AT,
-                Some(RESERVED_AT - CREATED_AT),
+                Some(ROUND_BYTES_AT - CREATED_AT),
             ),
-            ("reserved", RESERVED_AT, Some(CRC_AT - RESERVED_AT)),
+            ("round_bytes", ROUND_BYTES_AT, Some(CRC_AT - ROUND_BYTES_AT)),
             ("crc", CRC_AT, Some(SEGMENT_HEADER_BYTES - CRC_AT)),
         ],
     );
@@ -193,10 +193,7 @@ fn constants_table_matches_the_code() {
         ("SEGMENT_BYTES_DEFAULT", wal::SEGMENT_BYTES_DEFAULT),
         ("SEGMENT_BYTES_MIN", wal::SEGMENT_BYTES_MIN),
         ("SEGMENT_BYTES_MAX", wal::SEGMENT_BYTES_MAX),
-        (
-            "TORN_TAIL_WINDOW_BYTES",
-            wal::recovery::TORN_TAIL_WINDOW_BYTES as u64,
-        ),
+        ("ROUND_BYTES_DEFAULT", wal::ROUND_BYTES_DEFAULT as u64),
     ];
     let doc: Vec<(String, u64)> = table("constants")
         .iter()
@@ -274,6 +271,7 @@ fn segment_header_example_is_what_the_encoder_writes() {
         first_offset: 1,
         segment_bytes: 4096,
         created_unix_ms: 1_700_000_000_000,
+        round_bytes: 1_048_576,
     };
     let bytes = header.encode();
     check_example("segment_header", &bytes);

@@ -234,3 +234,63 @@ fn a_torn_tail_of_the_last_segment_is_zeroed_and_reported_as_torn_not_damage() {
     drop(wal);
     assert!(verify(dir.path()).unwrap().torn_tail.is_none());
 }
+
+#[test]
+fn a_flipped_bit_in_the_last_segment_further_back_than_one_round_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = || {
+        WalOptions::default()
+            .segment_bytes(1 << 20)
+            .round_bytes(1024)
+    };
+    {
+        let wal = Wal::open(dir.path(), options()).unwrap();
+        for i in 0..200u32 {
+            wal.append(&[format!("acknowledged record {i:04} {}", "y".repeat(40))])
+                .unwrap();
+        }
+        wal.close().unwrap();
+    }
+    let segments: Vec<PathBuf> = {
+        let mut s: Vec<PathBuf> = std::fs::read_dir(dir.path().join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(segments.len(), 1, "all in one (the last, unsealed) segment");
+    let last = &segments[0];
+    let mut bytes = std::fs::read(last).unwrap();
+    let frames = frame_positions(&bytes);
+    assert!(frames.len() > 100);
+    // A frame with more than one round of acknowledged frames after it.
+    let victim = frames[10];
+    bytes[victim + 9] ^= 0x04;
+    std::fs::write(last, &bytes).unwrap();
+    match Wal::open(dir.path(), options()) {
+        Err(OpenError::Corrupt { damage }) => {
+            assert_eq!(damage.path, *last);
+            assert_eq!(damage.position, victim as u64);
+        }
+        other => panic!("expected damage, got {other:?}"),
+    }
+    let report = verify(dir.path()).unwrap();
+    assert!(
+        !report.is_clean() && report.torn_tail.is_none(),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn damage_in_a_middle_segment_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    let mut bytes = std::fs::read(&segments[1]).unwrap();
+    let frames = frame_positions(&bytes);
+    bytes[frames[1] + 10] ^= 0x01;
+    std::fs::write(&segments[1], &bytes).unwrap();
+    let report = verify(dir.path()).unwrap();
+    assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
+}

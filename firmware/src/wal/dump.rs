@@ -29,7 +29,7 @@ use gridlog_common::segment::{FormatVersion, SegmentHeader, SEGMENT_HEADER_BYTES
 use gridlog_common::Offset;
 
 use super::error::Damage;
-use super::recovery::{list_wal_dir, WalEntry, TORN_TAIL_WINDOW_BYTES};
+use super::recovery::{list_wal_dir, torn_tail_window, WalEntry};
 use super::segment::{frame_at, FrameAt};
 use super::WAL_DIR_NAME;
 
@@ -205,7 +205,7 @@ where
         }
         // The last segment: what follows the last valid frame decides between a clean end, a
         // torn tail and damage, with the same window as recovery.
-        let beyond_window = data_end.saturating_add(TORN_TAIL_WINDOW_BYTES as u64);
+        let beyond_window = data_end.saturating_add(torn_tail_window(&header) as u64);
         if file.any_nonzero_from(beyond_window)? {
             let reason = invalid.unwrap_or_else(|| "zeros followed by data".to_string());
             return Err(DumpError::Corrupt(damage(reason)));

@@ -58,13 +58,17 @@ pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
 /// Largest segment size accepted: 1 GiB, so a segment is always mappable and shippable.
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
-/// Default bytes of pending frames one write round takes: 4 MiB. Bounds the memory of the
-/// pending buffer (appenders wait for room beyond it) and the bytes one crash can tear.
-pub const ROUND_BYTES_DEFAULT: usize = 4 * 1024 * 1024;
+/// Default most bytes of frames one write round takes: 1 MiB. Bounds the memory of the
+/// pending buffer (appenders wait for room beyond it), the largest single append, and the
+/// bytes one crash can tear — recovery's window for telling a torn tail from damage, so
+/// smaller is stricter. 1 MiB per sync is far above what the disk syncs per round anyway.
+pub const ROUND_BYTES_DEFAULT: usize = 1024 * 1024;
+/// Smallest `round_bytes` accepted.
+pub const ROUND_BYTES_MIN: usize = 1024;
 /// Largest `round_bytes` accepted: one maximal frame.
 pub const ROUND_BYTES_MAX: usize = FRAME_BODY_BYTES_MAX;
 
-const _: () = assert!(ROUND_BYTES_MAX + 64 <= recovery::TORN_TAIL_WINDOW_BYTES);
+const _: () = assert!(ROUND_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(SEGMENT_BYTES_MIN as usize > SEGMENT_HEADER_BYTES + FOOTER_RESERVE_BYTES);
 
 /// How the log is opened and run. Every field has a documented default.
@@ -143,20 +147,23 @@ impl WalOptions {
                 self.segment_bytes
             )));
         }
-        if !(1024..=ROUND_BYTES_MAX).contains(&self.round_bytes) {
+        if !(ROUND_BYTES_MIN..=ROUND_BYTES_MAX).contains(&self.round_bytes) {
             return Err(OpenError::InvalidOptions(format!(
-                "round_bytes {} is outside 1024..={ROUND_BYTES_MAX}",
+                "round_bytes {} is outside {ROUND_BYTES_MIN}..={ROUND_BYTES_MAX}",
                 self.round_bytes
             )));
         }
         Ok(())
     }
 
-    /// The largest batch frame an append may produce with these options.
+    /// The largest batch frame an append may produce with these options: the smaller of the
+    /// segment's room and `round_bytes`.
     pub fn batch_frame_bytes_max(&self) -> usize {
         let segment_room =
             self.segment_bytes as usize - SEGMENT_HEADER_BYTES - FOOTER_RESERVE_BYTES;
-        segment_room.min(gridlog_common::frame::frame_len(FRAME_BODY_BYTES_MAX))
+        // A frame never exceeds one round, so no round exceeds `round_bytes` (the torn-tail
+        // window recovery reads from the segment header).
+        segment_room.min(self.round_bytes)
     }
 }
 

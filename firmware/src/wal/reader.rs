@@ -135,7 +135,8 @@ impl LogCursor {
             let bytes = self.segment.durable_bytes();
             match frame_at(bytes, self.pos) {
                 FrameAt::Batch { view, len } => {
-                    let body_start = self.pos + gridlog_common::frame::FRAME_BODY_AT + view.records_at();
+                    let body_start =
+                        self.pos + gridlog_common::frame::FRAME_BODY_AT + view.records_at();
                     self.pos += len;
                     if view.next_offset() <= self.from {
                         continue; // wholly before the start

@@ -6,9 +6,11 @@
 //! - A torn or zero-filled tail of the **last** segment (the write that was in flight when
 //!   the power went; never acknowledged): the bytes from the first invalid frame on are
 //!   overwritten with zeros and synced, so a later append cannot be followed by stale bytes.
-//!   A crash can only tear the last write, which is at most [`TORN_TAIL_WINDOW_BYTES`] long,
-//!   so a non-zero byte further than that past the first invalid frame is not a torn tail
-//!   but damage.
+//!   A crash can only tear the last write round, which is at most the `round_bytes` the
+//!   segment's header records (see [`torn_tail_window`]), so a non-zero byte further than
+//!   that past the first invalid frame is not a torn tail but damage. Within the window a
+//!   flipped bit in the newest frames cannot be told from a tear; the window is kept small
+//!   (1 MiB by default) for that reason.
 //! - A sealed last segment (crash after the footer, before the next segment): the writer
 //!   starts the next segment.
 //!
@@ -23,8 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use gridlog_common::frame::{FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
-use gridlog_common::segment::SEGMENT_HEADER_BYTES;
+use gridlog_common::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use gridlog_common::{Offset, FIRST_OFFSET};
 
 use super::error::{Damage, OpenError};
@@ -35,10 +36,12 @@ use super::segment::{
 };
 use crate::mmap::SegmentMap;
 
-/// How far past the first invalid frame of the last segment a crash can have left bytes:
-/// one write round of the writer is at most one maximal frame or one batch, whichever is
-/// larger, plus a footer.
-pub const TORN_TAIL_WINDOW_BYTES: usize = FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX + 4096;
+/// How far past the first invalid frame of a last segment a crash can have left bytes: one
+/// write round of the segment's writer (recorded in its header; a single append never
+/// exceeds it), plus a footer.
+pub fn torn_tail_window(header: &SegmentHeader) -> usize {
+    header.round_bytes as usize + super::segment::FOOTER_RESERVE_BYTES
+}
 
 /// The directory damaged files are moved to, inside `wal/`.
 pub const QUARANTINE_DIR_NAME: &str = "quarantine";
@@ -302,7 +305,7 @@ pub(crate) fn recover(io: &Io, wal_dir: &Path, mode: RecoveryMode) -> Result<Rec
             ScanStop::End | ScanStop::Invalid { .. } if is_last => {
                 let first_bad = scan.data_end as usize;
                 if let Some(last) = last_nonzero_from(bytes, first_bad) {
-                    if last >= first_bad + TORN_TAIL_WINDOW_BYTES {
+                    if last >= first_bad + torn_tail_window(&scan.header) {
                         let reason = match &scan.stop {
                             ScanStop::Invalid { reason, .. } => {
                                 format!("{reason}, with data after it")

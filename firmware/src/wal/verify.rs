@@ -4,16 +4,14 @@
 //! stopped or a running gateway (on a running one, the active segment's newest bytes may be
 //! in flight and show as a torn tail).
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use gridlog_common::Offset;
 
 use super::error::Damage;
-use super::recovery::{list_wal_dir, WalEntry, TORN_TAIL_WINDOW_BYTES};
+use super::recovery::{list_wal_dir, torn_tail_window, WalEntry};
 use super::segment::{last_nonzero_from, scan_segment, ScanStop};
 use super::WAL_DIR_NAME;
-use crate::mmap::SegmentMap;
 
 /// One segment as verify saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +80,11 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
         };
         seen += 1;
         let is_last = seen == segment_count;
-        let file = File::open(&path)?;
-        let len = file.metadata()?.len();
-        if len == 0 {
+        // Read, not mapped: verify may run beside a live writer, and a memory map of bytes
+        // another process is writing must not be turned into a Rust slice (see `mmap`).
+        let bytes = std::fs::read(&path)?;
+        let bytes = bytes.as_slice();
+        if bytes.is_empty() {
             report.damage.push(Damage {
                 path,
                 position: 0,
@@ -92,8 +92,6 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
             });
             continue;
         }
-        let map = SegmentMap::new(&file)?;
-        let bytes = map.prefix(map.len());
         let scan = match scan_segment(bytes) {
             Ok(scan) => scan,
             Err((position, reason)) => {
@@ -134,7 +132,12 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
                 ),
             });
         }
-        expected_next = Some(scan.next_offset);
+        // After damage the next segment cannot be expected anywhere in particular: do not
+        // report a second, consequential "missing segment".
+        expected_next = match scan.stop {
+            ScanStop::Invalid { .. } => None,
+            _ => Some(scan.next_offset),
+        };
         match &scan.stop {
             ScanStop::Footer => {}
             ScanStop::End | ScanStop::Invalid { .. } if is_last => {
@@ -149,7 +152,7 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
                         position: first_bad as u64,
                         reason,
                     };
-                    if last >= first_bad + TORN_TAIL_WINDOW_BYTES {
+                    if last >= first_bad + torn_tail_window(&scan.header) {
                         report.damage.push(damage);
                     } else {
                         report.torn_tail = Some(damage);

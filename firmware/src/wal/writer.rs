@@ -162,6 +162,7 @@ pub(super) fn start(
                 log_id,
                 recovered.next_offset,
                 options.segment_bytes,
+                options.round_bytes,
             )
             .map_err(io_err(&wal_dir))?;
             segments.push(active.segment.clone());
@@ -216,6 +217,7 @@ fn new_segment(
     log_id: [u8; 16],
     first_offset: Offset,
     segment_bytes: u64,
+    round_bytes: usize,
 ) -> io::Result<Active> {
     let header = SegmentHeader {
         version: FormatVersion::CURRENT,
@@ -223,6 +225,7 @@ fn new_segment(
         first_offset,
         segment_bytes,
         created_unix_ms: unix_ms_now(),
+        round_bytes: round_bytes as u32,
     };
     let path = install_segment(io, wal_dir, prealloc_path, &file, &header)?;
     let pos = gridlog_common::segment::SEGMENT_HEADER_BYTES as u64;
@@ -402,6 +405,7 @@ impl Writer {
             self.shared.log_id,
             first_offset,
             segment_bytes,
+            self.shared.options.round_bytes,
         )?;
         self.shared
             .segments
