@@ -14,12 +14,17 @@ gridlog keeps every change reported by the meters and energy assets of a site (P
 batteries, EV chargers, loads) as an immutable event in a local write-ahead log, and ships
 sealed log segments to central storage.
 
-The commands below inspect a data directory's log. Both only read: they take no lock and
-repair nothing, so they are safe beside a running gateway (whose newest bytes may then show
-as a torn tail).";
+`gridlog demo` runs the appliance with a simulated site (PV, battery, EV chargers, 20
+sub-meters) and its dashboard on http://127.0.0.1:8080/; `gridlog serve` runs it for real
+devices. `verify` and `dump` inspect a data directory's log: they only read, take no lock
+and repair nothing, so they are safe beside a running gateway (whose newest bytes may then
+show as a torn tail).";
 
 const AFTER_HELP: &str = "\
 Examples:
+  gridlog demo                                 the demo site on ./gridlog-data, http://127.0.0.1:8080/
+  gridlog demo --speed 60                      the same, one simulated minute per second
+  gridlog serve --config /etc/gridlog.toml     the gateway, configured by a file
   gridlog verify /var/lib/gridlog              check every frame; exit 1 if damaged
   gridlog verify --json /var/lib/gridlog       the same report as JSON, for monitoring
   gridlog dump /var/lib/gridlog --from 1000    records from offset 1000, one JSON line each
@@ -57,6 +62,49 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway: HTTP API, live stream, metrics and dashboard over the data directory.
+    #[command(
+        long_about = "\
+Run the gateway: recover the log, then serve the HTTP API, the live event stream
+(/api/v1/stream), Prometheus metrics (/metrics) and the dashboard (/).
+
+Configuration comes from defaults, then the --config file (TOML), then GRIDLOG_*
+environment variables (GRIDLOG_LISTEN, GRIDLOG_WAL__SEGMENT_BYTES, ...), then these flags.
+Every key and its default is listed in the README. Unknown keys are an error.
+
+Writes need `Authorization: Bearer <token>` when a write token is set. Listening on an
+address other than loopback without a token is refused unless --insecure is given.
+
+SIGINT or SIGTERM stops it cleanly: no new requests, in-flight writes finish and are
+acknowledged, the log is closed. Exit status: 0 stopped cleanly, 1 the data directory
+could not be opened (damage: see `gridlog verify`), 2 configuration or address error.",
+        after_help = "\
+Examples:
+  gridlog serve
+  gridlog serve --data-dir /var/lib/gridlog --listen 0.0.0.0:8080 --write-token \"$TOKEN\"
+  GRIDLOG_WAL__COMMIT_DELAY_MS=5 gridlog serve --config /etc/gridlog.toml"
+    )]
+    Serve(ServeArgs),
+
+    /// Run the gateway with a simulated demo site driven by real PV and load profiles.
+    #[command(
+        long_about = "\
+Run the gateway exactly as `serve` does, plus a simulated site feeding it through the same
+engine API as real devices: a grid meter, a 30 kW PV inverter and meter, a 20 kW / 50 kWh
+battery with a self-consumption controller issuing setpoints, two EV chargers with charging
+sessions, and 20 sub-meters with commercial and household load shapes — 1-second readings
+built from real measured PV power (NREL) and BDEW standard load profiles.
+
+Restarting the demo continues its history from the data directory. To start fresh, stop it
+and delete the data directory (default ./gridlog-data).",
+        after_help = "\
+Examples:
+  gridlog demo                      open http://127.0.0.1:8080/
+  gridlog demo --speed 60           one simulated minute per real second
+  rm -rf ./gridlog-data && gridlog demo   start a new history"
+    )]
+    Demo(DemoArgs),
+
     /// Check every frame of every log segment and report damage with file and byte position.
     #[command(
         long_about = "\
@@ -104,6 +152,42 @@ Examples:
   gridlog dump /var/lib/gridlog | jq -r .hex | xxd -r -p   # raw record bytes"
     )]
     Dump(DumpArgs),
+}
+
+/// Arguments of `gridlog serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (see README "Configuration").
+    #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The data directory (default ./gridlog-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to serve HTTP on (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Require `Authorization: Bearer TOKEN` on writes.
+    #[arg(long, value_name = "TOKEN")]
+    pub write_token: Option<String>,
+
+    /// Allow a non-loopback address without a write token (trusted networks only).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// Arguments of `gridlog demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Everything `serve` takes.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Simulated seconds per real second (default 1).
+    #[arg(long, value_name = "FACTOR")]
+    pub speed: Option<f64>,
 }
 
 /// Arguments of `gridlog verify`.

@@ -1,8 +1,9 @@
 //! `gridlog`: the one binary of a gridlog gateway.
 //!
-//! For now it inspects a data directory's log (`verify`, `dump`); the HTTP API, dashboard,
-//! ingestion and shipping join it as they land. Modules: [`cli`] (arguments and help),
-//! [`commands`] (one file per subcommand, and the exit status).
+//! `serve` and `demo` run the appliance (HTTP API, live stream, metrics, demo site);
+//! `verify` and `dump` inspect a data directory's log. Modules: [`cli`] (arguments and
+//! help), [`commands`] (one file per subcommand, and the exit status), [`config`] (file,
+//! environment, defaults), [`server`] (the HTTP side), [`demo`] (the simulated site).
 //!
 //! Exit status, for every command: 0 done and clean, 1 done and the log is damaged, 2 the
 //! command could not run (usage, I/O).
@@ -10,6 +11,9 @@
 
 mod cli;
 mod commands;
+mod config;
+mod demo;
+mod server;
 
 use std::process::ExitCode;
 
@@ -23,8 +27,21 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Verify(args) => commands::verify::run(args),
         Command::Dump(args) => commands::dump::run(args),
+        Command::Serve(args) => commands::serve::run(&overrides(args, None), false),
+        Command::Demo(args) => commands::serve::run(&overrides(&args.serve, args.speed), true),
     };
     outcome.exit_code()
+}
+
+fn overrides(args: &cli::ServeArgs, speed: Option<f64>) -> commands::serve::Overrides {
+    commands::serve::Overrides {
+        config: args.config.clone(),
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        write_token: args.write_token.clone(),
+        insecure: args.insecure,
+        speed,
+    }
 }
 
 /// Logs go to stderr, so stdout carries only the command's output (reports, JSON lines).

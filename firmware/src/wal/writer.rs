@@ -161,8 +161,7 @@ pub(super) fn start(
                 file,
                 log_id,
                 recovered.next_offset,
-                options.segment_bytes,
-                options.round_bytes,
+                &options,
             )
             .map_err(io_err(&wal_dir))?;
             segments.push(active.segment.clone());
@@ -216,16 +215,16 @@ fn new_segment(
     file: File,
     log_id: [u8; 16],
     first_offset: Offset,
-    segment_bytes: u64,
-    round_bytes: usize,
+    options: &WalOptions,
 ) -> io::Result<Active> {
+    let segment_bytes = options.segment_bytes;
     let header = SegmentHeader {
         version: FormatVersion::CURRENT,
         log_id,
         first_offset,
         segment_bytes,
         created_unix_ms: unix_ms_now(),
-        round_bytes: round_bytes as u32,
+        round_bytes: options.round_bytes as u32,
     };
     let path = install_segment(io, wal_dir, prealloc_path, &file, &header)?;
     let pos = gridlog_common::segment::SEGMENT_HEADER_BYTES as u64;
@@ -376,7 +375,6 @@ impl Writer {
     fn rotate(&mut self, first_offset: Offset) -> io::Result<()> {
         let wal_dir = self.shared.wal_dir.clone();
         let prealloc_path = wal_dir.join(PREALLOC_FILE_NAME);
-        let segment_bytes = self.shared.options.segment_bytes;
         let file = loop {
             match self.prealloc.take() {
                 Ok(file) => break file,
@@ -404,8 +402,7 @@ impl Writer {
             file,
             self.shared.log_id,
             first_offset,
-            segment_bytes,
-            self.shared.options.round_bytes,
+            &self.shared.options,
         )?;
         self.shared
             .segments

@@ -1,0 +1,229 @@
+//! `gridlog serve` and `gridlog demo`: the appliance.
+//!
+//! Start-up order: load and check the configuration, bind the listen address (so a busy
+//! port fails fast), start answering HTTP (`/healthz` at once, `/readyz` 503 while the log
+//! is recovered), open the engine in the background, then (demo) start the simulated site.
+//! SIGINT/SIGTERM: stop accepting, finish in-flight requests and their commits, stop the
+//! simulator, drain the processor, close the log.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gridlog_firmware::engine::{Clock, Engine, EngineOptions, RollupOptions, SystemClock};
+use gridlog_firmware::wal::{RecoveryMode, WalOptions};
+
+use super::Outcome;
+use crate::config::Config;
+use crate::demo::{self, DemoClock, DemoOptions};
+
+use crate::server::{self, AppState};
+
+/// What `serve` and `demo` take from the command line (on top of file and environment).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--write-token`.
+    pub write_token: Option<String>,
+    /// `--insecure`.
+    pub insecure: bool,
+    /// `--speed` (demo).
+    pub speed: Option<f64>,
+}
+
+/// Loads the configuration: defaults, file, environment, then these flags.
+pub fn load_config(o: &Overrides) -> Result<Config, String> {
+    let mut config =
+        Config::load(o.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+    if let Some(d) = &o.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(l) = o.listen {
+        config.listen = l;
+    }
+    if let Some(t) = &o.write_token {
+        config.write_token = t.clone();
+    }
+    config.insecure |= o.insecure;
+    if let Some(s) = o.speed {
+        config.demo.speed = s;
+    }
+    config.check().map_err(|e| e.to_string())?;
+    config.check_exposure()?;
+    Ok(config)
+}
+
+/// The engine options a configuration asks for.
+pub fn engine_options(config: &Config, clock: Arc<dyn Clock>) -> EngineOptions {
+    let wal = WalOptions::default()
+        .segment_bytes(config.wal.segment_bytes)
+        .commit_delay(Duration::from_millis(config.wal.commit_delay_ms))
+        .recovery(if config.wal.recovery == "quarantine-corrupt" {
+            RecoveryMode::QuarantineCorrupt
+        } else {
+            RecoveryMode::Strict
+        });
+    let mut options = EngineOptions::default()
+        .wal(wal)
+        .clock(clock)
+        .queue_depth(config.engine.queue_depth)
+        .auto_register(gridlog_common::domain::MeterKind::from_name(
+            &config.engine.auto_register,
+        ))
+        .rollups(RollupOptions {
+            quarter_hour_days: config.engine.rollup_quarter_hour_days,
+            day_days: config.engine.rollup_day_days,
+        });
+    options.rules.future_skew_ms = config.engine.future_skew_s * 1000;
+    options
+}
+
+/// Runs the appliance until SIGINT/SIGTERM. `demo` adds the simulated site.
+pub fn run(overrides: &Overrides, demo: bool) -> Outcome {
+    let config = match load_config(overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gridlog: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gridlog-http")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gridlog: cannot start the runtime: {e}");
+            return Outcome::Failed;
+        }
+    };
+    runtime.block_on(serve(config, demo))
+}
+
+async fn serve(config: Config, demo: bool) -> Outcome {
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("gridlog: cannot listen on {}: {e}", config.listen);
+            return Outcome::Failed;
+        }
+    };
+    let address = listener.local_addr().map_or(config.listen, |a| a);
+    // One line on stdout that scripts and tests can wait for.
+    println!(
+        "gridlog listening on http://{address}/ (data in {})",
+        config.data_dir.display()
+    );
+    tracing::info!(%address, data_dir = %config.data_dir.display(), demo, "gridlog starting");
+
+    let state = AppState::new(config.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let state = state.clone();
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(server::serve(listener, state, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }))
+    };
+
+    // The demo's simulated clock is the gateway's clock, so readings are never "in the
+    // future"; demo::start moves it past the history already in the log.
+    let demo_clock =
+        demo.then(|| Arc::new(DemoClock::new(SystemClock.now_ms(), config.demo.speed)));
+    let clock: Arc<dyn Clock> = match &demo_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let options = engine_options(&config, clock);
+    let data_dir = config.data_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || Engine::open(&data_dir, options)).await;
+    let engine = match opened {
+        Ok(Ok(engine)) => Arc::new(engine),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot open the data directory");
+            eprintln!("gridlog: cannot open {}: {e}", config.data_dir.display());
+            let _ = stop_tx.send(true);
+            let _ = server.await;
+            return Outcome::Damaged;
+        }
+        Err(e) => {
+            eprintln!("gridlog: recovery task failed: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let demo_stop = Arc::new(AtomicBool::new(false));
+    let mut demo_thread = None;
+    if let Some(clock) = demo_clock {
+        let options = DemoOptions {
+            speed: config.demo.speed,
+            ..DemoOptions::default()
+        };
+        match demo::start(engine.clone(), clock, options, demo_stop.clone()) {
+            Ok(handle) => demo_thread = Some(handle),
+            Err(e) => {
+                eprintln!("gridlog: cannot start the demo site: {e}");
+                let _ = stop_tx.send(true);
+                let _ = server.await;
+                return Outcome::Failed;
+            }
+        }
+    }
+    state.attach(engine.clone());
+    tracing::info!(offset = engine.committed_offset(), "ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let outcome = match server.await {
+        Ok(Ok(())) => Outcome::Clean,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "server error");
+            Outcome::Failed
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "server task failed");
+            Outcome::Failed
+        }
+    };
+    demo_stop.store(true, Ordering::Relaxed);
+    if let Some(thread) = demo_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    drop(state);
+    match Arc::try_unwrap(engine) {
+        Ok(engine) => {
+            let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+        }
+        Err(engine) => {
+            // Something still holds it (a query finishing): its drop closes the log.
+            drop(engine);
+        }
+    }
+    tracing::info!("stopped");
+    outcome
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,394 @@
+//! Configuration: defaults, then a TOML file, then `GRIDLOG_*` environment variables, then
+//! command-line flags — each overriding the one before. Unknown keys are an error, in the
+//! file and in the environment, so a typo never silently keeps a default.
+//!
+//! Environment variables name a key by its path in upper case, sections joined by a double
+//! underscore: `GRIDLOG_LISTEN`, `GRIDLOG_WAL__SEGMENT_BYTES`, `GRIDLOG_HTTP__BODY_BYTES_MAX`.
+//! Values are parsed as TOML (`123`, `true`, `"text"`; bare text is taken as a string).
+//! `GRIDLOG_LOG` is the log filter, not a config key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that start with `GRIDLOG_` but are not config keys.
+const ENV_NOT_CONFIG: &[&str] = &["GRIDLOG_LOG", "GRIDLOG_CONFIG"];
+
+/// The whole configuration. Every key has a default; see README "Configuration".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the log, snapshots and archive live. Default `./gridlog-data`.
+    pub data_dir: PathBuf,
+    /// HTTP listen address. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Bearer token required for writes; empty = none (loopback only). Default empty.
+    pub write_token: String,
+    /// Allow listening on a non-loopback address without a write token. Default false.
+    pub insecure: bool,
+    /// This site's id (object keys, status). Default `site`.
+    pub site_id: String,
+    /// The log.
+    pub wal: WalConfig,
+    /// The engine.
+    pub engine: EngineConfig,
+    /// The HTTP server.
+    pub http: HttpConfig,
+    /// The demo site (`gridlog demo`).
+    pub demo: DemoConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./gridlog-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            write_token: String::new(),
+            insecure: false,
+            site_id: "site".into(),
+            wal: WalConfig::default(),
+            engine: EngineConfig::default(),
+            http: HttpConfig::default(),
+            demo: DemoConfig::default(),
+        }
+    }
+}
+
+/// `[wal]`: the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// Segment file size in bytes. Default 67108864 (64 MiB).
+    pub segment_bytes: u64,
+    /// Wait this long to gather more writes into one sync (trades latency for flash wear).
+    /// Default 0.
+    pub commit_delay_ms: u64,
+    /// `strict` (refuse to open on damage) or `quarantine-corrupt`. Default `strict`.
+    pub recovery: String,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            segment_bytes: gridlog_firmware::wal::SEGMENT_BYTES_DEFAULT,
+            commit_delay_ms: 0,
+            recovery: "strict".into(),
+        }
+    }
+}
+
+/// `[engine]`: validation and read models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Requests that may wait for the processor. Default 1024.
+    pub queue_depth: usize,
+    /// Register unknown meters on their first reading with this kind (`grid`, `pv`, `load`,
+    /// `ev`, `battery`, `submeter`); empty = reject them. Default empty.
+    pub auto_register: String,
+    /// How far a measurement time may be ahead of the gateway clock. Default 300 s.
+    pub future_skew_s: i64,
+    /// Days of 15-minute and hourly rollups per meter. Default 7.
+    pub rollup_quarter_hour_days: u32,
+    /// Days of daily rollups per meter. Default 400.
+    pub rollup_day_days: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            queue_depth: gridlog_firmware::engine::QUEUE_DEPTH_DEFAULT,
+            auto_register: String::new(),
+            future_skew_s: gridlog_firmware::engine::FUTURE_SKEW_MS_DEFAULT / 1000,
+            rollup_quarter_hour_days: 7,
+            rollup_day_days: 400,
+        }
+    }
+}
+
+/// `[http]`: limits of the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body. Default 4194304 (4 MiB).
+    pub body_bytes_max: usize,
+    /// Most readings in one `POST /api/v1/readings`. Default 5000.
+    pub readings_per_request_max: usize,
+    /// A request (body included) must finish within this. Default 30 s.
+    pub request_timeout_s: u64,
+    /// Requests handled at once; more get 503. Default 512.
+    pub concurrency_max: usize,
+    /// Live streams (`/api/v1/stream`) at once; more get 503. Default 64.
+    pub streams_max: usize,
+    /// Seconds between SSE heartbeats. Default 15.
+    pub stream_heartbeat_s: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_bytes_max: 4 * 1024 * 1024,
+            readings_per_request_max: 5000,
+            request_timeout_s: 30,
+            concurrency_max: 512,
+            streams_max: 64,
+            stream_heartbeat_s: 15,
+        }
+    }
+}
+
+/// `[demo]`: the simulated site of `gridlog demo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Simulated seconds per real second. Default 1.
+    pub speed: f64,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig { speed: 1.0 }
+    }
+}
+
+/// Why the configuration is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file or an override is not valid.
+    #[error("invalid configuration ({origin}): {message}")]
+    Invalid {
+        /// Which file or variable.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Defaults ⊕ file (if any) ⊕ environment. Flags are applied by the caller.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value =
+            toml::Value::try_from(Config::default()).map_err(|e| invalid("defaults", e))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
+            let file_value: toml::Value = text
+                .parse::<toml::Table>()
+                .map(toml::Value::Table)
+                .map_err(|e| invalid(&path.display().to_string(), e))?;
+            // Validate the file on its own first, so its errors name the file.
+            file_value
+                .clone()
+                .try_into::<Config>()
+                .map_err(|e| invalid(&path.display().to_string(), e))?;
+            merge(&mut value, file_value);
+        }
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("GRIDLOG_") && !ENV_NOT_CONFIG.contains(&k.as_str()))
+            .collect();
+        env.sort();
+        for (key, raw) in env {
+            let path: Vec<String> = key["GRIDLOG_".len()..]
+                .split("__")
+                .map(str::to_ascii_lowercase)
+                .collect();
+            let parsed = raw
+                .parse::<toml::Value>()
+                .or_else(|_| {
+                    format!("v = {raw}")
+                        .parse::<toml::Table>()
+                        .map(|t| t["v"].clone())
+                })
+                .unwrap_or(toml::Value::String(raw.clone()));
+            set_path(&mut value, &path, parsed).map_err(|message| ConfigError::Invalid {
+                origin: key.clone(),
+                message,
+            })?;
+            value
+                .clone()
+                .try_into::<Config>()
+                .map_err(|e| invalid(&key, e))?;
+        }
+        let config: Config = value.try_into().map_err(|e| invalid("configuration", e))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks relations the types cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |message: String| {
+            Err(ConfigError::Invalid {
+                origin: "configuration".into(),
+                message,
+            })
+        };
+        if !["strict", "quarantine-corrupt"].contains(&self.wal.recovery.as_str()) {
+            return bad(format!(
+                "wal.recovery must be strict or quarantine-corrupt, not {:?}",
+                self.wal.recovery
+            ));
+        }
+        if !self.engine.auto_register.is_empty()
+            && gridlog_common::domain::MeterKind::from_name(&self.engine.auto_register).is_none()
+        {
+            return bad(format!(
+                "engine.auto_register {:?} is not a meter kind",
+                self.engine.auto_register
+            ));
+        }
+        if !(self.demo.speed > 0.0 && self.demo.speed <= 10_000.0) {
+            return bad(format!(
+                "demo.speed must be in (0, 10000], not {}",
+                self.demo.speed
+            ));
+        }
+        if gridlog_common::id::EntityId::new(&self.site_id).is_err() {
+            return bad(format!(
+                "site_id {:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :",
+                self.site_id
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a non-loopback listen address without a write token unless `insecure`.
+    pub fn check_exposure(&self) -> Result<(), String> {
+        if !self.listen.ip().is_loopback() && self.write_token.is_empty() && !self.insecure {
+            return Err(format!(
+                "refusing to listen on {} without a write token: anyone on the network could write. Set write_token (GRIDLOG_WRITE_TOKEN or --write-token), or pass --insecure if the network is trusted",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(origin: &str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(base), toml::Value::Table(over)) => {
+            for (k, v) in over {
+                match base.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
+fn set_path(value: &mut toml::Value, path: &[String], new: toml::Value) -> Result<(), String> {
+    let mut at = value;
+    for (i, key) in path.iter().enumerate() {
+        let table = at
+            .as_table_mut()
+            .ok_or_else(|| format!("{} is not a section", path[..i].join(".")))?;
+        let Some(next) = table.get_mut(key) else {
+            return Err(format!("unknown configuration key {}", path.join(".")));
+        };
+        if i + 1 == path.len() {
+            // Keep the type of the default: "8080" for a number key is a number.
+            *next = coerce(next, new);
+            return Ok(());
+        }
+        at = next;
+    }
+    Err("empty key".into())
+}
+
+fn coerce(existing: &toml::Value, new: toml::Value) -> toml::Value {
+    match (existing, &new) {
+        (toml::Value::String(_), toml::Value::Integer(i)) => toml::Value::String(i.to_string()),
+        (toml::Value::String(_), toml::Value::Float(f)) => toml::Value::String(f.to_string()),
+        (toml::Value::String(_), toml::Value::Boolean(b)) => toml::Value::String(b.to_string()),
+        (toml::Value::Float(_), toml::Value::Integer(i)) => toml::Value::Float(*i as f64),
+        _ => new,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_file_env_in_that_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gridlog.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[wal]\nsegment_bytes = 1048576\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("GRIDLOG_WAL__SEGMENT_BYTES", "2097152"),
+                ("GRIDLOG_LOG", "debug"),
+                ("GRIDLOG_SITE_ID", "plant-7"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.wal.segment_bytes, 2 * 1024 * 1024);
+        assert_eq!(c.site_id, "plant-7");
+        assert_eq!(c.data_dir, PathBuf::from("./gridlog-data"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gridlog.toml");
+        std::fs::write(&file, "[wal]\nsegment_byte = 1\n").unwrap();
+        let e = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("segment_byte"), "{e}");
+        let e = Config::load(None, env(&[("GRIDLOG_WAL__NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wal.nope"), "{e}");
+    }
+
+    #[test]
+    fn exposure_needs_a_token_or_insecure() {
+        let mut c = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(c.check_exposure().is_err());
+        c.write_token = "secret".into();
+        assert!(c.check_exposure().is_ok());
+        c.write_token.clear();
+        c.insecure = true;
+        assert!(c.check_exposure().is_ok());
+    }
+}

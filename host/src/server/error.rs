@@ -1,0 +1,163 @@
+//! One error type for the whole API: `{"error":{"code","message","field"}}` with a status.
+//!
+//! Client errors say exactly what is wrong and name the field; internal errors say little to
+//! the client and everything to the log.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The error body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code.
+    pub code: String,
+    /// Words for people.
+    pub message: String,
+    /// The request field at fault (a JSON path like `readings[3].time`, a query parameter or
+    /// a header), if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The entity's current seq, on `seq_mismatch`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_seq: Option<u64>,
+}
+
+/// An API error: status + body (+ Retry-After for 429/503).
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The body.
+    pub detail: ErrorDetail,
+    /// Seconds for `Retry-After`.
+    pub retry_after_s: Option<u32>,
+}
+
+impl ApiError {
+    /// A client error naming a field.
+    pub fn field(
+        status: StatusCode,
+        code: &str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError::new(status, code, message).with_field(field)
+    }
+
+    /// An error without a field.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                field: None,
+                current_seq: None,
+            },
+            retry_after_s: None,
+        }
+    }
+
+    /// Names the field.
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.detail.field = Some(field.into());
+        self
+    }
+
+    /// 503/429 with Retry-After.
+    pub fn retry(mut self, seconds: u32) -> ApiError {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// 404 for an unknown entity.
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError::field(
+            StatusCode::NOT_FOUND,
+            &format!("unknown_{what}"),
+            "id",
+            format!("{what} {id} is not registered"),
+        )
+    }
+
+    /// An internal error: logged in full, reported briefly.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%error, "{context}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{context}; see the gateway's log"),
+        )
+    }
+
+    /// The engine is still recovering.
+    pub fn not_ready() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the gateway is recovering its log; retry shortly",
+        )
+        .retry(1)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, axum::Json(ErrorBody { error: self.detail })).into_response();
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
+    }
+}
+
+impl From<gridlog_firmware::engine::SubmitError> for ApiError {
+    fn from(e: gridlog_firmware::engine::SubmitError) -> ApiError {
+        use gridlog_firmware::engine::SubmitError;
+        match e {
+            SubmitError::Busy { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()).retry(1)
+            }
+            SubmitError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_commands",
+                e.to_string(),
+            ),
+            SubmitError::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                e.to_string(),
+            )
+            .retry(5),
+            _ => ApiError::internal("storage failed", e),
+        }
+    }
+}
+
+impl From<gridlog_firmware::engine::QueryError> for ApiError {
+    fn from(e: gridlog_firmware::engine::QueryError) -> ApiError {
+        use gridlog_firmware::engine::QueryError;
+        use gridlog_firmware::wal::ReadError;
+        match e {
+            QueryError::Read(ReadError::Truncated { offset, oldest }) => ApiError::field(
+                StatusCode::GONE,
+                "offset_archived",
+                "after",
+                format!("offset {offset} is no longer in the hot log (oldest is {oldest})"),
+            ),
+            other => ApiError::internal("reading the log failed", other),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The HTTP side: the API, live stream, status, metrics and (later) the dashboard.
+//!
+//! [`app`] builds the router from state, apart from [`serve`], so tests drive the router
+//! directly. Writes go through [`Engine::submit_with`], whose reply is sent to a oneshot
+//! channel: the async runtime never blocks on the log.
+
+pub mod error;
+pub mod extract;
+mod ops;
+mod read;
+mod stream;
+pub mod wire;
+mod write;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use gridlog_firmware::engine::Engine;
+use tokio::sync::Semaphore;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Config;
+use error::ApiError;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    engine: OnceLock<Arc<Engine>>,
+    config: Config,
+    started: Instant,
+    requests: Semaphore,
+    streams: Arc<Semaphore>,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// State for `config`; the engine is attached when recovery finishes.
+    pub fn new(config: Config) -> AppState {
+        AppState {
+            inner: Arc::new(StateInner {
+                engine: OnceLock::new(),
+                requests: Semaphore::new(config.http.concurrency_max),
+                streams: Arc::new(Semaphore::new(config.http.streams_max)),
+                config,
+                started: Instant::now(),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Attaches the recovered engine: from now on the gateway is ready.
+    pub fn attach(&self, engine: Arc<Engine>) {
+        let _ = self.inner.engine.set(engine);
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The engine, or 503 while recovering.
+    pub fn engine(&self) -> Result<&Arc<Engine>, ApiError> {
+        self.inner.engine.get().ok_or_else(ApiError::not_ready)
+    }
+
+    /// Marks the server as stopping (streams end, readyz fails).
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gridlog",
+        description = "The local API of a gridlog energy site gateway. Writes answer only after their events are durable."
+    ),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+/// The router and the OpenAPI document generated from the same route list.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(write::register_meter, read::list_meters))
+        .routes(routes!(read::get_meter))
+        .routes(routes!(write::replace_meter))
+        .routes(routes!(write::decommission_meter))
+        .routes(routes!(write::record_readings))
+        .routes(routes!(write::register_asset, read::list_assets))
+        .routes(routes!(read::get_asset))
+        .routes(routes!(write::record_telemetry))
+        .routes(routes!(write::request_setpoint))
+        .routes(routes!(write::change_availability))
+        .routes(routes!(write::report_fault))
+        .routes(routes!(read::meter_rollups))
+        .routes(routes!(read::entity_events))
+        .routes(routes!(read::entity_state))
+        .routes(routes!(read::events))
+        .routes(routes!(read::site))
+        .routes(routes!(stream::stream))
+        .routes(routes!(ops::status))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .split_for_parts()
+}
+
+/// The whole application: API, OpenAPI document and limits.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = routes();
+    let openapi = Arc::new(openapi);
+    api.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let openapi = openapi.clone();
+            async move { axum::Json((*openapi).clone()) }
+        }),
+    )
+    .fallback(|| async {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; see /api/v1/openapi.json",
+        )
+    })
+    .layer(axum::middleware::from_fn_with_state(state.clone(), limits))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        write_auth,
+    ))
+    .with_state(state)
+}
+
+/// Concurrency limit and request timeout, answered as JSON.
+async fn limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.inner.requests.try_acquire() else {
+        return axum::response::IntoResponse::into_response(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many requests in flight",
+            )
+            .retry(1),
+        );
+    };
+    let timeout = Duration::from_secs(state.config().http.request_timeout_s);
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request did not complete within {} s",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Writes need `Authorization: Bearer <token>` when a token is configured.
+async fn write_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let token = &state.config().write_token;
+    if token.is_empty()
+        || request.method() == axum::http::Method::GET
+        || request.method() == axum::http::Method::HEAD
+    {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let error = match given.and_then(|v| v.strip_prefix("Bearer ")) {
+        None => ApiError::field(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authorization",
+            "writes need Authorization: Bearer <token>",
+        ),
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            return next.run(request).await
+        }
+        Some(_) => ApiError::field(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Authorization",
+            "the write token is wrong",
+        ),
+    };
+    axum::response::IntoResponse::into_response(error)
+}
+
+/// Compares without an early exit, so timing tells nothing about where tokens differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff));
+    }
+    diff == 0
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets
+/// in-flight requests finish (their commits complete), and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stopping = state.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.begin_shutdown();
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

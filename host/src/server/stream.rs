@@ -1,0 +1,136 @@
+//! `GET /api/v1/stream`: Server-Sent Events, catch-up from the log then live.
+//!
+//! Each client gets a pump thread that pulls from its own log cursor (a firmware
+//! `Subscription`) and sends into a small bounded channel. A slow client therefore holds a
+//! cursor, never a growing buffer: the pump simply waits. `id:` is the event's offset, so a
+//! reconnecting client's `Last-Event-ID` resumes exactly after the last event it got — no
+//! gap, no duplicate. If the offset it needs has left the hot log, it gets an explicit
+//! `event: fell_behind` and the stream ends.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use gridlog_firmware::engine::{Filter, QueryError};
+use gridlog_firmware::wal::ReadError;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::QueryParams;
+use super::wire::event_view;
+use super::AppState;
+
+/// Events buffered per client between its pump and its connection.
+pub const STREAM_BUFFER_EVENTS: usize = 256;
+/// How often a waiting pump checks whether its client left or the server is stopping.
+const PUMP_POLL: Duration = Duration::from_millis(250);
+
+/// Query of the stream.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Start after this offset (exclusive; default: now, i.e. only new events). The
+    /// `Last-Event-ID` header, sent by reconnecting clients, takes precedence.
+    after: Option<String>,
+    /// Only events with this tag.
+    tag: Option<String>,
+    /// Only events of this entity.
+    entity: Option<String>,
+}
+
+/// Live events as Server-Sent Events: `id:` = offset, `data:` = the event as JSON; resumes
+/// from `Last-Event-ID`; heartbeats as comments.
+#[utoipa::path(get, path = "/api/v1/stream", tag = "events", params(StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this offset")),
+    responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 503, description = "Too many streams", body = ErrorBody)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    QueryParams(q): QueryParams<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let engine = state.engine()?.clone();
+    let bad = |field: &str, v: &str| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            field,
+            format!("{field} must be an offset, got {v:?}"),
+        )
+    };
+    let after = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| bad("Last-Event-ID", v))?,
+        None => match &q.after {
+            Some(v) => v.parse::<u64>().map_err(|_| bad("after", v))?,
+            None => engine.committed_offset().saturating_sub(1),
+        },
+    };
+    let filter = match (q.tag, q.entity) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "tag",
+                "give tag or entity, not both",
+            ))
+        }
+        (Some(tag), None) => Filter::Tag(tag),
+        (None, Some(entity)) => Filter::Entity(entity),
+        (None, None) => Filter::All,
+    };
+    let permit = state
+        .inner
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                format!("at most {} live streams", state.config().http.streams_max),
+            )
+            .retry(5)
+        })?;
+    let mut subscription = engine.subscribe(after, filter)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(STREAM_BUFFER_EVENTS);
+    let pump_state = state.clone();
+    std::thread::Builder::new()
+        .name("gridlog-sse".into())
+        .spawn(move || {
+            let _permit = permit;
+            while !tx.is_closed() && !pump_state.shutting_down() {
+                match subscription.next_timeout(PUMP_POLL) {
+                    Ok(Some(record)) => {
+                        let data = serde_json::to_string(&event_view(&record)).unwrap_or_default();
+                        if tx.blocking_send(Ok(Event::default().id(record.offset.to_string()).data(data))).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(QueryError::Read(ReadError::Truncated { offset, oldest })) => {
+                        let data = serde_json::json!({"resume_after": offset.saturating_sub(1), "oldest_offset": oldest,
+                            "message": "the events after your position have left the hot log; page through /api/v1/events to catch up"});
+                        let _ = tx.blocking_send(Ok(Event::default().event("fell_behind").data(data.to_string())));
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "live stream failed");
+                        let _ = tx.blocking_send(Ok(Event::default().event("error").data("{\"code\":\"internal\"}")));
+                        break;
+                    }
+                }
+            }
+        })
+        .map_err(|e| ApiError::internal("cannot start stream", e))?;
+    let heartbeat = Duration::from_secs(state.config().http.stream_heartbeat_s.max(1));
+    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
+}

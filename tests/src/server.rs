@@ -1,0 +1,220 @@
+//! A `gridlog serve` (or `demo`) process for black-box tests: started on a free loopback
+//! port with a temporary data directory, stopped or killed at the end.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a server may take to print its address and become ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running gridlog server.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// `gridlog serve` on a new temporary data directory.
+    pub fn start(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let mut s = Server::start_in(&dir, "serve", extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// `gridlog <command>` (serve or demo) on `data_dir`.
+    pub fn start_in(data_dir: &Path, command: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(crate::gridlog_bin())
+            .arg(command)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("GRIDLOG_LOG")
+            .env("GRIDLOG_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start gridlog");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                let _ = tx.send(line.clone());
+                line.clear();
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                let status = child.try_wait().ok().flatten();
+                panic!("gridlog {command} did not print its address within {START_TIMEOUT:?} (exit: {status:?})")
+            });
+            if let Some(rest) = line.trim().strip_prefix("gridlog listening on http://") {
+                let addr = rest.split('/').next().unwrap_or_default();
+                break addr.parse().expect("address");
+            }
+        };
+        let server = Server {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// `http://addr` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = try_get(&self.url("/readyz")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gridlog at {} never became ready", self.addr);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// SIGKILL, as a power cut would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gridlog did not stop within {START_TIMEOUT:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, signal: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let _ = unsafe { libc::kill(pid as i32, signal) };
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build()
+}
+
+fn read(response: ureq::Response) -> (u16, Value) {
+    let status = response.status();
+    let text = response.into_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn try_get(url: &str) -> Result<(u16, Value), String> {
+    match agent().get(url).call() {
+        Ok(r) => Ok(read(r)),
+        Err(ureq::Error::Status(_, r)) => Ok(read(r)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// GET; returns status and JSON (or the text as a JSON string).
+pub fn get(url: &str) -> (u16, Value) {
+    try_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// POST a raw body with a content type and extra headers.
+pub fn post_raw(
+    url: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Value) {
+    let mut request = agent().post(url).set("Content-Type", content_type);
+    for (k, v) in headers {
+        request = request.set(k, v);
+    }
+    match request.send_bytes(body) {
+        Ok(r) => read(r),
+        Err(ureq::Error::Status(_, r)) => read(r),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+/// POST JSON.
+pub fn post(url: &str, body: &Value) -> (u16, Value) {
+    post_raw(url, "application/json", &[], body.to_string().as_bytes())
+}
+
+/// RFC 3339 UTC for seconds since the epoch, computed independently of the server's own
+/// formatter (days-from-civil, Howard Hinnant's algorithm).
+pub fn rfc3339(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Seconds since the epoch now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
