@@ -232,6 +232,17 @@ fn every_endpoint_answers_as_documented() {
     assert_eq!(s, 200);
     assert!(openapi["paths"]["/api/v1/readings"]["post"].is_object());
 
+    // A rejected reading of a known meter is counted for the dashboard's meter status.
+    let (s, b) = post(
+        &u("/api/v1/readings"),
+        &json!({"readings": [{"meter": "m1", "time": now_rfc3339(-5), "import_wh": 1.0, "export_wh": 0.0, "power_w": 1.0}]}),
+    );
+    assert_eq!(
+        (s, b["results"][0]["error"]["code"].clone()),
+        (200, json!("register_decreased"))
+    );
+    assert_eq!(get(&u("/api/v1/meters/m1")).1["rejected_last_hour"], 1);
+
     // Unknown route: JSON 404.
     let (s, b) = get(&u("/api/v1/nothing"));
     assert_eq!((s, b["error"]["code"].clone()), (404, json!("not_found")));

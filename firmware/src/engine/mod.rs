@@ -278,6 +278,41 @@ pub struct EngineStats {
 
 type Reply = Box<dyn FnOnce(Result<Response, SubmitError>) + Send>;
 
+/// Rejections of one entity per minute over the last hour: a fixed 60-slot ring, so memory
+/// per entity is bounded whatever the rejection rate.
+#[derive(Debug, Clone)]
+pub(crate) struct RejectionWindow {
+    minutes: [(i64, u32); 60],
+}
+
+impl Default for RejectionWindow {
+    fn default() -> Self {
+        RejectionWindow {
+            minutes: [(i64::MIN, 0); 60],
+        }
+    }
+}
+
+impl RejectionWindow {
+    pub(crate) fn add(&mut self, now_ms: i64) {
+        let minute = now_ms.div_euclid(60_000);
+        let slot = &mut self.minutes[minute.rem_euclid(60) as usize];
+        if slot.0 != minute {
+            *slot = (minute, 0);
+        }
+        slot.1 += 1;
+    }
+
+    fn count(&self, now_ms: i64) -> u32 {
+        let minute = now_ms.div_euclid(60_000);
+        self.minutes
+            .iter()
+            .filter(|(m, _)| minute - m < 60 && *m <= minute)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 /// Called with the new committed offset after every commit.
 pub type CommitHook = Box<dyn Fn(Offset) + Send + Sync>;
 
@@ -302,6 +337,9 @@ pub(crate) struct Inner {
     pub(crate) rejected: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) commit_hooks: Mutex<Vec<CommitHook>>,
+    /// Recent rejections per known entity (not events: nothing of a rejection is stored).
+    pub(crate) rejections:
+        Mutex<std::collections::HashMap<gridlog_common::id::EntityId, RejectionWindow>>,
     replayed_events: u64,
     replay_millis: u64,
 }
@@ -384,6 +422,7 @@ impl Engine {
             rejected: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             commit_hooks: Mutex::new(Vec::new()),
+            rejections: Mutex::new(std::collections::HashMap::new()),
             replayed_events,
             replay_millis,
         });
@@ -500,6 +539,18 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(hook);
+    }
+
+    /// Commands about `entity` rejected in the last hour (by gateway time). Kept in memory
+    /// only, for known entities: rejections are not events and are forgotten at restart.
+    pub fn rejected_last_hour(&self, entity: &str) -> u32 {
+        let now = self.now_ms();
+        let windows = self
+            .inner
+            .rejections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        windows.get(entity).map_or(0, |w| w.count(now))
     }
 
     /// The log (for status and tools).

@@ -66,7 +66,9 @@ pub(super) fn run(inner: &Inner, jobs: Receiver<Job>) {
                 apply(inner, &planned, &first_offsets);
                 for ((job, plan), first_offset) in batch.into_iter().zip(planned).zip(first_offsets)
                 {
-                    (job.reply)(Ok(respond(inner, plan, first_offset)));
+                    let response = respond(inner, plan, first_offset);
+                    note_rejections(inner, &job, &response);
+                    (job.reply)(Ok(response));
                 }
             }
             Err(error) => {
@@ -207,6 +209,30 @@ fn plan(inner: &Inner, batch: &[Job], buf: &mut Vec<u8>) -> Vec<Planned> {
         planned.push(plan);
     }
     planned
+}
+
+/// Counts rejections per entity, for entities the image knows (so the map stays bounded by
+/// the number of entities, whatever ids a client sends).
+fn note_rejections(inner: &Inner, job: &Job, response: &Response) {
+    let rejected: Vec<&EntityId> = job
+        .request
+        .commands
+        .iter()
+        .zip(&response.results)
+        .filter(|(_, r)| matches!(r, ItemResult::Rejected(_)))
+        .map(|(c, _)| c.command.entity())
+        .collect();
+    if rejected.is_empty() {
+        return;
+    }
+    let now = inner.clock.now_ms();
+    let image = inner.image.read().unwrap_or_else(|e| e.into_inner());
+    let mut windows = inner.rejections.lock().unwrap_or_else(|e| e.into_inner());
+    for entity in rejected {
+        if image.entity(entity.as_str()).is_some() {
+            windows.entry(entity.clone()).or_default().add(now);
+        }
+    }
 }
 
 fn internal(message: &str) -> Rejection {

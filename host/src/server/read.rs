@@ -63,6 +63,9 @@ pub async fn list_meters(State(state): State<AppState>) -> Result<Json<Vec<Meter
             .collect::<Vec<_>>()
     });
     meters.sort_by(|a, b| a.id.cmp(&b.id));
+    for m in &mut meters {
+        m.rejected_last_hour = engine.rejected_last_hour(&m.id);
+    }
     Ok(Json(meters))
 }
 
@@ -80,7 +83,10 @@ pub async fn get_meter(
             Some(EntityState::Meter(m)) => Some(meter_view(&id, m)),
             _ => None,
         })
-        .map(Json)
+        .map(|mut view| {
+            view.rejected_last_hour = engine.rejected_last_hour(&id);
+            Json(view)
+        })
         .ok_or_else(|| ApiError::not_found("meter", &id))
 }
 

@@ -357,9 +357,11 @@ pub struct MeterView {
     pub latest: Option<Value>,
     /// Gateway time of the newest event.
     pub updated: String,
+    /// Readings of this meter rejected in the last hour (kept in memory since start).
+    pub rejected_last_hour: u32,
 }
 
-/// Builds a [`MeterView`].
+/// Builds a [`MeterView`] (`rejected_last_hour` 0: fill it from the engine).
 pub fn meter_view(id: &str, m: &MeterState) -> MeterView {
     MeterView {
         id: id.to_string(),
@@ -370,6 +372,7 @@ pub fn meter_view(id: &str, m: &MeterState) -> MeterView {
         readings: m.readings,
         latest: m.latest.as_ref().map(reading_json),
         updated: rfc3339(m.updated_ms),
+        rejected_last_hour: 0,
     }
 }
 
