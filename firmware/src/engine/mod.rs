@@ -307,7 +307,7 @@ impl RejectionWindow {
         let minute = now_ms.div_euclid(60_000);
         self.minutes
             .iter()
-            .filter(|(m, _)| minute - m < 60 && *m <= minute)
+            .filter(|(m, _)| *m <= minute && *m > minute - 60)
             .map(|(_, n)| n)
             .sum()
     }

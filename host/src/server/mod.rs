@@ -141,6 +141,12 @@ pub fn app(state: AppState) -> Router {
         )
     })
     .layer(axum::middleware::from_fn_with_state(state.clone(), limits))
+    .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+        axum::response::IntoResponse::into_response(ApiError::internal(
+            "request handler panicked",
+            "panic",
+        ))
+    }))
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
         write_auth,
