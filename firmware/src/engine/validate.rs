@@ -236,6 +236,8 @@ fn check(
             let m = meter(entity, state)?;
             non_negative(*import_wh, "import_wh")?;
             non_negative(*export_wh, "export_wh")?;
+            // A replacement dated ahead would turn away every reading until then.
+            check_time(*time_ms, rules, now_ms)?;
             if m.decommissioned {
                 return Err(Rejection::new(
                     "meter_decommissioned",
@@ -426,6 +428,12 @@ fn check_reading(
         }
         _ => meter(entity, state)?,
     };
+    let fingerprint = reading_fingerprint(r);
+    let recent = m.recent.iter().find(|(t, _)| *t == r.time_ms);
+    // A retry of a stored reading is a duplicate, even after the meter was decommissioned.
+    if recent.is_some_and(|&(_, seen)| seen == fingerprint) {
+        return Ok(Verdict::Duplicate);
+    }
     if m.decommissioned {
         return Err(Rejection::new(
             "meter_decommissioned",
@@ -433,11 +441,7 @@ fn check_reading(
             format!("{entity} is decommissioned"),
         ));
     }
-    let fingerprint = reading_fingerprint(r);
-    if let Some(&(_, seen)) = m.recent.iter().find(|(t, _)| *t == r.time_ms) {
-        if seen == fingerprint {
-            return Ok(Verdict::Duplicate);
-        }
+    if recent.is_some() {
         return Err(Rejection::new(
             "conflicting_duplicate",
             Some("time"),
@@ -457,7 +461,8 @@ fn check_reading(
                 (Register::Import, "import_wh", r.import_wh, latest.import_wh),
                 (Register::Export, "export_wh", r.export_wh, latest.export_wh),
             ] {
-                if new == 0.0 && old > 0.0 {
+                let wraps = m.register_bits.is_some_and(|bits| is_wrap(old, new, bits));
+                if new == 0.0 && old > 0.0 && !wraps {
                     return Err(Rejection::new("suspect_reset", Some(field), format!("{field} dropped from {old} to exactly 0: a reset must be recorded as a replacement")));
                 }
                 if new < old {
