@@ -27,6 +27,14 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Verify(args) => commands::verify::run(args),
         Command::Dump(args) => commands::dump::run(args),
+        Command::Import(args) => commands::import::run(
+            &args.csv,
+            &commands::serve::Overrides {
+                config: args.config.clone(),
+                data_dir: args.data_dir.clone(),
+                ..Default::default()
+            },
+        ),
         Command::Serve(args) => commands::serve::run(&overrides(args, None), false),
         Command::Demo(args) => commands::serve::run(&overrides(&args.serve, args.speed), true),
     };

@@ -78,7 +78,8 @@ pub fn run(args: &DumpArgs) -> Outcome {
     }
 }
 
-/// Fills `line` with `{"offset":N,"len":L,"hex":"…"}` and a newline.
+/// Fills `line` with `{"offset":N,"len":L,"hex":"…"}` (plus `"event":{…}` when the record
+/// is an event) and a newline.
 ///
 /// Written by hand rather than through serde_json: every field is a number or hex digits,
 /// which need no escaping, and a dump of a large log writes millions of these.
@@ -96,7 +97,17 @@ pub fn record_line(line: &mut String, offset: Offset, bytes: &[u8]) {
         line.push(char::from(HEX[usize::from(byte >> 4)]));
         line.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
-    line.push_str("\"}\n");
+    line.push('"');
+    // Records of a gateway's log are events: show them decoded too (the hex stays, so the
+    // exact bytes are always there).
+    if let Ok(stored) = gridlog_common::domain::decode_event(bytes) {
+        let record = gridlog_firmware::engine::EventRecord { offset, stored };
+        if let Ok(event) = serde_json::to_string(&crate::server::wire::event_view(&record)) {
+            line.push_str(",\"event\":");
+            line.push_str(&event);
+        }
+    }
+    line.push_str("}\n");
 }
 
 #[cfg(test)]
