@@ -229,7 +229,11 @@ impl EntityState {
                 a.seq = seq;
                 a.updated_ms = at;
                 match event {
-                    Event::TelemetryRecorded(t) if a.telemetry.as_ref().is_none_or(|old| t.time_ms >= old.time_ms) => {
+                    Event::TelemetryRecorded(t)
+                        if a.telemetry
+                            .as_ref()
+                            .is_none_or(|old| t.time_ms >= old.time_ms) =>
+                    {
                         a.telemetry = Some(t.clone());
                     }
                     Event::SetpointRequested { power_w } => a.setpoint_requested_w = Some(*power_w),
