@@ -96,13 +96,34 @@ impl AssetKind {
     }
 }
 
-/// The kind of an entity: a meter or an asset of some kind.
+/// The kind of an entity: a meter or an asset of some kind, or the gateway itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EntityKind {
     /// A meter.
     Meter(MeterKind),
     /// An energy asset.
     Asset(AssetKind),
+    /// The gateway's own bookkeeping (archive, shipping): ids start with
+    /// [`SYSTEM_ID_PREFIX`].
+    System,
+}
+
+/// Ids starting with this are the gateway's own entities; meters and assets may not use it.
+pub const SYSTEM_ID_PREFIX: &str = "gateway:";
+/// The entity that records the archive's history.
+pub const ARCHIVE_ENTITY: &str = "gateway:archive";
+/// The entity that records shipping to central storage.
+pub const SHIPPING_ENTITY: &str = "gateway:shipping";
+
+/// What is shipped to central storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ShipObject {
+    /// An archived log segment.
+    Segment,
+    /// An image snapshot.
+    Snapshot,
+    /// A manifest listing shipped objects.
+    Manifest,
 }
 
 /// Which cumulative register.
@@ -232,6 +253,14 @@ pub enum Command {
         /// Fault code.
         code: Label,
     },
+    /// The gateway records a fact about itself (archive, shipping). Only for ids starting
+    /// with [`SYSTEM_ID_PREFIX`]; never from the API.
+    RecordSystemEvent {
+        /// A system entity.
+        entity: EntityId,
+        /// The fact.
+        event: Event,
+    },
 }
 
 impl Command {
@@ -249,6 +278,7 @@ impl Command {
             | Command::ChangeAvailability { asset, .. }
             | Command::RaiseFault { asset, .. }
             | Command::ClearFault { asset, .. } => asset,
+            Command::RecordSystemEvent { entity, .. } => entity,
         }
     }
 }
@@ -323,6 +353,54 @@ pub enum Event {
         /// Fault code.
         code: Label,
     },
+    /// A sealed segment was compressed into the local archive (and verified).
+    SegmentArchived {
+        /// Its first offset.
+        first_offset: u64,
+        /// One past its last offset.
+        next_offset: u64,
+        /// Bytes of the segment (to the end of its footer).
+        original_bytes: u64,
+        /// Bytes of the archive file.
+        archived_bytes: u64,
+        /// SHA-256 of the segment bytes.
+        sha256: [u8; 32],
+    },
+    /// An archived segment was removed from the local archive (under the archive budget).
+    ArchiveEvicted {
+        /// Its first offset.
+        first_offset: u64,
+        /// One past its last offset.
+        next_offset: u64,
+        /// True if central storage held a verified copy.
+        shipped: bool,
+    },
+    /// An upload to central storage is about to start.
+    ShipIntended {
+        /// What.
+        object: ShipObject,
+        /// First offset covered.
+        first_offset: u64,
+        /// One past the last offset covered.
+        next_offset: u64,
+        /// SHA-256 of the object's bytes.
+        sha256: [u8; 32],
+        /// Its size.
+        bytes: u64,
+    },
+    /// Central storage holds a verified copy.
+    ShipConfirmed {
+        /// What.
+        object: ShipObject,
+        /// First offset covered.
+        first_offset: u64,
+        /// One past the last offset covered.
+        next_offset: u64,
+        /// SHA-256 of the object's bytes.
+        sha256: [u8; 32],
+        /// Its size.
+        bytes: u64,
+    },
 }
 
 impl Event {
@@ -341,6 +419,10 @@ impl Event {
             Event::AvailabilityChanged { .. } => "availability_changed",
             Event::FaultRaised { .. } => "fault_raised",
             Event::FaultCleared { .. } => "fault_cleared",
+            Event::SegmentArchived { .. } => "segment_archived",
+            Event::ArchiveEvicted { .. } => "archive_evicted",
+            Event::ShipIntended { .. } => "ship_intended",
+            Event::ShipConfirmed { .. } => "ship_confirmed",
         }
     }
 }
@@ -374,8 +456,11 @@ impl StoredEvent {
         let (class, kind) = match self.kind {
             EntityKind::Meter(k) => ("meter", kind_tag_meter(k)),
             EntityKind::Asset(k) => ("asset", kind_tag_asset(k)),
+            EntityKind::System => ("system", "kind:system"),
         };
         let extra = match self.event {
+            Event::SegmentArchived { .. } | Event::ArchiveEvicted { .. } => Some("archive"),
+            Event::ShipIntended { .. } | Event::ShipConfirmed { .. } => Some("shipping"),
             Event::FaultRaised { .. } | Event::FaultCleared { .. } => Some("alarm"),
             Event::SetpointRequested { .. } | Event::SetpointApplied { .. } => Some("setpoint"),
             Event::MeterRegistered { .. } | Event::AssetRegistered { .. } => Some("registration"),

@@ -10,6 +10,7 @@
 //! - [`frame`]: the checksummed envelope around every stored body (length, CRC32, body).
 //! - [`batch`]: frame bodies — a batch of records, or a segment footer — in postcard's layout.
 //! - [`segment`]: the fixed 64-byte header that opens every log segment file.
+//! - [`archive`]: the header of an archived (compressed) segment file.
 //! - [`id`]: bounded, validated ids and labels.
 //! - [`domain`]: meters, assets, commands, events and the versioned event record.
 #![no_std]
@@ -18,6 +19,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod archive;
 pub mod batch;
 pub mod domain;
 pub mod frame;

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use gridlog_common::domain::ShipObject;
 use gridlog_common::domain::{
     AssetKind, EntityKind, Event, MeterKind, Reading, Register, StoredEvent, Telemetry,
 };
@@ -117,6 +118,38 @@ pub struct AssetState {
     pub updated_ms: i64,
 }
 
+/// An archived segment, as the archive's events describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchivedSegment {
+    /// One past its last offset.
+    pub next_offset: Offset,
+    /// Bytes of the segment.
+    pub original_bytes: u64,
+    /// Bytes of the archive file.
+    pub archived_bytes: u64,
+    /// SHA-256 of the segment bytes.
+    pub sha256: [u8; 32],
+    /// Removed from the local archive.
+    pub evicted: bool,
+    /// Central storage holds a verified copy.
+    pub shipped: bool,
+}
+
+/// The gateway's own state: its archive and shipping, from its events.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SystemState {
+    /// Highest sequence number.
+    pub seq: u64,
+    /// Gateway time of the newest event.
+    pub updated_ms: i64,
+    /// Archived segments by first offset.
+    pub archived: std::collections::BTreeMap<Offset, ArchivedSegment>,
+    /// Objects confirmed in central storage: (kind, first offset) → (next offset, sha256).
+    pub shipped: std::collections::BTreeMap<(ShipObject, Offset), (Offset, [u8; 32])>,
+    /// Uploads started but not confirmed.
+    pub ship_pending: std::collections::BTreeMap<(ShipObject, Offset), (Offset, [u8; 32])>,
+}
+
 /// A meter or an asset.
 // Meters are inline (they are the many: no allocation each), assets boxed (few, larger).
 #[allow(clippy::large_enum_variant)]
@@ -126,6 +159,8 @@ pub enum EntityState {
     Meter(MeterState),
     /// An asset (boxed: assets are few and larger than meters, which are many).
     Asset(Box<AssetState>),
+    /// The gateway's own bookkeeping.
+    System(Box<SystemState>),
 }
 
 impl EntityState {
@@ -134,6 +169,7 @@ impl EntityState {
         match self {
             EntityState::Meter(m) => m.seq,
             EntityState::Asset(a) => a.seq,
+            EntityState::System(s) => s.seq,
         }
     }
 
@@ -142,6 +178,7 @@ impl EntityState {
         match self {
             EntityState::Meter(m) => EntityKind::Meter(m.kind),
             EntityState::Asset(a) => EntityKind::Asset(a.kind),
+            EntityState::System(_) => EntityKind::System,
         }
     }
 
@@ -150,6 +187,16 @@ impl EntityState {
     pub fn evolve(state: Option<&EntityState>, stored: &StoredEvent) -> Option<EntityState> {
         let seq = stored.seq;
         let at = stored.gateway_ms;
+        if stored.kind == EntityKind::System {
+            let mut system = match state {
+                Some(EntityState::System(s)) => s.clone(),
+                _ => Box::default(),
+            };
+            system.seq = seq;
+            system.updated_ms = at;
+            system.apply(&stored.event);
+            return Some(EntityState::System(system));
+        }
         match (&stored.event, state) {
             (
                 Event::MeterRegistered {
@@ -250,6 +297,64 @@ impl EntityState {
             // A registration of an existing entity, or an event of an unknown one: validation
             // never produces these; replay of a foreign log could. Keep the state unchanged.
             (_, state) => state.cloned(),
+        }
+    }
+}
+
+impl SystemState {
+    fn apply(&mut self, event: &Event) {
+        match *event {
+            Event::SegmentArchived {
+                first_offset,
+                next_offset,
+                original_bytes,
+                archived_bytes,
+                sha256,
+            } => {
+                self.archived.insert(
+                    first_offset,
+                    ArchivedSegment {
+                        next_offset,
+                        original_bytes,
+                        archived_bytes,
+                        sha256,
+                        evicted: false,
+                        shipped: false,
+                    },
+                );
+            }
+            Event::ArchiveEvicted { first_offset, .. } => {
+                if let Some(a) = self.archived.get_mut(&first_offset) {
+                    a.evicted = true;
+                }
+            }
+            Event::ShipIntended {
+                object,
+                first_offset,
+                next_offset,
+                sha256,
+                ..
+            } => {
+                self.ship_pending
+                    .insert((object, first_offset), (next_offset, sha256));
+            }
+            Event::ShipConfirmed {
+                object,
+                first_offset,
+                next_offset,
+                sha256,
+                ..
+            } => {
+                self.ship_pending.remove(&(object, first_offset));
+                self.shipped
+                    .insert((object, first_offset), (next_offset, sha256));
+                if object == ShipObject::Segment {
+                    if let Some(a) = self.archived.get_mut(&first_offset) {
+                        a.shipped = a.sha256 == sha256;
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -126,7 +126,7 @@ fn plan(inner: &Inner, batch: &[Job], buf: &mut Vec<u8>) -> Vec<Planned> {
                 now_ms,
             ) {
                 Verdict::Accept(events) => {
-                    let Some(kind) = kind_after(state, &events) else {
+                    let Some(kind) = kind_after(state, &events, entity) else {
                         plan.results.push(Err(ItemResult::Rejected(internal(
                             "event without an entity kind",
                         ))));

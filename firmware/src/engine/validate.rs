@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use gridlog_common::domain::{AssetKind, Command, EntityKind, Event, MeterKind, Reading, Register};
+use gridlog_common::domain::{
+    AssetKind, Command, EntityKind, Event, MeterKind, Reading, Register, SYSTEM_ID_PREFIX,
+};
 use gridlog_common::id::EntityId;
 
 use super::image::{reading_fingerprint, EntityState, Image};
@@ -155,7 +157,16 @@ fn check(
             });
         }
     }
+    let reserved = entity.as_str().starts_with(SYSTEM_ID_PREFIX);
+    if reserved != matches!(command, Command::RecordSystemEvent { .. }) {
+        return Err(Rejection::new(
+            "reserved_id",
+            Some("id"),
+            format!("ids starting with {SYSTEM_ID_PREFIX:?} are the gateway's own; {entity} cannot be used here"),
+        ));
+    }
     match command {
+        Command::RecordSystemEvent { event, .. } => Ok(Verdict::Accept(vec![event.clone()])),
         Command::RegisterMeter {
             kind,
             register_bits,
@@ -352,7 +363,7 @@ fn meter<'s>(
 ) -> Result<&'s super::image::MeterState, Rejection> {
     match state {
         Some(EntityState::Meter(m)) => Ok(m),
-        Some(EntityState::Asset(_)) => Err(Rejection::new(
+        Some(EntityState::Asset(_) | EntityState::System(_)) => Err(Rejection::new(
             "not_a_meter",
             Some("meter"),
             format!("{entity} is an asset, not a meter"),
@@ -371,7 +382,7 @@ fn asset<'s>(
 ) -> Result<&'s super::image::AssetState, Rejection> {
     match state {
         Some(EntityState::Asset(a)) => Ok(a),
-        Some(EntityState::Meter(_)) => Err(Rejection::new(
+        Some(EntityState::Meter(_) | EntityState::System(_)) => Err(Rejection::new(
             "not_an_asset",
             Some("asset"),
             format!("{entity} is a meter, not an asset"),
@@ -514,7 +525,14 @@ fn is_wrap(old: f64, new: f64, bits: u8) -> bool {
 }
 
 /// The kind an event belongs to, when it is the entity's first (registration).
-pub(crate) fn kind_after(state: Option<&EntityState>, events: &[Event]) -> Option<EntityKind> {
+pub(crate) fn kind_after(
+    state: Option<&EntityState>,
+    events: &[Event],
+    entity: &EntityId,
+) -> Option<EntityKind> {
+    if entity.as_str().starts_with(SYSTEM_ID_PREFIX) {
+        return Some(EntityKind::System);
+    }
     state
         .map(EntityState::kind)
         .or_else(|| match events.first() {

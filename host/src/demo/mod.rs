@@ -117,6 +117,7 @@ pub fn resume_time_ms(engine: &Engine, options: &DemoOptions) -> i64 {
             .filter_map(|id| match &image.entity(id)?.state {
                 EntityState::Meter(m) => m.latest.map(|r| r.time_ms),
                 EntityState::Asset(a) => a.telemetry.as_ref().map(|t| t.time_ms),
+                EntityState::System(_) => None,
             })
             .max()
     });

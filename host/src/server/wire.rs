@@ -426,6 +426,28 @@ pub fn state_json(id: &str, state: &EntityState) -> Value {
     match state {
         EntityState::Meter(m) => serde_json::to_value(meter_view(id, m)).unwrap_or(Value::Null),
         EntityState::Asset(a) => serde_json::to_value(asset_view(id, a)).unwrap_or(Value::Null),
+        EntityState::System(s) => json!({
+            "id": id,
+            "kind": "system",
+            "seq": s.seq,
+            "archived_segments": s.archived.len(),
+            "shipped_objects": s.shipped.len(),
+            "ship_pending": s.ship_pending.len(),
+            "updated": rfc3339(s.updated_ms),
+        }),
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn ship_object(o: gridlog_common::domain::ShipObject) -> &'static str {
+    match o {
+        gridlog_common::domain::ShipObject::Segment => "segment",
+        gridlog_common::domain::ShipObject::Snapshot => "snapshot",
+        gridlog_common::domain::ShipObject::Manifest => "manifest",
     }
 }
 
@@ -516,6 +538,40 @@ fn event_data(e: &Event) -> Value {
         Event::FaultRaised { code } | Event::FaultCleared { code } => {
             json!({"code": code.as_str()})
         }
+        Event::SegmentArchived {
+            first_offset,
+            next_offset,
+            original_bytes,
+            archived_bytes,
+            sha256,
+        } => json!({
+            "first_offset": first_offset, "next_offset": next_offset, "original_bytes": original_bytes,
+            "archived_bytes": archived_bytes, "sha256": hex(sha256),
+        }),
+        Event::ArchiveEvicted {
+            first_offset,
+            next_offset,
+            shipped,
+        } => {
+            json!({"first_offset": first_offset, "next_offset": next_offset, "shipped": shipped})
+        }
+        Event::ShipIntended {
+            object,
+            first_offset,
+            next_offset,
+            sha256,
+            bytes,
+        }
+        | Event::ShipConfirmed {
+            object,
+            first_offset,
+            next_offset,
+            sha256,
+            bytes,
+        } => json!({
+            "object": ship_object(*object), "first_offset": first_offset, "next_offset": next_offset,
+            "sha256": hex(sha256), "bytes": bytes,
+        }),
     }
 }
 
