@@ -110,10 +110,9 @@ pub enum EntityKind {
 
 /// Ids starting with this are the gateway's own entities; meters and assets may not use it.
 pub const SYSTEM_ID_PREFIX: &str = "gateway:";
-/// The entity that records the archive's history.
-pub const ARCHIVE_ENTITY: &str = "gateway:archive";
-/// The entity that records shipping to central storage.
-pub const SHIPPING_ENTITY: &str = "gateway:shipping";
+/// The entity that records the history's storage: segments archived, evicted, shipped.
+/// One entity, so one state knows of each segment whether it is archived and shipped.
+pub const STORAGE_ENTITY: &str = "gateway:storage";
 
 /// What is shipped to central storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

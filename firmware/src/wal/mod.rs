@@ -434,6 +434,44 @@ impl Wal {
         }
     }
 
+    /// Sealed segments of the hot log (all but the active one), oldest first, as
+    /// `(first offset, next offset)`.
+    pub fn sealed_segments(&self) -> Vec<(Offset, Offset)> {
+        let segments = self.shared.segments.read().unwrap_or_else(|e| e.into_inner());
+        segments.windows(2).map(|w| (w[0].first_offset, w[1].first_offset)).collect()
+    }
+
+    /// A copy of a sealed segment's bytes from its start to the end of its footer.
+    pub fn sealed_segment_bytes(&self, first_offset: Offset) -> Option<Vec<u8>> {
+        let segments = self.shared.segments.read().unwrap_or_else(|e| e.into_inner());
+        let i = segments.iter().position(|s| s.first_offset == first_offset)?;
+        if i + 1 == segments.len() {
+            return None; // the active segment is never archived
+        }
+        Some(segments[i].durable_bytes().to_vec())
+    }
+
+    /// Removes the oldest sealed segment from the hot log (after it was archived): drops it
+    /// from the list, unlinks the file and syncs the directory. Readers that hold it keep
+    /// reading their mapping; new readers start at the next segment.
+    pub fn remove_oldest_segment(&self, first_offset: Offset) -> std::io::Result<()> {
+        let removed = {
+            let mut segments = self.shared.segments.write().unwrap_or_else(|e| e.into_inner());
+            if segments.len() < 2 || segments[0].first_offset != first_offset {
+                return Err(std::io::Error::other(format!("segment {first_offset} is not the oldest sealed segment")));
+            }
+            segments.remove(0)
+        };
+        let io = io::Io::new(self.shared.options.io_hook.clone());
+        io.remove(&removed.path)?;
+        io.sync_dir(&self.shared.wal_dir)
+    }
+
+    /// The log's I/O layer (shared with snapshots and the archive, so one hook sees all).
+    pub(crate) fn io(&self) -> io::Io {
+        io::Io::new(self.shared.options.io_hook.clone())
+    }
+
     /// Paths and first offsets of the segments of the hot log, oldest first.
     pub fn segments(&self) -> Vec<(Offset, PathBuf)> {
         let segments = self

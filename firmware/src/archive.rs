@@ -1,0 +1,309 @@
+//! The local archive: sealed segments that left the hot log, compressed, with checksums of
+//! the original bytes (layout in `gridlog_common::archive` and `docs/FORMAT.md`).
+//!
+//! ```text
+//! DATA_DIR/archive/<first offset, 20 digits>.seg.zst     one per archived segment
+//! DATA_DIR/archive/*.tmp                                 an archive being written (removed)
+//! ```
+//!
+//! zstd, level [`ZSTD_LEVEL`]: meter readings are repetitive (ids, tags, slowly moving
+//! registers), and the archive is what crosses a metered cellular uplink, so ratio matters
+//! more than the last bit of speed; zstd compresses such data several times better than
+//! lz4 at speeds far above what archiving needs (figures in docs/BENCHMARKS.md).
+//!
+//! Writing is crash-safe: temp file, fsync, rename, fsync directory, then read back and
+//! verified against the SHA-256 of the original bytes. The caller removes the hot segment
+//! only after that (and after recording the archive as an event), so a crash at any step
+//! leaves the hot segment, a verified archive copy, or both.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use gridlog_common::archive::{ArchiveHeader, ARCHIVE_HEADER_BYTES};
+use gridlog_common::Offset;
+use sha2::{Digest, Sha256};
+
+use crate::wal::io::Io;
+use crate::wal::segment::{frame_at, FrameAt};
+use crate::wal::Damage;
+use gridlog_common::segment::SEGMENT_HEADER_BYTES;
+
+/// Name of the archive directory inside a data directory.
+pub const ARCHIVE_DIR_NAME: &str = "archive";
+/// zstd compression level of archived segments.
+pub const ZSTD_LEVEL: i32 = 3;
+/// Largest original segment an archive may claim: a segment is at most 1 GiB.
+pub const ARCHIVE_ORIGINAL_BYTES_MAX: u64 = crate::wal::SEGMENT_BYTES_MAX;
+
+/// File name of the archive of the segment starting at `first_offset`.
+pub fn archive_file_name(first_offset: Offset) -> String {
+    format!("{first_offset:020}.seg.zst")
+}
+
+/// An archive file and its (checked) header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    /// The file.
+    pub path: PathBuf,
+    /// Its header.
+    pub header: ArchiveHeader,
+    /// The file's size.
+    pub file_bytes: u64,
+}
+
+/// Why an archive file is not usable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// A file-system call failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is damaged.
+    #[error("damaged archive: {0}")]
+    Damaged(Damage),
+}
+
+fn damaged(path: &Path, position: u64, reason: impl Into<String>) -> ArchiveError {
+    ArchiveError::Damaged(Damage { path: path.to_path_buf(), position, reason: reason.into() })
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// The archive files of a data directory, by first offset, with those whose header is
+/// damaged reported apart.
+pub fn list(data_dir: &Path) -> io::Result<(Vec<ArchiveEntry>, Vec<Damage>)> {
+    let dir = data_dir.join(ARCHIVE_DIR_NAME);
+    let mut entries = Vec::new();
+    let mut damage = Vec::new();
+    let read = match std::fs::read_dir(&dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((entries, damage)),
+        Err(e) => return Err(e),
+    };
+    for entry in read {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") || !entry.file_type()?.is_file() {
+            continue;
+        }
+        let mut head = [0u8; ARCHIVE_HEADER_BYTES];
+        let mut file = File::open(&path)?;
+        let file_bytes = file.metadata()?.len();
+        let header = file
+            .read_exact(&mut head)
+            .map_err(|e| e.to_string())
+            .and_then(|()| ArchiveHeader::decode(&head).map_err(|e| e.to_string()));
+        match header {
+            Ok(header) if name == archive_file_name(header.first_offset) => {
+                entries.push(ArchiveEntry { path, header, file_bytes })
+            }
+            Ok(header) => damage.push(Damage {
+                path,
+                position: 0,
+                reason: format!("header says first offset {} but the name does not", header.first_offset),
+            }),
+            Err(reason) => damage.push(Damage { path, position: 0, reason }),
+        }
+    }
+    entries.sort_by_key(|e| e.header.first_offset);
+    Ok((entries, damage))
+}
+
+/// Reads an archive file and returns its header and the original segment bytes, verified
+/// (length, CRC-32 and SHA-256). Memory is bounded by the header's original size, which is
+/// at most [`ARCHIVE_ORIGINAL_BYTES_MAX`].
+pub fn read_original(path: &Path) -> Result<(ArchiveHeader, Vec<u8>), ArchiveError> {
+    let io_err = |source| ArchiveError::Io { path: path.to_path_buf(), source };
+    let bytes = std::fs::read(path).map_err(io_err)?;
+    let header = ArchiveHeader::decode(&bytes).map_err(|e| damaged(path, 0, e.to_string()))?;
+    let body = &bytes[ARCHIVE_HEADER_BYTES..];
+    if body.len() as u64 != header.archived_bytes {
+        return Err(damaged(path, ARCHIVE_HEADER_BYTES as u64, format!("{} compressed bytes, header says {}", body.len(), header.archived_bytes)));
+    }
+    if header.original_bytes > ARCHIVE_ORIGINAL_BYTES_MAX {
+        return Err(damaged(path, 0, format!("original size {} exceeds {ARCHIVE_ORIGINAL_BYTES_MAX}", header.original_bytes)));
+    }
+    let mut original = Vec::with_capacity(header.original_bytes as usize);
+    let mut decoder = zstd::stream::read::Decoder::new(body).map_err(io_err)?;
+    (&mut decoder)
+        .take(header.original_bytes + 1)
+        .read_to_end(&mut original)
+        .map_err(|e| damaged(path, ARCHIVE_HEADER_BYTES as u64, format!("cannot decompress: {e}")))?;
+    if original.len() as u64 != header.original_bytes {
+        return Err(damaged(path, ARCHIVE_HEADER_BYTES as u64, format!("decompresses to {} bytes, header says {}", original.len(), header.original_bytes)));
+    }
+    if crc32fast::hash(&original) != header.original_crc32 || sha256(&original) != header.sha256 {
+        return Err(damaged(path, ARCHIVE_HEADER_BYTES as u64, "checksum of the decompressed segment does not match"));
+    }
+    Ok((header, original))
+}
+
+/// Writes the archive of a sealed segment (`original`: its bytes to the end of the
+/// footer), durably, and verifies it by reading it back. Returns its header.
+pub(crate) fn write(io: &Io, data_dir: &Path, log_id: [u8; 16], first_offset: Offset, next_offset: Offset, original: &[u8]) -> Result<ArchiveHeader, ArchiveError> {
+    let dir = data_dir.join(ARCHIVE_DIR_NAME);
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ArchiveError::Io { path: path.clone(), source }
+    };
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        io.sync_dir(data_dir).map_err(io_err(data_dir))?;
+    }
+    let compressed = zstd::bulk::compress(original, ZSTD_LEVEL).map_err(io_err(&dir))?;
+    let header = ArchiveHeader {
+        log_id,
+        first_offset,
+        next_offset,
+        original_bytes: original.len() as u64,
+        archived_bytes: compressed.len() as u64,
+        sha256: sha256(original),
+        created_unix_ms: crate::wal::unix_ms_now(),
+        original_crc32: crc32fast::hash(original),
+    };
+    let name = archive_file_name(first_offset);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(&name);
+    if tmp.exists() {
+        io.remove(&tmp).map_err(io_err(&tmp))?;
+    }
+    let file = io.create_new(&tmp).map_err(io_err(&tmp))?;
+    io.write_all_at(&file, &tmp, 0, &header.encode()).map_err(io_err(&tmp))?;
+    io.write_all_at(&file, &tmp, ARCHIVE_HEADER_BYTES as u64, &compressed).map_err(io_err(&tmp))?;
+    io.sync_data(&file, &tmp).map_err(io_err(&tmp))?;
+    io.rename(&tmp, &path).map_err(io_err(&path))?;
+    io.sync_dir(&dir).map_err(io_err(&dir))?;
+    let (read_back, _) = read_original(&path)?;
+    if read_back != header {
+        return Err(damaged(&path, 0, "archive read back differs from what was written"));
+    }
+    Ok(header)
+}
+
+/// Removes leftover temporary archive files (a crash while writing one).
+pub(crate) fn remove_temporaries(io: &Io, data_dir: &Path) -> io::Result<()> {
+    let dir = data_dir.join(ARCHIVE_DIR_NAME);
+    let Ok(read) = std::fs::read_dir(&dir) else { return Ok(()) };
+    let mut removed = false;
+    for entry in read {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            io.remove(&path)?;
+            removed = true;
+        }
+    }
+    if removed {
+        io.sync_dir(&dir)?;
+    }
+    Ok(())
+}
+
+/// Reads records from archived segments in offset order, one decompressed segment in memory
+/// at a time.
+#[derive(Debug)]
+pub struct ArchiveCursor {
+    entries: std::vec::IntoIter<ArchiveEntry>,
+    current: Option<(PathBuf, Vec<u8>)>,
+    pos: usize,
+    /// Records of the frame being read, not yet returned.
+    pending: std::collections::VecDeque<(Offset, Vec<u8>)>,
+    /// The next offset to return (records below are skipped).
+    from: Offset,
+    /// Stop before this offset (the hot log takes over there).
+    until: Offset,
+    /// Next offset expected from the archive (gap detection).
+    expected: Offset,
+}
+
+impl ArchiveCursor {
+    /// Records with `from <= offset < until` from the archive of `data_dir`.
+    pub fn new(data_dir: &Path, from: Offset, until: Offset) -> Result<ArchiveCursor, ArchiveError> {
+        let (entries, mut damage) = list(data_dir).map_err(|source| ArchiveError::Io { path: data_dir.join(ARCHIVE_DIR_NAME), source })?;
+        if let Some(d) = damage.pop() {
+            return Err(ArchiveError::Damaged(d));
+        }
+        let entries: Vec<ArchiveEntry> =
+            entries.into_iter().filter(|e| e.header.next_offset > from && e.header.first_offset < until).collect();
+        Ok(ArchiveCursor {
+            entries: entries.into_iter(),
+            current: None,
+            pos: 0,
+            pending: Default::default(),
+            from,
+            until,
+            expected: from,
+        })
+    }
+
+    /// The next record as `(offset, bytes)`, or `None` when the range is done. A missing
+    /// piece of the range is an error (`Damaged` naming the gap), never skipped.
+    pub fn next_record(&mut self) -> Option<Result<(Offset, Vec<u8>), ArchiveError>> {
+        loop {
+            if let Some((offset, bytes)) = self.pending.pop_front() {
+                if offset >= self.until {
+                    self.pending.clear();
+                    self.from = self.until;
+                    return None;
+                }
+                self.from = offset + 1;
+                return Some(Ok((offset, bytes)));
+            }
+            if self.from >= self.until {
+                return None;
+            }
+            if self.current.is_none() {
+                let Some(entry) = self.entries.next() else {
+                    let reason = format!("offsets {}..{} are in no archive file", self.from, self.until);
+                    self.from = self.until;
+                    return Some(Err(damaged(Path::new(ARCHIVE_DIR_NAME), 0, reason)));
+                };
+                if entry.header.first_offset > self.from {
+                    let reason = format!("offsets {}..{} are in no archive file", self.from, entry.header.first_offset);
+                    self.from = self.until;
+                    return Some(Err(damaged(&entry.path, 0, reason)));
+                }
+                match read_original(&entry.path) {
+                    Ok((_, bytes)) => {
+                        self.current = Some((entry.path, bytes));
+                        self.pos = SEGMENT_HEADER_BYTES;
+                        self.expected = entry.header.first_offset;
+                    }
+                    Err(e) => {
+                        self.from = self.until;
+                        return Some(Err(e));
+                    }
+                }
+            }
+            let (path, bytes) = self.current.as_ref().expect("loaded above");
+            match frame_at(bytes, self.pos) {
+                FrameAt::Batch { view, len } => {
+                    if view.first_offset != self.expected {
+                        let e = damaged(path, self.pos as u64, "frame offsets are not continuous");
+                        self.from = self.until;
+                        return Some(Err(e));
+                    }
+                    self.expected = view.next_offset();
+                    self.pos += len;
+                    let from = self.from;
+                    self.pending.extend(view.records().filter(|(o, _)| *o >= from).map(|(o, r)| (o, r.to_vec())));
+                }
+                FrameAt::Footer { .. } | FrameAt::End => self.current = None,
+                FrameAt::Invalid(reason) => {
+                    let e = damaged(path, self.pos as u64, reason);
+                    self.from = self.until;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
