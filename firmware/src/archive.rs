@@ -70,7 +70,11 @@ pub enum ArchiveError {
 }
 
 fn damaged(path: &Path, position: u64, reason: impl Into<String>) -> ArchiveError {
-    ArchiveError::Damaged(Damage { path: path.to_path_buf(), position, reason: reason.into() })
+    ArchiveError::Damaged(Damage {
+        path: path.to_path_buf(),
+        position,
+        reason: reason.into(),
+    })
 }
 
 /// SHA-256 of `bytes`.
@@ -105,14 +109,25 @@ pub fn list(data_dir: &Path) -> io::Result<(Vec<ArchiveEntry>, Vec<Damage>)> {
             .and_then(|()| ArchiveHeader::decode(&head).map_err(|e| e.to_string()));
         match header {
             Ok(header) if name == archive_file_name(header.first_offset) => {
-                entries.push(ArchiveEntry { path, header, file_bytes })
+                entries.push(ArchiveEntry {
+                    path,
+                    header,
+                    file_bytes,
+                })
             }
             Ok(header) => damage.push(Damage {
                 path,
                 position: 0,
-                reason: format!("header says first offset {} but the name does not", header.first_offset),
+                reason: format!(
+                    "header says first offset {} but the name does not",
+                    header.first_offset
+                ),
             }),
-            Err(reason) => damage.push(Damage { path, position: 0, reason }),
+            Err(reason) => damage.push(Damage {
+                path,
+                position: 0,
+                reason,
+            }),
         }
     }
     entries.sort_by_key(|e| e.header.first_offset);
@@ -123,38 +138,84 @@ pub fn list(data_dir: &Path) -> io::Result<(Vec<ArchiveEntry>, Vec<Damage>)> {
 /// (length, CRC-32 and SHA-256). Memory is bounded by the header's original size, which is
 /// at most [`ARCHIVE_ORIGINAL_BYTES_MAX`].
 pub fn read_original(path: &Path) -> Result<(ArchiveHeader, Vec<u8>), ArchiveError> {
-    let io_err = |source| ArchiveError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let bytes = std::fs::read(path).map_err(io_err)?;
     let header = ArchiveHeader::decode(&bytes).map_err(|e| damaged(path, 0, e.to_string()))?;
     let body = &bytes[ARCHIVE_HEADER_BYTES..];
     if body.len() as u64 != header.archived_bytes {
-        return Err(damaged(path, ARCHIVE_HEADER_BYTES as u64, format!("{} compressed bytes, header says {}", body.len(), header.archived_bytes)));
+        return Err(damaged(
+            path,
+            ARCHIVE_HEADER_BYTES as u64,
+            format!(
+                "{} compressed bytes, header says {}",
+                body.len(),
+                header.archived_bytes
+            ),
+        ));
     }
     if header.original_bytes > ARCHIVE_ORIGINAL_BYTES_MAX {
-        return Err(damaged(path, 0, format!("original size {} exceeds {ARCHIVE_ORIGINAL_BYTES_MAX}", header.original_bytes)));
+        return Err(damaged(
+            path,
+            0,
+            format!(
+                "original size {} exceeds {ARCHIVE_ORIGINAL_BYTES_MAX}",
+                header.original_bytes
+            ),
+        ));
     }
     let mut original = Vec::with_capacity(header.original_bytes as usize);
     let mut decoder = zstd::stream::read::Decoder::new(body).map_err(io_err)?;
     (&mut decoder)
         .take(header.original_bytes + 1)
         .read_to_end(&mut original)
-        .map_err(|e| damaged(path, ARCHIVE_HEADER_BYTES as u64, format!("cannot decompress: {e}")))?;
+        .map_err(|e| {
+            damaged(
+                path,
+                ARCHIVE_HEADER_BYTES as u64,
+                format!("cannot decompress: {e}"),
+            )
+        })?;
     if original.len() as u64 != header.original_bytes {
-        return Err(damaged(path, ARCHIVE_HEADER_BYTES as u64, format!("decompresses to {} bytes, header says {}", original.len(), header.original_bytes)));
+        return Err(damaged(
+            path,
+            ARCHIVE_HEADER_BYTES as u64,
+            format!(
+                "decompresses to {} bytes, header says {}",
+                original.len(),
+                header.original_bytes
+            ),
+        ));
     }
     if crc32fast::hash(&original) != header.original_crc32 || sha256(&original) != header.sha256 {
-        return Err(damaged(path, ARCHIVE_HEADER_BYTES as u64, "checksum of the decompressed segment does not match"));
+        return Err(damaged(
+            path,
+            ARCHIVE_HEADER_BYTES as u64,
+            "checksum of the decompressed segment does not match",
+        ));
     }
     Ok((header, original))
 }
 
 /// Writes the archive of a sealed segment (`original`: its bytes to the end of the
 /// footer), durably, and verifies it by reading it back. Returns its header.
-pub(crate) fn write(io: &Io, data_dir: &Path, log_id: [u8; 16], first_offset: Offset, next_offset: Offset, original: &[u8]) -> Result<ArchiveHeader, ArchiveError> {
+pub(crate) fn write(
+    io: &Io,
+    data_dir: &Path,
+    log_id: [u8; 16],
+    first_offset: Offset,
+    next_offset: Offset,
+    original: &[u8],
+) -> Result<ArchiveHeader, ArchiveError> {
     let dir = data_dir.join(ARCHIVE_DIR_NAME);
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ArchiveError::Io { path: path.clone(), source }
+        move |source| ArchiveError::Io {
+            path: path.clone(),
+            source,
+        }
     };
     if !dir.is_dir() {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -178,14 +239,20 @@ pub(crate) fn write(io: &Io, data_dir: &Path, log_id: [u8; 16], first_offset: Of
         io.remove(&tmp).map_err(io_err(&tmp))?;
     }
     let file = io.create_new(&tmp).map_err(io_err(&tmp))?;
-    io.write_all_at(&file, &tmp, 0, &header.encode()).map_err(io_err(&tmp))?;
-    io.write_all_at(&file, &tmp, ARCHIVE_HEADER_BYTES as u64, &compressed).map_err(io_err(&tmp))?;
+    io.write_all_at(&file, &tmp, 0, &header.encode())
+        .map_err(io_err(&tmp))?;
+    io.write_all_at(&file, &tmp, ARCHIVE_HEADER_BYTES as u64, &compressed)
+        .map_err(io_err(&tmp))?;
     io.sync_data(&file, &tmp).map_err(io_err(&tmp))?;
     io.rename(&tmp, &path).map_err(io_err(&path))?;
     io.sync_dir(&dir).map_err(io_err(&dir))?;
     let (read_back, _) = read_original(&path)?;
     if read_back != header {
-        return Err(damaged(&path, 0, "archive read back differs from what was written"));
+        return Err(damaged(
+            &path,
+            0,
+            "archive read back differs from what was written",
+        ));
     }
     Ok(header)
 }
@@ -193,7 +260,9 @@ pub(crate) fn write(io: &Io, data_dir: &Path, log_id: [u8; 16], first_offset: Of
 /// Removes leftover temporary archive files (a crash while writing one).
 pub(crate) fn remove_temporaries(io: &Io, data_dir: &Path) -> io::Result<()> {
     let dir = data_dir.join(ARCHIVE_DIR_NAME);
-    let Ok(read) = std::fs::read_dir(&dir) else { return Ok(()) };
+    let Ok(read) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
     let mut removed = false;
     for entry in read {
         let path = entry?.path();
@@ -227,13 +296,22 @@ pub struct ArchiveCursor {
 
 impl ArchiveCursor {
     /// Records with `from <= offset < until` from the archive of `data_dir`.
-    pub fn new(data_dir: &Path, from: Offset, until: Offset) -> Result<ArchiveCursor, ArchiveError> {
-        let (entries, mut damage) = list(data_dir).map_err(|source| ArchiveError::Io { path: data_dir.join(ARCHIVE_DIR_NAME), source })?;
+    pub fn new(
+        data_dir: &Path,
+        from: Offset,
+        until: Offset,
+    ) -> Result<ArchiveCursor, ArchiveError> {
+        let (entries, mut damage) = list(data_dir).map_err(|source| ArchiveError::Io {
+            path: data_dir.join(ARCHIVE_DIR_NAME),
+            source,
+        })?;
         if let Some(d) = damage.pop() {
             return Err(ArchiveError::Damaged(d));
         }
-        let entries: Vec<ArchiveEntry> =
-            entries.into_iter().filter(|e| e.header.next_offset > from && e.header.first_offset < until).collect();
+        let entries: Vec<ArchiveEntry> = entries
+            .into_iter()
+            .filter(|e| e.header.next_offset > from && e.header.first_offset < until)
+            .collect();
         Ok(ArchiveCursor {
             entries: entries.into_iter(),
             current: None,
@@ -263,12 +341,18 @@ impl ArchiveCursor {
             }
             if self.current.is_none() {
                 let Some(entry) = self.entries.next() else {
-                    let reason = format!("offsets {}..{} are in no archive file", self.from, self.until);
+                    let reason = format!(
+                        "offsets {}..{} are in no archive file",
+                        self.from, self.until
+                    );
                     self.from = self.until;
                     return Some(Err(damaged(Path::new(ARCHIVE_DIR_NAME), 0, reason)));
                 };
                 if entry.header.first_offset > self.from {
-                    let reason = format!("offsets {}..{} are in no archive file", self.from, entry.header.first_offset);
+                    let reason = format!(
+                        "offsets {}..{} are in no archive file",
+                        self.from, entry.header.first_offset
+                    );
                     self.from = self.until;
                     return Some(Err(damaged(&entry.path, 0, reason)));
                 }
@@ -295,7 +379,11 @@ impl ArchiveCursor {
                     self.expected = view.next_offset();
                     self.pos += len;
                     let from = self.from;
-                    self.pending.extend(view.records().filter(|(o, _)| *o >= from).map(|(o, r)| (o, r.to_vec())));
+                    self.pending.extend(
+                        view.records()
+                            .filter(|(o, _)| *o >= from)
+                            .map(|(o, r)| (o, r.to_vec())),
+                    );
                 }
                 FrameAt::Footer { .. } | FrameAt::End => self.current = None,
                 FrameAt::Invalid(reason) => {

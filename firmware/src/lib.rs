@@ -2,6 +2,7 @@
 //!
 //! - [`wal`]: the segmented, checksummed, group-committed write-ahead log and its recovery.
 //! - [`lock`]: the single-writer lock on a data directory.
+//! - [`snapshot`]: checksummed snapshots of the image, written off the write path.
 //! - [`archive`]: compressed, verified copies of sealed segments that left the hot log.
 //! - [`engine`]: meters and assets as event-sourced entities: validation, the processor,
 //!   the in-memory image, queries and subscriptions.
@@ -12,6 +13,7 @@
 mod mmap;
 
 pub mod archive;
+pub mod snapshot;
 
 pub mod engine;
 pub mod lock;

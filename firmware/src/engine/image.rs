@@ -7,6 +7,7 @@
 //! [`Image::digest`].
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use gridlog_common::domain::ShipObject;
 use gridlog_common::domain::{
@@ -70,7 +71,7 @@ pub(crate) fn reading_fingerprint(r: &Reading) -> u64 {
 }
 
 /// A meter's state: what validation needs, and what an operator asks for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MeterState {
     /// What it measures.
     pub kind: MeterKind,
@@ -94,7 +95,7 @@ pub struct MeterState {
 }
 
 /// An asset's state.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AssetState {
     /// What it is.
     pub kind: AssetKind,
@@ -119,7 +120,7 @@ pub struct AssetState {
 }
 
 /// An archived segment, as the archive's events describe it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArchivedSegment {
     /// One past its last offset.
     pub next_offset: Offset,
@@ -136,7 +137,7 @@ pub struct ArchivedSegment {
 }
 
 /// The gateway's own state: its archive and shipping, from its events.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SystemState {
     /// Highest sequence number.
     pub seq: u64,
@@ -153,7 +154,7 @@ pub struct SystemState {
 /// A meter or an asset.
 // Meters are inline (they are the many: no allocation each), assets boxed (few, larger).
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum EntityState {
     /// A meter.
     Meter(MeterState),
@@ -360,7 +361,7 @@ impl SystemState {
 }
 
 /// Read-model bookkeeping of one entity, beside its state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EntityIndex {
     /// (seq, offset) every [`CHECKPOINT_EVERY_EVENTS`] events, starting with seq 1.
     pub checkpoints: Vec<(u64, Offset)>,
@@ -369,7 +370,7 @@ pub struct EntityIndex {
 }
 
 /// An entity in the image.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Entity {
     /// Its state.
     pub state: EntityState,
@@ -382,7 +383,7 @@ pub struct Entity {
 }
 
 /// Site energy totals by flow, since start of the log and for the current UTC day.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Flows {
     /// Bought from the grid.
     pub grid_import_wh: f64,
@@ -424,7 +425,7 @@ impl Flows {
 }
 
 /// Site totals.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SiteTotals {
     /// Since the beginning of the log.
     pub all_time: Flows,
@@ -434,10 +435,76 @@ pub struct SiteTotals {
     pub day_index: i64,
 }
 
+/// A digest over entities given in id order.
+pub(crate) fn digest_of<'a>(
+    next_offset: Offset,
+    entities: impl Iterator<Item = (&'a EntityId, &'a Entity)>,
+    site: &SiteTotals,
+) -> u64 {
+    let mut h = Fnv::default();
+    h.write_u64(next_offset);
+    for (id, entity) in entities {
+        h.write(id.as_str().as_bytes());
+        h.write(format!("{:?}", entity.state).as_bytes());
+        h.write(format!("{:?}", entity.index.checkpoints).as_bytes());
+        if let Some(rollups) = &entity.rollups {
+            rollups.digest(&mut h);
+        }
+    }
+    h.write(format!("{site:?}").as_bytes());
+    h.finish()
+}
+
+/// The image's parts as captured for a snapshot (entities shared, not copied).
+#[derive(Debug)]
+pub(crate) struct ImageCapture {
+    pub(crate) next_offset: Offset,
+    pub(crate) events: u64,
+    pub(crate) rollup_options: RollupOptions,
+    pub(crate) site: SiteTotals,
+    pub(crate) command_ids: Vec<(CommandId, Offset)>,
+    pub(crate) entities: Vec<(EntityId, Arc<Entity>)>,
+}
+
+impl ImageCapture {
+    /// The digest of the captured image.
+    pub(crate) fn digest(&self) -> u64 {
+        digest_of(
+            self.next_offset,
+            self.entities.iter().map(|(id, e)| (id, &**e)),
+            &self.site,
+        )
+    }
+}
+
+/// The image's parts as a snapshot stores them.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ImageParts {
+    pub(crate) next_offset: Offset,
+    pub(crate) events: u64,
+    pub(crate) rollup_options: RollupOptions,
+    pub(crate) site: SiteTotals,
+    pub(crate) command_ids: Vec<(CommandId, Offset)>,
+    pub(crate) entities: Vec<(EntityId, Entity)>,
+}
+
+/// The same fields as [`ImageParts`], serialised from a capture without copying entities.
+#[derive(serde::Serialize)]
+pub(crate) struct ImagePartsRef<'a> {
+    pub(crate) next_offset: Offset,
+    pub(crate) events: u64,
+    pub(crate) rollup_options: RollupOptions,
+    pub(crate) site: SiteTotals,
+    pub(crate) command_ids: &'a [(CommandId, Offset)],
+    pub(crate) entities: Vec<(&'a EntityId, &'a Entity)>,
+}
+
 /// The whole image.
 #[derive(Debug, Default)]
 pub struct Image {
-    pub(crate) entities: HashMap<EntityId, Entity>,
+    /// Each entity behind an `Arc`: a snapshot holds clones of these pointers while it is
+    /// written, and `apply` copies an entity only if a snapshot still holds it.
+    pub(crate) entities: HashMap<EntityId, Arc<Entity>>,
     pub(crate) site: SiteTotals,
     pub(crate) rollup_options: RollupOptions,
     /// Recent client command ids with the offset of their first event.
@@ -461,12 +528,12 @@ impl Image {
 
     /// Every entity, in no particular order.
     pub fn entities(&self) -> impl Iterator<Item = (&EntityId, &Entity)> {
-        self.entities.iter()
+        self.entities.iter().map(|(id, e)| (id, &**e))
     }
 
     /// State of one entity.
     pub fn entity(&self, id: &str) -> Option<&Entity> {
-        self.entities.get(id)
+        self.entities.get(id).map(|e| &**e)
     }
 
     /// Applies one durable event at `offset`.
@@ -482,21 +549,22 @@ impl Image {
         let Some(next) = EntityState::evolve(state, stored) else {
             return;
         };
-        let entity = match entry {
-            Some(entity) => {
-                entity.state = next;
-                entity
-            }
-            None => self
-                .entities
-                .entry(stored.entity.clone())
-                .or_insert(Entity {
-                    state: next,
-                    index: EntityIndex::default(),
-                    rollups: None,
-                    prev_registers: None,
-                }),
-        };
+        let entity =
+            match entry {
+                Some(entity) => {
+                    let entity = Arc::make_mut(entity);
+                    entity.state = next;
+                    entity
+                }
+                None => Arc::make_mut(self.entities.entry(stored.entity.clone()).or_insert(
+                    Arc::new(Entity {
+                        state: next,
+                        index: EntityIndex::default(),
+                        rollups: None,
+                        prev_registers: None,
+                    }),
+                )),
+            };
         if stored.seq % CHECKPOINT_EVERY_EVENTS == 1 {
             entity.index.checkpoints.push((stored.seq, offset));
         }
@@ -564,21 +632,50 @@ impl Image {
 
     /// A deterministic digest of all state and read models: equal for equal event histories.
     pub fn digest(&self) -> u64 {
-        let mut ids: Vec<&EntityId> = self.entities.keys().collect();
-        ids.sort();
-        let mut h = Fnv::default();
-        h.write_u64(self.next_offset);
-        for id in ids {
-            let entity = &self.entities[id];
-            h.write(id.as_str().as_bytes());
-            h.write(format!("{:?}", entity.state).as_bytes());
-            h.write(format!("{:?}", entity.index.checkpoints).as_bytes());
-            if let Some(rollups) = &entity.rollups {
-                rollups.digest(&mut h);
-            }
+        let mut entities: Vec<(&EntityId, &Entity)> =
+            self.entities.iter().map(|(id, e)| (id, &**e)).collect();
+        entities.sort_by(|a, b| a.0.cmp(b.0));
+        digest_of(self.next_offset, entities.into_iter(), &self.site)
+    }
+
+    /// The parts of the image a snapshot stores, taken in O(entities) pointer copies (the
+    /// caller holds the read lock only for this).
+    pub(crate) fn capture(&self) -> ImageCapture {
+        let mut entities: Vec<(EntityId, Arc<Entity>)> = self
+            .entities
+            .iter()
+            .map(|(id, e)| (id.clone(), e.clone()))
+            .collect();
+        entities.sort_by(|a, b| a.0.cmp(&b.0));
+        ImageCapture {
+            next_offset: self.next_offset,
+            events: self.events,
+            rollup_options: self.rollup_options,
+            site: self.site,
+            command_ids: self
+                .command_id_order
+                .iter()
+                .filter_map(|id| self.command_ids.get(id).map(|o| (id.clone(), *o)))
+                .collect(),
+            entities,
         }
-        h.write(format!("{:?}", self.site).as_bytes());
-        h.finish()
+    }
+
+    /// An image from the parts a snapshot stored.
+    pub(crate) fn from_parts(parts: ImageParts) -> Image {
+        let mut image = Image::new(parts.rollup_options);
+        image.next_offset = parts.next_offset;
+        image.events = parts.events;
+        image.site = parts.site;
+        for (id, offset) in parts.command_ids {
+            image.remember_command(id, offset);
+        }
+        image.entities = parts
+            .entities
+            .into_iter()
+            .map(|(id, e)| (id, Arc::new(e)))
+            .collect();
+        image
     }
 
     /// Site totals.

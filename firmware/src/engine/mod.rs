@@ -15,6 +15,7 @@
 //! `processor` (the write path), [`query`] (reads and subscriptions), [`rollup`].
 
 pub mod image;
+pub mod maintenance;
 mod processor;
 pub mod query;
 pub mod rollup;
@@ -36,6 +37,7 @@ use gridlog_common::Offset;
 
 use crate::wal::{CommitStatsSnapshot, OpenError, ReadError, Wal, WalOptions};
 pub use image::{Image, SiteTotals};
+pub use maintenance::{MaintenanceError, StorageOptions, StorageStats};
 pub use query::{EntityEvents, EventPage, EventRecord, Filter, QueryError, Subscription};
 pub use rollup::{RollupOptions, Step};
 pub use validate::{Rejection, Rules};
@@ -83,6 +85,8 @@ pub struct EngineOptions {
     pub rollups: RollupOptions,
     /// The clock. Default [`SystemClock`].
     pub clock: Arc<dyn Clock>,
+    /// Snapshots and archive. Default [`StorageOptions::default`].
+    pub storage: StorageOptions,
 }
 
 impl Default for EngineOptions {
@@ -97,6 +101,7 @@ impl Default for EngineOptions {
             },
             rollups: RollupOptions::default(),
             clock: Arc::new(SystemClock),
+            storage: StorageOptions::default(),
         }
     }
 }
@@ -134,6 +139,12 @@ impl EngineOptions {
         self.queue_depth = depth;
         self
     }
+    /// Sets the snapshot and archive options.
+    pub fn storage(mut self, storage: StorageOptions) -> Self {
+        self.storage = storage;
+        self
+    }
+
     /// Sets the rollup horizons.
     pub fn rollups(mut self, rollups: RollupOptions) -> Self {
         self.rollups = rollups;
@@ -249,6 +260,14 @@ pub enum EngineOpenError {
         /// What is wrong.
         error: EventDecodeError,
     },
+    /// No usable snapshot, and the history before the hot log is not in the local archive.
+    #[error("cannot rebuild the state: no usable snapshot, and the history before offset {oldest} is not in the local archive ({reason}); restore the data directory from central storage (gridlog restore)")]
+    HistoryMissing {
+        /// The hot log's oldest offset.
+        oldest: Offset,
+        /// What is missing.
+        reason: String,
+    },
 }
 
 /// Counters for status and metrics.
@@ -274,6 +293,8 @@ pub struct EngineStats {
     pub wal: CommitStatsSnapshot,
     /// Set if the log failed.
     pub failed: Option<String>,
+    /// Snapshots and archive.
+    pub storage: StorageStats,
 }
 
 type Reply = Box<dyn FnOnce(Result<Response, SubmitError>) + Send>;
@@ -316,9 +337,9 @@ impl RejectionWindow {
 /// Called with the new committed offset after every commit.
 pub type CommitHook = Box<dyn Fn(Offset) + Send + Sync>;
 
-struct Job {
-    request: Request,
-    reply: Reply,
+pub(crate) struct Job {
+    pub(crate) request: Request,
+    pub(crate) reply: Reply,
 }
 
 pub(crate) struct Inner {
@@ -342,6 +363,42 @@ pub(crate) struct Inner {
         Mutex<std::collections::HashMap<gridlog_common::id::EntityId, RejectionWindow>>,
     replayed_events: u64,
     replay_millis: u64,
+    pub(crate) data_dir: std::path::PathBuf,
+    pub(crate) storage_options: StorageOptions,
+    pub(crate) storage: Mutex<StorageStats>,
+    /// Events and log bytes committed since the last maintenance trigger.
+    pub(crate) since_snapshot: Mutex<(u64, u64)>,
+    /// Wakes the maintenance thread.
+    pub(crate) maintenance_wake: Mutex<Option<SyncSender<()>>>,
+    /// One maintenance cycle at a time (the thread's, or an operator's `snapshot_now`).
+    pub(crate) maintenance_lock: Mutex<()>,
+    /// Where start-up found its state.
+    pub(crate) started_from: String,
+}
+
+impl Inner {
+    /// Counts committed work and wakes maintenance when a snapshot is due.
+    pub(crate) fn note_committed(&self, events: u64, bytes: u64) {
+        let mut since = self
+            .since_snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        since.0 += events;
+        since.1 += bytes;
+        if since.0 >= self.storage_options.snapshot_every_events
+            || since.1 >= self.storage_options.snapshot_every_bytes
+        {
+            *since = (0, 0);
+            if let Some(wake) = self
+                .maintenance_wake
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                let _ = wake.try_send(());
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -370,6 +427,45 @@ pub struct Engine {
     queue: Option<SyncSender<Job>>,
     queue_depth: usize,
     processor: Option<JoinHandle<()>>,
+    maintenance: Option<JoinHandle<()>>,
+}
+
+fn run_maintenance(inner: &Inner, queue: &SyncSender<Job>) {
+    let _one = inner
+        .maintenance_lock
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let result = maintenance::cycle(inner, queue, &inner.data_dir, &inner.storage_options);
+    let mut stats = inner.storage.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(()) => stats.last_error = None,
+        Err(e) => {
+            tracing::error!(error = %e, "snapshot/archive cycle failed; it is retried at the next trigger");
+            stats.last_error = Some(e.to_string());
+        }
+    }
+}
+
+/// The newest snapshot that loads and checks, or an empty image (full replay). A snapshot
+/// beyond the end of the log, of another log, or damaged, is skipped with a warning.
+fn load_newest_snapshot(data_dir: &Path, wal: &Wal, rollups: RollupOptions) -> (Image, String) {
+    let snapshots = crate::snapshot::list(data_dir).unwrap_or_default();
+    for entry in snapshots.iter().rev() {
+        if entry.next_offset > wal.next_offset() {
+            tracing::warn!(path = %entry.path.display(), "snapshot is beyond the end of the log; ignored");
+            continue;
+        }
+        match crate::snapshot::load(&entry.path, Some(wal.log_id())) {
+            Ok((_, image)) if image.rollup_options == rollups => {
+                return (image, format!("snapshot at offset {}", entry.next_offset));
+            }
+            Ok(_) => {
+                tracing::warn!(path = %entry.path.display(), "snapshot has other rollup horizons than configured; ignored")
+            }
+            Err(e) => tracing::warn!(error = %e, "damaged snapshot; falling back to an older one"),
+        }
+    }
+    (Image::new(rollups), "full replay".to_string())
 }
 
 impl std::fmt::Debug for Engine {
@@ -385,9 +481,33 @@ impl Engine {
     /// processor.
     pub fn open(data_dir: &Path, options: EngineOptions) -> Result<Engine, EngineOpenError> {
         let wal = Wal::open(data_dir, options.wal.clone())?;
+        let io = wal.io();
+        let _ = crate::archive::remove_temporaries(&io, data_dir);
         let started = std::time::Instant::now();
-        let mut image = Image::new(options.rollups);
-        let mut cursor = wal.read_from(wal.oldest_offset())?;
+        let (mut image, started_from) = load_newest_snapshot(data_dir, &wal, options.rollups);
+        let oldest = wal.oldest_offset();
+        if image.next_offset < oldest {
+            // The history between the snapshot (or the beginning) and the hot log is in the
+            // local archive, or the state cannot be rebuilt.
+            let mut cursor =
+                crate::archive::ArchiveCursor::new(data_dir, image.next_offset, oldest).map_err(
+                    |e| EngineOpenError::HistoryMissing {
+                        oldest,
+                        reason: e.to_string(),
+                    },
+                )?;
+            while let Some(record) = cursor.next_record() {
+                let (offset, bytes) = record.map_err(|e| EngineOpenError::HistoryMissing {
+                    oldest,
+                    reason: e.to_string(),
+                })?;
+                let event = decode_event(&bytes)
+                    .map_err(|error| EngineOpenError::BadEvent { offset, error })?;
+                image.apply(offset, &event);
+            }
+        }
+        let events_before = image.events;
+        let mut cursor = wal.read_from(image.next_offset.max(oldest))?;
         while let Some(record) = cursor.next() {
             let record = record?;
             let event = decode_event(record.bytes).map_err(|error| EngineOpenError::BadEvent {
@@ -397,12 +517,13 @@ impl Engine {
             image.apply(record.offset, &event);
         }
         drop(cursor);
-        let replayed_events = image.events;
+        let replayed_events = image.events - events_before;
         let replay_millis = started.elapsed().as_millis() as u64;
         tracing::info!(
             events = replayed_events,
             millis = replay_millis,
-            "replayed the log"
+            from = %started_from,
+            "recovered the image"
         );
         let next = wal.next_offset();
         image.next_offset = next;
@@ -425,6 +546,13 @@ impl Engine {
             rejections: Mutex::new(std::collections::HashMap::new()),
             replayed_events,
             replay_millis,
+            data_dir: data_dir.to_path_buf(),
+            storage_options: options.storage,
+            storage: Mutex::new(StorageStats::default()),
+            since_snapshot: Mutex::new((0, 0)),
+            maintenance_wake: Mutex::new(None),
+            maintenance_lock: Mutex::new(()),
+            started_from,
         });
         let (queue, jobs) = mpsc::sync_channel::<Job>(options.queue_depth.max(1));
         let processor = {
@@ -437,12 +565,68 @@ impl Engine {
                     source,
                 })?
         };
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        *inner
+            .maintenance_wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(wake);
+        let maintenance = {
+            let inner = inner.clone();
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name("gridlog-maintenance".into())
+                .spawn(move || {
+                    while woken.recv().is_ok() {
+                        run_maintenance(&inner, &queue);
+                    }
+                })
+                .map_err(|source| OpenError::Io {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })?
+        };
         Ok(Engine {
             inner,
             queue: Some(queue),
             queue_depth: options.queue_depth.max(1),
             processor: Some(processor),
+            maintenance: Some(maintenance),
         })
+    }
+
+    /// Takes a snapshot now (and archives and compacts as after any snapshot); returns the
+    /// storage statistics after it.
+    pub fn snapshot_now(&self) -> Result<StorageStats, MaintenanceError> {
+        let queue = self.queue.as_ref().ok_or(MaintenanceError::Record {
+            what: "the snapshot",
+            error: SubmitError::Stopped,
+        })?;
+        let _one = self
+            .inner
+            .maintenance_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        maintenance::cycle(
+            &self.inner,
+            queue,
+            &self.inner.data_dir,
+            &self.inner.storage_options,
+        )?;
+        Ok(self.storage_stats())
+    }
+
+    /// What the snapshot and archive side did.
+    pub fn storage_stats(&self) -> StorageStats {
+        self.inner
+            .storage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Where start-up found its state (`snapshot at N`, `full replay`).
+    pub fn started_from(&self) -> &str {
+        &self.inner.started_from
     }
 
     /// Submits a request and waits for its results (after its events are durable).
@@ -572,6 +756,7 @@ impl Engine {
             replay_millis: i.replay_millis,
             wal: i.wal.stats(),
             failed: i.failed.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            storage: i.storage.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
@@ -581,6 +766,15 @@ impl Engine {
     }
 
     fn stop(&mut self) {
+        // Maintenance first: it submits through the queue, which must outlive it.
+        self.inner
+            .maintenance_wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(maintenance) = self.maintenance.take() {
+            let _ = maintenance.join();
+        }
         self.queue.take();
         if let Some(processor) = self.processor.take() {
             let _ = processor.join();

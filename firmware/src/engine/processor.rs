@@ -272,6 +272,12 @@ fn persist(inner: &Inner, planned: &[Planned], buf: &[u8]) -> Result<Vec<u64>, S
 fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[u64]) {
     let mut image = inner.image.write().unwrap_or_else(|e| e.into_inner());
     let mut next = None;
+    let events: u64 = planned.iter().map(|p| p.events.len() as u64).sum();
+    let bytes: u64 = planned
+        .iter()
+        .flat_map(|p| p.ranges.iter())
+        .map(|(s, e)| (e - s) as u64)
+        .sum();
     for (plan, &first) in planned.iter().zip(first_offsets) {
         for (i, event) in plan.events.iter().enumerate() {
             image.apply(first + i as u64, event);
@@ -282,6 +288,7 @@ fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[u64]) {
     if let Some(next) = next {
         inner.publish_commit(next);
     }
+    inner.note_committed(events, bytes);
 }
 
 fn respond(inner: &Inner, plan: Planned, first_offset: u64) -> Response {

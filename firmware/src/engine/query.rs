@@ -80,6 +80,9 @@ pub enum QueryError {
     /// The log could not be read (damage, or the range left the hot log).
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The archive could not be read (a missing or damaged archive file).
+    #[error("archive: {0}")]
+    Archive(String),
     /// A record is not a valid event.
     #[error("record at offset {offset} is not a valid event: {error}")]
     BadEvent {
@@ -88,6 +91,71 @@ pub enum QueryError {
         /// What is wrong.
         error: EventDecodeError,
     },
+}
+
+/// Records from an offset on, across tiers: the local archive below the hot log, then the
+/// hot log. Records are handed to a closure, which may borrow them (from the memory map).
+pub(crate) struct Tiered {
+    archive: Option<crate::archive::ArchiveCursor>,
+    hot: Option<LogCursor>,
+    /// The next offset to hand out.
+    from: Offset,
+}
+
+impl Tiered {
+    pub(crate) fn new(from: Offset) -> Tiered {
+        Tiered {
+            archive: None,
+            hot: None,
+            from,
+        }
+    }
+
+    /// The next record, given to `f`; `None` at the end of what is durable.
+    pub(crate) fn next_with<R>(
+        &mut self,
+        inner: &Inner,
+        f: impl FnOnce(Offset, &[u8]) -> R,
+    ) -> Option<Result<R, QueryError>> {
+        loop {
+            if let Some(archive) = &mut self.archive {
+                match archive.next_record() {
+                    Some(Ok((offset, bytes))) => {
+                        self.from = offset + 1;
+                        return Some(Ok(f(offset, &bytes)));
+                    }
+                    Some(Err(e)) => return Some(Err(QueryError::Archive(e.to_string()))),
+                    None => self.archive = None,
+                }
+                continue;
+            }
+            if self.hot.is_none() {
+                let oldest = inner.wal.oldest_offset();
+                if self.from < oldest {
+                    match crate::archive::ArchiveCursor::new(&inner.data_dir, self.from, oldest) {
+                        Ok(cursor) => self.archive = Some(cursor),
+                        Err(e) => return Some(Err(QueryError::Archive(e.to_string()))),
+                    }
+                    continue;
+                }
+                match inner.wal.read_from(self.from) {
+                    Ok(cursor) => self.hot = Some(cursor),
+                    // Archived between the check and the open: read it from the archive.
+                    Err(ReadError::Truncated { .. }) => continue,
+                    Err(e) => return Some(Err(e.into())),
+                }
+            }
+            let hot = self.hot.as_mut().expect("opened above");
+            return match hot.next() {
+                Some(Ok(record)) => {
+                    self.from = record.offset + 1;
+                    Some(Ok(f(record.offset, record.bytes)))
+                }
+                Some(Err(e)) => Some(Err(e.into())),
+                None => None,
+            };
+        }
+    }
 }
 
 fn decode(offset: Offset, bytes: &[u8]) -> Result<EventRecord, QueryError> {
@@ -134,16 +202,19 @@ impl Engine {
             });
         }
         let filter = Filter::Entity(entity.to_string());
-        let mut cursor = self.inner.wal.read_from(start)?;
-        while let Some(record) = cursor.next() {
-            let record = record?;
-            if record.offset > last_offset {
+        let mut cursor = Tiered::new(start);
+        while let Some(record) = cursor.next_with(&self.inner, |offset, bytes| {
+            (
+                offset,
+                (!filter.cheap_reject(bytes)).then(|| decode(offset, bytes)),
+            )
+        }) {
+            let (offset, event) = record?;
+            if offset > last_offset {
                 break;
             }
-            if filter.cheap_reject(record.bytes) {
-                continue;
-            }
-            let event = decode(record.offset, record.bytes)?;
+            let Some(event) = event else { continue };
+            let event = event?;
             if event.stored.seq > to_seq {
                 break;
             }
@@ -169,7 +240,7 @@ impl Engine {
     ) -> Result<EventPage, QueryError> {
         let limit = limit.min(QUERY_LIMIT_MAX);
         let committed = self.inner.committed();
-        let from = (after + 1).max(self.inner.wal.oldest_offset());
+        let from = after + 1;
         let mut events = Vec::new();
         let mut last_offset = after;
         if limit == 0 || from >= committed {
@@ -178,17 +249,22 @@ impl Engine {
                 last_offset: last_offset.min(committed.saturating_sub(1)),
             });
         }
-        let mut cursor = self.inner.wal.read_from(from)?;
+        let mut cursor = Tiered::new(from);
         let mut scanned = 0;
-        while let Some(record) = cursor.next() {
-            let record = record?;
-            if record.offset >= committed {
+        while let Some(record) = cursor.next_with(&self.inner, |offset, bytes| {
+            (
+                offset,
+                (!filter.cheap_reject(bytes)).then(|| decode(offset, bytes)),
+            )
+        }) {
+            let (offset, event) = record?;
+            if offset >= committed {
                 break;
             }
-            last_offset = record.offset;
+            last_offset = offset;
             scanned += 1;
-            if !filter.cheap_reject(record.bytes) {
-                let event = decode(record.offset, record.bytes)?;
+            if let Some(event) = event {
+                let event = event?;
                 if filter.matches(&event.stored) {
                     events.push(event);
                     if events.len() == limit {
@@ -209,11 +285,10 @@ impl Engine {
     /// Follows the log from after offset `after`: catch-up from the log, then live, with no
     /// gap and no duplicate at the switch (it is the same cursor).
     pub fn subscribe(&self, after: Offset, filter: Filter) -> Result<Subscription, QueryError> {
-        let from = (after + 1).max(self.inner.wal.oldest_offset());
-        let cursor = self.inner.wal.read_from(from)?;
+        let from = after + 1;
         Ok(Subscription {
             inner: self.inner.clone(),
-            cursor,
+            cursor: Tiered::new(from),
             filter,
             position: from,
         })
@@ -226,7 +301,7 @@ impl Engine {
 /// and can resume from its last offset through the archive.
 pub struct Subscription {
     inner: Arc<Inner>,
-    cursor: LogCursor,
+    cursor: Tiered,
     filter: Filter,
     /// The offset of the next record to examine.
     position: Offset,
@@ -248,15 +323,19 @@ impl Subscription {
             if self.position >= self.inner.committed() {
                 return Ok(None);
             }
-            let Some(record) = self.cursor.next() else {
+            let filter = &self.filter;
+            let Some(record) = self.cursor.next_with(&self.inner, |offset, bytes| {
+                (
+                    offset,
+                    (!filter.cheap_reject(bytes)).then(|| decode(offset, bytes)),
+                )
+            }) else {
                 return Ok(None);
             };
-            let record = record?;
-            self.position = record.offset + 1;
-            if self.filter.cheap_reject(record.bytes) {
-                continue;
-            }
-            let event = decode(record.offset, record.bytes)?;
+            let (offset, event) = record?;
+            self.position = offset + 1;
+            let Some(event) = event else { continue };
+            let event = event?;
             if self.filter.matches(&event.stored) {
                 return Ok(Some(event));
             }

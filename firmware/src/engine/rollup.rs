@@ -25,7 +25,7 @@ pub const BUCKET_BYTES: usize = std::mem::size_of::<Bucket>();
 const _: () = assert!(BUCKET_BYTES == 40);
 
 /// How long rollups are kept. Every field has a documented default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RollupOptions {
     /// Days of 15-minute (and so hourly) rollups kept per meter. Default 7.
     pub quarter_hour_days: u32,
@@ -72,7 +72,7 @@ impl Step {
 }
 
 /// One interval's aggregates.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     /// Interval number: start time / interval length.
     pub index: i64,
@@ -126,7 +126,7 @@ impl Bucket {
 }
 
 /// A fixed-capacity ring of buckets of one interval length.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ring {
     period_ms: i64,
     slots: Box<[Bucket]>,
@@ -191,7 +191,7 @@ impl Ring {
 }
 
 /// A meter's rollups.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MeterRollups {
     quarter: Ring,
     day: Ring,

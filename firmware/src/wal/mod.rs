@@ -437,14 +437,27 @@ impl Wal {
     /// Sealed segments of the hot log (all but the active one), oldest first, as
     /// `(first offset, next offset)`.
     pub fn sealed_segments(&self) -> Vec<(Offset, Offset)> {
-        let segments = self.shared.segments.read().unwrap_or_else(|e| e.into_inner());
-        segments.windows(2).map(|w| (w[0].first_offset, w[1].first_offset)).collect()
+        let segments = self
+            .shared
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        segments
+            .windows(2)
+            .map(|w| (w[0].first_offset, w[1].first_offset))
+            .collect()
     }
 
     /// A copy of a sealed segment's bytes from its start to the end of its footer.
     pub fn sealed_segment_bytes(&self, first_offset: Offset) -> Option<Vec<u8>> {
-        let segments = self.shared.segments.read().unwrap_or_else(|e| e.into_inner());
-        let i = segments.iter().position(|s| s.first_offset == first_offset)?;
+        let segments = self
+            .shared
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let i = segments
+            .iter()
+            .position(|s| s.first_offset == first_offset)?;
         if i + 1 == segments.len() {
             return None; // the active segment is never archived
         }
@@ -456,9 +469,15 @@ impl Wal {
     /// reading their mapping; new readers start at the next segment.
     pub fn remove_oldest_segment(&self, first_offset: Offset) -> std::io::Result<()> {
         let removed = {
-            let mut segments = self.shared.segments.write().unwrap_or_else(|e| e.into_inner());
+            let mut segments = self
+                .shared
+                .segments
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             if segments.len() < 2 || segments[0].first_offset != first_offset {
-                return Err(std::io::Error::other(format!("segment {first_offset} is not the oldest sealed segment")));
+                return Err(std::io::Error::other(format!(
+                    "segment {first_offset} is not the oldest sealed segment"
+                )));
             }
             segments.remove(0)
         };

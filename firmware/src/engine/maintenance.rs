@@ -1,0 +1,320 @@
+//! Keeping restart time and the hot log bounded: snapshots, snapshot compaction, the cold
+//! archive and its budget — on a thread of their own, off the write path.
+//!
+//! One cycle (after every [`StorageOptions::snapshot_every_events`] events or
+//! [`StorageOptions::snapshot_every_bytes`] bytes of log, or on demand):
+//! 1. capture the image (pointer copies under the read lock, so writes do not wait for the
+//!    snapshot), write the snapshot atomically, keep the newest K;
+//! 2. archive every sealed segment wholly below the oldest kept snapshot: write and verify
+//!    the archive copy, record `SegmentArchived` (durable), then remove the hot segment —
+//!    a crash at any step leaves the hot segment, a verified archive copy, or both;
+//! 3. enforce the archive budget: evict the oldest archived segments that central storage
+//!    has confirmed (or, if the operator allows it, unshipped ones), each recorded as
+//!    `ArchiveEvicted`; with nothing evictable, say so loudly and keep going.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use gridlog_common::domain::{Command, Event, STORAGE_ENTITY};
+use gridlog_common::id::EntityId;
+use gridlog_common::Offset;
+
+use super::image::EntityState;
+use super::{Inner, Job, Request, SubmitError};
+use crate::{archive, snapshot};
+
+/// When and how much to snapshot and archive. Every field has a documented default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageOptions {
+    /// Snapshot after this many events. Default 1,000,000.
+    pub snapshot_every_events: u64,
+    /// Snapshot after this many bytes of log. Default 128 MiB.
+    pub snapshot_every_bytes: u64,
+    /// Snapshots kept. Default 3.
+    pub snapshots_keep: usize,
+    /// Move sealed segments below the oldest kept snapshot into the archive. Default true.
+    pub archive: bool,
+    /// Most bytes the archive may hold; 0 = no budget. Default 0.
+    pub archive_budget_bytes: u64,
+    /// Allow the budget to evict segments central storage has not confirmed. Default false.
+    pub archive_evict_unshipped: bool,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            snapshot_every_events: 1_000_000,
+            snapshot_every_bytes: 128 * 1024 * 1024,
+            snapshots_keep: 3,
+            archive: true,
+            archive_budget_bytes: 0,
+            archive_evict_unshipped: false,
+        }
+    }
+}
+
+/// What the storage side did last, for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Snapshots written since start.
+    pub snapshots_written: u64,
+    /// Offset (exclusive) of the newest snapshot.
+    pub last_snapshot_offset: Option<Offset>,
+    /// Its size.
+    pub last_snapshot_bytes: u64,
+    /// How long writing it took.
+    pub last_snapshot_millis: u64,
+    /// Segments archived since start.
+    pub segments_archived: u64,
+    /// Original bytes archived since start.
+    pub archived_original_bytes: u64,
+    /// Archive file bytes written since start.
+    pub archived_file_bytes: u64,
+    /// Time spent compressing and writing archives since start.
+    pub archive_millis: u64,
+    /// The archive's size now.
+    pub archive_bytes: u64,
+    /// The archive is over its budget with nothing it may evict.
+    pub archive_over_budget: bool,
+    /// Segments evicted from the archive since start.
+    pub evicted: u64,
+    /// The last storage error, if the last cycle failed.
+    pub last_error: Option<String>,
+}
+
+/// Why a maintenance cycle failed (it is retried at the next trigger).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MaintenanceError {
+    /// Writing the snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+    /// Archiving failed.
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    /// Recording an event failed.
+    #[error("recording {what} failed: {error}")]
+    Record {
+        /// What.
+        what: &'static str,
+        /// Why.
+        error: SubmitError,
+    },
+    /// A file-system call failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn storage_entity() -> EntityId {
+    EntityId::new(STORAGE_ENTITY).expect("a valid id")
+}
+
+/// Records a system event through the processor (durable when this returns).
+fn record(
+    inner: &Inner,
+    queue: &std::sync::mpsc::SyncSender<Job>,
+    what: &'static str,
+    event: Event,
+) -> Result<(), MaintenanceError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let request = Request::of([Command::RecordSystemEvent {
+        entity: storage_entity(),
+        event,
+    }]);
+    inner.queued.fetch_add(1, Ordering::Relaxed);
+    queue
+        .send(Job {
+            request,
+            reply: Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        })
+        .map_err(|_| MaintenanceError::Record {
+            what,
+            error: SubmitError::Stopped,
+        })?;
+    match rx.recv().unwrap_or(Err(SubmitError::Stopped)) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(MaintenanceError::Record { what, error }),
+    }
+}
+
+/// One maintenance cycle; see the module docs.
+pub(crate) fn cycle(
+    inner: &Inner,
+    queue: &std::sync::mpsc::SyncSender<Job>,
+    data_dir: &Path,
+    options: &StorageOptions,
+) -> Result<(), MaintenanceError> {
+    let io = inner.wal.io();
+    // 1. Snapshot.
+    let capture = inner
+        .image
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .capture();
+    let newest = snapshot::list(data_dir)?.last().map(|s| s.next_offset);
+    if newest != Some(capture.next_offset) {
+        let started = Instant::now();
+        let (header, path) = snapshot::write(&io, data_dir, inner.wal.log_id(), &capture)?;
+        let millis = started.elapsed().as_millis() as u64;
+        let bytes = header.body_bytes + snapshot::SNAPSHOT_HEADER_BYTES as u64;
+        tracing::info!(path = %path.display(), offset = header.next_offset, bytes, millis, "snapshot written");
+        let mut stats = inner.storage.lock().unwrap_or_else(|e| e.into_inner());
+        stats.snapshots_written += 1;
+        stats.last_snapshot_offset = Some(header.next_offset);
+        stats.last_snapshot_bytes = bytes;
+        stats.last_snapshot_millis = millis;
+    }
+    drop(capture);
+    snapshot::compact(&io, data_dir, options.snapshots_keep)?;
+    // 2. Archive below the oldest kept snapshot.
+    if options.archive {
+        let Some(oldest_kept) = snapshot::list(data_dir)?.first().map(|s| s.next_offset) else {
+            return Ok(());
+        };
+        for (first, next) in inner.wal.sealed_segments() {
+            if next > oldest_kept {
+                break;
+            }
+            archive_segment(inner, queue, data_dir, first, next)?;
+        }
+    }
+    // 3. The budget.
+    enforce_budget(inner, queue, data_dir, options)
+}
+
+fn archived_state(inner: &Inner, first: Offset) -> Option<super::image::ArchivedSegment> {
+    let image = inner.image.read().unwrap_or_else(|e| e.into_inner());
+    match image.entity(STORAGE_ENTITY).map(|e| &e.state) {
+        Some(EntityState::System(s)) => s.archived.get(&first).copied(),
+        _ => None,
+    }
+}
+
+fn archive_segment(
+    inner: &Inner,
+    queue: &std::sync::mpsc::SyncSender<Job>,
+    data_dir: &Path,
+    first: Offset,
+    next: Offset,
+) -> Result<(), MaintenanceError> {
+    let path = data_dir
+        .join(archive::ARCHIVE_DIR_NAME)
+        .join(archive::archive_file_name(first));
+    let recorded = archived_state(inner, first);
+    // An archive from an earlier, interrupted cycle is reused only if it verifies and
+    // matches what was recorded.
+    let existing = if path.exists() {
+        archive::read_original(&path).ok().map(|(h, _)| h)
+    } else {
+        None
+    };
+    let header = match (existing, recorded) {
+        (Some(h), Some(r)) if h.sha256 == r.sha256 => h,
+        (Some(h), None) => h,
+        _ => {
+            let Some(bytes) = inner.wal.sealed_segment_bytes(first) else {
+                return Ok(());
+            };
+            let started = Instant::now();
+            let header = archive::write(
+                &inner.wal.io(),
+                data_dir,
+                inner.wal.log_id(),
+                first,
+                next,
+                &bytes,
+            )?;
+            let mut stats = inner.storage.lock().unwrap_or_else(|e| e.into_inner());
+            stats.segments_archived += 1;
+            stats.archived_original_bytes += header.original_bytes;
+            stats.archived_file_bytes += header.archived_bytes;
+            stats.archive_millis += started.elapsed().as_millis() as u64;
+            header
+        }
+    };
+    if recorded.is_none() {
+        record(
+            inner,
+            queue,
+            "the archived segment",
+            Event::SegmentArchived {
+                first_offset: first,
+                next_offset: next,
+                original_bytes: header.original_bytes,
+                archived_bytes: header.archived_bytes,
+                sha256: header.sha256,
+            },
+        )?;
+    }
+    inner.wal.remove_oldest_segment(first)?;
+    tracing::info!(
+        first,
+        next,
+        ratio = header.original_bytes as f64 / header.archived_bytes.max(1) as f64,
+        "segment archived"
+    );
+    Ok(())
+}
+
+fn enforce_budget(
+    inner: &Inner,
+    queue: &std::sync::mpsc::SyncSender<Job>,
+    data_dir: &Path,
+    options: &StorageOptions,
+) -> Result<(), MaintenanceError> {
+    let (entries, _) = archive::list(data_dir)?;
+    let mut total: u64 = entries.iter().map(|e| e.file_bytes).sum();
+    let mut over = false;
+    if options.archive_budget_bytes > 0 {
+        for entry in &entries {
+            if total <= options.archive_budget_bytes {
+                break;
+            }
+            let first = entry.header.first_offset;
+            let shipped = archived_state(inner, first).is_some_and(|a| a.shipped);
+            if !shipped && !options.archive_evict_unshipped {
+                over = true;
+                break;
+            }
+            record(
+                inner,
+                queue,
+                "the eviction",
+                Event::ArchiveEvicted {
+                    first_offset: first,
+                    next_offset: entry.header.next_offset,
+                    shipped,
+                },
+            )?;
+            let io = inner.wal.io();
+            io.remove(&entry.path)?;
+            io.sync_dir(&data_dir.join(archive::ARCHIVE_DIR_NAME))?;
+            total -= entry.file_bytes;
+            inner
+                .storage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .evicted += 1;
+            tracing::warn!(
+                first,
+                shipped,
+                "evicted an archived segment under the archive budget"
+            );
+        }
+        if over {
+            tracing::warn!(
+                archive_bytes = total,
+                budget = options.archive_budget_bytes,
+                "ARCHIVE OVER BUDGET: nothing may be evicted until central storage confirms segments; ingest continues while disk remains"
+            );
+        }
+    }
+    let mut stats = inner.storage.lock().unwrap_or_else(|e| e.into_inner());
+    stats.archive_bytes = total;
+    stats.archive_over_budget = over;
+    Ok(())
+}
