@@ -112,6 +112,24 @@ fn snapshot_plus_tail_equals_full_replay_and_archived_history_stays_readable() {
         write(&engine, 150, 20); // a tail after the snapshot
         (engine.digest(), all_events(&engine))
     };
+    // verify checks the snapshot and every archive file too; a damaged archive is damage.
+    let report = gridlog_firmware::wal::verify(dir.path()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.snapshots.len(), 1);
+    assert!(report.archived.len() >= 3);
+    let archived = report.archived[1].0.clone();
+    let original = std::fs::read(&archived).unwrap();
+    let mut damaged = original.clone();
+    let at = damaged.len() - 10;
+    damaged[at] ^= 0x01;
+    std::fs::write(&archived, &damaged).unwrap();
+    let report = gridlog_firmware::wal::verify(dir.path()).unwrap();
+    assert!(
+        report.damage.iter().any(|d| d.path == archived),
+        "{:?}",
+        report.damage
+    );
+    std::fs::write(&archived, &original).unwrap();
     // Restart: snapshot + tail.
     let engine = open(dir.path(), storage_options(&clock));
     assert!(

@@ -176,6 +176,15 @@ pub(crate) struct SegmentScan {
 /// Reads the header and every frame of a segment file's bytes, checking each frame's CRC,
 /// body, offset continuity and the footer's agreement with what precedes it.
 pub(crate) fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, (u64, String)> {
+    scan_segment_bytes(bytes, true)
+}
+
+/// [`scan_segment`] of a segment's bytes that may lack the zero padding (an archived copy
+/// ends with its footer), when `whole_file` is false.
+pub(crate) fn scan_segment_bytes(
+    bytes: &[u8],
+    whole_file: bool,
+) -> Result<SegmentScan, (u64, String)> {
     let header = SegmentHeader::decode(bytes).map_err(|e| (0, e.to_string()))?;
     if header.version != FormatVersion::CURRENT {
         return Err((
@@ -186,7 +195,7 @@ pub(crate) fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, (u64, String)> {
             ),
         ));
     }
-    if header.segment_bytes != bytes.len() as u64 {
+    if whole_file && header.segment_bytes != bytes.len() as u64 {
         return Err((
             0,
             format!(

@@ -10,7 +10,7 @@ use gridlog_common::Offset;
 
 use super::error::Damage;
 use super::recovery::{list_wal_dir, torn_tail_window, WalEntry};
-use super::segment::{last_nonzero_from, scan_segment, ScanStop};
+use super::segment::{last_nonzero_from, scan_segment, scan_segment_bytes, ScanStop};
 use super::WAL_DIR_NAME;
 
 /// One segment as verify saw it.
@@ -39,6 +39,11 @@ pub struct VerifyReport {
     pub damage: Vec<Damage>,
     /// A torn tail of the last segment (would be zeroed at open; never acknowledged).
     pub torn_tail: Option<Damage>,
+    /// Snapshot files checked, as (file, offset they end before) — damaged ones are in
+    /// `damage` instead.
+    pub snapshots: Vec<(PathBuf, Offset)>,
+    /// Archive files checked (decompressed and verified), as (file, first, next offset).
+    pub archived: Vec<(PathBuf, Offset, Offset)>,
 }
 
 impl VerifyReport {
@@ -179,5 +184,41 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
             sealed: scan.stop == ScanStop::Footer,
         });
     }
+    verify_snapshots_and_archive(data_dir, &mut report)?;
     Ok(report)
+}
+
+/// Checks every snapshot (CRCs, decode, digest) and every archive file (decompressed,
+/// CRC-32 and SHA-256 of the original segment, and the segment's own frames).
+fn verify_snapshots_and_archive(data_dir: &Path, report: &mut VerifyReport) -> std::io::Result<()> {
+    for entry in crate::snapshot::list(data_dir)? {
+        match crate::snapshot::verify_file(&entry.path) {
+            Ok(header) => report.snapshots.push((entry.path, header.next_offset)),
+            Err(e) => report.damage.push(Damage {
+                path: entry.path,
+                position: 0,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let (entries, damage) = crate::archive::list(data_dir)?;
+    report.damage.extend(damage);
+    for entry in entries {
+        match crate::archive::read_original(&entry.path) {
+            Ok((header, bytes)) => match scan_segment_bytes(&bytes, false) {
+                Ok(scan) if scan.stop == ScanStop::Footer && scan.next_offset == header.next_offset => {
+                    report.archived.push((entry.path, header.first_offset, header.next_offset))
+                }
+                Ok(_) => report.damage.push(Damage {
+                    path: entry.path,
+                    position: 0,
+                    reason: "the archived segment is not a whole sealed segment of the offsets its header names".into(),
+                }),
+                Err((position, reason)) => report.damage.push(Damage { path: entry.path, position, reason }),
+            },
+            Err(crate::archive::ArchiveError::Damaged(d)) => report.damage.push(d),
+            Err(e) => report.damage.push(Damage { path: entry.path, position: 0, reason: e.to_string() }),
+        }
+    }
+    Ok(())
 }
