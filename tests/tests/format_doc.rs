@@ -166,6 +166,103 @@ fn segment_header_table_matches_the_constants() {
 }
 
 #[test]
+fn snapshot_header_table_matches_the_constants() {
+    use gridlog_firmware::snapshot::*;
+    check_layout(
+        "snapshot_header",
+        &[
+            ("magic", S_MAGIC_AT, Some(S_VERSION_AT - S_MAGIC_AT)),
+            (
+                "version",
+                S_VERSION_AT,
+                Some(S_HEADER_LEN_AT - S_VERSION_AT),
+            ),
+            (
+                "header_len",
+                S_HEADER_LEN_AT,
+                Some(S_FLAGS_AT - S_HEADER_LEN_AT),
+            ),
+            ("flags", S_FLAGS_AT, Some(S_LOG_ID_AT - S_FLAGS_AT)),
+            ("log_id", S_LOG_ID_AT, Some(S_NEXT_OFFSET_AT - S_LOG_ID_AT)),
+            (
+                "next_offset",
+                S_NEXT_OFFSET_AT,
+                Some(S_CREATED_AT - S_NEXT_OFFSET_AT),
+            ),
+            (
+                "created_unix_ms",
+                S_CREATED_AT,
+                Some(S_DIGEST_AT - S_CREATED_AT),
+            ),
+            ("digest", S_DIGEST_AT, Some(S_BODY_BYTES_AT - S_DIGEST_AT)),
+            (
+                "body_bytes",
+                S_BODY_BYTES_AT,
+                Some(S_EVENTS_AT - S_BODY_BYTES_AT),
+            ),
+            ("events", S_EVENTS_AT, Some(S_BODY_CRC_AT - S_EVENTS_AT)),
+            ("body_crc", S_BODY_CRC_AT, Some(S_CRC_AT - S_BODY_CRC_AT)),
+            ("crc", S_CRC_AT, Some(SNAPSHOT_HEADER_BYTES - S_CRC_AT)),
+        ],
+    );
+}
+
+#[test]
+fn archive_header_table_matches_the_constants() {
+    use gridlog_common::archive::*;
+    check_layout(
+        "archive_header",
+        &[
+            ("magic", A_MAGIC_AT, Some(A_VERSION_AT - A_MAGIC_AT)),
+            (
+                "version",
+                A_VERSION_AT,
+                Some(A_HEADER_LEN_AT - A_VERSION_AT),
+            ),
+            (
+                "header_len",
+                A_HEADER_LEN_AT,
+                Some(A_CODEC_AT - A_HEADER_LEN_AT),
+            ),
+            ("codec", A_CODEC_AT, Some(A_LOG_ID_AT - A_CODEC_AT)),
+            ("log_id", A_LOG_ID_AT, Some(A_FIRST_OFFSET_AT - A_LOG_ID_AT)),
+            (
+                "first_offset",
+                A_FIRST_OFFSET_AT,
+                Some(A_NEXT_OFFSET_AT - A_FIRST_OFFSET_AT),
+            ),
+            (
+                "next_offset",
+                A_NEXT_OFFSET_AT,
+                Some(A_ORIGINAL_BYTES_AT - A_NEXT_OFFSET_AT),
+            ),
+            (
+                "original_bytes",
+                A_ORIGINAL_BYTES_AT,
+                Some(A_ARCHIVED_BYTES_AT - A_ORIGINAL_BYTES_AT),
+            ),
+            (
+                "archived_bytes",
+                A_ARCHIVED_BYTES_AT,
+                Some(A_SHA256_AT - A_ARCHIVED_BYTES_AT),
+            ),
+            ("sha256", A_SHA256_AT, Some(A_CREATED_AT - A_SHA256_AT)),
+            (
+                "created_unix_ms",
+                A_CREATED_AT,
+                Some(A_ORIGINAL_CRC_AT - A_CREATED_AT),
+            ),
+            (
+                "original_crc",
+                A_ORIGINAL_CRC_AT,
+                Some(A_CRC_AT - A_ORIGINAL_CRC_AT),
+            ),
+            ("crc", A_CRC_AT, Some(ARCHIVE_HEADER_BYTES - A_CRC_AT)),
+        ],
+    );
+}
+
+#[test]
 fn frame_table_matches_the_constants() {
     use frame::*;
     check_layout(
