@@ -28,6 +28,8 @@ Examples:
   gridlog verify /var/lib/gridlog              check every frame; exit 1 if damaged
   gridlog verify --json /var/lib/gridlog       the same report as JSON, for monitoring
   gridlog dump /var/lib/gridlog --from 1000    records from offset 1000, one JSON line each
+  gridlog ship --once                          ship pending segments to ship.store and exit
+  gridlog restore --from s3://b/p --site s --data DIR   rebuild a data directory from storage
 
 Logs go to stderr; set their level with --log or GRIDLOG_LOG (e.g. `info`, `gridlog=debug`).";
 
@@ -172,6 +174,99 @@ Examples:
   gridlog dump /var/lib/gridlog | jq -r .hex | xxd -r -p   # raw record bytes"
     )]
     Dump(DumpArgs),
+
+    /// Ship archived segments and snapshots to central storage, then exit.
+    #[command(
+        long_about = "\
+Ship what is pending to central storage and exit: every archived segment not yet confirmed,
+and the newest snapshot when it is due. For installs that ship from cron or a timer rather
+than from inside `gridlog serve` (which ships continuously when ship.store is set).
+
+The store comes from the configuration: ship.store (GRIDLOG_SHIP__STORE) is
+s3://BUCKET/PREFIX (with ship.endpoint for S3-compatible servers, credentials from
+ship.access_key_id / ship.secret_access_key or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or
+file:///PATH. Objects go to PREFIX/SITE_ID/LINEAGE/segments/FIRST-LAST.seg.zst, a manifest per
+round to .../manifests/. Uploads are create-only and read back; an object that exists with
+other content is an alarm and the local copy is kept. Failed requests are retried with
+backoff until they succeed or the command is stopped (SIGINT/SIGTERM).
+
+The gateway must not be running on the same data directory (the lock refuses).
+Exit status: 0 nothing left to ship, 1 objects left (alarms), 2 configuration, store or I/O
+error.",
+        after_help = "\
+Examples:
+  GRIDLOG_SHIP__STORE=s3://fleet/eu gridlog ship --once --data-dir /var/lib/gridlog
+  gridlog ship --once --config /etc/gridlog.toml"
+    )]
+    Ship(ShipArgs),
+
+    /// Rebuild a data directory from central storage.
+    #[command(
+        long_about = "\
+Rebuild a working data directory from central storage: the site's newest lineage, its
+manifest chain verified back to the first manifest, the newest shipped snapshot and every
+segment after it (or, with --full, every segment from offset 1). Every object's SHA-256 is
+checked against its manifest and every segment's checksums after decompression; a missing or
+tampered object is an error naming its key, and nothing is written under DIR then.
+
+DIR must be empty or absent. The rebuilt directory gets a new lineage, so the restored
+gateway ships under a new prefix and never overwrites the history it came from; its first
+manifest names the last one restored, so the chain runs on.
+
+Store settings other than the URL (endpoint, region, credentials, allow_http, timeouts) come
+from the configuration as for `serve` (GRIDLOG_SHIP__ENDPOINT, ...).
+Exit status: 0 rebuilt, 1 history missing, tampered or inconsistent, 2 usage, store or I/O
+error.",
+        after_help = "\
+Examples:
+  gridlog restore --from s3://fleet/eu --site plant-7 --data /var/lib/gridlog
+  gridlog restore --from file:///mnt/backup --site plant-7 --data ./restored --full"
+    )]
+    Restore(RestoreArgs),
+}
+
+/// Arguments of `gridlog ship`.
+#[derive(Debug, Clone, Args)]
+pub struct ShipArgs {
+    /// Ship what is pending, then exit (the only mode: `serve` ships continuously).
+    #[arg(long, required = true)]
+    pub once: bool,
+
+    /// A TOML configuration file.
+    #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The data directory (default ./gridlog-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Arguments of `gridlog restore`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The store: s3://BUCKET/PREFIX or file:///PATH.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+
+    /// The site's id, as its gateway shipped it.
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+
+    /// The data directory to create (empty or absent).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Restore every segment from offset 1 instead of the newest snapshot and what follows.
+    #[arg(long)]
+    pub full: bool,
+
+    /// Restore this lineage instead of the newest.
+    #[arg(long, value_name = "ID")]
+    pub lineage: Option<String>,
+
+    /// A TOML configuration file (store endpoint and credentials).
+    #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Arguments of `gridlog serve`.

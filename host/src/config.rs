@@ -37,6 +37,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The demo site (`gridlog demo`).
     pub demo: DemoConfig,
+    /// Shipping to central storage.
+    pub ship: ShipConfig,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             http: HttpConfig::default(),
             demo: DemoConfig::default(),
+            ship: ShipConfig::default(),
         }
     }
 }
@@ -149,6 +152,120 @@ pub struct DemoConfig {
 impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig { speed: 1.0 }
+    }
+}
+
+/// `[ship]`: shipping archived segments and snapshots to central object storage
+/// (`crate::ship`). Shipping is off while `store` is empty.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShipConfig {
+    /// Where to ship: `s3://BUCKET/PREFIX` (S3 or an S3-compatible server) or
+    /// `file:///PATH` (a local or mounted directory). Empty = shipping off. Default empty.
+    pub store: String,
+    /// S3 endpoint URL for S3-compatible servers (requests are path-style then); empty =
+    /// AWS. Default empty.
+    pub endpoint: String,
+    /// S3 region. Default `us-east-1`.
+    pub region: String,
+    /// S3 access key id; empty = `AWS_ACCESS_KEY_ID` from the environment. Default empty.
+    pub access_key_id: String,
+    /// S3 secret access key; empty = `AWS_SECRET_ACCESS_KEY` from the environment. Never
+    /// shown in status or logs. Default empty.
+    pub secret_access_key: String,
+    /// Allow a plain `http://` endpoint (a local test server). Default false.
+    pub allow_http: bool,
+    /// Seconds between looks for new archived segments and snapshots (the archive also
+    /// wakes the shipper when it records one). Default 10.
+    pub interval_s: u64,
+    /// Uploads in flight at once. Default 2.
+    pub concurrency: usize,
+    /// Average upload bandwidth cap in bytes per second; 0 = none. Default 0.
+    pub bandwidth_bytes_per_s: u64,
+    /// One request (the whole body included) must finish within this. Default 300000
+    /// (5 min: a 64 MiB segment compresses to a few MiB, which a slow cellular uplink moves
+    /// in well under that).
+    pub request_timeout_ms: u64,
+    /// Connecting must finish within this. Default 10000.
+    pub connect_timeout_ms: u64,
+    /// First retry delay bound after a failed request; each further failure doubles the
+    /// bound, and the delay is drawn uniformly below it (full jitter). Default 500.
+    pub retry_min_ms: u64,
+    /// Largest retry delay bound. Default 300000 (5 min).
+    pub retry_max_ms: u64,
+    /// Ship the newest snapshot at most once per this many seconds. Default 21600 (6 h).
+    pub snapshot_interval_s: u64,
+}
+
+impl Default for ShipConfig {
+    fn default() -> Self {
+        ShipConfig {
+            store: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
+            interval_s: 10,
+            concurrency: 2,
+            bandwidth_bytes_per_s: 0,
+            request_timeout_ms: 300_000,
+            connect_timeout_ms: 10_000,
+            retry_min_ms: 500,
+            retry_max_ms: 300_000,
+            snapshot_interval_s: 6 * 3600,
+        }
+    }
+}
+
+impl std::fmt::Debug for ShipConfig {
+    // By hand, so the secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShipConfig")
+            .field("store", &self.store)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("allow_http", &self.allow_http)
+            .field("interval_s", &self.interval_s)
+            .field("concurrency", &self.concurrency)
+            .field("bandwidth_bytes_per_s", &self.bandwidth_bytes_per_s)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("retry_min_ms", &self.retry_min_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .field("snapshot_interval_s", &self.snapshot_interval_s)
+            .finish()
+    }
+}
+
+impl ShipConfig {
+    /// Checks the section on its own.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.store.is_empty() {
+            crate::ship::StoreUrl::parse(&self.store).map_err(|e| format!("ship.store: {e}"))?;
+        }
+        if !(1..=crate::ship::CONCURRENCY_MAX).contains(&self.concurrency) {
+            return Err(format!(
+                "ship.concurrency must be in 1..={}, not {}",
+                crate::ship::CONCURRENCY_MAX,
+                self.concurrency
+            ));
+        }
+        if self.retry_min_ms == 0 || self.retry_min_ms > self.retry_max_ms {
+            return Err(format!(
+                "ship.retry_min_ms must be in 1..=retry_max_ms ({}), not {}",
+                self.retry_max_ms, self.retry_min_ms
+            ));
+        }
+        if self.request_timeout_ms == 0 || self.connect_timeout_ms == 0 || self.interval_s == 0 {
+            return Err(
+                "ship.request_timeout_ms, ship.connect_timeout_ms and ship.interval_s must be above 0"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -256,6 +373,9 @@ impl Config {
                 "demo.speed must be in (0, 10000], not {}",
                 self.demo.speed
             ));
+        }
+        if let Err(message) = self.ship.check() {
+            return bad(message);
         }
         if gridlog_common::id::EntityId::new(&self.site_id).is_err() {
             return bad(format!(

@@ -14,6 +14,7 @@ mod commands;
 mod config;
 mod demo;
 mod server;
+mod ship;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,21 @@ fn main() -> ExitCode {
         ),
         Command::Serve(args) => commands::serve::run(&overrides(args, None), false),
         Command::Demo(args) => commands::serve::run(&overrides(&args.serve, args.speed), true),
+        Command::Ship(args) => commands::ship::run(&commands::serve::Overrides {
+            config: args.config.clone(),
+            data_dir: args.data_dir.clone(),
+            ..Default::default()
+        }),
+        Command::Restore(args) => commands::restore::run(
+            &ship::restore::RestoreOptions {
+                from: args.from.clone(),
+                site: args.site.clone(),
+                data_dir: args.data.clone(),
+                full: args.full,
+                lineage: args.lineage.clone(),
+            },
+            args.config.clone(),
+        ),
     };
     outcome.exit_code()
 }

@@ -2,7 +2,9 @@
 
 pub mod dump;
 pub mod import;
+pub mod restore;
 pub mod serve;
+pub mod ship;
 pub mod verify;
 
 use std::path::Path;

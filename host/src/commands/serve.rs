@@ -176,6 +176,22 @@ async fn serve(config: Config, demo: bool) -> Outcome {
         }
     }
     state.attach(engine.clone());
+    if let Err(e) = crate::ship::lineage::ensure(&config.data_dir) {
+        tracing::error!(error = %e, "cannot read or create the data directory's LINEAGE");
+    }
+    let shipper = match crate::ship::shipper::spawn(&config, engine.clone(), stop_rx.clone()) {
+        Ok(Some((status, handle))) => {
+            state.attach_shipping(status);
+            Some(handle)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            // The gateway keeps recording; the backlog waits for a fixed configuration.
+            tracing::error!(error = %e, "shipping is configured but cannot start");
+            eprintln!("gridlog: shipping cannot start: {e}");
+            None
+        }
+    };
     tracing::info!(offset = engine.committed_offset(), "ready");
 
     shutdown_signal().await;
@@ -192,6 +208,9 @@ async fn serve(config: Config, demo: bool) -> Outcome {
             Outcome::Failed
         }
     };
+    if let Some(shipper) = shipper {
+        let _ = shipper.await;
+    }
     demo_stop.store(true, Ordering::Relaxed);
     if let Some(thread) = demo_thread {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -210,7 +229,8 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     outcome
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

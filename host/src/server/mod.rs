@@ -38,6 +38,7 @@ pub struct AppState {
 
 struct StateInner {
     engine: OnceLock<Arc<Engine>>,
+    shipping: OnceLock<Arc<crate::ship::ShipStatus>>,
     config: Config,
     started: Instant,
     requests: Semaphore,
@@ -51,6 +52,7 @@ impl AppState {
         AppState {
             inner: Arc::new(StateInner {
                 engine: OnceLock::new(),
+                shipping: OnceLock::new(),
                 requests: Semaphore::new(config.http.concurrency_max),
                 streams: Arc::new(Semaphore::new(config.http.streams_max)),
                 config,
@@ -63,6 +65,16 @@ impl AppState {
     /// Attaches the recovered engine: from now on the gateway is ready.
     pub fn attach(&self, engine: Arc<Engine>) {
         let _ = self.inner.engine.set(engine);
+    }
+
+    /// Attaches the shipper's status (when a store is configured).
+    pub fn attach_shipping(&self, status: Arc<crate::ship::ShipStatus>) {
+        let _ = self.inner.shipping.set(status);
+    }
+
+    /// The shipper's status, if shipping is on.
+    pub fn shipping(&self) -> Option<&Arc<crate::ship::ShipStatus>> {
+        self.inner.shipping.get()
     }
 
     /// The configuration in force.

@@ -79,7 +79,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         "replay": {"events": stats.replayed_events, "millis": stats.replay_millis},
         "snapshots": null,
         "archive": null,
-        "shipping": null,
+        "shipping": state.shipping().map_or_else(|| json!({"enabled": false}), |s| s.to_json()),
         "disk_free_bytes": disk_free_bytes(&state.config().data_dir),
         "failed": stats.failed,
     })))
@@ -179,6 +179,73 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "Meters and assets",
         engine.read(|i| i.len()) as i64,
     );
+    if let Some(ship) = state.shipping() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let backlog = ship.backlog();
+        let now_ms = crate::ship::status::unix_ms_now();
+        gauge(
+            &mut registry,
+            "ship_backlog_objects",
+            "Objects waiting to be shipped to central storage",
+            backlog.objects as i64,
+        );
+        gauge(
+            &mut registry,
+            "ship_backlog_bytes",
+            "Bytes waiting to be shipped to central storage",
+            backlog.bytes as i64,
+        );
+        gauge(
+            &mut registry,
+            "ship_backlog_oldest_age_seconds",
+            "Age of the oldest object waiting to be shipped (0 when none)",
+            backlog
+                .oldest_created_unix_ms
+                .map_or(0, |t| now_ms.saturating_sub(t) / 1000) as i64,
+        );
+        counter(
+            &mut registry,
+            "ship_objects",
+            "Objects confirmed in central storage (segments, snapshots, manifests)",
+            ship.objects_shipped.load(Relaxed),
+        );
+        counter(
+            &mut registry,
+            "ship_bytes",
+            "Bytes of objects confirmed in central storage",
+            ship.bytes_shipped.load(Relaxed),
+        );
+        counter(
+            &mut registry,
+            "ship_duplicates",
+            "Uploads found already in the store with the same content",
+            ship.duplicates.load(Relaxed),
+        );
+        counter(
+            &mut registry,
+            "ship_requests",
+            "Requests sent to central storage",
+            ship.requests.load(Relaxed),
+        );
+        counter(
+            &mut registry,
+            "ship_retries",
+            "Failed requests to central storage that were retried",
+            ship.retries.load(Relaxed),
+        );
+        counter(
+            &mut registry,
+            "ship_sent_bytes",
+            "Request body bytes sent to central storage",
+            ship.bytes_sent.load(Relaxed),
+        );
+        counter(
+            &mut registry,
+            "ship_alarms",
+            "Objects in central storage that differ from the local copy",
+            ship.alarms_total.load(Relaxed),
+        );
+    }
     if let Some(free) = disk_free_bytes(&state.config().data_dir) {
         gauge(
             &mut registry,

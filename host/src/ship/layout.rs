@@ -1,0 +1,176 @@
+//! Where each object goes in central storage: deterministic keys, so a retry, a restart or a
+//! second look at the store always names the same object.
+//!
+//! ```text
+//! PREFIX/SITE_ID/LINEAGE/segments/FIRST-LAST.seg.zst   an archived segment (the local archive
+//!                                                      file's bytes); FIRST and LAST are its
+//!                                                      first and last offsets, 20 digits
+//! PREFIX/SITE_ID/LINEAGE/snapshots/NEXT.snap           a snapshot (the local file's bytes);
+//!                                                      NEXT = one past its last event
+//! PREFIX/SITE_ID/LINEAGE/manifests/SEQUENCE.json       a manifest, written after every object
+//!                                                      it lists; SEQUENCE counts on across
+//!                                                      lineages (a restore continues it)
+//! ```
+//!
+//! Zero-padded numbers make the store's lexicographic listing the offset order.
+
+use gridlog_common::Offset;
+use object_store::path::Path;
+
+/// Digits of every number in a key.
+pub const KEY_NUMBER_DIGITS: usize = 20;
+/// The folder of segments inside a lineage.
+pub const SEGMENTS_DIR: &str = "segments";
+/// The folder of snapshots inside a lineage.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// The folder of manifests inside a lineage.
+pub const MANIFESTS_DIR: &str = "manifests";
+
+/// The keys of one site's lineage under a store prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    prefix: Vec<String>,
+    site: String,
+    lineage: String,
+}
+
+/// What a key inside a lineage names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectName {
+    /// A segment: first offset, next offset.
+    Segment(Offset, Offset),
+    /// A snapshot: next offset.
+    Snapshot(Offset),
+    /// A manifest: sequence number.
+    Manifest(u64),
+}
+
+impl Layout {
+    /// The layout of `site`'s `lineage` under `prefix` (`a/b`, or empty).
+    pub fn new(prefix: &str, site: &str, lineage: &str) -> Layout {
+        Layout {
+            prefix: split(prefix),
+            site: site.to_string(),
+            lineage: lineage.to_string(),
+        }
+    }
+
+    /// The lineage's id.
+    pub fn lineage(&self) -> &str {
+        &self.lineage
+    }
+
+    /// The same site and prefix, another lineage.
+    pub fn with_lineage(&self, lineage: &str) -> Layout {
+        Layout {
+            lineage: lineage.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// `PREFIX/SITE_ID`: the folder of the site's lineages.
+    pub fn site_root(&self) -> Path {
+        Path::from_iter(
+            self.prefix
+                .iter()
+                .map(String::as_str)
+                .chain([self.site.as_str()]),
+        )
+    }
+
+    /// `PREFIX/SITE_ID/LINEAGE`.
+    pub fn root(&self) -> Path {
+        self.join(&[])
+    }
+
+    fn join(&self, rest: &[&str]) -> Path {
+        Path::from_iter(
+            self.prefix
+                .iter()
+                .map(String::as_str)
+                .chain([self.site.as_str(), self.lineage.as_str()])
+                .chain(rest.iter().copied()),
+        )
+    }
+
+    /// The key of an object.
+    pub fn key(&self, name: ObjectName) -> Path {
+        match name {
+            ObjectName::Segment(first, next) => self.join(&[
+                SEGMENTS_DIR,
+                &format!("{first:020}-{:020}.seg.zst", next.saturating_sub(1)),
+            ]),
+            ObjectName::Snapshot(next) => self.join(&[SNAPSHOTS_DIR, &format!("{next:020}.snap")]),
+            ObjectName::Manifest(seq) => self.join(&[MANIFESTS_DIR, &format!("{seq:020}.json")]),
+        }
+    }
+
+    /// What a key of this lineage names, if it is one of ours.
+    pub fn parse(&self, key: &Path) -> Option<ObjectName> {
+        let root = self.root();
+        let mut rest = key.prefix_match(&root)?;
+        let folder = rest.next()?;
+        let file = rest.next()?;
+        if rest.next().is_some() {
+            return None;
+        }
+        parse_name(folder.as_ref(), file.as_ref())
+    }
+}
+
+fn parse_name(folder: &str, file: &str) -> Option<ObjectName> {
+    let number = |digits: &str| {
+        (digits.len() == KEY_NUMBER_DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<u64>().ok())
+            .flatten()
+    };
+    match folder {
+        SEGMENTS_DIR => {
+            let (first, last) = file.strip_suffix(".seg.zst")?.split_once('-')?;
+            let (first, last) = (number(first)?, number(last)?);
+            (first <= last).then(|| ObjectName::Segment(first, last + 1))
+        }
+        SNAPSHOTS_DIR => number(file.strip_suffix(".snap")?).map(ObjectName::Snapshot),
+        MANIFESTS_DIR => number(file.strip_suffix(".json")?).map(ObjectName::Manifest),
+        _ => None,
+    }
+}
+
+/// `a/b/` → `["a", "b"]`.
+pub fn split(prefix: &str) -> Vec<String> {
+    prefix
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_zero_padded_and_parse_back() {
+        let l = Layout::new("fleet/eu/", "plant-7", "abc");
+        let seg = l.key(ObjectName::Segment(1, 101));
+        assert_eq!(
+            seg.as_ref(),
+            "fleet/eu/plant-7/abc/segments/00000000000000000001-00000000000000000100.seg.zst"
+        );
+        assert_eq!(l.parse(&seg), Some(ObjectName::Segment(1, 101)));
+        let snap = l.key(ObjectName::Snapshot(77));
+        assert_eq!(
+            snap.as_ref(),
+            "fleet/eu/plant-7/abc/snapshots/00000000000000000077.snap"
+        );
+        assert_eq!(l.parse(&snap), Some(ObjectName::Snapshot(77)));
+        let man = l.key(ObjectName::Manifest(3));
+        assert_eq!(l.parse(&man), Some(ObjectName::Manifest(3)));
+        assert_eq!(l.with_lineage("other").parse(&man), None);
+        assert_eq!(
+            l.parse(&Path::from("fleet/eu/plant-7/abc/segments/x")),
+            None
+        );
+        assert_eq!(Layout::new("", "s", "l").root().as_ref(), "s/l");
+    }
+}

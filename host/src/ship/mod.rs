@@ -1,0 +1,108 @@
+//! Shipping to central storage, and rebuilding a gateway from it.
+//!
+//! Sealed segments leave the hot log into the local archive (`firmware::archive`); the
+//! shipper uploads each archive file, unchanged, to S3-compatible object storage (or a
+//! directory, for simple installs), ships the newest snapshot now and then, and after each
+//! round writes a manifest that lists what the round verified and names the manifest before
+//! it. Restore walks that chain back and rebuilds a data directory.
+//!
+//! ```text
+//! archive/ + snapshots/ ──backlog──▶ ShipIntended (durable)
+//!                                     │  PUT create-only ─▶ already exists? read back, compare
+//!                                     │  GET read-back ──▶ SHA-256 equal? else alarm, keep local
+//!                                     ▼
+//!                      manifest N (lists the round, names N-1) PUT + GET
+//!                                     ▼
+//!                      ShipConfirmed for every object of the round, then for manifest N
+//! ```
+//!
+//! A segment counts as shipped (`ShipConfirmed`, so the archive budget may evict it) only
+//! once a durable manifest in the store covers it. At start, one listing of the lineage's
+//! prefix reconciles the log with the store: a manifest written but not recorded (a crash)
+//! is checked against the chain and recorded; an object written but not yet in a manifest is
+//! read back instead of uploaded again.
+//!
+//! Files by role: [`layout`] (keys), [`lineage`] (the `LINEAGE` id and a restore's parent
+//! link), [`manifest`], [`store`] (the store, create-only upload with read-back),
+//! [`retry`] (backoff with full jitter), [`shipper`] (the loop and its events),
+//! [`restore`], [`status`].
+//!
+//! Requests per object: one PUT and one GET; per round one PUT and one GET for the manifest;
+//! one listing at start. With 64 MiB segments that is about 40 requests per GiB of log.
+
+pub mod layout;
+pub mod lineage;
+pub mod manifest;
+pub mod restore;
+pub mod retry;
+pub mod shipper;
+pub mod status;
+pub mod store;
+
+use gridlog_common::archive::{ArchiveHeader, ARCHIVE_HEADER_BYTES};
+use std::io::Read;
+
+pub use shipper::{ShipError, Shipper};
+pub use status::ShipStatus;
+pub use store::StoreUrl;
+
+/// Most uploads in flight that `ship.concurrency` may ask for.
+pub const CONCURRENCY_MAX: usize = 64;
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// SHA-256.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    gridlog_firmware::archive::sha256(bytes)
+}
+
+/// Checks the bytes of an archive file (as shipped) and returns its header and the segment
+/// they decompress to: header CRC, compressed length, decompressed length, CRC-32 and
+/// SHA-256 of the segment. Memory is bounded by the segment size limit.
+pub fn verify_archive(bytes: &[u8]) -> Result<(ArchiveHeader, Vec<u8>), String> {
+    let header = ArchiveHeader::decode(bytes).map_err(|e| e.to_string())?;
+    let body = &bytes[ARCHIVE_HEADER_BYTES..];
+    if body.len() as u64 != header.archived_bytes {
+        return Err(format!(
+            "{} compressed bytes, the header says {}",
+            body.len(),
+            header.archived_bytes
+        ));
+    }
+    let max = gridlog_firmware::archive::ARCHIVE_ORIGINAL_BYTES_MAX;
+    if header.original_bytes > max {
+        return Err(format!(
+            "the header claims a {}-byte segment; the most is {max}",
+            header.original_bytes
+        ));
+    }
+    if header.first_offset >= header.next_offset {
+        return Err("the header's offset range is empty".into());
+    }
+    let mut original = Vec::with_capacity(header.original_bytes as usize);
+    zstd::stream::read::Decoder::new(body)
+        .map_err(|e| format!("cannot decompress: {e}"))?
+        .take(header.original_bytes + 1)
+        .read_to_end(&mut original)
+        .map_err(|e| format!("cannot decompress: {e}"))?;
+    if original.len() as u64 != header.original_bytes {
+        return Err(format!(
+            "decompresses to {} bytes, the header says {}",
+            original.len(),
+            header.original_bytes
+        ));
+    }
+    if crc32fast::hash(&original) != header.original_crc32 || sha256(&original) != header.sha256 {
+        return Err("the decompressed segment does not match the header's checksums".into());
+    }
+    Ok((header, original))
+}

@@ -1,0 +1,895 @@
+//! The shipper: finds what is not yet in central storage, uploads it in rounds, writes a
+//! manifest per round, and records intent and confirmation as events on `gateway:storage`.
+//!
+//! The backlog is derived, never stored apart: every archive file in `DATA_DIR/archive/`
+//! whose segment has no `ShipConfirmed` with the same SHA-256 (the segment's, as in the
+//! archive header and `SegmentArchived`), plus the newest snapshot when it is newer than the
+//! newest shipped one and `ship.snapshot_interval_s` has passed. So a crash at any point
+//! leaves nothing to clean up: the next start computes the same backlog, and the listing at
+//! start tells which of it the store already holds.
+//!
+//! Events (all on [`STORAGE_ENTITY`]):
+//! - `ShipIntended` before an upload; `ShipConfirmed` once the round's manifest is verified
+//!   in the store. For a segment, `sha256` is the segment's SHA-256 and `bytes` the
+//!   object's size; for a snapshot, `first_offset` is 1 (it covers the log from the start),
+//!   `sha256` that of the file; for a manifest, `first_offset` carries its **sequence
+//!   number** and `next_offset` one past the highest offset its round covers, `sha256` that
+//!   of its bytes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gridlog_common::domain::{Command, Event, ShipObject, STORAGE_ENTITY};
+use gridlog_common::id::EntityId;
+use gridlog_common::{Offset, FIRST_OFFSET};
+use gridlog_firmware::engine::image::{EntityState, SystemState};
+use gridlog_firmware::engine::{Engine, ItemResult, Request, SubmitError};
+use object_store::path::Path;
+use tokio::sync::watch;
+
+use super::layout::{Layout, ObjectName};
+use super::lineage::{self, ParentLink};
+use super::manifest::{
+    Manifest, ManifestLink, SegmentEntry, SnapshotEntry, MANIFEST_FORMAT, MANIFEST_VERSION,
+};
+use super::status::{unix_ms_now, Backlog, ShipStatus};
+use super::store::{sleep_or_stop, Store, StoreError, Stored, Upload};
+use super::{hex, sha256, verify_archive};
+use crate::config::Config;
+
+/// Most objects in one round (one manifest). Bounds a manifest's size and how long a
+/// confirmation may wait for the round's slowest upload.
+pub const ROUND_OBJECTS_MAX: usize = 256;
+/// Most object bytes in one round: 1 GiB (with concurrency, what may be in memory at once is
+/// `concurrency` objects, each at most one segment).
+pub const ROUND_BYTES_MAX: u64 = 1 << 30;
+/// Most events in one request to the engine (each is about 100 bytes; the frame must fit
+/// the smallest segment).
+pub const RECORD_EVENTS_MAX: usize = 64;
+
+/// Why shipping stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShipError {
+    /// The store cannot be used as configured.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Recording an event failed (the engine stopped or its log failed).
+    #[error("recording shipping events failed: {0}")]
+    Record(String),
+    /// A local file could not be read.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store's manifest chain of this lineage is not ours: a second writer, or
+    /// tampering. Shipping stops until an operator looks.
+    #[error("halted: {0}")]
+    Halted(String),
+}
+
+/// The newest manifest of the chain this gateway continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    sequence: u64,
+    link: ManifestLink,
+}
+
+/// An object waiting to be shipped.
+#[derive(Debug, Clone)]
+struct Pending {
+    name: ObjectName,
+    path: PathBuf,
+    object_bytes: u64,
+    created_unix_ms: u64,
+}
+
+/// An object verified in the store during a round.
+#[derive(Debug, Clone)]
+enum Confirmed {
+    Segment(SegmentEntry),
+    Snapshot(SnapshotEntry),
+}
+
+/// What a `ship --once` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Objects confirmed (segments and snapshots).
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Manifests written.
+    pub manifests: u64,
+    /// Objects left in the backlog (conflicts).
+    pub left: u64,
+}
+
+/// Ships one data directory's archive and snapshots.
+#[derive(Debug)]
+pub struct Shipper {
+    engine: Arc<Engine>,
+    store: Store,
+    layout: Layout,
+    data_dir: PathBuf,
+    site_id: String,
+    concurrency: usize,
+    interval: Duration,
+    snapshot_interval: Duration,
+    status: Arc<ShipStatus>,
+    /// Objects that conflict with the store: kept local, not retried until restart.
+    parked: HashSet<ObjectName>,
+    head: Option<Head>,
+    /// Keys the listing at start saw (read back instead of uploaded).
+    listed: HashSet<Path>,
+    last_snapshot_shipped: Option<Instant>,
+    log_id: [u8; 16],
+}
+
+fn storage_entity() -> EntityId {
+    EntityId::new(STORAGE_ENTITY).expect("a valid id")
+}
+
+/// The `gateway:storage` state.
+pub fn system_state(engine: &Engine) -> SystemState {
+    engine.read(
+        |image| match image.entity(STORAGE_ENTITY).map(|e| &e.state) {
+            Some(EntityState::System(s)) => (**s).clone(),
+            _ => SystemState::default(),
+        },
+    )
+}
+
+/// Records system events durably, in requests small enough for any segment size; the
+/// order is kept.
+pub async fn record(engine: &Engine, events: Vec<Event>) -> Result<(), ShipError> {
+    let per_request = (engine.wal().batch_frame_bytes_max() / 256).clamp(1, RECORD_EVENTS_MAX);
+    for chunk in events.chunks(per_request) {
+        loop {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let request =
+                Request::of(
+                    chunk
+                        .iter()
+                        .cloned()
+                        .map(|event| Command::RecordSystemEvent {
+                            entity: storage_entity(),
+                            event,
+                        }),
+                );
+            match engine.submit_with(
+                request,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            ) {
+                Ok(()) => {}
+                Err(SubmitError::Busy { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(e) => return Err(ShipError::Record(e.to_string())),
+            }
+            let response = rx
+                .await
+                .map_err(|_| ShipError::Record("engine stopped".into()))?
+                .map_err(|e| ShipError::Record(e.to_string()))?;
+            if let Some(ItemResult::Rejected(r)) = response
+                .results
+                .iter()
+                .find(|r| matches!(r, ItemResult::Rejected(_)))
+            {
+                return Err(ShipError::Record(format!("rejected: {}", r.message)));
+            }
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl Shipper {
+    /// A shipper for `engine`'s data directory as `config` says (`config.ship.store` set).
+    pub fn new(
+        config: &Config,
+        engine: Arc<Engine>,
+        status: Arc<ShipStatus>,
+    ) -> Result<Shipper, ShipError> {
+        let store = Store::open(&config.ship)?;
+        let lineage = lineage::ensure(&config.data_dir)?;
+        let layout = Layout::new(store.prefix(), &config.site_id, &lineage);
+        let log_id = engine.wal().log_id();
+        Ok(Shipper {
+            engine,
+            layout,
+            store,
+            data_dir: config.data_dir.clone(),
+            site_id: config.site_id.clone(),
+            concurrency: config.ship.concurrency.clamp(1, super::CONCURRENCY_MAX),
+            interval: Duration::from_secs(config.ship.interval_s),
+            snapshot_interval: Duration::from_secs(config.ship.snapshot_interval_s),
+            status,
+            parked: HashSet::new(),
+            head: None,
+            listed: HashSet::new(),
+            last_snapshot_shipped: None,
+            log_id,
+        })
+    }
+
+    /// Ships until `stop` turns true: reconcile once, then rounds, sleeping
+    /// `ship.interval_s` when there is nothing to do. Returns only when stopped or halted.
+    pub async fn run(mut self, stop: watch::Receiver<bool>) -> Result<(), ShipError> {
+        let result = self.run_inner(&stop, false).await;
+        self.status.set_phase(match &result {
+            Err(ShipError::Halted(_)) => "halted",
+            _ => "stopped",
+        });
+        match result {
+            Ok(_) | Err(ShipError::Store(StoreError::Stopped)) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "shipping stopped");
+                self.status.error(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Ships what is pending now, then returns (`gridlog ship --once`).
+    pub async fn run_once(mut self, stop: watch::Receiver<bool>) -> Result<Summary, ShipError> {
+        let result = self.run_inner(&stop, true).await;
+        self.status.set_phase("stopped");
+        result
+    }
+
+    async fn run_inner(
+        &mut self,
+        stop: &watch::Receiver<bool>,
+        once: bool,
+    ) -> Result<Summary, ShipError> {
+        self.status.set_phase("reconciling");
+        let mut backoff = self.store.backoff();
+        loop {
+            match self.reconcile(stop).await {
+                Ok(()) => break,
+                Err(ShipError::Store(StoreError::Store(e))) => {
+                    self.status.retries.fetch_add(1, Ordering::Relaxed);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot list the store; retrying");
+                    self.status.error(format!("listing the store: {e}"));
+                    self.status.set_phase("retrying");
+                    if sleep_or_stop(delay, stop).await {
+                        return Err(StoreError::Stopped.into());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut summary = Summary::default();
+        loop {
+            if *stop.borrow() {
+                return Err(StoreError::Stopped.into());
+            }
+            let shipped = self.round(stop, &mut summary).await?;
+            if once && !shipped {
+                summary.left = self.status.backlog().objects;
+                return Ok(summary);
+            }
+            if !shipped {
+                self.status.set_phase("idle");
+                if sleep_or_stop(self.interval, stop).await {
+                    return Err(StoreError::Stopped.into());
+                }
+            }
+        }
+    }
+
+    /// The chain head from the log (and a restore's parent link), then one listing of the
+    /// lineage: adopt manifests written but not recorded, remember objects already there.
+    async fn reconcile(&mut self, stop: &watch::Receiver<bool>) -> Result<(), ShipError> {
+        let system = system_state(&self.engine);
+        let parent = lineage::read_parent(&self.data_dir)?;
+        let own = system
+            .shipped
+            .range((ShipObject::Manifest, 0)..=(ShipObject::Manifest, u64::MAX))
+            .next_back()
+            .map(|((_, seq), (_, sha))| (*seq, *sha));
+        let parent_head = |p: &ParentLink| Head {
+            sequence: p.sequence,
+            link: p.manifest.clone(),
+        };
+        self.head = match (&parent, own) {
+            (Some(p), None) => Some(parent_head(p)),
+            (Some(p), Some((seq, _))) if seq <= p.sequence => Some(parent_head(p)),
+            (_, Some((sequence, sha))) => Some(Head {
+                sequence,
+                link: ManifestLink {
+                    key: self.layout.key(ObjectName::Manifest(sequence)).to_string(),
+                    sha256: hex(&sha),
+                },
+            }),
+            (None, None) => None,
+        };
+        if let Some(p) = &parent {
+            self.record_parent(&system, p).await?;
+        }
+        let listing = self
+            .store
+            .list(&self.layout.root())
+            .await
+            .map_err(StoreError::from)?;
+        self.status.requests.fetch_add(1, Ordering::Relaxed);
+        let mut manifests = BTreeMap::new();
+        self.listed.clear();
+        for meta in listing {
+            match self.layout.parse(&meta.location) {
+                Some(ObjectName::Manifest(seq)) => {
+                    manifests.insert(seq, meta.location);
+                }
+                Some(_) => {
+                    self.listed.insert(meta.location);
+                }
+                None => {}
+            }
+        }
+        let head_seq = self.head.as_ref().map_or(0, |h| h.sequence);
+        for (seq, key) in manifests.range(head_seq + 1..) {
+            if *stop.borrow() {
+                return Err(StoreError::Stopped.into());
+            }
+            self.status.requests.fetch_add(1, Ordering::Relaxed);
+            let Some(bytes) = self.store.get(key).await.map_err(StoreError::from)? else {
+                continue;
+            };
+            self.adopt(*seq, key, &bytes).await?;
+        }
+        if let Some(h) = &self.head {
+            self.status.set_chain(h.sequence, 0);
+        }
+        tracing::info!(
+            lineage = self.layout.lineage(),
+            head = self.head.as_ref().map_or(0, |h| h.sequence),
+            listed = self.listed.len(),
+            "reconciled with the store"
+        );
+        Ok(())
+    }
+
+    /// Records the objects of the parent chain that the restored log does not know of.
+    async fn record_parent(
+        &mut self,
+        system: &SystemState,
+        parent: &ParentLink,
+    ) -> Result<(), ShipError> {
+        let mut events = Vec::new();
+        for s in &parent.unconfirmed_segments {
+            let Some(sha) = unhex32(&s.segment_sha256) else {
+                continue;
+            };
+            let known = system
+                .shipped
+                .get(&(ShipObject::Segment, s.first_offset))
+                .is_some_and(|(_, h)| *h == sha);
+            if !known {
+                events.push(Event::ShipConfirmed {
+                    object: ShipObject::Segment,
+                    first_offset: s.first_offset,
+                    next_offset: s.next_offset,
+                    sha256: sha,
+                    bytes: s.object_bytes,
+                });
+            }
+        }
+        if let Some(s) = &parent.unconfirmed_snapshot {
+            let newest = system
+                .shipped
+                .get(&(ShipObject::Snapshot, FIRST_OFFSET))
+                .map_or(0, |(next, _)| *next);
+            if let (true, Some(sha)) = (s.next_offset > newest, unhex32(&s.object_sha256)) {
+                events.push(Event::ShipConfirmed {
+                    object: ShipObject::Snapshot,
+                    first_offset: FIRST_OFFSET,
+                    next_offset: s.next_offset,
+                    sha256: sha,
+                    bytes: s.object_bytes,
+                });
+            }
+        }
+        if !events.is_empty() {
+            tracing::info!(
+                objects = events.len(),
+                "recording the restored history's objects as shipped"
+            );
+            record(&self.engine, events).await?;
+        }
+        Ok(())
+    }
+
+    /// A manifest of our lineage that the log has no confirmation of: it must continue our
+    /// chain; then everything it lists is confirmed.
+    async fn adopt(&mut self, seq: u64, key: &Path, bytes: &[u8]) -> Result<(), ShipError> {
+        let manifest = Manifest::decode(bytes)
+            .map_err(|e| ShipError::Halted(format!("manifest {key} in our lineage: {e}")))?;
+        let expected_previous = self.head.as_ref().map(|h| &h.link);
+        let expected_seq = self.head.as_ref().map_or(1, |h| h.sequence + 1);
+        if manifest.sequence != seq
+            || seq != expected_seq
+            || manifest.previous.as_ref() != expected_previous
+            || manifest.lineage != self.layout.lineage()
+        {
+            let message = format!(
+                "manifest {key} does not continue this gateway's chain (expected sequence {expected_seq} after {:?}): a second writer in lineage {}, or tampering",
+                expected_previous.map(|l| &l.key),
+                self.layout.lineage()
+            );
+            self.status.alarm(message.clone());
+            return Err(ShipError::Halted(message));
+        }
+        let sha = sha256(bytes);
+        tracing::info!(%key, "adopting a manifest written before a crash");
+        let mut confirmed = Vec::new();
+        for s in &manifest.segments {
+            confirmed.push(Confirmed::Segment(s.clone()));
+        }
+        for s in &manifest.snapshots {
+            confirmed.push(Confirmed::Snapshot(s.clone()));
+        }
+        self.confirm(&confirmed, seq, &manifest, sha, bytes.len() as u64)
+            .await
+    }
+
+    /// Records the round's objects, then the manifest, as confirmed; moves the head.
+    async fn confirm(
+        &mut self,
+        confirmed: &[Confirmed],
+        seq: u64,
+        manifest: &Manifest,
+        manifest_sha: [u8; 32],
+        manifest_bytes: u64,
+    ) -> Result<(), ShipError> {
+        let mut events = Vec::with_capacity(confirmed.len() + 1);
+        for c in confirmed {
+            events.push(confirmed_event(c).ok_or_else(|| {
+                ShipError::Halted(format!("manifest {seq} holds a malformed hash"))
+            })?);
+        }
+        events.push(Event::ShipConfirmed {
+            object: ShipObject::Manifest,
+            first_offset: seq,
+            next_offset: manifest.next_offset(),
+            sha256: manifest_sha,
+            bytes: manifest_bytes,
+        });
+        record(&self.engine, events).await?;
+        let key = self.layout.key(ObjectName::Manifest(seq)).to_string();
+        self.head = Some(Head {
+            sequence: seq,
+            link: ManifestLink {
+                key,
+                sha256: hex(&manifest_sha),
+            },
+        });
+        self.status.set_chain(seq, manifest.next_offset());
+        Ok(())
+    }
+
+    /// What is waiting, oldest first.
+    fn backlog(&self) -> Result<Vec<Pending>, ShipError> {
+        let system = system_state(&self.engine);
+        let mut pending = Vec::new();
+        let (archives, damage) = gridlog_firmware::archive::list(&self.data_dir)?;
+        for d in damage {
+            tracing::error!(file = %d.path.display(), reason = %d.reason, "damaged archive file is not shipped");
+        }
+        for a in archives {
+            let h = &a.header;
+            let name = ObjectName::Segment(h.first_offset, h.next_offset);
+            let shipped = system
+                .shipped
+                .get(&(ShipObject::Segment, h.first_offset))
+                .is_some_and(|(next, sha)| *next == h.next_offset && *sha == h.sha256);
+            if !shipped && !self.parked.contains(&name) {
+                pending.push(Pending {
+                    name,
+                    path: a.path,
+                    object_bytes: a.file_bytes,
+                    created_unix_ms: h.created_unix_ms,
+                });
+            }
+        }
+        if let Some(snap) = gridlog_firmware::snapshot::list(&self.data_dir)?.pop() {
+            let newest_shipped = system
+                .shipped
+                .get(&(ShipObject::Snapshot, FIRST_OFFSET))
+                .map_or(0, |(next, _)| *next);
+            let due = self
+                .last_snapshot_shipped
+                .is_none_or(|t| t.elapsed() >= self.snapshot_interval);
+            let name = ObjectName::Snapshot(snap.next_offset);
+            if snap.next_offset > newest_shipped && due && !self.parked.contains(&name) {
+                let created = std::fs::metadata(&snap.path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as u64);
+                pending.push(Pending {
+                    name,
+                    path: snap.path,
+                    object_bytes: snap.file_bytes,
+                    created_unix_ms: created,
+                });
+            }
+        }
+        Ok(pending)
+    }
+
+    /// One round: intents, uploads with read-back, manifest, confirmations. False if there
+    /// was nothing to ship.
+    async fn round(
+        &mut self,
+        stop: &watch::Receiver<bool>,
+        summary: &mut Summary,
+    ) -> Result<bool, ShipError> {
+        let pending = self.backlog()?;
+        let segments = pending
+            .iter()
+            .filter(|p| matches!(p.name, ObjectName::Segment(..)));
+        self.status.set_backlog(Backlog {
+            objects: pending.len() as u64,
+            bytes: pending.iter().map(|p| p.object_bytes).sum(),
+            oldest_first_offset: segments.clone().find_map(|p| match p.name {
+                ObjectName::Segment(first, _) => Some(first),
+                _ => None,
+            }),
+            oldest_created_unix_ms: pending.iter().map(|p| p.created_unix_ms).min(),
+        });
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        self.status.set_phase("shipping");
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for p in pending {
+            if batch.len() == ROUND_OBJECTS_MAX
+                || (!batch.is_empty() && bytes + p.object_bytes > ROUND_BYTES_MAX)
+            {
+                break;
+            }
+            bytes += p.object_bytes;
+            batch.push(p);
+        }
+        // Read and check each local file, then persist the intents before any upload.
+        let mut loaded = Vec::with_capacity(batch.len());
+        for p in batch {
+            match load(&p) {
+                Ok(object) => loaded.push(object),
+                Err(reason) => {
+                    // Evicted meanwhile, or damaged on disk: not shippable as it is.
+                    tracing::error!(file = %p.path.display(), %reason, "local object not shipped");
+                    self.status.error(format!("{}: {reason}", p.path.display()));
+                    self.parked.insert(p.name);
+                }
+            }
+        }
+        if loaded.is_empty() {
+            return Ok(true);
+        }
+        let intents = loaded.iter().map(|o| o.intent()).collect();
+        record(&self.engine, intents).await?;
+        let results: Vec<(Loaded, Result<Stored, StoreError>)> = {
+            let store = &self.store;
+            let layout = &self.layout;
+            let status = &*self.status;
+            let listed = &self.listed;
+            futures_util::stream::iter(loaded)
+                .map(|object| async move {
+                    let key = layout.key(object.name);
+                    let same_content = |stored: &[u8]| object.same_content(stored);
+                    let upload = Upload {
+                        listed: listed.contains(&key),
+                        key,
+                        bytes: object.bytes.clone(),
+                        sha256: object.object_sha,
+                        kind: object.kind(),
+                        same_content: &same_content,
+                    };
+                    let result = store.put_verified(upload, status, stop).await;
+                    (object, result)
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await
+        };
+        let mut confirmed = Vec::new();
+        let mut round_bytes = 0;
+        for (object, result) in results {
+            match result {
+                Ok(Stored::Written) | Ok(Stored::Duplicate) => {
+                    if matches!(result, Ok(Stored::Duplicate)) {
+                        self.status.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    round_bytes += object.bytes.len() as u64;
+                    confirmed.push(object.confirmed(&self.layout));
+                }
+                Ok(Stored::Conflict(message)) => {
+                    self.status.alarm(message);
+                    self.parked.insert(object.name);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        confirmed.sort_by_key(|c| match c {
+            Confirmed::Segment(s) => (0, s.first_offset),
+            Confirmed::Snapshot(s) => (1, s.next_offset),
+        });
+        if confirmed.is_empty() {
+            return Ok(true);
+        }
+        let seq = self.head.as_ref().map_or(1, |h| h.sequence + 1);
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            version: MANIFEST_VERSION,
+            site_id: self.site_id.clone(),
+            lineage: self.layout.lineage().to_string(),
+            log_id: hex(&self.log_id),
+            sequence: seq,
+            previous: self.head.as_ref().map(|h| h.link.clone()),
+            created_unix_ms: unix_ms_now(),
+            segments: confirmed
+                .iter()
+                .filter_map(|c| match c {
+                    Confirmed::Segment(s) => Some(s.clone()),
+                    Confirmed::Snapshot(_) => None,
+                })
+                .collect(),
+            snapshots: confirmed
+                .iter()
+                .filter_map(|c| match c {
+                    Confirmed::Snapshot(s) => Some(s.clone()),
+                    Confirmed::Segment(_) => None,
+                })
+                .collect(),
+        };
+        let manifest_bytes = Bytes::from(manifest.encode());
+        let manifest_sha = sha256(&manifest_bytes);
+        record(
+            &self.engine,
+            vec![Event::ShipIntended {
+                object: ShipObject::Manifest,
+                first_offset: seq,
+                next_offset: manifest.next_offset(),
+                sha256: manifest_sha,
+                bytes: manifest_bytes.len() as u64,
+            }],
+        )
+        .await?;
+        let key = self.layout.key(ObjectName::Manifest(seq));
+        let upload = Upload {
+            listed: false,
+            key: key.clone(),
+            bytes: manifest_bytes.clone(),
+            sha256: manifest_sha,
+            kind: "manifest",
+            same_content: &|_| false,
+        };
+        match self.store.put_verified(upload, &self.status, stop).await? {
+            Stored::Written | Stored::Duplicate => {}
+            Stored::Conflict(message) => {
+                let message = format!(
+                    "{message} — another writer in lineage {}? shipping halts",
+                    self.layout.lineage()
+                );
+                self.status.alarm(message.clone());
+                return Err(ShipError::Halted(message));
+            }
+        }
+        self.confirm(
+            &confirmed,
+            seq,
+            &manifest,
+            manifest_sha,
+            manifest_bytes.len() as u64,
+        )
+        .await?;
+        let objects = confirmed.len() as u64;
+        if confirmed
+            .iter()
+            .any(|c| matches!(c, Confirmed::Snapshot(_)))
+        {
+            self.last_snapshot_shipped = Some(Instant::now());
+        }
+        self.status
+            .objects_shipped
+            .fetch_add(objects + 1, Ordering::Relaxed);
+        self.status
+            .bytes_shipped
+            .fetch_add(round_bytes + manifest_bytes.len() as u64, Ordering::Relaxed);
+        self.status.manifests.fetch_add(1, Ordering::Relaxed);
+        self.status.success();
+        summary.objects += objects;
+        summary.bytes += round_bytes;
+        summary.manifests += 1;
+        tracing::info!(
+            manifest = seq,
+            objects,
+            bytes = round_bytes,
+            "shipped a round"
+        );
+        Ok(true)
+    }
+}
+
+/// A local object read and checked, ready to upload.
+#[derive(Debug)]
+struct Loaded {
+    name: ObjectName,
+    bytes: Bytes,
+    object_sha: [u8; 32],
+    /// For segments: the segment's SHA-256 and size (from the verified archive header).
+    segment: Option<([u8; 32], u64)>,
+}
+
+fn load(p: &Pending) -> Result<Loaded, String> {
+    let bytes = std::fs::read(&p.path).map_err(|e| e.to_string())?;
+    let segment = match p.name {
+        ObjectName::Segment(first, next) => {
+            let (header, _) = verify_archive(&bytes)?;
+            if (header.first_offset, header.next_offset) != (first, next) {
+                return Err("archive header and file name disagree".into());
+            }
+            Some((header.sha256, header.original_bytes))
+        }
+        ObjectName::Snapshot(_) => {
+            gridlog_firmware::snapshot::verify_file(&p.path).map_err(|e| e.to_string())?;
+            None
+        }
+        ObjectName::Manifest(_) => None,
+    };
+    Ok(Loaded {
+        name: p.name,
+        object_sha: sha256(&bytes),
+        bytes: Bytes::from(bytes),
+        segment,
+    })
+}
+
+impl Loaded {
+    fn kind(&self) -> &'static str {
+        match self.name {
+            ObjectName::Segment(..) => "segment",
+            ObjectName::Snapshot(_) => "snapshot",
+            ObjectName::Manifest(_) => "manifest",
+        }
+    }
+
+    fn event_sha(&self) -> [u8; 32] {
+        self.segment.map_or(self.object_sha, |(sha, _)| sha)
+    }
+
+    fn intent(&self) -> Event {
+        let (object, first_offset, next_offset) = event_range(self.name);
+        Event::ShipIntended {
+            object,
+            first_offset,
+            next_offset,
+            sha256: self.event_sha(),
+            bytes: self.bytes.len() as u64,
+        }
+    }
+
+    /// A different archive of the same segment (archived again after a crash: another
+    /// creation time in the header) is the same content.
+    fn same_content(&self, stored: &[u8]) -> bool {
+        match (self.name, self.segment) {
+            (ObjectName::Segment(first, next), Some((sha, _))) => {
+                verify_archive(stored).is_ok_and(|(h, _)| {
+                    h.sha256 == sha && h.first_offset == first && h.next_offset == next
+                })
+            }
+            _ => false,
+        }
+    }
+
+    fn confirmed(&self, layout: &Layout) -> Confirmed {
+        let key = layout.key(self.name).to_string();
+        match self.name {
+            ObjectName::Segment(first_offset, next_offset) => {
+                let (segment_sha, original_bytes) = self.segment.unwrap_or_default();
+                Confirmed::Segment(SegmentEntry {
+                    key,
+                    first_offset,
+                    next_offset,
+                    object_bytes: self.bytes.len() as u64,
+                    object_sha256: hex(&self.object_sha),
+                    original_bytes,
+                    segment_sha256: hex(&segment_sha),
+                })
+            }
+            ObjectName::Snapshot(next_offset) | ObjectName::Manifest(next_offset) => {
+                Confirmed::Snapshot(SnapshotEntry {
+                    key,
+                    next_offset,
+                    object_bytes: self.bytes.len() as u64,
+                    object_sha256: hex(&self.object_sha),
+                })
+            }
+        }
+    }
+}
+
+fn event_range(name: ObjectName) -> (ShipObject, Offset, Offset) {
+    match name {
+        ObjectName::Segment(first, next) => (ShipObject::Segment, first, next),
+        ObjectName::Snapshot(next) => (ShipObject::Snapshot, FIRST_OFFSET, next),
+        ObjectName::Manifest(seq) => (ShipObject::Manifest, seq, seq),
+    }
+}
+
+fn confirmed_event(c: &Confirmed) -> Option<Event> {
+    Some(match c {
+        Confirmed::Segment(s) => Event::ShipConfirmed {
+            object: ShipObject::Segment,
+            first_offset: s.first_offset,
+            next_offset: s.next_offset,
+            sha256: unhex32(&s.segment_sha256)?,
+            bytes: s.object_bytes,
+        },
+        Confirmed::Snapshot(s) => Event::ShipConfirmed {
+            object: ShipObject::Snapshot,
+            first_offset: FIRST_OFFSET,
+            next_offset: s.next_offset,
+            sha256: unhex32(&s.object_sha256)?,
+            bytes: s.object_bytes,
+        },
+    })
+}
+
+/// Parses 64 hex digits.
+pub fn unhex32(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A running shipper task and its status.
+pub type Running = (Arc<ShipStatus>, tokio::task::JoinHandle<()>);
+
+/// Starts the shipper on the runtime if `config.ship.store` is set; its status goes to the
+/// HTTP side. The task ends when `stop` turns true.
+pub fn spawn(
+    config: &Config,
+    engine: Arc<Engine>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<Running>, ShipError> {
+    if config.ship.store.is_empty() {
+        return Ok(None);
+    }
+    let lineage = lineage::ensure(&config.data_dir)?;
+    let status = Arc::new(ShipStatus::new(&config.ship.store, &lineage));
+    let shipper = Shipper::new(config, engine, status.clone())?;
+    tracing::info!(store = %config.ship.store, %lineage, "shipping to central storage");
+    let handle = tokio::spawn(async move {
+        let _ = shipper.run(stop).await;
+    });
+    Ok(Some((status, handle)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let bytes = sha256(b"x");
+        assert_eq!(unhex32(&hex(&bytes)), Some(bytes));
+        assert_eq!(unhex32("zz"), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! What the shipper is doing, for `/api/v1/status` (and the dashboard, which reads it) and
+//! `/metrics`: backlog, progress, retries, the last error and alarms.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+/// Alarms kept for status (the newest; older ones are in the log).
+pub const ALARMS_KEPT: usize = 16;
+
+/// The shipper's state, shared with the HTTP side.
+#[derive(Debug, Default)]
+pub struct ShipStatus {
+    state: Mutex<State>,
+    /// Objects confirmed in the store (segments, snapshots, manifests).
+    pub objects_shipped: AtomicU64,
+    /// Their bytes.
+    pub bytes_shipped: AtomicU64,
+    /// Uploads whose object was already there with the same content.
+    pub duplicates: AtomicU64,
+    /// Requests sent to the store.
+    pub requests: AtomicU64,
+    /// Bytes sent to the store (request bodies).
+    pub bytes_sent: AtomicU64,
+    /// Bytes read back from the store (verification, reconciliation).
+    pub bytes_read: AtomicU64,
+    /// Failed requests that were retried.
+    pub retries: AtomicU64,
+    /// Alarms raised (an object in the store differs from ours).
+    pub alarms_total: AtomicU64,
+    /// Manifests written.
+    pub manifests: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct State {
+    store: String,
+    lineage: String,
+    phase: &'static str,
+    backlog_objects: u64,
+    backlog_bytes: u64,
+    oldest_first_offset: Option<u64>,
+    oldest_created_unix_ms: Option<u64>,
+    last_error: Option<(u64, String)>,
+    last_success_unix_ms: Option<u64>,
+    manifest_sequence: u64,
+    covered_next_offset: u64,
+    alarms: Vec<(u64, String)>,
+}
+
+/// The backlog as status shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Objects waiting.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// First offset of the oldest waiting segment.
+    pub oldest_first_offset: Option<u64>,
+    /// When the oldest waiting object was written locally.
+    pub oldest_created_unix_ms: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ShipStatus {
+    /// Status for shipping to `store` (shown without credentials) as `lineage`.
+    pub fn new(store: &str, lineage: &str) -> ShipStatus {
+        let status = ShipStatus::default();
+        {
+            let mut s = status.lock();
+            s.store = store.to_string();
+            s.lineage = lineage.to_string();
+            s.phase = "starting";
+        }
+        status
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `starting`, `reconciling`, `idle`, `shipping`, `retrying`, `stopped`.
+    pub fn set_phase(&self, phase: &'static str) {
+        self.lock().phase = phase;
+    }
+
+    /// Sets the backlog.
+    pub fn set_backlog(&self, backlog: Backlog) {
+        let mut s = self.lock();
+        s.backlog_objects = backlog.objects;
+        s.backlog_bytes = backlog.bytes;
+        s.oldest_first_offset = backlog.oldest_first_offset;
+        s.oldest_created_unix_ms = backlog.oldest_created_unix_ms;
+    }
+
+    /// The backlog.
+    pub fn backlog(&self) -> Backlog {
+        let s = self.lock();
+        Backlog {
+            objects: s.backlog_objects,
+            bytes: s.backlog_bytes,
+            oldest_first_offset: s.oldest_first_offset,
+            oldest_created_unix_ms: s.oldest_created_unix_ms,
+        }
+    }
+
+    /// Records a failure.
+    pub fn error(&self, message: String) {
+        self.lock().last_error = Some((unix_ms_now(), message));
+    }
+
+    /// Records a success (a confirmed object): the store is reachable again.
+    pub fn success(&self) {
+        self.lock().last_success_unix_ms = Some(unix_ms_now());
+    }
+
+    /// Raises an alarm: something in the store is not what the gateway shipped.
+    pub fn alarm(&self, message: String) {
+        tracing::error!(alarm = %message, "shipping alarm");
+        self.alarms_total.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.lock();
+        s.alarms.push((unix_ms_now(), message));
+        if s.alarms.len() > ALARMS_KEPT {
+            s.alarms.remove(0);
+        }
+    }
+
+    /// The alarms kept.
+    pub fn alarms(&self) -> Vec<String> {
+        self.lock().alarms.iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    /// The chain's head.
+    pub fn set_chain(&self, sequence: u64, covered_next_offset: u64) {
+        let mut s = self.lock();
+        s.manifest_sequence = sequence;
+        s.covered_next_offset = s.covered_next_offset.max(covered_next_offset);
+    }
+
+    /// The `"shipping"` object of `/api/v1/status`.
+    pub fn to_json(&self) -> Value {
+        let s = self.lock().clone();
+        let now = unix_ms_now();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        json!({
+            "enabled": true,
+            "store": s.store,
+            "lineage": s.lineage,
+            "state": s.phase,
+            "backlog": {
+                "objects": s.backlog_objects,
+                "bytes": s.backlog_bytes,
+                "oldest_first_offset": s.oldest_first_offset,
+                "oldest_age_s": s.oldest_created_unix_ms.map(|t| now.saturating_sub(t) / 1000),
+            },
+            "shipped": {
+                "objects": load(&self.objects_shipped),
+                "bytes": load(&self.bytes_shipped),
+                "duplicates": load(&self.duplicates),
+                "manifests": load(&self.manifests),
+                "manifest_sequence": s.manifest_sequence,
+                "covered_next_offset": s.covered_next_offset,
+            },
+            "requests": load(&self.requests),
+            "retries": load(&self.retries),
+            "bytes_sent": load(&self.bytes_sent),
+            "bytes_read": load(&self.bytes_read),
+            "last_success_age_s": s.last_success_unix_ms.map(|t| now.saturating_sub(t) / 1000),
+            "last_error": s.last_error.as_ref().map(|(t, m)| json!({"message": m, "age_s": now.saturating_sub(*t) / 1000})),
+            "alarms": s.alarms.iter().map(|(t, m)| json!({"message": m, "age_s": now.saturating_sub(*t) / 1000})).collect::<Vec<_>>(),
+            "alarms_total": load(&self.alarms_total),
+        })
+    }
+}

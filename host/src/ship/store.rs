@@ -1,0 +1,502 @@
+//! The central store: which one (`s3://` or `file://`), how to reach it, and the one way
+//! objects are written: create-only, then read back and compared.
+//!
+//! A PUT is conditional (`If-None-Match: *`, object_store's `PutMode::Create`), so no retry,
+//! restart or restored gateway can replace an object. "Already exists" is not an error but a
+//! reason to look: the object is read back and its SHA-256 compared with ours — equal is a
+//! successful duplicate (the store wrote it, the answer was lost), different is an alarm and
+//! the local copy stays. Every object is read back after it is written too, because a store
+//! need not check upload checksums (the local test server does not); on S3 the SHA-256 also
+//! travels as a checksum header (which S3 checks) and as object metadata
+//! (`x-amz-meta-sha256`, compared on read-back).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, ClientOptions, GetOptions, ObjectMeta, ObjectStore, PutMode, PutOptions,
+    PutPayload, RetryConfig,
+};
+use tokio::sync::watch;
+
+use super::retry::{classify, Backoff, FailureKind};
+use super::status::ShipStatus;
+use super::{hex, sha256};
+use crate::config::ShipConfig;
+
+/// The metadata key holding the object's SHA-256 (hex) on S3.
+pub const SHA256_METADATA_KEY: &str = "sha256";
+/// The metadata key naming what the object is (`segment`, `snapshot`, `manifest`).
+pub const KIND_METADATA_KEY: &str = "gridlog-kind";
+
+/// A parsed store URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `s3://BUCKET/PREFIX`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix (may be empty).
+        prefix: String,
+    },
+    /// `file:///PATH`.
+    File {
+        /// The directory.
+        path: std::path::PathBuf,
+    },
+}
+
+impl StoreUrl {
+    /// Parses `s3://bucket/prefix` or `file:///absolute/path`.
+    pub fn parse(url: &str) -> Result<StoreUrl, String> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("{url:?} names no bucket (s3://BUCKET/PREFIX)"));
+            }
+            Ok(StoreUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            })
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "{url:?} is not an absolute file URL (file:///PATH)"
+                ));
+            }
+            Ok(StoreUrl::File { path: path.into() })
+        } else {
+            Err(format!(
+                "{url:?} is not a store URL: use s3://BUCKET/PREFIX or file:///PATH"
+            ))
+        }
+    }
+
+    /// The key prefix inside the store.
+    pub fn prefix(&self) -> &str {
+        match self {
+            StoreUrl::S3 { prefix, .. } => prefix,
+            StoreUrl::File { .. } => "",
+        }
+    }
+}
+
+/// Why a store cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The URL or settings are wrong.
+    #[error("store configuration: {0}")]
+    Config(String),
+    /// The store answered with an error.
+    #[error("store error: {0}")]
+    Store(#[from] object_store::Error),
+    /// Stopped while waiting to retry.
+    #[error("stopped")]
+    Stopped,
+}
+
+/// How one verified upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// We wrote it and read it back equal.
+    Written,
+    /// It was there already, equal (or, for a segment, an archive of the same segment).
+    Duplicate,
+    /// It is there and differs: an alarm, nothing is recorded as shipped.
+    Conflict(String),
+}
+
+/// One object to upload.
+pub struct Upload<'a> {
+    /// Its key.
+    pub key: Path,
+    /// Its bytes.
+    pub bytes: Bytes,
+    /// Their SHA-256.
+    pub sha256: [u8; 32],
+    /// `segment`, `snapshot`, `manifest` (metadata and logs).
+    pub kind: &'static str,
+    /// The reconciliation listing saw the key: read it back before (instead of) a PUT.
+    pub listed: bool,
+    /// Accepts different bytes in the store as the same content (a segment archived twice
+    /// has a different archive header but the same segment).
+    pub same_content: &'a (dyn Fn(&[u8]) -> bool + Sync),
+}
+
+impl std::fmt::Debug for Upload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("key", &self.key)
+            .field("bytes", &self.bytes.len())
+            .field("kind", &self.kind)
+            .field("listed", &self.listed)
+            .finish()
+    }
+}
+
+/// The average-bandwidth cap: each upload reserves its bytes' share of time before it
+/// starts. A single object still goes at link speed; the average over objects stays under
+/// the cap.
+#[derive(Debug)]
+struct Throttle {
+    bytes_per_s: u64,
+    next_free: tokio::sync::Mutex<Instant>,
+}
+
+impl Throttle {
+    async fn reserve(&self, bytes: usize) {
+        if self.bytes_per_s == 0 {
+            return;
+        }
+        let start = {
+            let mut next = self.next_free.lock().await;
+            let start = (*next).max(Instant::now());
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_s as f64);
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+}
+
+/// A store and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    /// Whether the store keeps object metadata (S3 does, a directory does not).
+    attributes: bool,
+    url: StoreUrl,
+    retry_min: Duration,
+    retry_max: Duration,
+    throttle: Arc<Throttle>,
+}
+
+impl Store {
+    /// Opens the store `config.store` names (with `config`'s endpoint, credentials, limits).
+    pub fn open(config: &ShipConfig) -> Result<Store, StoreError> {
+        Store::open_url(&config.store, config)
+    }
+
+    /// Opens `url` with `config`'s other settings.
+    pub fn open_url(url: &str, config: &ShipConfig) -> Result<Store, StoreError> {
+        let parsed = StoreUrl::parse(url).map_err(StoreError::Config)?;
+        let (inner, attributes): (Arc<dyn ObjectStore>, bool) = match &parsed {
+            StoreUrl::S3 { bucket, .. } => {
+                let client = ClientOptions::new()
+                    .with_timeout(Duration::from_millis(config.request_timeout_ms))
+                    .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+                    .with_allow_http(config.allow_http);
+                let retry = RetryConfig {
+                    max_retries: 0,
+                    ..RetryConfig::default()
+                };
+                let mut builder = object_store::aws::AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(&config.region)
+                    .with_client_options(client)
+                    .with_retry(retry)
+                    .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+                    .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+                    .with_allow_http(config.allow_http);
+                if !config.endpoint.is_empty() {
+                    builder = builder
+                        .with_endpoint(&config.endpoint)
+                        .with_virtual_hosted_style_request(false);
+                }
+                let from_env = |name: &str| std::env::var(name).unwrap_or_default();
+                let key_id = non_empty(&config.access_key_id, || from_env("AWS_ACCESS_KEY_ID"));
+                let secret = non_empty(&config.secret_access_key, || {
+                    from_env("AWS_SECRET_ACCESS_KEY")
+                });
+                if !key_id.is_empty() {
+                    builder = builder.with_access_key_id(key_id);
+                }
+                if !secret.is_empty() {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                let token = from_env("AWS_SESSION_TOKEN");
+                if !token.is_empty() {
+                    builder = builder.with_token(token);
+                }
+                (Arc::new(builder.build()?), true)
+            }
+            StoreUrl::File { path } => {
+                std::fs::create_dir_all(path).map_err(|e| {
+                    StoreError::Config(format!("cannot create {}: {e}", path.display()))
+                })?;
+                let local = object_store::local::LocalFileSystem::new_with_prefix(path)?;
+                (Arc::new(local), false)
+            }
+        };
+        Ok(Store {
+            inner,
+            attributes,
+            url: parsed,
+            retry_min: Duration::from_millis(config.retry_min_ms),
+            retry_max: Duration::from_millis(config.retry_max_ms),
+            throttle: Arc::new(Throttle {
+                bytes_per_s: config.bandwidth_bytes_per_s,
+                next_free: tokio::sync::Mutex::new(Instant::now()),
+            }),
+        })
+    }
+
+    /// The key prefix inside the store.
+    pub fn prefix(&self) -> &str {
+        self.url.prefix()
+    }
+
+    /// A fresh backoff with the configured bounds.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.retry_min, self.retry_max)
+    }
+
+    /// Reads a whole object; `None` if there is none.
+    pub async fn get(&self, key: &Path) -> Result<Option<Bytes>, object_store::Error> {
+        Ok(self.get_with_attributes(key).await?.map(|(b, _)| b))
+    }
+
+    async fn get_with_attributes(
+        &self,
+        key: &Path,
+    ) -> Result<Option<(Bytes, Attributes)>, object_store::Error> {
+        match self.inner.get_opts(key, GetOptions::default()).await {
+            Ok(result) => {
+                let attributes = result.attributes.clone();
+                Ok(Some((result.bytes().await?, attributes)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every object under `prefix` (one listing, paged by the store).
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, object_store::Error> {
+        let mut out = Vec::new();
+        let mut stream = self.inner.list(Some(prefix));
+        while let Some(meta) = stream.next().await {
+            out.push(meta?);
+        }
+        Ok(out)
+    }
+
+    /// The folders directly under `prefix`.
+    pub async fn list_folders(&self, prefix: &Path) -> Result<Vec<Path>, object_store::Error> {
+        Ok(self
+            .inner
+            .list_with_delimiter(Some(prefix))
+            .await?
+            .common_prefixes)
+    }
+
+    /// Uploads create-only and verifies by reading back, retrying transient failures with
+    /// backoff until it succeeds, finds a conflict, or `stop` turns true.
+    pub async fn put_verified(
+        &self,
+        upload: Upload<'_>,
+        status: &ShipStatus,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Stored, StoreError> {
+        let mut backoff = self.backoff();
+        let mut need_put = !upload.listed;
+        let mut written = false;
+        let sha_hex = hex(&upload.sha256);
+        let mut attributes = Attributes::new();
+        if self.attributes {
+            attributes.insert(
+                Attribute::Metadata(SHA256_METADATA_KEY.into()),
+                sha_hex.clone().into(),
+            );
+            attributes.insert(
+                Attribute::Metadata(KIND_METADATA_KEY.into()),
+                upload.kind.into(),
+            );
+        }
+        loop {
+            if *stop.borrow() {
+                return Err(StoreError::Stopped);
+            }
+            if need_put {
+                self.throttle.reserve(upload.bytes.len()).await;
+                status.requests.fetch_add(1, Ordering::Relaxed);
+                status
+                    .bytes_sent
+                    .fetch_add(upload.bytes.len() as u64, Ordering::Relaxed);
+                let options = PutOptions {
+                    mode: PutMode::Create,
+                    attributes: attributes.clone(),
+                    ..PutOptions::default()
+                };
+                let payload = PutPayload::from(upload.bytes.clone());
+                match self.inner.put_opts(&upload.key, payload, options).await {
+                    Ok(_) => written = true,
+                    Err(
+                        object_store::Error::AlreadyExists { .. }
+                        | object_store::Error::Precondition { .. },
+                    ) => {
+                        tracing::debug!(key = %upload.key, "already in the store: verifying");
+                    }
+                    Err(e) => {
+                        self.failed(&upload.key, "PUT", &e, &mut backoff, status, stop)
+                            .await?;
+                        continue;
+                    }
+                }
+                need_put = false;
+            }
+            status.requests.fetch_add(1, Ordering::Relaxed);
+            match self.get_with_attributes(&upload.key).await {
+                Ok(Some((bytes, attrs))) => {
+                    status
+                        .bytes_read
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    let stored_sha = sha256(&bytes);
+                    let meta_sha = attrs
+                        .get(&Attribute::Metadata(SHA256_METADATA_KEY.into()))
+                        .map(|v| v.as_ref().to_string());
+                    if stored_sha == upload.sha256 {
+                        if let Some(m) = meta_sha.filter(|m| *m != sha_hex) {
+                            return Ok(Stored::Conflict(format!(
+                                "{} holds our bytes but its metadata says sha256 {m}",
+                                upload.key
+                            )));
+                        }
+                        return Ok(if written {
+                            Stored::Written
+                        } else {
+                            Stored::Duplicate
+                        });
+                    }
+                    if (upload.same_content)(&bytes) {
+                        return Ok(Stored::Duplicate);
+                    }
+                    let why = if written {
+                        "the store holds different bytes than were just uploaded (corrupted on the way or at rest)"
+                    } else {
+                        "it already exists with different content"
+                    };
+                    return Ok(Stored::Conflict(format!(
+                        "{} {}: {why}: the store has {} bytes with sha256 {}, ours are {} bytes with sha256 {sha_hex}",
+                        upload.kind,
+                        upload.key,
+                        bytes.len(),
+                        hex(&stored_sha),
+                        upload.bytes.len(),
+                    )));
+                }
+                Ok(None) => {
+                    // Listed (or written) but not there: write it (again).
+                    let e = object_store::Error::NotFound {
+                        path: upload.key.to_string(),
+                        source: "missing on read-back".into(),
+                    };
+                    need_put = true;
+                    self.failed(&upload.key, "GET", &e, &mut backoff, status, stop)
+                        .await?;
+                }
+                Err(e) => {
+                    self.failed(&upload.key, "GET", &e, &mut backoff, status, stop)
+                        .await?;
+                }
+            }
+        }
+    }
+
+    async fn failed(
+        &self,
+        key: &Path,
+        what: &str,
+        error: &object_store::Error,
+        backoff: &mut Backoff,
+        status: &ShipStatus,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
+        status.retries.fetch_add(1, Ordering::Relaxed);
+        let kind = classify(error);
+        let delay = match kind {
+            FailureKind::Transient => backoff.next_delay(),
+            FailureKind::Persistent => {
+                while backoff.bound() < self.retry_max {
+                    backoff.next_delay();
+                }
+                backoff.next_delay()
+            }
+        };
+        let message = format!("{what} {key}: {error}");
+        match kind {
+            FailureKind::Transient => {
+                tracing::warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "store request failed; retrying")
+            }
+            FailureKind::Persistent => {
+                tracing::error!(error = %message, retry_in_ms = delay.as_millis() as u64, "store request refused; retrying")
+            }
+        }
+        status.error(message);
+        status.set_phase("retrying");
+        if sleep_or_stop(delay, stop).await {
+            return Err(StoreError::Stopped);
+        }
+        status.set_phase("shipping");
+        Ok(())
+    }
+}
+
+/// Sleeps for `delay`; true if `stop` turned true meanwhile.
+pub async fn sleep_or_stop(delay: Duration, stop: &watch::Receiver<bool>) -> bool {
+    let mut stop = stop.clone();
+    if *stop.borrow() {
+        return true;
+    }
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    tokio::select! {
+        () = &mut sleep => {}
+        changed = async { stop.wait_for(|s| *s).await.is_ok() } => {
+            if changed {
+                return true;
+            }
+            // The sender is gone: nobody can ask to stop any more.
+            sleep.await;
+        }
+    }
+    let stopped = *stop.borrow();
+    stopped
+}
+
+fn non_empty(value: &str, fallback: impl FnOnce() -> String) -> String {
+    if value.is_empty() {
+        fallback()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(
+            StoreUrl::parse("s3://b/p/q/").unwrap(),
+            StoreUrl::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+        assert_eq!(StoreUrl::parse("s3://b").unwrap().prefix(), "");
+        assert!(StoreUrl::parse("s3:///p").is_err());
+        assert!(StoreUrl::parse("file://relative").is_err());
+        assert!(StoreUrl::parse("http://x").is_err());
+        assert_eq!(
+            StoreUrl::parse("file:///var/ship").unwrap(),
+            StoreUrl::File {
+                path: "/var/ship".into()
+            }
+        );
+    }
+}
