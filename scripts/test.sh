@@ -71,7 +71,8 @@ pip_install() {
         python3 -m pip install --quiet --break-system-packages "$@"
 }
 
-# (none yet)
+# A real S3-compatible server for the shipping tests (tests/tests/ship_*.rs start and stop it).
+have moto_server || pip_install 'moto[server]'
 
 # ---------------------------------------------------------------------------------------
 # Checks
