@@ -499,7 +499,8 @@ pub fn grow(dir: &Path, meters: usize, readings: usize) -> Fixture {
             })
             .max_by_key(|(t, _)| *t)
     });
-    let (t0, wh0) = start.unwrap_or((now - (readings as i64 + 10) * 1000, 0.0));
+    // A day back, a second apart: later calls continue where the last one stopped.
+    let (t0, wh0) = start.unwrap_or((now - 86_400_000, 0.0));
     for chunk in (0..readings).collect::<Vec<_>>().chunks(10) {
         let commands = chunk
             .iter()
@@ -507,7 +508,7 @@ pub fn grow(dir: &Path, meters: usize, readings: usize) -> Fixture {
                 ids.iter().map(move |id| DomainCommand::RecordReading {
                     meter: id.clone(),
                     reading: Reading {
-                        time_ms: (t0 + (r as i64 + 1) * 1000).min(now),
+                        time_ms: t0 + (r as i64 + 1) * 1000,
                         import_wh: wh0 + (r + 1) as f64 * 2.5,
                         export_wh: 0.0,
                         power_w: 9000.0 + r as f64,
