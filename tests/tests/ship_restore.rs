@@ -104,8 +104,7 @@ fn restore_after_wipe_matches_and_the_restored_gateway_continues_under_a_new_lin
     let new_objects = bucket.objects(&format!("{prefix}/{SITE}/{new_lineage}"));
     let old_head = old_objects
         .keys()
-        .filter(|k| k.contains("/manifests/"))
-        .next_back()
+        .rfind(|k| k.contains("/manifests/"))
         .unwrap();
     let first_new: serde_json::Value = serde_json::from_slice(
         new_objects
