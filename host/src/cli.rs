@@ -127,6 +127,20 @@ Example:
     )]
     Import(ImportArgs),
 
+    /// Take a snapshot of a stopped gateway's data directory now.
+    #[command(
+        long_about = "\
+Take a snapshot of the image now, then keep the newest snapshots and move sealed segments
+below the oldest kept one into the archive, as the gateway does by itself every
+storage.snapshot_every_events events. For a stopped gateway (it takes the data directory's
+lock); a running one takes a snapshot on `POST /api/v1/snapshot`.",
+        after_help = "\
+Examples:
+  gridlog snapshot --data-dir /var/lib/gridlog
+  curl -X POST http://127.0.0.1:8080/api/v1/snapshot     (a running gateway)"
+    )]
+    Snapshot(StoreArgs),
+
     /// Check every frame of every log segment and report damage with file and byte position.
     #[command(
         long_about = "\
@@ -312,6 +326,18 @@ pub struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: PathBuf,
 
+    /// A TOML configuration file.
+    #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The data directory (default ./gridlog-data).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Arguments of commands that open a stopped gateway's data directory.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
     /// A TOML configuration file.
     #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

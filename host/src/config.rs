@@ -37,6 +37,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The demo site (`gridlog demo`).
     pub demo: DemoConfig,
+    /// Snapshots and the local archive.
+    pub storage: StorageConfig,
     /// Shipping to central storage.
     pub ship: ShipConfig,
 }
@@ -53,7 +55,40 @@ impl Default for Config {
             engine: EngineConfig::default(),
             http: HttpConfig::default(),
             demo: DemoConfig::default(),
+            storage: StorageConfig::default(),
             ship: ShipConfig::default(),
+        }
+    }
+}
+
+/// `[storage]`: snapshots and the local archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Snapshot after this many events. Default 1000000.
+    pub snapshot_every_events: u64,
+    /// Snapshot after this many bytes of log. Default 134217728 (128 MiB).
+    pub snapshot_every_bytes: u64,
+    /// Snapshots kept. Default 3.
+    pub snapshots_keep: usize,
+    /// Move sealed segments below the oldest kept snapshot into `archive/`. Default true.
+    pub archive: bool,
+    /// Most bytes the archive may hold; 0 = no budget. Default 0.
+    pub archive_budget_bytes: u64,
+    /// Let the budget evict segments central storage has not confirmed. Default false.
+    pub archive_evict_unshipped: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let d = gridlog_firmware::engine::StorageOptions::default();
+        StorageConfig {
+            snapshot_every_events: d.snapshot_every_events,
+            snapshot_every_bytes: d.snapshot_every_bytes,
+            snapshots_keep: d.snapshots_keep,
+            archive: d.archive,
+            archive_budget_bytes: d.archive_budget_bytes,
+            archive_evict_unshipped: d.archive_evict_unshipped,
         }
     }
 }

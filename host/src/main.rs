@@ -36,6 +36,11 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
         ),
+        Command::Snapshot(args) => commands::snapshot::run(&commands::serve::Overrides {
+            config: args.config.clone(),
+            data_dir: args.data_dir.clone(),
+            ..Default::default()
+        }),
         Command::Serve(args) => commands::serve::run(&overrides(args, None), false),
         Command::Demo(args) => commands::serve::run(&overrides(&args.serve, args.speed), true),
         Command::Ship(args) => commands::ship::run(&commands::serve::Overrides {

@@ -35,6 +35,16 @@ impl Server {
 
     /// `gridlog <command>` (serve or demo) on `data_dir`.
     pub fn start_in(data_dir: &Path, command: &str, extra: &[&str]) -> Server {
+        Server::start_with_env(data_dir, command, extra, &[])
+    }
+
+    /// Like [`Server::start_in`], with extra environment variables (`GRIDLOG_*` config).
+    pub fn start_with_env(
+        data_dir: &Path,
+        command: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(crate::gridlog_bin())
             .arg(command)
             .arg("--data-dir")
@@ -43,6 +53,7 @@ impl Server {
             .args(extra)
             .env_remove("GRIDLOG_LOG")
             .env("GRIDLOG_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/events"),
     ("get", "/api/v1/site"),
     ("get", "/api/v1/stream"),
+    ("post", "/api/v1/snapshot"),
     ("get", "/api/v1/status"),
     ("get", "/metrics"),
     ("get", "/healthz"),

@@ -5,6 +5,7 @@ pub mod import;
 pub mod restore;
 pub mod serve;
 pub mod ship;
+pub mod snapshot;
 pub mod verify;
 
 use std::path::Path;

@@ -81,6 +81,13 @@ pub fn engine_options(config: &Config, clock: Arc<dyn Clock>) -> EngineOptions {
             day_days: config.engine.rollup_day_days,
         });
     options.rules.future_skew_ms = config.engine.future_skew_s * 1000;
+    let s = &config.storage;
+    options.storage.snapshot_every_events = s.snapshot_every_events.max(1);
+    options.storage.snapshot_every_bytes = s.snapshot_every_bytes.max(1);
+    options.storage.snapshots_keep = s.snapshots_keep.max(1);
+    options.storage.archive = s.archive;
+    options.storage.archive_budget_bytes = s.archive_budget_bytes;
+    options.storage.archive_evict_unshipped = s.archive_evict_unshipped;
     options
 }
 

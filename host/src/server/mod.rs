@@ -127,6 +127,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(read::events))
         .routes(routes!(read::site))
         .routes(routes!(stream::stream))
+        .routes(routes!(write::take_snapshot))
         .routes(routes!(ops::status))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::healthz))

@@ -77,8 +77,24 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             "recovery": format!("{:?}", wal.recovery_report()),
         },
         "replay": {"events": stats.replayed_events, "millis": stats.replay_millis},
-        "snapshots": null,
-        "archive": null,
+        "snapshots": {
+            "written": stats.storage.snapshots_written,
+            "last_offset": stats.storage.last_snapshot_offset,
+            "last_bytes": stats.storage.last_snapshot_bytes,
+            "last_millis": stats.storage.last_snapshot_millis,
+            "kept": gridlog_firmware::snapshot::list(&state.config().data_dir).map(|l| l.len()).unwrap_or(0),
+            "started_from": engine.started_from(),
+        },
+        "archive": {
+            "bytes": stats.storage.archive_bytes,
+            "segments_archived": stats.storage.segments_archived,
+            "original_bytes": stats.storage.archived_original_bytes,
+            "file_bytes": stats.storage.archived_file_bytes,
+            "over_budget": stats.storage.archive_over_budget,
+            "budget_bytes": state.config().storage.archive_budget_bytes,
+            "evicted": stats.storage.evicted,
+            "last_error": stats.storage.last_error,
+        },
         "shipping": state.shipping().map_or_else(|| json!({"enabled": false}), |s| s.to_json()),
         "disk_free_bytes": disk_free_bytes(&state.config().data_dir),
         "failed": stats.failed,
@@ -178,6 +194,30 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "entities",
         "Meters and assets",
         engine.read(|i| i.len()) as i64,
+    );
+    counter(
+        &mut registry,
+        "snapshots_written",
+        "Snapshots written since start",
+        stats.storage.snapshots_written,
+    );
+    counter(
+        &mut registry,
+        "segments_archived",
+        "Segments moved into the archive since start",
+        stats.storage.segments_archived,
+    );
+    gauge(
+        &mut registry,
+        "archive_bytes",
+        "Bytes in the local archive",
+        stats.storage.archive_bytes as i64,
+    );
+    gauge(
+        &mut registry,
+        "archive_over_budget",
+        "1 while the archive is over budget with nothing evictable",
+        i64::from(stats.storage.archive_over_budget),
     );
     if let Some(ship) = state.shipping() {
         use std::sync::atomic::Ordering::Relaxed;

@@ -330,3 +330,23 @@ pub async fn report_fault(
     };
     single(&state, command.into(), StatusCode::OK).await
 }
+
+/// Take a snapshot now (then compact and archive, as after any snapshot).
+#[utoipa::path(post, path = "/api/v1/snapshot", tag = "operations",
+    responses((status = 200, description = "Snapshot written", body = Object), (status = 500, body = ErrorBody)))]
+pub async fn take_snapshot(
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let engine = state.engine()?.clone();
+    let stats = tokio::task::spawn_blocking(move || engine.snapshot_now())
+        .await
+        .map_err(|e| ApiError::internal("snapshot task failed", e))?
+        .map_err(|e| ApiError::internal("snapshot failed", e))?;
+    Ok(Json(serde_json::json!({
+        "offset": stats.last_snapshot_offset,
+        "bytes": stats.last_snapshot_bytes,
+        "millis": stats.last_snapshot_millis,
+        "segments_archived": stats.segments_archived,
+        "archive_bytes": stats.archive_bytes,
+    })))
+}
