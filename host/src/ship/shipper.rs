@@ -249,6 +249,8 @@ impl Shipper {
         once: bool,
     ) -> Result<Summary, ShipError> {
         self.status.set_phase("reconciling");
+        // The backlog is local knowledge: show it even while the store cannot be reached.
+        self.publish_backlog()?;
         let mut backoff = self.store.backoff();
         loop {
             match self.reconcile(stop).await {
@@ -524,6 +526,21 @@ impl Shipper {
         Ok(pending)
     }
 
+    /// Computes the backlog and shows it in status.
+    fn publish_backlog(&self) -> Result<Vec<Pending>, ShipError> {
+        let pending = self.backlog()?;
+        self.status.set_backlog(Backlog {
+            objects: pending.len() as u64,
+            bytes: pending.iter().map(|p| p.object_bytes).sum(),
+            oldest_first_offset: pending.iter().find_map(|p| match p.name {
+                ObjectName::Segment(first, _) => Some(first),
+                _ => None,
+            }),
+            oldest_created_unix_ms: pending.iter().map(|p| p.created_unix_ms).min(),
+        });
+        Ok(pending)
+    }
+
     /// One round: intents, uploads with read-back, manifest, confirmations. False if there
     /// was nothing to ship.
     async fn round(
@@ -531,19 +548,7 @@ impl Shipper {
         stop: &watch::Receiver<bool>,
         summary: &mut Summary,
     ) -> Result<bool, ShipError> {
-        let pending = self.backlog()?;
-        let segments = pending
-            .iter()
-            .filter(|p| matches!(p.name, ObjectName::Segment(..)));
-        self.status.set_backlog(Backlog {
-            objects: pending.len() as u64,
-            bytes: pending.iter().map(|p| p.object_bytes).sum(),
-            oldest_first_offset: segments.clone().find_map(|p| match p.name {
-                ObjectName::Segment(first, _) => Some(first),
-                _ => None,
-            }),
-            oldest_created_unix_ms: pending.iter().map(|p| p.created_unix_ms).min(),
-        });
+        let pending = self.publish_backlog()?;
         if pending.is_empty() {
             return Ok(false);
         }

@@ -263,18 +263,17 @@ pub struct Seen {
 pub struct FaultProxy {
     /// Its port.
     pub port: u16,
-    script: Arc<Mutex<Vec<Fault>>>,
+    script: Arc<Mutex<Vec<(Option<&'static str>, Fault)>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
-    /// Proxies to `upstream_port`, applying `script` to the first requests (in order).
-    pub fn start(upstream_port: u16, script: Vec<Fault>) -> FaultProxy {
+    /// Proxies to `upstream_port`. Each request takes the first fault of `script` meant for
+    /// its method (`None`: any method); when none is left, requests pass.
+    pub fn start(upstream_port: u16, script: Vec<(Option<&'static str>, Fault)>) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let mut script = script;
-        script.reverse();
         let proxy = FaultProxy {
             port,
             script: Arc::new(Mutex::new(script)),
@@ -324,7 +323,7 @@ impl Drop for FaultProxy {
 fn serve_one(
     client: TcpStream,
     upstream: u16,
-    script: &Mutex<Vec<Fault>>,
+    script: &Mutex<Vec<(Option<&'static str>, Fault)>>,
     seen: &Mutex<Vec<Seen>>,
 ) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
@@ -361,7 +360,16 @@ fn serve_one(
             .any(|h| h.to_ascii_lowercase().starts_with("transfer-encoding")),
         "the proxy does not handle chunked requests"
     );
-    let fault = script.lock().unwrap().pop().unwrap_or(Fault::Pass);
+    let fault = {
+        let mut script = script.lock().unwrap();
+        match script
+            .iter()
+            .position(|(m, _)| m.is_none_or(|m| m == method))
+        {
+            Some(i) => script.remove(i).1,
+            None => Fault::Pass,
+        }
+    };
     let mut record = Seen {
         method: method.clone(),
         path,
@@ -628,7 +636,7 @@ fn gridlog(args: &[&str], env: &[(String, String)]) -> Command {
             command.env_remove(k);
         }
     }
-    command.env("GRIDLOG_LOG", "warn,gridlog=info");
+    command.env("GRIDLOG_LOG", "error");
     command.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     command
 }

@@ -1,0 +1,75 @@
+//! The store is down when the gateway starts: the backlog shows in status and metrics with
+//! the last error, requests are retried with backoff, and once the store comes up the backlog
+//! drains completely — every segment once, nothing missing, nothing listed twice.
+
+#[allow(dead_code)]
+mod ship_support;
+
+use ship_support::*;
+
+#[test]
+fn backlog_drains_once_the_store_comes_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let fixture = grow(&dir, 5, 400);
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let gateway = Gateway::serve(&dir, &ship_env(&endpoint, "down"));
+
+    // Down: the whole archive is the backlog, the error is visible, nothing is confirmed.
+    let deadline = std::time::Instant::now() + SETTLE;
+    let status = loop {
+        let s = gateway.shipping();
+        if s["retries"].as_u64().unwrap_or(0) >= 3 {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s:#}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status["enabled"], true);
+    assert_eq!(status["shipped"]["objects"], 0);
+    assert!(status["last_error"]["message"].is_string(), "{status:#}");
+    // The archive and the snapshot wait, oldest first.
+    assert_eq!(
+        status["backlog"]["objects"].as_u64(),
+        Some(fixture.archived.len() as u64 + 1),
+        "{status:#}"
+    );
+    assert!(status["backlog"]["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        status["backlog"]["oldest_first_offset"].as_u64(),
+        Some(fixture.archived[0].0)
+    );
+    assert!(status["backlog"]["oldest_age_s"].is_u64(), "{status:#}");
+    let text = ureq::get(&format!("http://{}/metrics", gateway.addr.unwrap()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(text.contains("gridlog_ship_retries_total"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "gridlog_ship_backlog_objects {}",
+            fixture.archived.len() + 1
+        )),
+        "{text}"
+    );
+    assert!(
+        ["retrying", "reconciling"].contains(&status["state"].as_str().unwrap()),
+        "{status:#}"
+    );
+
+    // Up: everything arrives.
+    let moto = Moto::start_on(port);
+    let settled = gateway.wait_shipped();
+    assert_eq!(settled["backlog"]["bytes"], 0);
+    assert!(settled["last_success_age_s"].is_u64(), "{settled:#}");
+    let (segments, _) = check_store(&moto.bucket(), "down", &dir);
+    assert_eq!(segments, fixture.archived.len());
+    let text = ureq::get(&format!("http://{}/metrics", gateway.addr.unwrap()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(text.contains("gridlog_ship_backlog_objects 0"), "{text}");
+}
