@@ -257,13 +257,16 @@ pub struct Seen {
     pub store_status: Option<u16>,
 }
 
+/// The proxy's script: a fault for the next request of a method (`None`: any).
+pub type Script = Vec<(Option<&'static str>, Fault)>;
+
 /// A loopback HTTP proxy in front of the store that injects faults from a script, one per
 /// request, then passes everything through.
 #[derive(Debug)]
 pub struct FaultProxy {
     /// Its port.
     pub port: u16,
-    script: Arc<Mutex<Vec<(Option<&'static str>, Fault)>>>,
+    script: Arc<Mutex<Script>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
 }
@@ -271,7 +274,7 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Proxies to `upstream_port`. Each request takes the first fault of `script` meant for
     /// its method (`None`: any method); when none is left, requests pass.
-    pub fn start(upstream_port: u16, script: Vec<(Option<&'static str>, Fault)>) -> FaultProxy {
+    pub fn start(upstream_port: u16, script: Script) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let proxy = FaultProxy {
@@ -323,7 +326,7 @@ impl Drop for FaultProxy {
 fn serve_one(
     client: TcpStream,
     upstream: u16,
-    script: &Mutex<Vec<(Option<&'static str>, Fault)>>,
+    script: &Mutex<Script>,
     seen: &Mutex<Vec<Seen>>,
 ) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
