@@ -302,6 +302,8 @@ mod tests {
                 reason: "bad frame CRC".into(),
             }],
             torn_tail: None,
+            snapshots: vec![],
+            archived: vec![],
         }
     }
 
