@@ -3,7 +3,6 @@
 //! writing, compaction and archiving recovers every acknowledged event; queries spanning
 //! the archive and the hot log return what they returned before archiving.
 
-#[allow(dead_code)]
 mod engine_support;
 
 use std::path::Path;
