@@ -74,6 +74,10 @@ pip_install() {
 # A real S3-compatible server for the shipping tests (tests/tests/ship_*.rs start and stop it).
 have moto_server || pip_install 'moto[server]'
 
+# Debian's headless Chromium and its WebDriver for the dashboard's browser test
+# (tests/tests/dashboard_browser.rs starts chromedriver itself on a loopback port).
+if ! have chromium || ! have chromedriver; then apt_install chromium chromium-driver; fi
+
 # ---------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------

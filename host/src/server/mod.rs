@@ -4,6 +4,7 @@
 //! directly. Writes go through [`Engine::submit_with`], whose reply is sent to a oneshot
 //! channel: the async runtime never blocks on the log.
 
+mod dashboard;
 pub mod error;
 pub mod extract;
 mod ops;
@@ -146,6 +147,7 @@ pub fn app(state: AppState) -> Router {
             async move { axum::Json((*openapi).clone()) }
         }),
     )
+    .merge(dashboard::routes())
     .fallback(|| async {
         ApiError::new(
             StatusCode::NOT_FOUND,
