@@ -85,6 +85,19 @@ struct Pending {
     path: PathBuf,
     object_bytes: u64,
     created_unix_ms: u64,
+    /// For a segment, its SHA-256 from the archive header (checked again when loaded).
+    segment_sha: Option<[u8; 32]>,
+}
+
+/// How one object of a round ended.
+#[derive(Debug)]
+enum ObjectOutcome {
+    /// Verified in the store.
+    Stored(Confirmed, u64, bool),
+    /// The store holds something else: alarm, keep local.
+    Conflict(String),
+    /// The local file is gone or damaged.
+    Local(String),
 }
 
 /// An object verified in the store during a round.
@@ -275,7 +288,7 @@ impl Shipper {
             }
             let shipped = self.round(stop, &mut summary).await?;
             if once && !shipped {
-                summary.left = self.status.backlog().objects;
+                summary.left = self.status.backlog().objects + self.parked.len() as u64;
                 return Ok(summary);
             }
             if !shipped {
@@ -497,6 +510,7 @@ impl Shipper {
                     path: a.path,
                     object_bytes: a.file_bytes,
                     created_unix_ms: h.created_unix_ms,
+                    segment_sha: Some(h.sha256),
                 });
             }
         }
@@ -520,6 +534,7 @@ impl Shipper {
                     path: snap.path,
                     object_bytes: snap.file_bytes,
                     created_unix_ms: created,
+                    segment_sha: None,
                 });
             }
         }
@@ -564,31 +579,48 @@ impl Shipper {
             bytes += p.object_bytes;
             batch.push(p);
         }
-        // Read and check each local file, then persist the intents before any upload.
-        let mut loaded = Vec::with_capacity(batch.len());
-        for p in batch {
-            match load(&p) {
-                Ok(object) => loaded.push(object),
-                Err(reason) => {
-                    // Evicted meanwhile, or damaged on disk: not shippable as it is.
-                    tracing::error!(file = %p.path.display(), %reason, "local object not shipped");
-                    self.status.error(format!("{}: {reason}", p.path.display()));
-                    self.parked.insert(p.name);
-                }
-            }
+        // Persist the intents before any upload. A segment's comes from its archive header;
+        // files are read (and checked) one upload at a time, so memory holds at most
+        // `concurrency` objects.
+        let mut intents = Vec::with_capacity(batch.len());
+        for p in &batch {
+            let (object, first_offset, next_offset) = event_range(p.name);
+            let sha256 = match p.segment_sha {
+                Some(sha) => sha,
+                None => match std::fs::read(&p.path) {
+                    Ok(bytes) => sha256(&bytes),
+                    Err(_) => continue,
+                },
+            };
+            intents.push(Event::ShipIntended {
+                object,
+                first_offset,
+                next_offset,
+                sha256,
+                bytes: p.object_bytes,
+            });
         }
-        if loaded.is_empty() {
-            return Ok(true);
-        }
-        let intents = loaded.iter().map(|o| o.intent()).collect();
         record(&self.engine, intents).await?;
-        let results: Vec<(Loaded, Result<Stored, StoreError>)> = {
+        let results: Vec<(ObjectName, Result<ObjectOutcome, StoreError>)> = {
             let store = &self.store;
             let layout = &self.layout;
             let status = &*self.status;
             let listed = &self.listed;
-            futures_util::stream::iter(loaded)
-                .map(|object| async move {
+            futures_util::stream::iter(batch)
+                .map(|p| async move {
+                    let name = p.name;
+                    let path = p.path.clone();
+                    let loaded = tokio::task::spawn_blocking(move || load(&p))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r);
+                    let object = match loaded {
+                        Ok(object) => object,
+                        Err(reason) => {
+                            let message = format!("{}: {reason}", path.display());
+                            return (name, Ok(ObjectOutcome::Local(message)));
+                        }
+                    };
                     let key = layout.key(object.name);
                     let same_content = |stored: &[u8]| object.same_content(stored);
                     let upload = Upload {
@@ -599,8 +631,18 @@ impl Shipper {
                         kind: object.kind(),
                         same_content: &same_content,
                     };
-                    let result = store.put_verified(upload, status, stop).await;
-                    (object, result)
+                    let outcome = store
+                        .put_verified(upload, status, stop)
+                        .await
+                        .map(|stored| match stored {
+                            Stored::Written | Stored::Duplicate => ObjectOutcome::Stored(
+                                object.confirmed(layout),
+                                object.bytes.len() as u64,
+                                stored == Stored::Duplicate,
+                            ),
+                            Stored::Conflict(message) => ObjectOutcome::Conflict(message),
+                        });
+                    (name, outcome)
                 })
                 .buffer_unordered(self.concurrency)
                 .collect()
@@ -608,20 +650,25 @@ impl Shipper {
         };
         let mut confirmed = Vec::new();
         let mut round_bytes = 0;
-        for (object, result) in results {
-            match result {
-                Ok(Stored::Written) | Ok(Stored::Duplicate) => {
-                    if matches!(result, Ok(Stored::Duplicate)) {
+        for (name, result) in results {
+            match result? {
+                ObjectOutcome::Stored(entry, bytes, duplicate) => {
+                    if duplicate {
                         self.status.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
-                    round_bytes += object.bytes.len() as u64;
-                    confirmed.push(object.confirmed(&self.layout));
+                    round_bytes += bytes;
+                    confirmed.push(entry);
                 }
-                Ok(Stored::Conflict(message)) => {
+                ObjectOutcome::Conflict(message) => {
                     self.status.alarm(message);
-                    self.parked.insert(object.name);
+                    self.parked.insert(name);
                 }
-                Err(e) => return Err(e.into()),
+                ObjectOutcome::Local(message) => {
+                    // Evicted meanwhile, or damaged on disk: not shippable as it is.
+                    tracing::error!(%message, "local object not shipped");
+                    self.status.error(message);
+                    self.parked.insert(name);
+                }
             }
         }
         confirmed.sort_by_key(|c| match c {
@@ -740,8 +787,10 @@ fn load(p: &Pending) -> Result<Loaded, String> {
     let segment = match p.name {
         ObjectName::Segment(first, next) => {
             let (header, _) = verify_archive(&bytes)?;
-            if (header.first_offset, header.next_offset) != (first, next) {
-                return Err("archive header and file name disagree".into());
+            if (header.first_offset, header.next_offset) != (first, next)
+                || p.segment_sha.is_some_and(|sha| sha != header.sha256)
+            {
+                return Err("the archive file changed since it was listed".into());
             }
             Some((header.sha256, header.original_bytes))
         }
@@ -765,21 +814,6 @@ impl Loaded {
             ObjectName::Segment(..) => "segment",
             ObjectName::Snapshot(_) => "snapshot",
             ObjectName::Manifest(_) => "manifest",
-        }
-    }
-
-    fn event_sha(&self) -> [u8; 32] {
-        self.segment.map_or(self.object_sha, |(sha, _)| sha)
-    }
-
-    fn intent(&self) -> Event {
-        let (object, first_offset, next_offset) = event_range(self.name);
-        Event::ShipIntended {
-            object,
-            first_offset,
-            next_offset,
-            sha256: self.event_sha(),
-            bytes: self.bytes.len() as u64,
         }
     }
 
