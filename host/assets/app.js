@@ -605,8 +605,8 @@
     switch (key) {
       case 'kind': return m.kind;
       case 'power': return m.latest ? m.latest.power_w : -Infinity;
-      case 'import': return m.today ? m.today.import_wh : -Infinity;
-      case 'export': return m.today ? m.today.export_wh : -Infinity;
+      case 'import': return m.today && m.today.has ? m.today.import_wh : -Infinity;
+      case 'export': return m.today && m.today.has ? m.today.export_wh : -Infinity;
       case 'time': return m.latest ? m.latest.time_ms : -Infinity;
       case 'status': return meterStatus(m, now).key === 'ok' ? 1 : 0;
       default: return m.id;
@@ -647,8 +647,9 @@
       const c = row.cells;
       setText(c[1], KIND_WORDS[m.kind] || m.kind);
       setText(c[2], m.latest ? fmtPower(m.latest.power_w) : '—');
-      setText(c[3], m.today ? fmtEnergy(m.today.import_wh) : '…');
-      setText(c[4], m.today ? fmtEnergy(m.today.export_wh) : '…');
+      // No bucket today: no readings today, shown as such rather than as 0 Wh.
+      setText(c[3], !m.today ? '…' : m.today.has ? fmtEnergy(m.today.import_wh) : 'no data');
+      setText(c[4], !m.today ? '…' : m.today.has ? fmtEnergy(m.today.export_wh) : 'no data');
       setText(c[5], m.latest ? fmtTime(m.latest.time_ms) + ' (' + fmtAge(now - m.latest.time_ms) + ' ago)' : 'never');
       const statusKey = st.key + '|' + st.words.join();
       if (c[6].dataset.key !== statusKey) {
@@ -712,8 +713,8 @@
       ['Current', l && l.current_a != null ? l.current_a.toFixed(2) + ' A' : '—'],
       ['Import register', l ? fmtEnergy(l.import_wh) : '—'],
       ['Export register', l ? fmtEnergy(l.export_wh) : '—'],
-      ['Import today', m.today ? fmtEnergy(m.today.import_wh) : '…'],
-      ['Export today', m.today ? fmtEnergy(m.today.export_wh) : '…'],
+      ['Import today', !m.today ? '…' : m.today.has ? fmtEnergy(m.today.import_wh) : 'no data'],
+      ['Export today', !m.today ? '…' : m.today.has ? fmtEnergy(m.today.export_wh) : 'no data'],
       ['Readings', fmtInt(m.readings)],
       ['Rejected (last hour)', fmtInt(m.rejected_last_hour)],
       ['Seq', fmtInt(m.seq)],
