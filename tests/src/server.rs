@@ -45,7 +45,14 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        let mut child = Command::new(crate::gridlog_bin())
+        let mut child = Command::new(crate::gridlog_bin());
+        // Only the configuration this server is given: nothing the test process inherited.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("GRIDLOG_") {
+                child.env_remove(key);
+            }
+        }
+        let mut child = child
             .arg(command)
             .arg("--data-dir")
             .arg(data_dir)
