@@ -15,7 +15,60 @@ pub fn run(args: &DumpArgs) -> Outcome {
     let mut out = BufWriter::new(io::stdout().lock());
     let mut line = String::new();
     let mut write_error: Option<io::Error> = None;
-    let result = read_records(&args.data_dir, args.from, |offset, bytes| {
+    // History that left the hot log is in the archive: print it first, then go on in the
+    // hot log from where the archive ends (no record twice, even while both hold a segment).
+    let mut from = args.from;
+    match gridlog_firmware::archive::list(&args.data_dir) {
+        Ok((entries, damage)) => {
+            if let Some(d) = damage.first() {
+                eprintln!("gridlog dump: damaged archive: {d}");
+                return Outcome::Damaged;
+            }
+            let archive_end = entries.last().map(|e| e.header.next_offset);
+            if let Some(end) = archive_end.filter(|&end| end > from) {
+                let start = entries
+                    .iter()
+                    .map(|e| e.header.first_offset)
+                    .find(|&f| f <= from)
+                    .unwrap_or(entries[0].header.first_offset);
+                let mut cursor = match gridlog_firmware::archive::ArchiveCursor::new(
+                    &args.data_dir,
+                    from.max(start),
+                    end,
+                ) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("gridlog dump: {e}");
+                        return Outcome::Damaged;
+                    }
+                };
+                while let Some(record) = cursor.next_record() {
+                    match record {
+                        Ok((offset, bytes)) => {
+                            record_line(&mut line, offset, &bytes);
+                            if let Err(error) = out.write_all(line.as_bytes()) {
+                                if error.kind() == io::ErrorKind::BrokenPipe {
+                                    return Outcome::Clean;
+                                }
+                                eprintln!("gridlog dump: cannot write records: {error}");
+                                return Outcome::Failed;
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("gridlog dump: damaged archive: {e}");
+                            return Outcome::Damaged;
+                        }
+                    }
+                }
+                from = end;
+            }
+        }
+        Err(e) => {
+            eprintln!("gridlog dump: cannot read the archive: {e}");
+            return Outcome::Failed;
+        }
+    }
+    let result = read_records(&args.data_dir, from, |offset, bytes| {
         record_line(&mut line, offset, bytes);
         match out.write_all(line.as_bytes()) {
             Ok(()) => ControlFlow::Continue(()),
