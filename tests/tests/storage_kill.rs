@@ -112,4 +112,34 @@ fn kills_while_snapshots_and_archiving_run_lose_nothing() {
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
+    // dump reads the archive, then the hot log: every offset once, in order.
+    let dump = std::process::Command::new(gridlog_tests::gridlog_bin())
+        .arg("dump")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let offsets: Vec<u64> = String::from_utf8_lossy(&dump.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let last = status["last_offset"].as_u64().unwrap();
+    assert!(
+        offsets.len() as u64 >= last,
+        "dump printed {} records, the log had {last}",
+        offsets.len()
+    );
+    assert_eq!(
+        offsets,
+        (1..=offsets.len() as u64).collect::<Vec<_>>(),
+        "dump has gaps or repeats"
+    );
 }
