@@ -232,20 +232,13 @@ pub(crate) fn write(
         created_unix_ms: crate::wal::unix_ms_now(),
         original_crc32: crc32fast::hash(original),
     };
-    let name = archive_file_name(first_offset);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(&name);
-    if tmp.exists() {
-        io.remove(&tmp).map_err(io_err(&tmp))?;
-    }
-    let file = io.create_new(&tmp).map_err(io_err(&tmp))?;
-    io.write_all_at(&file, &tmp, 0, &header.encode())
-        .map_err(io_err(&tmp))?;
-    io.write_all_at(&file, &tmp, ARCHIVE_HEADER_BYTES as u64, &compressed)
-        .map_err(io_err(&tmp))?;
-    io.sync_data(&file, &tmp).map_err(io_err(&tmp))?;
-    io.rename(&tmp, &path).map_err(io_err(&path))?;
-    io.sync_dir(&dir).map_err(io_err(&dir))?;
+    let path = io
+        .write_file_atomically(
+            &dir,
+            &archive_file_name(first_offset),
+            &[&header.encode(), &compressed],
+        )
+        .map_err(io_err(&dir))?;
     let (read_back, _) = read_original(&path)?;
     if read_back != header {
         return Err(damaged(

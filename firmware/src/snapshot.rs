@@ -314,20 +314,13 @@ pub(crate) fn write(
         events: capture.events,
         body_crc32: crc32fast::hash(&body),
     };
-    let name = snapshot_file_name(capture.next_offset);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let path = dir.join(&name);
-    if tmp.exists() {
-        io.remove(&tmp).map_err(io_err(&tmp))?;
-    }
-    let file = io.create_new(&tmp).map_err(io_err(&tmp))?;
-    io.write_all_at(&file, &tmp, 0, &header.encode())
-        .map_err(io_err(&tmp))?;
-    io.write_all_at(&file, &tmp, SNAPSHOT_HEADER_BYTES as u64, &body)
-        .map_err(io_err(&tmp))?;
-    io.sync_data(&file, &tmp).map_err(io_err(&tmp))?;
-    io.rename(&tmp, &path).map_err(io_err(&path))?;
-    io.sync_dir(&dir).map_err(io_err(&dir))?;
+    let path = io
+        .write_file_atomically(
+            &dir,
+            &snapshot_file_name(capture.next_offset),
+            &[&header.encode(), &body],
+        )
+        .map_err(io_err(&dir))?;
     Ok((header, path))
 }
 

@@ -123,6 +123,33 @@ impl Io {
         File::open(path)?.sync_all()
     }
 
+    /// Writes a whole file atomically: `dir/name.tmp` (any leftover removed first), the
+    /// parts one after the other, `fdatasync`, rename to `dir/name`, `fsync` of `dir`. A
+    /// crash at any step leaves the old state or the whole new file, never half of one;
+    /// a leftover `.tmp` is removed at the next start. Returns the file's path.
+    pub(crate) fn write_file_atomically(
+        &self,
+        dir: &Path,
+        name: &str,
+        parts: &[&[u8]],
+    ) -> io::Result<std::path::PathBuf> {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let path = dir.join(name);
+        if tmp.exists() {
+            self.remove(&tmp)?;
+        }
+        let file = self.create_new(&tmp)?;
+        let mut pos = 0u64;
+        for part in parts {
+            self.write_all_at(&file, &tmp, pos, part)?;
+            pos += part.len() as u64;
+        }
+        self.sync_data(&file, &tmp)?;
+        self.rename(&tmp, &path)?;
+        self.sync_dir(dir)?;
+        Ok(path)
+    }
+
     /// Writes `len` zero bytes from `pos`, in bounded chunks.
     pub(crate) fn write_zeros(
         &self,
