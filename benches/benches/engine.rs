@@ -1,0 +1,670 @@
+//! The issue-3 and issue-4 benchmarks: the engine's durable ingest against the log's own bulk
+//! append (measured in the same run), replay, memory per meter, restart with and without a
+//! snapshot, ingest while snapshots and archiving run, snapshot and archive figures.
+//!
+//! ```text
+//! cargo bench -p gridlog-benches --bench engine
+//! ```
+//!
+//! Sizes (env): `GRIDLOG_BENCH_SECS` (5) each ingest window, `GRIDLOG_BENCH_SUBMITTERS` (16),
+//! `GRIDLOG_BENCH_REQUEST` (100) readings per request, `GRIDLOG_BENCH_METERS` (`1000,10000`),
+//! `GRIDLOG_BENCH_HISTORY` (`1000000,4000000`) events of the restart rows,
+//! `GRIDLOG_BENCH_MEM_METERS` (10000), `GRIDLOG_BENCH_SNAPSHOT_EVERY` (100000) events between
+//! snapshots in the "with maintenance" row, `GRIDLOG_BENCH_MAINT_SECS` (10) its window, `GRIDLOG_BENCH_DIR` (`target/bench-data`) where
+//! the data lives. `GRIDLOG_BENCH_ONLY` = `memory`, `ingest`, `restart` or `maintenance` runs
+//! one section. Progress goes to stderr, the tables to stdout.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gridlog_common::domain::{Command, MeterKind, Reading};
+use gridlog_common::id::EntityId;
+use gridlog_firmware::engine::{
+    Engine, EngineOptions, ItemResult, Request, RollupOptions, StorageOptions,
+};
+use gridlog_firmware::wal::{Wal, WalOptions};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|s| s.trim().replace('_', "").parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|| default.to_vec())
+}
+
+/// The process's resident set (`VmRSS`), in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU seconds (user + system) of `/proc/self/stat` or of the engine's processor thread.
+fn cpu_secs(thread_name: Option<&str>) -> f64 {
+    let stat = match thread_name {
+        None => std::fs::read_to_string("/proc/self/stat").unwrap_or_default(),
+        Some(name) => std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+            .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+            .unwrap_or_default(),
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
+}
+
+/// Nanoseconds the processor thread spent runnable but waiting for a CPU
+/// (`/proc/self/task/*/schedstat`, second field): other processes' share of the cores.
+fn processor_run_delay_ns() -> f64 {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "gridlog-process")
+        })
+        .and_then(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn quiet() -> StorageOptions {
+    let mut s = StorageOptions::default();
+    s.snapshot_every_events = u64::MAX;
+    s.snapshot_every_bytes = u64::MAX;
+    s
+}
+
+fn meter_ids(n: usize) -> Arc<Vec<EntityId>> {
+    Arc::new(
+        (0..n)
+            .map(|i| EntityId::new(&format!("m{i:06}")).expect("id"))
+            .collect(),
+    )
+}
+
+fn register(engine: &Engine, ids: &[EntityId]) {
+    for chunk in ids.chunks(1000) {
+        let response = engine
+            .submit(Request::of(chunk.iter().map(|id| Command::RegisterMeter {
+                meter: id.clone(),
+                kind: MeterKind::Load,
+                register_bits: None,
+            })))
+            .expect("register");
+        assert!(response
+            .results
+            .iter()
+            .all(|r| !matches!(r, ItemResult::Rejected(_))));
+    }
+}
+
+/// Readings start this long ago, one second apart per meter: always in the past.
+const HISTORY_START_MS: i64 = 10 * 24 * 3600 * 1000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Per-meter reading counters, shared by runs over the same engine so times keep rising.
+struct Clocks(Vec<AtomicU64>);
+
+impl Clocks {
+    fn new(n: usize) -> Arc<Clocks> {
+        Arc::new(Clocks((0..n).map(|_| AtomicU64::new(0)).collect()))
+    }
+}
+
+struct Ingest {
+    readings: u64,
+    secs: f64,
+    lat: Vec<Duration>,
+    rounds: u64,
+    rejected: u64,
+    log_bytes: u64,
+    /// CPU of the whole process and of the processor thread, in cores.
+    cpu: (f64, f64),
+    /// Share of the window the processor thread waited for a CPU while runnable.
+    run_delay: f64,
+}
+
+/// `submitters` threads, each owning meters `i % submitters == s`, each submitting requests
+/// of `per_request` readings and waiting for the durable answer, until `secs` pass or
+/// `total` readings are sent.
+fn ingest(
+    engine: &Engine,
+    ids: &Arc<Vec<EntityId>>,
+    clocks: &Arc<Clocks>,
+    submitters: usize,
+    per_request: usize,
+    secs: f64,
+    total: u64,
+) -> Ingest {
+    let base = now_ms() - HISTORY_START_MS;
+    let sent = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let before = engine.stats();
+    let cpu0 = (cpu_secs(None), cpu_secs(Some("gridlog-process")));
+    let delay0 = processor_run_delay_ns();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut lat = Vec::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..submitters)
+            .map(|s| {
+                let (ids, clocks, sent, stop) = (ids.clone(), clocks.clone(), &sent, &stop);
+                scope.spawn(move || {
+                    let mine: Vec<usize> = (s..ids.len()).step_by(submitters).collect();
+                    let mut next = 0usize;
+                    let mut lat = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        if sent.fetch_add(per_request as u64, Ordering::Relaxed) >= total
+                            || Instant::now() >= deadline
+                        {
+                            stop.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                        let commands: Vec<Command> = (0..per_request)
+                            .map(|_| {
+                                let m = mine[next % mine.len()];
+                                next += 1;
+                                let k = clocks.0[m].fetch_add(1, Ordering::Relaxed) as i64;
+                                Command::RecordReading {
+                                    meter: ids[m].clone(),
+                                    reading: Reading {
+                                        time_ms: base + k * 1000,
+                                        import_wh: 1000.0 + k as f64,
+                                        export_wh: 0.0,
+                                        power_w: 3600.0,
+                                        voltage_v: Some(230.0),
+                                        current_a: None,
+                                    },
+                                }
+                            })
+                            .collect();
+                        let t = Instant::now();
+                        loop {
+                            match engine.submit(Request::of(commands.clone())) {
+                                Ok(_) => break,
+                                Err(gridlog_firmware::engine::SubmitError::Busy { .. }) => {
+                                    std::thread::sleep(Duration::from_micros(200))
+                                }
+                                Err(e) => panic!("submit: {e}"),
+                            }
+                        }
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        for h in handles {
+            lat.extend(h.join().expect("submitter"));
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let after = engine.stats();
+    lat.sort();
+    Ingest {
+        readings: (after.accepted - before.accepted),
+        secs,
+        lat,
+        rounds: after.wal.rounds - before.wal.rounds,
+        rejected: after.rejected - before.rejected,
+        log_bytes: after.wal.bytes - before.wal.bytes,
+        cpu: (
+            (cpu_secs(None) - cpu0.0) / secs,
+            (cpu_secs(Some("gridlog-process")) - cpu0.1) / secs,
+        ),
+        run_delay: (processor_run_delay_ns() - delay0) / 1e9 / secs,
+    }
+}
+
+/// The log's own bulk append of `records` records of `record_bytes`: 4 threads, 8 frames of
+/// 1000 records in flight each (the issue-2 bench's bulk shape), for `secs`.
+fn wal_bulk(dir: &Path, record_bytes: usize, secs: f64) -> (f64, f64) {
+    let wal = Wal::open(dir, WalOptions::default()).expect("wal");
+    std::thread::sleep(Duration::from_secs(1));
+    let record = vec![0x5au8; record_bytes];
+    let frame: Vec<&[u8]> = (0..1000).map(|_| record.as_slice()).collect();
+    let records = AtomicU64::new(0);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut inflight = std::collections::VecDeque::new();
+                while Instant::now() < deadline {
+                    inflight.push_back(wal.append_nowait(&frame).expect("append"));
+                    if inflight.len() >= 8 {
+                        inflight
+                            .pop_front()
+                            .expect("ticket")
+                            .wait()
+                            .expect("durable");
+                        records.fetch_add(1000, Ordering::Relaxed);
+                    }
+                }
+                for t in inflight {
+                    t.wait().expect("durable");
+                    records.fetch_add(1000, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let n = records.load(Ordering::Relaxed) as f64;
+    let bytes = wal.stats().bytes as f64;
+    let _ = wal.close();
+    (n / secs, bytes / secs / 1e6)
+}
+
+struct Ctx {
+    dir: tempfile::TempDir,
+    secs: f64,
+    submitters: usize,
+    per_request: usize,
+}
+
+impl Ctx {
+    fn sub(&self, name: &str) -> std::path::PathBuf {
+        let p = self.dir.path().join(name);
+        let _ = std::fs::remove_dir_all(&p);
+        p
+    }
+}
+
+fn section_ingest(ctx: &Ctx) {
+    println!("## Engine (issue 3): ingest\n");
+    println!(
+        "{} submitters × requests of {} readings, durable (each `submit` returns after the fsync), {:.0} s per row; load before: {}\n",
+        ctx.submitters, ctx.per_request, ctx.secs, load()
+    );
+    println!("| meters | readings/s | ack p50 | ack p99 | fsync rounds/s | readings/round | log MB/s | rejected | CPU: process / processor thread (of 2 cores) | processor runnable, waiting for a CPU | log bulk baseline (records/s, same run) | ratio | target | result |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for meters in env_list("GRIDLOG_BENCH_METERS", &[1000, 10_000]) {
+        let meters = meters as usize;
+        let dir = ctx.sub(&format!("ingest-{meters}"));
+        let engine = Engine::open(&dir, EngineOptions::default().storage(quiet())).expect("open");
+        let ids = meter_ids(meters);
+        register(&engine, &ids);
+        let clocks = Clocks::new(meters);
+        std::thread::sleep(Duration::from_secs(1));
+        eprintln!("ingest: {meters} meters");
+        let r = ingest(
+            &engine,
+            &ids,
+            &clocks,
+            ctx.submitters,
+            ctx.per_request,
+            ctx.secs,
+            u64::MAX,
+        );
+        engine.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+        let record_bytes = (r.log_bytes / r.readings.max(1)).max(1) as usize;
+        eprintln!("wal bulk baseline: {record_bytes}-byte records");
+        let bulk_dir = ctx.sub("wal-bulk");
+        let (bulk_rps, _bulk_mbs) = wal_bulk(&bulk_dir, record_bytes, ctx.secs);
+        let _ = std::fs::remove_dir_all(&bulk_dir);
+        let rps = r.readings as f64 / r.secs;
+        let ratio = rps / bulk_rps;
+        let ok = rps >= 1_000_000.0 || ratio >= 0.5;
+        println!(
+            "| {meters} | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {} | {:.0} % / {:.0} % | {:.0} % | {:.0} ({} B/record) | {:.0} % | ≥ 1,000,000/s or ≥ 50 % of bulk | {} |",
+            rps,
+            ms(pct(&r.lat, 0.5)),
+            ms(pct(&r.lat, 0.99)),
+            r.rounds as f64 / r.secs,
+            r.readings as f64 / r.rounds.max(1) as f64,
+            r.log_bytes as f64 / r.secs / 1e6,
+            r.rejected,
+            r.cpu.0 * 100.0,
+            r.cpu.1 * 100.0,
+            r.run_delay * 100.0,
+            bulk_rps,
+            record_bytes,
+            ratio * 100.0,
+            pass(ok)
+        );
+    }
+    println!();
+}
+
+fn section_memory(ctx: &Ctx) {
+    let meters = env_u64("GRIDLOG_BENCH_MEM_METERS", 10_000) as usize;
+    let rollups = RollupOptions::default();
+    let dir = ctx.sub("memory");
+    let ids = meter_ids(meters);
+    let clocks = Clocks::new(meters);
+    let rss0 = rss_bytes();
+    let engine = Engine::open(&dir, EngineOptions::default().storage(quiet())).expect("open");
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_open = rss_bytes();
+    register(&engine, &ids);
+    let rss_registered = rss_bytes();
+    // One reading each: allocates every meter's rollup rings and its latest reading.
+    let r = ingest(&engine, &ids, &clocks, 1, 1000, 60.0, meters as u64);
+    assert_eq!(r.readings, meters as u64);
+    let rss_one = rss_bytes();
+    engine.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    let rollup = rollups.bytes_per_meter() as f64;
+    let per_registered = (rss_registered.saturating_sub(rss_open)) as f64 / meters as f64;
+    let per_with_reading = (rss_one.saturating_sub(rss_open)) as f64 / meters as f64;
+    let image_per_meter = per_with_reading - rollup;
+    println!("## Engine (issue 3): memory\n");
+    println!(
+        "{meters} meters, rollups {} days of 15-min + {} days of daily buckets ({} B/bucket): rollup bound `(96 × {} + {}) × 40` = {:.0} B/meter. RSS from `/proc/self/status` VmRSS (process before open {:.1} MiB, after open {:.1} MiB).\n",
+        rollups.quarter_hour_days,
+        rollups.day_days,
+        gridlog_firmware::engine::rollup::BUCKET_BYTES,
+        rollups.quarter_hour_days,
+        rollups.day_days,
+        rollup,
+        rss0 as f64 / 1048576.0,
+        rss_open as f64 / 1048576.0
+    );
+    println!("| measure | value | target | result |");
+    println!("|---|---|---|---|");
+    println!(
+        "| RSS delta per meter, registered (no reading, no rollups) | {:.0} B | < 2048 B | {} |",
+        per_registered,
+        pass(per_registered < 2048.0)
+    );
+    println!(
+        "| RSS delta per meter, registered + 1 reading | {:.0} B | — | — |",
+        per_with_reading
+    );
+    println!(
+        "| of which image (delta − rollup allocation {:.0} B) | {:.0} B | < 2048 B | {} |",
+        rollup,
+        image_per_meter,
+        pass(image_per_meter < 2048.0)
+    );
+    println!(
+        "| process RSS, {meters} meters with 7-day 15-min horizon | {:.1} MiB | documented bound: {:.1} MiB of rollups + image | — |",
+        rss_one as f64 / 1048576.0,
+        rollup * meters as f64 / 1048576.0
+    );
+    println!();
+}
+
+struct Restart {
+    events: u64,
+    replay_full_ms: u64,
+    replay_full_events: u64,
+    open_full_ms: f64,
+    snap_open_ms: f64,
+    snap_replay_ms: u64,
+    snap_replayed: u64,
+    started_from: String,
+    snapshot_bytes: u64,
+    snapshot_ms: u64,
+    archived_original: u64,
+    archived_file: u64,
+    archive_ms: u64,
+    cycle_ms: f64,
+}
+
+fn restart_options() -> EngineOptions {
+    EngineOptions::default()
+        .storage(quiet())
+        .wal(WalOptions::default().segment_bytes(16 * 1024 * 1024))
+}
+
+fn restart_row(ctx: &Ctx, events: u64, meters: usize) -> Restart {
+    let dir = ctx.sub(&format!("restart-{events}"));
+    let ids = meter_ids(meters);
+    let clocks = Clocks::new(meters);
+    {
+        let engine = Engine::open(&dir, restart_options()).expect("open");
+        register(&engine, &ids);
+        eprintln!("restart: writing {events} events");
+        let r = ingest(&engine, &ids, &clocks, 16, 1000, 3600.0, events);
+        eprintln!(
+            "restart: wrote {} events at {:.0}/s",
+            r.readings,
+            r.readings as f64 / r.secs
+        );
+        engine.shutdown();
+    }
+    let t = Instant::now();
+    let engine = Engine::open(&dir, restart_options()).expect("open");
+    let open_full_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let s = engine.stats();
+    let (replay_full_ms, replay_full_events) = (s.replay_millis, s.replayed_events);
+    eprintln!("restart: snapshot + archive");
+    let t = Instant::now();
+    let st = engine.snapshot_now().expect("snapshot");
+    let cycle_ms = t.elapsed().as_secs_f64() * 1000.0;
+    engine.shutdown();
+    let t = Instant::now();
+    let engine = Engine::open(&dir, restart_options()).expect("open");
+    let snap_open_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let s = engine.stats();
+    let out = Restart {
+        events: replay_full_events,
+        replay_full_ms,
+        replay_full_events,
+        open_full_ms,
+        snap_open_ms,
+        snap_replay_ms: s.replay_millis,
+        snap_replayed: s.replayed_events,
+        started_from: engine.started_from().to_string(),
+        snapshot_bytes: st.last_snapshot_bytes,
+        snapshot_ms: st.last_snapshot_millis,
+        archived_original: st.archived_original_bytes,
+        archived_file: st.archived_file_bytes,
+        archive_ms: st.archive_millis,
+        cycle_ms,
+    };
+    engine.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn section_restart(ctx: &Ctx) {
+    let meters = 10_000usize;
+    let rows: Vec<Restart> = env_list("GRIDLOG_BENCH_HISTORY", &[1_000_000, 4_000_000])
+        .into_iter()
+        .map(|n| restart_row(ctx, n, meters))
+        .collect();
+    println!("## Engine (issue 3) and snapshots (issue 4): replay and restart\n");
+    println!(
+        "{meters} meters; history written by 16 submitters × 1000 readings; restart = `Engine::open` wall time (log in the page cache: warm). Load: {}\n",
+        load()
+    );
+    println!("| events | full replay: open | replay (engine's `replay_millis`) | events/s | target ≥ 3,000,000/s | with snapshot: open | replayed after snapshot | started from | target < 1 s, flat |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let eps = r.replay_full_events as f64 / (r.replay_full_ms.max(1) as f64 / 1000.0);
+        println!(
+            "| {} | {:.0} ms | {} ms | {:.0} | {} | {:.0} ms | {} events in {} ms | {} | {} |",
+            r.events,
+            r.open_full_ms,
+            r.replay_full_ms,
+            eps,
+            pass(eps >= 3_000_000.0),
+            r.snap_open_ms,
+            r.snap_replayed,
+            r.snap_replay_ms,
+            r.started_from,
+            pass(r.snap_open_ms < 1000.0)
+        );
+    }
+    println!();
+    println!("## Snapshots and archive (issue 4): sizes and speed\n");
+    println!("| events | snapshot bytes | snapshot write | whole cycle (snapshot + archive) | archived original | archive file | ratio | archive MB/s (original) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} MiB | {} ms | {:.0} ms | {:.1} MiB | {:.1} MiB | {:.2}× | {:.0} |",
+            r.events,
+            r.snapshot_bytes as f64 / 1048576.0,
+            r.snapshot_ms,
+            r.cycle_ms,
+            r.archived_original as f64 / 1048576.0,
+            r.archived_file as f64 / 1048576.0,
+            r.archived_original as f64 / r.archived_file.max(1) as f64,
+            r.archived_original as f64 / 1e6 / (r.archive_ms.max(1) as f64 / 1000.0)
+        );
+    }
+    println!();
+}
+
+fn section_maintenance(ctx: &Ctx) {
+    let meters = 10_000usize;
+    let every = env_u64("GRIDLOG_BENCH_SNAPSHOT_EVERY", 100_000);
+    let secs = env_u64("GRIDLOG_BENCH_MAINT_SECS", 10) as f64;
+    let segment = 16 * 1024 * 1024;
+    let mut rows = Vec::new();
+    for with in [false, true] {
+        let dir = ctx.sub(&format!("maintenance-{with}"));
+        let storage = if with {
+            let mut s = StorageOptions::default();
+            s.snapshot_every_events = every;
+            s
+        } else {
+            quiet()
+        };
+        let engine = Engine::open(
+            &dir,
+            EngineOptions::default()
+                .storage(storage)
+                .wal(WalOptions::default().segment_bytes(segment)),
+        )
+        .expect("open");
+        let ids = meter_ids(meters);
+        register(&engine, &ids);
+        let clocks = Clocks::new(meters);
+        std::thread::sleep(Duration::from_secs(1));
+        eprintln!("maintenance: with = {with}");
+        let r = ingest(
+            &engine,
+            &ids,
+            &clocks,
+            ctx.submitters,
+            ctx.per_request,
+            secs,
+            u64::MAX,
+        );
+        let st = engine.storage_stats();
+        engine.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+        rows.push((with, r, st));
+    }
+    let base = rows[0].1.readings as f64 / rows[0].1.secs;
+    println!("## Snapshots and archive (issue 4): ingest while they run\n");
+    println!(
+        "{meters} meters, {} submitters × {} readings, {:.0} s each, 16 MiB segments; \"with\" = snapshot every {every} events (+ archive of sealed segments, zstd 3). Load: {}\n",
+        ctx.submitters, ctx.per_request, secs, load()
+    );
+    println!("| maintenance | readings/s | ack p99 | CPU process | snapshots | segments archived | archive ratio | vs without | target within 10 % | result |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (with, r, st) in &rows {
+        let rps = r.readings as f64 / r.secs;
+        let rel = rps / base;
+        println!(
+            "| {} | {:.0} | {} | {:.0} % | {} | {} | {:.2}× | {:.1} % | ≥ 90 % | {} |",
+            if *with { "with" } else { "without" },
+            rps,
+            ms(pct(&r.lat, 0.99)),
+            r.cpu.0 * 100.0,
+            st.snapshots_written,
+            st.segments_archived,
+            st.archived_original_bytes as f64 / st.archived_file_bytes.max(1) as f64,
+            rel * 100.0,
+            if *with { pass(rel >= 0.9) } else { "—" }
+        );
+    }
+    println!();
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("engine bench: run with `cargo bench` (nothing to test here)");
+        return;
+    }
+    let base = std::env::var("GRIDLOG_BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into());
+    std::fs::create_dir_all(&base).expect("bench dir");
+    let ctx = Ctx {
+        dir: tempfile::tempdir_in(&base).expect("temp dir"),
+        secs: env_u64("GRIDLOG_BENCH_SECS", 5) as f64,
+        submitters: env_u64("GRIDLOG_BENCH_SUBMITTERS", 16) as usize,
+        per_request: env_u64("GRIDLOG_BENCH_REQUEST", 100) as usize,
+    };
+    let only = std::env::var("GRIDLOG_BENCH_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+    eprintln!(
+        "engine bench in {} (load {})",
+        ctx.dir.path().display(),
+        load()
+    );
+    // Memory first: the process is still small, so RSS deltas are the engine's.
+    if run("memory") {
+        section_memory(&ctx);
+    }
+    if run("ingest") {
+        section_ingest(&ctx);
+    }
+    if run("restart") {
+        section_restart(&ctx);
+    }
+    if run("maintenance") {
+        section_maintenance(&ctx);
+    }
+}
