@@ -320,7 +320,10 @@ impl SystemState {
                         archived_bytes,
                         sha256,
                         evicted: false,
-                        shipped: false,
+                        shipped: self
+                            .shipped
+                            .get(&(ShipObject::Segment, first_offset))
+                            .is_some_and(|(n, h)| *n == next_offset && *h == sha256),
                     },
                 );
             }
