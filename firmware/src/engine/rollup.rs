@@ -126,13 +126,72 @@ impl Bucket {
 }
 
 /// A fixed-capacity ring of buckets of one interval length.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+///
+/// Serialised sparsely (only slots that hold an interval), so a snapshot of meters that
+/// have reported for a day does not carry their empty 7-day rings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(try_from = "RingWire")]
 pub struct Ring {
     period_ms: i64,
     slots: Box<[Bucket]>,
     /// Newest interval index written.
     newest: i64,
 }
+
+/// A ring as snapshots store it: its shape and its filled slots.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RingWire {
+    period_ms: i64,
+    capacity: u32,
+    newest: i64,
+    filled: Vec<(u32, Bucket)>,
+}
+
+impl serde::Serialize for Ring {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RingWire {
+            period_ms: self.period_ms,
+            capacity: self.slots.len() as u32,
+            newest: self.newest,
+            filled: self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.index != i64::MIN)
+                .map(|(i, b)| (i as u32, *b))
+                .collect(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl TryFrom<RingWire> for Ring {
+    type Error = String;
+
+    fn try_from(wire: RingWire) -> Result<Ring, String> {
+        if wire.period_ms <= 0 || wire.capacity == 0 || wire.capacity > ROLLUP_SLOTS_MAX {
+            return Err(format!(
+                "bad rollup ring: period {} ms, {} slots",
+                wire.period_ms, wire.capacity
+            ));
+        }
+        let mut slots = vec![Bucket::empty(i64::MIN); wire.capacity as usize].into_boxed_slice();
+        for (i, bucket) in wire.filled {
+            *slots
+                .get_mut(i as usize)
+                .ok_or("rollup slot beyond the ring")? = bucket;
+        }
+        Ok(Ring {
+            period_ms: wire.period_ms,
+            slots,
+            newest: wire.newest,
+        })
+    }
+}
+
+/// Most slots a ring may have (10 years of quarter hours): bounds what a snapshot can make
+/// a reader allocate.
+pub const ROLLUP_SLOTS_MAX: u32 = 96 * 366 * 10;
 
 impl Ring {
     fn new(period_ms: i64, capacity: usize) -> Ring {
