@@ -1,0 +1,38 @@
+//! The issue-2 benchmark: prints the Markdown tables of `docs/BENCHMARKS.md`.
+//!
+//! ```text
+//! cargo bench -p gridlog-benches --bench wal --features peers
+//! ```
+//!
+//! `GRIDLOG_BENCH_SECS` (default 3) sets each row's measurement window,
+//! `GRIDLOG_BENCH_REPLAY_MIB` (default 1024) the replayed log's size, and `GRIDLOG_BENCH_DIR`
+//! (default `target/bench-data`) where the data lives — which decides the disk measured.
+//! Progress goes to stderr, the tables to stdout.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes test-harness flags and
+    // expects a quick exit, which it gets: this benchmark runs only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("gridlog-benches: run with `cargo bench` (nothing to test here)");
+        return ExitCode::SUCCESS;
+    }
+    let config = match gridlog_benches::BenchConfig::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("gridlog-benches: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match gridlog_benches::run(&config) {
+        Ok(report) => {
+            println!("{}", report.to_markdown());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gridlog-benches: benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
