@@ -691,8 +691,11 @@ impl Engine {
     }
 
     /// The image's digest.
+    ///
+    /// Only the copy-on-write capture (pointer copies) happens under the image's read lock;
+    /// the hashing runs outside it, so a status poll never holds up the processor's apply.
     pub fn digest(&self) -> u64 {
-        self.read(Image::digest)
+        self.read(Image::capture).digest()
     }
 
     /// One past the newest offset applied to the image.

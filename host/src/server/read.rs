@@ -6,7 +6,7 @@ use axum::Json;
 use gridlog_common::domain::{AssetKind, MeterKind};
 use gridlog_firmware::engine::image::{EntityState, Flows};
 use gridlog_firmware::engine::query::QUERY_LIMIT_MAX;
-use gridlog_firmware::engine::{Filter, Step};
+use gridlog_firmware::engine::{Engine, Filter, Step};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -49,20 +49,46 @@ fn parse_time(value: &Option<String>, field: &str) -> Result<Option<i64>, ApiErr
         .transpose()
 }
 
+/// The views of every entity `view` accepts, in id order.
+fn views<T>(engine: &Engine, view: impl Fn(&str, &EntityState) -> Option<T>) -> Vec<T> {
+    let mut views = engine.read(|image| {
+        image
+            .entities()
+            .filter_map(|(id, e)| view(id.as_str(), &e.state).map(|v| (id.clone(), v)))
+            .collect::<Vec<_>>()
+    });
+    views.sort_by(|a, b| a.0.cmp(&b.0));
+    views.into_iter().map(|(_, v)| v).collect()
+}
+
+/// The view of one entity, if it exists and `view` accepts it.
+fn one_view<T>(
+    engine: &Engine,
+    id: &str,
+    view: impl Fn(&str, &EntityState) -> Option<T>,
+) -> Option<T> {
+    engine.read(|image| image.entity(id).and_then(|e| view(id, &e.state)))
+}
+
+fn as_meter(id: &str, state: &EntityState) -> Option<MeterView> {
+    match state {
+        EntityState::Meter(m) => Some(meter_view(id, m)),
+        _ => None,
+    }
+}
+
+fn as_asset(id: &str, state: &EntityState) -> Option<AssetView> {
+    match state {
+        EntityState::Asset(a) => Some(asset_view(id, a)),
+        _ => None,
+    }
+}
+
 /// List meters.
 #[utoipa::path(get, path = "/api/v1/meters", tag = "meters", responses((status = 200, body = Vec<MeterView>)))]
 pub async fn list_meters(State(state): State<AppState>) -> Result<Json<Vec<MeterView>>, ApiError> {
     let engine = state.engine()?;
-    let mut meters = engine.read(|image| {
-        image
-            .entities()
-            .filter_map(|(id, e)| match &e.state {
-                EntityState::Meter(m) => Some(meter_view(id.as_str(), m)),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    });
-    meters.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut meters = views(engine, as_meter);
     for m in &mut meters {
         m.rejected_last_hour = engine.rejected_last_hour(&m.id);
     }
@@ -78,33 +104,16 @@ pub async fn get_meter(
     Path(id): Path<String>,
 ) -> Result<Json<MeterView>, ApiError> {
     let engine = state.engine()?;
-    engine
-        .read(|image| match image.entity(&id).map(|e| &e.state) {
-            Some(EntityState::Meter(m)) => Some(meter_view(&id, m)),
-            _ => None,
-        })
-        .map(|mut view| {
-            view.rejected_last_hour = engine.rejected_last_hour(&id);
-            Json(view)
-        })
-        .ok_or_else(|| ApiError::not_found("meter", &id))
+    let mut view =
+        one_view(engine, &id, as_meter).ok_or_else(|| ApiError::not_found("meter", &id))?;
+    view.rejected_last_hour = engine.rejected_last_hour(&id);
+    Ok(Json(view))
 }
 
 /// List assets.
 #[utoipa::path(get, path = "/api/v1/assets", tag = "assets", responses((status = 200, body = Vec<AssetView>)))]
 pub async fn list_assets(State(state): State<AppState>) -> Result<Json<Vec<AssetView>>, ApiError> {
-    let engine = state.engine()?;
-    let mut assets = engine.read(|image| {
-        image
-            .entities()
-            .filter_map(|(id, e)| match &e.state {
-                EntityState::Asset(a) => Some(asset_view(id.as_str(), a)),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    });
-    assets.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Json(assets))
+    Ok(Json(views(state.engine()?, as_asset)))
 }
 
 /// One asset's current state (with `seq` for optimistic concurrency).
@@ -115,12 +124,7 @@ pub async fn get_asset(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<AssetView>, ApiError> {
-    let engine = state.engine()?;
-    engine
-        .read(|image| match image.entity(&id).map(|e| &e.state) {
-            Some(EntityState::Asset(a)) => Some(asset_view(&id, a)),
-            _ => None,
-        })
+    one_view(state.engine()?, &id, as_asset)
         .map(Json)
         .ok_or_else(|| ApiError::not_found("asset", &id))
 }
