@@ -28,6 +28,10 @@ pub const CHECKPOINT_EVERY_EVENTS: u64 = 64;
 /// Recent client command ids remembered for idempotent retries.
 pub const COMMAND_IDS_MAX: usize = 100_000;
 
+/// A hash map with a fast, randomly seeded hasher (foldhash). Entity ids are short keys
+/// looked up several times per reading; SipHash was a tenth of the processor's time.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// FNV-1a, 64 bit: a small, fixed, dependency-free hash for the image digest.
 #[derive(Debug, Clone, Copy)]
 pub struct Fnv(u64);
@@ -59,15 +63,31 @@ impl Fnv {
     }
 }
 
-/// The fingerprint of a reading's values, for duplicate detection.
+/// The fingerprint of a reading's values, for duplicate detection: each value's bits mixed
+/// in by multiply and xor-shift, then a final avalanche (MurmurHash3's `fmix64`). Word-wise,
+/// so it costs a few multiplies, not one per byte. Fingerprints are kept in the image and
+/// its snapshots: changing this function needs a new snapshot format version.
 pub(crate) fn reading_fingerprint(r: &Reading) -> u64 {
-    let mut h = Fnv::default();
-    h.write_f64(r.import_wh);
-    h.write_f64(r.export_wh);
-    h.write_f64(r.power_w);
-    h.write_f64(r.voltage_v.map_or(f64::NAN, f64::from));
-    h.write_f64(r.current_a.map_or(f64::NAN, f64::from));
-    h.finish()
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    // An absent value has bits no f32 conversion of a reading produces (a NaN payload).
+    const ABSENT: u32 = 0x7fc0_dead;
+    let optional = (u64::from(r.voltage_v.map_or(ABSENT, f32::to_bits)) << 32)
+        | u64::from(r.current_a.map_or(ABSENT, f32::to_bits));
+    let mut h = K;
+    for word in [
+        r.import_wh.to_bits(),
+        r.export_wh.to_bits(),
+        r.power_w.to_bits(),
+        optional,
+    ] {
+        h = (h ^ word).wrapping_mul(K);
+        h ^= h >> 29;
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// A meter's state: what validation needs, and what an operator asks for.
@@ -183,31 +203,39 @@ impl EntityState {
         }
     }
 
-    /// The state after `event` (which must be this entity's next event). Pure: validation
-    /// uses it to look ahead within a batch, [`Image::apply`] to commit.
+    /// The state after `event` (which must be this entity's next event). Pure: a copy
+    /// changed by [`EntityState::advance`], or a new state from a registration.
     pub fn evolve(state: Option<&EntityState>, stored: &StoredEvent) -> Option<EntityState> {
+        match state {
+            Some(state) => {
+                let mut next = state.clone();
+                next.advance(stored);
+                Some(next)
+            }
+            None => EntityState::create(stored),
+        }
+    }
+
+    /// The state an entity starts with: from its registration (or any event of the system
+    /// entity). `None` for other events of an unknown entity: validation never produces
+    /// them; replay of a foreign log could, and they change nothing.
+    pub fn create(stored: &StoredEvent) -> Option<EntityState> {
         let seq = stored.seq;
         let at = stored.gateway_ms;
         if stored.kind == EntityKind::System {
-            let mut system = match state {
-                Some(EntityState::System(s)) => s.clone(),
-                _ => Box::default(),
-            };
+            let mut system = Box::<SystemState>::default();
             system.seq = seq;
             system.updated_ms = at;
             system.apply(&stored.event);
             return Some(EntityState::System(system));
         }
-        match (&stored.event, state) {
-            (
-                Event::MeterRegistered {
-                    kind,
-                    register_bits,
-                },
-                None,
-            ) => Some(EntityState::Meter(MeterState {
-                kind: *kind,
-                register_bits: *register_bits,
+        match stored.event {
+            Event::MeterRegistered {
+                kind,
+                register_bits,
+            } => Some(EntityState::Meter(MeterState {
+                kind,
+                register_bits,
                 seq,
                 decommissioned: false,
                 latest: None,
@@ -217,17 +245,14 @@ impl EntityState {
                 readings: 0,
                 updated_ms: at,
             })),
-            (
-                Event::AssetRegistered {
-                    kind,
-                    rated_power_w,
-                    capacity_wh,
-                },
-                None,
-            ) => Some(EntityState::Asset(Box::new(AssetState {
-                kind: *kind,
-                rated_power_w: *rated_power_w,
-                capacity_wh: *capacity_wh,
+            Event::AssetRegistered {
+                kind,
+                rated_power_w,
+                capacity_wh,
+            } => Some(EntityState::Asset(Box::new(AssetState {
+                kind,
+                rated_power_w,
+                capacity_wh,
                 seq,
                 available: true,
                 faults: heapless::Vec::new(),
@@ -236,11 +261,31 @@ impl EntityState {
                 setpoint_applied_w: None,
                 updated_ms: at,
             }))),
-            (event, Some(EntityState::Meter(m))) => {
-                let mut m = m.clone();
+            _ => None,
+        }
+    }
+
+    /// Changes the state in place by the entity's next event (the processor validates
+    /// and applies every reading this way: no copy of the state).
+    pub fn advance(&mut self, stored: &StoredEvent) {
+        let seq = stored.seq;
+        let at = stored.gateway_ms;
+        if stored.kind == EntityKind::System {
+            if !matches!(self, EntityState::System(_)) {
+                *self = EntityState::System(Box::default());
+            }
+            if let EntityState::System(system) = self {
+                system.seq = seq;
+                system.updated_ms = at;
+                system.apply(&stored.event);
+            }
+            return;
+        }
+        match self {
+            EntityState::Meter(m) => {
                 m.seq = seq;
                 m.updated_ms = at;
-                match event {
+                match &stored.event {
                     Event::ReadingRecorded(r) => {
                         if m.latest.is_none_or(|l| r.time_ms > l.time_ms) {
                             m.latest = Some(*r);
@@ -270,13 +315,11 @@ impl EntityState {
                     Event::RegisterRolledOver { .. } => {}
                     _ => {}
                 }
-                Some(EntityState::Meter(m))
             }
-            (event, Some(EntityState::Asset(a))) => {
-                let mut a = a.clone();
+            EntityState::Asset(a) => {
                 a.seq = seq;
                 a.updated_ms = at;
-                match event {
+                match &stored.event {
                     Event::TelemetryRecorded(t)
                         if a.telemetry
                             .as_ref()
@@ -293,11 +336,9 @@ impl EntityState {
                     Event::FaultCleared { code } => a.faults.retain(|c| c != code),
                     _ => {}
                 }
-                Some(EntityState::Asset(a))
             }
-            // A registration of an existing entity, or an event of an unknown one: validation
-            // never produces these; replay of a foreign log could. Keep the state unchanged.
-            (_, state) => state.cloned(),
+            // A meter or asset event for the system entity: a foreign log; unchanged.
+            EntityState::System(_) => {}
         }
     }
 }
@@ -507,11 +548,11 @@ pub(crate) struct ImagePartsRef<'a> {
 pub struct Image {
     /// Each entity behind an `Arc`: a snapshot holds clones of these pointers while it is
     /// written, and `apply` copies an entity only if a snapshot still holds it.
-    pub(crate) entities: HashMap<EntityId, Arc<Entity>>,
+    pub(crate) entities: FastMap<EntityId, Arc<Entity>>,
     pub(crate) site: SiteTotals,
     pub(crate) rollup_options: RollupOptions,
     /// Recent client command ids with the offset of their first event.
-    pub(crate) command_ids: HashMap<CommandId, Offset>,
+    pub(crate) command_ids: FastMap<CommandId, Offset>,
     command_id_order: VecDeque<CommandId>,
     /// One past the newest applied offset.
     pub(crate) next_offset: Offset,
@@ -547,27 +588,28 @@ impl Image {
             self.remember_command(id.clone(), offset);
         }
         let rollup_options = self.rollup_options;
-        let entry = self.entities.get_mut(stored.entity.as_str());
-        let state = entry.as_ref().map(|e| &e.state);
-        let Some(next) = EntityState::evolve(state, stored) else {
-            return;
+        let entity = match self.entities.get_mut(stored.entity.as_str()) {
+            Some(entity) => {
+                let entity = Arc::make_mut(entity);
+                entity.state.advance(stored);
+                entity
+            }
+            None => {
+                let Some(state) = EntityState::create(stored) else {
+                    return;
+                };
+                Arc::make_mut(
+                    self.entities
+                        .entry(stored.entity.clone())
+                        .or_insert(Arc::new(Entity {
+                            state,
+                            index: EntityIndex::default(),
+                            rollups: None,
+                            prev_registers: None,
+                        })),
+                )
+            }
         };
-        let entity =
-            match entry {
-                Some(entity) => {
-                    let entity = Arc::make_mut(entity);
-                    entity.state = next;
-                    entity
-                }
-                None => Arc::make_mut(self.entities.entry(stored.entity.clone()).or_insert(
-                    Arc::new(Entity {
-                        state: next,
-                        index: EntityIndex::default(),
-                        rollups: None,
-                        prev_registers: None,
-                    }),
-                )),
-            };
         if stored.seq % CHECKPOINT_EVERY_EVENTS == 1 {
             entity.index.checkpoints.push((stored.seq, offset));
         }
@@ -620,6 +662,11 @@ impl Image {
             }
             _ => {}
         }
+    }
+
+    /// Remembered command ids, oldest first.
+    pub(crate) fn command_ids_in_order(&self) -> impl Iterator<Item = &CommandId> {
+        self.command_id_order.iter()
     }
 
     fn remember_command(&mut self, id: CommandId, offset: Offset) {

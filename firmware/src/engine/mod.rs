@@ -527,6 +527,7 @@ impl Engine {
         );
         let next = wal.next_offset();
         image.next_offset = next;
+        let planner = processor::Planner::new(&image);
         let inner = Arc::new(Inner {
             wal,
             image: RwLock::new(image),
@@ -559,7 +560,7 @@ impl Engine {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name("gridlog-processor".into())
-                .spawn(move || processor::run(&inner, jobs))
+                .spawn(move || processor::run(&inner, jobs, planner))
                 .map_err(|source| OpenError::Io {
                     path: data_dir.to_path_buf(),
                     source,

@@ -1,26 +1,41 @@
-//! The write path: one thread validates, persists, applies and answers, batch by batch.
+//! The write path: two threads in a pipeline.
 //!
-//! A batch is every request that queued up while the previous batch was being synced, so
-//! batches grow by themselves under load. Validation sees the image plus an overlay holding
-//! the effects of earlier commands of the same batch, which are not durable yet and so not
-//! in the image ("persist, then apply"). Each request's accepted events are one log frame
-//! (atomic); the batch's frames share one durable point.
+//! The **planner** (`gridlog-processor`) takes a batch (every request that queued up
+//! meanwhile, so batches grow by themselves under load), validates each command, encodes
+//! each request's accepted events as one log frame (atomic) and appends the frames without
+//! waiting. It validates against its own copy of every entity's state, which it advances as
+//! it plans, so the next batch is validated against the effects of the batches still in
+//! flight, while those are synced and applied.
+//!
+//! The **applier** (`gridlog-applier`) takes the planned batches in order, waits for each
+//! batch's durable point, applies its events to the image, publishes the commit and answers
+//! every caller. Persist, then apply: the image, queries and subscriptions only ever see
+//! durable events. The two threads are joined by a bounded channel of
+//! [`BATCHES_IN_FLIGHT`] batches.
+//!
+//! If an append or a sync fails, the engine stops accepting writes (`failed`); the planner's
+//! states may then be ahead of the log, but nothing is planned against them again.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{self, Receiver};
 
 use gridlog_common::batch::batch_frame_len;
 use gridlog_common::domain::{encode_event, StoredEvent};
 use gridlog_common::id::{CommandId, EntityId};
+use gridlog_common::Offset;
 
-use super::image::EntityState;
-use super::validate::{kind_after, validate, Overlay, Rejection, Verdict};
+use super::image::{EntityState, FastMap, Image, COMMAND_IDS_MAX};
+use super::validate::{kind_after, validate, Rejection, Verdict};
 use super::{Inner, ItemResult, Job, Response, SubmitError};
 
 /// Encoded bytes reserved per event while encoding; an event that needs more is encoded
 /// again into a larger space.
 const EVENT_BYTES_GUESS: usize = 256;
+
+/// Batches planned and appended but not yet applied: while one is synced and applied, the
+/// next is planned. More would only queue requests behind the same fsyncs.
+pub const BATCHES_IN_FLIGHT: usize = 3;
 
 /// A request after validation.
 struct Planned {
@@ -32,183 +47,356 @@ struct Planned {
     replayed: bool,
 }
 
-pub(super) fn run(inner: &Inner, jobs: Receiver<Job>) {
-    let mut buf: Vec<u8> = Vec::new();
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        let mut commands = batch[0].request.commands.len();
-        while commands < inner.batch_commands {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    commands += job.request.commands.len();
-                    batch.push(job);
+/// A batch on its way from the planner to the applier.
+struct InFlight {
+    jobs: Vec<Job>,
+    planned: Vec<Planned>,
+    /// Each request's first offset (0 for requests without events).
+    first_offsets: Vec<Offset>,
+    /// One past the batch's last appended offset; `None` if it appended nothing.
+    durable_at: Option<Offset>,
+    /// Encoded event bytes of the batch.
+    bytes: u64,
+}
+
+/// What validation reads: every entity's state as of everything planned so far, and the
+/// recent command ids (the image's, plus those of planned requests).
+pub(super) struct Planner {
+    states: FastMap<EntityId, EntityState>,
+    command_ids: HashSet<CommandId, foldhash::fast::RandomState>,
+    command_id_order: VecDeque<CommandId>,
+}
+
+impl Planner {
+    /// A planner that starts where `image` is.
+    pub(super) fn new(image: &Image) -> Planner {
+        let mut planner = Planner {
+            states: image
+                .entities()
+                .map(|(id, e)| (id.clone(), e.state.clone()))
+                .collect(),
+            command_ids: HashSet::default(),
+            command_id_order: VecDeque::new(),
+        };
+        for id in image.command_ids_in_order() {
+            planner.remember(id.clone());
+        }
+        planner
+    }
+
+    /// The same bound and order as the image's memory of command ids.
+    fn remember(&mut self, id: CommandId) {
+        if self.command_ids.insert(id.clone()) {
+            self.command_id_order.push_back(id);
+            while self.command_id_order.len() > COMMAND_IDS_MAX {
+                if let Some(old) = self.command_id_order.pop_front() {
+                    self.command_ids.remove(&old);
                 }
-                Err(_) => break,
             }
         }
-        inner.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-        inner.batches.fetch_add(1, Ordering::Relaxed);
-        if let Some(failed) = inner
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    }
+
+    fn plan(&mut self, inner: &Inner, batch: &[Job], buf: &mut Vec<u8>) -> Vec<Planned> {
+        let now_ms = inner.clock.now_ms();
+        let frame_max = inner.wal.batch_frame_bytes_max();
+        let mut planned = Vec::with_capacity(batch.len());
+        for job in batch {
+            let request = &job.request;
+            if let Some(id) = &request.command_id {
+                if self.command_ids.contains(id) {
+                    let results = request
+                        .commands
+                        .iter()
+                        .map(|_| Err(ItemResult::Duplicate))
+                        .collect();
+                    planned.push(Planned {
+                        results,
+                        events: vec![],
+                        ranges: vec![],
+                        replayed: true,
+                    });
+                    continue;
+                }
+            }
+            let buf_start = buf.len();
+            // States as they were before this request, to undo it if it cannot be stored.
+            let mut undo: Vec<(EntityId, Option<EntityState>)> = Vec::new();
+            let mut plan = Planned {
+                results: Vec::with_capacity(request.commands.len()),
+                events: Vec::with_capacity(request.commands.len()),
+                ranges: vec![],
+                replayed: false,
+            };
+            for item in &request.commands {
+                let entity = item.command.entity();
+                // One lookup per command: validated, then advanced in place.
+                let mut state = self.states.get_mut(entity.as_str());
+                let current = state.as_deref();
+                let events = match validate(
+                    &item.command,
+                    item.expected_seq,
+                    current,
+                    &inner.rules,
+                    now_ms,
+                ) {
+                    Verdict::Accept(events) => events,
+                    Verdict::Duplicate => {
+                        plan.results.push(Err(ItemResult::Duplicate));
+                        continue;
+                    }
+                    Verdict::Reject(rejection) => {
+                        plan.results.push(Err(ItemResult::Rejected(rejection)));
+                        continue;
+                    }
+                };
+                let Some(kind) = kind_after(current, &events, entity) else {
+                    plan.results.push(Err(ItemResult::Rejected(internal(
+                        "event without an entity kind",
+                    ))));
+                    continue;
+                };
+                undo.push((entity.clone(), current.cloned()));
+                let first_seq = current.map_or(0, EntityState::seq) + 1;
+                let mut created: Option<EntityState> = None;
+                for (seq, event) in (first_seq..).zip(events) {
+                    let stored = StoredEvent {
+                        entity: entity.clone(),
+                        kind,
+                        seq,
+                        gateway_ms: now_ms,
+                        command_id: None,
+                        event,
+                    };
+                    match (state.as_deref_mut(), created.as_mut()) {
+                        (Some(state), _) | (None, Some(state)) => state.advance(&stored),
+                        (None, None) => created = EntityState::create(&stored),
+                    }
+                    plan.events.push(stored);
+                }
+                let seq = match (state, created) {
+                    (Some(state), _) => state.seq(),
+                    (None, Some(created)) => {
+                        let seq = created.seq();
+                        self.states.insert(entity.clone(), created);
+                        seq
+                    }
+                    (None, None) => 0,
+                };
+                plan.results.push(Ok((plan.events.len() - 1, seq)));
+            }
+            if let (Some(first), Some(id)) = (plan.events.first_mut(), &request.command_id) {
+                first.command_id = Some(id.clone());
+            }
+            for event in &plan.events {
+                let start = buf.len();
+                buf.resize(start + EVENT_BYTES_GUESS, 0);
+                let used = match encode_event(event, &mut buf[start..]) {
+                    Ok(bytes) => bytes.len(),
+                    Err(_) => {
+                        // Rare: an event larger than the guess. Encode with room to spare.
+                        let bytes = gridlog_common::domain::encode_event_vec(event);
+                        buf.truncate(start);
+                        buf.extend_from_slice(&bytes);
+                        bytes.len()
+                    }
+                };
+                buf.truncate(start + used);
+                plan.ranges.push((start, start + used));
+            }
+            let records: Vec<&[u8]> = plan.ranges.iter().map(|&(s, e)| &buf[s..e]).collect();
+            if !records.is_empty() && batch_frame_len(u64::MAX, &records) > frame_max {
+                // Too large for one atomic frame: refuse the whole request, forget its effects.
+                for (entity, state) in undo.into_iter().rev() {
+                    match state {
+                        Some(state) => {
+                            self.states.insert(entity, state);
+                        }
+                        None => {
+                            self.states.remove(entity.as_str());
+                        }
+                    }
+                }
+                buf.truncate(buf_start);
+                let rejection = Rejection {
+                    code: "request_too_large",
+                    field: None,
+                    message: format!("the request's events exceed one log frame of {frame_max} bytes; send fewer commands per request"),
+                    current_seq: None,
+                };
+                plan.results = plan
+                    .results
+                    .into_iter()
+                    .map(|_| Err(ItemResult::Rejected(rejection.clone())))
+                    .collect();
+                plan.events.clear();
+                plan.ranges.clear();
+            } else if let Some(id) = &request.command_id {
+                if !plan.events.is_empty() {
+                    self.remember(id.clone());
+                }
+            }
+            planned.push(plan);
+        }
+        planned
+    }
+}
+
+/// The planner's loop; spawns the applier and returns when the queue closes and every
+/// planned batch has been answered.
+pub(super) fn run(inner: &Inner, jobs: Receiver<Job>, mut planner: Planner) {
+    let (to_applier, applier_jobs) = mpsc::sync_channel::<InFlight>(BATCHES_IN_FLIGHT - 1);
+    std::thread::scope(|scope| {
+        let applier = std::thread::Builder::new()
+            .name("gridlog-applier".into())
+            .spawn_scoped(scope, || run_applier(inner, applier_jobs));
+        if let Err(e) = applier {
+            fail(inner, format!("cannot start the applier thread: {e}"));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            let mut commands = batch[0].request.commands.len();
+            while commands < inner.batch_commands {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        commands += job.request.commands.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            inner.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            inner.batches.fetch_add(1, Ordering::Relaxed);
+            if let Some(failed) = failure(inner) {
+                reply_all(batch, &failed);
+                continue;
+            }
+            buf.clear();
+            let planned = planner.plan(inner, &batch, &mut buf);
+            match append(inner, &planned, &buf) {
+                Ok((first_offsets, durable_at)) => {
+                    let bytes = planned
+                        .iter()
+                        .flat_map(|p| p.ranges.iter())
+                        .map(|(s, e)| (e - s) as u64)
+                        .sum();
+                    let flight = InFlight {
+                        jobs: batch,
+                        planned,
+                        first_offsets,
+                        durable_at,
+                        bytes,
+                    };
+                    if let Err(mpsc::SendError(flight)) = to_applier.send(flight) {
+                        let error = fail(inner, "the applier thread stopped".to_string());
+                        reply_all(flight.jobs, &error);
+                    }
+                }
+                Err(error) => {
+                    let error = fail(inner, error);
+                    reply_all(batch, &error);
+                }
+            }
+        }
+        drop(to_applier);
+    });
+}
+
+/// The applier's loop: durable point, apply, answer; batch after batch, in order.
+fn run_applier(inner: &Inner, batches: Receiver<InFlight>) {
+    while let Ok(flight) = batches.recv() {
+        if let Some(at) = flight.durable_at {
+            if let Err(e) = inner.wal.wait_durable(at) {
+                let error = fail(inner, e.to_string());
+                reply_all(flight.jobs, &error);
+                continue;
+            }
+        }
+        apply(inner, &flight.planned, &flight.first_offsets, flight.bytes);
+        for ((job, plan), first_offset) in flight
+            .jobs
+            .into_iter()
+            .zip(flight.planned)
+            .zip(flight.first_offsets)
         {
-            for job in batch {
-                (job.reply)(Err(SubmitError::Storage(failed.clone())));
-            }
-            continue;
-        }
-        buf.clear();
-        let planned = plan(inner, &batch, &mut buf);
-        match persist(inner, &planned, &buf) {
-            Ok(first_offsets) => {
-                apply(inner, &planned, &first_offsets);
-                for ((job, plan), first_offset) in batch.into_iter().zip(planned).zip(first_offsets)
-                {
-                    let response = respond(inner, plan, first_offset);
-                    note_rejections(inner, &job, &response);
-                    (job.reply)(Ok(response));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "log append failed; the engine stops accepting writes");
-                *inner.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
-                for job in batch {
-                    (job.reply)(Err(SubmitError::Storage(error.clone())));
-                }
-            }
+            let response = respond(inner, plan, first_offset);
+            note_rejections(inner, &job, &response);
+            (job.reply)(Ok(response));
         }
     }
 }
 
-fn plan(inner: &Inner, batch: &[Job], buf: &mut Vec<u8>) -> Vec<Planned> {
-    let now_ms = inner.clock.now_ms();
-    let frame_max = inner.wal.batch_frame_bytes_max();
-    let image = inner.image.read().unwrap_or_else(|e| e.into_inner());
-    let mut overlay = Overlay::new(&image);
-    let mut ids_in_batch: HashSet<CommandId> = HashSet::new();
-    let mut planned = Vec::with_capacity(batch.len());
-    for job in batch {
-        let request = &job.request;
-        if let Some(id) = &request.command_id {
-            if image.command_ids.contains_key(id) || ids_in_batch.contains(id) {
-                let results = request
-                    .commands
-                    .iter()
-                    .map(|_| Err(ItemResult::Duplicate))
-                    .collect();
-                planned.push(Planned {
-                    results,
-                    events: vec![],
-                    ranges: vec![],
-                    replayed: true,
-                });
-                continue;
-            }
-        }
-        let buf_start = buf.len();
-        let mut undo: Vec<(EntityId, Option<EntityState>)> = Vec::new();
-        let mut plan = Planned {
-            results: Vec::with_capacity(request.commands.len()),
-            events: vec![],
-            ranges: vec![],
-            replayed: false,
-        };
-        for item in &request.commands {
-            let entity = item.command.entity();
-            let state = overlay.state(entity.as_str());
-            match validate(
-                &item.command,
-                item.expected_seq,
-                state,
-                &inner.rules,
-                now_ms,
-            ) {
-                Verdict::Accept(events) => {
-                    let Some(kind) = kind_after(state, &events, entity) else {
-                        plan.results.push(Err(ItemResult::Rejected(internal(
-                            "event without an entity kind",
-                        ))));
-                        continue;
-                    };
-                    undo.push((entity.clone(), state.cloned()));
-                    let mut next = state.cloned();
-                    for event in events {
-                        let seq = next.as_ref().map_or(0, EntityState::seq) + 1;
-                        let stored = StoredEvent {
-                            entity: entity.clone(),
-                            kind,
-                            seq,
-                            gateway_ms: now_ms,
-                            command_id: None,
-                            event,
-                        };
-                        next = EntityState::evolve(next.as_ref(), &stored);
-                        plan.events.push(stored);
-                    }
-                    let seq = next.as_ref().map_or(0, EntityState::seq);
-                    if let Some(next) = next {
-                        overlay.set(entity, next);
-                    }
-                    plan.results.push(Ok((plan.events.len() - 1, seq)));
-                }
-                Verdict::Duplicate => plan.results.push(Err(ItemResult::Duplicate)),
-                Verdict::Reject(rejection) => {
-                    plan.results.push(Err(ItemResult::Rejected(rejection)))
-                }
-            }
-        }
-        if let (Some(first), Some(id)) = (plan.events.first_mut(), &request.command_id) {
-            first.command_id = Some(id.clone());
-        }
-        for event in &plan.events {
-            let start = buf.len();
-            buf.resize(start + EVENT_BYTES_GUESS, 0);
-            let used = match encode_event(event, &mut buf[start..]) {
-                Ok(bytes) => bytes.len(),
-                Err(_) => {
-                    // Rare: an event larger than the guess. Encode with room to spare.
-                    let bytes = gridlog_common::domain::encode_event_vec(event);
-                    buf.truncate(start);
-                    buf.extend_from_slice(&bytes);
-                    bytes.len()
-                }
-            };
-            buf.truncate(start + used);
-            plan.ranges.push((start, start + used));
-        }
-        let records: Vec<&[u8]> = plan.ranges.iter().map(|&(s, e)| &buf[s..e]).collect();
-        if !records.is_empty() && batch_frame_len(u64::MAX, &records) > frame_max {
-            // Too large for one atomic frame: refuse the whole request and forget its effects.
-            for (entity, state) in undo.into_iter().rev() {
-                match state {
-                    Some(state) => overlay.set(&entity, state),
-                    None => overlay.forget(&entity),
-                }
-            }
-            buf.truncate(buf_start);
-            let rejection = Rejection {
-                code: "request_too_large",
-                field: None,
-                message: format!("the request's events exceed one log frame of {frame_max} bytes; send fewer commands per request"),
-                current_seq: None,
-            };
-            plan.results = plan
-                .results
-                .into_iter()
-                .map(|_| Err(ItemResult::Rejected(rejection.clone())))
-                .collect();
-            plan.events.clear();
-            plan.ranges.clear();
-        } else if let Some(id) = &request.command_id {
-            if !plan.events.is_empty() {
-                ids_in_batch.insert(id.clone());
-            }
-        }
-        planned.push(plan);
+fn failure(inner: &Inner) -> Option<String> {
+    inner
+        .failed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Records the first storage failure (the engine accepts no writes after it); returns the
+/// failure callers are told about.
+fn fail(inner: &Inner, error: String) -> String {
+    let mut failed = inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+    if failed.is_none() {
+        tracing::error!(%error, "log append failed; the engine stops accepting writes");
+        *failed = Some(error);
     }
-    planned
+    failed.clone().unwrap_or_default()
+}
+
+fn reply_all(jobs: Vec<Job>, error: &str) {
+    for job in jobs {
+        (job.reply)(Err(SubmitError::Storage(error.to_string())));
+    }
+}
+
+/// Appends every request's frame without waiting. Returns each request's first offset (0
+/// for requests without events) and one past the batch's last offset.
+fn append(
+    inner: &Inner,
+    planned: &[Planned],
+    buf: &[u8],
+) -> Result<(Vec<Offset>, Option<Offset>), String> {
+    let mut first_offsets = Vec::with_capacity(planned.len());
+    let mut durable_at = None;
+    let mut records: Vec<&[u8]> = Vec::new();
+    for plan in planned {
+        if plan.ranges.is_empty() {
+            first_offsets.push(0);
+            continue;
+        }
+        records.clear();
+        records.extend(plan.ranges.iter().map(|&(s, e)| &buf[s..e]));
+        let ticket = inner
+            .wal
+            .append_nowait(&records)
+            .map_err(|e| e.to_string())?;
+        let ack = ticket.ack();
+        first_offsets.push(ack.first_offset);
+        // Offsets become durable in order: the last frame's durable point covers all. The
+        // applier waits for it by offset, so the ticket itself is not kept.
+        durable_at = Some(ack.next_offset);
+    }
+    Ok((first_offsets, durable_at))
+}
+
+fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[Offset], bytes: u64) {
+    let mut image = inner.image.write().unwrap_or_else(|e| e.into_inner());
+    let mut next = None;
+    let mut events = 0u64;
+    for (plan, &first) in planned.iter().zip(first_offsets) {
+        for (i, event) in plan.events.iter().enumerate() {
+            image.apply(first + i as u64, event);
+            next = Some(first + i as u64 + 1);
+            events += 1;
+        }
+    }
+    drop(image);
+    if let Some(next) = next {
+        inner.publish_commit(next);
+    }
+    inner.note_committed(events, bytes);
 }
 
 /// Counts rejections per entity, for entities the image knows (so the map stays bounded by
@@ -242,53 +430,6 @@ fn internal(message: &str) -> Rejection {
         message: message.to_string(),
         current_seq: None,
     }
-}
-
-/// Appends every request's frame and waits for the batch's durable point. Returns each
-/// request's first offset (0 for requests without events).
-fn persist(inner: &Inner, planned: &[Planned], buf: &[u8]) -> Result<Vec<u64>, String> {
-    let mut first_offsets = Vec::with_capacity(planned.len());
-    let mut last_ticket = None;
-    for plan in planned {
-        if plan.ranges.is_empty() {
-            first_offsets.push(0);
-            continue;
-        }
-        let records: Vec<&[u8]> = plan.ranges.iter().map(|&(s, e)| &buf[s..e]).collect();
-        let ticket = inner
-            .wal
-            .append_nowait(&records)
-            .map_err(|e| e.to_string())?;
-        first_offsets.push(ticket.ack().first_offset);
-        last_ticket = Some(ticket);
-    }
-    if let Some(ticket) = last_ticket {
-        // Offsets become durable in order, so the last frame's durability covers all.
-        ticket.wait().map_err(|e| e.to_string())?;
-    }
-    Ok(first_offsets)
-}
-
-fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[u64]) {
-    let mut image = inner.image.write().unwrap_or_else(|e| e.into_inner());
-    let mut next = None;
-    let events: u64 = planned.iter().map(|p| p.events.len() as u64).sum();
-    let bytes: u64 = planned
-        .iter()
-        .flat_map(|p| p.ranges.iter())
-        .map(|(s, e)| (e - s) as u64)
-        .sum();
-    for (plan, &first) in planned.iter().zip(first_offsets) {
-        for (i, event) in plan.events.iter().enumerate() {
-            image.apply(first + i as u64, event);
-            next = Some(first + i as u64 + 1);
-        }
-    }
-    drop(image);
-    if let Some(next) = next {
-        inner.publish_commit(next);
-    }
-    inner.note_committed(events, bytes);
 }
 
 fn respond(inner: &Inner, plan: Planned, first_offset: u64) -> Response {

@@ -2,14 +2,12 @@
 //! batch) becomes events, a duplicate (accepted, nothing stored), or a rejection that names
 //! the field and the reason. Pure: no I/O, no clock but the one passed in.
 
-use std::collections::HashMap;
-
 use gridlog_common::domain::{
     AssetKind, Command, EntityKind, Event, MeterKind, Reading, Register, SYSTEM_ID_PREFIX,
 };
 use gridlog_common::id::EntityId;
 
-use super::image::{reading_fingerprint, EntityState, Image};
+use super::image::{reading_fingerprint, EntityState};
 
 /// Why a command was rejected: a stable code for programs, the field at fault, words for
 /// people, and the entity's current sequence number where that helps a retry.
@@ -69,36 +67,6 @@ pub struct Rules {
 /// Fraction of a register's range near its top (before) and bottom (after) within which a
 /// decrease is recognised as a wrap rather than rejected.
 pub const ROLLOVER_BAND: f64 = 0.25;
-
-/// The image plus the not yet durable effects of earlier commands of the same batch.
-pub(crate) struct Overlay<'a> {
-    image: &'a Image,
-    changed: HashMap<EntityId, EntityState>,
-}
-
-impl<'a> Overlay<'a> {
-    pub(crate) fn new(image: &'a Image) -> Overlay<'a> {
-        Overlay {
-            image,
-            changed: HashMap::new(),
-        }
-    }
-
-    pub(crate) fn state(&self, id: &str) -> Option<&EntityState> {
-        self.changed
-            .get(id)
-            .or_else(|| self.image.entity(id).map(|e| &e.state))
-    }
-
-    pub(crate) fn set(&mut self, id: &EntityId, state: EntityState) {
-        self.changed.insert(id.clone(), state);
-    }
-
-    /// Drops the batch's view of an entity that did not exist before it.
-    pub(crate) fn forget(&mut self, id: &EntityId) {
-        self.changed.remove(id.as_str());
-    }
-}
 
 fn finite(value: f64, field: &'static str) -> Result<(), Rejection> {
     if value.is_finite() {
