@@ -71,8 +71,19 @@ macro_rules! bounded_string {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = heapless::String::<{ $max }>::deserialize(deserializer)?;
-                $name::new(s.as_str()).map_err(serde::de::Error::custom)
+                // Validated straight from the input's string: no intermediate copy (replay
+                // decodes one id per event).
+                struct Visitor;
+                impl serde::de::Visitor<'_> for Visitor {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a string of 1 to {} allowed characters", $max)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$name, E> {
+                        $name::new(v).map_err(E::custom)
+                    }
+                }
+                deserializer.deserialize_str(Visitor)
             }
         }
 
@@ -85,8 +96,11 @@ macro_rules! bounded_string {
                 if s.len() > $max {
                     return Err(IdError::TooLong { len: s.len(), max: $max });
                 }
-                if let Some((at, ch)) = s.char_indices().find(|&(_, c)| !$ok(c)) {
-                    return Err(IdError::BadChar { ch, at });
+                // Every allowed character is ASCII: check bytes, find the char only to report.
+                if !s.bytes().all(|b| b.is_ascii() && $ok(char::from(b))) {
+                    if let Some((at, ch)) = s.char_indices().find(|&(_, c)| !$ok(c)) {
+                        return Err(IdError::BadChar { ch, at });
+                    }
                 }
                 let mut inner = heapless::String::new();
                 // Length was checked above, so this cannot fail.

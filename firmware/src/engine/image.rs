@@ -420,8 +420,9 @@ pub struct Entity {
     pub state: EntityState,
     /// Where its events are.
     pub index: EntityIndex,
-    /// Rollups, for meters that have reported.
-    pub rollups: Option<Box<MeterRollups>>,
+    /// Rollups, for meters that have reported (inline: their newest buckets are written
+    /// by every reading).
+    pub rollups: Option<MeterRollups>,
     /// Energy delta source for rollups: the previous reading's registers, adjusted for wraps.
     prev_registers: Option<(i64, f64, f64)>,
 }
@@ -622,7 +623,7 @@ impl Image {
             Event::ReadingRecorded(r) => {
                 let rollups = entity
                     .rollups
-                    .get_or_insert_with(|| Box::new(MeterRollups::new(&rollup_options)));
+                    .get_or_insert_with(|| MeterRollups::new(&rollup_options));
                 let (import_delta, export_delta) = match entity.prev_registers {
                     Some((t, import, export)) if r.time_ms > t => {
                         (r.import_wh - import, r.export_wh - export)

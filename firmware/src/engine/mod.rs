@@ -446,6 +446,53 @@ fn run_maintenance(inner: &Inner, queue: &SyncSender<Job>) {
     }
 }
 
+/// Events decoded per chunk handed from the decoding thread to the applying one.
+const REPLAY_CHUNK_EVENTS: usize = 4096;
+/// Chunks decoded ahead of the applying thread (bounds replay's memory to a few MiB).
+const REPLAY_CHUNKS_AHEAD: usize = 4;
+
+/// Applies every event `next` yields to `image`, in order. Reading and decoding run on a
+/// second thread, ahead of the applying one by at most [`REPLAY_CHUNKS_AHEAD`] chunks:
+/// start-up uses both cores.
+fn replay(
+    image: &mut Image,
+    mut next: impl FnMut() -> Option<Result<(Offset, gridlog_common::domain::StoredEvent), EngineOpenError>>
+        + Send,
+) -> Result<(), EngineOpenError> {
+    type Chunk = Result<Vec<(Offset, gridlog_common::domain::StoredEvent)>, EngineOpenError>;
+    std::thread::scope(|scope| {
+        let (chunks, decoded) = mpsc::sync_channel::<Chunk>(REPLAY_CHUNKS_AHEAD);
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(REPLAY_CHUNK_EVENTS);
+            while let Some(item) = next() {
+                match item {
+                    Ok(event) => chunk.push(event),
+                    Err(e) => {
+                        let _ = chunks.send(Err(e));
+                        return;
+                    }
+                }
+                if chunk.len() == REPLAY_CHUNK_EVENTS {
+                    let full =
+                        std::mem::replace(&mut chunk, Vec::with_capacity(REPLAY_CHUNK_EVENTS));
+                    if chunks.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = chunks.send(Ok(chunk));
+            }
+        });
+        for chunk in decoded {
+            for (offset, event) in chunk? {
+                image.apply(offset, &event);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// The newest snapshot that loads and checks, or an empty image (full replay). A snapshot
 /// beyond the end of the log, of another log, or damaged, is skipped with a warning.
 fn load_newest_snapshot(data_dir: &Path, wal: &Wal, rollups: RollupOptions) -> (Image, String) {
@@ -496,26 +543,37 @@ impl Engine {
                         reason: e.to_string(),
                     },
                 )?;
-            while let Some(record) = cursor.next_record() {
-                let (offset, bytes) = record.map_err(|e| EngineOpenError::HistoryMissing {
-                    oldest,
-                    reason: e.to_string(),
-                })?;
-                let event = decode_event(&bytes)
-                    .map_err(|error| EngineOpenError::BadEvent { offset, error })?;
-                image.apply(offset, &event);
-            }
+            replay(&mut image, || {
+                let (offset, bytes) = match cursor.next_record()? {
+                    Ok(record) => record,
+                    Err(e) => {
+                        return Some(Err(EngineOpenError::HistoryMissing {
+                            oldest,
+                            reason: e.to_string(),
+                        }))
+                    }
+                };
+                Some(
+                    decode_event(&bytes)
+                        .map(|event| (offset, event))
+                        .map_err(|error| EngineOpenError::BadEvent { offset, error }),
+                )
+            })?;
         }
         let events_before = image.events;
         let mut cursor = wal.read_from(image.next_offset.max(oldest))?;
-        while let Some(record) = cursor.next() {
-            let record = record?;
-            let event = decode_event(record.bytes).map_err(|error| EngineOpenError::BadEvent {
-                offset: record.offset,
-                error,
-            })?;
-            image.apply(record.offset, &event);
-        }
+        replay(&mut image, || {
+            let record = match cursor.next()? {
+                Ok(record) => record,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let offset = record.offset;
+            Some(
+                decode_event(record.bytes)
+                    .map(|event| (offset, event))
+                    .map_err(|error| EngineOpenError::BadEvent { offset, error }),
+            )
+        })?;
         drop(cursor);
         let replayed_events = image.events - events_before;
         let replay_millis = started.elapsed().as_millis() as u64;
