@@ -616,7 +616,7 @@ fn main() {
         rss_registered as f64 / 1048576.0
     );
     println!(
-        "| idle RSS: {meters} meters with one reading each (rollup rings allocated) / after the run | {:.1} MiB / {:.1} MiB | reported | — |",
+        "| idle RSS: {meters} meters with one reading each (rollup slots are allocated when a first interval closes) / after the run | {:.1} MiB / {:.1} MiB | reported | — |",
         rss_one_each as f64 / 1048576.0,
         rss_after as f64 / 1048576.0
     );

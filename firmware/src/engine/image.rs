@@ -32,34 +32,52 @@ pub const COMMAND_IDS_MAX: usize = 100_000;
 /// looked up several times per reading; SipHash was a tenth of the processor's time.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// FNV-1a, 64 bit: a small, fixed, dependency-free hash for the image digest.
+/// The image digest's hash: 64-bit words mixed by multiply, rotate and xor (bytes taken
+/// eight at a time, little-endian), with a final avalanche. Small, fixed, dependency-free,
+/// and fast enough to digest 10,000 meters with their rollups in milliseconds.
 #[derive(Debug, Clone, Copy)]
-pub struct Fnv(u64);
+pub struct DigestHasher(u64);
 
-impl Default for Fnv {
+impl Default for DigestHasher {
     fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+        DigestHasher(0xcbf2_9ce4_8422_2325)
     }
 }
 
-impl Fnv {
+impl DigestHasher {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(Self::K).rotate_left(29);
+    }
     pub(crate) fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.word(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
         }
+        let mut last = [0u8; 8];
+        let rest = chunks.remainder();
+        last[..rest.len()].copy_from_slice(rest);
+        // The length keeps "ab" + "" apart from "a" + "b".
+        self.word(u64::from_le_bytes(last) ^ ((bytes.len() as u64) << 56));
     }
     pub(crate) fn write_u64(&mut self, v: u64) {
-        self.write(&v.to_le_bytes());
+        self.word(v);
     }
     pub(crate) fn write_i64(&mut self, v: i64) {
-        self.write(&v.to_le_bytes());
+        self.word(v as u64);
     }
     pub(crate) fn write_f64(&mut self, v: f64) {
-        self.write(&v.to_bits().to_le_bytes());
+        self.word(v.to_bits());
     }
     pub(crate) fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
 }
 
@@ -486,17 +504,22 @@ pub(crate) fn digest_of<'a>(
     entities: impl Iterator<Item = (&'a EntityId, &'a Entity)>,
     site: &SiteTotals,
 ) -> u64 {
-    let mut h = Fnv::default();
+    let mut h = DigestHasher::default();
     h.write_u64(next_offset);
+    // Each state and index by its postcard bytes (floats as their bits): deterministic,
+    // and far cheaper than formatting.
+    let mut buf = Vec::new();
     for (id, entity) in entities {
         h.write(id.as_str().as_bytes());
-        h.write(format!("{:?}", entity.state).as_bytes());
-        h.write(format!("{:?}", entity.index.checkpoints).as_bytes());
+        buf.clear();
+        buf = postcard::to_extend(&(&entity.state, &entity.index.checkpoints), buf)
+            .unwrap_or_default();
+        h.write(&buf);
         if let Some(rollups) = &entity.rollups {
             rollups.digest(&mut h);
         }
     }
-    h.write(format!("{site:?}").as_bytes());
+    h.write(&postcard::to_allocvec(site).unwrap_or_default());
     h.finish()
 }
 
