@@ -130,16 +130,19 @@ impl Bucket {
 ///
 /// The newest interval's bucket (`head`) is held in the ring itself; the slots, far apart
 /// in memory, are allocated when the first interval closes and written once per interval
-/// (or by a late reading). Serialised sparsely (only slots that hold an interval), so a
-/// snapshot of meters that have reported for a day does not carry their empty 7-day rings.
+/// (or by a late reading). A slot is a bucket packed into five words that are all zero
+/// when it holds nothing, so a new ring is zeroed memory the OS maps lazily: a meter's
+/// rings take RAM only for the pages its intervals have reached. Serialised sparsely (only
+/// slots that hold an interval), so a snapshot of meters that have reported for a day does
+/// not carry their empty 7-day rings.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(try_from = "RingWire")]
 pub struct Ring {
     period_ms: i64,
     capacity: usize,
-    /// Empty until first needed, then `capacity` long. `slots[newest_slot]` is stale: the
-    /// newest interval lives in `head`.
-    slots: Vec<Bucket>,
+    /// Empty until first needed, then `capacity` packed slots (see [`pack`]). The slot at
+    /// `newest_slot` is stale: the newest interval lives in `head`.
+    slots: Vec<[u64; 5]>,
     /// Newest interval index written.
     newest: i64,
     /// Derived from `newest` (not stored): its start time and its slot, so a reading in the
@@ -153,6 +156,35 @@ pub struct Ring {
 
 /// A bucket slot that holds no interval.
 const NO_BUCKET: Bucket = Bucket::empty(i64::MIN);
+
+/// A bucket as five words; all zero for a slot without an interval (index `i64::MIN`).
+fn pack(b: &Bucket) -> [u64; 5] {
+    if b.index == i64::MIN {
+        return [0; 5];
+    }
+    [
+        (b.index as u64) ^ (1 << 63),
+        b.import_wh.to_bits(),
+        b.export_wh.to_bits(),
+        (u64::from(b.min_w.to_bits()) << 32) | u64::from(b.max_w.to_bits()),
+        (u64::from(b.mean_w.to_bits()) << 32) | u64::from(b.count),
+    ]
+}
+
+fn unpack(w: &[u64; 5]) -> Bucket {
+    if w[0] == 0 {
+        return NO_BUCKET;
+    }
+    Bucket {
+        index: (w[0] ^ (1 << 63)) as i64,
+        import_wh: f64::from_bits(w[1]),
+        export_wh: f64::from_bits(w[2]),
+        min_w: f32::from_bits((w[3] >> 32) as u32),
+        max_w: f32::from_bits(w[3] as u32),
+        mean_w: f32::from_bits((w[4] >> 32) as u32),
+        count: w[4] as u32,
+    }
+}
 
 /// A ring as snapshots store it: its shape and its filled slots.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -169,7 +201,7 @@ impl serde::Serialize for Ring {
             period_ms: self.period_ms,
             capacity: self.capacity as u32,
             newest: self.newest,
-            filled: self.filled().map(|(i, b)| (i as u32, *b)).collect(),
+            filled: self.filled().map(|(i, b)| (i as u32, b)).collect(),
         }
         .serialize(serializer)
     }
@@ -189,14 +221,14 @@ impl TryFrom<RingWire> for Ring {
         ring.set_newest(wire.newest);
         for (i, bucket) in wire.filled {
             let i = i as usize;
-            if i >= ring.capacity {
-                return Err("rollup slot beyond the ring".into());
+            if i >= ring.capacity || bucket.index == i64::MIN {
+                return Err(format!("bad rollup slot {i}"));
             }
             if ring.newest != i64::MIN && i == ring.newest_slot {
                 ring.head = bucket;
             } else {
                 ring.allocate();
-                ring.slots[i] = bucket;
+                ring.slots[i] = pack(&bucket);
             }
         }
         if ring.newest != i64::MIN && ring.head.index != ring.newest {
@@ -228,21 +260,22 @@ impl Ring {
 
     fn allocate(&mut self) {
         if self.slots.is_empty() {
-            self.slots = vec![NO_BUCKET; self.capacity];
+            // All zero: allocated by `calloc`, pages mapped only when written.
+            self.slots = vec![[0u64; 5]; self.capacity];
         }
     }
 
     /// The bucket in slot `pos`, reading the newest interval's from `head`.
-    fn bucket_at(&self, pos: usize) -> &Bucket {
+    fn bucket_at(&self, pos: usize) -> Bucket {
         if self.newest != i64::MIN && pos == self.newest_slot {
-            &self.head
+            self.head
         } else {
-            self.slots.get(pos).unwrap_or(&NO_BUCKET)
+            self.slots.get(pos).map_or(NO_BUCKET, unpack)
         }
     }
 
     /// Slots that hold an interval, by position.
-    fn filled(&self) -> impl Iterator<Item = (usize, &Bucket)> {
+    fn filled(&self) -> impl Iterator<Item = (usize, Bucket)> + '_ {
         (0..self.capacity)
             .map(|i| (i, self.bucket_at(i)))
             .filter(|(_, b)| b.index != i64::MIN)
@@ -256,35 +289,40 @@ impl Ring {
         }
     }
 
-    fn slot(&mut self, time_ms: i64) -> Option<&mut Bucket> {
+    /// Books into the bucket of `time_ms` (nothing if it is older than the horizon).
+    fn book(&mut self, time_ms: i64, add: impl FnOnce(&mut Bucket)) {
         if self.newest != i64::MIN
             && time_ms >= self.newest_start_ms
             && time_ms - self.newest_start_ms < self.period_ms
         {
-            return Some(&mut self.head);
+            add(&mut self.head);
+            return;
         }
         let index = time_ms.div_euclid(self.period_ms);
         let capacity = self.capacity as i64;
         if self.newest != i64::MIN && index <= self.newest - capacity {
-            return None; // older than the horizon
+            return; // older than the horizon
         }
         if index > self.newest {
             // A new interval: the head goes to its slot, the new interval becomes the head.
             if self.newest != i64::MIN {
                 self.allocate();
-                self.slots[self.newest_slot] = self.head;
+                self.slots[self.newest_slot] = pack(&self.head);
             }
             self.set_newest(index);
             self.head = Bucket::empty(index);
-            return Some(&mut self.head);
+            add(&mut self.head);
+            return;
         }
         // A late reading, in an older interval within the horizon.
         self.allocate();
-        let slot = &mut self.slots[index.rem_euclid(capacity) as usize];
-        if slot.index != index {
-            *slot = Bucket::empty(index);
+        let pos = index.rem_euclid(capacity) as usize;
+        let mut bucket = unpack(&self.slots[pos]);
+        if bucket.index != index {
+            bucket = Bucket::empty(index);
         }
-        Some(slot)
+        add(&mut bucket);
+        self.slots[pos] = pack(&bucket);
     }
 
     /// Buckets with data whose interval starts in `from_ms..to_ms`, oldest first.
@@ -300,7 +338,7 @@ impl Ring {
             if slot.index == index
                 && (slot.count > 0 || slot.import_wh != 0.0 || slot.export_wh != 0.0)
             {
-                out.push(*slot);
+                out.push(slot);
             }
             index += 1;
         }
@@ -339,11 +377,11 @@ impl MeterRollups {
     /// Books a reading: its energy delta (may be zero) and its power.
     pub fn add(&mut self, time_ms: i64, import_delta_wh: f64, export_delta_wh: f64, power_w: f64) {
         for ring in [&mut self.quarter, &mut self.day] {
-            if let Some(bucket) = ring.slot(time_ms) {
+            ring.book(time_ms, |bucket| {
                 bucket.import_wh += import_delta_wh;
                 bucket.export_wh += export_delta_wh;
                 bucket.add_power(power_w);
-            }
+            });
         }
     }
 
