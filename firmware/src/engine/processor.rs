@@ -351,33 +351,40 @@ fn reply_all(jobs: Vec<Job>, error: &str) {
     }
 }
 
-/// Appends every request's frame without waiting. Returns each request's first offset (0
-/// for requests without events) and one past the batch's last offset.
+/// Appends every request's frame without waiting, all in one hand-over to the log's writer
+/// (so a batch's frames share a write round). Returns each request's first offset (0 for
+/// requests without events) and one past the batch's last offset.
 fn append(
     inner: &Inner,
     planned: &[Planned],
     buf: &[u8],
 ) -> Result<(Vec<Offset>, Option<Offset>), String> {
-    let mut first_offsets = Vec::with_capacity(planned.len());
-    let mut durable_at = None;
-    let mut records: Vec<&[u8]> = Vec::new();
-    for plan in planned {
-        if plan.ranges.is_empty() {
-            first_offsets.push(0);
-            continue;
-        }
-        records.clear();
-        records.extend(plan.ranges.iter().map(|&(s, e)| &buf[s..e]));
-        let ticket = inner
-            .wal
-            .append_nowait(&records)
-            .map_err(|e| e.to_string())?;
-        let ack = ticket.ack();
-        first_offsets.push(ack.first_offset);
-        // Offsets become durable in order: the last frame's durable point covers all. The
-        // applier waits for it by offset, so the ticket itself is not kept.
-        durable_at = Some(ack.next_offset);
+    let records: Vec<Vec<&[u8]>> = planned
+        .iter()
+        .filter(|plan| !plan.ranges.is_empty())
+        .map(|plan| plan.ranges.iter().map(|&(s, e)| &buf[s..e]).collect())
+        .collect();
+    let frames: Vec<&[&[u8]]> = records.iter().map(Vec::as_slice).collect();
+    if frames.is_empty() {
+        return Ok((vec![0; planned.len()], None));
     }
+    let acks = inner
+        .wal
+        .append_frames_nowait(&frames)
+        .map_err(|e| e.to_string())?;
+    // Offsets become durable in order: the last frame's durable point covers all.
+    let durable_at = acks.last().map(|ack| ack.next_offset);
+    let mut acks = acks.into_iter();
+    let first_offsets = planned
+        .iter()
+        .map(|plan| {
+            if plan.ranges.is_empty() {
+                0
+            } else {
+                acks.next().map_or(0, |ack| ack.first_offset)
+            }
+        })
+        .collect();
     Ok((first_offsets, durable_at))
 }
 

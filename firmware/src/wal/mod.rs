@@ -355,56 +355,90 @@ impl Wal {
         &self,
         records: &[R],
     ) -> Result<AppendTicket<'_>, AppendError> {
-        if records.is_empty() {
-            return Err(AppendError::Empty);
-        }
+        let mut acks = self.append_frames_nowait(&[records])?;
+        let ack = acks.pop().ok_or(AppendError::Empty)?;
+        Ok(AppendTicket {
+            shared: &self.shared,
+            ack,
+        })
+    }
+
+    /// Appends several frames (each one atomic batch of records) in order, under one lock
+    /// and with one wake of the writer, so that frames handed over together go into the
+    /// same write round when they fit. Returns each frame's offsets at once; none is
+    /// acknowledged until [`Wal::wait_durable`] passes its `next_offset`. On an error, the
+    /// frames before the failing one are appended (and may become durable), the rest not.
+    pub fn append_frames_nowait<R: AsRef<[u8]>>(
+        &self,
+        frames: &[&[R]],
+    ) -> Result<Vec<AppendAck>, AppendError> {
         let shared = &*self.shared;
         let max = shared.options.batch_frame_bytes_max();
         let round_bytes = shared.options.round_bytes;
+        let mut acks = Vec::with_capacity(frames.len());
         let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(e) = &pending.failed {
-                return Err(AppendError::Io(e.clone()));
-            }
-            if pending.closed {
-                return Err(AppendError::Closed);
-            }
-            let len = batch::batch_frame_len(pending.next_offset, records);
-            if len > max {
-                return Err(AppendError::TooLarge { bytes: len, max });
-            }
-            // Bounded memory: wait for the writer to take the buffer, unless it is empty (one
-            // frame larger than a round still goes, alone).
-            if pending.buf.is_empty() || pending.buf.len() + len <= round_bytes {
-                let first_offset = pending.next_offset;
-                let start = pending.buf.len();
-                pending.buf.resize(start + len, 0);
-                let written =
-                    batch::encode_batch_frame(&mut pending.buf[start..], first_offset, records)
-                        .map_err(|_| AppendError::TooLarge { bytes: len, max })?;
-                debug_assert_eq!(written, len);
-                let next_offset = first_offset + records.len() as u64;
-                pending.frames.push(PendingFrame {
-                    len,
-                    first_offset,
-                    next_offset,
-                });
-                pending.next_offset = next_offset;
-                let wake_writer = pending.frames.len() == 1;
-                drop(pending);
-                if wake_writer {
-                    shared.work.notify_one();
+        let mut wake_writer = false;
+        let result = 'frames: {
+            for records in frames {
+                if records.is_empty() {
+                    break 'frames Err(AppendError::Empty);
                 }
-                return Ok(AppendTicket {
-                    shared,
-                    ack: AppendAck {
-                        first_offset,
-                        next_offset,
-                    },
-                });
+                loop {
+                    if let Some(e) = &pending.failed {
+                        break 'frames Err(AppendError::Io(e.clone()));
+                    }
+                    if pending.closed {
+                        break 'frames Err(AppendError::Closed);
+                    }
+                    let len = batch::batch_frame_len(pending.next_offset, records);
+                    if len > max {
+                        break 'frames Err(AppendError::TooLarge { bytes: len, max });
+                    }
+                    // Bounded memory: wait for the writer to take the buffer, unless it is
+                    // empty (one frame larger than a round still goes, alone).
+                    if pending.buf.is_empty() || pending.buf.len() + len <= round_bytes {
+                        let first_offset = pending.next_offset;
+                        let start = pending.buf.len();
+                        pending.buf.resize(start + len, 0);
+                        if batch::encode_batch_frame(
+                            &mut pending.buf[start..],
+                            first_offset,
+                            records,
+                        )
+                        .is_err()
+                        {
+                            pending.buf.truncate(start);
+                            break 'frames Err(AppendError::TooLarge { bytes: len, max });
+                        }
+                        let next_offset = first_offset + records.len() as u64;
+                        pending.frames.push(PendingFrame {
+                            len,
+                            first_offset,
+                            next_offset,
+                        });
+                        pending.next_offset = next_offset;
+                        wake_writer |= pending.frames.len() == 1;
+                        acks.push(AppendAck {
+                            first_offset,
+                            next_offset,
+                        });
+                        break;
+                    }
+                    // The buffer is full: let the writer take what is there, then wait.
+                    if std::mem::take(&mut wake_writer) {
+                        shared.work.notify_one();
+                    }
+                    pending = shared.room.wait(pending).unwrap_or_else(|e| e.into_inner());
+                }
             }
-            pending = shared.room.wait(pending).unwrap_or_else(|e| e.into_inner());
+            Ok(())
+        };
+        drop(pending);
+        // On every path, errors included: frames appended before an error must be written.
+        if wake_writer {
+            shared.work.notify_one();
         }
+        result.map(|()| acks)
     }
 
     /// Waits until every record below `offset` is durable (or the log failed).

@@ -128,3 +128,39 @@ fn concurrent_appenders_get_gap_free_offsets_and_a_live_cursor_sees_all() {
         wal.stats()
     );
 }
+
+#[test]
+fn frames_handed_over_together_get_consecutive_offsets_even_beyond_one_round() {
+    let dir = tempfile::tempdir().unwrap();
+    // Rounds of at most 1 KiB: 20 frames of ~300 bytes need several rounds, so the call
+    // must wake the writer and wait for room part-way.
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions::default()
+            .segment_bytes(64 * 1024)
+            .round_bytes(1024),
+    )
+    .unwrap();
+    let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 300]).collect();
+    let records: Vec<Vec<&[u8]>> = payloads
+        .iter()
+        .map(|p| vec![p.as_slice(), &p[..1]])
+        .collect();
+    let frames: Vec<&[&[u8]]> = records.iter().map(Vec::as_slice).collect();
+    let acks = wal.append_frames_nowait(&frames).unwrap();
+    assert_eq!(acks.len(), 20);
+    for (i, ack) in acks.iter().enumerate() {
+        assert_eq!(ack.first_offset, 1 + 2 * i as u64);
+        assert_eq!(ack.next_offset, ack.first_offset + 2);
+    }
+    wal.wait_durable(acks[19].next_offset).unwrap();
+    let read = read_all(&wal, 1);
+    assert_eq!(read.len(), 40);
+    assert_eq!(read[38], (39, payloads[19].clone()));
+    // An empty frame is refused; the frames before it are appended.
+    let empty: &[&[u8]] = &[];
+    let err = wal.append_frames_nowait(&[&[b"x".as_slice()][..], empty]);
+    assert!(matches!(err, Err(AppendError::Empty)));
+    wal.wait_durable(42).unwrap();
+    assert_eq!(read_all(&wal, 41), vec![(41, b"x".to_vec())]);
+}
