@@ -28,6 +28,51 @@ pub const CHECKPOINT_EVERY_EVENTS: u64 = 64;
 /// Recent client command ids remembered for idempotent retries.
 pub const COMMAND_IDS_MAX: usize = 100_000;
 
+/// Recent client command ids in arrival order, at most [`COMMAND_IDS_MAX`]: the oldest is
+/// forgotten first. The image keeps them with the offset of their first event (snapshots
+/// store them); the planner keeps its own copy, to know a retry before it is applied.
+#[derive(Debug, Clone)]
+pub(crate) struct RecentCommandIds<V> {
+    values: FastMap<CommandId, V>,
+    order: VecDeque<CommandId>,
+}
+
+impl<V> Default for RecentCommandIds<V> {
+    fn default() -> Self {
+        RecentCommandIds {
+            values: FastMap::default(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<V: Copy> RecentCommandIds<V> {
+    /// Remembers `id` (a known id keeps its first value and place).
+    pub(crate) fn insert(&mut self, id: CommandId, value: V) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.values.entry(id.clone()) {
+            slot.insert(value);
+            self.order.push_back(id);
+            while self.order.len() > COMMAND_IDS_MAX {
+                if let Some(old) = self.order.pop_front() {
+                    self.values.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// True if `id` is remembered.
+    pub(crate) fn contains(&self, id: &CommandId) -> bool {
+        self.values.contains_key(id)
+    }
+
+    /// Every remembered id with its value, oldest first.
+    pub(crate) fn in_order(&self) -> impl Iterator<Item = (&CommandId, V)> {
+        self.order
+            .iter()
+            .filter_map(|id| self.values.get(id).map(|v| (id, *v)))
+    }
+}
+
 /// A hash map with a fast, randomly seeded hasher (foldhash). Entity ids are short keys
 /// looked up several times per reading; SipHash was a tenth of the processor's time.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -576,8 +621,7 @@ pub struct Image {
     pub(crate) site: SiteTotals,
     pub(crate) rollup_options: RollupOptions,
     /// Recent client command ids with the offset of their first event.
-    pub(crate) command_ids: FastMap<CommandId, Offset>,
-    command_id_order: VecDeque<CommandId>,
+    pub(crate) command_ids: RecentCommandIds<Offset>,
     /// One past the newest applied offset.
     pub(crate) next_offset: Offset,
     /// Events applied.
@@ -609,7 +653,7 @@ impl Image {
         self.events += 1;
         self.next_offset = offset + 1;
         if let Some(id) = &stored.command_id {
-            self.remember_command(id.clone(), offset);
+            self.command_ids.insert(id.clone(), offset);
         }
         let rollup_options = self.rollup_options;
         let entity = match self.entities.get_mut(stored.entity.as_str()) {
@@ -688,22 +732,6 @@ impl Image {
         }
     }
 
-    /// Remembered command ids, oldest first.
-    pub(crate) fn command_ids_in_order(&self) -> impl Iterator<Item = &CommandId> {
-        self.command_id_order.iter()
-    }
-
-    fn remember_command(&mut self, id: CommandId, offset: Offset) {
-        if self.command_ids.insert(id.clone(), offset).is_none() {
-            self.command_id_order.push_back(id);
-            while self.command_id_order.len() > COMMAND_IDS_MAX {
-                if let Some(old) = self.command_id_order.pop_front() {
-                    self.command_ids.remove(&old);
-                }
-            }
-        }
-    }
-
     /// A deterministic digest of all state and read models: equal for equal event histories.
     pub fn digest(&self) -> u64 {
         let mut entities: Vec<(&EntityId, &Entity)> =
@@ -727,9 +755,9 @@ impl Image {
             rollup_options: self.rollup_options,
             site: self.site,
             command_ids: self
-                .command_id_order
-                .iter()
-                .filter_map(|id| self.command_ids.get(id).map(|o| (id.clone(), *o)))
+                .command_ids
+                .in_order()
+                .map(|(id, offset)| (id.clone(), offset))
                 .collect(),
             entities,
         }
@@ -742,7 +770,7 @@ impl Image {
         image.events = parts.events;
         image.site = parts.site;
         for (id, offset) in parts.command_ids {
-            image.remember_command(id, offset);
+            image.command_ids.insert(id, offset);
         }
         image.entities = parts
             .entities

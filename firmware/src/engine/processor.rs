@@ -16,16 +16,15 @@
 //! If an append or a sync fails, the engine stops accepting writes (`failed`); the planner's
 //! states may then be ahead of the log, but nothing is planned against them again.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 
 use gridlog_common::batch::batch_frame_len;
 use gridlog_common::domain::{encode_event, StoredEvent};
-use gridlog_common::id::{CommandId, EntityId};
+use gridlog_common::id::EntityId;
 use gridlog_common::Offset;
 
-use super::image::{EntityState, FastMap, Image, COMMAND_IDS_MAX};
+use super::image::{EntityState, FastMap, Image, RecentCommandIds};
 use super::validate::{kind_after, validate, Rejection, Verdict};
 use super::{Inner, ItemResult, Job, Response, SubmitError};
 
@@ -63,36 +62,22 @@ struct InFlight {
 /// recent command ids (the image's, plus those of planned requests).
 pub(super) struct Planner {
     states: FastMap<EntityId, EntityState>,
-    command_ids: HashSet<CommandId, foldhash::fast::RandomState>,
-    command_id_order: VecDeque<CommandId>,
+    command_ids: RecentCommandIds<()>,
 }
 
 impl Planner {
     /// A planner that starts where `image` is.
     pub(super) fn new(image: &Image) -> Planner {
-        let mut planner = Planner {
+        let mut command_ids = RecentCommandIds::default();
+        for (id, _) in image.command_ids.in_order() {
+            command_ids.insert(id.clone(), ());
+        }
+        Planner {
             states: image
                 .entities()
                 .map(|(id, e)| (id.clone(), e.state.clone()))
                 .collect(),
-            command_ids: HashSet::default(),
-            command_id_order: VecDeque::new(),
-        };
-        for id in image.command_ids_in_order() {
-            planner.remember(id.clone());
-        }
-        planner
-    }
-
-    /// The same bound and order as the image's memory of command ids.
-    fn remember(&mut self, id: CommandId) {
-        if self.command_ids.insert(id.clone()) {
-            self.command_id_order.push_back(id);
-            while self.command_id_order.len() > COMMAND_IDS_MAX {
-                if let Some(old) = self.command_id_order.pop_front() {
-                    self.command_ids.remove(&old);
-                }
-            }
+            command_ids,
         }
     }
 
@@ -232,7 +217,7 @@ impl Planner {
                 plan.ranges.clear();
             } else if let Some(id) = &request.command_id {
                 if !plan.events.is_empty() {
-                    self.remember(id.clone());
+                    self.command_ids.insert(id.clone(), ());
                 }
             }
             planned.push(plan);
