@@ -453,7 +453,20 @@ mod tests {
             bulk: true,
             settle: Duration::ZERO,
         };
-        let report = run(&config).unwrap();
+        // A window this short can see no operation complete while the disk stalls (an
+        // fdatasync of this virtual disk has taken over 300 ms under writeback). That is a
+        // measurement, not a failure of what this test checks: try again, a few times.
+        let mut attempts = 0;
+        let report = loop {
+            attempts += 1;
+            match run(&config) {
+                Ok(report) => break report,
+                Err(e) if attempts < 4 && e.to_string().contains("no operation completed") => {
+                    eprintln!("attempt {attempts}: {e}; again");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let stores = if cfg!(feature = "peers") { 3 } else { 1 };
         assert_eq!(report.rows.len(), 3 * stores);
         assert_eq!(report.raw.len(), 6);
