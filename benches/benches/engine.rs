@@ -30,97 +30,29 @@ use gridlog_firmware::engine::{
 };
 use gridlog_firmware::wal::{Wal, WalOptions};
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|s| s.trim().replace('_', "").parse().ok())
-                .collect()
-        })
-        .unwrap_or_else(|| default.to_vec())
-}
+use gridlog_benches::report::load_average as load;
+use gridlog_benches::tables::{self, env_list, env_u64, ms, pass, pct};
 
 /// The process's resident set (`VmRSS`), in bytes.
 fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    tables::rss_bytes("self")
 }
 
-/// CPU seconds (user + system) of `/proc/self/stat` or of the engine's processor thread.
+/// CPU seconds (user + system) of this process, or of its thread named `thread_name`.
 fn cpu_secs(thread_name: Option<&str>) -> f64 {
-    let stat = match thread_name {
-        None => std::fs::read_to_string("/proc/self/stat").unwrap_or_default(),
-        Some(name) => std::fs::read_dir("/proc/self/task")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .find(|t| {
-                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
-            })
-            .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-            .unwrap_or_default(),
-    };
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
+    match thread_name {
+        None => tables::cpu_secs(Path::new("/proc/self/stat")),
+        Some(name) => tables::thread_dir(name).map_or(0.0, |t| tables::cpu_secs(&t.join("stat"))),
+    }
 }
 
 /// Nanoseconds the processor thread spent runnable but waiting for a CPU
 /// (`/proc/self/task/*/schedstat`, second field): other processes' share of the cores.
 fn processor_run_delay_ns() -> f64 {
-    std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .find(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|c| c.trim() == "gridlog-process")
-        })
-        .and_then(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+    tables::thread_dir("gridlog-process")
+        .and_then(|t| std::fs::read_to_string(t.join("schedstat")).ok())
         .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0.0)
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn pass(ok: bool) -> &'static str {
-    if ok {
-        "PASS"
-    } else {
-        "MISS"
-    }
 }
 
 fn quiet() -> StorageOptions {

@@ -13,6 +13,7 @@ pub mod report;
 pub mod rotation;
 pub mod stores;
 mod sys;
+pub mod tables;
 pub mod targets;
 pub mod usage;
 
