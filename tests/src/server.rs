@@ -12,6 +12,36 @@ use serde_json::Value;
 /// How long a server may take to print its address and become ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Reads a just-spawned `gridlog serve|demo`'s stdout (which must be piped) until it prints
+/// `gridlog listening on http://ADDR/`, and returns ADDR. The rest of its output keeps being
+/// read (and dropped), so the server never blocks on a full pipe.
+pub fn listening_address(child: &mut Child, timeout: Duration) -> Result<SocketAddr, String> {
+    let stdout = child.stdout.take().ok_or("its stdout is not piped")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            let _ = tx.send(line.clone());
+            line.clear();
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).map_err(|_| {
+            let status = child.try_wait().ok().flatten();
+            format!("did not print its address within {timeout:?} (exit: {status:?})")
+        })?;
+        if let Some(rest) = line.trim().strip_prefix("gridlog listening on http://") {
+            let addr = rest.split('/').next().unwrap_or_default();
+            return addr
+                .parse()
+                .map_err(|e| format!("printed a bad address {addr:?}: {e}"));
+        }
+    }
+}
+
 /// A running gridlog server.
 #[derive(Debug)]
 pub struct Server {
@@ -65,28 +95,8 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start gridlog");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                let _ = tx.send(line.clone());
-                line.clear();
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-                let status = child.try_wait().ok().flatten();
-                panic!("gridlog {command} did not print its address within {START_TIMEOUT:?} (exit: {status:?})")
-            });
-            if let Some(rest) = line.trim().strip_prefix("gridlog listening on http://") {
-                let addr = rest.split('/').next().unwrap_or_default();
-                break addr.parse().expect("address");
-            }
-        };
+        let addr = listening_address(&mut child, START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("gridlog {command}: {e}"));
         let server = Server {
             child: Some(child),
             addr,

@@ -693,24 +693,8 @@ impl Gateway {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start gridlog");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                let _ = tx.send(line.clone());
-                line.clear();
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("gridlog printed its address");
-            if let Some(rest) = line.trim().strip_prefix("gridlog listening on http://") {
-                break rest.split('/').next().unwrap().parse().expect("address");
-            }
-        };
+        let addr = gridlog_tests::server::listening_address(&mut child, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("gridlog serve: {e}"));
         let gateway = Gateway {
             child: Some(child),
             addr: Some(addr),
