@@ -39,6 +39,21 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
+/// The `limit` query parameter of event queries: default [`EVENTS_LIMIT_DEFAULT`], at most
+/// [`QUERY_LIMIT_MAX`].
+fn parse_limit(value: &Option<String>) -> Result<usize, ApiError> {
+    let limit = parse::<usize>(value, "limit", "a whole number")?.unwrap_or(EVENTS_LIMIT_DEFAULT);
+    if limit > QUERY_LIMIT_MAX {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit",
+            format!("limit must be at most {QUERY_LIMIT_MAX}"),
+        ));
+    }
+    Ok(limit)
+}
+
 fn parse_time(value: &Option<String>, field: &str) -> Result<Option<i64>, ApiError> {
     value
         .as_deref()
@@ -225,16 +240,7 @@ pub async fn entity_events(
     let engine = state.engine()?.clone();
     let from_seq = parse::<u64>(&q.from_seq, "from_seq", "a whole number")?.unwrap_or(1);
     let to_seq = parse::<u64>(&q.to_seq, "to_seq", "a whole number")?.unwrap_or(u64::MAX);
-    let limit =
-        parse::<usize>(&q.limit, "limit", "a whole number")?.unwrap_or(EVENTS_LIMIT_DEFAULT);
-    if limit > QUERY_LIMIT_MAX {
-        return Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "limit",
-            format!("limit must be at most {QUERY_LIMIT_MAX}"),
-        ));
-    }
+    let limit = parse_limit(&q.limit)?;
     let id2 = id.clone();
     let result =
         tokio::task::spawn_blocking(move || engine.events_of(&id2, from_seq, to_seq, limit))
@@ -322,16 +328,7 @@ pub async fn events(
 ) -> Result<Json<EventPageView>, ApiError> {
     let engine = state.engine()?.clone();
     let after = parse::<u64>(&q.after, "after", "a whole number")?.unwrap_or(0);
-    let limit =
-        parse::<usize>(&q.limit, "limit", "a whole number")?.unwrap_or(EVENTS_LIMIT_DEFAULT);
-    if limit > QUERY_LIMIT_MAX {
-        return Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "limit",
-            format!("limit must be at most {QUERY_LIMIT_MAX}"),
-        ));
-    }
+    let limit = parse_limit(&q.limit)?;
     let filter = q.tag.map_or(Filter::All, Filter::Tag);
     let page = tokio::task::spawn_blocking(move || engine.events_after(after, &filter, limit))
         .await
