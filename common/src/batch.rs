@@ -48,6 +48,17 @@ pub fn batch_frame_len<R: AsRef<[u8]>>(first_offset: Offset, records: &[R]) -> u
     frame::frame_len(batch_body_len(first_offset, records))
 }
 
+/// The most bytes a batch frame of `count` records, none longer than `record_bytes_max`,
+/// can take, whatever its first offset.
+pub fn batch_frame_len_bound(count: usize, record_bytes_max: usize) -> usize {
+    let record = varint::encoded_len(record_bytes_max as u64) + record_bytes_max;
+    let body = 1
+        + varint::encoded_len(u64::MAX)
+        + varint::encoded_len(count as u64)
+        + count.saturating_mul(record);
+    frame::frame_len(body)
+}
+
 /// Encodes a batch frame at the start of `out`; returns the frame's length.
 ///
 /// Fails without writing a valid frame if `records` is empty, the body exceeds
@@ -362,6 +373,29 @@ mod tests {
     use alloc::vec::Vec;
     use proptest::prelude::*;
     use serde::{Deserialize, Serialize};
+
+    #[test]
+    fn frame_len_bound_is_the_length_of_the_largest_such_frame() {
+        for (count, max) in [
+            (1, 0),
+            (1, 127),
+            (3, 128),
+            (100, 256),
+            (10_000, 256),
+            (200, 70_000),
+        ] {
+            let record = vec![7u8; max];
+            let records: Vec<&[u8]> = (0..count).map(|_| record.as_slice()).collect();
+            assert_eq!(
+                batch_frame_len_bound(count, max),
+                batch_frame_len(u64::MAX, &records),
+                "{count} records of {max} bytes"
+            );
+            let short = vec![7u8; max / 2];
+            let shorter: Vec<&[u8]> = (0..count).map(|_| short.as_slice()).collect();
+            assert!(batch_frame_len_bound(count, max) >= batch_frame_len(0, &shorter));
+        }
+    }
 
     /// The serde mirror of the hand-written layout: postcard must agree with it.
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
