@@ -947,3 +947,65 @@ fn commands_for_the_wrong_kind_of_entity_are_rejected() {
     );
     assert_duplicate(&f.engine, register_meter("m", MeterKind::Grid, None));
 }
+
+#[test]
+fn a_request_too_large_for_one_log_frame_is_refused_whole_and_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at(NOW_MS);
+    // 2 KiB rounds: one frame holds about 25 readings.
+    let engine = open(
+        dir.path(),
+        options(&clock).wal(
+            gridlog_firmware::wal::WalOptions::default()
+                .segment_bytes(64 * 1024)
+                .round_bytes(2048),
+        ),
+    );
+    accept(&engine, register_meter("m", MeterKind::Grid, None));
+    accept(
+        &engine,
+        record("m", reading_values(T0_MS, 1000.0, 50.0, 400.0)),
+    );
+    let before = stored(&engine, "m");
+    // A new meter and 60 readings of `m` (each one valid after the one before it).
+    let mut commands = vec![register_meter("n", MeterKind::Pv, None)];
+    commands.extend((1..=60).map(|i| {
+        record(
+            "m",
+            reading_values(T0_MS + i * 60_000, 1000.0 + i as f64, 50.0, 400.0),
+        )
+    }));
+    let results = submit(&engine, commands);
+    assert_eq!(results.len(), 61);
+    for result in &results {
+        match result {
+            ItemResult::Rejected(r) => assert_eq!(r.code, "request_too_large", "{r}"),
+            other => panic!("expected request_too_large, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        stored(&engine, "m"),
+        before,
+        "the refused request stored something"
+    );
+    assert!(engine.read(|image| image.entity("n").is_none()));
+    // Validation forgot the refused request too: `m` is still at seq 2 with its first
+    // reading newest, and `n` is still unknown.
+    let next = CommandRequest {
+        command: record("m", reading_values(T0_MS + 60_000, 1001.0, 50.0, 400.0)),
+        expected_seq: Some(2),
+    };
+    let response = engine
+        .submit(Request {
+            commands: vec![next, register_meter("n", MeterKind::Pv, None).into()],
+            command_id: None,
+        })
+        .unwrap();
+    assert_eq!(
+        response.results,
+        vec![
+            ItemResult::Accepted { offset: 3, seq: 3 },
+            ItemResult::Accepted { offset: 4, seq: 1 },
+        ]
+    );
+}

@@ -612,12 +612,20 @@ pub(crate) struct ImagePartsRef<'a> {
     pub(crate) entities: Vec<(&'a EntityId, &'a Entity)>,
 }
 
+/// An entity's place in the image: the index of its slot, which it keeps for the life of
+/// the image (entities are never removed). The processor's planner numbers new entities
+/// the same way, so the applier finds an entity without hashing its id.
+pub(crate) type EntitySlot = u32;
+
 /// The whole image.
 #[derive(Debug, Default)]
 pub struct Image {
-    /// Each entity behind an `Arc`: a snapshot holds clones of these pointers while it is
-    /// written, and `apply` copies an entity only if a snapshot still holds it.
-    pub(crate) entities: FastMap<EntityId, Arc<Entity>>,
+    /// Each entity's slot.
+    slot_of: FastMap<EntityId, EntitySlot>,
+    /// Every entity in the order it was created, behind an `Arc`: a snapshot holds clones
+    /// of these pointers while it is written, and `apply` copies an entity only if a
+    /// snapshot still holds it.
+    slots: Vec<(EntityId, Arc<Entity>)>,
     pub(crate) site: SiteTotals,
     pub(crate) rollup_options: RollupOptions,
     /// Recent client command ids with the offset of their first event.
@@ -638,26 +646,44 @@ impl Image {
         }
     }
 
-    /// Every entity, in no particular order.
+    /// Every entity, in the order they were created.
     pub fn entities(&self) -> impl Iterator<Item = (&EntityId, &Entity)> {
-        self.entities.iter().map(|(id, e)| (id, &**e))
+        self.slots.iter().map(|(id, e)| (id, &**e))
     }
 
     /// State of one entity.
     pub fn entity(&self, id: &str) -> Option<&Entity> {
-        self.entities.get(id).map(|e| &**e)
+        let slot = *self.slot_of.get(id)?;
+        self.slots.get(slot as usize).map(|(_, e)| &**e)
     }
 
     /// Applies one durable event at `offset`.
     pub fn apply(&mut self, offset: Offset, stored: &StoredEvent) {
+        let slot = self.slot_of.get(stored.entity.as_str()).copied();
+        self.apply_in(slot, offset, stored);
+    }
+
+    /// [`Image::apply`] for an event whose entity the caller expects in `slot` (or, for an
+    /// entity's first event, to be created there): no hashing of its id. A wrong guess is
+    /// found (the slot holds another id) and falls back to the lookup by id.
+    pub(crate) fn apply_at_slot(&mut self, slot: EntitySlot, offset: Offset, stored: &StoredEvent) {
+        let slot = match self.slots.get(slot as usize) {
+            Some((id, _)) if *id == stored.entity => Some(slot),
+            _ => self.slot_of.get(stored.entity.as_str()).copied(),
+        };
+        self.apply_in(slot, offset, stored);
+    }
+
+    /// Applies `stored` to the entity in `slot`, or creates it (`None`: not in the image).
+    fn apply_in(&mut self, slot: Option<EntitySlot>, offset: Offset, stored: &StoredEvent) {
         self.events += 1;
         self.next_offset = offset + 1;
         if let Some(id) = &stored.command_id {
             self.command_ids.insert(id.clone(), offset);
         }
         let rollup_options = self.rollup_options;
-        let entity = match self.entities.get_mut(stored.entity.as_str()) {
-            Some(entity) => {
+        let entity = match slot.and_then(|slot| self.slots.get_mut(slot as usize)) {
+            Some((_, entity)) => {
                 let entity = Arc::make_mut(entity);
                 entity.state.advance(stored);
                 entity
@@ -666,16 +692,16 @@ impl Image {
                 let Some(state) = EntityState::create(stored) else {
                     return;
                 };
-                Arc::make_mut(
-                    self.entities
-                        .entry(stored.entity.clone())
-                        .or_insert(Arc::new(Entity {
-                            state,
-                            index: EntityIndex::default(),
-                            rollups: None,
-                            prev_registers: None,
-                        })),
-                )
+                let entity = Arc::new(Entity {
+                    state,
+                    index: EntityIndex::default(),
+                    rollups: None,
+                    prev_registers: None,
+                });
+                let Some(entity) = self.push_entity(stored.entity.clone(), entity) else {
+                    return;
+                };
+                entity
             }
         };
         if stored.seq % CHECKPOINT_EVERY_EVENTS == 1 {
@@ -732,10 +758,18 @@ impl Image {
         }
     }
 
+    /// Adds a new entity in the next slot; `None` if the image already holds
+    /// [`EntitySlot::MAX`] entities (never near: ids are bounded by memory long before).
+    fn push_entity(&mut self, id: EntityId, entity: Arc<Entity>) -> Option<&mut Entity> {
+        let slot = EntitySlot::try_from(self.slots.len()).ok()?;
+        self.slot_of.insert(id.clone(), slot);
+        self.slots.push((id, entity));
+        self.slots.last_mut().map(|(_, e)| Arc::make_mut(e))
+    }
+
     /// A deterministic digest of all state and read models: equal for equal event histories.
     pub fn digest(&self) -> u64 {
-        let mut entities: Vec<(&EntityId, &Entity)> =
-            self.entities.iter().map(|(id, e)| (id, &**e)).collect();
+        let mut entities: Vec<(&EntityId, &Entity)> = self.entities().collect();
         entities.sort_by(|a, b| a.0.cmp(b.0));
         digest_of(self.next_offset, entities.into_iter(), &self.site)
     }
@@ -743,11 +777,7 @@ impl Image {
     /// The parts of the image a snapshot stores, taken in O(entities) pointer copies (the
     /// caller holds the read lock only for this).
     pub(crate) fn capture(&self) -> ImageCapture {
-        let mut entities: Vec<(EntityId, Arc<Entity>)> = self
-            .entities
-            .iter()
-            .map(|(id, e)| (id.clone(), e.clone()))
-            .collect();
+        let mut entities: Vec<(EntityId, Arc<Entity>)> = self.slots.clone();
         entities.sort_by(|a, b| a.0.cmp(&b.0));
         ImageCapture {
             next_offset: self.next_offset,
@@ -772,11 +802,9 @@ impl Image {
         for (id, offset) in parts.command_ids {
             image.command_ids.insert(id, offset);
         }
-        image.entities = parts
-            .entities
-            .into_iter()
-            .map(|(id, e)| (id, Arc::new(e)))
-            .collect();
+        for (id, entity) in parts.entities {
+            image.push_entity(id, Arc::new(entity));
+        }
         image
     }
 
@@ -787,11 +815,11 @@ impl Image {
 
     /// Number of entities.
     pub fn len(&self) -> usize {
-        self.entities.len()
+        self.slots.len()
     }
 
     /// True if there are no entities.
     pub fn is_empty(&self) -> bool {
-        self.entities.is_empty()
+        self.slots.is_empty()
     }
 }

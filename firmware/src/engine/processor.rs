@@ -19,18 +19,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 
-use gridlog_common::batch::batch_frame_len;
-use gridlog_common::domain::{encode_event, StoredEvent};
+use gridlog_common::batch::{batch_frame_len, batch_frame_len_bound};
+use gridlog_common::domain::{encode_event, StoredEvent, STORED_EVENT_BYTES_MAX};
 use gridlog_common::id::EntityId;
 use gridlog_common::Offset;
 
-use super::image::{EntityState, FastMap, Image, RecentCommandIds};
-use super::validate::{kind_after, validate, Rejection, Verdict};
+use super::image::{EntitySlot, EntityState, FastMap, Image, RecentCommandIds};
+use super::validate::{kind_after, validate, Rejection, Verdict, EVENTS_PER_COMMAND_MAX};
 use super::{Inner, ItemResult, Job, Response, SubmitError};
-
-/// Encoded bytes reserved per event while encoding; an event that needs more is encoded
-/// again into a larger space.
-const EVENT_BYTES_GUESS: usize = 256;
 
 /// Batches planned and appended but not yet applied: while one is synced and applied, the
 /// next is planned. More would only queue requests behind the same fsyncs.
@@ -41,6 +37,8 @@ struct Planned {
     /// Per command: Ok(index of its last event in `events`, seq) or a final result.
     results: Vec<Result<(usize, u64), ItemResult>>,
     events: Vec<StoredEvent>,
+    /// Each event's entity slot in the image (see [`EntitySlot`]).
+    slots: Vec<EntitySlot>,
     /// Byte ranges of the encoded events in the batch buffer.
     ranges: Vec<(usize, usize)>,
     replayed: bool,
@@ -58,10 +56,11 @@ struct InFlight {
     bytes: u64,
 }
 
-/// What validation reads: every entity's state as of everything planned so far, and the
-/// recent command ids (the image's, plus those of planned requests).
+/// What validation reads: every entity's state as of everything planned so far (with the
+/// slot the image holds or will hold it in), and the recent command ids (the image's, plus
+/// those of planned requests).
 pub(super) struct Planner {
-    states: FastMap<EntityId, EntityState>,
+    states: FastMap<EntityId, (EntitySlot, EntityState)>,
     command_ids: RecentCommandIds<()>,
 }
 
@@ -75,7 +74,8 @@ impl Planner {
         Planner {
             states: image
                 .entities()
-                .map(|(id, e)| (id.clone(), e.state.clone()))
+                .zip(0..)
+                .map(|((id, e), slot)| (id.clone(), (slot, e.state.clone())))
                 .collect(),
             command_ids,
         }
@@ -97,6 +97,7 @@ impl Planner {
                     planned.push(Planned {
                         results,
                         events: vec![],
+                        slots: vec![],
                         ranges: vec![],
                         replayed: true,
                     });
@@ -104,18 +105,28 @@ impl Planner {
                 }
             }
             let buf_start = buf.len();
-            // States as they were before this request, to undo it if it cannot be stored.
-            let mut undo: Vec<(EntityId, Option<EntityState>)> = Vec::new();
+            // Only a request that might not fit in one frame needs the states as they were
+            // before it, to undo it if it cannot be stored (most requests are far smaller).
+            let may_overflow = batch_frame_len_bound(
+                request.commands.len() * EVENTS_PER_COMMAND_MAX,
+                STORED_EVENT_BYTES_MAX,
+            ) > frame_max;
+            let mut undo: Vec<(EntityId, Option<(EntitySlot, EntityState)>)> = Vec::new();
             let mut plan = Planned {
                 results: Vec::with_capacity(request.commands.len()),
                 events: Vec::with_capacity(request.commands.len()),
-                ranges: vec![],
+                slots: Vec::with_capacity(request.commands.len()),
+                ranges: Vec::with_capacity(request.commands.len()),
                 replayed: false,
             };
             for item in &request.commands {
                 let entity = item.command.entity();
+                // An entity's slot: where the image holds it, or the next one if it is new.
+                let next_slot = self.states.len() as EntitySlot;
                 // One lookup per command: validated, then advanced in place.
-                let mut state = self.states.get_mut(entity.as_str());
+                let mut found = self.states.get_mut(entity.as_str());
+                let slot = found.as_ref().map_or(next_slot, |(slot, _)| *slot);
+                let mut state = found.as_mut().map(|(_, state)| state);
                 let current = state.as_deref();
                 let events = match validate(
                     &item.command,
@@ -140,7 +151,9 @@ impl Planner {
                     ))));
                     continue;
                 };
-                undo.push((entity.clone(), current.cloned()));
+                if may_overflow {
+                    undo.push((entity.clone(), current.map(|s| (slot, s.clone()))));
+                }
                 let first_seq = current.map_or(0, EntityState::seq) + 1;
                 let mut created: Option<EntityState> = None;
                 for (seq, event) in (first_seq..).zip(events) {
@@ -157,12 +170,13 @@ impl Planner {
                         (None, None) => created = EntityState::create(&stored),
                     }
                     plan.events.push(stored);
+                    plan.slots.push(slot);
                 }
                 let seq = match (state, created) {
                     (Some(state), _) => state.seq(),
                     (None, Some(created)) => {
                         let seq = created.seq();
-                        self.states.insert(entity.clone(), created);
+                        self.states.insert(entity.clone(), (slot, created));
                         seq
                     }
                     (None, None) => 0,
@@ -174,11 +188,11 @@ impl Planner {
             }
             for event in &plan.events {
                 let start = buf.len();
-                buf.resize(start + EVENT_BYTES_GUESS, 0);
+                buf.resize(start + STORED_EVENT_BYTES_MAX, 0);
                 let used = match encode_event(event, &mut buf[start..]) {
                     Ok(bytes) => bytes.len(),
                     Err(_) => {
-                        // Rare: an event larger than the guess. Encode with room to spare.
+                        // Not expected (a test pins the bound); encode with room to spare.
                         let bytes = gridlog_common::domain::encode_event_vec(event);
                         buf.truncate(start);
                         buf.extend_from_slice(&bytes);
@@ -188,8 +202,7 @@ impl Planner {
                 buf.truncate(start + used);
                 plan.ranges.push((start, start + used));
             }
-            let records: Vec<&[u8]> = plan.ranges.iter().map(|&(s, e)| &buf[s..e]).collect();
-            if !records.is_empty() && batch_frame_len(u64::MAX, &records) > frame_max {
+            if may_overflow && too_large_for_a_frame(&plan.ranges, buf, frame_max) {
                 // Too large for one atomic frame: refuse the whole request, forget its effects.
                 for (entity, state) in undo.into_iter().rev() {
                     match state {
@@ -214,6 +227,7 @@ impl Planner {
                     .map(|_| Err(ItemResult::Rejected(rejection.clone())))
                     .collect();
                 plan.events.clear();
+                plan.slots.clear();
                 plan.ranges.clear();
             } else if let Some(id) = &request.command_id {
                 if !plan.events.is_empty() {
@@ -378,8 +392,8 @@ fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[Offset], bytes: u6
     let mut next = None;
     let mut events = 0u64;
     for (plan, &first) in planned.iter().zip(first_offsets) {
-        for (i, event) in plan.events.iter().enumerate() {
-            image.apply(first + i as u64, event);
+        for (i, (event, &slot)) in plan.events.iter().zip(&plan.slots).enumerate() {
+            image.apply_at_slot(slot, first + i as u64, event);
             next = Some(first + i as u64 + 1);
             events += 1;
         }
@@ -413,6 +427,12 @@ fn note_rejections(inner: &Inner, job: &Job, response: &Response) {
             windows.entry(entity.clone()).or_default().add(now);
         }
     }
+}
+
+/// True if these encoded events do not fit in one log frame.
+fn too_large_for_a_frame(ranges: &[(usize, usize)], buf: &[u8], frame_max: usize) -> bool {
+    let records: Vec<&[u8]> = ranges.iter().map(|&(s, e)| &buf[s..e]).collect();
+    !records.is_empty() && batch_frame_len(u64::MAX, &records) > frame_max
 }
 
 fn internal(message: &str) -> Rejection {

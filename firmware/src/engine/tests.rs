@@ -66,3 +66,48 @@ fn register_read_query_replay() {
     assert_eq!(engine.digest(), digest);
     assert_eq!(engine.stats().replayed_events, 3);
 }
+
+#[test]
+fn a_wrong_slot_guess_is_found_and_the_event_lands_on_its_own_entity() {
+    use gridlog_common::domain::{EntityKind, Event, StoredEvent};
+    let event = |entity: &str, seq: u64, event: Event| StoredEvent {
+        entity: id(entity),
+        kind: EntityKind::Meter(MeterKind::Load),
+        seq,
+        gateway_ms: 0,
+        command_id: None,
+        event,
+    };
+    let registered = Event::MeterRegistered {
+        kind: MeterKind::Load,
+        register_bits: None,
+    };
+    let reading = |time_ms| {
+        Event::ReadingRecorded(Reading {
+            time_ms,
+            import_wh: 5.0,
+            export_wh: 0.0,
+            power_w: 1.0,
+            voltage_v: None,
+            current_a: None,
+        })
+    };
+    let history = [
+        event("a", 1, registered.clone()),
+        event("b", 1, registered),
+        event("b", 2, reading(1_000)),
+        event("a", 2, reading(2_000)),
+    ];
+    let mut by_id = Image::new(RollupOptions::default());
+    let mut by_slot = Image::new(RollupOptions::default());
+    for (offset, stored) in (1..).zip(&history) {
+        by_id.apply(offset, stored);
+        // Every guess wrong: `a` is in slot 0, `b` in slot 1, new entities go to slot 2.
+        let wrong = if stored.entity.as_str() == "a" { 1 } else { 0 };
+        by_slot.apply_at_slot(wrong, offset, stored);
+    }
+    assert_eq!(by_slot.digest(), by_id.digest());
+    let seq = |image: &Image, id: &str| image.entity(id).map(|e| e.state.seq());
+    assert_eq!((seq(&by_slot, "a"), seq(&by_slot, "b")), (Some(2), Some(2)));
+    assert_eq!(by_slot.len(), 2);
+}

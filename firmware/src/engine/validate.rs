@@ -44,11 +44,18 @@ impl std::fmt::Display for Rejection {
     }
 }
 
+/// Most events one command produces: a reading with both registers wrapped gives two
+/// rollovers and the reading; an auto-registered meter's first reading gives two.
+pub const EVENTS_PER_COMMAND_MAX: usize = 3;
+
+/// The events of one accepted command (inline: no allocation per command).
+pub type CommandEvents = heapless::Vec<Event, EVENTS_PER_COMMAND_MAX>;
+
 /// What validation decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// Store these events (in order) for the command's entity.
-    Accept(Vec<Event>),
+    Accept(CommandEvents),
     /// Already recorded exactly so: nothing to store, report success.
     Duplicate,
     /// Refused.
@@ -67,6 +74,23 @@ pub struct Rules {
 /// Fraction of a register's range near its top (before) and bottom (after) within which a
 /// decrease is recognised as a wrap rather than rejected.
 pub const ROLLOVER_BAND: f64 = 0.25;
+
+/// A verdict that stores one event.
+fn accept_one(event: Event) -> Verdict {
+    let mut events = CommandEvents::new();
+    push(&mut events, event);
+    Verdict::Accept(events)
+}
+
+/// Adds one of a command's events; no command produces more than
+/// [`EVENTS_PER_COMMAND_MAX`] (tests run with this check on).
+fn push(events: &mut CommandEvents, event: Event) {
+    let pushed = events.push(event);
+    debug_assert!(
+        pushed.is_ok(),
+        "a command produced more than EVENTS_PER_COMMAND_MAX events"
+    );
+}
 
 fn finite(value: f64, field: &'static str) -> Result<(), Rejection> {
     if value.is_finite() {
@@ -134,7 +158,7 @@ fn check(
         ));
     }
     match command {
-        Command::RecordSystemEvent { event, .. } => Ok(Verdict::Accept(vec![event.clone()])),
+        Command::RecordSystemEvent { event, .. } => Ok(accept_one(event.clone())),
         Command::RegisterMeter {
             kind,
             register_bits,
@@ -150,10 +174,10 @@ fn check(
                 }
             }
             match state {
-                None => Ok(Verdict::Accept(vec![Event::MeterRegistered {
+                None => Ok(accept_one(Event::MeterRegistered {
                     kind: *kind,
                     register_bits: *register_bits,
-                }])),
+                })),
                 Some(EntityState::Meter(m))
                     if m.kind == *kind && m.register_bits == *register_bits =>
                 {
@@ -184,11 +208,11 @@ fn check(
                 non_negative(*c, "capacity_wh")?;
             }
             match state {
-                None => Ok(Verdict::Accept(vec![Event::AssetRegistered {
+                None => Ok(accept_one(Event::AssetRegistered {
                     kind: *kind,
                     rated_power_w: *rated_power_w,
                     capacity_wh: *capacity_wh,
-                }])),
+                })),
                 Some(EntityState::Asset(a))
                     if a.kind == *kind
                         && a.rated_power_w == *rated_power_w
@@ -224,18 +248,18 @@ fn check(
                     format!("{entity} is decommissioned"),
                 ));
             }
-            Ok(Verdict::Accept(vec![Event::MeterReplaced {
+            Ok(accept_one(Event::MeterReplaced {
                 time_ms: *time_ms,
                 import_wh: *import_wh,
                 export_wh: *export_wh,
-            }]))
+            }))
         }
         Command::DecommissionMeter { .. } => {
             let m = meter(entity, state)?;
             if m.decommissioned {
                 return Ok(Verdict::Duplicate);
             }
-            Ok(Verdict::Accept(vec![Event::MeterDecommissioned]))
+            Ok(accept_one(Event::MeterDecommissioned))
         }
         Command::RecordTelemetry { telemetry, .. } => {
             asset(entity, state)?;
@@ -251,9 +275,7 @@ fn check(
                 }
             }
             check_time(telemetry.time_ms, rules, now_ms)?;
-            Ok(Verdict::Accept(vec![Event::TelemetryRecorded(
-                telemetry.clone(),
-            )]))
+            Ok(accept_one(Event::TelemetryRecorded(telemetry.clone())))
         }
         Command::RequestSetpoint { power_w, .. } | Command::ConfirmSetpoint { power_w, .. } => {
             let a = asset(entity, state)?;
@@ -286,13 +308,9 @@ fn check(
                         format!("{entity} is not available for control"),
                     ));
                 }
-                Ok(Verdict::Accept(vec![Event::SetpointRequested {
-                    power_w: *power_w,
-                }]))
+                Ok(accept_one(Event::SetpointRequested { power_w: *power_w }))
             } else {
-                Ok(Verdict::Accept(vec![Event::SetpointApplied {
-                    power_w: *power_w,
-                }]))
+                Ok(accept_one(Event::SetpointApplied { power_w: *power_w }))
             }
         }
         Command::ChangeAvailability { available, .. } => {
@@ -300,27 +318,23 @@ fn check(
             if a.available == *available {
                 return Ok(Verdict::Duplicate);
             }
-            Ok(Verdict::Accept(vec![Event::AvailabilityChanged {
+            Ok(accept_one(Event::AvailabilityChanged {
                 available: *available,
-            }]))
+            }))
         }
         Command::RaiseFault { code, .. } => {
             let a = asset(entity, state)?;
             if a.faults.contains(code) {
                 return Ok(Verdict::Duplicate);
             }
-            Ok(Verdict::Accept(vec![Event::FaultRaised {
-                code: code.clone(),
-            }]))
+            Ok(accept_one(Event::FaultRaised { code: code.clone() }))
         }
         Command::ClearFault { code, .. } => {
             let a = asset(entity, state)?;
             if !a.faults.contains(code) {
                 return Ok(Verdict::Duplicate);
             }
-            Ok(Verdict::Accept(vec![Event::FaultCleared {
-                code: code.clone(),
-            }]))
+            Ok(accept_one(Event::FaultCleared { code: code.clone() }))
         }
     }
 }
@@ -395,14 +409,19 @@ fn check_reading(
         finite(f64::from(a), "current_a")?;
     }
     check_time(r.time_ms, rules, now_ms)?;
-    let mut events = Vec::with_capacity(2);
+    // At most EVENTS_PER_COMMAND_MAX pushes below: a registration or up to two rollovers,
+    // then the reading.
+    let mut events = CommandEvents::new();
     let m = match (state, rules.auto_register) {
         (None, Some(kind)) => {
-            events.push(Event::MeterRegistered {
-                kind,
-                register_bits: None,
-            });
-            events.push(Event::ReadingRecorded(*r));
+            push(
+                &mut events,
+                Event::MeterRegistered {
+                    kind,
+                    register_bits: None,
+                },
+            );
+            push(&mut events, Event::ReadingRecorded(*r));
             return Ok(Verdict::Accept(events));
         }
         _ => meter(entity, state)?,
@@ -447,7 +466,7 @@ fn check_reading(
                 if new < old {
                     match m.register_bits {
                         Some(bits) if is_wrap(old, new, bits) => {
-                            events.push(Event::RegisterRolledOver { register, bits, before_wh: old, after_wh: new });
+                            push(&mut events, Event::RegisterRolledOver { register, bits, before_wh: old, after_wh: new });
                         }
                         _ => {
                             return Err(Rejection::new(
@@ -483,7 +502,7 @@ fn check_reading(
             ));
         }
     }
-    events.push(Event::ReadingRecorded(*r));
+    push(&mut events, Event::ReadingRecorded(*r));
     Ok(Verdict::Accept(events))
 }
 
