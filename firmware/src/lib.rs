@@ -7,10 +7,11 @@
 //! - [`engine`]: meters and assets as event-sourced entities: validation, the processor,
 //!   the in-memory image, queries and subscriptions.
 //!
-//! `unsafe` lives only in the private `mmap` module.
+//! `unsafe` lives only in the private `mmap` and `prefetch` modules.
 #![warn(missing_docs)]
 
 mod mmap;
+mod prefetch;
 
 pub mod archive;
 pub mod snapshot;

@@ -477,8 +477,16 @@ pub struct EntityIndex {
 }
 
 /// An entity in the image.
+// `repr(C)`: the id first, next to the state the applier writes, not wherever the compiler
+// would put it (a cache line of its own, missed on every check).
+#[repr(C)]
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Entity {
+    /// Its id, beside its state, so the applier checks it has the right entity while
+    /// touching memory it touches anyway. Not stored (a snapshot stores each id once, with
+    /// its entity); set when the entity is put in the image.
+    #[serde(skip, default = "unnamed")]
+    id: EntityId,
     /// Its state.
     pub state: EntityState,
     /// Where its events are.
@@ -488,6 +496,11 @@ pub struct Entity {
     pub rollups: Option<MeterRollups>,
     /// Energy delta source for rollups: the previous reading's registers, adjusted for wraps.
     prev_registers: Option<(i64, f64, f64)>,
+}
+
+/// The id of an entity not yet put in an image.
+fn unnamed() -> EntityId {
+    EntityId::new("_").expect("`_` is a valid id")
 }
 
 /// Site energy totals by flow, since start of the log and for the current UTC day.
@@ -625,7 +638,7 @@ pub struct Image {
     /// Every entity in the order it was created, behind an `Arc`: a snapshot holds clones
     /// of these pointers while it is written, and `apply` copies an entity only if a
     /// snapshot still holds it.
-    slots: Vec<(EntityId, Arc<Entity>)>,
+    slots: Vec<Arc<Entity>>,
     pub(crate) site: SiteTotals,
     pub(crate) rollup_options: RollupOptions,
     /// Recent client command ids with the offset of their first event.
@@ -648,13 +661,13 @@ impl Image {
 
     /// Every entity, in the order they were created.
     pub fn entities(&self) -> impl Iterator<Item = (&EntityId, &Entity)> {
-        self.slots.iter().map(|(id, e)| (id, &**e))
+        self.slots.iter().map(|e| (&e.id, &**e))
     }
 
     /// State of one entity.
     pub fn entity(&self, id: &str) -> Option<&Entity> {
         let slot = *self.slot_of.get(id)?;
-        self.slots.get(slot as usize).map(|(_, e)| &**e)
+        self.slots.get(slot as usize).map(|e| &**e)
     }
 
     /// Applies one durable event at `offset`.
@@ -668,10 +681,18 @@ impl Image {
     /// found (the slot holds another id) and falls back to the lookup by id.
     pub(crate) fn apply_at_slot(&mut self, slot: EntitySlot, offset: Offset, stored: &StoredEvent) {
         let slot = match self.slots.get(slot as usize) {
-            Some((id, _)) if *id == stored.entity => Some(slot),
+            Some(entity) if entity.id == stored.entity => Some(slot),
             _ => self.slot_of.get(stored.entity.as_str()).copied(),
         };
         self.apply_in(slot, offset, stored);
+    }
+
+    /// Starts loading the entity in `slot` into the cache (for an event applied soon).
+    pub(crate) fn prefetch(&self, slot: EntitySlot) {
+        if let Some(entity) = self.slots.get(slot as usize) {
+            // From the `Arc`'s counts, which `make_mut` reads, to the entity's end.
+            crate::prefetch::prefetch(&**entity, 2 * std::mem::size_of::<usize>());
+        }
     }
 
     /// Applies `stored` to the entity in `slot`, or creates it (`None`: not in the image).
@@ -683,7 +704,7 @@ impl Image {
         }
         let rollup_options = self.rollup_options;
         let entity = match slot.and_then(|slot| self.slots.get_mut(slot as usize)) {
-            Some((_, entity)) => {
+            Some(entity) => {
                 let entity = Arc::make_mut(entity);
                 entity.state.advance(stored);
                 entity
@@ -693,12 +714,13 @@ impl Image {
                     return;
                 };
                 let entity = Arc::new(Entity {
+                    id: stored.entity.clone(),
                     state,
                     index: EntityIndex::default(),
                     rollups: None,
                     prev_registers: None,
                 });
-                let Some(entity) = self.push_entity(stored.entity.clone(), entity) else {
+                let Some(entity) = self.push_entity(entity) else {
                     return;
                 };
                 entity
@@ -760,11 +782,11 @@ impl Image {
 
     /// Adds a new entity in the next slot; `None` if the image already holds
     /// [`EntitySlot::MAX`] entities (never near: ids are bounded by memory long before).
-    fn push_entity(&mut self, id: EntityId, entity: Arc<Entity>) -> Option<&mut Entity> {
+    fn push_entity(&mut self, entity: Arc<Entity>) -> Option<&mut Entity> {
         let slot = EntitySlot::try_from(self.slots.len()).ok()?;
-        self.slot_of.insert(id.clone(), slot);
-        self.slots.push((id, entity));
-        self.slots.last_mut().map(|(_, e)| Arc::make_mut(e))
+        self.slot_of.insert(entity.id.clone(), slot);
+        self.slots.push(entity);
+        self.slots.last_mut().map(Arc::make_mut)
     }
 
     /// A deterministic digest of all state and read models: equal for equal event histories.
@@ -777,7 +799,11 @@ impl Image {
     /// The parts of the image a snapshot stores, taken in O(entities) pointer copies (the
     /// caller holds the read lock only for this).
     pub(crate) fn capture(&self) -> ImageCapture {
-        let mut entities: Vec<(EntityId, Arc<Entity>)> = self.slots.clone();
+        let mut entities: Vec<(EntityId, Arc<Entity>)> = self
+            .slots
+            .iter()
+            .map(|e| (e.id.clone(), e.clone()))
+            .collect();
         entities.sort_by(|a, b| a.0.cmp(&b.0));
         ImageCapture {
             next_offset: self.next_offset,
@@ -802,8 +828,9 @@ impl Image {
         for (id, offset) in parts.command_ids {
             image.command_ids.insert(id, offset);
         }
-        for (id, entity) in parts.entities {
-            image.push_entity(id, Arc::new(entity));
+        for (id, mut entity) in parts.entities {
+            entity.id = id;
+            image.push_entity(Arc::new(entity));
         }
         image
     }

@@ -32,6 +32,10 @@ use super::{Inner, ItemResult, Job, Response, SubmitError};
 /// next is planned. More would only queue requests behind the same fsyncs.
 pub const BATCHES_IN_FLIGHT: usize = 3;
 
+/// How many events ahead the applier starts loading an entity into the cache: enough for
+/// the load to arrive before the event is applied, with several loads under way at once.
+const PREFETCH_AHEAD_EVENTS: usize = 8;
+
 /// A request after validation.
 struct Planned {
     /// Per command: Ok(index of its last event in `events`, seq) or a final result.
@@ -56,11 +60,21 @@ struct InFlight {
     bytes: u64,
 }
 
-/// What validation reads: every entity's state as of everything planned so far (with the
-/// slot the image holds or will hold it in), and the recent command ids (the image's, plus
-/// those of planned requests).
+/// How to take back one command's effect on the planner's states.
+enum Undo {
+    /// Put this state back in this slot.
+    Restore(EntitySlot, EntityState),
+    /// Forget this entity (the command may have created it).
+    Forget(EntityId),
+}
+
+/// What validation reads: every entity's state as of everything planned so far, and the
+/// recent command ids (the image's, plus those of planned requests).
 pub(super) struct Planner {
-    states: FastMap<EntityId, (EntitySlot, EntityState)>,
+    /// Each entity's slot: the same slot the image holds (or will hold) it in.
+    slot_of: FastMap<EntityId, EntitySlot>,
+    /// States by slot.
+    states: Vec<EntityState>,
     command_ids: RecentCommandIds<()>,
 }
 
@@ -72,13 +86,30 @@ impl Planner {
             command_ids.insert(id.clone(), ());
         }
         Planner {
-            states: image
+            slot_of: image
                 .entities()
                 .zip(0..)
-                .map(|((id, e), slot)| (id.clone(), (slot, e.state.clone())))
+                .map(|((id, _), slot)| (id.clone(), slot))
                 .collect(),
+            states: image.entities().map(|(_, e)| e.state.clone()).collect(),
             command_ids,
         }
+    }
+
+    /// Each command's entity slot if the entity is known; starts loading the states of the
+    /// known ones into the cache, so their misses overlap (they are read in the next pass).
+    fn resolve(&self, request: &super::Request) -> Vec<Option<EntitySlot>> {
+        request
+            .commands
+            .iter()
+            .map(|item| {
+                let slot = self.slot_of.get(item.command.entity().as_str()).copied();
+                if let Some(state) = slot.and_then(|slot| self.states.get(slot as usize)) {
+                    crate::prefetch::prefetch(state, 0);
+                }
+                slot
+            })
+            .collect()
     }
 
     fn plan(&mut self, inner: &Inner, batch: &[Job], buf: &mut Vec<u8>) -> Vec<Planned> {
@@ -111,7 +142,8 @@ impl Planner {
                 request.commands.len() * EVENTS_PER_COMMAND_MAX,
                 STORED_EVENT_BYTES_MAX,
             ) > frame_max;
-            let mut undo: Vec<(EntityId, Option<(EntitySlot, EntityState)>)> = Vec::new();
+            let mut undo: Vec<Undo> = Vec::new();
+            let known = self.resolve(request);
             let mut plan = Planned {
                 results: Vec::with_capacity(request.commands.len()),
                 events: Vec::with_capacity(request.commands.len()),
@@ -119,14 +151,14 @@ impl Planner {
                 ranges: Vec::with_capacity(request.commands.len()),
                 replayed: false,
             };
-            for item in &request.commands {
+            for (item, known) in request.commands.iter().zip(known) {
                 let entity = item.command.entity();
-                // An entity's slot: where the image holds it, or the next one if it is new.
-                let next_slot = self.states.len() as EntitySlot;
-                // One lookup per command: validated, then advanced in place.
-                let mut found = self.states.get_mut(entity.as_str());
-                let slot = found.as_ref().map_or(next_slot, |(slot, _)| *slot);
-                let mut state = found.as_mut().map(|(_, state)| state);
+                // An entity unknown before this request may have been created by an earlier
+                // command of it: look again.
+                let known = known.or_else(|| self.slot_of.get(entity.as_str()).copied());
+                // A new entity gets the next slot, as it will in the image.
+                let slot = known.unwrap_or(self.states.len() as EntitySlot);
+                let mut state = known.and_then(|slot| self.states.get_mut(slot as usize));
                 let current = state.as_deref();
                 let events = match validate(
                     &item.command,
@@ -152,7 +184,10 @@ impl Planner {
                     continue;
                 };
                 if may_overflow {
-                    undo.push((entity.clone(), current.map(|s| (slot, s.clone()))));
+                    undo.push(match current {
+                        Some(state) => Undo::Restore(slot, state.clone()),
+                        None => Undo::Forget(entity.clone()),
+                    });
                 }
                 let first_seq = current.map_or(0, EntityState::seq) + 1;
                 let mut created: Option<EntityState> = None;
@@ -176,7 +211,8 @@ impl Planner {
                     (Some(state), _) => state.seq(),
                     (None, Some(created)) => {
                         let seq = created.seq();
-                        self.states.insert(entity.clone(), (slot, created));
+                        self.slot_of.insert(entity.clone(), slot);
+                        self.states.push(created);
                         seq
                     }
                     (None, None) => 0,
@@ -204,13 +240,18 @@ impl Planner {
             }
             if may_overflow && too_large_for_a_frame(&plan.ranges, buf, frame_max) {
                 // Too large for one atomic frame: refuse the whole request, forget its effects.
-                for (entity, state) in undo.into_iter().rev() {
-                    match state {
-                        Some(state) => {
-                            self.states.insert(entity, state);
+                for step in undo.into_iter().rev() {
+                    match step {
+                        Undo::Restore(slot, state) => {
+                            if let Some(current) = self.states.get_mut(slot as usize) {
+                                *current = state;
+                            }
                         }
-                        None => {
-                            self.states.remove(entity.as_str());
+                        // Created entities are the newest: forgotten newest first.
+                        Undo::Forget(entity) => {
+                            if let Some(slot) = self.slot_of.remove(entity.as_str()) {
+                                self.states.truncate(slot as usize);
+                            }
                         }
                     }
                 }
@@ -393,6 +434,9 @@ fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[Offset], bytes: u6
     let mut events = 0u64;
     for (plan, &first) in planned.iter().zip(first_offsets) {
         for (i, (event, &slot)) in plan.events.iter().zip(&plan.slots).enumerate() {
+            if let Some(&ahead) = plan.slots.get(i + PREFETCH_AHEAD_EVENTS) {
+                image.prefetch(ahead);
+            }
             image.apply_at_slot(slot, first + i as u64, event);
             next = Some(first + i as u64 + 1);
             events += 1;
