@@ -7,11 +7,11 @@
 //! - [`engine`]: meters and assets as event-sourced entities: validation, the processor,
 //!   the in-memory image, queries and subscriptions.
 //!
-//! `unsafe` lives only in the private `mmap` and `prefetch` modules.
+//! `unsafe` lives only in the private `mmap` and `hints` modules.
 #![warn(missing_docs)]
 
+mod hints;
 mod mmap;
-mod prefetch;
 
 pub mod archive;
 pub mod snapshot;

@@ -691,7 +691,7 @@ impl Image {
     pub(crate) fn prefetch(&self, slot: EntitySlot) {
         if let Some(entity) = self.slots.get(slot as usize) {
             // From the `Arc`'s counts, which `make_mut` reads, to the entity's end.
-            crate::prefetch::prefetch(&**entity, 2 * std::mem::size_of::<usize>());
+            crate::hints::prefetch(&**entity, 2 * std::mem::size_of::<usize>());
         }
     }
 

@@ -635,6 +635,10 @@ impl Engine {
             std::thread::Builder::new()
                 .name("gridlog-maintenance".into())
                 .spawn(move || {
+                    // Snapshots and archiving use the cores ingest leaves idle.
+                    if let Err(error) = crate::hints::run_in_background() {
+                        tracing::warn!(%error, "cannot lower the maintenance thread's priority");
+                    }
                     while woken.recv().is_ok() {
                         run_maintenance(&inner, &queue);
                     }

@@ -105,7 +105,7 @@ impl Planner {
             .map(|item| {
                 let slot = self.slot_of.get(item.command.entity().as_str()).copied();
                 if let Some(state) = slot.and_then(|slot| self.states.get(slot as usize)) {
-                    crate::prefetch::prefetch(state, 0);
+                    crate::hints::prefetch(state, 0);
                 }
                 slot
             })

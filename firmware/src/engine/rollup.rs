@@ -14,6 +14,8 @@
 //! counted that energy when the newer reading arrived. An interval with no reading has no
 //! bucket: gaps stay gaps.
 
+use std::sync::Arc;
+
 /// Length of a quarter-hour bucket.
 pub const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
 /// Length of an hour.
@@ -140,9 +142,11 @@ impl Bucket {
 pub struct Ring {
     period_ms: i64,
     capacity: usize,
-    /// Empty until first needed, then `capacity` packed slots (see [`pack`]). The slot at
-    /// `newest_slot` is stale: the newest interval lives in `head`.
-    slots: Vec<[u64; 5]>,
+    /// `None` until first needed, then `capacity` packed slots (see [`pack`]). The slot at
+    /// `newest_slot` is stale: the newest interval lives in `head`. Shared: a copy of the
+    /// entity (a snapshot holds the image's while it writes) copies the pointer, and the
+    /// slots are copied only if a shared ring is written (once an interval, not per reading).
+    slots: Option<Arc<Vec<[u64; 5]>>>,
     /// Newest interval index written.
     newest: i64,
     /// Derived from `newest` (not stored): its start time and its slot, so a reading in the
@@ -227,8 +231,7 @@ impl TryFrom<RingWire> for Ring {
             if ring.newest != i64::MIN && i == ring.newest_slot {
                 ring.head = bucket;
             } else {
-                ring.allocate();
-                ring.slots[i] = pack(&bucket);
+                ring.slots_mut()[i] = pack(&bucket);
             }
         }
         if ring.newest != i64::MIN && ring.head.index != ring.newest {
@@ -250,7 +253,7 @@ impl Ring {
         Ring {
             period_ms,
             capacity: capacity.max(1),
-            slots: Vec::new(),
+            slots: None,
             newest: i64::MIN,
             newest_start_ms: i64::MIN,
             newest_slot: 0,
@@ -258,11 +261,14 @@ impl Ring {
         }
     }
 
-    fn allocate(&mut self) {
-        if self.slots.is_empty() {
-            // All zero: allocated by `calloc`, pages mapped only when written.
-            self.slots = vec![[0u64; 5]; self.capacity];
-        }
+    /// The slots to write: allocated if they were not, copied if a snapshot shares them.
+    fn slots_mut(&mut self) -> &mut Vec<[u64; 5]> {
+        // All zero: allocated by `calloc`, pages mapped only when written.
+        let capacity = self.capacity;
+        let slots = self
+            .slots
+            .get_or_insert_with(|| Arc::new(vec![[0u64; 5]; capacity]));
+        Arc::make_mut(slots)
     }
 
     /// The bucket in slot `pos`, reading the newest interval's from `head`.
@@ -270,7 +276,10 @@ impl Ring {
         if self.newest != i64::MIN && pos == self.newest_slot {
             self.head
         } else {
-            self.slots.get(pos).map_or(NO_BUCKET, unpack)
+            self.slots
+                .as_ref()
+                .and_then(|slots| slots.get(pos))
+                .map_or(NO_BUCKET, unpack)
         }
     }
 
@@ -306,8 +315,8 @@ impl Ring {
         if index > self.newest {
             // A new interval: the head goes to its slot, the new interval becomes the head.
             if self.newest != i64::MIN {
-                self.allocate();
-                self.slots[self.newest_slot] = pack(&self.head);
+                let (slot, head) = (self.newest_slot, pack(&self.head));
+                self.slots_mut()[slot] = head;
             }
             self.set_newest(index);
             self.head = Bucket::empty(index);
@@ -315,14 +324,14 @@ impl Ring {
             return;
         }
         // A late reading, in an older interval within the horizon.
-        self.allocate();
         let pos = index.rem_euclid(capacity) as usize;
-        let mut bucket = unpack(&self.slots[pos]);
+        let slots = self.slots_mut();
+        let mut bucket = unpack(&slots[pos]);
         if bucket.index != index {
             bucket = Bucket::empty(index);
         }
         add(&mut bucket);
-        self.slots[pos] = pack(&bucket);
+        slots[pos] = pack(&bucket);
     }
 
     /// Buckets with data whose interval starts in `from_ms..to_ms`, oldest first.
@@ -444,7 +453,7 @@ mod tests {
         // Nothing allocated while readings stay in the newest interval.
         r.add(t0, 1.0, 0.0, 10.0);
         r.add(t0 + 1000, 2.0, 0.0, 30.0);
-        assert!(r.quarter.slots.is_empty() && r.day.slots.is_empty());
+        assert!(r.quarter.slots.is_none() && r.day.slots.is_none());
         // A new interval moves the head into its slot; a late reading writes a slot.
         r.add(t0 + QUARTER_HOUR_MS, 4.0, 1.0, 50.0);
         r.add(t0 + 2000, 0.0, 0.0, 20.0);
@@ -474,6 +483,34 @@ mod tests {
         a.add(t0 + DAY_MS + 60_000, 1.0, 0.0, 1.0);
         b.add(t0 + DAY_MS + 60_000, 1.0, 0.0, 1.0);
         assert_eq!(digest(&a), digest(&b));
+    }
+
+    #[test]
+    fn a_copy_shares_the_slots_until_one_side_writes_them() {
+        let mut r = MeterRollups::new(&RollupOptions::default());
+        let t0 = 1_700_000_000_000i64 / DAY_MS * DAY_MS;
+        r.add(t0, 1.0, 0.0, 10.0);
+        r.add(t0 + QUARTER_HOUR_MS, 2.0, 0.0, 20.0);
+        let shared = |a: &MeterRollups, b: &MeterRollups| match (&a.quarter.slots, &b.quarter.slots)
+        {
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        // A snapshot's copy of the entity: the slots are not copied.
+        let copy = r.clone();
+        assert!(shared(&r, &copy));
+        let before = copy.query(Step::QuarterHour, t0, t0 + DAY_MS);
+        // Readings in the newest interval write the head only: still shared.
+        r.add(t0 + QUARTER_HOUR_MS + 1000, 1.0, 0.0, 30.0);
+        assert!(shared(&r, &copy));
+        // A late reading writes a slot: the writer gets its own copy; the snapshot's is as it was.
+        r.add(t0 + 2000, 0.0, 0.0, 40.0);
+        assert!(!shared(&r, &copy));
+        assert_eq!(copy.query(Step::QuarterHour, t0, t0 + DAY_MS), before);
+        assert_eq!(
+            r.query(Step::QuarterHour, t0, t0 + QUARTER_HOUR_MS)[0].count,
+            2
+        );
     }
 
     #[test]
