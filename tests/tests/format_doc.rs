@@ -291,6 +291,10 @@ fn constants_table_matches_the_code() {
         ("SEGMENT_BYTES_MIN", wal::SEGMENT_BYTES_MIN),
         ("SEGMENT_BYTES_MAX", wal::SEGMENT_BYTES_MAX),
         ("ROUND_BYTES_DEFAULT", wal::ROUND_BYTES_DEFAULT as u64),
+        (
+            "STORED_EVENT_BYTES_MAX",
+            gridlog_common::domain::STORED_EVENT_BYTES_MAX as u64,
+        ),
     ];
     let doc: Vec<(String, u64)> = table("constants")
         .iter()

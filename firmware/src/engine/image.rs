@@ -687,6 +687,11 @@ impl Image {
         self.apply_in(slot, offset, stored);
     }
 
+    /// The slot of entity `id`, if the image holds it.
+    pub(crate) fn slot(&self, id: &str) -> Option<EntitySlot> {
+        self.slot_of.get(id).copied()
+    }
+
     /// Starts loading the entity in `slot` into the cache (for an event applied soon).
     pub(crate) fn prefetch(&self, slot: EntitySlot) {
         if let Some(entity) = self.slots.get(slot as usize) {

@@ -36,6 +36,7 @@ use gridlog_common::id::CommandId;
 use gridlog_common::Offset;
 
 use crate::wal::{CommitStatsSnapshot, OpenError, ReadError, Wal, WalOptions};
+use image::EntitySlot;
 pub use image::{Image, SiteTotals};
 pub use maintenance::{MaintenanceError, StorageOptions, StorageStats};
 pub use query::{EntityEvents, EventPage, EventRecord, Filter, QueryError, Subscription};
@@ -485,8 +486,18 @@ fn replay(
             }
         });
         for chunk in decoded {
-            for (offset, event) in chunk? {
-                image.apply(offset, &event);
+            let chunk = chunk?;
+            // Slots first (entities new in this chunk get none and are found by id), then
+            // apply with the entity a few events ahead already on its way into the cache.
+            let slots: Vec<EntitySlot> = chunk
+                .iter()
+                .map(|(_, event)| image.slot(event.entity.as_str()).unwrap_or(EntitySlot::MAX))
+                .collect();
+            for (i, ((offset, event), &slot)) in chunk.iter().zip(&slots).enumerate() {
+                if let Some(&ahead) = slots.get(i + processor::PREFETCH_AHEAD_EVENTS) {
+                    image.prefetch(ahead);
+                }
+                image.apply_at_slot(slot, *offset, event);
             }
         }
         Ok(())

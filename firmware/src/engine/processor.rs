@@ -34,7 +34,7 @@ pub const BATCHES_IN_FLIGHT: usize = 3;
 
 /// How many events ahead the applier starts loading an entity into the cache: enough for
 /// the load to arrive before the event is applied, with several loads under way at once.
-const PREFETCH_AHEAD_EVENTS: usize = 8;
+pub(super) const PREFETCH_AHEAD_EVENTS: usize = 8;
 
 /// A request after validation.
 struct Planned {
