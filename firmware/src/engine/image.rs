@@ -627,18 +627,87 @@ pub(crate) struct ImagePartsRef<'a> {
 
 /// An entity's place in the image: the index of its slot, which it keeps for the life of
 /// the image (entities are never removed). The processor's planner numbers new entities
-/// the same way, so the applier finds an entity without hashing its id.
+/// the same way (both keep a [`Slots`]), so the applier finds an entity without hashing
+/// its id.
 pub(crate) type EntitySlot = u32;
+
+/// How many events ahead [`Image::apply_all`] starts loading an entity into the cache:
+/// enough for the load to arrive before the event is applied, with several under way.
+const PREFETCH_AHEAD_EVENTS: usize = 8;
+
+/// Values of entities numbered in creation order: an id → slot map and the values by slot.
+/// The image and the planner each keep one and add entities in the same order, so a slot
+/// names the same entity in both.
+#[derive(Debug)]
+pub(crate) struct Slots<T> {
+    slot_of: FastMap<EntityId, EntitySlot>,
+    values: Vec<T>,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Slots {
+            slot_of: FastMap::default(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slots<T> {
+    /// The slot of entity `id`, if it has one.
+    pub(crate) fn slot(&self, id: &str) -> Option<EntitySlot> {
+        self.slot_of.get(id).copied()
+    }
+
+    /// The slot the next new entity gets.
+    pub(crate) fn next_slot(&self) -> EntitySlot {
+        self.values.len() as EntitySlot
+    }
+
+    pub(crate) fn get(&self, slot: EntitySlot) -> Option<&T> {
+        self.values.get(slot as usize)
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: EntitySlot) -> Option<&mut T> {
+        self.values.get_mut(slot as usize)
+    }
+
+    /// Adds entity `id` in the next slot; `None` (nothing added) if every slot number is
+    /// taken (never near: memory runs out long before).
+    pub(crate) fn push(&mut self, id: EntityId, value: T) -> Option<&mut T> {
+        let slot = EntitySlot::try_from(self.values.len()).ok()?;
+        self.slot_of.insert(id, slot);
+        self.values.push(value);
+        self.values.last_mut()
+    }
+
+    /// Forgets entity `id` if it is the newest (taking back its [`Slots::push`]).
+    pub(crate) fn forget_newest(&mut self, id: &str) {
+        if self
+            .slot(id)
+            .is_some_and(|slot| slot + 1 == self.next_slot())
+        {
+            self.slot_of.remove(id);
+            self.values.pop();
+        }
+    }
+
+    /// Every value, by slot.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &T> {
+        self.values.iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+}
 
 /// The whole image.
 #[derive(Debug, Default)]
 pub struct Image {
-    /// Each entity's slot.
-    slot_of: FastMap<EntityId, EntitySlot>,
-    /// Every entity in the order it was created, behind an `Arc`: a snapshot holds clones
-    /// of these pointers while it is written, and `apply` copies an entity only if a
-    /// snapshot still holds it.
-    slots: Vec<Arc<Entity>>,
+    /// Every entity by slot, behind an `Arc`: a snapshot holds clones of these pointers
+    /// while it is written, and `apply` copies an entity only if a snapshot still holds it.
+    slots: Slots<Arc<Entity>>,
     pub(crate) site: SiteTotals,
     pub(crate) rollup_options: RollupOptions,
     /// Recent client command ids with the offset of their first event.
@@ -661,43 +730,55 @@ impl Image {
 
     /// Every entity, in the order they were created.
     pub fn entities(&self) -> impl Iterator<Item = (&EntityId, &Entity)> {
-        self.slots.iter().map(|e| (&e.id, &**e))
+        self.slots.values().map(|e| (&e.id, &**e))
     }
 
     /// State of one entity.
     pub fn entity(&self, id: &str) -> Option<&Entity> {
-        let slot = *self.slot_of.get(id)?;
-        self.slots.get(slot as usize).map(|e| &**e)
+        let slot = self.slots.slot(id)?;
+        self.slots.get(slot).map(|e| &**e)
     }
 
     /// Applies one durable event at `offset`.
     pub fn apply(&mut self, offset: Offset, stored: &StoredEvent) {
-        let slot = self.slot_of.get(stored.entity.as_str()).copied();
+        let slot = self.slot(stored.entity.as_str());
         self.apply_in(slot, offset, stored);
+    }
+
+    /// Applies durable events in order, each to the entity the caller expects in the slot
+    /// of the same position in `slots` (see [`Image::apply_at_slot`]), starting to load the
+    /// entity a few events ahead into the cache so their misses overlap.
+    pub(crate) fn apply_all<'a>(
+        &mut self,
+        slots: &[EntitySlot],
+        events: impl IntoIterator<Item = (Offset, &'a StoredEvent)>,
+    ) {
+        for (i, ((offset, event), &slot)) in events.into_iter().zip(slots).enumerate() {
+            let ahead = slots
+                .get(i + PREFETCH_AHEAD_EVENTS)
+                .and_then(|&s| self.slots.get(s));
+            if let Some(entity) = ahead {
+                // From the `Arc`'s counts, which `make_mut` reads, to the entity's end.
+                crate::hints::prefetch(&**entity, 2 * std::mem::size_of::<usize>());
+            }
+            self.apply_at_slot(slot, offset, event);
+        }
     }
 
     /// [`Image::apply`] for an event whose entity the caller expects in `slot` (or, for an
     /// entity's first event, to be created there): no hashing of its id. A wrong guess is
     /// found (the slot holds another id) and falls back to the lookup by id.
     pub(crate) fn apply_at_slot(&mut self, slot: EntitySlot, offset: Offset, stored: &StoredEvent) {
-        let slot = match self.slots.get(slot as usize) {
+        let slot = match self.slots.get(slot) {
             Some(entity) if entity.id == stored.entity => Some(slot),
-            _ => self.slot_of.get(stored.entity.as_str()).copied(),
+            _ => self.slot(stored.entity.as_str()),
         };
         self.apply_in(slot, offset, stored);
     }
 
     /// The slot of entity `id`, if the image holds it.
     pub(crate) fn slot(&self, id: &str) -> Option<EntitySlot> {
-        self.slot_of.get(id).copied()
-    }
-
-    /// Starts loading the entity in `slot` into the cache (for an event applied soon).
-    pub(crate) fn prefetch(&self, slot: EntitySlot) {
-        if let Some(entity) = self.slots.get(slot as usize) {
-            // From the `Arc`'s counts, which `make_mut` reads, to the entity's end.
-            crate::hints::prefetch(&**entity, 2 * std::mem::size_of::<usize>());
-        }
+        self.slots.slot(id)
     }
 
     /// Applies `stored` to the entity in `slot`, or creates it (`None`: not in the image).
@@ -708,7 +789,7 @@ impl Image {
             self.command_ids.insert(id.clone(), offset);
         }
         let rollup_options = self.rollup_options;
-        let entity = match slot.and_then(|slot| self.slots.get_mut(slot as usize)) {
+        let entity = match slot.and_then(|slot| self.slots.get_mut(slot)) {
             Some(entity) => {
                 let entity = Arc::make_mut(entity);
                 entity.state.advance(stored);
@@ -725,10 +806,10 @@ impl Image {
                     rollups: None,
                     prev_registers: None,
                 });
-                let Some(entity) = self.push_entity(entity) else {
+                let Some(entity) = self.slots.push(stored.entity.clone(), entity) else {
                     return;
                 };
-                entity
+                Arc::make_mut(entity)
             }
         };
         if stored.seq % CHECKPOINT_EVERY_EVENTS == 1 {
@@ -785,15 +866,6 @@ impl Image {
         }
     }
 
-    /// Adds a new entity in the next slot; `None` if the image already holds
-    /// [`EntitySlot::MAX`] entities (never near: ids are bounded by memory long before).
-    fn push_entity(&mut self, entity: Arc<Entity>) -> Option<&mut Entity> {
-        let slot = EntitySlot::try_from(self.slots.len()).ok()?;
-        self.slot_of.insert(entity.id.clone(), slot);
-        self.slots.push(entity);
-        self.slots.last_mut().map(Arc::make_mut)
-    }
-
     /// A deterministic digest of all state and read models: equal for equal event histories.
     pub fn digest(&self) -> u64 {
         let mut entities: Vec<(&EntityId, &Entity)> = self.entities().collect();
@@ -806,7 +878,7 @@ impl Image {
     pub(crate) fn capture(&self) -> ImageCapture {
         let mut entities: Vec<(EntityId, Arc<Entity>)> = self
             .slots
-            .iter()
+            .values()
             .map(|e| (e.id.clone(), e.clone()))
             .collect();
         entities.sort_by(|a, b| a.0.cmp(&b.0));
@@ -834,8 +906,8 @@ impl Image {
             image.command_ids.insert(id, offset);
         }
         for (id, mut entity) in parts.entities {
-            entity.id = id;
-            image.push_entity(Arc::new(entity));
+            entity.id = id.clone();
+            image.slots.push(id, Arc::new(entity));
         }
         image
     }
@@ -852,6 +924,6 @@ impl Image {
 
     /// True if there are no entities.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots.len() == 0
     }
 }

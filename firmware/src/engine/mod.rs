@@ -31,7 +31,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use gridlog_common::domain::{decode_event, Command, EventDecodeError, MeterKind};
+use gridlog_common::domain::{decode_event, Command, EventDecodeError, MeterKind, StoredEvent};
 use gridlog_common::id::CommandId;
 use gridlog_common::Offset;
 
@@ -457,10 +457,9 @@ const REPLAY_CHUNKS_AHEAD: usize = 4;
 /// start-up uses both cores.
 fn replay(
     image: &mut Image,
-    mut next: impl FnMut() -> Option<Result<(Offset, gridlog_common::domain::StoredEvent), EngineOpenError>>
-        + Send,
+    mut next: impl FnMut() -> Option<Result<(Offset, StoredEvent), EngineOpenError>> + Send,
 ) -> Result<(), EngineOpenError> {
-    type Chunk = Result<Vec<(Offset, gridlog_common::domain::StoredEvent)>, EngineOpenError>;
+    type Chunk = Result<Vec<(Offset, StoredEvent)>, EngineOpenError>;
     std::thread::scope(|scope| {
         let (chunks, decoded) = mpsc::sync_channel::<Chunk>(REPLAY_CHUNKS_AHEAD);
         scope.spawn(move || {
@@ -493,15 +492,17 @@ fn replay(
                 .iter()
                 .map(|(_, event)| image.slot(event.entity.as_str()).unwrap_or(EntitySlot::MAX))
                 .collect();
-            for (i, ((offset, event), &slot)) in chunk.iter().zip(&slots).enumerate() {
-                if let Some(&ahead) = slots.get(i + processor::PREFETCH_AHEAD_EVENTS) {
-                    image.prefetch(ahead);
-                }
-                image.apply_at_slot(slot, *offset, event);
-            }
+            image.apply_all(&slots, chunk.iter().map(|(offset, event)| (*offset, event)));
         }
         Ok(())
     })
+}
+
+/// The event in the record at `offset`, for replay.
+fn decoded(offset: Offset, bytes: &[u8]) -> Result<(Offset, StoredEvent), EngineOpenError> {
+    decode_event(bytes)
+        .map(|event| (offset, event))
+        .map_err(|error| EngineOpenError::BadEvent { offset, error })
 }
 
 /// The newest snapshot that loads and checks, or an empty image (full replay). A snapshot
@@ -555,35 +556,22 @@ impl Engine {
                     },
                 )?;
             replay(&mut image, || {
-                let (offset, bytes) = match cursor.next_record()? {
-                    Ok(record) => record,
-                    Err(e) => {
-                        return Some(Err(EngineOpenError::HistoryMissing {
-                            oldest,
-                            reason: e.to_string(),
-                        }))
-                    }
-                };
-                Some(
-                    decode_event(&bytes)
-                        .map(|event| (offset, event))
-                        .map_err(|error| EngineOpenError::BadEvent { offset, error }),
-                )
+                Some(match cursor.next_record()? {
+                    Ok((offset, bytes)) => decoded(offset, &bytes),
+                    Err(e) => Err(EngineOpenError::HistoryMissing {
+                        oldest,
+                        reason: e.to_string(),
+                    }),
+                })
             })?;
         }
         let events_before = image.events;
         let mut cursor = wal.read_from(image.next_offset.max(oldest))?;
         replay(&mut image, || {
-            let record = match cursor.next()? {
-                Ok(record) => record,
-                Err(e) => return Some(Err(e.into())),
-            };
-            let offset = record.offset;
-            Some(
-                decode_event(record.bytes)
-                    .map(|event| (offset, event))
-                    .map_err(|error| EngineOpenError::BadEvent { offset, error }),
-            )
+            Some(match cursor.next()? {
+                Ok(record) => decoded(record.offset, record.bytes),
+                Err(e) => Err(e.into()),
+            })
         })?;
         drop(cursor);
         let replayed_events = image.events - events_before;

@@ -24,17 +24,13 @@ use gridlog_common::domain::{encode_event, StoredEvent, STORED_EVENT_BYTES_MAX};
 use gridlog_common::id::EntityId;
 use gridlog_common::Offset;
 
-use super::image::{EntitySlot, EntityState, FastMap, Image, RecentCommandIds};
+use super::image::{EntitySlot, EntityState, Image, RecentCommandIds, Slots};
 use super::validate::{kind_after, validate, Rejection, Verdict, EVENTS_PER_COMMAND_MAX};
 use super::{Inner, ItemResult, Job, Response, SubmitError};
 
 /// Batches planned and appended but not yet applied: while one is synced and applied, the
 /// next is planned. More would only queue requests behind the same fsyncs.
 pub const BATCHES_IN_FLIGHT: usize = 3;
-
-/// How many events ahead the applier starts loading an entity into the cache: enough for
-/// the load to arrive before the event is applied, with several loads under way at once.
-pub(super) const PREFETCH_AHEAD_EVENTS: usize = 8;
 
 /// A request after validation.
 struct Planned {
@@ -71,10 +67,8 @@ enum Undo {
 /// What validation reads: every entity's state as of everything planned so far, and the
 /// recent command ids (the image's, plus those of planned requests).
 pub(super) struct Planner {
-    /// Each entity's slot: the same slot the image holds (or will hold) it in.
-    slot_of: FastMap<EntityId, EntitySlot>,
-    /// States by slot.
-    states: Vec<EntityState>,
+    /// States by slot: the same slot the image holds (or will hold) each entity in.
+    states: Slots<EntityState>,
     command_ids: RecentCommandIds<()>,
 }
 
@@ -85,13 +79,12 @@ impl Planner {
         for (id, _) in image.command_ids.in_order() {
             command_ids.insert(id.clone(), ());
         }
+        let mut states = Slots::default();
+        for (id, entity) in image.entities() {
+            states.push(id.clone(), entity.state.clone());
+        }
         Planner {
-            slot_of: image
-                .entities()
-                .zip(0..)
-                .map(|((id, _), slot)| (id.clone(), slot))
-                .collect(),
-            states: image.entities().map(|(_, e)| e.state.clone()).collect(),
+            states,
             command_ids,
         }
     }
@@ -103,8 +96,8 @@ impl Planner {
             .commands
             .iter()
             .map(|item| {
-                let slot = self.slot_of.get(item.command.entity().as_str()).copied();
-                if let Some(state) = slot.and_then(|slot| self.states.get(slot as usize)) {
+                let slot = self.states.slot(item.command.entity().as_str());
+                if let Some(state) = slot.and_then(|slot| self.states.get(slot)) {
                     crate::hints::prefetch(state, 0);
                 }
                 slot
@@ -114,171 +107,207 @@ impl Planner {
 
     fn plan(&mut self, inner: &Inner, batch: &[Job], buf: &mut Vec<u8>) -> Vec<Planned> {
         let now_ms = inner.clock.now_ms();
-        let frame_max = inner.wal.batch_frame_bytes_max();
-        let mut planned = Vec::with_capacity(batch.len());
-        for job in batch {
-            let request = &job.request;
-            if let Some(id) = &request.command_id {
-                if self.command_ids.contains(id) {
-                    let results = request
+        batch
+            .iter()
+            .map(|job| self.plan_request(inner, &job.request, now_ms, buf))
+            .collect()
+    }
+
+    /// Validates one request, advances the states by its accepted commands and appends its
+    /// encoded events to `buf`; a request too large for one log frame is refused whole
+    /// and leaves no trace.
+    fn plan_request(
+        &mut self,
+        inner: &Inner,
+        request: &super::Request,
+        now_ms: i64,
+        buf: &mut Vec<u8>,
+    ) -> Planned {
+        if let Some(id) = &request.command_id {
+            if self.command_ids.contains(id) {
+                return Planned {
+                    results: request
                         .commands
                         .iter()
                         .map(|_| Err(ItemResult::Duplicate))
-                        .collect();
-                    planned.push(Planned {
-                        results,
-                        events: vec![],
-                        slots: vec![],
-                        ranges: vec![],
-                        replayed: true,
-                    });
-                    continue;
-                }
+                        .collect(),
+                    events: vec![],
+                    slots: vec![],
+                    ranges: vec![],
+                    replayed: true,
+                };
             }
-            let buf_start = buf.len();
-            // Only a request that might not fit in one frame needs the states as they were
-            // before it, to undo it if it cannot be stored (most requests are far smaller).
-            let may_overflow = batch_frame_len_bound(
-                request.commands.len() * EVENTS_PER_COMMAND_MAX,
-                STORED_EVENT_BYTES_MAX,
-            ) > frame_max;
-            let mut undo: Vec<Undo> = Vec::new();
-            let known = self.resolve(request);
-            let mut plan = Planned {
-                results: Vec::with_capacity(request.commands.len()),
-                events: Vec::with_capacity(request.commands.len()),
-                slots: Vec::with_capacity(request.commands.len()),
-                ranges: Vec::with_capacity(request.commands.len()),
+        }
+        let frame_max = inner.wal.batch_frame_bytes_max();
+        // Only a request that might not fit in one frame needs the states as they were
+        // before it, to undo it if it cannot be stored (most requests are far smaller).
+        let may_overflow = batch_frame_len_bound(
+            request.commands.len() * EVENTS_PER_COMMAND_MAX,
+            STORED_EVENT_BYTES_MAX,
+        ) > frame_max;
+        let mut undo: Vec<Undo> = Vec::new();
+        let known = self.resolve(request);
+        let mut plan = Planned {
+            results: Vec::with_capacity(request.commands.len()),
+            events: Vec::with_capacity(request.commands.len()),
+            slots: Vec::with_capacity(request.commands.len()),
+            ranges: Vec::with_capacity(request.commands.len()),
+            replayed: false,
+        };
+        for (item, known) in request.commands.iter().zip(known) {
+            let result = self.plan_command(
+                inner,
+                item,
+                known,
+                now_ms,
+                &mut plan,
+                may_overflow.then_some(&mut undo),
+            );
+            plan.results.push(result);
+        }
+        if let (Some(first), Some(id)) = (plan.events.first_mut(), &request.command_id) {
+            first.command_id = Some(id.clone());
+        }
+        let buf_start = buf.len();
+        plan.ranges = encode_all(&plan.events, buf);
+        if may_overflow && too_large_for_a_frame(&plan.ranges, buf, frame_max) {
+            self.undo(undo);
+            buf.truncate(buf_start);
+            let rejection = Rejection {
+                code: "request_too_large",
+                field: None,
+                message: format!("the request's events exceed one log frame of {frame_max} bytes; send fewer commands per request"),
+                current_seq: None,
+            };
+            return Planned {
+                results: plan
+                    .results
+                    .iter()
+                    .map(|_| Err(ItemResult::Rejected(rejection.clone())))
+                    .collect(),
+                events: vec![],
+                slots: vec![],
+                ranges: vec![],
                 replayed: false,
             };
-            for (item, known) in request.commands.iter().zip(known) {
-                let entity = item.command.entity();
-                // An entity unknown before this request may have been created by an earlier
-                // command of it: look again.
-                let known = known.or_else(|| self.slot_of.get(entity.as_str()).copied());
-                // A new entity gets the next slot, as it will in the image.
-                let slot = known.unwrap_or(self.states.len() as EntitySlot);
-                let mut state = known.and_then(|slot| self.states.get_mut(slot as usize));
-                let current = state.as_deref();
-                let events = match validate(
-                    &item.command,
-                    item.expected_seq,
-                    current,
-                    &inner.rules,
-                    now_ms,
-                ) {
-                    Verdict::Accept(events) => events,
-                    Verdict::Duplicate => {
-                        plan.results.push(Err(ItemResult::Duplicate));
-                        continue;
-                    }
-                    Verdict::Reject(rejection) => {
-                        plan.results.push(Err(ItemResult::Rejected(rejection)));
-                        continue;
-                    }
-                };
-                let Some(kind) = kind_after(current, &events, entity) else {
-                    plan.results.push(Err(ItemResult::Rejected(internal(
-                        "event without an entity kind",
-                    ))));
-                    continue;
-                };
-                if may_overflow {
-                    undo.push(match current {
-                        Some(state) => Undo::Restore(slot, state.clone()),
-                        None => Undo::Forget(entity.clone()),
-                    });
-                }
-                let first_seq = current.map_or(0, EntityState::seq) + 1;
-                let mut created: Option<EntityState> = None;
-                for (seq, event) in (first_seq..).zip(events) {
-                    let stored = StoredEvent {
-                        entity: entity.clone(),
-                        kind,
-                        seq,
-                        gateway_ms: now_ms,
-                        command_id: None,
-                        event,
-                    };
-                    match (state.as_deref_mut(), created.as_mut()) {
-                        (Some(state), _) | (None, Some(state)) => state.advance(&stored),
-                        (None, None) => created = EntityState::create(&stored),
-                    }
-                    plan.events.push(stored);
-                    plan.slots.push(slot);
-                }
-                let seq = match (state, created) {
-                    (Some(state), _) => state.seq(),
-                    (None, Some(created)) => {
-                        let seq = created.seq();
-                        self.slot_of.insert(entity.clone(), slot);
-                        self.states.push(created);
-                        seq
-                    }
-                    (None, None) => 0,
-                };
-                plan.results.push(Ok((plan.events.len() - 1, seq)));
-            }
-            if let (Some(first), Some(id)) = (plan.events.first_mut(), &request.command_id) {
-                first.command_id = Some(id.clone());
-            }
-            for event in &plan.events {
-                let start = buf.len();
-                buf.resize(start + STORED_EVENT_BYTES_MAX, 0);
-                let used = match encode_event(event, &mut buf[start..]) {
-                    Ok(bytes) => bytes.len(),
-                    Err(_) => {
-                        // Not expected (a test pins the bound); encode with room to spare.
-                        let bytes = gridlog_common::domain::encode_event_vec(event);
-                        buf.truncate(start);
-                        buf.extend_from_slice(&bytes);
-                        bytes.len()
-                    }
-                };
-                buf.truncate(start + used);
-                plan.ranges.push((start, start + used));
-            }
-            if may_overflow && too_large_for_a_frame(&plan.ranges, buf, frame_max) {
-                // Too large for one atomic frame: refuse the whole request, forget its effects.
-                for step in undo.into_iter().rev() {
-                    match step {
-                        Undo::Restore(slot, state) => {
-                            if let Some(current) = self.states.get_mut(slot as usize) {
-                                *current = state;
-                            }
-                        }
-                        // Created entities are the newest: forgotten newest first.
-                        Undo::Forget(entity) => {
-                            if let Some(slot) = self.slot_of.remove(entity.as_str()) {
-                                self.states.truncate(slot as usize);
-                            }
-                        }
-                    }
-                }
-                buf.truncate(buf_start);
-                let rejection = Rejection {
-                    code: "request_too_large",
-                    field: None,
-                    message: format!("the request's events exceed one log frame of {frame_max} bytes; send fewer commands per request"),
-                    current_seq: None,
-                };
-                plan.results = plan
-                    .results
-                    .into_iter()
-                    .map(|_| Err(ItemResult::Rejected(rejection.clone())))
-                    .collect();
-                plan.events.clear();
-                plan.slots.clear();
-                plan.ranges.clear();
-            } else if let Some(id) = &request.command_id {
-                if !plan.events.is_empty() {
-                    self.command_ids.insert(id.clone(), ());
-                }
-            }
-            planned.push(plan);
         }
-        planned
+        if let Some(id) = &request.command_id {
+            if !plan.events.is_empty() {
+                self.command_ids.insert(id.clone(), ());
+            }
+        }
+        plan
     }
+
+    /// Validates one command against its entity's state (`known`: its slot, if the entity
+    /// was known before the request); if accepted, adds its events to `plan` and advances
+    /// the state, noting in `undo` (if given) how to take that back. Returns the command's
+    /// result: Ok(index of its last event in `plan.events`, seq) or a final result.
+    fn plan_command(
+        &mut self,
+        inner: &Inner,
+        item: &super::CommandRequest,
+        known: Option<EntitySlot>,
+        now_ms: i64,
+        plan: &mut Planned,
+        undo: Option<&mut Vec<Undo>>,
+    ) -> Result<(usize, u64), ItemResult> {
+        let entity = item.command.entity();
+        // An entity unknown before this request may have been created by an earlier
+        // command of it: look again.
+        let known = known.or_else(|| self.states.slot(entity.as_str()));
+        // A new entity gets the next slot, as it will in the image.
+        let slot = known.unwrap_or(self.states.next_slot());
+        let mut state = known.and_then(|slot| self.states.get_mut(slot));
+        let current = state.as_deref();
+        let events = match validate(
+            &item.command,
+            item.expected_seq,
+            current,
+            &inner.rules,
+            now_ms,
+        ) {
+            Verdict::Accept(events) => events,
+            Verdict::Duplicate => return Err(ItemResult::Duplicate),
+            Verdict::Reject(rejection) => return Err(ItemResult::Rejected(rejection)),
+        };
+        let Some(kind) = kind_after(current, &events, entity) else {
+            return Err(ItemResult::Rejected(internal(
+                "event without an entity kind",
+            )));
+        };
+        if let Some(undo) = undo {
+            undo.push(match current {
+                Some(state) => Undo::Restore(slot, state.clone()),
+                None => Undo::Forget(entity.clone()),
+            });
+        }
+        let first_seq = current.map_or(0, EntityState::seq) + 1;
+        let mut created: Option<EntityState> = None;
+        for (seq, event) in (first_seq..).zip(events) {
+            let stored = StoredEvent {
+                entity: entity.clone(),
+                kind,
+                seq,
+                gateway_ms: now_ms,
+                command_id: None,
+                event,
+            };
+            match (state.as_deref_mut(), created.as_mut()) {
+                (Some(state), _) | (None, Some(state)) => state.advance(&stored),
+                (None, None) => created = EntityState::create(&stored),
+            }
+            plan.events.push(stored);
+            plan.slots.push(slot);
+        }
+        let seq = match (state, created) {
+            (Some(state), _) => state.seq(),
+            (None, Some(created)) => {
+                let seq = created.seq();
+                self.states.push(entity.clone(), created);
+                seq
+            }
+            (None, None) => 0,
+        };
+        Ok((plan.events.len() - 1, seq))
+    }
+
+    /// Takes back a request's effects on the states, newest first.
+    fn undo(&mut self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Restore(slot, state) => {
+                    if let Some(current) = self.states.get_mut(slot) {
+                        *current = state;
+                    }
+                }
+                // Created entities are the newest: forgotten newest first.
+                Undo::Forget(entity) => self.states.forget_newest(entity.as_str()),
+            }
+        }
+    }
+}
+
+/// Encodes `events` one after another at the end of `buf`; returns their byte ranges.
+fn encode_all(events: &[StoredEvent], buf: &mut Vec<u8>) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::with_capacity(events.len());
+    for event in events {
+        let start = buf.len();
+        buf.resize(start + STORED_EVENT_BYTES_MAX, 0);
+        let used = match encode_event(event, &mut buf[start..]) {
+            Ok(bytes) => bytes.len(),
+            Err(_) => {
+                // Not expected (a test pins the bound); encode with room to spare.
+                let bytes = gridlog_common::domain::encode_event_vec(event);
+                buf.truncate(start);
+                buf.extend_from_slice(&bytes);
+                bytes.len()
+            }
+        };
+        buf.truncate(start + used);
+        ranges.push((start, start + used));
+    }
+    ranges
 }
 
 /// The planner's loop; spawns the applier and returns when the queue closes and every
@@ -433,13 +462,11 @@ fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[Offset], bytes: u6
     let mut next = None;
     let mut events = 0u64;
     for (plan, &first) in planned.iter().zip(first_offsets) {
-        for (i, (event, &slot)) in plan.events.iter().zip(&plan.slots).enumerate() {
-            if let Some(&ahead) = plan.slots.get(i + PREFETCH_AHEAD_EVENTS) {
-                image.prefetch(ahead);
-            }
-            image.apply_at_slot(slot, first + i as u64, event);
-            next = Some(first + i as u64 + 1);
-            events += 1;
+        image.apply_all(&plan.slots, (first..).zip(&plan.events));
+        let count = plan.events.len() as u64;
+        if count > 0 {
+            next = Some(first + count);
+            events += count;
         }
     }
     drop(image);
