@@ -102,22 +102,14 @@ fn kills_while_snapshots_and_archiving_run_lose_nothing() {
         archive >= 3,
         "expected archiving to have run, archive has {archive} files; {status}"
     );
-    let verify = std::process::Command::new(gridlog_tests::gridlog_bin())
-        .arg("verify")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let verify = gridlog_tests::run_gridlog(["verify".as_ref(), dir.as_os_str()]);
     assert!(
         verify.status.success(),
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
     // dump reads the archive, then the hot log: every offset once, in order.
-    let dump = std::process::Command::new(gridlog_tests::gridlog_bin())
-        .arg("dump")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let dump = gridlog_tests::run_gridlog(["dump".as_ref(), dir.as_os_str()]);
     assert!(
         dump.status.success(),
         "{}",
@@ -142,4 +134,20 @@ fn kills_while_snapshots_and_archiving_run_lose_nothing() {
         (1..=offsets.len() as u64).collect::<Vec<_>>(),
         "dump has gaps or repeats"
     );
+    // From an offset only the archive still holds: printed from there, with no note that
+    // it is missing.
+    let from_2 = gridlog_tests::run_gridlog([
+        "dump".as_ref(),
+        dir.as_os_str(),
+        "--from".as_ref(),
+        "2".as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&from_2.stderr);
+    assert!(from_2.status.success(), "{stderr}");
+    assert!(!stderr.contains("no longer in the hot log"), "{stderr}");
+    let first = String::from_utf8_lossy(&from_2.stdout)
+        .lines()
+        .next()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"].as_u64());
+    assert_eq!(first, Some(Some(2)));
 }

@@ -15,60 +15,8 @@ pub fn run(args: &DumpArgs) -> Outcome {
     let mut out = BufWriter::new(io::stdout().lock());
     let mut line = String::new();
     let mut write_error: Option<io::Error> = None;
-    // History that left the hot log is in the archive: print it first, then go on in the
-    // hot log from where the archive ends (no record twice, even while both hold a segment).
-    let mut from = args.from;
-    match gridlog_firmware::archive::list(&args.data_dir) {
-        Ok((entries, damage)) => {
-            if let Some(d) = damage.first() {
-                eprintln!("gridlog dump: damaged archive: {d}");
-                return Outcome::Damaged;
-            }
-            let archive_end = entries.last().map(|e| e.header.next_offset);
-            if let Some(end) = archive_end.filter(|&end| end > from) {
-                let start = entries
-                    .iter()
-                    .map(|e| e.header.first_offset)
-                    .find(|&f| f <= from)
-                    .unwrap_or(entries[0].header.first_offset);
-                let mut cursor = match gridlog_firmware::archive::ArchiveCursor::new(
-                    &args.data_dir,
-                    from.max(start),
-                    end,
-                ) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("gridlog dump: {e}");
-                        return Outcome::Damaged;
-                    }
-                };
-                while let Some(record) = cursor.next_record() {
-                    match record {
-                        Ok((offset, bytes)) => {
-                            record_line(&mut line, offset, &bytes);
-                            if let Err(error) = out.write_all(line.as_bytes()) {
-                                if error.kind() == io::ErrorKind::BrokenPipe {
-                                    return Outcome::Clean;
-                                }
-                                eprintln!("gridlog dump: cannot write records: {error}");
-                                return Outcome::Failed;
-                            }
-                        }
-                        Err(e) => {
-                            eprintln!("gridlog dump: damaged archive: {e}");
-                            return Outcome::Damaged;
-                        }
-                    }
-                }
-                from = end;
-            }
-        }
-        Err(e) => {
-            eprintln!("gridlog dump: cannot read the archive: {e}");
-            return Outcome::Failed;
-        }
-    }
-    let result = read_records(&args.data_dir, from, |offset, bytes| {
+    // Writes one record's line; a failed write stops the dump (reported below).
+    let mut emit = |offset: Offset, bytes: &[u8]| {
         record_line(&mut line, offset, bytes);
         match out.write_all(line.as_bytes()) {
             Ok(()) => ControlFlow::Continue(()),
@@ -77,7 +25,51 @@ pub fn run(args: &DumpArgs) -> Outcome {
                 ControlFlow::Break(())
             }
         }
-    });
+    };
+    // History that left the hot log is in the archive: print it first, then go on in the
+    // hot log from where the archive ends (no record twice, even while both hold a segment).
+    let mut from = args.from;
+    let entries = match gridlog_firmware::archive::list(&args.data_dir) {
+        Ok((_, damage)) if !damage.is_empty() => {
+            eprintln!("gridlog dump: damaged archive: {}", damage[0]);
+            return Outcome::Damaged;
+        }
+        Ok((entries, _)) => entries,
+        Err(e) => {
+            eprintln!("gridlog dump: cannot read the archive: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let archived = entries
+        .first()
+        .zip(entries.last())
+        .map(|(oldest, newest)| (oldest.header.first_offset, newest.header.next_offset));
+    let mut archive_result = Ok(());
+    let mut written = ControlFlow::Continue(());
+    if let Some((start, end)) = archived.filter(|&(_, end)| end > from) {
+        match gridlog_firmware::archive::ArchiveCursor::new(&args.data_dir, from.max(start), end) {
+            Ok(mut cursor) => {
+                while let Some(record) = cursor.next_record() {
+                    match record {
+                        Ok((offset, bytes)) => {
+                            written = emit(offset, &bytes);
+                            if written.is_break() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            archive_result = Err(e.to_string());
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => archive_result = Err(e.to_string()),
+        }
+        from = end;
+    }
+    let result = (archive_result.is_ok() && written.is_continue())
+        .then(|| read_records(&args.data_dir, from, emit));
     if write_error.is_none() {
         write_error = out.flush().err();
     }
@@ -89,6 +81,13 @@ pub fn run(args: &DumpArgs) -> Outcome {
         eprintln!("gridlog dump: cannot write records: {error}");
         return Outcome::Failed;
     }
+    if let Err(e) = archive_result {
+        eprintln!("gridlog dump: damaged archive: {e}");
+        return Outcome::Damaged;
+    }
+    let Some(result) = result else {
+        return Outcome::Failed;
+    };
     match result {
         Ok(summary) => {
             tracing::info!(
@@ -96,7 +95,9 @@ pub fn run(args: &DumpArgs) -> Outcome {
                 segments = summary.segments_read,
                 "dumped"
             );
-            if let Some(oldest) = summary.oldest_offset.filter(|&oldest| args.from < oldest) {
+            // Records between where the dump stood (after the archive) and the hot log's
+            // start are nowhere any more.
+            if let Some(oldest) = summary.oldest_offset.filter(|&oldest| from < oldest) {
                 if args.from > gridlog_common::FIRST_OFFSET {
                     eprintln!(
                         "gridlog dump: note: offsets below {oldest} are no longer in the hot log; started at {oldest}"
