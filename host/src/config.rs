@@ -13,12 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Environment variables that start with `GRIDLOG_` but are not config keys.
-const ENV_NOT_CONFIG: &[&str] = &[
-    "GRIDLOG_LOG",
-    "GRIDLOG_CONFIG",
-    "GRIDLOG_BIN",
-    "GRIDLOG_KILL_CYCLES",
-];
+const ENV_NOT_CONFIG: &[&str] = &["GRIDLOG_LOG", "GRIDLOG_CONFIG"];
 
 /// The whole configuration. Every key has a default; see README "Configuration".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

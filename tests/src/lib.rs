@@ -80,15 +80,28 @@ fn build_gridlog(target_dir: &Path, profile: &str) {
     );
 }
 
+/// A `gridlog` command that sees only the configuration a test gives it: every `GRIDLOG_*`
+/// (config, log level, this harness's own knobs) and `AWS_*` variable the test process
+/// inherited is removed.
+pub fn gridlog_command() -> Command {
+    let mut command = Command::new(gridlog_bin());
+    for (key, _) in std::env::vars_os() {
+        let inherited = key.to_string_lossy();
+        if inherited.starts_with("GRIDLOG_") || inherited.starts_with("AWS_") {
+            command.env_remove(&key);
+        }
+    }
+    command
+}
+
 /// Runs `gridlog` with `args` and returns what it printed and its exit status.
 pub fn run_gridlog<I, S>(args: I) -> Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Command::new(gridlog_bin())
+    gridlog_command()
         .args(args)
-        .env_remove("GRIDLOG_LOG")
         .output()
         .expect("run the gridlog binary")
 }

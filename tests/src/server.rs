@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -75,20 +75,13 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        let mut child = Command::new(crate::gridlog_bin());
         // Only the configuration this server is given: nothing the test process inherited.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("GRIDLOG_") {
-                child.env_remove(key);
-            }
-        }
-        let mut child = child
+        let mut child = crate::gridlog_command()
             .arg(command)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
-            .env_remove("GRIDLOG_LOG")
             .env("GRIDLOG_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

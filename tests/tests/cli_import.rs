@@ -21,7 +21,7 @@ fn import_loads_rows_and_stops_at_a_bad_one() {
     text.push_str("m1,not-a-time,1,0,1\n");
     text.push_str("m1,2024-01-02T00:00:00Z,99999,0,100\n");
     std::fs::write(&csv, text).unwrap();
-    let output = std::process::Command::new(gridlog_tests::gridlog_bin())
+    let output = gridlog_tests::gridlog_command()
         .args(["import", "--csv"])
         .arg(&csv)
         .arg("--data-dir")

@@ -1,7 +1,7 @@
 //! Write tokens: 401 without, 403 wrong, accepted right; reads need none. Listening beyond
 //! loopback without a token is refused unless the operator says --insecure.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use gridlog_tests::server::{get, post_raw, Server};
@@ -50,10 +50,9 @@ fn writes_need_the_token_and_reads_do_not() {
 #[test]
 fn a_public_address_without_a_token_is_refused_unless_insecure() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(gridlog_tests::gridlog_bin())
+    let output = gridlog_tests::gridlog_command()
         .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path())
-        .env_remove("GRIDLOG_WRITE_TOKEN")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
@@ -63,7 +62,7 @@ fn a_public_address_without_a_token_is_refused_unless_insecure() {
         "{stderr}"
     );
 
-    let mut child = Command::new(gridlog_tests::gridlog_bin())
+    let mut child = gridlog_tests::gridlog_command()
         .args(["serve", "--insecure", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())

@@ -632,14 +632,8 @@ pub fn ship_env(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
 }
 
 fn gridlog(args: &[&str], env: &[(String, String)]) -> Command {
-    let mut command = Command::new(gridlog_tests::gridlog_bin());
-    command.args(args).env_remove("GRIDLOG_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("GRIDLOG_") || k.starts_with("AWS_") {
-            command.env_remove(k);
-        }
-    }
-    command.env("GRIDLOG_LOG", "error");
+    let mut command = gridlog_tests::gridlog_command();
+    command.args(args).env("GRIDLOG_LOG", "error");
     command.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     command
 }
