@@ -609,7 +609,7 @@ fn main() {
         eprintln!("engine bench: run with `cargo bench` (nothing to test here)");
         return;
     }
-    let base = std::env::var("GRIDLOG_BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into());
+    let base = tables::bench_base_dir();
     std::fs::create_dir_all(&base).expect("bench dir");
     let ctx = Ctx {
         dir: tempfile::tempdir_in(&base).expect("temp dir"),
@@ -646,10 +646,8 @@ fn main() {
 /// (`GRIDLOG_BENCH_REPLAY_DIR`, default `target/bench-data/replay`), written once with
 /// `GRIDLOG_BENCH_HISTORY` events over 10,000 meters; for profiling start-up alone.
 fn section_replay() {
-    let dir = std::path::PathBuf::from(
-        std::env::var("GRIDLOG_BENCH_REPLAY_DIR")
-            .unwrap_or_else(|_| "target/bench-data/replay".into()),
-    );
+    let dir = std::env::var_os("GRIDLOG_BENCH_REPLAY_DIR")
+        .map_or_else(|| tables::bench_base_dir().join("replay"), Into::into);
     if !dir.exists() {
         let events = env_list("GRIDLOG_BENCH_HISTORY", &[1_000_000])[0];
         let ids = meter_ids(10_000);

@@ -429,7 +429,7 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let base = std::env::var("GRIDLOG_BENCH_DIR").unwrap_or_else(|_| "target/bench-data".into());
+    let base = tables::bench_base_dir();
     std::fs::create_dir_all(&base).expect("bench dir");
     let tmp = tempfile::tempdir_in(&base).expect("temp dir");
     let secs = env_u64("GRIDLOG_BENCH_SECS", 10) as f64;

@@ -97,13 +97,7 @@ impl BenchConfig {
                 })
                 .collect::<io::Result<_>>()?,
         };
-        let base_dir = match std::env::var_os("GRIDLOG_BENCH_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-                .join("bench-data"),
-        };
+        let base_dir = tables::bench_base_dir();
         let measure = Duration::from_secs_f64(secs);
         Ok(BenchConfig {
             base_dir,

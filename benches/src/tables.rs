@@ -1,8 +1,20 @@
 //! Helpers of the engine and HTTP benchmarks (`benches/benches/{engine,http}.rs`): sizes from
 //! the environment, readings of `/proc`, and the cells of their Markdown tables.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Where benchmark data lives: `GRIDLOG_BENCH_DIR`, or the workspace's `target/bench-data`
+/// (whatever the working directory: `cargo bench` runs from the package's own folder).
+pub fn bench_base_dir() -> PathBuf {
+    match std::env::var_os("GRIDLOG_BENCH_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target")
+            .join("bench-data"),
+    }
+}
 
 /// A whole number from the environment (`_` separators allowed), or `default`.
 pub fn env_u64(name: &str, default: u64) -> u64 {
