@@ -26,12 +26,16 @@ use std::time::{Duration, Instant};
 use gridlog_common::domain::{Command, MeterKind, Reading};
 use gridlog_common::id::EntityId;
 use gridlog_firmware::engine::{
-    Engine, EngineOptions, ItemResult, Request, RollupOptions, StorageOptions,
+    Clock, Engine, EngineOptions, ItemResult, Request, RollupOptions, StorageOptions, StorageStats,
+    SystemClock,
 };
-use gridlog_firmware::wal::{Wal, WalOptions};
+use gridlog_firmware::wal::{Wal, WalOptions, SEGMENT_BYTES_DEFAULT};
 
-use gridlog_benches::report::load_average as load;
-use gridlog_benches::tables::{self, env_list, env_u64, ms, pass, pct};
+use gridlog_benches::report::{load_average as load, CommitDelta};
+use gridlog_benches::tables::{
+    self, env_list, env_secs, env_u64, ms, pass, pct, Clocks, HISTORY_START_MS,
+};
+use gridlog_benches::{BULK_BATCH_RECORDS, BULK_THREADS, BULK_WINDOW_BATCHES, SETTLE_AFTER_OPEN};
 
 /// The process's resident set (`VmRSS`), in bytes.
 fn rss_bytes() -> u64 {
@@ -55,17 +59,61 @@ fn processor_run_delay_ns() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn quiet() -> StorageOptions {
-    let mut s = StorageOptions::default();
-    s.snapshot_every_events = u64::MAX;
-    s.snapshot_every_bytes = u64::MAX;
-    s
+/// Segments of the restart and maintenance sections: small enough that their histories
+/// seal and archive many.
+const SMALL_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Engine options of the benchmarks: a snapshot (and archiving) every `snapshot_every`
+/// events, never if `None`; segments of `segment_bytes`.
+fn options(snapshot_every: Option<u64>, segment_bytes: u64) -> EngineOptions {
+    let mut storage = StorageOptions::default();
+    match snapshot_every {
+        Some(events) => storage.snapshot_every_events = events,
+        None => {
+            storage.snapshot_every_events = u64::MAX;
+            storage.snapshot_every_bytes = u64::MAX;
+        }
+    }
+    EngineOptions::default()
+        .storage(storage)
+        .wal(WalOptions::default().segment_bytes(segment_bytes))
+}
+
+/// One ingest window of the issue's shape (`ctx.submitters` × `ctx.per_request`) on a new
+/// engine in `ctx.sub(name)` with `meters` registered meters, after a second to settle;
+/// with the engine's storage statistics. The directory is removed afterwards.
+fn fresh_ingest(
+    ctx: &Ctx,
+    name: &str,
+    options: EngineOptions,
+    meters: usize,
+    secs: f64,
+) -> (Ingest, StorageStats) {
+    let dir = ctx.sub(name);
+    let engine = Engine::open(&dir, options).expect("open");
+    let ids = meter_ids(meters);
+    register(&engine, &ids);
+    let clocks = Clocks::new(meters);
+    std::thread::sleep(Duration::from_secs(1));
+    let r = ingest(
+        &engine,
+        &ids,
+        &clocks,
+        ctx.submitters,
+        ctx.per_request,
+        secs,
+        u64::MAX,
+    );
+    let storage = engine.storage_stats();
+    engine.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    (r, storage)
 }
 
 fn meter_ids(n: usize) -> Arc<Vec<EntityId>> {
     Arc::new(
         (0..n)
-            .map(|i| EntityId::new(&format!("m{i:06}")).expect("id"))
+            .map(|i| EntityId::new(&tables::meter_id(i)).expect("id"))
             .collect(),
     )
 }
@@ -86,33 +134,13 @@ fn register(engine: &Engine, ids: &[EntityId]) {
     }
 }
 
-/// Readings start this long ago, one second apart per meter: always in the past.
-const HISTORY_START_MS: i64 = 10 * 24 * 3600 * 1000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Per-meter reading counters, shared by runs over the same engine so times keep rising.
-struct Clocks(Vec<AtomicU64>);
-
-impl Clocks {
-    fn new(n: usize) -> Arc<Clocks> {
-        Arc::new(Clocks((0..n).map(|_| AtomicU64::new(0)).collect()))
-    }
-}
-
 struct Ingest {
     readings: u64,
     secs: f64,
     lat: Vec<Duration>,
-    rounds: u64,
-    /// Mean `fdatasync` time of the window's rounds.
-    sync_mean: Duration,
+    /// The log's rounds, bytes and fsync time over the window.
+    commit: CommitDelta,
     rejected: u64,
-    log_bytes: u64,
     /// CPU of the whole process and of the processor thread, in cores.
     cpu: (f64, f64),
     /// Share of the window the processor thread waited for a CPU while runnable.
@@ -131,7 +159,7 @@ fn ingest(
     secs: f64,
     total: u64,
 ) -> Ingest {
-    let base = now_ms() - HISTORY_START_MS;
+    let base = SystemClock.now_ms() - HISTORY_START_MS;
     let sent = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let before = engine.stats();
@@ -203,13 +231,8 @@ fn ingest(
         readings: (after.accepted - before.accepted),
         secs,
         lat,
-        rounds: after.wal.rounds - before.wal.rounds,
-        sync_mean: Duration::from_nanos(
-            (after.wal.sync_nanos - before.wal.sync_nanos)
-                / (after.wal.rounds - before.wal.rounds).max(1),
-        ),
+        commit: CommitDelta::between(&before.wal, &after.wal),
         rejected: after.rejected - before.rejected,
-        log_bytes: after.wal.bytes - before.wal.bytes,
         cpu: (
             (cpu_secs(None) - cpu0.0) / secs,
             (cpu_secs(Some("gridlog-process")) - cpu0.1) / secs,
@@ -218,43 +241,40 @@ fn ingest(
     }
 }
 
-/// The log's own bulk append of `records` records of `record_bytes`: 4 threads, 8 frames of
-/// 1000 records in flight each (the issue-2 bench's bulk shape), for `secs`.
-fn wal_bulk(dir: &Path, record_bytes: usize, secs: f64) -> (f64, f64) {
+/// Records/s of the log's own bulk append of `record_bytes`-byte records, for `secs`: the
+/// issue-2 bench's bulk shape ([`BULK_THREADS`] threads, each with [`BULK_WINDOW_BATCHES`]
+/// frames of [`BULK_BATCH_RECORDS`] records in flight).
+fn wal_bulk(dir: &Path, record_bytes: usize, secs: f64) -> f64 {
     let wal = Wal::open(dir, WalOptions::default()).expect("wal");
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(SETTLE_AFTER_OPEN);
     let record = vec![0x5au8; record_bytes];
-    let frame: Vec<&[u8]> = (0..1000).map(|_| record.as_slice()).collect();
+    let frame: Vec<&[u8]> = (0..BULK_BATCH_RECORDS).map(|_| record.as_slice()).collect();
     let records = AtomicU64::new(0);
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
+    let durable = |ticket: gridlog_firmware::wal::AppendTicket<'_>| {
+        ticket.wait().expect("durable");
+        records.fetch_add(BULK_BATCH_RECORDS as u64, Ordering::Relaxed);
+    };
     std::thread::scope(|scope| {
-        for _ in 0..4 {
+        for _ in 0..BULK_THREADS {
             scope.spawn(|| {
-                let mut inflight = std::collections::VecDeque::new();
+                let mut in_flight = std::collections::VecDeque::new();
                 while Instant::now() < deadline {
-                    inflight.push_back(wal.append_nowait(&frame).expect("append"));
-                    if inflight.len() >= 8 {
-                        inflight
-                            .pop_front()
-                            .expect("ticket")
-                            .wait()
-                            .expect("durable");
-                        records.fetch_add(1000, Ordering::Relaxed);
+                    in_flight.push_back(wal.append_nowait(&frame).expect("append"));
+                    if in_flight.len() >= BULK_WINDOW_BATCHES {
+                        if let Some(ticket) = in_flight.pop_front() {
+                            durable(ticket);
+                        }
                     }
                 }
-                for t in inflight {
-                    t.wait().expect("durable");
-                    records.fetch_add(1000, Ordering::Relaxed);
-                }
+                in_flight.into_iter().for_each(&durable);
             });
         }
     });
     let secs = start.elapsed().as_secs_f64();
-    let n = records.load(Ordering::Relaxed) as f64;
-    let bytes = wal.stats().bytes as f64;
     let _ = wal.close();
-    (n / secs, bytes / secs / 1e6)
+    records.load(Ordering::Relaxed) as f64 / secs
 }
 
 struct Ctx {
@@ -282,29 +302,19 @@ fn section_ingest(ctx: &Ctx) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for meters in env_list("GRIDLOG_BENCH_METERS", &[1000, 10_000]) {
         let meters = meters as usize;
-        let dir = ctx.sub(&format!("ingest-{meters}"));
-        let engine = Engine::open(&dir, EngineOptions::default().storage(quiet())).expect("open");
-        let ids = meter_ids(meters);
-        register(&engine, &ids);
-        let clocks = Clocks::new(meters);
-        std::thread::sleep(Duration::from_secs(1));
         eprintln!("ingest: {meters} meters");
-        let r = ingest(
-            &engine,
-            &ids,
-            &clocks,
-            ctx.submitters,
-            ctx.per_request,
+        let (r, _) = fresh_ingest(
+            ctx,
+            &format!("ingest-{meters}"),
+            options(None, SEGMENT_BYTES_DEFAULT),
+            meters,
             ctx.secs,
-            u64::MAX,
         );
-        engine.shutdown();
-        let _ = std::fs::remove_dir_all(&dir);
-        let record_bytes = (r.log_bytes / r.readings.max(1)).max(1) as usize;
+        let record_bytes = (r.commit.bytes / r.readings.max(1)).max(1) as usize;
         eprintln!("wal bulk baseline: {record_bytes}-byte records");
         let bulk_dir = ctx.sub("wal-bulk");
-        let (bulk_rps, _bulk_mbs) = if env_u64("GRIDLOG_BENCH_BASELINE", 1) == 0 {
-            (f64::NAN, f64::NAN) // skipped, e.g. to profile the engine alone
+        let bulk_rps = if env_u64("GRIDLOG_BENCH_BASELINE", 1) == 0 {
+            f64::NAN // skipped, e.g. to profile the engine alone
         } else {
             wal_bulk(&bulk_dir, record_bytes, ctx.secs)
         };
@@ -317,10 +327,12 @@ fn section_ingest(ctx: &Ctx) {
             rps,
             ms(pct(&r.lat, 0.5)),
             ms(pct(&r.lat, 0.99)),
-            r.rounds as f64 / r.secs,
-            ms(r.sync_mean),
-            r.readings as f64 / r.rounds.max(1) as f64,
-            r.log_bytes as f64 / r.secs / 1e6,
+            r.commit.rounds as f64 / r.secs,
+            ms(Duration::from_nanos(
+                r.commit.sync_nanos / r.commit.rounds.max(1)
+            )),
+            r.readings as f64 / r.commit.rounds.max(1) as f64,
+            r.commit.bytes as f64 / r.secs / 1e6,
             r.rejected,
             r.cpu.0 * 100.0,
             r.cpu.1 * 100.0,
@@ -341,7 +353,7 @@ fn section_memory(ctx: &Ctx) {
     let ids = meter_ids(meters);
     let clocks = Clocks::new(meters);
     let rss0 = rss_bytes();
-    let engine = Engine::open(&dir, EngineOptions::default().storage(quiet())).expect("open");
+    let engine = Engine::open(&dir, options(None, SEGMENT_BYTES_DEFAULT)).expect("open");
     std::thread::sleep(Duration::from_millis(500));
     let rss_open = rss_bytes();
     register(&engine, &ids);
@@ -362,8 +374,7 @@ fn section_memory(ctx: &Ctx) {
     let _ = std::fs::remove_dir_all(&dir);
     let rollup = rollups.bytes_per_meter() as f64;
     let per_registered = (rss_registered.saturating_sub(rss_open)) as f64 / meters as f64;
-    let per_with_reading = (rss_one.saturating_sub(rss_open)) as f64 / meters as f64;
-    let image_per_meter = per_with_reading;
+    let image_per_meter = (rss_one.saturating_sub(rss_open)) as f64 / meters as f64;
     let rollup_measured = (rss_full.saturating_sub(rss_one)) as f64 / meters as f64;
     println!("## Engine (issue 3): memory\n");
     println!(
@@ -404,7 +415,6 @@ fn section_memory(ctx: &Ctx) {
 }
 
 struct Restart {
-    events: u64,
     replay_full_ms: u64,
     replay_full_events: u64,
     open_full_ms: f64,
@@ -420,18 +430,12 @@ struct Restart {
     cycle_ms: f64,
 }
 
-fn restart_options() -> EngineOptions {
-    EngineOptions::default()
-        .storage(quiet())
-        .wal(WalOptions::default().segment_bytes(16 * 1024 * 1024))
-}
-
 fn restart_row(ctx: &Ctx, events: u64, meters: usize) -> Restart {
     let dir = ctx.sub(&format!("restart-{events}"));
     let ids = meter_ids(meters);
     let clocks = Clocks::new(meters);
     {
-        let engine = Engine::open(&dir, restart_options()).expect("open");
+        let engine = Engine::open(&dir, options(None, SMALL_SEGMENT_BYTES)).expect("open");
         register(&engine, &ids);
         eprintln!("restart: writing {events} events");
         let r = ingest(&engine, &ids, &clocks, 16, 1000, 3600.0, events);
@@ -443,7 +447,7 @@ fn restart_row(ctx: &Ctx, events: u64, meters: usize) -> Restart {
         engine.shutdown();
     }
     let t = Instant::now();
-    let engine = Engine::open(&dir, restart_options()).expect("open");
+    let engine = Engine::open(&dir, options(None, SMALL_SEGMENT_BYTES)).expect("open");
     let open_full_ms = t.elapsed().as_secs_f64() * 1000.0;
     let s = engine.stats();
     let (replay_full_ms, replay_full_events) = (s.replay_millis, s.replayed_events);
@@ -453,11 +457,10 @@ fn restart_row(ctx: &Ctx, events: u64, meters: usize) -> Restart {
     let cycle_ms = t.elapsed().as_secs_f64() * 1000.0;
     engine.shutdown();
     let t = Instant::now();
-    let engine = Engine::open(&dir, restart_options()).expect("open");
+    let engine = Engine::open(&dir, options(None, SMALL_SEGMENT_BYTES)).expect("open");
     let snap_open_ms = t.elapsed().as_secs_f64() * 1000.0;
     let s = engine.stats();
     let out = Restart {
-        events: replay_full_events,
         replay_full_ms,
         replay_full_events,
         open_full_ms,
@@ -494,7 +497,7 @@ fn section_restart(ctx: &Ctx) {
         let eps = r.replay_full_events as f64 / (r.replay_full_ms.max(1) as f64 / 1000.0);
         println!(
             "| {} | {:.0} ms | {} ms | {:.0} | {} | {:.0} ms | {} events in {} ms | {} | {} |",
-            r.events,
+            r.replay_full_events,
             r.open_full_ms,
             r.replay_full_ms,
             eps,
@@ -513,7 +516,7 @@ fn section_restart(ctx: &Ctx) {
     for r in &rows {
         println!(
             "| {} | {:.1} MiB | {} ms | {:.0} ms | {:.1} MiB | {:.1} MiB | {:.2}× | {:.0} |",
-            r.events,
+            r.replay_full_events,
             r.snapshot_bytes as f64 / 1048576.0,
             r.snapshot_ms,
             r.cycle_ms,
@@ -530,43 +533,17 @@ fn section_maintenance(ctx: &Ctx) {
     let meters = 10_000usize;
     let product_default = StorageOptions::default().snapshot_every_events;
     let stress = env_u64("GRIDLOG_BENCH_SNAPSHOT_EVERY", 100_000);
-    let secs = env_u64("GRIDLOG_BENCH_MAINT_SECS", 10) as f64;
-    let segment = 16 * 1024 * 1024;
+    let secs = env_secs("GRIDLOG_BENCH_MAINT_SECS", 10.0);
     let mut rows = Vec::new();
     for every in [None, Some(product_default), Some(stress)] {
-        let dir = ctx.sub(&format!("maintenance-{every:?}"));
-        let storage = match every {
-            Some(every) => {
-                let mut s = StorageOptions::default();
-                s.snapshot_every_events = every;
-                s
-            }
-            None => quiet(),
-        };
-        let engine = Engine::open(
-            &dir,
-            EngineOptions::default()
-                .storage(storage)
-                .wal(WalOptions::default().segment_bytes(segment)),
-        )
-        .expect("open");
-        let ids = meter_ids(meters);
-        register(&engine, &ids);
-        let clocks = Clocks::new(meters);
-        std::thread::sleep(Duration::from_secs(1));
         eprintln!("maintenance: snapshot every {every:?} events");
-        let r = ingest(
-            &engine,
-            &ids,
-            &clocks,
-            ctx.submitters,
-            ctx.per_request,
+        let (r, st) = fresh_ingest(
+            ctx,
+            &format!("maintenance-{every:?}"),
+            options(every, SMALL_SEGMENT_BYTES),
+            meters,
             secs,
-            u64::MAX,
         );
-        let st = engine.storage_stats();
-        engine.shutdown();
-        let _ = std::fs::remove_dir_all(&dir);
         rows.push((every, r, st));
     }
     let base = rows[0].1.readings as f64 / rows[0].1.secs;
@@ -613,7 +590,7 @@ fn main() {
     std::fs::create_dir_all(&base).expect("bench dir");
     let ctx = Ctx {
         dir: tempfile::tempdir_in(&base).expect("temp dir"),
-        secs: env_u64("GRIDLOG_BENCH_SECS", 5) as f64,
+        secs: env_secs("GRIDLOG_BENCH_SECS", 5.0),
         submitters: env_u64("GRIDLOG_BENCH_SUBMITTERS", 16) as usize,
         per_request: env_u64("GRIDLOG_BENCH_REQUEST", 100) as usize,
     };
@@ -651,7 +628,7 @@ fn section_replay() {
     if !dir.exists() {
         let events = env_list("GRIDLOG_BENCH_HISTORY", &[1_000_000])[0];
         let ids = meter_ids(10_000);
-        let engine = Engine::open(&dir, restart_options()).expect("open");
+        let engine = Engine::open(&dir, options(None, SMALL_SEGMENT_BYTES)).expect("open");
         register(&engine, &ids);
         let r = ingest(
             &engine,
@@ -668,7 +645,7 @@ fn section_replay() {
     println!("| replay of {} | events | ms | events/s |", dir.display());
     println!("|---|---|---|---|");
     for _ in 0..env_u64("GRIDLOG_BENCH_REPLAYS", 3) {
-        let engine = Engine::open(&dir, restart_options()).expect("open");
+        let engine = Engine::open(&dir, options(None, SMALL_SEGMENT_BYTES)).expect("open");
         let s = engine.stats();
         println!(
             "| | {} | {} | {:.0} |",

@@ -2,11 +2,11 @@
 //! on loopback, client and server on the same machine.
 //!
 //! ```text
-//! cargo build --release -p gridlog-host
 //! cargo bench -p gridlog-benches --bench http
 //! ```
 //!
-//! Env: `GRIDLOG_BIN` (default `target/release/gridlog`), `GRIDLOG_BENCH_SECS` (10) each
+//! Env: `GRIDLOG_BIN` (default: the release build, built first if it is missing or stale,
+//! through the test crate's `gridlog_bin`), `GRIDLOG_BENCH_SECS` (10) each
 //! phase, `GRIDLOG_BENCH_CLIENTS` (16), `GRIDLOG_BENCH_BATCH` (500) readings per POST,
 //! `GRIDLOG_BENCH_METERS` (10000), `GRIDLOG_BENCH_GET_RATE` (2000) GETs/s,
 //! `GRIDLOG_BENCH_DIR` (`target/bench-data`) where the data lives,
@@ -14,20 +14,18 @@
 //! `GRIDLOG_STORAGE__SNAPSHOT_EVERY_EVENTS=1000000000`. Progress to stderr, tables to stdout.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gridlog_benches::report::load_average as load;
-use gridlog_benches::tables::{self, env_u64, ms, pass, pct};
-
-/// `VmRSS` of a process, in bytes.
-fn rss_of(pid: &str) -> u64 {
-    tables::rss_bytes(pid)
-}
+use gridlog_benches::tables::{
+    self, env_secs, env_u64, meter_id, ms, pass, pct, Clocks, HISTORY_START_MS,
+};
+use gridlog_firmware::engine::{Clock, SystemClock};
+use gridlog_tests::server::{get, Server};
 
 /// User + system CPU seconds of a process.
 fn cpu_secs(pid: &str) -> f64 {
@@ -59,122 +57,20 @@ fn rfc3339(out: &mut String, ms: i64) {
     );
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// The server's `/api/v1/status`.
+fn status(server: &Server) -> serde_json::Value {
+    get(&server.url("/api/v1/status")).1
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-    pid: String,
+/// Write rounds the server's log has made.
+fn rounds(server: &Server) -> u64 {
+    status(server)["commit"]["rounds"].as_u64().unwrap_or(0)
 }
 
-impl Server {
-    fn start(bin: &Path, data: &Path) -> Server {
-        let mut command = Command::new(bin);
-        // The server refuses unknown `GRIDLOG_*` keys: the bench's own settings stay here.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("GRIDLOG_") {
-                command.env_remove(key);
-            }
-        }
-        // `GRIDLOG_BENCH_SERVER_ENV=KEY=VALUE,…` passes configuration to the server.
-        if let Ok(pairs) = std::env::var("GRIDLOG_BENCH_SERVER_ENV") {
-            for pair in pairs.split(',').filter(|p| !p.is_empty()) {
-                if let Some((key, value)) = pair.split_once('=') {
-                    command.env(key, value);
-                }
-            }
-        }
-        let mut child = command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("GRIDLOG_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start gridlog serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                let _ = tx.send(line.clone());
-                line.clear();
-            }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("gridlog printed no address");
-            if let Some(rest) = line.trim().strip_prefix("gridlog listening on http://") {
-                break rest.split('/').next().unwrap_or_default().to_string();
-            }
-        };
-        let pid = child.id().to_string();
-        let server = Server { child, addr, pid };
-        let agent = ureq::Agent::new();
-        for _ in 0..600 {
-            if agent
-                .get(&server.url("/readyz"))
-                .call()
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("gridlog never became ready");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let body = ureq::get(&self.url("/api/v1/status"))
-            .call()
-            .expect("status")
-            .into_string()
-            .expect("body");
-        serde_json::from_str(&body).expect("json")
-    }
-
-    fn rounds(&self) -> u64 {
-        self.status()["commit"]["rounds"].as_u64().unwrap_or(0)
-    }
-
-    fn snapshots(&self) -> u64 {
-        self.status()["snapshots"]["written"].as_u64().unwrap_or(0)
-    }
+/// Snapshots the server has written.
+fn snapshots(server: &Server) -> u64 {
+    status(server)["snapshots"]["written"].as_u64().unwrap_or(0)
 }
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn meter_id(i: usize) -> String {
-    format!("m{i:06}")
-}
-
-/// Per-meter reading counters: times rise by one second per reading.
-struct Clocks(Vec<AtomicU64>);
 
 /// One POST body of `batch` readings over the client's own meters.
 fn body(
@@ -226,11 +122,12 @@ fn post_phase(
     rate: Option<f64>,
     clocks: &Arc<Clocks>,
 ) -> Phase {
-    let base = now_ms() - 10 * 24 * 3600 * 1000;
+    let base = SystemClock.now_ms() - HISTORY_START_MS;
     let errors = AtomicU64::new(0);
     let readings = AtomicU64::new(0);
-    let rounds0 = server.rounds();
-    let (scpu0, ccpu0) = (cpu_secs(&server.pid), cpu_secs("self"));
+    let rounds0 = rounds(server);
+    let pid = server.pid().to_string();
+    let (scpu0, ccpu0) = (cpu_secs(&pid), cpu_secs("self"));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
     let url = server.url("/api/v1/readings");
@@ -294,9 +191,9 @@ fn post_phase(
         secs,
         lat,
         errors: errors.load(Ordering::Relaxed),
-        server_cpu: (cpu_secs(&server.pid) - scpu0) / secs,
+        server_cpu: (cpu_secs(&pid) - scpu0) / secs,
         client_cpu: (cpu_secs("self") - ccpu0) / secs,
-        rounds: server.rounds() - rounds0,
+        rounds: rounds(server) - rounds0,
     }
 }
 
@@ -373,7 +270,7 @@ fn get_phase(
 
 /// One reading for every meter, in batches of `batch`.
 fn one_each(server: &Server, meters: usize, batch: usize, clocks: &Clocks) {
-    let base = now_ms() - 10 * 24 * 3600 * 1000;
+    let base = SystemClock.now_ms() - HISTORY_START_MS;
     let agent = ureq::Agent::new();
     let all: Vec<usize> = (0..meters).collect();
     let mut buf = String::new();
@@ -418,21 +315,12 @@ fn main() {
         eprintln!("http bench: run with `cargo bench` (nothing to test here)");
         return;
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = std::env::var("GRIDLOG_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/release/gridlog"));
-    if !bin.exists() {
-        eprintln!(
-            "http bench: {} not found: run `cargo build --release -p gridlog-host` first",
-            bin.display()
-        );
-        std::process::exit(1);
-    }
+    // The release build (built if it is missing or stale), or `GRIDLOG_BIN`.
+    let bin = gridlog_tests::gridlog_bin();
     let base = tables::bench_base_dir();
     std::fs::create_dir_all(&base).expect("bench dir");
     let tmp = tempfile::tempdir_in(&base).expect("temp dir");
-    let secs = env_u64("GRIDLOG_BENCH_SECS", 10) as f64;
+    let secs = env_secs("GRIDLOG_BENCH_SECS", 10.0);
     let clients = env_u64("GRIDLOG_BENCH_CLIENTS", 16) as usize;
     let batch = env_u64("GRIDLOG_BENCH_BATCH", 500) as usize;
     let meters = env_u64("GRIDLOG_BENCH_METERS", 10_000) as usize;
@@ -445,9 +333,9 @@ fn main() {
     );
 
     // Binary size: the release build as is and a stripped copy.
-    let size = std::fs::metadata(&bin).map_or(0, |m| m.len());
+    let size = std::fs::metadata(bin).map_or(0, |m| m.len());
     let stripped_path = tmp.path().join("gridlog.stripped");
-    std::fs::copy(&bin, &stripped_path).expect("copy binary");
+    std::fs::copy(bin, &stripped_path).expect("copy binary");
     let stripped = Command::new("strip")
         .arg(&stripped_path)
         .status()
@@ -456,23 +344,30 @@ fn main() {
         .and_then(|_| std::fs::metadata(&stripped_path).ok())
         .map_or(0, |m| m.len());
 
-    let server = Server::start(&bin, &tmp.path().join("data"));
+    // `GRIDLOG_BENCH_SERVER_ENV=KEY=VALUE,…` passes configuration to the server.
+    let server_env = std::env::var("GRIDLOG_BENCH_SERVER_ENV").unwrap_or_default();
+    let server_env: Vec<(&str, &str)> = server_env
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .collect();
+    let mut server = Server::start_with_env(&tmp.path().join("data"), "serve", &[], &server_env);
+    let pid = server.pid().to_string();
     std::thread::sleep(Duration::from_secs(1));
-    let rss_empty = rss_of(&server.pid);
+    let rss_empty = tables::rss_bytes(&pid);
     eprintln!("registering {meters} meters");
     let register_secs = register_meters(&server, meters);
     std::thread::sleep(Duration::from_secs(2));
-    let rss_registered = rss_of(&server.pid);
-    let clocks = Arc::new(Clocks((0..meters).map(|_| AtomicU64::new(0)).collect()));
+    let rss_registered = tables::rss_bytes(&pid);
+    let clocks = Clocks::new(meters);
     // One reading each: every meter's rollup rings are allocated.
     one_each(&server, meters, batch, &clocks);
     std::thread::sleep(Duration::from_secs(2));
-    let rss_one_each = rss_of(&server.pid);
+    let rss_one_each = tables::rss_bytes(&pid);
 
     eprintln!("max ingest: {clients} clients × {batch} readings, {secs} s");
-    let snaps0 = server.snapshots();
+    let snaps0 = snapshots(&server);
     let max = post_phase(&server, meters, clients, batch, secs, None, &clocks);
-    let snaps_max = server.snapshots() - snaps0;
+    let snaps_max = snapshots(&server) - snaps0;
     let max_rps = max.readings as f64 / max.secs;
 
     eprintln!(
@@ -495,12 +390,12 @@ fn main() {
         let gets = get_phase(&server, meters, get_rate, secs - 1.0);
         (ingest.join().expect("ingest"), gets)
     });
-    let snaps_half = server.snapshots() - snaps0 - snaps_max;
+    let snaps_half = snapshots(&server) - snaps0 - snaps_max;
     let gets_alone = get_phase(&server, meters, get_rate, secs.min(5.0));
     std::thread::sleep(Duration::from_secs(3));
-    let rss_after = rss_of(&server.pid);
-    let status = server.status();
-    drop(server);
+    let rss_after = tables::rss_bytes(&pid);
+    let status = status(&server);
+    server.stop();
 
     let fsync_mean = status["commit"]["fsync_mean_us"].as_u64().unwrap_or(0);
     let snapshot_bytes = status["snapshots"]["last_bytes"].as_u64().unwrap_or(0);

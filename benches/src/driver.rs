@@ -99,7 +99,7 @@ impl LatencySummary {
         }
         latencies_ns.sort_unstable();
         let n = latencies_ns.len();
-        let rank = |p: usize| latencies_ns[(n * p).div_ceil(100).clamp(1, n) - 1];
+        let rank = |p: usize| nearest_rank(latencies_ns, p).unwrap_or(0);
         let sum: u128 = latencies_ns.iter().map(|&l| u128::from(l)).sum();
         Some(LatencySummary {
             count: n as u64,
@@ -108,6 +108,14 @@ impl LatencySummary {
             mean: Duration::from_nanos((sum / n as u128) as u64),
         })
     }
+}
+
+/// The `percent`th percentile of `sorted` by the nearest-rank rule (the smallest value
+/// with at least `percent` % of the values at or below it); `None` if empty. Every table of
+/// the benchmarks uses this rule.
+pub fn nearest_rank<T: Copy>(sorted: &[T], percent: usize) -> Option<T> {
+    let n = sorted.len();
+    (n > 0).then(|| sorted[(n * percent).div_ceil(100).clamp(1, n) - 1])
 }
 
 /// What one closed-loop run measured.

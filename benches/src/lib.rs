@@ -117,12 +117,9 @@ fn invalid(message: String) -> io::Error {
 }
 
 fn env_number(name: &str, default: f64) -> io::Result<f64> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(text) => match text.parse::<f64>() {
-            Ok(value) if value >= 0.0 && value.is_finite() => Ok(value),
-            _ => Err(invalid(format!("{name}={text:?} is not a number ≥ 0"))),
-        },
+    match tables::env_number(name, default) {
+        Ok(value) if value >= 0.0 && value.is_finite() => Ok(value),
+        _ => Err(invalid(format!("{name} is not a number ≥ 0"))),
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::driver::nearest_rank;
 use gridlog_common::batch::BODY_TAG_FOOTER;
 use gridlog_common::frame::FRAME_BODY_AT;
 use gridlog_firmware::wal::{IoHook, IoOp};
@@ -146,7 +147,7 @@ impl RotationLog {
             .collect();
         let mut spans: Vec<Duration> = rounds.iter().map(|r| r.1).collect();
         spans.sort_unstable();
-        let round_p50 = spans.get(spans.len().saturating_sub(1) / 2).copied();
+        let round_p50 = nearest_rank(&spans, 50);
         rounds.sort_by_key(|r| std::cmp::Reverse(r.1));
         let longest_rounds = rounds
             .iter()
@@ -162,7 +163,7 @@ impl RotationLog {
             .collect();
         Some(RotationSummary {
             rotations: stalls.len(),
-            stall_p50: stalls[(stalls.len() - 1) / 2],
+            stall_p50: nearest_rank(&stalls, 50).unwrap_or_default(),
             stall_max: stalls[stalls.len() - 1],
             stall_total: stalls.iter().sum(),
             waited_for_zero_fill,

@@ -2,7 +2,30 @@
 //! the environment, readings of `/proc`, and the cells of their Markdown tables.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Readings of the engine and HTTP benchmarks start this long before now, one second apart
+/// per meter: always in the past, whatever the run's length.
+pub const HISTORY_START_MS: i64 = 10 * 24 * 3600 * 1000;
+
+/// The id of benchmark meter `i`: `m000000`, `m000001`, …
+pub fn meter_id(i: usize) -> String {
+    format!("m{i:06}")
+}
+
+/// Per-meter reading counters (reading `k` of a meter is `k` seconds after the history's
+/// start), shared by runs over the same meters so times keep rising.
+#[derive(Debug)]
+pub struct Clocks(pub Vec<AtomicU64>);
+
+impl Clocks {
+    /// Counters for `meters` meters, all at zero.
+    pub fn new(meters: usize) -> Arc<Clocks> {
+        Arc::new(Clocks((0..meters).map(|_| AtomicU64::new(0)).collect()))
+    }
+}
 
 /// Where benchmark data lives: `GRIDLOG_BENCH_DIR`, or the workspace's `target/bench-data`
 /// (whatever the working directory: `cargo bench` runs from the package's own folder).
@@ -16,24 +39,47 @@ pub fn bench_base_dir() -> PathBuf {
     }
 }
 
-/// A whole number from the environment (`_` separators allowed), or `default`.
-pub fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
+/// A number from the environment (`_` separators allowed), or `default` if unset; a value
+/// that does not parse is an error naming the variable, never a silent default.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(text) => text
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("{name}={text:?} is not a number")),
+    }
 }
 
-/// A comma-separated list of whole numbers from the environment, or `default`.
+/// A whole number from the environment, or `default`; panics naming a bad value.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    env_number(name, default).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A number of seconds (may be fractional) from the environment, or `default`; panics
+/// naming a bad value.
+pub fn env_secs(name: &str, default: f64) -> f64 {
+    match env_number(name, default) {
+        Ok(secs) if secs > 0.0 && secs.is_finite() => secs,
+        _ => panic!("{name} must be a number of seconds above 0"),
+    }
+}
+
+/// A comma-separated list of whole numbers from the environment, or `default`; panics
+/// naming a bad value.
 pub fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|s| s.trim().replace('_', "").parse().ok())
-                .collect()
-        })
-        .unwrap_or_else(|| default.to_vec())
+    match std::env::var(name) {
+        Err(_) => default.to_vec(),
+        Ok(text) => text
+            .split(',')
+            .map(|item| {
+                item.trim()
+                    .replace('_', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}={text:?}: {item:?} is not a number"))
+            })
+            .collect(),
+    }
 }
 
 /// `VmRSS` of a process (`"self"` or a pid), in bytes; 0 if unreadable.
@@ -67,13 +113,9 @@ pub fn thread_dir(name: &str) -> Option<std::path::PathBuf> {
         .map(|t| t.path())
 }
 
-/// The nearest-rank-rounded `p` quantile of sorted durations (zero if none).
+/// The `p` quantile (0.5, 0.99) of sorted durations by the nearest-rank rule (zero if none).
 pub fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    crate::driver::nearest_rank(sorted, (p * 100.0).round() as usize).unwrap_or_default()
 }
 
 /// `1.23 ms`.
