@@ -164,3 +164,42 @@ fn frames_handed_over_together_get_consecutive_offsets_even_beyond_one_round() {
     wal.wait_durable(42).unwrap();
     assert_eq!(read_all(&wal, 41), vec![(41, b"x".to_vec())]);
 }
+
+#[test]
+fn a_preallocation_error_other_than_a_full_disk_fails_appends_instead_of_hanging_them() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let armed = armed.clone();
+        Arc::new(move |_: &IoOp<'_>| -> std::io::Result<()> {
+            // Only the preallocator's own I/O (zero-filling the next segment) fails.
+            let preallocating = std::thread::current().name() == Some("gridlog-prealloc");
+            if armed.load(Ordering::SeqCst) && preallocating {
+                return Err(std::io::Error::other("injected I/O error"));
+            }
+            Ok(())
+        })
+    };
+    let wal = Arc::new(Wal::open(dir.path(), small().io_hook(hook)).unwrap());
+    // The segment after the first is preallocated right after open; the one after that
+    // fails.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    armed.store(true, Ordering::SeqCst);
+    let (done, result) = std::sync::mpsc::channel();
+    {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            let record = [7u8; 100];
+            // Enough records for three segments of 4 KiB.
+            let outcome = (0..200).try_for_each(|_| wal.append(&[record]).map(drop));
+            let _ = done.send(outcome);
+        });
+    }
+    match result.recv_timeout(std::time::Duration::from_secs(20)) {
+        Ok(Err(AppendError::Io(e))) => assert!(e.to_string().contains("injected"), "{e}"),
+        Ok(other) => panic!("expected the injected error, got {other:?}"),
+        Err(_) => panic!("appends hung behind a failed preallocation"),
+    }
+    assert!(!wal.stats().disk_full, "an I/O error is not a full disk");
+}

@@ -13,8 +13,10 @@
 //! A failed write or sync of the active segment poisons the log: after an `fdatasync` error
 //! the kernel may have dropped the dirty pages, so nothing written since the last good sync
 //! can be trusted. Every waiting and later append gets the error; reopening recovers. A
-//! failed preallocation (typically a full disk) is not fatal: appends wait, the writer
-//! retries every [`DISK_FULL_RETRY`], and [`super::CommitStats::disk_full`] says why.
+//! preallocation that fails for want of space (a full disk or quota) is not fatal: appends
+//! wait, the writer retries every [`DISK_FULL_RETRY`], and
+//! [`super::CommitStats::disk_full`] says why. Any other preallocation error fails the log
+//! like a failed write.
 
 use std::fs::File;
 use std::io;
@@ -378,6 +380,9 @@ impl Writer {
         let file = loop {
             match self.prealloc.take() {
                 Ok(file) => break file,
+                // Any other error (EIO, the preallocator gone) fails the log: waiting would
+                // hang every append behind a fault that does not go away by itself.
+                Err(error) if !waits_for_space(&error) => return Err(error),
                 Err(error) => {
                     self.shared.stats.disk_full.store(true, Ordering::Relaxed);
                     let closed = self
@@ -414,4 +419,13 @@ impl Writer {
         self.prealloc.ask();
         Ok(())
     }
+}
+
+/// True for errors that end when space is freed (a full disk or quota): the writer waits
+/// them out and appends pause; any other error fails the log.
+fn waits_for_space(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
