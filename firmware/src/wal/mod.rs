@@ -241,6 +241,53 @@ pub(crate) struct Pending {
     pub(crate) failed: Option<Arc<std::io::Error>>,
 }
 
+impl Pending {
+    /// Encodes one frame of `records` into the buffer and returns its offsets; `None` if the
+    /// buffer has no room for it (bounded memory: one round's bytes, though a frame larger
+    /// than a round still goes into an empty buffer, alone).
+    fn push_frame<R: AsRef<[u8]>>(
+        &mut self,
+        records: &[R],
+        max: usize,
+        round_bytes: usize,
+    ) -> Result<Option<AppendAck>, AppendError> {
+        if records.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        if let Some(e) = &self.failed {
+            return Err(AppendError::Io(e.clone()));
+        }
+        if self.closed {
+            return Err(AppendError::Closed);
+        }
+        let len = batch::batch_frame_len(self.next_offset, records);
+        if len > max {
+            return Err(AppendError::TooLarge { bytes: len, max });
+        }
+        if !self.buf.is_empty() && self.buf.len() + len > round_bytes {
+            return Ok(None);
+        }
+        let first_offset = self.next_offset;
+        let start = self.buf.len();
+        self.buf.resize(start + len, 0);
+        if batch::encode_batch_frame(&mut self.buf[start..], first_offset, records).is_err() {
+            self.buf.truncate(start);
+            return Err(AppendError::TooLarge { bytes: len, max });
+        }
+        let next_offset = first_offset + records.len() as u64;
+        self.frames.push(PendingFrame {
+            len,
+            first_offset,
+            next_offset,
+        });
+        self.next_offset = next_offset;
+        Ok(Some(AppendAck {
+            first_offset,
+            next_offset,
+        }))
+    }
+}
+
 pub(crate) struct Durable {
     /// One past the last durable record.
     pub(crate) next_offset: Offset,
@@ -378,61 +425,29 @@ impl Wal {
         let mut acks = Vec::with_capacity(frames.len());
         let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut wake_writer = false;
-        let result = 'frames: {
-            for records in frames {
-                if records.is_empty() {
-                    break 'frames Err(AppendError::Empty);
-                }
-                loop {
-                    if let Some(e) = &pending.failed {
-                        break 'frames Err(AppendError::Io(e.clone()));
-                    }
-                    if pending.closed {
-                        break 'frames Err(AppendError::Closed);
-                    }
-                    let len = batch::batch_frame_len(pending.next_offset, records);
-                    if len > max {
-                        break 'frames Err(AppendError::TooLarge { bytes: len, max });
-                    }
-                    // Bounded memory: wait for the writer to take the buffer, unless it is
-                    // empty (one frame larger than a round still goes, alone).
-                    if pending.buf.is_empty() || pending.buf.len() + len <= round_bytes {
-                        let first_offset = pending.next_offset;
-                        let start = pending.buf.len();
-                        pending.buf.resize(start + len, 0);
-                        if batch::encode_batch_frame(
-                            &mut pending.buf[start..],
-                            first_offset,
-                            records,
-                        )
-                        .is_err()
-                        {
-                            pending.buf.truncate(start);
-                            break 'frames Err(AppendError::TooLarge { bytes: len, max });
-                        }
-                        let next_offset = first_offset + records.len() as u64;
-                        pending.frames.push(PendingFrame {
-                            len,
-                            first_offset,
-                            next_offset,
-                        });
-                        pending.next_offset = next_offset;
+        let mut result = Ok(());
+        'frames: for records in frames {
+            loop {
+                match pending.push_frame(records, max, round_bytes) {
+                    Ok(Some(ack)) => {
                         wake_writer |= pending.frames.len() == 1;
-                        acks.push(AppendAck {
-                            first_offset,
-                            next_offset,
-                        });
+                        acks.push(ack);
                         break;
                     }
                     // The buffer is full: let the writer take what is there, then wait.
-                    if std::mem::take(&mut wake_writer) {
-                        shared.work.notify_one();
+                    Ok(None) => {
+                        if std::mem::take(&mut wake_writer) {
+                            shared.work.notify_one();
+                        }
+                        pending = shared.room.wait(pending).unwrap_or_else(|e| e.into_inner());
                     }
-                    pending = shared.room.wait(pending).unwrap_or_else(|e| e.into_inner());
+                    Err(e) => {
+                        result = Err(e);
+                        break 'frames;
+                    }
                 }
             }
-            Ok(())
-        };
+        }
         drop(pending);
         // On every path, errors included: frames appended before an error must be written.
         if wake_writer {
