@@ -238,7 +238,7 @@ pub(crate) fn write(
             &archive_file_name(first_offset),
             &[&header.encode(), &compressed],
         )
-        .map_err(io_err(&dir))?;
+        .map_err(|(path, e)| io_err(&path)(e))?;
     let (read_back, _) = read_original(&path)?;
     if read_back != header {
         return Err(damaged(

@@ -320,7 +320,7 @@ pub(crate) fn write(
             &snapshot_file_name(capture.next_offset),
             &[&header.encode(), &body],
         )
-        .map_err(io_err(&dir))?;
+        .map_err(|(path, e)| io_err(&path)(e))?;
     Ok((header, path))
 }
 

@@ -126,27 +126,33 @@ impl Io {
     /// Writes a whole file atomically: `dir/name.tmp` (any leftover removed first), the
     /// parts one after the other, `fdatasync`, rename to `dir/name`, `fsync` of `dir`. A
     /// crash at any step leaves the old state or the whole new file, never half of one;
-    /// a leftover `.tmp` is removed at the next start. Returns the file's path.
+    /// a leftover `.tmp` is removed at the next start. Returns the file's path, or the
+    /// error with the path it happened on.
     pub(crate) fn write_file_atomically(
         &self,
         dir: &Path,
         name: &str,
         parts: &[&[u8]],
-    ) -> io::Result<std::path::PathBuf> {
+    ) -> Result<std::path::PathBuf, (std::path::PathBuf, io::Error)> {
         let tmp = dir.join(format!("{name}.tmp"));
         let path = dir.join(name);
+        let on = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| (path, e)
+        };
         if tmp.exists() {
-            self.remove(&tmp)?;
+            self.remove(&tmp).map_err(on(&tmp))?;
         }
-        let file = self.create_new(&tmp)?;
+        let file = self.create_new(&tmp).map_err(on(&tmp))?;
         let mut pos = 0u64;
         for part in parts {
-            self.write_all_at(&file, &tmp, pos, part)?;
+            self.write_all_at(&file, &tmp, pos, part)
+                .map_err(on(&tmp))?;
             pos += part.len() as u64;
         }
-        self.sync_data(&file, &tmp)?;
-        self.rename(&tmp, &path)?;
-        self.sync_dir(dir)?;
+        self.sync_data(&file, &tmp).map_err(on(&tmp))?;
+        self.rename(&tmp, &path).map_err(on(&path))?;
+        self.sync_dir(dir).map_err(on(dir))?;
         Ok(path)
     }
 
