@@ -151,7 +151,7 @@ impl Planner {
             results: Vec::with_capacity(request.commands.len()),
             events: Vec::with_capacity(request.commands.len()),
             slots: Vec::with_capacity(request.commands.len()),
-            ranges: Vec::with_capacity(request.commands.len()),
+            ranges: Vec::new(), // filled by `encode_all` below
             replayed: false,
         };
         for (item, known) in request.commands.iter().zip(known) {
