@@ -25,6 +25,10 @@ pub const ASSET_FAULTS_MAX: usize = 8;
 /// Every this many events of an entity, the image remembers the offset, so entity queries
 /// start reading the log near the asked-for sequence number.
 pub const CHECKPOINT_EVERY_EVENTS: u64 = 64;
+/// Most checkpoints kept per entity (16 bytes each): beyond it, older ones are thinned out
+/// (see [`EntityIndex::note_checkpoint`]), so an entity's index stays at most 512 bytes
+/// however long it lives.
+pub const CHECKPOINTS_MAX: usize = 32;
 /// Recent client command ids remembered for idempotent retries.
 pub const COMMAND_IDS_MAX: usize = 100_000;
 
@@ -470,10 +474,42 @@ impl SystemState {
 /// Read-model bookkeeping of one entity, beside its state.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EntityIndex {
-    /// (seq, offset) every [`CHECKPOINT_EVERY_EVENTS`] events, starting with seq 1.
+    /// (seq, offset) of some of its events, oldest first: seq 1, then every
+    /// [`CHECKPOINT_EVERY_EVENTS`] events among the newest, ever sparser among older ones;
+    /// at most [`CHECKPOINTS_MAX`].
     pub checkpoints: Vec<(u64, Offset)>,
     /// Offset of the newest event.
     pub last_offset: Offset,
+}
+
+impl EntityIndex {
+    /// Remembers that event `seq` is at `offset`. At [`CHECKPOINTS_MAX`] it first forgets
+    /// one: never the first (seq 1) or the newest, but the one whose gap, once merged with
+    /// its neighbours', is smallest relative to its age (`gap / (newest - end + every)`;
+    /// the oldest of equals). So gaps grow with age: a checkpoint's gap to the next is never
+    /// more than `max(every, seq - next)`, and a query for events `n` events old starts
+    /// reading at most `max(every, n)` of the entity's events before them. Integer
+    /// arithmetic: live processing and every replay forget the same ones.
+    pub(crate) fn note_checkpoint(&mut self, seq: u64, offset: Offset) {
+        while self.checkpoints.len() >= CHECKPOINTS_MAX.max(3) {
+            let cps = &self.checkpoints;
+            let merged = |i: usize| {
+                let gap = u128::from(cps[i + 1].0.saturating_sub(cps[i - 1].0));
+                let age = u128::from(seq.saturating_sub(cps[i + 1].0) + CHECKPOINT_EVERY_EVENTS);
+                (gap, age)
+            };
+            let mut victim = 1;
+            for i in 2..cps.len() - 1 {
+                let ((gap, age), (best_gap, best_age)) = (merged(i), merged(victim));
+                // gap / age < best_gap / best_age, without division.
+                if gap * best_age < best_gap * age {
+                    victim = i;
+                }
+            }
+            self.checkpoints.remove(victim);
+        }
+        self.checkpoints.push((seq, offset));
+    }
 }
 
 /// An entity in the image.
@@ -813,7 +849,7 @@ impl Image {
             }
         };
         if stored.seq % CHECKPOINT_EVERY_EVENTS == 1 {
-            entity.index.checkpoints.push((stored.seq, offset));
+            entity.index.note_checkpoint(stored.seq, offset);
         }
         entity.index.last_offset = offset;
         let EntityState::Meter(meter) = &entity.state else {

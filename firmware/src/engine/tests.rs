@@ -111,3 +111,76 @@ fn a_wrong_slot_guess_is_found_and_the_event_lands_on_its_own_entity() {
     assert_eq!((seq(&by_slot, "a"), seq(&by_slot, "b")), (Some(2), Some(2)));
     assert_eq!(by_slot.len(), 2);
 }
+
+#[test]
+fn an_entity_keeps_at_most_checkpoints_max_and_the_newest_stay_close() {
+    use super::image::{EntityIndex, CHECKPOINTS_MAX, CHECKPOINT_EVERY_EVENTS};
+    for events in [1u64, 64 * 31, 64 * 32 + 1, 77_777, 3_000_000] {
+        let mut index = EntityIndex::default();
+        for seq in (1..=events).step_by(CHECKPOINT_EVERY_EVENTS as usize) {
+            index.note_checkpoint(seq, seq * 10);
+        }
+        let cps = &index.checkpoints;
+        assert!(
+            cps.len() <= CHECKPOINTS_MAX,
+            "{events} events: {}",
+            cps.len()
+        );
+        assert_eq!(cps[0], (1, 10), "the first event stays");
+        let newest = (events - 1) / CHECKPOINT_EVERY_EVENTS * CHECKPOINT_EVERY_EVENTS + 1;
+        assert_eq!(cps.last().unwrap().0, newest, "the newest stays");
+        for pair in cps.windows(2) {
+            let ((a, _), (b, _)) = (pair[0], pair[1]);
+            assert!(a < b);
+            assert!(
+                b - a <= CHECKPOINT_EVERY_EVENTS.max(events - b),
+                "{events} events: gap {a}..{b} is wider than its age"
+            );
+        }
+    }
+}
+
+#[test]
+fn entity_queries_find_every_range_of_a_long_lived_meter() {
+    use super::image::CHECKPOINTS_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+    let now = SystemClock.now_ms();
+    engine
+        .submit(Request::of([Command::RegisterMeter {
+            meter: id("long"),
+            kind: MeterKind::Load,
+            register_bits: None,
+        }]))
+        .unwrap();
+    // Another meter between each reading, so offsets and sequence numbers differ.
+    let readings = 5_000i64;
+    for chunk in (0..readings).collect::<Vec<_>>().chunks(500) {
+        let commands = chunk.iter().flat_map(|&k| {
+            let time = now - 10_000_000 + k * 1000;
+            [
+                reading("long", time, k as f64),
+                Command::RegisterMeter {
+                    meter: id(&format!("other-{k}")),
+                    kind: MeterKind::Load,
+                    register_bits: None,
+                },
+            ]
+        });
+        let r = engine.submit(Request::of(commands)).unwrap();
+        assert!(r
+            .results
+            .iter()
+            .all(|r| matches!(r, ItemResult::Accepted { .. })));
+    }
+    let highest = readings as u64 + 1;
+    let kept = engine.read(|image| image.entity("long").unwrap().index.checkpoints.len());
+    assert_eq!(kept, CHECKPOINTS_MAX, "thinned, not grown");
+    for from in [1, 2, 63, 64, 65, 1000, 2500, 4900, 4999, highest] {
+        let page = engine.events_of("long", from, highest, 40).unwrap();
+        assert_eq!(page.highest_seq, highest);
+        let seqs: Vec<u64> = page.events.iter().map(|e| e.stored.seq).collect();
+        let expected: Vec<u64> = (from..=highest).take(40).collect();
+        assert_eq!(seqs, expected, "from seq {from}");
+    }
+}
