@@ -49,16 +49,33 @@ impl fmt::Display for IdError {
 
 impl core::error::Error for IdError {}
 
-fn id_char_ok(c: char) -> bool {
+const fn id_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
 }
 
-fn label_char_ok(c: char) -> bool {
+const fn label_char_ok(c: char) -> bool {
     c.is_ascii_graphic() || c == ' '
 }
 
+/// Which bytes a `const fn(char) -> bool` allows, as a table: one load per byte when
+/// checking (ids are checked for every event decoded). Every allowed character is ASCII.
+macro_rules! byte_table {
+    ($ok:path) => {{
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 128 {
+            table[b] = $ok(b as u8 as char);
+            b += 1;
+        }
+        table
+    }};
+}
+
+const ID_BYTES: [bool; 256] = byte_table!(id_char_ok);
+const LABEL_BYTES: [bool; 256] = byte_table!(label_char_ok);
+
 macro_rules! bounded_string {
-    ($(#[$doc:meta])* $name:ident, $max:expr, $ok:path) => {
+    ($(#[$doc:meta])* $name:ident, $max:expr, $ok:path, $table:path) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(heapless::String<{ $max }>);
@@ -97,7 +114,7 @@ macro_rules! bounded_string {
                     return Err(IdError::TooLong { len: s.len(), max: $max });
                 }
                 // Every allowed character is ASCII: check bytes, find the char only to report.
-                if !s.bytes().all(|b| b.is_ascii() && $ok(char::from(b))) {
+                if !s.bytes().all(|b| $table[usize::from(b)]) {
                     if let Some((at, ch)) = s.char_indices().find(|&(_, c)| !$ok(c)) {
                         return Err(IdError::BadChar { ch, at });
                     }
@@ -150,15 +167,15 @@ macro_rules! bounded_string {
 
 bounded_string!(
     /// The id of a meter or an energy asset.
-    EntityId, ID_BYTES_MAX, id_char_ok
+    EntityId, ID_BYTES_MAX, id_char_ok, ID_BYTES
 );
 bounded_string!(
     /// A client's id for a request, making its retries idempotent.
-    CommandId, ID_BYTES_MAX, id_char_ok
+    CommandId, ID_BYTES_MAX, id_char_ok, ID_BYTES
 );
 bounded_string!(
     /// A short printable label: an asset status, a fault code.
-    Label, LABEL_BYTES_MAX, label_char_ok
+    Label, LABEL_BYTES_MAX, label_char_ok, LABEL_BYTES
 );
 
 #[cfg(test)]
@@ -181,6 +198,17 @@ mod tests {
         );
         assert!(EntityId::new(&long[..64]).is_ok());
         assert!(Label::new("charging slowly").is_ok());
+    }
+
+    #[test]
+    fn the_byte_tables_follow_the_character_rules() {
+        for b in 0u8..=255 {
+            let c = char::from(b);
+            let s = alloc::string::String::from(c);
+            assert_eq!(EntityId::new(&s).is_ok(), id_char_ok(c), "{c:?}");
+            assert_eq!(CommandId::new(&s).is_ok(), id_char_ok(c), "{c:?}");
+            assert_eq!(Label::new(&s).is_ok(), label_char_ok(c), "{c:?}");
+        }
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub enum VarintError {
 
 /// Reads a varint from the start of `input`; returns the value and the bytes consumed.
 pub fn decode(input: &[u8]) -> Result<(u64, usize), VarintError> {
+    // Most varints (lengths, kinds, small numbers) are one byte.
+    match input.first() {
+        Some(&byte) if byte < 0x80 => return Ok((u64::from(byte), 1)),
+        None => return Err(VarintError::Truncated),
+        Some(_) => {}
+    }
     let mut value: u64 = 0;
     for (i, &byte) in input.iter().enumerate().take(VARINT_U64_BYTES_MAX) {
         let bits = u64::from(byte & 0x7f);
