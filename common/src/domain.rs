@@ -806,39 +806,43 @@ mod tests {
         }
     }
 
+    /// Reading events of every entity kind, with and without a command id, any numbers.
+    fn reading_events() -> impl Strategy<Value = StoredEvent> {
+        let ids = (
+            "[a-zA-Z0-9:._-]{1,64}",
+            proptest::option::of("[A-Za-z0-9-]{1,64}"),
+            0usize..11,
+        );
+        let numbers = (any::<(u64, i64, i64)>(), any::<(f64, f64, f64)>());
+        let optional = any::<(Option<f32>, Option<f32>)>();
+        (ids, numbers, optional).prop_map(
+            |((entity, command_id, kind), ((seq, gateway_ms, time_ms), values), optional)| {
+                StoredEvent {
+                    entity: EntityId::new(&entity).unwrap(),
+                    kind: match kind {
+                        0..=5 => EntityKind::Meter(MeterKind::ALL[kind]),
+                        6..=9 => EntityKind::Asset(AssetKind::ALL[kind - 6]),
+                        _ => EntityKind::System,
+                    },
+                    seq,
+                    gateway_ms,
+                    command_id: command_id.map(|id| CommandId::new(&id).unwrap()),
+                    event: Event::ReadingRecorded(Reading {
+                        time_ms,
+                        import_wh: values.0,
+                        export_wh: values.1,
+                        power_w: values.2,
+                        voltage_v: optional.0,
+                        current_a: optional.1,
+                    }),
+                }
+            },
+        )
+    }
+
     proptest! {
         #[test]
-        fn hand_encoded_readings_equal_postcard(
-            entity in "[a-z0-9:._-]{1,64}",
-            command_id in proptest::option::of("[A-Za-z0-9-]{1,64}"),
-            kind in 0usize..8,
-            seq in any::<u64>(),
-            gateway_ms in any::<i64>(),
-            time_ms in any::<i64>(),
-            values in any::<(f64, f64, f64)>(),
-            voltage_v in any::<Option<f32>>(),
-            current_a in any::<Option<f32>>(),
-        ) {
-            let kind = match kind {
-                0..=5 => EntityKind::Meter(MeterKind::ALL[kind]),
-                6 => EntityKind::Asset(AssetKind::Battery),
-                _ => EntityKind::System,
-            };
-            let event = StoredEvent {
-                entity: EntityId::new(&entity).unwrap(),
-                kind,
-                seq,
-                gateway_ms,
-                command_id: command_id.map(|id| CommandId::new(&id).unwrap()),
-                event: Event::ReadingRecorded(Reading {
-                    time_ms,
-                    import_wh: values.0,
-                    export_wh: values.1,
-                    power_w: values.2,
-                    voltage_v,
-                    current_a,
-                }),
-            };
+        fn hand_encoded_readings_equal_postcard(event in reading_events()) {
             let mut by_serde = alloc::vec![EventSchema::CURRENT as u8];
             by_serde.extend_from_slice(&postcard::to_allocvec(&event).unwrap());
             let mut buf = [0u8; STORED_EVENT_BYTES_MAX];
@@ -850,37 +854,7 @@ mod tests {
         }
 
         #[test]
-        fn hand_decoded_readings_equal_postcard(
-            entity in "[a-zA-Z0-9:._-]{1,64}",
-            command_id in proptest::option::of("[A-Za-z0-9-]{1,64}"),
-            kind in 0usize..11,
-            seq in any::<u64>(),
-            gateway_ms in any::<i64>(),
-            time_ms in any::<i64>(),
-            values in any::<(f64, f64, f64)>(),
-            voltage_v in any::<Option<f32>>(),
-            current_a in any::<Option<f32>>(),
-        ) {
-            let kind = match kind {
-                0..=5 => EntityKind::Meter(MeterKind::ALL[kind]),
-                6..=9 => EntityKind::Asset(AssetKind::ALL[kind - 6]),
-                _ => EntityKind::System,
-            };
-            let event = StoredEvent {
-                entity: EntityId::new(&entity).unwrap(),
-                kind,
-                seq,
-                gateway_ms,
-                command_id: command_id.map(|id| CommandId::new(&id).unwrap()),
-                event: Event::ReadingRecorded(Reading {
-                    time_ms,
-                    import_wh: values.0,
-                    export_wh: values.1,
-                    power_w: values.2,
-                    voltage_v,
-                    current_a,
-                }),
-            };
+        fn hand_decoded_readings_equal_postcard(event in reading_events()) {
             let record = encode_event_vec(&event);
             let by_hand = decode_reading_event(&record[1..]);
             prop_assert!(by_hand.is_some(), "a reading the hand encoder wrote");
