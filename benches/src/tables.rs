@@ -39,6 +39,20 @@ pub fn bench_base_dir() -> PathBuf {
     }
 }
 
+/// Syncs every file under `dir` to the disk, so a measurement that follows (a restart)
+/// does not share the disk and the CPU with the writeback of the data it was set up with.
+pub fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            std::fs::File::open(&path)?.sync_all()?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// A number from the environment (`_` separators allowed), or `default` if unset; a value
 /// that does not parse is an error naming the variable, never a silent default.
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
