@@ -1,4 +1,5 @@
-//! The only `unsafe` of the benchmarks: `fallocate(2)`, which std does not expose.
+//! The only `unsafe` of the benchmarks: `fallocate(2)`, `getrusage(2)` and `sysconf(3)`,
+//! which std does not expose.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -48,4 +49,16 @@ pub fn process_times() -> io::Result<ProcessTimes> {
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         context_switches: (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
     })
+}
+
+/// Clock ticks per second, the unit of the CPU times in `/proc/*/stat` (`sysconf(_SC_CLK_TCK)`;
+/// 100 if it cannot be read, the value on every Linux this runs on).
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads only its integer argument.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
 }

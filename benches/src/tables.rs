@@ -106,15 +106,15 @@ pub fn rss_bytes(pid: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// User + system CPU seconds in a `/proc/.../stat` file (clock ticks of 1/100 s); 0 if
-/// unreadable.
+/// User + system CPU seconds in a `/proc/.../stat` file (in clock ticks, see
+/// [`crate::sys::clock_ticks_per_second`]); 0 if unreadable.
 pub fn cpu_secs(stat_file: &Path) -> f64 {
     let stat = std::fs::read_to_string(stat_file).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // Fields after the name: state is index 0, utime 11, stime 12.
-    (t(11) + t(12)) / 100.0
+    (t(11) + t(12)) / crate::sys::clock_ticks_per_second()
 }
 
 /// `/proc/self/task/TID` of this process's thread named `name` (as `comm` shows it:
