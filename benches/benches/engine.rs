@@ -422,12 +422,11 @@ fn section_memory(ctx: &Ctx) {
     let rollup_measured = (rss_full.saturating_sub(rss_one)) as f64 / meters as f64;
     println!("## Engine (issue 3): memory\n");
     println!(
-        "{meters} meters, rollups {} days of 15-min + {} days of daily buckets ({} B/bucket): rollup bound `(96 × {} + {}) × 40` = {:.0} B/meter. RSS from `/proc/self/status` VmRSS (process before open {:.1} MiB, after open {:.1} MiB).\n",
+        "{meters} meters, rollups {} days of 15-min + {} days of daily buckets ({} B/bucket, allocated in chunks of {}): rollup bound `RollupOptions::bytes_per_meter` = {:.0} B/meter, reached when both rings are full. RSS from `/proc/self/status` VmRSS (process before open {:.1} MiB, after open {:.1} MiB).\n",
         rollups.quarter_hour_days,
         rollups.day_days,
         gridlog_firmware::engine::rollup::BUCKET_BYTES,
-        rollups.quarter_hour_days,
-        rollups.day_days,
+        gridlog_firmware::engine::rollup::CHUNK_SLOTS,
         rollup,
         rss0 as f64 / 1048576.0,
         rss_open as f64 / 1048576.0
@@ -445,13 +444,13 @@ fn section_memory(ctx: &Ctx) {
         pass(image_per_meter < 2048.0)
     );
     println!(
-        "| RSS added per meter when its rollup rings' first intervals close (slots allocated) | {:.0} B | bound {:.0} B | {} |",
+        "| RSS added per meter when its rollup rings' first intervals close (a chunk of each ring allocated) | {:.0} B | bound {:.0} B | {} |",
         rollup_measured,
         rollup,
         pass(rollup_measured <= rollup * 1.05)
     );
     println!(
-        "| process RSS, {meters} meters with 7-day 15-min horizon, rollups allocated | {:.1} MiB | documented bound: {:.1} MiB of rollups + image | — |",
+        "| process RSS, {meters} meters with 7-day 15-min horizon, first chunk of each ring allocated | {:.1} MiB | documented bound: {:.1} MiB of rollups + image | — |",
         rss_full as f64 / 1048576.0,
         rollup * meters as f64 / 1048576.0
     );

@@ -3,10 +3,12 @@
 //!
 //! Two rings per meter: 15-minute buckets for [`RollupOptions::quarter_hour_days`] and daily
 //! buckets for [`RollupOptions::day_days`]. Hourly rollups are summed from the 15-minute
-//! ring when asked. A bucket is [`BUCKET_BYTES`] bytes, so a meter's rollups take
-//! `(96 × quarter_hour_days + day_days) × 40` bytes once it has reported: at the defaults
-//! (7 and 400 days) 42,880 bytes. A ring's slots are allocated when its first interval
-//! closes; the newest interval's bucket lives in the ring's header, beside the entity.
+//! ring when asked. A bucket is [`BUCKET_BYTES`] bytes; a ring's slots are allocated in
+//! chunks of [`CHUNK_SLOTS`] as its intervals reach them, so a meter's rollups grow to at
+//! most [`RollupOptions::bytes_per_meter`]: `(96 × quarter_hour_days + day_days) × 40`
+//! bytes rounded up to whole chunks, plus a pointer per chunk; at the defaults (7 and 400
+//! days) 43,792 bytes, reached after 7 days of quarter hours and 400 days of days. The
+//! newest interval's bucket lives in the ring's header, beside the entity.
 //!
 //! Energy of a reading is the delta of its registers to the previous reading **in time**,
 //! booked into the bucket of the reading's time. A late reading (older than the newest) adds
@@ -46,9 +48,16 @@ impl Default for RollupOptions {
 }
 
 impl RollupOptions {
-    /// Bytes of rollups per reporting meter.
+    /// Most bytes of rollup slots per reporting meter, once both rings are full: each
+    /// ring's slots rounded up to whole chunks, plus a pointer per chunk.
     pub fn bytes_per_meter(&self) -> usize {
-        (self.quarter_hour_days as usize * 96 + self.day_days as usize) * BUCKET_BYTES
+        [self.quarter_hour_days as usize * 96, self.day_days as usize]
+            .into_iter()
+            .map(|slots| {
+                let chunks = slots.max(1).div_ceil(CHUNK_SLOTS);
+                chunks * (CHUNK_SLOTS * BUCKET_BYTES + std::mem::size_of::<usize>())
+            })
+            .sum()
     }
 }
 
@@ -131,22 +140,22 @@ impl Bucket {
 /// A fixed-capacity ring of buckets of one interval length.
 ///
 /// The newest interval's bucket (`head`) is held in the ring itself; the slots, far apart
-/// in memory, are allocated when the first interval closes and written once per interval
-/// (or by a late reading). A slot is a bucket packed into five words that are all zero
-/// when it holds nothing, so a new ring is zeroed memory the OS maps lazily: a meter's
-/// rings take RAM only for the pages its intervals have reached. Serialised sparsely (only
-/// slots that hold an interval), so a snapshot of meters that have reported for a day does
-/// not carry their empty 7-day rings.
+/// in memory, are written once per interval (or by a late reading), into chunks of
+/// [`CHUNK_SLOTS`] allocated as intervals reach them: a meter that reported for an hour
+/// holds one chunk per ring. A slot is a bucket packed into five words that are all zero
+/// when it holds nothing. Serialised sparsely (only slots that hold an interval), so a
+/// snapshot of meters that have reported for a day does not carry their empty 7-day rings.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(try_from = "RingWire")]
 pub struct Ring {
     period_ms: i64,
     capacity: usize,
-    /// `None` until first needed, then `capacity` packed slots (see [`pack`]). The slot at
+    /// `None` until first needed, then `capacity` packed slots (see [`pack`]) in chunks of
+    /// [`CHUNK_SLOTS`], each allocated when a slot in it is first written. The slot at
     /// `newest_slot` is stale: the newest interval lives in `head`. Shared: a copy of the
     /// entity (a snapshot holds the image's while it writes) copies the pointer, and the
     /// slots are copied only if a shared ring is written (once an interval, not per reading).
-    slots: Option<Arc<Vec<[u64; 5]>>>,
+    slots: Option<Arc<Vec<Option<Box<Chunk>>>>>,
     /// Newest interval index written.
     newest: i64,
     /// Derived from `newest` (not stored): its start time and its slot, so a reading in the
@@ -160,6 +169,14 @@ pub struct Ring {
 
 /// A bucket slot that holds no interval.
 const NO_BUCKET: Bucket = Bucket::empty(i64::MIN);
+
+/// Slots per chunk of a ring: 32 × 40 bytes. A ring's memory grows a chunk at a time as
+/// its intervals reach it, so a meter that has reported for an hour holds one chunk per
+/// ring, not a week of empty quarter hours.
+pub const CHUNK_SLOTS: usize = 32;
+
+/// `CHUNK_SLOTS` packed slots.
+type Chunk = [[u64; 5]; CHUNK_SLOTS];
 
 /// A bucket as five words; all zero for a slot without an interval (index `i64::MIN`).
 fn pack(b: &Bucket) -> [u64; 5] {
@@ -231,7 +248,7 @@ impl TryFrom<RingWire> for Ring {
             if ring.newest != i64::MIN && i == ring.newest_slot {
                 ring.head = bucket;
             } else {
-                ring.slots_mut()[i] = pack(&bucket);
+                *ring.slot_mut(i) = pack(&bucket);
             }
         }
         if ring.newest != i64::MIN && ring.head.index != ring.newest {
@@ -261,14 +278,16 @@ impl Ring {
         }
     }
 
-    /// The slots to write: allocated if they were not, copied if a snapshot shares them.
-    fn slots_mut(&mut self) -> &mut Vec<[u64; 5]> {
-        // All zero: allocated by `calloc`, pages mapped only when written.
-        let capacity = self.capacity;
+    /// Slot `pos` (below `capacity`) to write: its chunk allocated if it was not, the
+    /// slots copied if a snapshot shares them.
+    fn slot_mut(&mut self, pos: usize) -> &mut [u64; 5] {
+        let chunks = self.capacity.div_ceil(CHUNK_SLOTS);
         let slots = self
             .slots
-            .get_or_insert_with(|| Arc::new(vec![[0u64; 5]; capacity]));
-        Arc::make_mut(slots)
+            .get_or_insert_with(|| Arc::new(vec![None; chunks]));
+        let chunk = Arc::make_mut(slots)[pos / CHUNK_SLOTS]
+            .get_or_insert_with(|| Box::new([[0; 5]; CHUNK_SLOTS]));
+        &mut chunk[pos % CHUNK_SLOTS]
     }
 
     /// The bucket in slot `pos`, reading the newest interval's from `head`.
@@ -278,8 +297,8 @@ impl Ring {
         } else {
             self.slots
                 .as_ref()
-                .and_then(|slots| slots.get(pos))
-                .map_or(NO_BUCKET, unpack)
+                .and_then(|slots| slots.get(pos / CHUNK_SLOTS)?.as_ref())
+                .map_or(NO_BUCKET, |chunk| unpack(&chunk[pos % CHUNK_SLOTS]))
         }
     }
 
@@ -316,7 +335,7 @@ impl Ring {
             // A new interval: the head goes to its slot, the new interval becomes the head.
             if self.newest != i64::MIN {
                 let (slot, head) = (self.newest_slot, pack(&self.head));
-                self.slots_mut()[slot] = head;
+                *self.slot_mut(slot) = head;
             }
             self.set_newest(index);
             self.head = Bucket::empty(index);
@@ -325,13 +344,13 @@ impl Ring {
         }
         // A late reading, in an older interval within the horizon.
         let pos = index.rem_euclid(capacity) as usize;
-        let slots = self.slots_mut();
-        let mut bucket = unpack(&slots[pos]);
+        let slot = self.slot_mut(pos);
+        let mut bucket = unpack(slot);
         if bucket.index != index {
             bucket = Bucket::empty(index);
         }
         add(&mut bucket);
-        slots[pos] = pack(&bucket);
+        *slot = pack(&bucket);
     }
 
     /// Buckets with data whose interval starts in `from_ms..to_ms`, oldest first.
@@ -483,6 +502,36 @@ mod tests {
         a.add(t0 + DAY_MS + 60_000, 1.0, 0.0, 1.0);
         b.add(t0 + DAY_MS + 60_000, 1.0, 0.0, 1.0);
         assert_eq!(digest(&a), digest(&b));
+    }
+
+    #[test]
+    fn a_ring_takes_memory_a_chunk_at_a_time_up_to_the_bound() {
+        let options = RollupOptions::default();
+        assert_eq!(options.bytes_per_meter(), 43_792);
+        let chunks = |ring: &Ring| {
+            ring.slots
+                .as_ref()
+                .map_or(0, |slots| slots.iter().flatten().count())
+        };
+        let mut r = MeterRollups::new(&options);
+        let t0 = 1_700_000_000_000i64 / DAY_MS * DAY_MS;
+        r.add(t0, 1.0, 0.0, 10.0);
+        assert_eq!(
+            (chunks(&r.quarter), chunks(&r.day)),
+            (0, 0),
+            "one open interval"
+        );
+        r.add(t0 + QUARTER_HOUR_MS, 2.0, 0.0, 10.0);
+        assert_eq!(chunks(&r.quarter), 1, "one closed quarter hour: one chunk");
+        // Ten days of quarter hours: the whole 7-day ring, and ten daily slots.
+        for q in 2..96 * 10 {
+            r.add(t0 + q * QUARTER_HOUR_MS, q as f64, 0.0, 10.0);
+        }
+        assert_eq!(chunks(&r.quarter), (96 * 7usize).div_ceil(CHUNK_SLOTS));
+        assert_eq!(chunks(&r.day), 1);
+        let quarters = r.query(Step::QuarterHour, t0, t0 + 10 * DAY_MS);
+        assert_eq!(quarters.len(), 96 * 7, "the horizon, every slot readable");
+        assert_eq!(r.query(Step::Day, t0, t0 + 10 * DAY_MS).len(), 10);
     }
 
     #[test]
