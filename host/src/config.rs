@@ -127,6 +127,9 @@ pub struct EngineConfig {
     pub auto_register: String,
     /// How far a measurement time may be ahead of the gateway clock. Default 300 s.
     pub future_skew_s: i64,
+    /// Most entities (meters, assets, the gateway's own) the image holds; registering one
+    /// more is rejected with `too_many_entities`. Default 20000.
+    pub entities_max: usize,
     /// Days of 15-minute and hourly rollups per meter. Default 7.
     pub rollup_quarter_hour_days: u32,
     /// Days of daily rollups per meter. Default 400.
@@ -139,6 +142,7 @@ impl Default for EngineConfig {
             queue_depth: gridlog_firmware::engine::QUEUE_DEPTH_DEFAULT,
             auto_register: String::new(),
             future_skew_s: gridlog_firmware::engine::FUTURE_SKEW_MS_DEFAULT / 1000,
+            entities_max: gridlog_firmware::engine::ENTITIES_MAX_DEFAULT,
             rollup_quarter_hour_days: 7,
             rollup_day_days: 400,
         }
@@ -402,6 +406,9 @@ impl Config {
                 "engine.auto_register {:?} is not a meter kind",
                 self.engine.auto_register
             ));
+        }
+        if self.engine.entities_max == 0 {
+            return bad("engine.entities_max must be at least 1".into());
         }
         if !(self.demo.speed > 0.0 && self.demo.speed <= 10_000.0) {
             return bad(format!(

@@ -1009,3 +1009,55 @@ fn a_request_too_large_for_one_log_frame_is_refused_whole_and_leaves_no_trace() 
         ]
     );
 }
+
+#[test]
+fn a_new_meter_or_asset_beyond_entities_max_is_rejected_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at(NOW_MS);
+    let mut options = options(&clock).auto_register(Some(MeterKind::Load));
+    options.rules.entities_max = 2;
+    let engine = open(dir.path(), options);
+    accept(&engine, register_meter("a", MeterKind::Grid, None));
+    accept(&engine, register_asset("b", AssetKind::Battery, 5000.0));
+    for refused in [
+        register_meter("c", MeterKind::Pv, None),
+        register_asset("d", AssetKind::Battery, 5000.0),
+        // Auto-registration by a first reading is refused the same way.
+        import_reading("e", T0_MS, 1.0),
+    ] {
+        let entity = refused.entity().to_string();
+        let rejection = assert_rejected(&engine, refused, "too_many_entities", Some("id"));
+        assert!(
+            rejection.message.contains("engine.entities_max"),
+            "{rejection}"
+        );
+        assert!(engine.read(|image| image.entity(&entity).is_none()));
+    }
+    // The entities it holds go on, and a request mixing both keeps its accepted items.
+    assert_eq!(
+        submit(
+            &engine,
+            [
+                import_reading("a", T0_MS, 1.0),
+                register_meter("f", MeterKind::Pv, None),
+            ]
+        )
+        .iter()
+        .map(|r| matches!(r, ItemResult::Accepted { .. }))
+        .collect::<Vec<_>>(),
+        vec![true, false]
+    );
+    // The gateway's own bookkeeping is never refused.
+    let bookkeeping = Command::RecordSystemEvent {
+        entity: id(gridlog_common::domain::STORAGE_ENTITY),
+        event: Event::SegmentArchived {
+            first_offset: 1,
+            next_offset: 2,
+            original_bytes: 10,
+            archived_bytes: 5,
+            sha256: [0; 32],
+        },
+    };
+    accept(&engine, bookkeeping);
+    assert_eq!(engine.read(|image| image.len()), 3);
+}

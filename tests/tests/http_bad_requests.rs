@@ -449,3 +449,25 @@ fn bad_requests_are_refused_with_the_field_named_and_nothing_stored() {
     let after = get(&server.url("/api/v1/status")).1["last_offset"].clone();
     assert_eq!(before, after, "a bad request stored something");
 }
+
+#[test]
+fn a_meter_beyond_engine_entities_max_is_refused_naming_the_id_and_nothing_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with_env(
+        &tmp.path().join("data"),
+        "serve",
+        &[],
+        &[("GRIDLOG_ENGINE__ENTITIES_MAX", "1")],
+    );
+    let meters = server.url("/api/v1/meters");
+    assert_eq!(post(&meters, &json!({"id": "m1", "kind": "grid"})).0, 201);
+    let before = get(&server.url("/api/v1/status")).1["last_offset"].clone();
+    let (status, body) = post(&meters, &json!({"id": "m2", "kind": "pv"}));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_entities", "{body}");
+    assert_eq!(body["error"]["field"], "id", "{body}");
+    assert_eq!(get(&server.url("/api/v1/meters/m2")).0, 404);
+    let after = get(&server.url("/api/v1/status")).1["last_offset"].clone();
+    assert_eq!(before, after, "the refused registration stored something");
+    server.stop();
+}

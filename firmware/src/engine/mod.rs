@@ -51,6 +51,9 @@ pub const BATCH_COMMANDS_DEFAULT: usize = 16_384;
 pub const REQUEST_COMMANDS_MAX: usize = 10_000;
 /// Default allowed skew of measurement times ahead of the gateway clock: 5 minutes.
 pub const FUTURE_SKEW_MS_DEFAULT: i64 = 5 * 60 * 1000;
+/// Default most entities ([`Rules::entities_max`]): at most about 46 KB each with full
+/// rollups at the default horizons, so under 1 GB of image in the worst case.
+pub const ENTITIES_MAX_DEFAULT: usize = 20_000;
 
 /// The gateway's clock, replaceable in tests.
 pub trait Clock: Send + Sync {
@@ -99,6 +102,7 @@ impl Default for EngineOptions {
             rules: Rules {
                 auto_register: None,
                 future_skew_ms: FUTURE_SKEW_MS_DEFAULT,
+                entities_max: ENTITIES_MAX_DEFAULT,
             },
             rollups: RollupOptions::default(),
             clock: Arc::new(SystemClock),

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 
 use gridlog_common::batch::{batch_frame_len, batch_frame_len_bound};
-use gridlog_common::domain::{encode_event, StoredEvent, STORED_EVENT_BYTES_MAX};
+use gridlog_common::domain::{encode_event, EntityKind, StoredEvent, STORED_EVENT_BYTES_MAX};
 use gridlog_common::id::EntityId;
 use gridlog_common::Offset;
 
@@ -218,6 +218,7 @@ impl Planner {
         let known = known.or_else(|| self.states.slot(entity.as_str()));
         // A new entity gets the next slot, as it will in the image.
         let slot = known.unwrap_or(self.states.next_slot());
+        let entities = self.states.len();
         let mut state = known.and_then(|slot| self.states.get_mut(slot));
         let current = state.as_deref();
         let events = match validate(
@@ -236,6 +237,15 @@ impl Planner {
                 "event without an entity kind",
             )));
         };
+        let limit = inner.rules.entities_max;
+        if current.is_none() && kind != EntityKind::System && entities >= limit {
+            return Err(ItemResult::Rejected(Rejection {
+                code: "too_many_entities",
+                field: Some("id"),
+                message: format!("the gateway holds its limit of {limit} entities (engine.entities_max); {entity} was not registered"),
+                current_seq: None,
+            }));
+        }
         if let Some(undo) = undo {
             undo.push(match current {
                 Some(state) => Undo::Restore(slot, state.clone()),

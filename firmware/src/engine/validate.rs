@@ -69,6 +69,12 @@ pub struct Rules {
     pub auto_register: Option<MeterKind>,
     /// How far ahead of the gateway clock a measurement time may be.
     pub future_skew_ms: i64,
+    /// Most entities the gateway holds: meters and assets (decommissioned ones count: they
+    /// stay in the image and the log) and the gateway's own. A command that would create
+    /// a meter or asset beyond it is rejected with `too_many_entities`; the gateway's own
+    /// bookkeeping never is. Bounds the image's memory whatever clients send. Default
+    /// [`super::ENTITIES_MAX_DEFAULT`].
+    pub entities_max: usize,
 }
 
 /// Fraction of a register's range near its top (before) and bottom (after) within which a

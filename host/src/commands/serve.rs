@@ -81,6 +81,7 @@ pub fn engine_options(config: &Config, clock: Arc<dyn Clock>) -> EngineOptions {
             day_days: config.engine.rollup_day_days,
         });
     options.rules.future_skew_ms = config.engine.future_skew_s * 1000;
+    options.rules.entities_max = config.engine.entities_max;
     let s = &config.storage;
     options.storage.snapshot_every_events = s.snapshot_every_events.max(1);
     options.storage.snapshot_every_bytes = s.snapshot_every_bytes.max(1);
