@@ -331,6 +331,7 @@ fn main() {
         tmp.path().display(),
         load()
     );
+    let ticks_at_start = tables::steal_and_total_ticks();
 
     // Binary size: the release build as is and a stripped copy.
     let size = std::fs::metadata(bin).map_or(0, |m| m.len());
@@ -480,6 +481,10 @@ fn main() {
         "| binary size: release (debug = 1 line tables) / stripped | {:.1} MiB / {:.1} MiB | reported | — |",
         size as f64 / 1048576.0,
         stripped as f64 / 1048576.0
+    );
+    println!(
+        "| CPU time taken by the host (steal) during the run | {} | reported | — |",
+        tables::steal_share(ticks_at_start, tables::steal_and_total_ticks())
     );
     println!();
 }

@@ -145,3 +145,28 @@ pub fn pass(ok: bool) -> &'static str {
         "MISS"
     }
 }
+
+/// CPU time the host took from this machine's CPUs ("steal", `/proc/stat`) and all CPU
+/// time, in clock ticks, since boot; `None` if unreadable. The share of steal over a window
+/// says whether the host, not the code, made a run slow.
+pub fn steal_and_total_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
+}
+
+/// The share of CPU time the host stole between two [`steal_and_total_ticks`] readings,
+/// as "x.x %" (or "unknown").
+pub fn steal_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> String {
+    match (before, after) {
+        (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+            format!("{:.1} %", (s1 - s0) as f64 * 100.0 / (t1 - t0) as f64)
+        }
+        _ => "unknown".to_string(),
+    }
+}
