@@ -52,7 +52,6 @@ impl Window {
 pub struct Samples {
     latencies_ns: Vec<u64>,
     records: u64,
-    ops: u64,
     /// Records of every completed operation, warm-up and tail included.
     records_total: u64,
 }
@@ -66,14 +65,12 @@ impl Samples {
             self.latencies_ns
                 .push(ended.duration_since(started).as_nanos() as u64);
             self.records += records;
-            self.ops += 1;
         }
     }
 
     fn merge(&mut self, other: Samples) {
         self.latencies_ns.extend(other.latencies_ns);
         self.records += other.records;
-        self.ops += other.ops;
         self.records_total += other.records_total;
     }
 }
@@ -81,8 +78,6 @@ impl Samples {
 /// Latency percentiles of a set of operations.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencySummary {
-    /// Operations measured.
-    pub count: u64,
     /// Median.
     pub p50: Duration,
     /// 99th percentile.
@@ -102,7 +97,6 @@ impl LatencySummary {
         let rank = |p: usize| nearest_rank(latencies_ns, p).unwrap_or(0);
         let sum: u128 = latencies_ns.iter().map(|&l| u128::from(l)).sum();
         Some(LatencySummary {
-            count: n as u64,
             p50: Duration::from_nanos(rank(50)),
             p99: Duration::from_nanos(rank(99)),
             mean: Duration::from_nanos((sum / n as u128) as u64),
@@ -190,7 +184,6 @@ mod tests {
     fn percentiles_are_nearest_rank() {
         let mut v: Vec<u64> = (1..=100).rev().collect();
         let s = LatencySummary::of(&mut v).unwrap();
-        assert_eq!(s.count, 100);
         assert_eq!(s.p50, Duration::from_nanos(50));
         assert_eq!(s.p99, Duration::from_nanos(99));
         let mut one = vec![7];
@@ -212,6 +205,6 @@ mod tests {
         samples.record(&window, window.start, window.from, 2);
         samples.record(&window, window.from, window.until, 4); // after
         assert_eq!(samples.records, 2);
-        assert_eq!(samples.ops, 1);
+        assert_eq!(samples.latencies_ns.len(), 1);
     }
 }
