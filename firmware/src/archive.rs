@@ -301,11 +301,17 @@ impl ArchiveCursor {
         if let Some(d) = damage.pop() {
             return Err(ArchiveError::Damaged(d));
         }
+        Ok(ArchiveCursor::over(entries, from, until))
+    }
+
+    /// Records with `from <= offset < until` from `entries`, an undamaged listing of the
+    /// archive ([`list`]) the caller already has.
+    pub fn over(entries: Vec<ArchiveEntry>, from: Offset, until: Offset) -> ArchiveCursor {
         let entries: Vec<ArchiveEntry> = entries
             .into_iter()
             .filter(|e| e.header.next_offset > from && e.header.first_offset < until)
             .collect();
-        Ok(ArchiveCursor {
+        ArchiveCursor {
             entries: entries.into_iter(),
             current: None,
             pos: 0,
@@ -313,7 +319,7 @@ impl ArchiveCursor {
             from,
             until,
             expected: from,
-        })
+        }
     }
 
     /// The next record as `(offset, bytes)`, or `None` when the range is done. A missing

@@ -47,24 +47,22 @@ pub fn run(args: &DumpArgs) -> Outcome {
     let mut archive_result = Ok(());
     let mut written = ControlFlow::Continue(());
     if let Some((start, end)) = archived.filter(|&(_, end)| end > from) {
-        match gridlog_firmware::archive::ArchiveCursor::new(&args.data_dir, from.max(start), end) {
-            Ok(mut cursor) => {
-                while let Some(record) = cursor.next_record() {
-                    match record {
-                        Ok((offset, bytes)) => {
-                            written = emit(offset, &bytes);
-                            if written.is_break() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            archive_result = Err(e.to_string());
-                            break;
-                        }
+        // The listing read above (and found undamaged), not a second one.
+        let mut cursor =
+            gridlog_firmware::archive::ArchiveCursor::over(entries, from.max(start), end);
+        while let Some(record) = cursor.next_record() {
+            match record {
+                Ok((offset, bytes)) => {
+                    written = emit(offset, &bytes);
+                    if written.is_break() {
+                        break;
                     }
                 }
+                Err(e) => {
+                    archive_result = Err(e.to_string());
+                    break;
+                }
             }
-            Err(e) => archive_result = Err(e.to_string()),
         }
         from = end;
     }
