@@ -245,46 +245,38 @@ fn ingest(
 /// issue-2 bench's bulk shape ([`BULK_THREADS`] threads, each with [`BULK_WINDOW_BATCHES`]
 /// frames of [`BULK_BATCH_RECORDS`] records in flight).
 fn wal_bulk(dir: &Path, record_bytes: usize, secs: f64) -> f64 {
-    let wal = Wal::open(dir, WalOptions::default()).expect("wal");
-    std::thread::sleep(SETTLE_AFTER_OPEN);
-    let record = vec![0x5au8; record_bytes];
-    let frame: Vec<&[u8]> = (0..BULK_BATCH_RECORDS).map(|_| record.as_slice()).collect();
-    let records = AtomicU64::new(0);
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(secs);
-    let durable = |ticket: gridlog_firmware::wal::AppendTicket<'_>| {
-        ticket.wait().expect("durable");
-        records.fetch_add(BULK_BATCH_RECORDS as u64, Ordering::Relaxed);
-    };
-    std::thread::scope(|scope| {
-        for _ in 0..BULK_THREADS {
-            scope.spawn(|| {
-                let mut in_flight = std::collections::VecDeque::new();
-                while Instant::now() < deadline {
-                    in_flight.push_back(wal.append_nowait(&frame).expect("append"));
-                    if in_flight.len() >= BULK_WINDOW_BATCHES {
-                        if let Some(ticket) = in_flight.pop_front() {
-                            durable(ticket);
-                        }
-                    }
-                }
-                in_flight.into_iter().for_each(&durable);
-            });
-        }
-    });
-    let secs = start.elapsed().as_secs_f64();
-    let _ = wal.close();
-    records.load(Ordering::Relaxed) as f64 / secs
+    wal_closed_loop(
+        dir,
+        record_bytes,
+        BULK_THREADS,
+        BULK_BATCH_RECORDS,
+        BULK_WINDOW_BATCHES,
+        secs,
+    )
 }
 
 /// The log alone under the ingest benchmark's load: `submitters` threads, each appending a
-/// frame of `per_frame` records of `record_bytes` and waiting until it is durable, again and
-/// again. What the engine's ingest would reach if planning and applying cost nothing.
+/// frame of `per_frame` records and waiting until it is durable, again and again. What the
+/// engine's ingest would reach if planning and applying cost nothing.
 fn wal_same_load(
     dir: &Path,
     record_bytes: usize,
     submitters: usize,
     per_frame: usize,
+    secs: f64,
+) -> f64 {
+    wal_closed_loop(dir, record_bytes, submitters, per_frame, 1, secs)
+}
+
+/// Records/s of a plain `Wal` (default options) for `secs`: `threads` threads, each keeping
+/// `window` frames of `per_frame` records of `record_bytes` in flight (appending the next
+/// once the oldest is durable).
+fn wal_closed_loop(
+    dir: &Path,
+    record_bytes: usize,
+    threads: usize,
+    per_frame: usize,
+    window: usize,
     secs: f64,
 ) -> f64 {
     let wal = Wal::open(dir, WalOptions::default()).expect("wal");
@@ -294,14 +286,23 @@ fn wal_same_load(
     let records = AtomicU64::new(0);
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
+    let durable = |ticket: gridlog_firmware::wal::AppendTicket<'_>| {
+        ticket.wait().expect("durable");
+        records.fetch_add(per_frame as u64, Ordering::Relaxed);
+    };
     std::thread::scope(|scope| {
-        for _ in 0..submitters {
+        for _ in 0..threads {
             scope.spawn(|| {
+                let mut in_flight = std::collections::VecDeque::new();
                 while Instant::now() < deadline {
-                    let ticket = wal.append_nowait(&frame).expect("append");
-                    ticket.wait().expect("durable");
-                    records.fetch_add(per_frame as u64, Ordering::Relaxed);
+                    in_flight.push_back(wal.append_nowait(&frame).expect("append"));
+                    if in_flight.len() >= window {
+                        if let Some(ticket) = in_flight.pop_front() {
+                            durable(ticket);
+                        }
+                    }
                 }
+                in_flight.into_iter().for_each(&durable);
             });
         }
     });
