@@ -91,10 +91,11 @@ step "gridlog-common builds for $MCU_TARGET (no_std, no alloc)"
 cargo build -p gridlog-common --target "$MCU_TARGET" --no-default-features
 
 if cargo nextest --version >/dev/null 2>&1; then
-    step "cargo nextest run --workspace"
-    cargo nextest run --workspace
+    # Doc tests first: nextest's summary ("N tests run: N passed") is then the run's last line.
     step "cargo test --doc --workspace"
     cargo test --doc --workspace
+    step "cargo nextest run --workspace"
+    cargo nextest run --workspace
 else
     step "cargo test --workspace"
     cargo test --workspace
