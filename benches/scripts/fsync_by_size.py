@@ -1,18 +1,53 @@
 #!/usr/bin/env python3
 """How long pwrite + fdatasync takes by write size, on a zero-filled file (what the log's
-preallocated segments are). One thread; each size written at successive offsets.
+preallocated segments are), with one thread and with several threads syncing the same file
+at once (does the disk overlap concurrent fdatasyncs, or queue them?). Each write goes to
+the next offset of the file.
 
     python3 benches/scripts/fsync_by_size.py [directory]   # default: target/bench-data
 
-Standard library only. Writes a 256 MiB file in the directory and removes it afterwards.
+Standard library only (threads release the GIL in pwrite and fdatasync). Writes a 256 MiB
+file in the directory and removes it afterwards.
 """
 import os
 import sys
+import threading
 import time
 
 FILE_BYTES = 256 << 20
 SIZES = [4096, 16384, 36864, 65536, 131072]
-SYNCS_PER_SIZE = 800
+THREADS = [1, 2, 3]
+SECONDS_PER_ROW = 2.0
+
+
+def measure(fd, size, threads):
+    """Syncs per second and each sync's latency with `threads` threads in a closed loop."""
+    data = os.urandom(size)
+    lock = threading.Lock()
+    next_at = [0]
+    took = []
+    stop = time.perf_counter() + SECONDS_PER_ROW
+
+    def worker():
+        mine = []
+        while time.perf_counter() < stop:
+            with lock:
+                at = next_at[0]
+                next_at[0] = (at + size) % (FILE_BYTES - size)
+            start = time.perf_counter()
+            os.pwrite(fd, data, at)
+            os.fdatasync(fd)
+            mine.append(time.perf_counter() - start)
+        with lock:
+            took.extend(mine)
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    took.sort()
+    return len(took) / SECONDS_PER_ROW, took
 
 
 def main():
@@ -26,21 +61,17 @@ def main():
         for _ in range(FILE_BYTES >> 20):
             os.write(fd, zeros)
         os.fsync(fd)
-        print("| bytes | mean | p50 | p99 |")
-        print("|---:|---:|---:|---:|")
+        print("| bytes | threads | syncs/s | mean | p50 | p99 |")
+        print("|---:|---:|---:|---:|---:|---:|")
         for size in SIZES:
-            data = os.urandom(size)
-            took = []
-            at = 0
-            for _ in range(SYNCS_PER_SIZE):
-                start = time.perf_counter()
-                os.pwrite(fd, data, at)
-                os.fdatasync(fd)
-                took.append(time.perf_counter() - start)
-                at = (at + size) % (FILE_BYTES - size)
-            took.sort()
-            us = lambda s: f"{s * 1e6:.0f} µs"
-            print(f"| {size} | {us(sum(took) / len(took))} | {us(took[len(took) // 2])} | {us(took[int(len(took) * 0.99)])} |")
+            for threads in THREADS:
+                rate, took = measure(fd, size, threads)
+                us = lambda s: f"{s * 1e6:.0f} µs"
+                print(
+                    f"| {size} | {threads} | {rate:.0f} | {us(sum(took) / len(took))} "
+                    f"| {us(took[len(took) // 2])} | {us(took[int(len(took) * 0.99)])} |",
+                    flush=True,
+                )
     finally:
         os.close(fd)
         os.remove(path)
