@@ -19,6 +19,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use gridlog_common::archive::{ArchiveHeader, ARCHIVE_HEADER_BYTES};
 use gridlog_common::Offset;
@@ -270,12 +271,74 @@ pub(crate) fn remove_temporaries(io: &Io, data_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads records from archived segments in offset order, one decompressed segment in memory
-/// at a time.
+/// Decompressed archived segments kept in memory for readers, shared by all of them. With
+/// the segment being decompressed, memory for archive reads is at most this many + 1
+/// segments (64 MiB each by default) however many readers there are: a cursor holds only
+/// its position and the records of one frame between calls.
+pub const ARCHIVE_SEGMENTS_CACHED: usize = 1;
+
+/// One decompressed segment, named by its file and the SHA-256 of its original bytes (so
+/// a file written anew under the same name is never served from an old copy).
+struct Decompressed {
+    path: PathBuf,
+    sha256: [u8; 32],
+    bytes: Arc<Vec<u8>>,
+}
+
+static DECOMPRESSED: Mutex<Vec<Decompressed>> = Mutex::new(Vec::new());
+/// Held while one segment is decompressed, so concurrent misses wait instead of each
+/// decompressing a copy.
+static DECOMPRESSING: Mutex<()> = Mutex::new(());
+
+/// The original bytes of `entry`, verified, from the shared cache or decompressed into it.
+fn decompressed(entry: &ArchiveEntry) -> Result<Arc<Vec<u8>>, ArchiveError> {
+    let cached = || {
+        DECOMPRESSED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|d| d.path == entry.path && d.sha256 == entry.header.sha256)
+            .map(|d| d.bytes.clone())
+    };
+    if let Some(bytes) = cached() {
+        return Ok(bytes);
+    }
+    let _one_at_a_time = DECOMPRESSING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = cached() {
+        return Ok(bytes);
+    }
+    {
+        // Make room first, so the cache and the new segment are never both in memory.
+        let mut cache = DECOMPRESSED.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = ARCHIVE_SEGMENTS_CACHED.saturating_sub(1);
+        if cache.len() > keep {
+            let oldest = cache.len() - keep;
+            cache.drain(..oldest);
+        }
+    }
+    let (_, bytes) = read_original(&entry.path)?;
+    let bytes = Arc::new(bytes);
+    if ARCHIVE_SEGMENTS_CACHED > 0 {
+        DECOMPRESSED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Decompressed {
+                path: entry.path.clone(),
+                sha256: entry.header.sha256,
+                bytes: bytes.clone(),
+            });
+    }
+    Ok(bytes)
+}
+
+/// Reads records from archived segments in offset order. The decompressed segments come
+/// from a small shared cache ([`ARCHIVE_SEGMENTS_CACHED`]); between calls a cursor holds
+/// only its position and the records of the frame it is returning.
 #[derive(Debug)]
 pub struct ArchiveCursor {
     entries: std::vec::IntoIter<ArchiveEntry>,
-    current: Option<(PathBuf, Vec<u8>)>,
+    /// The archive file being read; its bytes are fetched from the cache per frame.
+    current: Option<ArchiveEntry>,
     pos: usize,
     /// Records of the frame being read, not yet returned.
     pending: std::collections::VecDeque<(Offset, Vec<u8>)>,
@@ -355,20 +418,20 @@ impl ArchiveCursor {
                     self.from = self.until;
                     return Some(Err(damaged(&entry.path, 0, reason)));
                 }
-                match read_original(&entry.path) {
-                    Ok((_, bytes)) => {
-                        self.current = Some((entry.path, bytes));
-                        self.pos = SEGMENT_HEADER_BYTES;
-                        self.expected = entry.header.first_offset;
-                    }
-                    Err(e) => {
-                        self.from = self.until;
-                        return Some(Err(e));
-                    }
-                }
+                self.pos = SEGMENT_HEADER_BYTES;
+                self.expected = entry.header.first_offset;
+                self.current = Some(entry);
             }
-            let (path, bytes) = self.current.as_ref().expect("loaded above");
-            match frame_at(bytes, self.pos) {
+            let entry = self.current.as_ref().expect("chosen above");
+            let bytes = match decompressed(entry) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    self.from = self.until;
+                    return Some(Err(e));
+                }
+            };
+            let path = &entry.path;
+            match frame_at(&bytes, self.pos) {
                 FrameAt::Batch { view, len } => {
                     if view.first_offset != self.expected {
                         let e = damaged(path, self.pos as u64, "frame offsets are not continuous");

@@ -151,6 +151,12 @@ impl Tiered {
                     self.from = record.offset + 1;
                     Some(Ok(f(record.offset, record.bytes)))
                 }
+                // The segments after the cursor were archived while it waited (a slow
+                // subscriber): go on from the archive.
+                Some(Err(ReadError::Truncated { .. })) => {
+                    self.hot = None;
+                    continue;
+                }
                 Some(Err(e)) => Some(Err(e.into())),
                 None => None,
             };
@@ -296,9 +302,9 @@ impl Engine {
 }
 
 /// A live subscription. Memory is bounded by construction: it pulls from the log at its own
-/// pace, so a slow subscriber holds nothing but its cursor. It falls behind only if the log
-/// range it needs leaves the hot log; then it gets `QueryError::Read(ReadError::Truncated)`
-/// and can resume from its last offset through the archive.
+/// pace, so a slow subscriber holds nothing but its cursor. When the range it needs leaves
+/// the hot log while it waits, it reads on from the local archive; only history that is
+/// gone from both (evicted under the archive budget) ends it, with an error naming the gap.
 pub struct Subscription {
     inner: Arc<Inner>,
     cursor: Tiered,

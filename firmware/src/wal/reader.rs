@@ -149,24 +149,33 @@ impl LogCursor {
                     return Ok(true);
                 }
                 FrameAt::Footer { footer, .. } => {
-                    let next = {
+                    let (next, oldest) = {
                         let segments = self
                             .shared
                             .segments
                             .read()
                             .unwrap_or_else(|e| e.into_inner());
-                        segments
+                        let next = segments
                             .iter()
                             .find(|s| s.first_offset == footer.next_offset)
-                            .cloned()
+                            .cloned();
+                        (next, segments.first().map(|s| s.first_offset))
                     };
-                    match next {
-                        Some(segment) => {
+                    match (next, oldest) {
+                        (Some(segment), _) => {
                             self.segment = segment;
                             self.pos = SEGMENT_HEADER_BYTES;
                         }
+                        // The cursor sat in a segment that was retired, and the one after it
+                        // has been retired too: its records are only in the archive now.
+                        (None, Some(oldest)) if oldest > footer.next_offset => {
+                            return Err(ReadError::Truncated {
+                                offset: self.from.max(footer.next_offset),
+                                oldest,
+                            })
+                        }
                         // Sealed, but the next segment is not installed yet.
-                        None => return Ok(false),
+                        (None, _) => return Ok(false),
                     }
                 }
                 FrameAt::End => return Ok(false),
