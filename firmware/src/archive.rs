@@ -19,6 +19,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gridlog_common::archive::{ArchiveHeader, ARCHIVE_HEADER_BYTES};
@@ -274,7 +275,8 @@ pub(crate) fn remove_temporaries(io: &Io, data_dir: &Path) -> io::Result<()> {
 /// Decompressed archived segments kept in memory for readers, shared by all of them. With
 /// the segment being decompressed, memory for archive reads is at most this many + 1
 /// segments (64 MiB each by default) however many readers there are: a cursor holds only
-/// its position and the records of one frame between calls.
+/// its position and the records of one frame between calls. The cache is emptied when the
+/// last cursor is dropped.
 pub const ARCHIVE_SEGMENTS_CACHED: usize = 1;
 
 /// One decompressed segment, named by its file and the SHA-256 of its original bytes (so
@@ -286,6 +288,9 @@ struct Decompressed {
 }
 
 static DECOMPRESSED: Mutex<Vec<Decompressed>> = Mutex::new(Vec::new());
+/// Archive cursors alive: when the last one goes, the cache is emptied, so the memory of
+/// archive reads is returned once nobody reads the archive.
+static READERS: AtomicUsize = AtomicUsize::new(0);
 /// Held while one segment is decompressed, so concurrent misses wait instead of each
 /// decompressing a copy.
 static DECOMPRESSING: Mutex<()> = Mutex::new(());
@@ -331,6 +336,17 @@ fn decompressed(entry: &ArchiveEntry) -> Result<Arc<Vec<u8>>, ArchiveError> {
     Ok(bytes)
 }
 
+impl Drop for ArchiveCursor {
+    fn drop(&mut self) {
+        if READERS.fetch_sub(1, Ordering::AcqRel) == 1 {
+            DECOMPRESSED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+    }
+}
+
 /// Reads records from archived segments in offset order. The decompressed segments come
 /// from a small shared cache ([`ARCHIVE_SEGMENTS_CACHED`]); between calls a cursor holds
 /// only its position and the records of the frame it is returning.
@@ -374,6 +390,7 @@ impl ArchiveCursor {
             .into_iter()
             .filter(|e| e.header.next_offset > from && e.header.first_offset < until)
             .collect();
+        READERS.fetch_add(1, Ordering::AcqRel);
         ArchiveCursor {
             entries: entries.into_iter(),
             current: None,
