@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use gridlog_common::domain::{decode_event, Command, EventDecodeError, MeterKind, StoredEvent};
 use gridlog_common::id::CommandId;
@@ -767,21 +766,6 @@ impl Engine {
     /// One past the newest offset applied to the image.
     pub fn committed_offset(&self) -> Offset {
         self.inner.committed()
-    }
-
-    /// Waits until the committed offset passes `after`, or `timeout` ends; returns it.
-    pub fn wait_commit(&self, after: Offset, timeout: Duration) -> Offset {
-        let committed = self
-            .inner
-            .committed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let (committed, _) = self
-            .inner
-            .commit_cv
-            .wait_timeout_while(committed, timeout, |c| *c <= after + 1)
-            .unwrap_or_else(|e| e.into_inner());
-        *committed
     }
 
     /// Calls `hook` with the new committed offset after every commit (from the processor

@@ -246,7 +246,7 @@ impl Engine {
     ) -> Result<EventPage, QueryError> {
         let limit = limit.min(QUERY_LIMIT_MAX);
         let committed = self.inner.committed();
-        let from = after + 1;
+        let from = after.saturating_add(1);
         let mut events = Vec::new();
         let mut last_offset = after;
         if limit == 0 || from >= committed {
@@ -291,7 +291,7 @@ impl Engine {
     /// Follows the log from after offset `after`: catch-up from the log, then live, with no
     /// gap and no duplicate at the switch (it is the same cursor).
     pub fn subscribe(&self, after: Offset, filter: Filter) -> Result<Subscription, QueryError> {
-        let from = after + 1;
+        let from = after.saturating_add(1);
         Ok(Subscription {
             inner: self.inner.clone(),
             cursor: Tiered::new(from),

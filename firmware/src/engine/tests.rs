@@ -60,6 +60,11 @@ fn register_read_query_replay() {
         assert_eq!(sub.try_next().unwrap().unwrap().offset, 2);
         assert_eq!(sub.try_next().unwrap().unwrap().offset, 3);
         assert!(sub.try_next().unwrap().is_none());
+        // The largest offset a client can send is past everything, not a wrap to the start.
+        let page = engine.events_after(u64::MAX, &Filter::All, 10).unwrap();
+        assert!(page.events.is_empty());
+        let mut sub = engine.subscribe(u64::MAX, Filter::All).unwrap();
+        assert!(sub.try_next().unwrap().is_none());
         engine.digest()
     };
     let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
