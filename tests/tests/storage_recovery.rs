@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use engine_support::*;
 use gridlog_common::domain::MeterKind;
-use gridlog_firmware::engine::{Engine, EngineOptions, Filter, StorageOptions};
+use gridlog_firmware::engine::{Engine, EngineOptions, Filter, QueryError, StorageOptions};
 use gridlog_firmware::wal::{IoOp, WalOptions};
 
 const T0: i64 = 1_700_000_000_000;
@@ -228,6 +228,40 @@ fn interleaved_readers_of_different_archived_segments_each_read_their_own() {
             after + 1
         );
     }
+}
+
+/// History evicted under the archive budget is reported as evicted, naming where this
+/// gateway's history resumes: for a page of events and for a subscription alike.
+#[test]
+fn reading_evicted_history_names_where_the_local_history_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at(T0 + 10_000_000);
+    let mut options = storage_options(&clock);
+    options.storage.archive_budget_bytes = 1;
+    options.storage.archive_evict_unshipped = true;
+    let engine = open(dir.path(), options);
+    write(&engine, 0, 150);
+    let stats = engine.snapshot_now().unwrap();
+    assert!(stats.segments_archived >= 3, "{stats:?}");
+    let expect_evicted = |error: QueryError| match error {
+        QueryError::Evicted {
+            offset,
+            next_available,
+        } => {
+            assert_eq!(offset, 1);
+            assert!(next_available > 1, "{next_available}");
+            next_available
+        }
+        other => panic!("expected Evicted, got {other:?}"),
+    };
+    let next_available = expect_evicted(engine.events_after(0, &Filter::All, 10).unwrap_err());
+    let mut sub = engine.subscribe(0, Filter::All).unwrap();
+    assert_eq!(expect_evicted(sub.try_next().unwrap_err()), next_available);
+    // Resuming where it says reads on without a gap.
+    let page = engine
+        .events_after(next_available - 1, &Filter::All, 10)
+        .unwrap();
+    assert_eq!(page.events[0].offset, next_available);
 }
 
 #[test]

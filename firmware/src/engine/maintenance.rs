@@ -194,6 +194,27 @@ fn archived_state(inner: &Inner, first: Offset) -> Option<super::image::Archived
     }
 }
 
+/// If `offset` lies in a segment evicted from the local archive: the first offset after
+/// the run of evicted segments it is in (where this gateway's history resumes).
+pub(super) fn evicted_until(inner: &Inner, offset: Offset) -> Option<Offset> {
+    let image = inner.image.read().unwrap_or_else(|e| e.into_inner());
+    let Some(EntityState::System(system)) = image.entity(STORAGE_ENTITY).map(|e| &e.state) else {
+        return None;
+    };
+    let (_, segment) = system.archived.range(..=offset).next_back()?;
+    if !segment.evicted || segment.next_offset <= offset {
+        return None;
+    }
+    let mut end = segment.next_offset;
+    for (&first, segment) in system.archived.range(end..) {
+        if first != end || !segment.evicted {
+            break;
+        }
+        end = segment.next_offset;
+    }
+    Some(end)
+}
+
 fn archive_segment(
     inner: &Inner,
     queue: &std::sync::mpsc::SyncSender<Job>,

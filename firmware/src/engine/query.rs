@@ -80,6 +80,18 @@ pub enum QueryError {
     /// The log could not be read (damage, or the range left the hot log).
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The events from `offset` were evicted from the local archive under its budget
+    /// (central storage holds them); this gateway has them again from `next_available`.
+    #[error(
+        "the events from offset {offset} were evicted from this gateway's archive; \
+         the oldest kept here is {next_available}"
+    )]
+    Evicted {
+        /// The offset asked for.
+        offset: Offset,
+        /// The oldest offset still on this gateway after it.
+        next_available: Offset,
+    },
     /// The archive could not be read (a missing or damaged archive file).
     #[error("archive: {0}")]
     Archive(String),
@@ -132,6 +144,14 @@ impl Tiered {
             if self.hot.is_none() {
                 let oldest = inner.wal.oldest_offset();
                 if self.from < oldest {
+                    if let Some(next_available) =
+                        super::maintenance::evicted_until(inner, self.from)
+                    {
+                        return Some(Err(QueryError::Evicted {
+                            offset: self.from,
+                            next_available,
+                        }));
+                    }
                     match crate::archive::ArchiveCursor::new(&inner.data_dir, self.from, oldest) {
                         Ok(cursor) => self.archive = Some(cursor),
                         Err(e) => return Some(Err(QueryError::Archive(e.to_string()))),
@@ -304,7 +324,8 @@ impl Engine {
 /// A live subscription. Memory is bounded by construction: it pulls from the log at its own
 /// pace, so a slow subscriber holds nothing but its cursor. When the range it needs leaves
 /// the hot log while it waits, it reads on from the local archive; only history that is
-/// gone from both (evicted under the archive budget) ends it, with an error naming the gap.
+/// gone from both (evicted under the archive budget) ends it, with
+/// [`QueryError::Evicted`] naming where this gateway's history resumes.
 pub struct Subscription {
     inner: Arc<Inner>,
     cursor: Tiered,

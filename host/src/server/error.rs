@@ -157,7 +157,38 @@ impl From<gridlog_firmware::engine::QueryError> for ApiError {
                 "after",
                 format!("offset {offset} is no longer in the hot log (oldest is {oldest})"),
             ),
+            QueryError::Evicted { next_available, .. } => ApiError::field(
+                StatusCode::GONE,
+                "history_evicted",
+                "after",
+                format!(
+                    "{e}; older history is in central storage (resume with after={})",
+                    next_available.saturating_sub(1)
+                ),
+            ),
             other => ApiError::internal("reading the log failed", other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridlog_firmware::engine::QueryError;
+
+    #[test]
+    fn evicted_history_is_410_naming_the_offset_to_resume_after() {
+        let e = ApiError::from(QueryError::Evicted {
+            offset: 1,
+            next_available: 5001,
+        });
+        assert_eq!(e.status, StatusCode::GONE);
+        assert_eq!(e.detail.code, "history_evicted");
+        assert_eq!(e.detail.field.as_deref(), Some("after"));
+        assert!(
+            e.detail.message.contains("after=5000"),
+            "{}",
+            e.detail.message
+        );
     }
 }

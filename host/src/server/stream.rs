@@ -4,8 +4,10 @@
 //! `Subscription`) and sends into a small bounded channel. A slow client therefore holds a
 //! cursor, never a growing buffer: the pump simply waits. `id:` is the event's offset, so a
 //! reconnecting client's `Last-Event-ID` resumes exactly after the last event it got — no
-//! gap, no duplicate. If the offset it needs has left the hot log, it gets an explicit
-//! `event: fell_behind` and the stream ends.
+//! gap, no duplicate. A client that stalls while its position leaves the hot log reads on
+//! from the local archive; if the history it needs was evicted from this gateway (under the
+//! archive budget, once central storage holds it), it gets an explicit `event: fell_behind`
+//! naming the offset to resume after, and the stream ends.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use gridlog_firmware::engine::{Filter, QueryError};
-use gridlog_firmware::wal::ReadError;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -115,9 +116,9 @@ pub async fn stream(
                         }
                     }
                     Ok(None) => {}
-                    Err(QueryError::Read(ReadError::Truncated { offset, oldest })) => {
-                        let data = serde_json::json!({"resume_after": offset.saturating_sub(1), "oldest_offset": oldest,
-                            "message": "the events after your position have left the hot log; page through /api/v1/events to catch up"});
+                    Err(QueryError::Evicted { offset, next_available }) => {
+                        let data = serde_json::json!({"resume_after": next_available.saturating_sub(1), "oldest_offset": next_available,
+                            "message": format!("the events from offset {offset} were evicted from this gateway (central storage holds them); resume after {}", next_available.saturating_sub(1))});
                         let _ = tx.blocking_send(Ok(Event::default().event("fell_behind").data(data.to_string())));
                         break;
                     }
