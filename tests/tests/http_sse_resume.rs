@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use gridlog_tests::server::{get, post, Server};
 use serde_json::json;
 
-/// Reads SSE events (id, data) until `want` events or `deadline`.
-fn read_events(
+/// The blocks of an SSE stream as (id, data), each either absent, until `deadline` or the
+/// stream's end (heartbeats, comments alone, are skipped).
+fn sse_blocks(
     url: &str,
     last_event_id: Option<u64>,
-    want: usize,
     deadline: Instant,
-) -> Vec<(u64, serde_json::Value)> {
+) -> impl Iterator<Item = (Option<u64>, Option<serde_json::Value>)> {
     let mut request = ureq::get(url);
     if let Some(id) = last_event_id {
         request = request.set("Last-Event-ID", &id.to_string());
@@ -21,26 +21,99 @@ fn read_events(
     let response = request.call().expect("stream");
     assert_eq!(response.header("content-type"), Some("text/event-stream"));
     let mut reader = BufReader::new(response.into_reader());
-    let mut events = Vec::new();
-    let (mut id, mut data) = (None, None);
     let mut line = String::new();
-    while events.len() < want && Instant::now() < deadline {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        let l = line.trim_end_matches(['\r', '\n']);
-        if let Some(v) = l.strip_prefix("id:") {
-            id = Some(v.trim().parse::<u64>().unwrap());
-        } else if let Some(v) = l.strip_prefix("data:") {
-            data = Some(serde_json::from_str(v.trim()).unwrap());
-        } else if l.is_empty() {
-            if let (Some(i), Some(d)) = (id.take(), data.take()) {
-                events.push((i, d));
+    std::iter::from_fn(move || {
+        let (mut id, mut data) = (None, None);
+        while Instant::now() < deadline {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return None;
+            }
+            let l = line.trim_end_matches(['\r', '\n']);
+            if let Some(v) = l.strip_prefix("id:") {
+                id = Some(v.trim().parse::<u64>().unwrap());
+            } else if let Some(v) = l.strip_prefix("data:") {
+                data = Some(serde_json::from_str(v.trim()).unwrap());
+            } else if l.is_empty() && (id.is_some() || data.is_some()) {
+                return Some((id, data));
             }
         }
+        None
+    })
+}
+
+/// Reads SSE events (id, data) until `want` events or `deadline`.
+fn read_events(
+    url: &str,
+    last_event_id: Option<u64>,
+    want: usize,
+    deadline: Instant,
+) -> Vec<(u64, serde_json::Value)> {
+    sse_blocks(url, last_event_id, deadline)
+        .filter_map(|(id, data)| Some((id?, data?)))
+        .take(want)
+        .collect()
+}
+
+fn register(server: &Server, meter: &str) {
+    let (status, body) = post(
+        &server.url("/api/v1/meters"),
+        &json!({"id": meter, "kind": "submeter"}),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+fn post_reading(server: &Server, meter: &str, second: i64) {
+    let (status, body) = post(
+        &server.url("/api/v1/readings"),
+        &json!({"readings": [{"meter": meter, "time": format!("2023-11-14T22:00:{second:02}Z"),
+            "import_wh": second as f64, "export_wh": 0.0, "power_w": 10.0}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+}
+
+/// A filtered stream opened at "now" tells the client its position at once and keeps it
+/// current while the filter skips events, so a reconnect with the browser's Last-Event-ID
+/// neither misses the events committed in between nor replays the skipped ones.
+#[test]
+fn a_filtered_stream_keeps_the_clients_resume_point_current() {
+    let server = Server::start(&[]);
+    register(&server, "mine");
+    register(&server, "other");
+    let at_connect = get(&server.url("/api/v1/status")).1["last_offset"]
+        .as_u64()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut blocks = sse_blocks(&server.url("/api/v1/stream?entity=mine"), None, deadline);
+    assert_eq!(
+        blocks.next(),
+        Some((Some(at_connect), None)),
+        "the position first"
+    );
+    post_reading(&server, "other", 1);
+    post_reading(&server, "other", 2);
+    let skipped_to = get(&server.url("/api/v1/status")).1["last_offset"]
+        .as_u64()
+        .unwrap();
+    // One update, or two if the pump's poll ended between the two readings.
+    let mut id = None;
+    while id != Some(skipped_to) {
+        let (next, data) = blocks.next().expect("a position update");
+        assert_eq!(data, None, "no event of another entity");
+        assert!(
+            next > id && next <= Some(skipped_to),
+            "{next:?} after {id:?}"
+        );
+        id = next;
     }
-    events
+    drop(blocks);
+    // Disconnected: the next event of "mine" is what the reconnect gets first.
+    post_reading(&server, "mine", 3);
+    let got = read_events(&server.url("/api/v1/stream?entity=mine"), id, 1, deadline);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, skipped_to + 1);
+    assert_eq!(got[0].1["entity"], "mine");
 }
 
 #[test]

@@ -107,15 +107,31 @@ pub async fn stream(
         .name("gridlog-sse".into())
         .spawn(move || {
             let _permit = permit;
+            // The client's resume point from the start, and kept current while a filter
+            // skips events: an event with an id and no data sets a browser's Last-Event-ID
+            // without being dispatched, so a reconnect misses nothing committed meanwhile.
+            let mut resume_after = after;
+            if tx.blocking_send(Ok(position_event(resume_after))).is_err() {
+                return;
+            }
             while !tx.is_closed() && !pump_state.shutting_down() {
                 match subscription.next_timeout(PUMP_POLL) {
                     Ok(Some(record)) => {
+                        resume_after = record.offset;
                         let data = serde_json::to_string(&event_view(&record)).unwrap_or_default();
                         if tx.blocking_send(Ok(Event::default().id(record.offset.to_string()).data(data))).is_err() {
                             break;
                         }
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        let examined = subscription.position().saturating_sub(1);
+                        if examined > resume_after {
+                            resume_after = examined;
+                            if tx.blocking_send(Ok(position_event(resume_after))).is_err() {
+                                break;
+                            }
+                        }
+                    }
                     Err(QueryError::Evicted { offset, next_available }) => {
                         let data = serde_json::json!({"resume_after": next_available.saturating_sub(1), "oldest_offset": next_available,
                             "message": format!("the events from offset {offset} were evicted from this gateway (central storage holds them); resume after {}", next_available.saturating_sub(1))});
@@ -134,4 +150,10 @@ pub async fn stream(
     let heartbeat = Duration::from_secs(state.config().http.stream_heartbeat_s.max(1));
     Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
+}
+
+/// An event that only moves the client's `Last-Event-ID` to `after` (no `data:`, so an
+/// `EventSource` does not dispatch it).
+fn position_event(after: u64) -> Event {
+    Event::default().id(after.to_string()).comment("position")
 }
