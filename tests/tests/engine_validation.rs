@@ -555,6 +555,45 @@ fn negative_energy_is_rejected() {
 }
 
 #[test]
+fn a_reading_from_an_unset_device_clock_is_rejected() {
+    let f = fixture_with_meter();
+    // 2000-01-01T00:00:00Z is the earliest time accepted; 1970 is a clock never set.
+    let earliest = 946_684_800_000;
+    for time in [i64::MIN, 0, earliest - 1] {
+        assert_rejected(
+            &f.engine,
+            m_reading(time, 900.0),
+            "time_too_early",
+            Some("time"),
+        );
+    }
+    accept(&f.engine, m_reading(earliest, 900.0));
+}
+
+#[test]
+fn a_register_value_beyond_the_meters_register_width_is_rejected() {
+    let f = fixture();
+    accept(&f.engine, register_meter("w", MeterKind::Grid, Some(16)));
+    let modulus = 65_536.0;
+    assert_rejected(
+        &f.engine,
+        record("w", reading_values(T0_MS, modulus, 0.0, 10.0)),
+        "register_out_of_range",
+        Some("import_wh"),
+    );
+    assert_rejected(
+        &f.engine,
+        record("w", reading_values(T0_MS, 1.0, modulus + 5.0, 10.0)),
+        "register_out_of_range",
+        Some("export_wh"),
+    );
+    accept(
+        &f.engine,
+        record("w", reading_values(T0_MS, modulus - 1.0, 0.0, 10.0)),
+    );
+}
+
+#[test]
 fn a_reading_beyond_the_allowed_skew_ahead_of_the_clock_is_rejected() {
     let f = fixture_with_meter();
     let limit = NOW_MS + FUTURE_SKEW_MS_DEFAULT;

@@ -383,7 +383,19 @@ fn asset<'s>(
     }
 }
 
+/// The earliest measurement time accepted: 2000-01-01T00:00:00Z. An earlier time comes
+/// from a device whose clock was never set (1970), and the bound keeps interval arithmetic
+/// far from the ends of `i64`.
+pub const TIME_MS_MIN: i64 = 946_684_800_000;
+
 fn check_time(time_ms: i64, rules: &Rules, now_ms: i64) -> Result<(), Rejection> {
+    if time_ms < TIME_MS_MIN {
+        return Err(Rejection::new(
+            "time_too_early",
+            Some("time"),
+            "time is before 2000-01-01T00:00:00Z: the device's clock is not set",
+        ));
+    }
     if time_ms > now_ms.saturating_add(rules.future_skew_ms) {
         return Err(Rejection::new(
             "time_in_future",
@@ -432,6 +444,18 @@ fn check_reading(
         }
         _ => meter(entity, state)?,
     };
+    if let Some(bits) = m.register_bits {
+        let modulus = 2f64.powi(i32::from(bits));
+        for (field, value) in [("import_wh", r.import_wh), ("export_wh", r.export_wh)] {
+            if value >= modulus {
+                return Err(Rejection::new(
+                    "register_out_of_range",
+                    Some(field),
+                    format!("{field} is {value}, beyond the meter's {bits}-bit register (below {modulus})"),
+                ));
+            }
+        }
+    }
     let fingerprint = reading_fingerprint(r);
     let recent = m.recent.iter().find(|(t, _)| *t == r.time_ms);
     // A retry of a stored reading is a duplicate, even after the meter was decommissioned.
