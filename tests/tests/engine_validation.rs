@@ -416,6 +416,58 @@ fn after_a_replacement_lower_register_values_are_accepted() {
 }
 
 #[test]
+fn a_replacement_is_dated_after_the_newest_reading_and_the_new_meter_may_read_at_its_time() {
+    let f = fixture_with_meter(); // newest reading at T0_MS
+    for time_ms in [T0_MS - 60_000, T0_MS] {
+        assert_rejected(
+            &f.engine,
+            Command::ReplaceMeter {
+                meter: id("m"),
+                time_ms,
+                import_wh: 0.0,
+                export_wh: 0.0,
+            },
+            "replacement_before_latest",
+            Some("time"),
+        );
+    }
+    let replaced_at = T0_MS + 60_000;
+    accept(
+        &f.engine,
+        Command::ReplaceMeter {
+            meter: id("m"),
+            time_ms: replaced_at,
+            import_wh: 3.0,
+            export_wh: 0.0,
+        },
+    );
+    // The new meter's first reading, taken as it was installed.
+    let first = reading_values(replaced_at, 3.5, 0.0, 120.0);
+    accept(&f.engine, record("m", first));
+    assert_eq!(
+        submit(&f.engine, [record("m", first)]),
+        vec![ItemResult::Duplicate]
+    );
+    assert_rejected(
+        &f.engine,
+        record("m", reading_values(replaced_at, 4.0, 0.0, 120.0)),
+        "conflicting_duplicate",
+        Some("time"),
+    );
+    // Later readings are checked against it, not against the baseline (3.0).
+    assert_rejected(
+        &f.engine,
+        record("m", reading_values(replaced_at + 60_000, 3.2, 0.0, 120.0)),
+        "register_decreased",
+        Some("import_wh"),
+    );
+    accept(
+        &f.engine,
+        record("m", reading_values(replaced_at + 60_000, 5.0, 0.0, 120.0)),
+    );
+}
+
+#[test]
 fn a_register_dropping_to_exactly_zero_is_a_suspect_reset() {
     let f = fixture_with_meter();
     assert_rejected(

@@ -354,7 +354,10 @@ impl EntityState {
                 m.updated_ms = at;
                 match &stored.event {
                     Event::ReadingRecorded(r) => {
-                        if m.latest.is_none_or(|l| r.time_ms > l.time_ms) {
+                        if m.latest.is_none_or(|l| {
+                            r.time_ms > l.time_ms
+                                || super::validate::after_replacement(m, &l, r.time_ms)
+                        }) {
                             m.latest = Some(*r);
                         }
                         m.recent[m.recent_next as usize] = (r.time_ms, reading_fingerprint(r));

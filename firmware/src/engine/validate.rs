@@ -254,6 +254,18 @@ fn check(
                     format!("{entity} is decommissioned"),
                 ));
             }
+            // The readings up to the newest belong to the old meter: a replacement dated
+            // among them would hand some of them to the new one.
+            if let Some(latest) = m.latest.filter(|l| *time_ms <= l.time_ms) {
+                return Err(Rejection::new(
+                    "replacement_before_latest",
+                    Some("time"),
+                    format!(
+                        "{entity} has a reading at {} ms, not before the replacement's time: a replacement is dated after the old meter's last reading",
+                        latest.time_ms
+                    ),
+                ));
+            }
             Ok(accept_one(Event::MeterReplaced {
                 time_ms: *time_ms,
                 import_wh: *import_wh,
@@ -484,7 +496,9 @@ fn check_reading(
         ));
     }
     if let Some(latest) = &m.latest {
-        if r.time_ms > latest.time_ms {
+        // At the replacement's time the newest "reading" is the new meter's baseline, and
+        // the new meter's first reading may share its time.
+        if r.time_ms > latest.time_ms || after_replacement(m, latest, r.time_ms) {
             for (register, field, new, old) in [
                 (Register::Import, "import_wh", r.import_wh, latest.import_wh),
                 (Register::Export, "export_wh", r.export_wh, latest.export_wh),
@@ -534,6 +548,16 @@ fn check_reading(
     }
     push(&mut events, Event::ReadingRecorded(*r));
     Ok(Verdict::Accept(events))
+}
+
+/// True if `latest` is a replacement's baseline and `time_ms` its time: a reading then is
+/// the new meter's first, checked against the baseline like a later one.
+pub(crate) fn after_replacement(
+    m: &super::image::MeterState,
+    latest: &Reading,
+    time_ms: i64,
+) -> bool {
+    time_ms == latest.time_ms && m.replaced_ms == Some(time_ms)
 }
 
 fn is_wrap(old: f64, new: f64, bits: u8) -> bool {
