@@ -862,7 +862,7 @@ fn a_retried_command_id_is_answered_as_a_replay_and_stores_nothing_even_after_a_
         ],
         command_id: Some(command_id("req-1")),
     };
-    let all_duplicates = vec![ItemResult::Duplicate; 3];
+    let all_replayed = vec![ItemResult::Replayed; 3];
     let first = {
         let engine = open(dir.path(), options(&clock));
         let first = engine.submit(request.clone()).unwrap();
@@ -881,7 +881,7 @@ fn a_retried_command_id_is_answered_as_a_replay_and_stores_nothing_even_after_a_
         let before = stored(&engine, "m");
         let retry = engine.submit(request.clone()).unwrap();
         assert!(retry.replayed);
-        assert_eq!(retry.results, all_duplicates);
+        assert_eq!(retry.results, all_replayed);
         assert_eq!(stored(&engine, "m"), before);
         // The id decides, not the content: a different request under a used id is a replay.
         let other = Request {
@@ -890,7 +890,7 @@ fn a_retried_command_id_is_answered_as_a_replay_and_stores_nothing_even_after_a_
         };
         let retry = engine.submit(other).unwrap();
         assert!(retry.replayed);
-        assert_eq!(retry.results, vec![ItemResult::Duplicate]);
+        assert_eq!(retry.results, vec![ItemResult::Replayed]);
         assert_eq!(stored(&engine, "m"), before);
         before
     };
@@ -899,7 +899,7 @@ fn a_retried_command_id_is_answered_as_a_replay_and_stores_nothing_even_after_a_
     assert_eq!(stored(&engine, "m"), first);
     let retry = engine.submit(request).unwrap();
     assert!(retry.replayed);
-    assert_eq!(retry.results, all_duplicates);
+    assert_eq!(retry.results, all_replayed);
     assert_eq!(stored(&engine, "m"), first);
     // A new id is processed normally.
     let fresh = engine
@@ -943,6 +943,7 @@ fn a_rejected_command_does_not_fail_the_others_of_its_request() {
         .map(|r| match r {
             ItemResult::Accepted { .. } => "accepted",
             ItemResult::Duplicate => "duplicate",
+            ItemResult::Replayed => "replayed",
             ItemResult::Rejected(rejection) => rejection.code,
         })
         .collect();

@@ -68,7 +68,7 @@ fn every_endpoint_answers_as_documented() {
     );
     assert_eq!(s, 200);
     assert_eq!(again["replayed"], true);
-    assert_eq!(again["results"][0]["status"], "duplicate");
+    assert_eq!(again["results"][0]["status"], "replayed");
 
     // Meters.
     let (s, meters) = get(&u("/api/v1/meters"));

@@ -207,6 +207,11 @@ pub enum ItemResult {
     },
     /// Already recorded exactly so; nothing stored.
     Duplicate,
+    /// The request's `command_id` was processed before (a retry): nothing stored now. The
+    /// first processing's per-item answers are not kept, so this says neither "stored" nor
+    /// "refused" for the item: what that processing stored is stored once, what it refused
+    /// is not stored.
+    Replayed,
     /// Refused; nothing stored.
     Rejected(Rejection),
 }

@@ -129,7 +129,7 @@ impl Planner {
                     results: request
                         .commands
                         .iter()
-                        .map(|_| Err(ItemResult::Duplicate))
+                        .map(|_| Err(ItemResult::Replayed))
                         .collect(),
                     events: vec![],
                     slots: vec![],
@@ -540,7 +540,7 @@ fn respond(inner: &Inner, plan: Planned, first_offset: u64) -> Response {
     for r in &results {
         let counter = match r {
             ItemResult::Accepted { .. } => &inner.accepted,
-            ItemResult::Duplicate => &inner.duplicates,
+            ItemResult::Duplicate | ItemResult::Replayed => &inner.duplicates,
             ItemResult::Rejected(_) => &inner.rejected,
         };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -196,7 +196,7 @@ fn submit(
     for (line, result) in lines.iter().zip(&response.results) {
         match result {
             ItemResult::Accepted { .. } => stats.accepted += 1,
-            ItemResult::Duplicate => stats.duplicates += 1,
+            ItemResult::Duplicate | ItemResult::Replayed => stats.duplicates += 1,
             ItemResult::Rejected(r) => {
                 stats.rejected += 1;
                 eprintln!(

@@ -178,7 +178,7 @@ pub(crate) fn submit(
                 for (result, command) in response.results.iter().zip(&request.commands) {
                     match result {
                         ItemResult::Accepted { .. } => outcome.accepted += 1,
-                        ItemResult::Duplicate => outcome.duplicates += 1,
+                        ItemResult::Duplicate | ItemResult::Replayed => outcome.duplicates += 1,
                         ItemResult::Rejected(rejection) => {
                             outcome.rejected += 1;
                             tracing::warn!(

@@ -279,6 +279,10 @@ pub enum ItemResultWire {
     },
     /// Already recorded exactly so; nothing stored.
     Duplicate,
+    /// The request's `command_id` was processed before: nothing stored now; what the first
+    /// processing stored is stored once, what it refused is not stored (its per-item
+    /// answers are not kept).
+    Replayed,
     /// Refused; nothing stored.
     Rejected {
         /// Why.
@@ -294,6 +298,7 @@ pub fn item_result(result: &ItemResult, field_prefix: &str) -> ItemResultWire {
             seq: *seq,
         },
         ItemResult::Duplicate => ItemResultWire::Duplicate,
+        ItemResult::Replayed => ItemResultWire::Replayed,
         ItemResult::Rejected(r) => ItemResultWire::Rejected {
             error: rejection_detail(r, field_prefix),
         },

@@ -79,7 +79,8 @@ async fn single(
                 seq,
             }),
         )),
-        Some(ItemResult::Duplicate) => {
+        // A single-command request has no command id, so a replay is not expected here.
+        Some(ItemResult::Duplicate | ItemResult::Replayed) => {
             let seq = state
                 .engine()?
                 .read(|image| image.entity(entity.as_str()).map_or(0, |e| e.state.seq()));

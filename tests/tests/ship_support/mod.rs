@@ -550,7 +550,10 @@ fn submit(engine: &Engine, commands: Vec<DomainCommand>) {
     let response = engine.submit(Request::of(commands)).expect("submit");
     for r in response.results {
         assert!(
-            matches!(r, ItemResult::Accepted { .. } | ItemResult::Duplicate),
+            matches!(
+                r,
+                ItemResult::Accepted { .. } | ItemResult::Duplicate | ItemResult::Replayed
+            ),
             "{r:?}"
         );
     }
