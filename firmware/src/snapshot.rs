@@ -29,7 +29,7 @@ pub const SNAPSHOT_DIR_NAME: &str = "snapshots";
 /// The eight bytes every snapshot file starts with.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"GLOGSNAP";
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_VERSION: u16 = 2;
+pub const SNAPSHOT_VERSION: u16 = 3;
 
 /// Byte offset of the magic.
 pub const S_MAGIC_AT: usize = 0;

@@ -211,20 +211,32 @@ fn requests_strategy() -> impl Strategy<Value = Vec<Request>> {
     })
 }
 
-/// Submits `requests` (after the setup) from `threads` threads, taking turns; returns every
-/// response with its request.
-fn submit_all(engine: &Engine, requests: &[Request], threads: usize) -> Vec<(Request, Response)> {
+/// Submits `requests` (after the setup) from `threads` threads, taking turns; the first
+/// thread takes a snapshot (and archives) after its first `snapshot_after` requests, if
+/// given. Returns every response with its request.
+fn submit_all(
+    engine: &Engine,
+    requests: &[Request],
+    threads: usize,
+    snapshot_after: Option<usize>,
+) -> Vec<(Request, Response)> {
     engine.submit(Request::of(setup())).unwrap();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
-                    requests
-                        .iter()
-                        .skip(t)
-                        .step_by(threads)
-                        .map(|r| (r.clone(), engine.submit(r.clone()).unwrap()))
-                        .collect::<Vec<_>>()
+                    let mine: Vec<&Request> = requests.iter().skip(t).step_by(threads).collect();
+                    let mut responses = Vec::with_capacity(mine.len());
+                    for (i, r) in mine.iter().enumerate() {
+                        if t == 0 && snapshot_after == Some(i) {
+                            engine.snapshot_now().unwrap();
+                        }
+                        responses.push(((*r).clone(), engine.submit((*r).clone()).unwrap()));
+                    }
+                    if t == 0 && snapshot_after.is_some_and(|k| k >= mine.len()) {
+                        engine.snapshot_now().unwrap();
+                    }
+                    responses
                 })
             })
             .collect();
@@ -256,12 +268,18 @@ proptest! {
 
     /// Live image == replayed image, with requests from one or two threads.
     #[test]
-    fn a_replay_rebuilds_the_live_image(requests in requests_strategy(), two_threads in any::<bool>()) {
+    fn a_replay_rebuilds_the_live_image(
+        requests in requests_strategy(),
+        two_threads in any::<bool>(),
+        snapshot_after in proptest::option::of(0usize..40),
+    ) {
+        let snapshot = snapshot_after.is_some();
         let dir = tempfile::tempdir().unwrap();
         let clock = FakeClock::at(NOW_MS);
         let (live_digest, committed, all) = {
             let engine = open(dir.path(), engine_options(&clock));
-            let responses = submit_all(&engine, &requests, if two_threads { 2 } else { 1 });
+            let threads = if two_threads { 2 } else { 1 };
+            let responses = submit_all(&engine, &requests, threads, snapshot_after);
             check_results_point_at_their_events(&engine, &responses);
             // Offsets are gap-free and seqs per entity are 1, 2, 3 …
             let all = read_all(&engine, &Filter::All);
@@ -275,11 +293,26 @@ proptest! {
             }
             (engine.digest(), engine.committed_offset(), all)
         };
-        for _ in 0..2 {
+        // From the snapshot and the log after it (if one was taken), then twice from the
+        // whole log (the archive, then the hot log).
+        for round in 0..3 {
+            let full = !snapshot || round > 0;
+            if full {
+                let _ = std::fs::remove_dir_all(dir.path().join("snapshots"));
+            }
             let replayed = open(dir.path(), engine_options(&clock));
             prop_assert_eq!(replayed.committed_offset(), committed);
             prop_assert_eq!(replayed.digest(), live_digest, "replay differs from the live image");
-            prop_assert_eq!(replayed.stats().replayed_events, committed - 1);
+            if full {
+                prop_assert_eq!(replayed.stats().replayed_events, committed - 1);
+            } else {
+                // The snapshot was loaded (a digest mismatch would have fallen back).
+                prop_assert!(
+                    replayed.started_from().starts_with("snapshot at"),
+                    "{}",
+                    replayed.started_from()
+                );
+            }
             prop_assert_eq!(read_all(&replayed, &Filter::All), all.clone());
         }
     }
@@ -301,7 +334,7 @@ proptest! {
         let run = |requests: &[Request]| {
             let dir = tempfile::tempdir().unwrap();
             let engine = open(dir.path(), engine_options(&clock));
-            let results: Vec<ItemResult> = submit_all(&engine, requests, 1)
+            let results: Vec<ItemResult> = submit_all(&engine, requests, 1, None)
                 .into_iter()
                 .flat_map(|(_, response)| response.results)
                 .collect();

@@ -595,22 +595,37 @@ pub struct SiteTotals {
     pub day_index: i64,
 }
 
-/// A digest over entities given in id order.
+/// A digest over entities given in id order and the remembered command ids in order:
+/// everything a restart must bring back, so a replay or a snapshot that lost any of it
+/// (an entity's rollup baseline, the ids that make retries idempotent) shows as a different
+/// digest at once, not as a wrong answer later.
 pub(crate) fn digest_of<'a>(
     next_offset: Offset,
     entities: impl Iterator<Item = (&'a EntityId, &'a Entity)>,
     site: &SiteTotals,
+    command_ids: impl Iterator<Item = (&'a CommandId, Offset)>,
 ) -> u64 {
     let mut h = DigestHasher::default();
     h.write_u64(next_offset);
+    for (id, offset) in command_ids {
+        h.write(id.as_str().as_bytes());
+        h.write_u64(offset);
+    }
     // Each state and index by its postcard bytes (floats as their bits): deterministic,
     // and far cheaper than formatting.
     let mut buf = Vec::new();
     for (id, entity) in entities {
         h.write(id.as_str().as_bytes());
         buf.clear();
-        buf = postcard::to_extend(&(&entity.state, &entity.index.checkpoints), buf)
-            .unwrap_or_default();
+        buf = postcard::to_extend(
+            &(
+                &entity.state,
+                &entity.index.checkpoints,
+                &entity.prev_registers,
+            ),
+            buf,
+        )
+        .unwrap_or_default();
         h.write(&buf);
         if let Some(rollups) = &entity.rollups {
             rollups.digest(&mut h);
@@ -638,6 +653,7 @@ impl ImageCapture {
             self.next_offset,
             self.entities.iter().map(|(id, e)| (id, &**e)),
             &self.site,
+            self.command_ids.iter().map(|(id, offset)| (id, *offset)),
         )
     }
 }
@@ -909,7 +925,12 @@ impl Image {
     pub fn digest(&self) -> u64 {
         let mut entities: Vec<(&EntityId, &Entity)> = self.entities().collect();
         entities.sort_by(|a, b| a.0.cmp(b.0));
-        digest_of(self.next_offset, entities.into_iter(), &self.site)
+        digest_of(
+            self.next_offset,
+            entities.into_iter(),
+            &self.site,
+            self.command_ids.in_order(),
+        )
     }
 
     /// The parts of the image a snapshot stores, taken in O(entities) pointer copies (the
