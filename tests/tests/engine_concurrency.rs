@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use engine_support::*;
-use gridlog_common::domain::{AssetKind, Command, MeterKind};
+use gridlog_common::domain::{AssetKind, Command, Event, MeterKind};
 use gridlog_firmware::engine::{Engine, EventRecord, Filter, ItemResult, Request, Subscription};
 
 const WRITERS: usize = 8;
@@ -121,6 +121,22 @@ fn follow(engine: &Engine, mut subscription: Subscription, end: &AtomicU64) -> V
     }
 }
 
+/// What each of the test's filters selects, decided from the test's own naming (meter j
+/// of every writer has kind `KINDS[j]`) rather than by the engine's tags.
+fn is_selected_by(filter: &Filter, e: &EventRecord) -> bool {
+    let entity = e.stored.entity.as_str();
+    match filter {
+        Filter::All => true,
+        Filter::Tag(tag) if tag == "kind:pv" => entity.ends_with("-m0"),
+        Filter::Tag(tag) if tag == "setpoint" => matches!(
+            e.stored.event,
+            Event::SetpointRequested { .. } | Event::SetpointApplied { .. }
+        ),
+        Filter::Entity(id) => entity == id,
+        other => panic!("no test selection for {other:?}"),
+    }
+}
+
 fn assert_strictly_increasing(name: &str, events: &[EventRecord]) {
     for pair in events.windows(2) {
         assert!(
@@ -194,6 +210,7 @@ fn live_subscribers_see_exactly_the_log_while_many_writers_commit() {
         end.store(engine.committed_offset(), Ordering::SeqCst);
 
         let total = engine.committed_offset() - 1;
+        let everything = read_all(&engine, &Filter::All);
         for (filter, subscriber) in filters.iter().zip(early) {
             let seen = subscriber.join().unwrap();
             let name = format!("{filter:?}");
@@ -202,6 +219,14 @@ fn live_subscribers_see_exactly_the_log_while_many_writers_commit() {
             assert!(!full.is_empty(), "{name}: nothing matched");
             assert_eq!(seen.len(), full.len(), "{name}");
             assert_eq!(seen, full, "{name}: live differs from a full read");
+            // And both are what the test itself picks from everything, without the engine's
+            // filter code.
+            let picked: Vec<EventRecord> = everything
+                .iter()
+                .filter(|e| is_selected_by(filter, e))
+                .cloned()
+                .collect();
+            assert_eq!(seen, picked, "{name}: the filter kept the wrong events");
         }
         let (from_start, resume_after, resumed) = late.join().unwrap();
         let full = read_all(&engine, &Filter::All);
