@@ -264,6 +264,41 @@ fn reading_evicted_history_names_where_the_local_history_resumes() {
     assert_eq!(page.events[0].offset, next_available);
 }
 
+/// An archive file left under a segment's name by another log (as after a quarantine
+/// recovery that started the log anew) is never taken for that segment: archiving writes
+/// the segment's own bytes, and its events stay readable.
+#[test]
+fn a_stale_archive_under_a_segments_name_is_rewritten_not_reused() {
+    // The other log: the same commands at the same offsets, stamped at another gateway
+    // time, so its segments' bytes differ.
+    let other = tempfile::tempdir().unwrap();
+    {
+        let engine = open(
+            other.path(),
+            storage_options(&FakeClock::at(T0 + 20_000_000)),
+        );
+        write(&engine, 0, 150);
+        engine.snapshot_now().unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), storage_options(&FakeClock::at(T0 + 10_000_000)));
+    write(&engine, 0, 150);
+    let before = user_events(&engine);
+    let archive = dir.path().join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    for entry in std::fs::read_dir(other.path().join("archive")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), archive.join(entry.file_name())).unwrap();
+    }
+    let stats = engine.snapshot_now().unwrap();
+    assert!(stats.segments_archived >= 3, "{stats:?}");
+    let after: Vec<(u64, String)> = user_events(&engine)
+        .into_iter()
+        .filter(|(o, _)| *o <= before.last().unwrap().0)
+        .collect();
+    assert!(after == before, "the archived history is this log's own");
+}
+
 #[test]
 fn a_snapshot_without_tail_continues_with_the_next_seq() {
     let dir = tempfile::tempdir().unwrap();

@@ -226,10 +226,21 @@ fn archive_segment(
         .join(archive::ARCHIVE_DIR_NAME)
         .join(archive::archive_file_name(first));
     let recorded = archived_state(inner, first);
-    // An archive from an earlier, interrupted cycle is reused only if it verifies and
-    // matches what was recorded.
+    let hot = inner.wal.sealed_segment_bytes(first);
+    // An archive from an earlier, interrupted cycle is reused only if it verifies, is of
+    // this log and this segment, holds exactly the hot segment's bytes (while they are
+    // still here) and matches what was recorded. Anything else under the name, such as
+    // a file left by an earlier log that a quarantine recovery replaced, is rewritten.
     let existing = if path.exists() {
-        archive::read_original(&path).ok().map(|(h, _)| h)
+        archive::read_original(&path)
+            .ok()
+            .map(|(h, _)| h)
+            .filter(|h| {
+                h.log_id == inner.wal.log_id()
+                    && h.first_offset == first
+                    && h.next_offset == next
+                    && hot.as_ref().is_none_or(|b| archive::sha256(b) == h.sha256)
+            })
     } else {
         None
     };
@@ -237,7 +248,7 @@ fn archive_segment(
         (Some(h), Some(r)) if h.sha256 == r.sha256 => h,
         (Some(h), None) => h,
         _ => {
-            let Some(bytes) = inner.wal.sealed_segment_bytes(first) else {
+            let Some(bytes) = hot else {
                 return Ok(());
             };
             let started = Instant::now();
