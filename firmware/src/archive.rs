@@ -19,8 +19,8 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use gridlog_common::archive::{ArchiveHeader, ARCHIVE_HEADER_BYTES};
 use gridlog_common::Offset;
@@ -69,6 +69,12 @@ pub enum ArchiveError {
     /// The file is damaged.
     #[error("damaged archive: {0}")]
     Damaged(Damage),
+    /// Every place for a decompressed segment stayed taken for [`ARCHIVE_READ_WAIT`]; try
+    /// again later (the cursor that returned this goes on where it was).
+    #[error(
+        "the archive's readers are busy (at most {ARCHIVE_SEGMENTS_IN_MEMORY_MAX} segments in memory); try again"
+    )]
+    Busy,
 }
 
 fn damaged(path: &Path, position: u64, reason: impl Into<String>) -> ArchiveError {
@@ -272,89 +278,67 @@ pub(crate) fn remove_temporaries(io: &Io, data_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Decompressed archived segments kept in memory for readers, shared by all of them. With
-/// the segment being decompressed, memory for archive reads is at most this many + 1
-/// segments (64 MiB each by default) however many readers there are: a cursor holds only
-/// its position and the records of one frame between calls. The cache is emptied when the
-/// last cursor is dropped.
-pub const ARCHIVE_SEGMENTS_CACHED: usize = 1;
+/// Most decompressed archived segments in memory at once, over every reader of the
+/// archive (queries, live streams catching up, start-up replay): each reader holds the one
+/// segment it is reading, so archive reads cost at most this many segments (64 MiB each by
+/// default) however many readers there are.
+pub const ARCHIVE_SEGMENTS_IN_MEMORY_MAX: usize = 2;
+/// How long a reader waits for one of those places before it is told the archive is busy
+/// ([`ArchiveError::Busy`]; HTTP answers 503 with `Retry-After`).
+pub const ARCHIVE_READ_WAIT: Duration = Duration::from_secs(10);
 
-/// One decompressed segment, named by its file and the SHA-256 of its original bytes (so
-/// a file written anew under the same name is never served from an old copy).
-struct Decompressed {
-    path: PathBuf,
-    sha256: [u8; 32],
-    bytes: Arc<Vec<u8>>,
+/// Decompressed segments in memory now, and the signal that one was dropped.
+static IN_MEMORY: Mutex<usize> = Mutex::new(0);
+static RELEASED: Condvar = Condvar::new();
+
+/// One archived segment's original bytes, verified, holding one of the
+/// [`ARCHIVE_SEGMENTS_IN_MEMORY_MAX`] places until it is dropped.
+struct Loaded {
+    bytes: Vec<u8>,
 }
 
-static DECOMPRESSED: Mutex<Vec<Decompressed>> = Mutex::new(Vec::new());
-/// Archive cursors alive: when the last one goes, the cache is emptied, so the memory of
-/// archive reads is returned once nobody reads the archive.
-static READERS: AtomicUsize = AtomicUsize::new(0);
-/// Held while one segment is decompressed, so concurrent misses wait instead of each
-/// decompressing a copy.
-static DECOMPRESSING: Mutex<()> = Mutex::new(());
-
-/// The original bytes of `entry`, verified, from the shared cache or decompressed into it.
-fn decompressed(entry: &ArchiveEntry) -> Result<Arc<Vec<u8>>, ArchiveError> {
-    let cached = || {
-        DECOMPRESSED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|d| d.path == entry.path && d.sha256 == entry.header.sha256)
-            .map(|d| d.bytes.clone())
-    };
-    if let Some(bytes) = cached() {
-        return Ok(bytes);
-    }
-    let _one_at_a_time = DECOMPRESSING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(bytes) = cached() {
-        return Ok(bytes);
-    }
-    {
-        // Make room first, so the cache and the new segment are never both in memory.
-        let mut cache = DECOMPRESSED.lock().unwrap_or_else(|e| e.into_inner());
-        let keep = ARCHIVE_SEGMENTS_CACHED.saturating_sub(1);
-        if cache.len() > keep {
-            let oldest = cache.len() - keep;
-            cache.drain(..oldest);
+impl Loaded {
+    fn load(path: &Path) -> Result<Loaded, ArchiveError> {
+        {
+            let deadline = Instant::now() + ARCHIVE_READ_WAIT;
+            let mut in_memory = IN_MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+            while *in_memory >= ARCHIVE_SEGMENTS_IN_MEMORY_MAX {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ArchiveError::Busy);
+                }
+                in_memory = RELEASED
+                    .wait_timeout(in_memory, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            *in_memory += 1;
         }
+        // From here the place is ours: `Loaded` gives it back when dropped, also if
+        // reading fails.
+        let mut loaded = Loaded { bytes: Vec::new() };
+        loaded.bytes = read_original(path)?.1;
+        Ok(loaded)
     }
-    let (_, bytes) = read_original(&entry.path)?;
-    let bytes = Arc::new(bytes);
-    if ARCHIVE_SEGMENTS_CACHED > 0 {
-        DECOMPRESSED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Decompressed {
-                path: entry.path.clone(),
-                sha256: entry.header.sha256,
-                bytes: bytes.clone(),
-            });
-    }
-    Ok(bytes)
 }
 
-impl Drop for ArchiveCursor {
+impl Drop for Loaded {
     fn drop(&mut self) {
-        if READERS.fetch_sub(1, Ordering::AcqRel) == 1 {
-            DECOMPRESSED
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
-        }
+        *IN_MEMORY.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        RELEASED.notify_one();
     }
 }
 
-/// Reads records from archived segments in offset order. The decompressed segments come
-/// from a small shared cache ([`ARCHIVE_SEGMENTS_CACHED`]); between calls a cursor holds
-/// only its position and the records of the frame it is returning.
+/// Reads records from archived segments in offset order, holding the decompressed segment
+/// it is in (one of [`ARCHIVE_SEGMENTS_IN_MEMORY_MAX`]); [`ArchiveCursor::park`] lets go
+/// of it while the reader waits on something else.
 #[derive(Debug)]
 pub struct ArchiveCursor {
     entries: std::vec::IntoIter<ArchiveEntry>,
-    /// The archive file being read; its bytes are fetched from the cache per frame.
+    /// The archive file being read.
     current: Option<ArchiveEntry>,
+    /// Its bytes, while loaded.
+    loaded: Option<Loaded>,
     pos: usize,
     /// Records of the frame being read, not yet returned.
     pending: std::collections::VecDeque<(Offset, Vec<u8>)>,
@@ -364,6 +348,12 @@ pub struct ArchiveCursor {
     until: Offset,
     /// Next offset expected from the archive (gap detection).
     expected: Offset,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Loaded({} bytes)", self.bytes.len())
+    }
 }
 
 impl ArchiveCursor {
@@ -390,16 +380,22 @@ impl ArchiveCursor {
             .into_iter()
             .filter(|e| e.header.next_offset > from && e.header.first_offset < until)
             .collect();
-        READERS.fetch_add(1, Ordering::AcqRel);
         ArchiveCursor {
             entries: entries.into_iter(),
             current: None,
+            loaded: None,
             pos: 0,
             pending: Default::default(),
             from,
             until,
             expected: from,
         }
+    }
+
+    /// Lets go of the decompressed segment (the position is kept; the next call loads it
+    /// again): for a reader about to wait on something else, such as a slow client.
+    pub fn park(&mut self) {
+        self.loaded = None;
     }
 
     /// The next record as `(offset, bytes)`, or `None` when the range is done. A missing
@@ -440,15 +436,20 @@ impl ArchiveCursor {
                 self.current = Some(entry);
             }
             let entry = self.current.as_ref().expect("chosen above");
-            let bytes = match decompressed(entry) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    self.from = self.until;
-                    return Some(Err(e));
+            if self.loaded.is_none() {
+                match Loaded::load(&entry.path) {
+                    Ok(loaded) => self.loaded = Some(loaded),
+                    // Nothing lost: the same call later goes on from here.
+                    Err(ArchiveError::Busy) => return Some(Err(ArchiveError::Busy)),
+                    Err(e) => {
+                        self.from = self.until;
+                        return Some(Err(e));
+                    }
                 }
-            };
+            }
+            let bytes = &self.loaded.as_ref().expect("loaded above").bytes;
             let path = &entry.path;
-            match frame_at(&bytes, self.pos) {
+            match frame_at(bytes, self.pos) {
                 FrameAt::Batch { view, len } => {
                     if view.first_offset != self.expected {
                         let e = damaged(path, self.pos as u64, "frame offsets are not continuous");
@@ -464,7 +465,10 @@ impl ArchiveCursor {
                             .map(|(o, r)| (o, r.to_vec())),
                     );
                 }
-                FrameAt::Footer { .. } | FrameAt::End => self.current = None,
+                FrameAt::Footer { .. } | FrameAt::End => {
+                    self.current = None;
+                    self.loaded = None;
+                }
                 FrameAt::Invalid(reason) => {
                     let e = damaged(path, self.pos as u64, reason);
                     self.from = self.until;

@@ -10,46 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use engine_support::*;
-use gridlog_common::domain::MeterKind;
-use gridlog_firmware::engine::{Engine, EngineOptions, Filter, QueryError, StorageOptions};
+use gridlog_firmware::engine::{Engine, Filter, QueryError};
 use gridlog_firmware::wal::{IoOp, WalOptions};
 
 const T0: i64 = 1_700_000_000_000;
 
-/// Small segments, and snapshots only on demand, so tests decide when they happen.
-fn storage_options(clock: &Arc<FakeClock>) -> EngineOptions {
-    let mut storage = StorageOptions::default();
-    storage.snapshot_every_events = u64::MAX;
-    storage.snapshot_every_bytes = u64::MAX;
-    storage.snapshots_keep = 2;
-    options(clock)
-        .wal(WalOptions::default().segment_bytes(16 * 1024))
-        .storage(storage)
-}
-
-/// Registers 5 meters and writes `batches` requests of 10 readings.
+/// Registers 5 meters (with `start_batch` 0) and writes `batches` requests of 10 readings.
 fn write(engine: &Engine, start_batch: i64, batches: i64) {
-    if start_batch == 0 {
-        submit(
-            engine,
-            (0..5).map(|m| register_meter(&format!("m{m}"), MeterKind::Submeter, None)),
-        );
-    }
-    for b in start_batch..start_batch + batches {
-        let results = submit(
-            engine,
-            (0..10).map(|i| {
-                let k = b * 10 + i;
-                import_reading(&format!("m{}", k % 5), T0 + k * 1000, k as f64)
-            }),
-        );
-        assert!(
-            results
-                .iter()
-                .all(|r| matches!(r, gridlog_firmware::engine::ItemResult::Accepted { .. })),
-            "{results:?}"
-        );
-    }
+    write_batches(engine, T0, start_batch, batches);
 }
 
 fn all_events(engine: &Engine) -> Vec<(u64, String)> {
@@ -190,48 +158,6 @@ fn a_stalled_subscriber_reads_on_through_the_archive_after_its_segments_are_reti
     );
 }
 
-/// Readers in different archived segments, taking turns, each get their own records: the
-/// shared cache of decompressed segments swaps segments under them without mixing them up.
-#[test]
-fn interleaved_readers_of_different_archived_segments_each_read_their_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = FakeClock::at(T0 + 10_000_000);
-    let engine = open(dir.path(), storage_options(&clock));
-    write(&engine, 0, 150);
-    let stats = engine.snapshot_now().unwrap();
-    assert!(stats.segments_archived >= 3, "{stats:?}");
-    let oldest = engine.wal().oldest_offset();
-    let starts = [0, oldest / 2, oldest - 20];
-    let mut subs: Vec<_> = starts
-        .iter()
-        .map(|&after| engine.subscribe(after, Filter::All).unwrap())
-        .collect();
-    let mut seen = vec![Vec::new(); starts.len()];
-    let mut open = true;
-    while open {
-        open = false;
-        for (sub, seen) in subs.iter_mut().zip(seen.iter_mut()) {
-            if let Some(event) = sub.try_next().unwrap() {
-                seen.push(event.offset);
-                open = true;
-            }
-        }
-    }
-    let end = engine.committed_offset();
-    for (after, seen) in starts.iter().zip(&seen) {
-        let expected: Vec<u64> = (after + 1..end).collect();
-        assert!(
-            *seen == expected,
-            "after {after}: {} events ending at {:?}, expected {}..{end}",
-            seen.len(),
-            seen.last(),
-            after + 1
-        );
-    }
-}
-
-/// History evicted under the archive budget is reported as evicted, naming where this
-/// gateway's history resumes: for a page of events and for a subscription alike.
 #[test]
 fn reading_evicted_history_names_where_the_local_history_resumes() {
     let dir = tempfile::tempdir().unwrap();

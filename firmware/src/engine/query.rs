@@ -95,6 +95,10 @@ pub enum QueryError {
     /// The archive could not be read (a missing or damaged archive file).
     #[error("archive: {0}")]
     Archive(String),
+    /// Every place for a decompressed archived segment is taken by other readers; the
+    /// query or subscription can be tried again and goes on where it was.
+    #[error("{0}")]
+    Busy(String),
     /// A record is not a valid event.
     #[error("record at offset {offset} is not a valid event: {error}")]
     BadEvent {
@@ -135,6 +139,9 @@ impl Tiered {
                     Some(Ok((offset, bytes))) => {
                         self.from = offset + 1;
                         return Some(Ok(f(offset, &bytes)));
+                    }
+                    Some(Err(e @ crate::archive::ArchiveError::Busy)) => {
+                        return Some(Err(QueryError::Busy(e.to_string())))
                     }
                     Some(Err(e)) => return Some(Err(QueryError::Archive(e.to_string()))),
                     None => self.archive = None,
@@ -391,6 +398,15 @@ impl Subscription {
                 .commit_cv
                 .wait_timeout_while(committed, deadline - now, |c| *c <= position)
                 .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Lets go of the archived segment the subscription is reading, if any, keeping its
+    /// position: call it before waiting on a slow client, so a stalled subscriber does not
+    /// hold one of the archive's few places in memory.
+    pub fn park(&mut self) {
+        if let Some(archive) = &mut self.cursor.archive {
+            archive.park();
         }
     }
 

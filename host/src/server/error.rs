@@ -166,6 +166,9 @@ impl From<gridlog_firmware::engine::QueryError> for ApiError {
                     next_available.saturating_sub(1)
                 ),
             ),
+            QueryError::Busy(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "archive_busy", message).retry(1)
+            }
             other => ApiError::internal("reading the log failed", other),
         }
     }

@@ -20,6 +20,8 @@ use gridlog_firmware::engine::{Filter, QueryError};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use tokio::sync::mpsc::error::TrySendError;
+
 use super::error::{ApiError, ErrorBody};
 use super::extract::QueryParams;
 use super::wire::event_view;
@@ -119,8 +121,17 @@ pub async fn stream(
                     Ok(Some(record)) => {
                         resume_after = record.offset;
                         let data = serde_json::to_string(&event_view(&record)).unwrap_or_default();
-                        if tx.blocking_send(Ok(Event::default().id(record.offset.to_string()).data(data))).is_err() {
-                            break;
+                        let event = Ok(Event::default().id(record.offset.to_string()).data(data));
+                        match tx.try_send(event) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(event)) => {
+                                // A slow client: wait without holding an archived segment.
+                                subscription.park();
+                                if tx.blocking_send(event).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(TrySendError::Closed(_)) => break,
                         }
                     }
                     Ok(None) => {
@@ -138,6 +149,8 @@ pub async fn stream(
                         let _ = tx.blocking_send(Ok(Event::default().event("fell_behind").data(data.to_string())));
                         break;
                     }
+                    // Other readers hold the archive's places: try again shortly.
+                    Err(QueryError::Busy(_)) => std::thread::sleep(PUMP_POLL),
                     Err(error) => {
                         tracing::error!(%error, "live stream failed");
                         let _ = tx.blocking_send(Ok(Event::default().event("error").data("{\"code\":\"internal\"}")));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use gridlog_common::domain::{AssetKind, Command, MeterKind, Reading};
 use gridlog_common::id::{CommandId, EntityId};
 use gridlog_firmware::engine::{
-    Clock, Engine, EngineOptions, EventRecord, Filter, ItemResult, Request,
+    Clock, Engine, EngineOptions, EventRecord, Filter, ItemResult, Request, StorageOptions,
 };
 use gridlog_firmware::wal::WalOptions;
 
@@ -124,5 +124,42 @@ pub fn read_all(engine: &Engine, filter: &Filter) -> Vec<EventRecord> {
             return out;
         }
         after = page.last_offset;
+    }
+}
+
+/// Small segments, and snapshots only on demand, so tests decide when they happen.
+pub fn storage_options(clock: &Arc<FakeClock>) -> EngineOptions {
+    let mut storage = StorageOptions::default();
+    storage.snapshot_every_events = u64::MAX;
+    storage.snapshot_every_bytes = u64::MAX;
+    storage.snapshots_keep = 2;
+    options(clock)
+        .wal(WalOptions::default().segment_bytes(16 * 1024))
+        .storage(storage)
+}
+
+/// Registers 5 meters (with `start_batch` 0) and writes `batches` requests of 10 readings,
+/// one second apart from `t0_ms`.
+pub fn write_batches(engine: &Engine, t0_ms: i64, start_batch: i64, batches: i64) {
+    if start_batch == 0 {
+        submit(
+            engine,
+            (0..5).map(|m| register_meter(&format!("m{m}"), MeterKind::Submeter, None)),
+        );
+    }
+    for b in start_batch..start_batch + batches {
+        let results = submit(
+            engine,
+            (0..10).map(|i| {
+                let k = b * 10 + i;
+                import_reading(&format!("m{}", k % 5), t0_ms + k * 1000, k as f64)
+            }),
+        );
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, ItemResult::Accepted { .. })),
+            "{results:?}"
+        );
     }
 }
