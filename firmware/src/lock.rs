@@ -51,6 +51,16 @@ impl DirLock {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io_err)?;
+        // The data directory's own entry, durable in its parent (every time: a crash right
+        // after creating it must not leave it unsynced). A parent this process may not
+        // open (a directory without read permission) only costs that, so it is a warning.
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Err(error) = File::open(parent).and_then(|d| d.sync_all()) {
+            tracing::warn!(%error, parent = %parent.display(), "cannot sync the data directory's parent");
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -335,16 +335,16 @@ impl Wal {
         let lock = DirLock::acquire(data_dir)?;
         let wal_dir = data_dir.join(WAL_DIR_NAME);
         let io = io::Io::new(options.io_hook.clone());
-        if !wal_dir.is_dir() {
-            std::fs::create_dir_all(&wal_dir).map_err(|source| OpenError::Io {
-                path: wal_dir.clone(),
-                source,
-            })?;
-            io.sync_dir(data_dir).map_err(|source| OpenError::Io {
-                path: data_dir.to_path_buf(),
-                source,
-            })?;
-        }
+        // The parent is synced at every open, not only when the directory was missing: a
+        // crash between the two would otherwise leave the entry unsynced for ever.
+        std::fs::create_dir_all(&wal_dir).map_err(|source| OpenError::Io {
+            path: wal_dir.clone(),
+            source,
+        })?;
+        io.sync_dir(data_dir).map_err(|source| OpenError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let recovered = recovery::recover(&io, &wal_dir, options.recovery)?;
         let log_id = recovered.log_id.unwrap_or_else(random_log_id);
         let report = recovered.report.clone();
