@@ -85,6 +85,8 @@ pub(crate) struct RecoveredSegment {
     pub(crate) durable_end: u64,
     pub(crate) frame_count: u64,
     pub(crate) segment_bytes: u64,
+    /// The largest write round its header allows for (the torn-tail window recovery uses).
+    pub(crate) round_bytes: u32,
     pub(crate) sealed: bool,
 }
 
@@ -421,6 +423,7 @@ fn recovered(
         },
         frame_count: scan.frame_count,
         segment_bytes: scan.header.segment_bytes,
+        round_bytes: scan.header.round_bytes,
         sealed,
     }
 }

@@ -203,3 +203,36 @@ fn a_preallocation_error_other_than_a_full_disk_fails_appends_instead_of_hanging
     }
     assert!(!wal.stats().disk_full, "an I/O error is not a full disk");
 }
+
+#[test]
+fn reopening_with_larger_rounds_seals_the_segment_whose_header_allows_smaller_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = |round_bytes| {
+        WalOptions::default()
+            .segment_bytes(64 * 1024)
+            .round_bytes(round_bytes)
+    };
+    {
+        let wal = Wal::open(dir.path(), options(ROUND_BYTES_MIN)).unwrap();
+        wal.append(&[b"a".as_slice(), b"b"]).unwrap();
+        wal.close().unwrap();
+    }
+    let round_bytes_of = |path: &std::path::Path| {
+        let bytes = std::fs::read(path).unwrap();
+        gridlog_common::segment::SegmentHeader::decode(&bytes)
+            .unwrap()
+            .round_bytes as usize
+    };
+    let wal = Wal::open(dir.path(), options(8 * 1024)).unwrap();
+    let segments = wal.segments();
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    assert_eq!(wal.sealed_segments(), vec![(1, 3)]);
+    assert_eq!(round_bytes_of(&segments[1].1), 8 * 1024);
+    wal.append(&[b"c".as_slice()]).unwrap();
+    assert_eq!(read_all(&wal, 1).len(), 3);
+    wal.close().unwrap();
+    // Smaller rounds than the header allows need nothing new.
+    let wal = Wal::open(dir.path(), options(ROUND_BYTES_MIN)).unwrap();
+    assert_eq!(wal.segments().len(), 2);
+    wal.close().unwrap();
+}

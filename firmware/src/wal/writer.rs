@@ -131,6 +131,9 @@ pub(super) fn start(
     };
     let mut segments = Vec::with_capacity(recovered.segments.len() + 1);
     let mut active = None;
+    // Rounds larger than the recovered active segment's header allows would tear beyond
+    // the window recovery accepts there: such a segment is sealed and a new one started.
+    let mut outgrown = false;
     let count = recovered.segments.len();
     for (i, rs) in recovered.segments.into_iter().enumerate() {
         let segment = Arc::new(
@@ -138,6 +141,8 @@ pub(super) fn start(
                 .map_err(io_err(&rs.path))?,
         );
         if i + 1 == count && !rs.sealed {
+            // (An empty one keeps its name: a new segment would take the same.)
+            outgrown = (rs.round_bytes as usize) < options.round_bytes && rs.frame_count > 0;
             active = Some(Active {
                 segment: segment.clone(),
                 file: rs.file,
@@ -200,6 +205,13 @@ pub(super) fn start(
         active,
         prealloc,
     };
+    if outgrown {
+        let path = writer.active.segment.path.clone();
+        writer
+            .seal()
+            .and_then(|()| writer.rotate(next_offset))
+            .map_err(io_err(&path))?;
+    }
     let thread = std::thread::Builder::new()
         .name("gridlog-wal-writer".into())
         .spawn(move || writer.run())
