@@ -206,6 +206,71 @@ fn quarantine_mode_cuts_at_the_damage_and_keeps_the_files() {
     assert!(verify(dir.path()).unwrap().is_clean());
 }
 
+/// A crash at any I/O step of a quarantine cut (modelled as the step failing and the
+/// process giving up there) never loses the valid prefix: the next quarantine open finds
+/// it, or the original to cut again.
+#[test]
+fn a_crash_at_every_step_of_a_quarantine_cut_keeps_the_valid_prefix() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let template = tempfile::tempdir().unwrap();
+    let segments = write_log(template.path());
+    let victim_name = segments[2].file_name().unwrap().to_owned();
+    let victim = template.path().join("wal").join(&victim_name);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let bad_frame = frame_positions(&bytes)[2];
+    bytes[bad_frame + 12] ^= 0xff;
+    std::fs::write(&victim, &bytes).unwrap();
+    let quarantine = || options().recovery(RecoveryMode::QuarantineCorrupt);
+    let expected = {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(template.path(), dir.path());
+        read_all(&Wal::open(dir.path(), quarantine()).unwrap())
+    };
+    for k in 0.. {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(template.path(), dir.path());
+        let ops = Arc::new(AtomicUsize::new(0));
+        let hook = {
+            let ops = ops.clone();
+            Arc::new(
+                move |_: &gridlog_firmware::wal::IoOp<'_>| -> std::io::Result<()> {
+                    if ops.fetch_add(1, Ordering::SeqCst) >= k {
+                        return Err(std::io::Error::other("injected crash"));
+                    }
+                    Ok(())
+                },
+            )
+        };
+        let completed = Wal::open(dir.path(), quarantine().io_hook(hook)).is_ok();
+        let wal = Wal::open(dir.path(), quarantine()).unwrap();
+        let got = read_all(&wal);
+        assert!(
+            got == expected,
+            "crash at I/O step {k}: {} records, expected {}",
+            got.len(),
+            expected.len()
+        );
+        if completed {
+            break;
+        }
+    }
+}
+
+/// Copies a data directory (files and one level of subdirectories, enough for `wal/`).
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 #[test]
 fn a_torn_tail_of_the_last_segment_is_zeroed_and_reported_as_torn_not_damage() {
     let dir = tempfile::tempdir().unwrap();

@@ -149,19 +149,9 @@ impl Recovery<'_> {
         if self.mode == RecoveryMode::Strict {
             return Err(OpenError::Corrupt { damage });
         }
-        let quarantine = self.wal_dir.join(QUARANTINE_DIR_NAME);
-        std::fs::create_dir_all(&quarantine).map_err(self.io_err(&quarantine))?;
+        let quarantine = self.quarantine_dir()?;
         for path in paths {
-            let name = path
-                .file_name()
-                .map(|n| n.to_os_string())
-                .unwrap_or_default();
-            let mut target = quarantine.join(&name);
-            let mut n = 1;
-            while target.exists() {
-                target = quarantine.join(format!("{}.{n}", name.to_string_lossy()));
-                n += 1;
-            }
+            let target = quarantine_target(&quarantine, path);
             self.io.rename(path, &target).map_err(self.io_err(path))?;
             tracing::warn!(from = %path.display(), to = %target.display(), %damage, "moved damaged file to quarantine");
             self.report.quarantined.push((target, damage.clone()));
@@ -175,7 +165,21 @@ impl Recovery<'_> {
         Ok(())
     }
 
-    /// Quarantine helper for a segment damaged at `position`: keep its valid prefix.
+    fn quarantine_dir(&self) -> Result<PathBuf, OpenError> {
+        let quarantine = self.wal_dir.join(QUARANTINE_DIR_NAME);
+        std::fs::create_dir_all(&quarantine).map_err(self.io_err(&quarantine))?;
+        self.io
+            .sync_dir(self.wal_dir)
+            .map_err(self.io_err(self.wal_dir))?;
+        Ok(quarantine)
+    }
+
+    /// Quarantine helper for a segment damaged at `position`: keep its valid prefix in the
+    /// log and the whole original in quarantine. The segment's name is never missing from
+    /// `wal/`: the prefix is made durable under a temporary name, a copy of the original
+    /// durable in quarantine, and only then does the prefix replace the original (one
+    /// rename). A crash at any step leaves the original in place, and the next start does
+    /// it again; the leftover temporary file is removed then.
     fn cut_segment(
         &mut self,
         path: &Path,
@@ -183,19 +187,48 @@ impl Recovery<'_> {
         segment_bytes: u64,
         damage: Damage,
     ) -> Result<(), OpenError> {
-        self.damage(damage, &[path.to_path_buf()])?;
+        if self.mode == RecoveryMode::Strict {
+            return Err(OpenError::Corrupt { damage });
+        }
         let tmp = self.wal_dir.join(PREALLOC_FILE_NAME);
         let file = preallocate(self.io, &tmp, segment_bytes).map_err(self.io_err(&tmp))?;
         self.io
             .write_all_at(&file, &tmp, 0, prefix)
             .map_err(self.io_err(&tmp))?;
         self.io.sync_data(&file, &tmp).map_err(self.io_err(&tmp))?;
+        let quarantine = self.quarantine_dir()?;
+        let target = quarantine_target(&quarantine, path);
+        let original = std::fs::read(path).map_err(self.io_err(path))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.io
+            .write_file_atomically(&quarantine, &name, &[&original])
+            .map_err(|(path, source)| OpenError::Io { path, source })?;
         self.io.rename(&tmp, path).map_err(self.io_err(path))?;
         self.io
             .sync_dir(self.wal_dir)
             .map_err(self.io_err(self.wal_dir))?;
+        tracing::warn!(segment = %path.display(), copy = %target.display(), %damage, "cut a damaged segment at its last valid frame; the original is in quarantine");
+        self.report.quarantined.push((target, damage));
         Ok(())
     }
+}
+
+/// A free name in `quarantine` for the file at `path` (its own name, or with `.1`, `.2` …).
+fn quarantine_target(quarantine: &Path, path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let mut target = quarantine.join(&name);
+    let mut n = 1;
+    while target.exists() {
+        target = quarantine.join(format!("{}.{n}", name.to_string_lossy()));
+        n += 1;
+    }
+    target
 }
 
 /// Recovers the log in `wal_dir` (see the module docs).
