@@ -180,6 +180,37 @@ impl Default for HttpConfig {
     }
 }
 
+/// Most `http.concurrency_max` and `http.streams_max` accepted (far above what a gateway
+/// serves; beyond it a semaphore of that size is no limit at all).
+pub const HTTP_CONCURRENCY_LIMIT: usize = 65_536;
+
+impl HttpConfig {
+    /// Checks the section on its own: a zero would refuse every request or stream.
+    pub fn check(&self) -> Result<(), String> {
+        let max_readings = gridlog_firmware::engine::REQUEST_COMMANDS_MAX;
+        if !(1..=max_readings).contains(&self.readings_per_request_max) {
+            return Err(format!(
+                "http.readings_per_request_max must be in 1..={max_readings}, not {}",
+                self.readings_per_request_max
+            ));
+        }
+        for (name, value) in [
+            ("http.concurrency_max", self.concurrency_max),
+            ("http.streams_max", self.streams_max),
+        ] {
+            if !(1..=HTTP_CONCURRENCY_LIMIT).contains(&value) {
+                return Err(format!(
+                    "{name} must be in 1..={HTTP_CONCURRENCY_LIMIT}, not {value}"
+                ));
+            }
+        }
+        if self.request_timeout_s == 0 || self.body_bytes_max == 0 {
+            return Err("http.request_timeout_s and http.body_bytes_max must be above 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// `[demo]`: the simulated site of `gridlog demo`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -419,6 +450,9 @@ impl Config {
         if let Err(message) = self.ship.check() {
             return bad(message);
         }
+        if let Err(message) = self.http.check() {
+            return bad(message);
+        }
         if gridlog_common::id::EntityId::new(&self.site_id).is_err() {
             return bad(format!(
                 "site_id {:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :",
@@ -538,6 +572,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("wal.nope"), "{e}");
+    }
+
+    #[test]
+    fn http_limits_that_would_refuse_everything_are_errors_naming_them() {
+        for (key, value) in [
+            ("GRIDLOG_HTTP__CONCURRENCY_MAX", "0"),
+            ("GRIDLOG_HTTP__STREAMS_MAX", "0"),
+            ("GRIDLOG_HTTP__CONCURRENCY_MAX", "100000000"),
+            ("GRIDLOG_HTTP__REQUEST_TIMEOUT_S", "0"),
+            ("GRIDLOG_HTTP__READINGS_PER_REQUEST_MAX", "0"),
+            ("GRIDLOG_HTTP__READINGS_PER_REQUEST_MAX", "10001"),
+        ] {
+            let e = Config::load(None, env(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
+            let name = key
+                .trim_start_matches("GRIDLOG_HTTP__")
+                .to_ascii_lowercase();
+            assert!(e.contains(&format!("http.{name}")), "{key}={value}: {e}");
+        }
+        assert!(Config::load(None, env(&[("GRIDLOG_HTTP__STREAMS_MAX", "1")])).is_ok());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
@@ -182,13 +182,24 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
         );
     };
     let timeout = Duration::from_secs(state.config().http.request_timeout_s);
+    let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
+        Err(_) if read_only => axum::response::IntoResponse::into_response(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             format!(
                 "the request did not complete within {} s",
+                timeout.as_secs()
+            ),
+        )),
+        // A write may have reached the engine and still be stored (a stalled disk makes
+        // the commit late, not lost): say so, rather than a 408 that invites a blind retry.
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            format!(
+                "the write did not complete within {} s and may still be stored: check before retrying, or retry with the same command_id",
                 timeout.as_secs()
             ),
         )),
