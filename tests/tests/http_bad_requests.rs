@@ -194,6 +194,13 @@ fn bad_requests_are_refused_with_the_field_named_and_nothing_stored() {
             "readings[0].colour",
         ),
         case(
+            "duplicate field in reading",
+            "/api/v1/readings",
+            reading(r#","power_w":2"#),
+            400,
+            "readings[0].power_w",
+        ),
+        case(
             "unknown top-level field",
             "/api/v1/readings",
             r#"{"readings":[],"extra":1}"#,
@@ -446,6 +453,15 @@ fn bad_requests_are_refused_with_the_field_named_and_nothing_stored() {
         cases.len(),
         failures.join("\n")
     );
+    // A route asked with a method it does not take answers JSON too.
+    let response = match ureq::put(&server.url("/api/v1/meters")).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("PUT /api/v1/meters: {e}"),
+    };
+    assert_eq!(response.status(), 405);
+    let body: serde_json::Value =
+        serde_json::from_str(&response.into_string().unwrap_or_default()).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
     let after = get(&server.url("/api/v1/status")).1["last_offset"].clone();
     assert_eq!(before, after, "a bad request stored something");
 }

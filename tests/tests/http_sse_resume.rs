@@ -182,3 +182,21 @@ fn resume_with_last_event_id_under_concurrent_writes_has_no_gap_and_no_duplicate
         assert_eq!(data["offset"].as_u64(), Some(*id));
     }
 }
+
+/// A Last-Event-ID past the end of the log (a client of a gateway whose data directory was
+/// started anew) follows from now, and the first block says where that is.
+#[test]
+fn a_resume_point_past_the_log_follows_from_now() {
+    let server = Server::start(&[]);
+    register(&server, "mine");
+    let last = get(&server.url("/api/v1/status")).1["last_offset"]
+        .as_u64()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut blocks = sse_blocks(&server.url("/api/v1/stream"), Some(99_999_999), deadline);
+    assert_eq!(blocks.next(), Some((Some(last), None)));
+    post_reading(&server, "mine", 1);
+    let (id, data) = blocks.next().expect("the new event");
+    assert_eq!(id, Some(last + 1));
+    assert_eq!(data.unwrap()["entity"], "mine");
+}

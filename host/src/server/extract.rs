@@ -67,15 +67,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// The field an error is about: serde reports a missing or unknown field at the path of the
-/// object that contains it, so append the field's name from the message.
+/// The field an error is about: serde reports a missing, unknown or duplicate field at the
+/// path of the object that contains it, so append the field's name from the message.
 fn field_of(path: &str, message: &str) -> String {
     let parent = if path == "." || path.is_empty() {
         ""
     } else {
         path
     };
-    let named = ["missing field `", "unknown field `"]
+    let named = ["missing field `", "unknown field `", "duplicate field `"]
         .iter()
         .find_map(|prefix| {
             let rest = message.strip_prefix(prefix)?;

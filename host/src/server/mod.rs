@@ -155,6 +155,13 @@ pub fn app(state: AppState) -> Router {
             "no such route; see /api/v1/openapi.json",
         )
     })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method; see /api/v1/openapi.json",
+        )
+    })
     .layer(axum::middleware::from_fn_with_state(state.clone(), limits))
     .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
         axum::response::IntoResponse::into_response(ApiError::internal(

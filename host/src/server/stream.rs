@@ -76,6 +76,9 @@ pub async fn stream(
             None => engine.committed_offset().saturating_sub(1),
         },
     };
+    // A position past the log (a client of a gateway whose data directory was started
+    // anew) follows from now; the position event tells the client where that is.
+    let after = after.min(engine.committed_offset().saturating_sub(1));
     let filter = match (q.tag, q.entity) {
         (Some(_), Some(_)) => {
             return Err(ApiError::field(
