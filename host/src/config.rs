@@ -163,6 +163,15 @@ pub struct HttpConfig {
     pub concurrency_max: usize,
     /// Live streams (`/api/v1/stream`) at once; more get 503. Default 64.
     pub streams_max: usize,
+    /// Writes (requests with a body) at once; more get 503. Bounds the memory of request
+    /// bodies to `writes_max` × `body_bytes_max` (128 MiB by default) plus what they decode
+    /// to, whatever `concurrency_max` allows. Default 32.
+    pub writes_max: usize,
+    /// Queries that scan the log (an entity's events, its state at a time, event pages) at
+    /// once; more wait for a turn within `request_timeout_s`. A query keeps its turn until
+    /// its scan ends, even past the timeout, so this bounds the CPU and memory they take.
+    /// Default 4.
+    pub log_queries_max: usize,
     /// Seconds between SSE heartbeats. Default 15.
     pub stream_heartbeat_s: u64,
 }
@@ -175,12 +184,14 @@ impl Default for HttpConfig {
             request_timeout_s: 30,
             concurrency_max: 512,
             streams_max: 64,
+            writes_max: 32,
+            log_queries_max: 4,
             stream_heartbeat_s: 15,
         }
     }
 }
 
-/// Most `http.concurrency_max` and `http.streams_max` accepted (far above what a gateway
+/// Most `http.concurrency_max`, `streams_max`, `writes_max` and `log_queries_max` accepted (far above what a gateway
 /// serves; beyond it a semaphore of that size is no limit at all).
 pub const HTTP_CONCURRENCY_LIMIT: usize = 65_536;
 
@@ -197,6 +208,8 @@ impl HttpConfig {
         for (name, value) in [
             ("http.concurrency_max", self.concurrency_max),
             ("http.streams_max", self.streams_max),
+            ("http.writes_max", self.writes_max),
+            ("http.log_queries_max", self.log_queries_max),
         ] {
             if !(1..=HTTP_CONCURRENCY_LIMIT).contains(&value) {
                 return Err(format!(

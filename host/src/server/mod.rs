@@ -44,6 +44,8 @@ struct StateInner {
     started: Instant,
     requests: Semaphore,
     streams: Arc<Semaphore>,
+    writes: Semaphore,
+    log_queries: Arc<Semaphore>,
     shutting_down: AtomicBool,
 }
 
@@ -56,6 +58,8 @@ impl AppState {
                 shipping: OnceLock::new(),
                 requests: Semaphore::new(config.http.concurrency_max),
                 streams: Arc::new(Semaphore::new(config.http.streams_max)),
+                writes: Semaphore::new(config.http.writes_max),
+                log_queries: Arc::new(Semaphore::new(config.http.log_queries_max)),
                 config,
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
@@ -66,6 +70,28 @@ impl AppState {
     /// Attaches the recovered engine: from now on the gateway is ready.
     pub fn attach(&self, engine: Arc<Engine>) {
         let _ = self.inner.engine.set(engine);
+    }
+
+    /// Runs `scan`, a query that reads the log, on a blocking thread once one of the
+    /// `http.log_queries_max` turns is free; the turn is held until the scan ends, even
+    /// if the request has timed out meanwhile.
+    pub(crate) async fn log_query<T: Send + 'static>(
+        &self,
+        scan: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let turn = self
+            .inner
+            .log_queries
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::internal("query turns closed", e))?;
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            scan()
+        })
+        .await
+        .map_err(|e| ApiError::internal("query task failed", e))
     }
 
     /// Attaches the shipper's status (when a store is configured).
@@ -190,6 +216,23 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
     };
     let timeout = Duration::from_secs(state.config().http.request_timeout_s);
     let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    let _write_permit = if read_only {
+        None
+    } else {
+        match state.inner.writes.try_acquire() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return axum::response::IntoResponse::into_response(
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded",
+                        format!("at most {} writes at once", state.config().http.writes_max),
+                    )
+                    .retry(1),
+                )
+            }
+        }
+    };
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) if read_only => axum::response::IntoResponse::into_response(ApiError::new(

@@ -242,10 +242,9 @@ pub async fn entity_events(
     let to_seq = parse::<u64>(&q.to_seq, "to_seq", "a whole number")?.unwrap_or(u64::MAX);
     let limit = parse_limit(&q.limit)?;
     let id2 = id.clone();
-    let result =
-        tokio::task::spawn_blocking(move || engine.events_of(&id2, from_seq, to_seq, limit))
-            .await
-            .map_err(|e| ApiError::internal("query task failed", e))??;
+    let result = state
+        .log_query(move || engine.events_of(&id2, from_seq, to_seq, limit))
+        .await??;
     Ok(Json(EntityEventsView {
         entity: id,
         highest_seq: result.highest_seq,
@@ -274,25 +273,27 @@ pub async fn entity_state(
     let engine = state.engine()?.clone();
     let as_of = parse_time(&q.as_of, "as_of")?.unwrap_or_else(|| engine.now_ms());
     let id2 = id.clone();
-    let folded = tokio::task::spawn_blocking(move || -> Result<Option<EntityState>, ApiError> {
-        let mut state: Option<EntityState> = None;
-        let mut from_seq = 1;
-        loop {
-            let page = engine.events_of(&id2, from_seq, u64::MAX, QUERY_LIMIT_MAX)?;
-            for record in &page.events {
-                if record.stored.gateway_ms > as_of {
-                    return Ok(state);
+    let folded = state
+        .log_query(move || -> Result<Option<EntityState>, ApiError> {
+            let mut state: Option<EntityState> = None;
+            let mut from_seq = 1;
+            loop {
+                let page = engine.events_of(&id2, from_seq, u64::MAX, QUERY_LIMIT_MAX)?;
+                for record in &page.events {
+                    if record.stored.gateway_ms > as_of {
+                        return Ok(state);
+                    }
+                    state = EntityState::evolve(state.as_ref(), &record.stored);
                 }
-                state = EntityState::evolve(state.as_ref(), &record.stored);
+                match page.events.last() {
+                    Some(last) if last.stored.seq < page.highest_seq => {
+                        from_seq = last.stored.seq + 1
+                    }
+                    _ => return Ok(state),
+                }
             }
-            match page.events.last() {
-                Some(last) if last.stored.seq < page.highest_seq => from_seq = last.stored.seq + 1,
-                _ => return Ok(state),
-            }
-        }
-    })
-    .await
-    .map_err(|e| ApiError::internal("query task failed", e))??;
+        })
+        .await??;
     match folded {
         Some(s) => Ok(Json(
             json!({"entity": id, "as_of": rfc3339(as_of), "seq": s.seq(), "state": state_json(&id, &s)}),
@@ -330,9 +331,9 @@ pub async fn events(
     let after = parse::<u64>(&q.after, "after", "a whole number")?.unwrap_or(0);
     let limit = parse_limit(&q.limit)?;
     let filter = q.tag.map_or(Filter::All, Filter::Tag);
-    let page = tokio::task::spawn_blocking(move || engine.events_after(after, &filter, limit))
-        .await
-        .map_err(|e| ApiError::internal("query task failed", e))??;
+    let page = state
+        .log_query(move || engine.events_after(after, &filter, limit))
+        .await??;
     Ok(Json(EventPageView {
         events: page.events.iter().map(event_view).collect(),
         last_offset: page.last_offset,
