@@ -198,6 +198,7 @@ fn ingest(
                                             power_w: 3600.0,
                                             voltage_v: Some(230.0),
                                             current_a: None,
+                                            reactive_power_var: None,
                                         },
                                     }
                                 })

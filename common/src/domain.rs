@@ -149,6 +149,9 @@ pub struct Reading {
     pub voltage_v: Option<f32>,
     /// Optional current.
     pub current_a: Option<f32>,
+    /// Optional reactive power, var; positive = inductive (lagging). Since event schema
+    /// version 2; a version-1 reading is read with none.
+    pub reactive_power_var: Option<f32>,
 }
 
 /// Asset telemetry as a device reports it.
@@ -504,13 +507,18 @@ fn kind_tag_asset(k: AssetKind) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum EventSchema {
-    /// Version 1: `StoredEvent` as defined above, postcard-encoded.
+    /// Version 1: as version 2, but a reading has no `reactive_power_var`. Upcast on read:
+    /// its bytes are version 2's with the reading's last field left out, so a version-1
+    /// reading decodes as version 2 with that field absent, and every other event is the
+    /// same in both.
     V1 = 1,
+    /// Version 2: `StoredEvent` as defined above, postcard-encoded.
+    V2 = 2,
 }
 
 impl EventSchema {
     /// The version new events are written with.
-    pub const CURRENT: EventSchema = EventSchema::V1;
+    pub const CURRENT: EventSchema = EventSchema::V2;
 }
 
 impl TryFrom<u8> for EventSchema {
@@ -518,6 +526,7 @@ impl TryFrom<u8> for EventSchema {
     fn try_from(v: u8) -> Result<Self, EventDecodeError> {
         match v {
             1 => Ok(EventSchema::V1),
+            2 => Ok(EventSchema::V2),
             other => Err(EventDecodeError::UnknownSchema(other)),
         }
     }
@@ -603,7 +612,11 @@ fn encode_reading_event(event: &StoredEvent, reading: &Reading, out: &mut [u8]) 
     w.bytes(&reading.import_wh.to_le_bytes())?;
     w.bytes(&reading.export_wh.to_le_bytes())?;
     w.bytes(&reading.power_w.to_le_bytes())?;
-    for value in [reading.voltage_v, reading.current_a] {
+    for value in [
+        reading.voltage_v,
+        reading.current_a,
+        reading.reactive_power_var,
+    ] {
         match value {
             None => w.byte(0)?,
             Some(v) => {
@@ -665,28 +678,71 @@ pub fn encode_event_vec(event: &StoredEvent) -> alloc::vec::Vec<u8> {
 /// bytes.
 pub fn decode_event(record: &[u8]) -> Result<StoredEvent, EventDecodeError> {
     let (&version, body) = record.split_first().ok_or(EventDecodeError::Empty)?;
-    match EventSchema::try_from(version)? {
+    let schema = EventSchema::try_from(version)?;
+    if let Some(event) = decode_reading_event(body, schema) {
+        return Ok(event);
+    }
+    match schema {
+        EventSchema::V2 => decode_body(body),
         EventSchema::V1 => {
-            if let Some(event) = decode_reading_event(body) {
-                return Ok(event);
+            // A version-1 reading lacks the reading's last field: add it, absent, and read
+            // the record as version 2. Every other event is the same in both versions.
+            if v1_event_variant(body) != Some(READING_RECORDED_VARIANT) {
+                return decode_body(body);
             }
-            let (event, rest) = postcard::take_from_bytes::<StoredEvent>(body)
-                .map_err(EventDecodeError::BadBody)?;
-            if !rest.is_empty() {
-                return Err(EventDecodeError::TrailingBytes(rest.len()));
+            let mut upcast = [0u8; STORED_EVENT_BYTES_MAX + 1];
+            let len = body.len();
+            if len >= upcast.len() {
+                return Err(EventDecodeError::TrailingBytes(len + 1 - upcast.len()));
             }
-            Ok(event)
+            upcast[..len].copy_from_slice(body);
+            // `upcast[len]` is 0: `reactive_power_var: None`.
+            let event = decode_body(&upcast[..len + 1])?;
+            match &event.event {
+                // The added byte was read as absent, not as the start of a value built
+                // from bytes the version-1 record had past its end.
+                Event::ReadingRecorded(r) if r.reactive_power_var.is_some() => {
+                    Err(EventDecodeError::TrailingBytes(4))
+                }
+                _ => Ok(event),
+            }
         }
     }
 }
 
-/// The replay and query hot path: a version-1 reading event read by hand, the inverse of
-/// [`encode_reading_event`]. `None` for any other event and for anything unusual (a
+/// A version-2 body through postcard, every byte used.
+fn decode_body(body: &[u8]) -> Result<StoredEvent, EventDecodeError> {
+    let (event, rest) =
+        postcard::take_from_bytes::<StoredEvent>(body).map_err(EventDecodeError::BadBody)?;
+    if !rest.is_empty() {
+        return Err(EventDecodeError::TrailingBytes(rest.len()));
+    }
+    Ok(event)
+}
+
+/// The event variant index of a body whose fields before it are well formed; `None`
+/// otherwise (postcard then reads the body and names what is wrong).
+fn v1_event_variant(body: &[u8]) -> Option<u8> {
+    let mut r = SliceReader { bytes: body };
+    r.str()?;
+    if r.byte()? < 2 {
+        r.byte()?;
+    }
+    r.varint()?;
+    r.varint()?;
+    if r.byte()? == 1 {
+        r.str()?;
+    }
+    r.byte()
+}
+
+/// The replay and query hot path: a reading event read by hand, the inverse of
+/// [`encode_reading_event`] (for version 1, without the field it lacks). `None` for any other event and for anything unusual (a
 /// non-canonical varint, a bad id, bytes left over): postcard then decodes the record, and
 /// names the error if there is one. Whatever this accepts, postcard decodes to the same
 /// event (the proptests `hand_decoded_readings_equal_postcard` and
 /// `hand_decoding_agrees_with_postcard_on_any_bytes` pin it).
-fn decode_reading_event(body: &[u8]) -> Option<StoredEvent> {
+fn decode_reading_event(body: &[u8], schema: EventSchema) -> Option<StoredEvent> {
     let mut r = SliceReader { bytes: body };
     let entity = EntityId::new(r.str()?).ok()?;
     let kind = match r.byte()? {
@@ -712,6 +768,10 @@ fn decode_reading_event(body: &[u8]) -> Option<StoredEvent> {
         power_w: r.f64()?,
         voltage_v: r.option_f32()?,
         current_a: r.option_f32()?,
+        reactive_power_var: match schema {
+            EventSchema::V1 => None,
+            EventSchema::V2 => r.option_f32()?,
+        },
     };
     if !r.bytes.is_empty() {
         return None;
@@ -802,6 +862,7 @@ mod tests {
                 power_w: -300.0,
                 voltage_v: Some(230.1),
                 current_a: None,
+                reactive_power_var: None,
             }),
         }
     }
@@ -814,7 +875,7 @@ mod tests {
             0usize..11,
         );
         let numbers = (any::<(u64, i64, i64)>(), any::<(f64, f64, f64)>());
-        let optional = any::<(Option<f32>, Option<f32>)>();
+        let optional = any::<(Option<f32>, Option<f32>, Option<f32>)>();
         (ids, numbers, optional).prop_map(
             |((entity, command_id, kind), ((seq, gateway_ms, time_ms), values), optional)| {
                 StoredEvent {
@@ -834,6 +895,7 @@ mod tests {
                         power_w: values.2,
                         voltage_v: optional.0,
                         current_a: optional.1,
+                        reactive_power_var: optional.2,
                     }),
                 }
             },
@@ -856,13 +918,103 @@ mod tests {
         #[test]
         fn hand_decoded_readings_equal_postcard(event in reading_events()) {
             let record = encode_event_vec(&event);
-            let by_hand = decode_reading_event(&record[1..]);
+            let by_hand = decode_reading_event(&record[1..], EventSchema::CURRENT);
             prop_assert!(by_hand.is_some(), "a reading the hand encoder wrote");
             // Bytes, not `==`: floats may be NaN.
             prop_assert_eq!(encode_event_vec(&by_hand.unwrap()), record.clone());
             prop_assert_eq!(encode_event_vec(&decode_event(&record).unwrap()), record);
         }
 
+        /// A version-1 reading (version 2's bytes without the last field) decodes, by hand
+        /// and through postcard alike, to the same reading without reactive power; damaged
+        /// or cut version-1 records are errors, never a reading.
+        #[test]
+        fn version_1_readings_are_upcast(mut event in reading_events(), cut in 0usize..80) {
+            if let Event::ReadingRecorded(r) = &mut event.event {
+                r.reactive_power_var = None;
+            }
+            let v2 = encode_event_vec(&event);
+            let mut v1 = v2[..v2.len() - 1].to_vec();
+            v1[0] = EventSchema::V1 as u8;
+            let by_hand = decode_reading_event(&v1[1..], EventSchema::V1);
+            prop_assert!(by_hand.is_some());
+            prop_assert_eq!(encode_event_vec(&by_hand.unwrap()), v2.clone());
+            prop_assert_eq!(encode_event_vec(&decode_event(&v1).unwrap()), v2.clone());
+            // Through postcard too: the hand decoder gives up on a record it finds unusual.
+            prop_assert_eq!(encode_event_vec(&upcast_slow(&v1).unwrap()), v2);
+            let cut = cut.min(v1.len() - 1).max(1);
+            prop_assert!(decode_event(&v1[..cut]).is_err());
+            let mut longer = v1.clone();
+            longer.push(0);
+            prop_assert!(decode_event(&longer).is_err());
+        }
+    }
+
+    /// The version-1 path that does not use the hand decoder.
+    fn upcast_slow(v1: &[u8]) -> Result<StoredEvent, EventDecodeError> {
+        let body = &v1[1..];
+        assert_eq!(v1_event_variant(body), Some(READING_RECORDED_VARIANT));
+        let mut upcast = body.to_vec();
+        upcast.push(0);
+        decode_body(&upcast)
+    }
+
+    /// Records written by the version-1 build (before reactive power), byte for byte:
+    /// this build reads them as they were, with no reactive power.
+    #[test]
+    fn records_of_the_version_1_build_still_decode() {
+        let reading_v1: [u8; 63] = [
+            0x01, 0x06, 0x67, 0x72, 0x69, 0x64, 0x2d, 0x31, 0x00, 0x00, 0x2a, 0xc0, 0x99, 0x8e,
+            0xc2, 0xee, 0x65, 0x01, 0x07, 0x62, 0x61, 0x74, 0x63, 0x68, 0x2d, 0x37, 0x01, 0x80,
+            0xf0, 0x86, 0xc2, 0xee, 0x65, 0x00, 0x00, 0x00, 0x00, 0x08, 0x24, 0xfe, 0x40, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x1d, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x70, 0x97,
+            0xc0, 0x01, 0x00, 0x80, 0x67, 0x43, 0x00,
+        ];
+        let replaced_v1: [u8; 41] = [
+            0x01, 0x06, 0x67, 0x72, 0x69, 0x64, 0x2d, 0x31, 0x00, 0x00, 0x2b, 0x80, 0xc3, 0x95,
+            0xc2, 0xee, 0x65, 0x00, 0x03, 0xc0, 0x8a, 0x93, 0xc2, 0xee, 0x65, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        let grid = EntityId::new("grid-1").unwrap();
+        assert_eq!(
+            decode_event(&reading_v1).unwrap(),
+            StoredEvent {
+                entity: grid.clone(),
+                kind: EntityKind::Meter(MeterKind::Grid),
+                seq: 42,
+                gateway_ms: 1_750_000_060_000,
+                command_id: Some(CommandId::new("batch-7").unwrap()),
+                event: Event::ReadingRecorded(Reading {
+                    time_ms: 1_750_000_000_000,
+                    import_wh: 123_456.5,
+                    export_wh: 7.25,
+                    power_w: -1500.0,
+                    voltage_v: Some(231.5),
+                    current_a: None,
+                    reactive_power_var: None,
+                }),
+            }
+        );
+        assert_eq!(upcast_slow(&reading_v1), decode_event(&reading_v1));
+        assert_eq!(
+            decode_event(&replaced_v1).unwrap(),
+            StoredEvent {
+                entity: grid,
+                kind: EntityKind::Meter(MeterKind::Grid),
+                seq: 43,
+                gateway_ms: 1_750_000_120_000,
+                command_id: None,
+                event: Event::MeterReplaced {
+                    time_ms: 1_750_000_100_000,
+                    import_wh: 0.0,
+                    export_wh: 0.0,
+                },
+            }
+        );
+        // Written today, the same reading is version 2 and one byte longer.
+        let today = encode_event_vec(&decode_event(&reading_v1).unwrap());
+        assert_eq!(today[0], EventSchema::V2 as u8);
+        assert_eq!(&today[1..today.len() - 1], &reading_v1[1..]);
     }
 
     proptest! {
@@ -899,7 +1051,7 @@ mod tests {
                 record.truncate(cut.max(1));
             }
             let body = &record[1..];
-            if let Some(by_hand) = decode_reading_event(body) {
+            if let Some(by_hand) = decode_reading_event(body, EventSchema::CURRENT) {
                 let by_postcard = postcard::take_from_bytes::<StoredEvent>(body);
                 prop_assert!(
                     matches!(&by_postcard, Ok((_, rest)) if rest.is_empty()),
@@ -922,6 +1074,7 @@ mod tests {
             power_w: f64::MIN,
             voltage_v: Some(f32::MAX),
             current_a: Some(f32::MAX),
+            reactive_power_var: Some(f32::MAX),
         };
         let ship = |object| Event::ShipIntended {
             object,
@@ -1023,7 +1176,7 @@ mod tests {
     #[test]
     fn round_trip_and_peek() {
         let bytes = encode_event_vec(&sample());
-        assert_eq!(bytes[0], 1);
+        assert_eq!(bytes[0], EventSchema::CURRENT as u8);
         assert_eq!(decode_event(&bytes).unwrap(), sample());
         assert_eq!(peek_entity(&bytes), Some("m1"));
         let mut buf = [0u8; 128];

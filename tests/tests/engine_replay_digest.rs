@@ -120,6 +120,7 @@ fn build_reading(op: &ReadingOp, next_minute: i64) -> Command {
         power_w: ((k * 37) % 100) as f64 * 50.0 - 1000.0,
         voltage_v: Some(230.0),
         current_a: None,
+        reactive_power_var: None,
     };
     if let Some((field, value)) = op.odd {
         match field {

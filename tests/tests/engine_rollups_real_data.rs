@@ -97,6 +97,7 @@ impl Series {
                     power_w: if export { 0.0 - power_w } else { power_w },
                     voltage_v: None,
                     current_a: None,
+                    reactive_power_var: None,
                 }
             })
             .collect();

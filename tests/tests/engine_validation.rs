@@ -523,6 +523,7 @@ fn non_finite_numbers_are_rejected_naming_the_field() {
             (
                 Reading {
                     current_a: Some(bad as f32),
+                    reactive_power_var: None,
                     ..good
                 },
                 "current_a",

@@ -71,6 +71,7 @@ fn archived_log(dir: &Path, segment_bytes: u64, log_bytes: u64) -> (u64, usize) 
                         power_w: 3600.0 + ((s * 7 + i as i64) % 400) as f64,
                         voltage_v: Some(229.0 + (s % 30) as f32 / 10.0),
                         current_a: Some(15.6),
+                        reactive_power_var: None,
                     },
                 })
         });

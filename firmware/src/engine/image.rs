@@ -146,6 +146,7 @@ pub(crate) fn reading_fingerprint(r: &Reading) -> u64 {
         r.export_wh.to_bits(),
         r.power_w.to_bits(),
         optional,
+        u64::from(r.reactive_power_var.map_or(ABSENT, f32::to_bits)),
     ] {
         h = (h ^ word).wrapping_mul(K);
         h ^= h >> 29;
@@ -377,6 +378,7 @@ impl EntityState {
                             power_w,
                             voltage_v: None,
                             current_a: None,
+                            reactive_power_var: None,
                         });
                         m.replaced_ms = Some(*time_ms);
                     }

@@ -16,6 +16,7 @@ fn reading(meter: &str, time_ms: i64, import_wh: f64) -> Command {
             power_w: 100.0,
             voltage_v: None,
             current_a: None,
+            reactive_power_var: None,
         },
     }
 }
@@ -95,6 +96,7 @@ fn a_wrong_slot_guess_is_found_and_the_event_lands_on_its_own_entity() {
             power_w: 1.0,
             voltage_v: None,
             current_a: None,
+            reactive_power_var: None,
         })
     };
     let history = [

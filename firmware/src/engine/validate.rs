@@ -438,6 +438,9 @@ fn check_reading(
     if let Some(a) = r.current_a {
         finite(f64::from(a), "current_a")?;
     }
+    if let Some(q) = r.reactive_power_var {
+        finite(f64::from(q), "reactive_power_var")?;
+    }
     check_time(r.time_ms, rules, now_ms)?;
     // At most EVENTS_PER_COMMAND_MAX pushes below: a registration or up to two rollovers,
     // then the reading.

@@ -164,6 +164,7 @@ fn parse_row(line: &str) -> Result<Command, String> {
             power_w: number(4)?,
             voltage_v: None,
             current_a: None,
+            reactive_power_var: None,
         },
     })
 }

@@ -188,6 +188,9 @@ impl Meter {
         let load = (power_w / self.full_w).clamp(-1.0, 1.0);
         let voltage_v = site_v + self.offset_v - Self::FEEDER_DROP_V * load + 0.15 * rng.normal();
         let current_a = power_w.abs() / (f64::from(self.phases) * voltage_v * self.power_factor);
+        // Q = |P| tan(acos(pf)): the meter's reactive power at its power factor.
+        let reactive_var =
+            power_w.abs() * (1.0 / (self.power_factor * self.power_factor) - 1.0).sqrt();
         Command::RecordReading {
             meter: self.id.clone(),
             reading: Reading {
@@ -198,6 +201,7 @@ impl Meter {
                 power_w: round(power_w, REGISTER_SCALE),
                 voltage_v: Some(round(voltage_v, 10.0) as f32),
                 current_a: Some(round(current_a, 100.0) as f32),
+                reactive_power_var: Some(round(reactive_var, 10.0) as f32),
             },
         }
     }

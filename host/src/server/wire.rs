@@ -140,6 +140,9 @@ pub struct ReadingWire {
     /// Current, A.
     #[serde(default)]
     pub current_a: Option<f32>,
+    /// Reactive power, var (positive = inductive).
+    #[serde(default)]
+    pub reactive_power_var: Option<f32>,
 }
 
 impl ReadingWire {
@@ -152,6 +155,7 @@ impl ReadingWire {
             power_w: self.power_w,
             voltage_v: self.voltage_v,
             current_a: self.current_a,
+            reactive_power_var: self.reactive_power_var,
         }
     }
 }
@@ -464,6 +468,7 @@ fn reading_json(r: &Reading) -> Value {
         "power_w": r.power_w,
         "voltage_v": r.voltage_v,
         "current_a": r.current_a,
+        "reactive_power_var": r.reactive_power_var,
     })
 }
 

@@ -76,6 +76,7 @@ fn reading(k: usize, i: u64) -> Command {
             power_w: (i % 100) as f64 * 10.0 - 200.0,
             voltage_v: Some(230.0),
             current_a: None,
+            reactive_power_var: None,
         },
     }
 }

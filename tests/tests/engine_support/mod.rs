@@ -79,6 +79,7 @@ pub fn reading_values(time_ms: i64, import_wh: f64, export_wh: f64, power_w: f64
         power_w,
         voltage_v: None,
         current_a: None,
+        reactive_power_var: None,
     }
 }
 

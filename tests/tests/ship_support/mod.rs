@@ -525,6 +525,7 @@ pub fn grow(dir: &Path, meters: usize, readings: usize) -> Fixture {
                         power_w: 9000.0 + r as f64,
                         voltage_v: Some(230.0),
                         current_a: None,
+                        reactive_power_var: None,
                     },
                 })
             })
