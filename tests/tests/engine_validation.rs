@@ -124,6 +124,16 @@ fn m_reading(time_ms: i64, import_wh: f64) -> Command {
     record("m", reading_values(time_ms, import_wh, 50.0, 100.0))
 }
 
+/// Meter `m` replaced at `time_ms` by one whose import register starts at `import_wh`.
+fn replace_m(time_ms: i64, import_wh: f64) -> Command {
+    Command::ReplaceMeter {
+        meter: id("m"),
+        time_ms,
+        import_wh,
+        export_wh: 0.0,
+    }
+}
+
 #[test]
 fn a_reading_of_an_unknown_meter_is_rejected() {
     let f = fixture();
@@ -363,15 +373,7 @@ fn a_wrap_landing_exactly_on_zero_is_a_rollover_not_a_reset() {
 fn after_a_replacement_lower_register_values_are_accepted() {
     let f = fixture_with_meter();
     let replaced_at = T0_MS + 60_000;
-    accept(
-        &f.engine,
-        Command::ReplaceMeter {
-            meter: id("m"),
-            time_ms: replaced_at,
-            import_wh: 3.0,
-            export_wh: 0.0,
-        },
-    );
+    accept(&f.engine, replace_m(replaced_at, 3.0));
     let (_, seq) = accept(
         &f.engine,
         record("m", reading_values(replaced_at + 60_000, 7.0, 1.0, 240.0)),
@@ -397,12 +399,7 @@ fn after_a_replacement_lower_register_values_are_accepted() {
     // A replacement is a fact: it cannot be dated ahead of the clock.
     assert_rejected(
         &f.engine,
-        Command::ReplaceMeter {
-            meter: id("m"),
-            time_ms: NOW_MS + FUTURE_SKEW_MS_DEFAULT + 1,
-            import_wh: 0.0,
-            export_wh: 0.0,
-        },
+        replace_m(NOW_MS + FUTURE_SKEW_MS_DEFAULT + 1, 0.0),
         "time_in_future",
         Some("time"),
     );
@@ -421,26 +418,13 @@ fn a_replacement_is_dated_after_the_newest_reading_and_the_new_meter_may_read_at
     for time_ms in [T0_MS - 60_000, T0_MS] {
         assert_rejected(
             &f.engine,
-            Command::ReplaceMeter {
-                meter: id("m"),
-                time_ms,
-                import_wh: 0.0,
-                export_wh: 0.0,
-            },
+            replace_m(time_ms, 0.0),
             "replacement_before_latest",
             Some("time"),
         );
     }
     let replaced_at = T0_MS + 60_000;
-    accept(
-        &f.engine,
-        Command::ReplaceMeter {
-            meter: id("m"),
-            time_ms: replaced_at,
-            import_wh: 3.0,
-            export_wh: 0.0,
-        },
-    );
+    accept(&f.engine, replace_m(replaced_at, 3.0));
     // The new meter's first reading, taken as it was installed.
     let first = reading_values(replaced_at, 3.5, 0.0, 120.0);
     accept(&f.engine, record("m", first));
@@ -539,12 +523,7 @@ fn non_finite_numbers_are_rejected_naming_the_field() {
         }
         assert_rejected(
             &f.engine,
-            Command::ReplaceMeter {
-                meter: id("m"),
-                time_ms: t,
-                import_wh: bad,
-                export_wh: 0.0,
-            },
+            replace_m(t, bad),
             "invalid_number",
             Some("import_wh"),
         );
@@ -987,12 +966,7 @@ fn a_decommissioned_meter_rejects_readings() {
     );
     assert_rejected(
         &f.engine,
-        Command::ReplaceMeter {
-            meter: id("m"),
-            time_ms: T0_MS + 60_000,
-            import_wh: 0.0,
-            export_wh: 0.0,
-        },
+        replace_m(T0_MS + 60_000, 0.0),
         "meter_decommissioned",
         Some("meter"),
     );
