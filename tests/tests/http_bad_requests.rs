@@ -404,6 +404,14 @@ fn bad_requests_are_refused_with_the_field_named_and_nothing_stored() {
             400,
             "after",
         ),
+        get_case("meter id not UTF-8", "/api/v1/meters/%FF", 400, "id"),
+        case(
+            "asset id not UTF-8",
+            "/api/v1/assets/%FF/setpoint",
+            r#"{"power_w": 1}"#,
+            400,
+            "id",
+        ),
         Case {
             headers: vec![("Last-Event-ID", "abc")],
             ..get_case(

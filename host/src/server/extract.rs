@@ -173,3 +173,26 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The `{id}` of a route: an axum rejection (an id whose percent-encoding is not UTF-8)
+/// becomes a JSON error naming `id`, like every other bad input.
+#[derive(Debug)]
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(id)| PathId(id))
+            .map_err(|rejection| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_id",
+                    "id",
+                    format!("id {}", rejection.body_text()),
+                )
+            })
+    }
+}

@@ -1,6 +1,6 @@
 //! Read endpoints: current state from the image, history from rollups and the log.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use gridlog_common::domain::{AssetKind, MeterKind};
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::QueryParams;
+use super::extract::{PathId, QueryParams};
 use super::wire::*;
 use super::AppState;
 
@@ -116,7 +116,7 @@ pub async fn list_meters(State(state): State<AppState>) -> Result<Json<Vec<Meter
     responses((status = 200, body = MeterView), (status = 404, body = ErrorBody)))]
 pub async fn get_meter(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<MeterView>, ApiError> {
     let engine = state.engine()?;
     let mut view =
@@ -137,7 +137,7 @@ pub async fn list_assets(State(state): State<AppState>) -> Result<Json<Vec<Asset
     responses((status = 200, body = AssetView), (status = 404, body = ErrorBody)))]
 pub async fn get_asset(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<AssetView>, ApiError> {
     one_view(state.engine()?, &id, as_asset)
         .map(Json)
@@ -164,7 +164,7 @@ pub struct RollupQuery {
     responses((status = 200, body = RollupsView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn meter_rollups(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     QueryParams(q): QueryParams<RollupQuery>,
 ) -> Result<Json<RollupsView>, ApiError> {
     let engine = state.engine()?;
@@ -234,7 +234,7 @@ pub struct EntityEventsQuery {
     responses((status = 200, body = EntityEventsView), (status = 400, body = ErrorBody)))]
 pub async fn entity_events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     QueryParams(q): QueryParams<EntityEventsQuery>,
 ) -> Result<Json<EntityEventsView>, ApiError> {
     let engine = state.engine()?.clone();
@@ -267,7 +267,7 @@ pub struct StateQuery {
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub async fn entity_state(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     QueryParams(q): QueryParams<StateQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let engine = state.engine()?.clone();

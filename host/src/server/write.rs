@@ -1,6 +1,6 @@
 //! Write endpoints: each builds commands, submits them, and answers after they are durable.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use gridlog_common::domain::Command;
@@ -8,7 +8,7 @@ use gridlog_common::id::EntityId;
 use gridlog_firmware::engine::{CommandRequest, ItemResult, Request, Response};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::JsonBody;
+use super::extract::{JsonBody, PathId};
 use super::wire::*;
 use super::AppState;
 
@@ -199,7 +199,7 @@ pub async fn record_readings(
     responses((status = 200, body = WriteResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn replace_meter(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody<ReplaceBody>,
 ) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
     let command = Command::ReplaceMeter {
@@ -217,7 +217,7 @@ pub async fn replace_meter(
     responses((status = 200, body = WriteResponse), (status = 404, body = ErrorBody)))]
 pub async fn decommission_meter(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
     single(
         &state,
@@ -255,7 +255,7 @@ pub async fn register_asset(
     responses((status = 200, body = WriteResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn record_telemetry(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody<TelemetryBody>,
 ) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
     let command = Command::RecordTelemetry {
@@ -274,7 +274,7 @@ pub async fn record_telemetry(
         (status = 422, description = "Rejected, e.g. above rated power", body = ErrorBody)))]
 pub async fn request_setpoint(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody<SetpointBody>,
 ) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
     let command = CommandRequest {
@@ -293,7 +293,7 @@ pub async fn request_setpoint(
     responses((status = 200, body = WriteResponse), (status = 404, body = ErrorBody)))]
 pub async fn change_availability(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody<AvailabilityBody>,
 ) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
     single(
@@ -314,7 +314,7 @@ pub async fn change_availability(
     responses((status = 200, body = WriteResponse), (status = 404, body = ErrorBody)))]
 pub async fn report_fault(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     JsonBody(body): JsonBody<FaultBody>,
 ) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
     let asset = path_id(&id)?;
