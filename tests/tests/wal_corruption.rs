@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use gridlog_common::frame;
 use gridlog_common::segment::SEGMENT_HEADER_BYTES;
+use gridlog_common::{batch, frame};
 use gridlog_firmware::wal::{verify, OpenError, RecoveryMode, Wal, WalOptions};
 
 fn options() -> WalOptions {
@@ -268,6 +268,44 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), target).unwrap();
         }
+    }
+}
+
+/// Valid frames in the 64 bytes a segment keeps for its footer (which the writer never
+/// writes there) are a clear error at open, not an arithmetic underflow at the next append.
+#[test]
+fn frames_in_the_footer_reserve_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = {
+        let wal = Wal::open(dir.path(), options()).unwrap();
+        wal.append(&[b"first".as_slice()]).unwrap();
+        let segment = wal.segments()[0].1.clone();
+        wal.close().unwrap();
+        segment
+    };
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let last = *frame_positions(&bytes).last().unwrap();
+    let data_end = last + frame::decode(&bytes[last..]).unwrap().encoded_len();
+    let reserve_start = bytes.len() - 64;
+    // One more valid frame (offset 2) that ends inside the reserve.
+    let record = (1..)
+        .map(|n| vec![b'x'; n])
+        .find(|r| data_end + batch::batch_frame_len(2, &[r]) > reserve_start + 8)
+        .unwrap();
+    let len = batch::encode_batch_frame(&mut bytes[data_end..], 2, &[&record]).unwrap();
+    assert!(data_end + len <= bytes.len());
+    std::fs::write(&segment, &bytes).unwrap();
+    match Wal::open(dir.path(), options()) {
+        Err(OpenError::Corrupt { damage }) => {
+            assert_eq!(damage.path, segment);
+            assert!(
+                damage.reason.contains("footer reserve"),
+                "{}",
+                damage.reason
+            );
+        }
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(_) => panic!("a segment with frames in its footer reserve was opened"),
     }
 }
 

@@ -141,6 +141,20 @@ pub(super) fn start(
                 .map_err(io_err(&rs.path))?,
         );
         if i + 1 == count && !rs.sealed {
+            // The writer never writes frames into the footer reserve; frames there (bytes
+            // no crash of this writer leaves) would leave no room for the footer.
+            let frames_end_max = rs.segment_bytes.saturating_sub(FOOTER_RESERVE_BYTES as u64);
+            if rs.data_end > frames_end_max {
+                return Err(OpenError::Corrupt {
+                    damage: super::Damage {
+                        path: rs.path.clone(),
+                        position: frames_end_max,
+                        reason: format!(
+                            "frames reach into the segment's {FOOTER_RESERVE_BYTES}-byte footer reserve"
+                        ),
+                    },
+                });
+            }
             // (An empty one keeps its name: a new segment would take the same.)
             outgrown = (rs.round_bytes as usize) < options.round_bytes && rs.frame_count > 0;
             active = Some(Active {
