@@ -174,7 +174,10 @@ pub fn read_original(path: &Path) -> Result<(ArchiveHeader, Vec<u8>), ArchiveErr
             ),
         ));
     }
-    let mut original = Vec::with_capacity(header.original_bytes as usize);
+    // Reserve what the header claims only up to the default segment size: a claim is
+    // checked against what decompresses, and a larger segment grows the vector as it comes.
+    let reserve = header.original_bytes.min(crate::wal::SEGMENT_BYTES_DEFAULT);
+    let mut original = Vec::with_capacity(reserve as usize);
     let mut decoder = zstd::stream::read::Decoder::new(body).map_err(io_err)?;
     (&mut decoder)
         .take(header.original_bytes + 1)
