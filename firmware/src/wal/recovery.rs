@@ -183,7 +183,8 @@ impl Recovery<'_> {
     fn cut_segment(
         &mut self,
         path: &Path,
-        prefix: &[u8],
+        original: &[u8],
+        prefix_len: usize,
         segment_bytes: u64,
         damage: Damage,
     ) -> Result<(), OpenError> {
@@ -193,18 +194,17 @@ impl Recovery<'_> {
         let tmp = self.wal_dir.join(PREALLOC_FILE_NAME);
         let file = preallocate(self.io, &tmp, segment_bytes).map_err(self.io_err(&tmp))?;
         self.io
-            .write_all_at(&file, &tmp, 0, prefix)
+            .write_all_at(&file, &tmp, 0, &original[..prefix_len])
             .map_err(self.io_err(&tmp))?;
         self.io.sync_data(&file, &tmp).map_err(self.io_err(&tmp))?;
         let quarantine = self.quarantine_dir()?;
         let target = quarantine_target(&quarantine, path);
-        let original = std::fs::read(path).map_err(self.io_err(path))?;
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         self.io
-            .write_file_atomically(&quarantine, &name, &[&original])
+            .write_file_atomically(&quarantine, &name, &[original])
             .map_err(|(path, source)| OpenError::Io { path, source })?;
         self.io.rename(&tmp, path).map_err(self.io_err(path))?;
         self.io
@@ -352,7 +352,7 @@ pub(crate) fn recover(io: &Io, wal_dir: &Path, mode: RecoveryMode) -> Result<Rec
                             position: first_bad as u64,
                             reason,
                         };
-                        rec.cut_segment(path, &bytes[..first_bad], len, damage)?;
+                        rec.cut_segment(path, bytes, first_bad, len, damage)?;
                         drop(map);
                         let file = OpenOptions::new()
                             .read(true)
@@ -377,7 +377,7 @@ pub(crate) fn recover(io: &Io, wal_dir: &Path, mode: RecoveryMode) -> Result<Rec
                     position: scan.data_end,
                     reason: "segment is not sealed but is not the last one".into(),
                 };
-                rec.cut_segment(path, &bytes[..scan.data_end as usize], len, damage)?;
+                rec.cut_segment(path, bytes, scan.data_end as usize, len, damage)?;
                 segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
                 next_offset = Some(scan.next_offset);
                 rec.damage_rest(&segment_paths[i + 1..])?;
@@ -389,7 +389,7 @@ pub(crate) fn recover(io: &Io, wal_dir: &Path, mode: RecoveryMode) -> Result<Rec
                     position: *position,
                     reason: reason.clone(),
                 };
-                rec.cut_segment(path, &bytes[..scan.data_end as usize], len, damage)?;
+                rec.cut_segment(path, bytes, scan.data_end as usize, len, damage)?;
                 segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
                 next_offset = Some(scan.next_offset);
                 rec.damage_rest(&segment_paths[i + 1..])?;
