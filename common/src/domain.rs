@@ -724,26 +724,21 @@ fn decode_body(body: &[u8]) -> Result<StoredEvent, EventDecodeError> {
 /// otherwise (postcard then reads the body and names what is wrong).
 fn v1_event_variant(body: &[u8]) -> Option<u8> {
     let mut r = SliceReader { bytes: body };
-    r.str()?;
-    if r.byte()? < 2 {
-        r.byte()?;
-    }
-    r.varint()?;
-    r.varint()?;
-    if r.byte()? == 1 {
-        r.str()?;
-    }
+    read_head(&mut r)?;
     r.byte()
 }
 
-/// The replay and query hot path: a reading event read by hand, the inverse of
-/// [`encode_reading_event`] (for version 1, without the field it lacks). `None` for any other event and for anything unusual (a
-/// non-canonical varint, a bad id, bytes left over): postcard then decodes the record, and
-/// names the error if there is one. Whatever this accepts, postcard decodes to the same
-/// event (the proptests `hand_decoded_readings_equal_postcard` and
-/// `hand_decoding_agrees_with_postcard_on_any_bytes` pin it).
-fn decode_reading_event(body: &[u8], schema: EventSchema) -> Option<StoredEvent> {
-    let mut r = SliceReader { bytes: body };
+/// The fields every stored event starts with, before its event.
+struct Head {
+    entity: EntityId,
+    kind: EntityKind,
+    seq: u64,
+    gateway_ms: i64,
+    command_id: Option<CommandId>,
+}
+
+/// Reads a [`Head`] by hand; `None` for anything unusual (postcard then names it).
+fn read_head(r: &mut SliceReader<'_>) -> Option<Head> {
     let entity = EntityId::new(r.str()?).ok()?;
     let kind = match r.byte()? {
         0 => EntityKind::Meter(*MeterKind::ALL.get(usize::from(r.byte()?))?),
@@ -758,6 +753,25 @@ fn decode_reading_event(body: &[u8], schema: EventSchema) -> Option<StoredEvent>
         1 => Some(CommandId::new(r.str()?).ok()?),
         _ => return None,
     };
+    Some(Head {
+        entity,
+        kind,
+        seq,
+        gateway_ms,
+        command_id,
+    })
+}
+
+/// The replay and query hot path: a reading event read by hand, the inverse of
+/// [`encode_reading_event`] (for version 1, without the field it lacks). `None` for any
+/// other event and for anything unusual (a
+/// non-canonical varint, a bad id, bytes left over): postcard then decodes the record, and
+/// names the error if there is one. Whatever this accepts, postcard decodes to the same
+/// event (the proptests `hand_decoded_readings_equal_postcard` and
+/// `hand_decoding_agrees_with_postcard_on_any_bytes` pin it).
+fn decode_reading_event(body: &[u8], schema: EventSchema) -> Option<StoredEvent> {
+    let mut r = SliceReader { bytes: body };
+    let head = read_head(&mut r)?;
     if r.byte()? != READING_RECORDED_VARIANT {
         return None;
     }
@@ -776,6 +790,13 @@ fn decode_reading_event(body: &[u8], schema: EventSchema) -> Option<StoredEvent>
     if !r.bytes.is_empty() {
         return None;
     }
+    let Head {
+        entity,
+        kind,
+        seq,
+        gateway_ms,
+        command_id,
+    } = head;
     Some(StoredEvent {
         entity,
         kind,
