@@ -325,6 +325,12 @@ impl Loaded {
     }
 }
 
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Loaded({} bytes)", self.bytes.len())
+    }
+}
+
 impl Drop for Loaded {
     fn drop(&mut self) {
         *IN_MEMORY.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
@@ -351,12 +357,6 @@ pub struct ArchiveCursor {
     until: Offset,
     /// Next offset expected from the archive (gap detection).
     expected: Offset,
-}
-
-impl std::fmt::Debug for Loaded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Loaded({} bytes)", self.bytes.len())
-    }
 }
 
 impl ArchiveCursor {
