@@ -1,4 +1,4 @@
-//! Frame bodies of the log: a batch of records, or a segment footer.
+//! Frame bodies of the log: a batch of records, a round's commit, or a segment footer.
 //!
 //! Bodies are postcard: the encoding below is byte for byte what postcard writes for
 //!
@@ -7,6 +7,8 @@
 //!     Batch { first_offset: u64, records: Vec<&'a [u8]> },   // variant 0
 //!     Footer { first_offset: u64, next_offset: u64, frame_count: u64,
 //!              data_end: u64, index: &'a [u8] },               // variant 1
+//!     Commit { magic: [u8; 3], salt: [u8; 4], position: [u8; 8],
+//!              round_start: [u8; 8] },                         // variant 2, then zero padding
 //! }
 //! ```
 //!
@@ -14,7 +16,17 @@
 //! Batch body:   0x00 | first_offset varint | count varint | (len varint | record bytes) * count
 //! Footer body:  0x01 | first_offset varint | next_offset varint | frame_count varint
 //!                    | data_end varint | index_len varint | index bytes
+//! Commit body:  0x02 | "CMT" | salt u32 LE | position u64 LE | round_start u64 LE | zeros
+//!               0      1       4            8                 16                   24
 //! ```
+//!
+//! A **commit** ends every write round of a version-2 segment (see `crate::segment`): the
+//! writer puts it after the round's batch frames, in the same write and the same sync, and
+//! pads it with zeros so that the round ends on a [`ROUND_ALIGN_BYTES`] boundary. `salt` is
+//! the segment header's CRC (so a commit of another segment, or of an earlier use of the same
+//! file, never passes as one of this segment), `position` the commit frame's own byte
+//! position, `round_start` the position of the round's first byte. Only the padding, which
+//! must be zeros, follows postcard's bytes; the frame's length says how much there is.
 //!
 //! It is written and read by hand (zero-copy, no allocation) because this is the log's hot
 //! path; the tests pin equality with postcard's own output. A record is opaque here; the
@@ -32,6 +44,87 @@ use core::fmt;
 pub const BODY_TAG_BATCH: u8 = 0;
 /// postcard's variant index of a footer body.
 pub const BODY_TAG_FOOTER: u8 = 1;
+/// postcard's variant index of a round's commit body.
+pub const BODY_TAG_COMMIT: u8 = 2;
+
+/// The three bytes after a commit body's tag.
+pub const COMMIT_MAGIC: [u8; 3] = *b"CMT";
+/// Byte offset of the magic within a commit body.
+pub const COMMIT_MAGIC_AT: usize = 1;
+/// Byte offset of the salt (the segment header's CRC) within a commit body.
+pub const COMMIT_SALT_AT: usize = COMMIT_MAGIC_AT + 3;
+/// Byte offset of the commit frame's own position within a commit body.
+pub const COMMIT_POSITION_AT: usize = COMMIT_SALT_AT + 4;
+/// Byte offset of the round's first byte position within a commit body.
+pub const COMMIT_ROUND_START_AT: usize = COMMIT_POSITION_AT + 8;
+/// Byte offset of the zero padding within a commit body; also the shortest commit body.
+pub const COMMIT_PADDING_AT: usize = COMMIT_ROUND_START_AT + 8;
+/// The shortest commit frame (no padding).
+pub const COMMIT_FRAME_BYTES_MIN: usize = frame::frame_len(COMMIT_PADDING_AT);
+/// Rounds of a version-2 segment end on a multiple of this many bytes (a disk sector), so a
+/// write round never rewrites a sector that holds an earlier, acknowledged round, and damage
+/// to one sector never reaches two rounds.
+pub const ROUND_ALIGN_BYTES: usize = 512;
+/// The longest commit frame: the shortest one plus the padding to the next boundary.
+pub const COMMIT_FRAME_BYTES_MAX: usize = COMMIT_FRAME_BYTES_MIN + ROUND_ALIGN_BYTES - 1;
+/// The first bytes of every commit body, which a reader looking for rounds after damage
+/// searches for.
+pub const COMMIT_BODY_PREFIX: [u8; 4] = [
+    BODY_TAG_COMMIT,
+    COMMIT_MAGIC[0],
+    COMMIT_MAGIC[1],
+    COMMIT_MAGIC[2],
+];
+
+const _: () = assert!(COMMIT_PADDING_AT == 24);
+const _: () = assert!(COMMIT_FRAME_BYTES_MIN == 32);
+const _: () = assert!(ROUND_ALIGN_BYTES.is_power_of_two());
+
+/// A round's commit: the end of one write round of a version-2 segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    /// The segment header's CRC: ties the commit to one segment file's current use.
+    pub salt: u32,
+    /// Byte position of this commit frame in its segment.
+    pub position: u64,
+    /// Byte position of the round's first byte (its first batch frame).
+    pub round_start: u64,
+}
+
+/// The length of the commit frame that starts at byte `position` and pads the round to the
+/// next [`ROUND_ALIGN_BYTES`] boundary (a whole extra sector when the gap is too small).
+pub const fn commit_frame_len(position: u64) -> usize {
+    let align = ROUND_ALIGN_BYTES as u64;
+    let gap = (align - position % align) % align;
+    let gap = gap as usize;
+    if gap >= COMMIT_FRAME_BYTES_MIN {
+        gap
+    } else {
+        gap + ROUND_ALIGN_BYTES
+    }
+}
+
+/// Encodes the commit frame for `commit` at the start of `out` (at least
+/// [`commit_frame_len`]`(commit.position)` bytes); returns its length.
+pub fn encode_commit_frame(out: &mut [u8], commit: &Commit) -> Result<usize, FrameEncodeError> {
+    let total = commit_frame_len(commit.position);
+    if out.len() < total {
+        return Err(FrameEncodeError::BufferTooSmall {
+            needed: total,
+            available: out.len(),
+        });
+    }
+    let body_len = total - FRAME_BODY_AT;
+    let body = &mut out[FRAME_BODY_AT..total];
+    body.fill(0);
+    body[0] = BODY_TAG_COMMIT;
+    body[COMMIT_MAGIC_AT..COMMIT_SALT_AT].copy_from_slice(&COMMIT_MAGIC);
+    body[COMMIT_SALT_AT..COMMIT_POSITION_AT].copy_from_slice(&commit.salt.to_le_bytes());
+    body[COMMIT_POSITION_AT..COMMIT_ROUND_START_AT].copy_from_slice(&commit.position.to_le_bytes());
+    body[COMMIT_ROUND_START_AT..COMMIT_PADDING_AT]
+        .copy_from_slice(&commit.round_start.to_le_bytes());
+    frame::seal_in_place(out, body_len)
+}
 
 /// The bytes a batch body takes for these records.
 pub fn batch_body_len<R: AsRef<[u8]>>(first_offset: Offset, records: &[R]) -> usize {
@@ -171,6 +264,8 @@ pub enum Body<'a> {
     Batch(BatchView<'a>),
     /// A segment footer.
     Footer(Footer<'a>),
+    /// The end of a write round (version-2 segments).
+    Commit(Commit),
 }
 
 /// A validated batch body, borrowed from the frame.
@@ -261,6 +356,8 @@ pub enum BodyError {
         /// How many.
         count: usize,
     },
+    /// A commit body whose magic is wrong, that is cut short, or whose padding is not zeros.
+    BadCommit,
 }
 
 impl fmt::Display for BodyError {
@@ -277,6 +374,7 @@ impl fmt::Display for BodyError {
             BodyError::TrailingBytes { count } => {
                 write!(f, "{count} trailing bytes after the body")
             }
+            BodyError::BadCommit => write!(f, "bad round commit body"),
         }
     }
 }
@@ -355,6 +453,7 @@ pub fn decode_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
                 index,
             })
         }
+        BODY_TAG_COMMIT => return decode_commit(body).map(Body::Commit),
         other => return Err(BodyError::UnknownTag(other)),
     };
     if !cursor.rest.is_empty() {
@@ -363,6 +462,29 @@ pub fn decode_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
         });
     }
     Ok(decoded)
+}
+
+fn decode_commit(body: &[u8]) -> Result<Commit, BodyError> {
+    let fixed = body.get(..COMMIT_PADDING_AT).ok_or(BodyError::BadCommit)?;
+    let padding = &body[COMMIT_PADDING_AT..];
+    if fixed[COMMIT_MAGIC_AT..COMMIT_SALT_AT] != COMMIT_MAGIC || padding.iter().any(|&b| b != 0) {
+        return Err(BodyError::BadCommit);
+    }
+    let word = |at: usize, n: usize| {
+        let mut bytes = [0u8; 8];
+        bytes[..n].copy_from_slice(&fixed[at..at + n]);
+        u64::from_le_bytes(bytes)
+    };
+    let commit = Commit {
+        salt: word(COMMIT_SALT_AT, 4) as u32,
+        position: word(COMMIT_POSITION_AT, 8),
+        round_start: word(COMMIT_ROUND_START_AT, 8),
+    };
+    // Exactly the padding that ends the round on a boundary, so there is one encoding.
+    if FRAME_BODY_AT + body.len() != commit_frame_len(commit.position) {
+        return Err(BodyError::BadCommit);
+    }
+    Ok(commit)
 }
 
 #[cfg(test)]
@@ -412,6 +534,12 @@ mod tests {
             data_end: u64,
             index: &'a [u8],
         },
+        Commit {
+            magic: [u8; 3],
+            salt: [u8; 4],
+            position: [u8; 8],
+            round_start: [u8; 8],
+        },
     }
 
     fn encode_batch(first_offset: u64, records: &[Vec<u8>]) -> Vec<u8> {
@@ -457,6 +585,29 @@ mod tests {
         }
 
         #[test]
+        fn commit_bytes_equal_postcard_then_zeros(
+            salt in any::<u32>(), position in any::<u64>().prop_map(|p| p / 2), round_start in any::<u64>(),
+        ) {
+            let commit = Commit { salt, position, round_start };
+            let len = commit_frame_len(position);
+            prop_assert!((COMMIT_FRAME_BYTES_MIN..=COMMIT_FRAME_BYTES_MAX).contains(&len));
+            prop_assert_eq!((position + len as u64) % ROUND_ALIGN_BYTES as u64, 0);
+            let mut out = vec![0xffu8; len + 3];
+            prop_assert_eq!(encode_commit_frame(&mut out, &commit).unwrap(), len);
+            let frame = crate::frame::decode(&out[..len]).unwrap();
+            let body = frame.body;
+            let mirror = FrameBody::Commit {
+                magic: COMMIT_MAGIC,
+                salt: salt.to_le_bytes(),
+                position: position.to_le_bytes(),
+                round_start: round_start.to_le_bytes(),
+            };
+            prop_assert_eq!(&body[..COMMIT_PADDING_AT], &postcard::to_allocvec(&mirror).unwrap()[..]);
+            prop_assert!(body[COMMIT_PADDING_AT..].iter().all(|&b| b == 0));
+            prop_assert_eq!(decode_body(body).unwrap(), Body::Commit(commit));
+        }
+
+        #[test]
         fn decode_body_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = decode_body(&bytes);
         }
@@ -481,6 +632,24 @@ mod tests {
             Err(BodyError::TrailingBytes { count: 1 })
         );
         assert_eq!(decode_body(&[9]), Err(BodyError::UnknownTag(9)));
+        assert_eq!(
+            decode_body(&[2, b'C', b'M', b'T', 0]),
+            Err(BodyError::BadCommit)
+        );
+        // A commit at byte 480 pads to 512: a body of 24 bytes, no padding.
+        let mut commit = [0u8; COMMIT_PADDING_AT + 2];
+        commit[..4].copy_from_slice(&COMMIT_BODY_PREFIX);
+        commit[COMMIT_POSITION_AT..COMMIT_POSITION_AT + 8].copy_from_slice(&478u64.to_le_bytes());
+        assert!(matches!(decode_body(&commit), Ok(Body::Commit(_))));
+        assert_eq!(
+            decode_body(&commit[..COMMIT_PADDING_AT + 1]),
+            Err(BodyError::BadCommit)
+        );
+        commit[COMMIT_PADDING_AT + 1] = 1;
+        assert_eq!(decode_body(&commit), Err(BodyError::BadCommit));
+        commit[COMMIT_PADDING_AT + 1] = 0;
+        commit[2] = b'X';
+        assert_eq!(decode_body(&commit), Err(BodyError::BadCommit));
         assert_eq!(decode_body(&[]), Err(BodyError::Empty));
         let empty: [&[u8]; 0] = [];
         assert!(encode_batch_frame(&mut [0u8; 64], 1, &empty).is_err());

@@ -17,6 +17,12 @@
 //! gateway's log is recognised as foreign. `round bytes` is the most bytes the writer of
 //! this segment puts in one write-and-sync round: recovery's bound on how far past the last
 //! good frame a crash can have left torn bytes (anything further is damage, not a tear).
+//!
+//! Versions: in a version-1 segment frames follow each other with nothing that says which
+//! write round wrote them. In a version-2 segment every write round ends with a **commit**
+//! frame (see [`crate::batch::Commit`]) padded to a 512-byte boundary, so recovery knows where
+//! each round began and ended: only the round after the last commit can be torn by a crash,
+//! and damage with a later round's commit after it was acknowledged data, never a tear.
 
 use core::fmt;
 
@@ -54,11 +60,19 @@ const _: () = assert!(SEGMENT_HEADER_BYTES == 64);
 pub enum FormatVersion {
     /// Version 1: header as above, frames with postcard batch/footer bodies.
     V1 = 1,
+    /// Version 2: as version 1, and every write round ends with a commit frame padded to a
+    /// 512-byte boundary.
+    V2 = 2,
 }
 
 impl FormatVersion {
     /// The version new segments are written with.
-    pub const CURRENT: FormatVersion = FormatVersion::V1;
+    pub const CURRENT: FormatVersion = FormatVersion::V2;
+
+    /// Whether this version's rounds end with commit frames.
+    pub fn marks_rounds(self) -> bool {
+        self >= FormatVersion::V2
+    }
 }
 
 impl TryFrom<u16> for FormatVersion {
@@ -67,6 +81,7 @@ impl TryFrom<u16> for FormatVersion {
     fn try_from(value: u16) -> Result<Self, Self::Error> {
         match value {
             1 => Ok(FormatVersion::V1),
+            2 => Ok(FormatVersion::V2),
             other => Err(SegmentHeaderError::UnknownVersion(other)),
         }
     }
@@ -127,7 +142,10 @@ impl fmt::Display for SegmentHeaderError {
                 "bad segment header CRC: stored {stored:#010x}, computed {computed:#010x}"
             ),
             SegmentHeaderError::UnknownVersion(v) => {
-                write!(f, "unknown segment format version {v} (this build reads 1)")
+                write!(
+                    f,
+                    "unknown segment format version {v} (this build reads 1 and 2)"
+                )
             }
             SegmentHeaderError::BadLayout => write!(f, "bad segment header layout"),
         }
@@ -151,6 +169,14 @@ impl SegmentHeader {
         let crc = crc32fast::hash(&out[..CRC_AT]);
         out[CRC_AT..SEGMENT_HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
         out
+    }
+
+    /// The header's CRC: the salt of this segment's round commits. It changes with the log
+    /// id, the first offset and the creation time, so a commit of another segment (or of an
+    /// earlier use of the same file) does not pass as one of this one.
+    pub fn salt(&self) -> u32 {
+        let bytes = self.encode();
+        u32_at(&bytes, CRC_AT)
     }
 
     /// Decodes and verifies a header. Never panics, whatever the bytes.

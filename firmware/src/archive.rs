@@ -468,6 +468,8 @@ impl ArchiveCursor {
                             .map(|(o, r)| (o, r.to_vec())),
                     );
                 }
+                // A round's end: checked when the archive was written and loaded.
+                FrameAt::Commit { len, .. } => self.pos += len,
                 FrameAt::Footer { .. } | FrameAt::End => {
                     self.current = None;
                     self.loaded = None;

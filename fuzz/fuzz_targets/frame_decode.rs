@@ -2,7 +2,7 @@
 //! whatever they accept must re-encode to exactly the bytes they read.
 //!
 //! The body decoder also gets the raw input directly, so the fuzzer explores batch and
-//! footer bodies without first having to forge a CRC.
+//! footer and commit bodies without first having to forge a CRC.
 #![no_main]
 
 use gridlog_common::batch::{self, Body};
@@ -26,6 +26,11 @@ fn reencode(body: &Body<'_>) -> Vec<u8> {
         Body::Footer(footer) => {
             let mut out = vec![0u8; batch::footer_frame_len(footer)];
             batch::encode_footer_frame(&mut out, footer).expect("a decoded footer re-encodes");
+            out
+        }
+        Body::Commit(commit) => {
+            let mut out = vec![0u8; batch::commit_frame_len(commit.position)];
+            batch::encode_commit_frame(&mut out, commit).expect("a decoded commit re-encodes");
             out
         }
     }

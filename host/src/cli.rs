@@ -180,12 +180,18 @@ verify does. It stops cleanly at the end of the log or at a torn tail of the las
 (noted on stderr); at damage it prints what is wrong, with file and byte position, on
 stderr after every record before it.
 
+With --rounds, the end of every write round of the hot log (what one fdatasync made durable,
+closed by a commit) follows its records as a line of its own:
+
+  {\"round\":{\"segment\":\"00000000000000000001.seg\",\"start\":64,\"end\":512,\"next_offset\":4}}
+
 Exit status: 0 read to the end (a torn tail included), 1 damaged, 2 usage or I/O error.",
         after_help = "\
 Examples:
   gridlog dump /var/lib/gridlog
   gridlog dump /var/lib/gridlog --from 1000 | head -n 5
-  gridlog dump /var/lib/gridlog | jq -r .hex | xxd -r -p   # raw record bytes"
+  gridlog dump /var/lib/gridlog | jq -r .hex | xxd -r -p   # raw record bytes
+  gridlog dump /var/lib/gridlog --rounds | jq -c 'select(.round)'   # write rounds"
     )]
     Dump(DumpArgs),
 
@@ -369,6 +375,11 @@ pub struct DumpArgs {
     /// The first offset to print (inclusive). Offsets start at 1 and have no gaps.
     #[arg(long, value_name = "OFFSET", default_value_t = FIRST_OFFSET)]
     pub from: Offset,
+
+    /// Also print a line for the end of every write round of the hot log, after its records:
+    /// {"round":{"segment":…,"start":BYTE,"end":BYTE,"next_offset":N}}.
+    #[arg(long)]
+    pub rounds: bool,
 }
 
 fn parse_log_filter(filter: &str) -> Result<String, String> {

@@ -47,8 +47,22 @@ fn write_log(dir: &Path) -> Vec<PathBuf> {
     segments
 }
 
-/// Byte positions of every frame (footer included) in a segment file.
+/// Byte positions of every batch and footer frame in a segment file (not the round commits).
 fn frame_positions(bytes: &[u8]) -> Vec<usize> {
+    all_frame_positions(bytes)
+        .into_iter()
+        .filter(|&p| {
+            let body = frame::decode(&bytes[p..]).unwrap().body;
+            !matches!(
+                gridlog_common::batch::decode_body(body),
+                Ok(gridlog_common::batch::Body::Commit(_))
+            )
+        })
+        .collect()
+}
+
+/// Byte positions of every frame, round commits included.
+fn all_frame_positions(bytes: &[u8]) -> Vec<usize> {
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut out = Vec::new();
     while let Ok(f) = frame::decode(&bytes[pos..]) {
@@ -245,7 +259,7 @@ fn a_torn_tail_is_a_note_for_verify_and_the_end_for_dump_and_is_left_alone() {
     let segments = write_log(dir.path());
     let last = segments.last().unwrap();
     let mut bytes = std::fs::read(last).unwrap();
-    let end = frame_positions(&bytes)
+    let end = all_frame_positions(&bytes)
         .last()
         .map(|&p| p + frame::decode(&bytes[p..]).unwrap().encoded_len())
         .unwrap_or(SEGMENT_HEADER_BYTES);
@@ -359,4 +373,56 @@ fn help_teaches_with_examples() {
             "{args:?}: {text}"
         );
     }
+}
+
+/// `dump --rounds` names every write round after its records, the rounds tile each segment
+/// from its header to its footer on sector boundaries, and `verify` counts them.
+#[test]
+fn dump_with_rounds_names_every_round_and_verify_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    let output = run_gridlog(["dump".as_ref(), dir.path().as_os_str(), "--rounds".as_ref()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut last_offset = 0u64;
+    let mut rounds_per_segment = std::collections::BTreeMap::<String, Vec<(u64, u64)>>::new();
+    for line in stdout(&output).lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(round) = value.get("round") {
+            // The round line comes right after the round's last record.
+            assert_eq!(round["next_offset"], last_offset + 1, "{line}");
+            let (start, end) = (
+                round["start"].as_u64().unwrap(),
+                round["end"].as_u64().unwrap(),
+            );
+            assert_eq!(end % 512, 0, "{line}");
+            rounds_per_segment
+                .entry(round["segment"].as_str().unwrap().to_string())
+                .or_default()
+                .push((start, end));
+        } else {
+            last_offset = value["offset"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(last_offset, 400);
+    assert_eq!(rounds_per_segment.len(), segments.len());
+    for rounds in rounds_per_segment.values() {
+        assert_eq!(rounds[0].0, SEGMENT_HEADER_BYTES as u64);
+        for pair in rounds.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0, "rounds follow each other");
+        }
+    }
+    let total: usize = rounds_per_segment.values().map(Vec::len).sum();
+    let output = run_gridlog(["verify".as_ref(), dir.path().as_os_str(), "--json".as_ref()]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let counted: u64 = json["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rounds"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted as usize, total);
+    let text = stdout(&run_gridlog(["verify".as_ref(), dir.path().as_os_str()]));
+    assert!(text.contains("rounds"), "{text}");
+    // Without the flag, only records.
+    assert!(!stdout(&dump(dir.path(), None)).contains("\"round\""));
 }

@@ -285,6 +285,12 @@ fn constants_table_matches_the_code() {
         ("FRAME_BODY_BYTES_MAX", frame::FRAME_BODY_BYTES_MAX as u64),
         ("BODY_TAG_BATCH", u64::from(batch::BODY_TAG_BATCH)),
         ("BODY_TAG_FOOTER", u64::from(batch::BODY_TAG_FOOTER)),
+        ("BODY_TAG_COMMIT", u64::from(batch::BODY_TAG_COMMIT)),
+        ("ROUND_ALIGN_BYTES", batch::ROUND_ALIGN_BYTES as u64),
+        (
+            "COMMIT_FRAME_BYTES_MIN",
+            batch::COMMIT_FRAME_BYTES_MIN as u64,
+        ),
         ("VARINT_U64_BYTES_MAX", varint::VARINT_U64_BYTES_MAX as u64),
         ("FIRST_OFFSET", gridlog_common::FIRST_OFFSET),
         ("SEGMENT_BYTES_DEFAULT", wal::SEGMENT_BYTES_DEFAULT),
@@ -365,9 +371,69 @@ fn footer_example_is_what_the_encoder_writes() {
 }
 
 #[test]
+fn commit_table_matches_the_constants() {
+    use batch::*;
+    check_layout(
+        "commit_body",
+        &[
+            ("tag", 0, Some(COMMIT_MAGIC_AT)),
+            (
+                "magic",
+                COMMIT_MAGIC_AT,
+                Some(COMMIT_SALT_AT - COMMIT_MAGIC_AT),
+            ),
+            (
+                "salt",
+                COMMIT_SALT_AT,
+                Some(COMMIT_POSITION_AT - COMMIT_SALT_AT),
+            ),
+            (
+                "position",
+                COMMIT_POSITION_AT,
+                Some(COMMIT_ROUND_START_AT - COMMIT_POSITION_AT),
+            ),
+            (
+                "round_start",
+                COMMIT_ROUND_START_AT,
+                Some(COMMIT_PADDING_AT - COMMIT_ROUND_START_AT),
+            ),
+            ("padding", COMMIT_PADDING_AT, Some(0)),
+        ],
+    );
+}
+
+#[test]
+fn commit_example_is_what_the_encoder_writes() {
+    let salt = example_segment_header().salt();
+    let commit = batch::Commit {
+        salt,
+        position: 80,
+        round_start: 64,
+    };
+    let len = batch::commit_frame_len(80);
+    assert_eq!(80 + len, 512);
+    let mut out = vec![0u8; len];
+    batch::encode_commit_frame(&mut out, &commit).unwrap();
+    check_example("commit_frame", &out);
+    let body = frame::decode(&out).unwrap().body;
+    assert_eq!(batch::decode_body(body).unwrap(), Body::Commit(commit));
+}
+
+fn example_segment_header() -> SegmentHeader {
+    SegmentHeader {
+        version: FormatVersion::V2,
+        log_id: *b"\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x00",
+        first_offset: 1,
+        segment_bytes: 4096,
+        created_unix_ms: 1_700_000_000_000,
+        round_bytes: 1_048_576,
+    }
+}
+
+#[test]
 fn segment_header_example_is_what_the_encoder_writes() {
     let header = SegmentHeader {
-        version: FormatVersion::V1,
+        version: FormatVersion::V2,
         log_id: *b"\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x00",
         first_offset: 1,
         segment_bytes: 4096,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gridlog_common::segment::SEGMENT_HEADER_BYTES;
+use gridlog_common::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use gridlog_common::{batch, frame};
 use gridlog_firmware::wal::{verify, OpenError, RecoveryMode, Wal, WalOptions};
 
@@ -35,8 +35,22 @@ fn write_log(dir: &Path) -> Vec<PathBuf> {
     segments
 }
 
-/// Byte positions of every frame (footer included) in a segment file.
+/// Byte positions of every batch and footer frame in a segment file (not the round commits).
 fn frame_positions(bytes: &[u8]) -> Vec<usize> {
+    all_frame_positions(bytes)
+        .into_iter()
+        .filter(|&p| {
+            let body = frame::decode(&bytes[p..]).unwrap().body;
+            !matches!(
+                gridlog_common::batch::decode_body(body),
+                Ok(gridlog_common::batch::Body::Commit(_))
+            )
+        })
+        .collect()
+}
+
+/// Byte positions of every frame, round commits included.
+fn all_frame_positions(bytes: &[u8]) -> Vec<usize> {
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut out = Vec::new();
     while let Ok(f) = frame::decode(&bytes[pos..]) {
@@ -87,7 +101,8 @@ fn a_flipped_bit_in_any_frame_of_a_sealed_segment_is_reported() {
     let segments = write_log(dir.path());
     let victim = &segments[1];
     let original = std::fs::read(victim).unwrap();
-    let frames = frame_positions(&original);
+    // Round commits included: a flip in one (or in its zero padding) is damage too.
+    let frames = all_frame_positions(&original);
     assert!(frames.len() >= 3);
     for (n, &pos) in frames.iter().enumerate() {
         let next = frames.get(n + 1).copied().unwrap_or(pos + 16);
@@ -284,16 +299,23 @@ fn frames_in_the_footer_reserve_are_refused_at_open() {
         segment
     };
     let mut bytes = std::fs::read(&segment).unwrap();
-    let last = *frame_positions(&bytes).last().unwrap();
+    let last = *all_frame_positions(&bytes).last().unwrap();
     let data_end = last + frame::decode(&bytes[last..]).unwrap().encoded_len();
     let reserve_start = bytes.len() - 64;
-    // One more valid frame (offset 2) that ends inside the reserve.
+    // One more valid round (offset 2) whose commit ends inside the reserve: its batch frame
+    // ends so close to the reserve that the commit's padding runs to the end of the file.
     let record = (1..)
         .map(|n| vec![b'x'; n])
-        .find(|r| data_end + batch::batch_frame_len(2, &[r]) > reserve_start + 8)
+        .find(|r| data_end + batch::batch_frame_len(2, &[r]) > reserve_start - 24)
         .unwrap();
     let len = batch::encode_batch_frame(&mut bytes[data_end..], 2, &[&record]).unwrap();
-    assert!(data_end + len <= bytes.len());
+    let commit = batch::Commit {
+        salt: SegmentHeader::decode(&bytes).unwrap().salt(),
+        position: (data_end + len) as u64,
+        round_start: data_end as u64,
+    };
+    let commit_len = batch::encode_commit_frame(&mut bytes[data_end + len..], &commit).unwrap();
+    assert!(data_end + len + commit_len > reserve_start);
     std::fs::write(&segment, &bytes).unwrap();
     match Wal::open(dir.path(), options()) {
         Err(OpenError::Corrupt { damage }) => {
@@ -315,12 +337,12 @@ fn a_torn_tail_of_the_last_segment_is_zeroed_and_reported_as_torn_not_damage() {
     let segments = write_log(dir.path());
     let last = segments.last().unwrap();
     let mut bytes = std::fs::read(last).unwrap();
-    let frames = frame_positions(&bytes);
+    let frames = all_frame_positions(&bytes);
     let end = frames
         .last()
         .map(|&p| p + frame::decode(&bytes[p..]).unwrap().encoded_len())
         .unwrap_or(SEGMENT_HEADER_BYTES);
-    // A half-written frame after the last one.
+    // A half-written frame after the last round's commit.
     bytes[end..end + 20].copy_from_slice(&[0x55; 20]);
     std::fs::write(last, &bytes).unwrap();
     let report = verify(dir.path()).unwrap();

@@ -552,6 +552,8 @@ impl Engine {
         let _ = crate::archive::remove_temporaries(&io, data_dir);
         let started = std::time::Instant::now();
         let (mut image, started_from) = load_newest_snapshot(data_dir, &wal, options.rollups);
+        // Every event applied from here on was replayed, from the archive or the hot log.
+        let events_before = image.events;
         let oldest = wal.oldest_offset();
         if image.next_offset < oldest {
             // The history between the snapshot (or the beginning) and the hot log is in the
@@ -573,7 +575,6 @@ impl Engine {
                 })
             })?;
         }
-        let events_before = image.events;
         let mut cursor = wal.read_from(image.next_offset.max(oldest))?;
         replay(&mut image, || {
             Some(match cursor.next()? {

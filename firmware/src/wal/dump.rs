@@ -25,12 +25,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use gridlog_common::frame::{frame_len, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
-use gridlog_common::segment::{FormatVersion, SegmentHeader, SEGMENT_HEADER_BYTES};
+use gridlog_common::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use gridlog_common::Offset;
 
 use super::error::Damage;
-use super::recovery::{list_wal_dir, torn_tail_window, WalEntry};
-use super::segment::{frame_at, FrameAt};
+use super::recovery::{list_wal_dir, WalEntry};
+use super::segment::{classify_tail, frame_at, torn_tail_window, FrameAt, Step, Tail, Walk};
 use super::WAL_DIR_NAME;
 
 /// Bytes read from a segment file at a time: 1 MiB. Bounds the reader's memory (together with
@@ -72,6 +72,27 @@ pub enum DumpError {
     },
 }
 
+/// What [`read_log`] passes on, in log order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DumpItem<'a> {
+    /// A record and its offset.
+    Record(Offset, &'a [u8]),
+    /// The end of a write round of a format-2 segment, after its records: the round took
+    /// bytes `start..end` of `segment` (its commit included) and its last record is
+    /// `next_offset - 1`.
+    RoundEnd {
+        /// The segment file.
+        segment: &'a Path,
+        /// Byte position of the round's first frame.
+        start: u64,
+        /// Byte position just past its commit (a multiple of 512).
+        end: u64,
+        /// One past the round's last record.
+        next_offset: Offset,
+    },
+}
+
 /// Passes every record of the log in `data_dir` with an offset of at least `from` to `f`, in
 /// offset order, until the end of the log or until `f` breaks.
 ///
@@ -79,6 +100,18 @@ pub enum DumpError {
 pub fn read_records<F>(data_dir: &Path, from: Offset, mut f: F) -> Result<DumpSummary, DumpError>
 where
     F: FnMut(Offset, &[u8]) -> ControlFlow<()>,
+{
+    read_log(data_dir, from, |item| match item {
+        DumpItem::Record(offset, bytes) => f(offset, bytes),
+        DumpItem::RoundEnd { .. } => ControlFlow::Continue(()),
+    })
+}
+
+/// [`read_records`], with the end of every write round (of a format-2 segment) whose records
+/// reach `from` passed on too, after its records.
+pub fn read_log<F>(data_dir: &Path, from: Offset, mut f: F) -> Result<DumpSummary, DumpError>
+where
+    F: FnMut(DumpItem<'_>) -> ControlFlow<()>,
 {
     let wal_dir = data_dir.join(WAL_DIR_NAME);
     let entries = list_wal_dir(&wal_dir).map_err(|source| DumpError::Io {
@@ -135,90 +168,130 @@ where
             )));
         }
 
-        let mut pos = SEGMENT_HEADER_BYTES as u64;
-        let mut next_offset = header.first_offset;
-        let mut frame_count = 0u64;
+        // Batch frames of the round being read: passed on once its commit is read (a
+        // version-1 segment commits every frame), since a round without its commit was never
+        // acknowledged and the next open zeroes it.
+        let mut round: Vec<u64> = Vec::new();
+        let mut walk = Walk::new(header);
         // Where reading this segment stopped: `None` at a valid footer, else the position and,
         // for an invalid frame, why.
         let stop: Option<(u64, Option<String>)> = loop {
-            match file.frame(pos)? {
-                FrameAt::Batch { view, len } => {
-                    if view.first_offset != next_offset {
-                        break Some((
-                            pos,
-                            Some(format!(
-                                "frame starts at offset {} but offset {next_offset} was expected",
-                                view.first_offset
-                            )),
-                        ));
+            let pos = walk.pos;
+            let round_start = walk.committed.pos;
+            let frame = file.frame(pos)?;
+            let is_batch = matches!(frame, FrameAt::Batch { .. });
+            match walk.step(frame) {
+                Step::Frame => {
+                    if is_batch {
+                        round.push(pos);
                     }
-                    if view.next_offset() > from {
-                        for (offset, record) in view.records() {
-                            if offset < from {
-                                continue;
-                            }
-                            summary.records += 1;
-                            if f(offset, record).is_break() {
-                                summary.stopped = true;
-                                summary.next_offset = Some(offset + 1);
-                                return Ok(summary);
-                            }
+                    if walk.committed() {
+                        if pass_on(&mut file, &round, from, &mut summary, &mut f)?.is_break() {
+                            return Ok(summary);
+                        }
+                        round.clear();
+                        let end = walk.committed;
+                        let round_end = DumpItem::RoundEnd {
+                            segment: path,
+                            start: round_start,
+                            end: end.pos,
+                            next_offset: end.next_offset,
+                        };
+                        if !is_batch && end.next_offset > from && f(round_end).is_break() {
+                            summary.stopped = true;
+                            summary.next_offset = Some(end.next_offset);
+                            return Ok(summary);
                         }
                     }
-                    next_offset = view.next_offset();
-                    frame_count += 1;
-                    pos += len as u64;
                 }
-                FrameAt::Footer { footer, .. } => {
-                    let agrees = footer.first_offset == header.first_offset
-                        && footer.next_offset == next_offset
-                        && footer.frame_count == frame_count
-                        && footer.data_end == pos;
-                    if agrees {
-                        break None;
-                    }
-                    break Some((
-                        pos,
-                        Some(format!(
-                            "footer {footer:?} disagrees with the frames before it"
-                        )),
-                    ));
-                }
-                FrameAt::End => break Some((pos, None)),
-                FrameAt::Invalid(reason) => break Some((pos, Some(reason))),
+                Step::Footer(_) => break None,
+                Step::End => break Some((pos, None)),
+                Step::Invalid(reason) => break Some((pos, Some(reason))),
             }
         };
-        summary.next_offset = Some(next_offset);
-        expected_first = Some(next_offset);
-        let Some((data_end, invalid)) = stop else {
+        let committed = walk.committed;
+        summary.next_offset = Some(committed.next_offset);
+        expected_first = Some(committed.next_offset);
+        let Some((stop_at, invalid)) = stop else {
             continue; // sealed
-        };
-        let damage = |reason: String| Damage {
-            path: path.clone(),
-            position: data_end,
-            reason,
         };
         if !is_last {
             let reason = invalid
                 .unwrap_or_else(|| "segment is not sealed but is not the last one".to_string());
-            return Err(DumpError::Corrupt(damage(reason)));
+            return Err(DumpError::Corrupt(Damage {
+                path: path.clone(),
+                position: stop_at,
+                reason,
+            }));
         }
-        // The last segment: what follows the last valid frame decides between a clean end, a
-        // torn tail and damage, with the same window as recovery.
-        let beyond_window = data_end.saturating_add(torn_tail_window(&header) as u64);
-        if file.any_nonzero_from(beyond_window)? {
-            let reason = invalid.unwrap_or_else(|| "zeros followed by data".to_string());
-            return Err(DumpError::Corrupt(damage(reason)));
-        }
-        match invalid {
-            Some(reason) => summary.torn_tail = Some(damage(reason)),
-            None if file.any_nonzero_from(data_end)? => {
-                summary.torn_tail = Some(damage("zeros followed by data".to_string()));
+        // The last segment: what follows the last complete round decides between a clean
+        // end, a torn tail and damage, by the same rule as recovery.
+        let window_bytes = torn_tail_window(&header);
+        let window = file.bytes(committed.pos, window_bytes)?.to_vec();
+        let more_nonzero = file.any_nonzero_from(committed.pos + window.len() as u64)?;
+        let tail = classify_tail(
+            &header,
+            committed.pos,
+            stop_at,
+            invalid.as_deref(),
+            &window,
+            more_nonzero,
+        );
+        match tail {
+            Tail::Clean => {}
+            Tail::Torn(reason) => {
+                summary.torn_tail = Some(Damage {
+                    path: path.clone(),
+                    position: committed.pos,
+                    reason,
+                })
             }
-            None => {}
+            Tail::Damage(position, reason) => {
+                return Err(DumpError::Corrupt(Damage {
+                    path: path.clone(),
+                    position,
+                    reason,
+                }))
+            }
         }
     }
     Ok(summary)
+}
+
+/// Passes on the records of the batch frames at `positions` (one committed round) that are
+/// at `from` or later; breaks when `f` does, with the summary saying where it stopped.
+fn pass_on<F>(
+    file: &mut SegmentFile<'_>,
+    positions: &[u64],
+    from: Offset,
+    summary: &mut DumpSummary,
+    f: &mut F,
+) -> Result<ControlFlow<()>, DumpError>
+where
+    F: FnMut(DumpItem<'_>) -> ControlFlow<()>,
+{
+    for &pos in positions {
+        let path = file.path.to_path_buf();
+        let FrameAt::Batch { view, .. } = file.frame(pos)? else {
+            return Err(DumpError::Corrupt(Damage {
+                path,
+                position: pos,
+                reason: "the batch frame read here a moment ago changed".into(),
+            }));
+        };
+        if view.next_offset() <= from {
+            continue;
+        }
+        for (offset, record) in view.records().filter(|(offset, _)| *offset >= from) {
+            summary.records += 1;
+            if f(DumpItem::Record(offset, record)).is_break() {
+                summary.stopped = true;
+                summary.next_offset = Some(offset + 1);
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+    }
+    Ok(ControlFlow::Continue(()))
 }
 
 /// A segment file read through a read-ahead buffer.
@@ -290,12 +363,6 @@ impl<'a> SegmentFile<'a> {
         }
         let bytes = self.bytes(0, SEGMENT_HEADER_BYTES)?;
         let header = SegmentHeader::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
-        if header.version != FormatVersion::CURRENT {
-            return Err(corrupt(format!(
-                "segment format {:?} is not readable by this build",
-                header.version
-            )));
-        }
         if header.segment_bytes != len {
             return Err(corrupt(format!(
                 "header says {} bytes but the file has {len}",

@@ -69,7 +69,10 @@ pub const ROUND_BYTES_MIN: usize = 1024;
 pub const ROUND_BYTES_MAX: usize = FRAME_BODY_BYTES_MAX;
 
 const _: () = assert!(ROUND_BYTES_MAX <= u32::MAX as usize);
-const _: () = assert!(SEGMENT_BYTES_MIN as usize > SEGMENT_HEADER_BYTES + FOOTER_RESERVE_BYTES);
+const _: () = assert!(
+    SEGMENT_BYTES_MIN as usize
+        > SEGMENT_HEADER_BYTES + FOOTER_RESERVE_BYTES + batch::COMMIT_FRAME_BYTES_MAX
+);
 
 /// How the log is opened and run. Every field has a documented default.
 #[derive(Clone)]
@@ -159,8 +162,10 @@ impl WalOptions {
     /// The largest batch frame an append may produce with these options: the smaller of the
     /// segment's room and `round_bytes`.
     pub fn batch_frame_bytes_max(&self) -> usize {
-        let segment_room =
-            self.segment_bytes as usize - SEGMENT_HEADER_BYTES - FOOTER_RESERVE_BYTES;
+        let segment_room = self.segment_bytes as usize
+            - SEGMENT_HEADER_BYTES
+            - FOOTER_RESERVE_BYTES
+            - batch::COMMIT_FRAME_BYTES_MAX;
         // A frame never exceeds one round, so no round exceeds `round_bytes` (the torn-tail
         // window recovery reads from the segment header).
         segment_room.min(self.round_bytes)

@@ -148,6 +148,8 @@ impl LogCursor {
                     });
                     return Ok(true);
                 }
+                // A round's end, checked when the segment was recovered or written.
+                FrameAt::Commit { len, .. } => self.pos += len,
                 FrameAt::Footer { footer, .. } => {
                     let (next, oldest) = {
                         let segments = self

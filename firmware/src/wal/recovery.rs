@@ -3,14 +3,18 @@
 //!
 //! What a crash can leave, and what recovery does about it:
 //! - `wal/prealloc.tmp` (a preallocation or rotation in progress): removed.
-//! - A torn or zero-filled tail of the **last** segment (the write that was in flight when
-//!   the power went; never acknowledged): the bytes from the first invalid frame on are
+//! - A torn tail of the **last** segment (the write round that was in flight when the power
+//!   went; never acknowledged): the bytes from the end of the last complete round on are
 //!   overwritten with zeros and synced, so a later append cannot be followed by stale bytes.
-//!   A crash can only tear the last write round, which is at most the `round_bytes` the
-//!   segment's header records (see [`torn_tail_window`]), so a non-zero byte further than
-//!   that past the first invalid frame is not a torn tail but damage. Within the window a
-//!   flipped bit in the newest frames cannot be told from a tear; the window is kept small
-//!   (1 MiB by default) for that reason.
+//!   A crash can only tear the round being written. In a version-2 segment every round ends
+//!   with a commit frame in the same write and sync, so the last complete round is known
+//!   exactly: frames after the last commit are the torn round's (never acknowledged, even if
+//!   some of them are whole), and damage followed by a later round's commit lies in a round
+//!   that was synced and acknowledged — damage, not a tear. Only damage in the last round,
+//!   with nothing of a later round after it, is taken for a tear. In a version-1 segment
+//!   (written by earlier builds) rounds are not marked: as before, anything within one round
+//!   (`round_bytes` in the header, see [`torn_tail_window`]) of the last valid frame is taken
+//!   for a tear. In both, a non-zero byte further than one round is damage.
 //! - A sealed last segment (crash after the footer, before the next segment): the writer
 //!   starts the next segment.
 //!
@@ -25,23 +29,17 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use gridlog_common::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use gridlog_common::segment::SEGMENT_HEADER_BYTES;
 use gridlog_common::{Offset, FIRST_OFFSET};
 
 use super::error::{Damage, OpenError};
 use super::io::Io;
+pub use super::segment::torn_tail_window;
 use super::segment::{
-    last_nonzero_from, parse_segment_file_name, preallocate, scan_segment, ScanStop,
-    PREALLOC_FILE_NAME,
+    classify_tail, last_nonzero_from, parse_segment_file_name, preallocate, scan_segment, ScanStop,
+    Tail, PREALLOC_FILE_NAME,
 };
 use crate::mmap::SegmentMap;
-
-/// How far past the first invalid frame of a last segment a crash can have left bytes: one
-/// write round of the segment's writer (recorded in its header; a single append never
-/// exceeds it), plus a footer.
-pub fn torn_tail_window(header: &SegmentHeader) -> usize {
-    header.round_bytes as usize + super::segment::FOOTER_RESERVE_BYTES
-}
 
 /// The directory damaged files are moved to, inside `wal/`.
 pub const QUARANTINE_DIR_NAME: &str = "quarantine";
@@ -87,6 +85,10 @@ pub(crate) struct RecoveredSegment {
     pub(crate) segment_bytes: u64,
     /// The largest write round its header allows for (the torn-tail window recovery uses).
     pub(crate) round_bytes: u32,
+    /// Its format: a version-1 segment takes no more rounds (they would not be marked).
+    pub(crate) version: gridlog_common::segment::FormatVersion,
+    /// The salt of its round commits (its header's CRC).
+    pub(crate) salt: u32,
     pub(crate) sealed: bool,
 }
 
@@ -338,37 +340,47 @@ pub(crate) fn recover(io: &Io, wal_dir: &Path, mode: RecoveryMode) -> Result<Rec
         match &scan.stop {
             ScanStop::Footer => sealed = true,
             ScanStop::End | ScanStop::Invalid { .. } if is_last => {
-                let first_bad = scan.data_end as usize;
-                if let Some(last) = last_nonzero_from(bytes, first_bad) {
-                    if last >= first_bad + torn_tail_window(&scan.header) {
-                        let reason = match &scan.stop {
-                            ScanStop::Invalid { reason, .. } => {
-                                format!("{reason}, with data after it")
-                            }
-                            _ => "zeros followed by data".to_string(),
-                        };
+                let committed_end = scan.data_end as usize;
+                let window_end = committed_end
+                    .saturating_add(torn_tail_window(&scan.header))
+                    .min(bytes.len());
+                let more_nonzero = last_nonzero_from(bytes, window_end).is_some();
+                let invalid = match &scan.stop {
+                    ScanStop::Invalid { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                };
+                let tail = classify_tail(
+                    &scan.header,
+                    scan.data_end,
+                    scan.stop_at,
+                    invalid,
+                    &bytes[committed_end..window_end],
+                    more_nonzero,
+                );
+                match tail {
+                    Tail::Clean => {}
+                    Tail::Torn(reason) => {
+                        let last = last_nonzero_from(bytes, committed_end)
+                            .expect("a torn tail has a non-zero byte");
+                        let torn = (last + 1 - committed_end) as u64;
+                        io.write_zeros(&file, path, committed_end as u64, torn)
+                            .map_err(rec.io_err(path))?;
+                        io.sync_data(&file, path).map_err(rec.io_err(path))?;
+                        tracing::warn!(path = %path.display(), position = committed_end, bytes = torn, %reason, "zeroed the torn tail of the log (never acknowledged)");
+                        rec.report.torn_tail = Some((path.clone(), committed_end as u64, torn));
+                    }
+                    Tail::Damage(position, reason) => {
                         let damage = Damage {
                             path: path.clone(),
-                            position: first_bad as u64,
+                            position,
                             reason,
                         };
-                        rec.cut_segment(path, bytes, first_bad, len, damage)?;
+                        rec.cut_segment(path, bytes, committed_end, len, damage)?;
                         drop(map);
-                        let file = OpenOptions::new()
-                            .read(true)
-                            .write(true)
-                            .open(path)
-                            .map_err(rec.io_err(path))?;
-                        segments.push(recovered(path, file, &scan, false));
+                        segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
                         next_offset = Some(scan.next_offset);
                         break;
                     }
-                    let torn = (last + 1 - first_bad) as u64;
-                    io.write_zeros(&file, path, first_bad as u64, torn)
-                        .map_err(rec.io_err(path))?;
-                    io.sync_data(&file, path).map_err(rec.io_err(path))?;
-                    tracing::warn!(path = %path.display(), position = first_bad, bytes = torn, "zeroed the torn tail of the log (never acknowledged)");
-                    rec.report.torn_tail = Some((path.clone(), first_bad as u64, torn));
                 }
             }
             ScanStop::End => {
@@ -457,6 +469,8 @@ fn recovered(
         frame_count: scan.frame_count,
         segment_bytes: scan.header.segment_bytes,
         round_bytes: scan.header.round_bytes,
+        version: scan.header.version,
+        salt: scan.header.salt(),
         sealed,
     }
 }

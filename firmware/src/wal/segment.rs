@@ -20,9 +20,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gridlog_common::batch::{self, BatchView, Body, Footer};
+use gridlog_common::batch::{self, BatchView, Body, Commit, Footer, COMMIT_BODY_PREFIX};
 use gridlog_common::frame::{self, FrameError};
-use gridlog_common::segment::{FormatVersion, SegmentHeader, SEGMENT_HEADER_BYTES};
+use gridlog_common::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use gridlog_common::Offset;
 
 use super::io::Io;
@@ -125,6 +125,8 @@ pub(crate) enum FrameAt<'a> {
     Batch { view: BatchView<'a>, len: usize },
     /// A valid footer frame of `len` bytes.
     Footer { footer: Footer<'a>, len: usize },
+    /// A valid round commit frame of `len` bytes (its salt and position not yet checked).
+    Commit { commit: Commit, len: usize },
     /// Zeros: the end of written data.
     End,
     /// Something that is not a valid frame.
@@ -143,6 +145,7 @@ pub(crate) fn frame_at(bytes: &[u8], pos: usize) -> FrameAt<'_> {
             match batch::decode_body(frame.body) {
                 Ok(Body::Batch(view)) => FrameAt::Batch { view, len },
                 Ok(Body::Footer(footer)) => FrameAt::Footer { footer, len },
+                Ok(Body::Commit(commit)) => FrameAt::Commit { commit, len },
                 Err(e) => FrameAt::Invalid(format!("frame with a valid CRC but a bad body: {e}")),
             }
         }
@@ -163,16 +166,24 @@ pub(crate) enum ScanStop {
 }
 
 /// The result of reading a segment's frames from the start.
+///
+/// In a version-2 segment the counts and ends are those of the last **committed** round:
+/// valid batch frames after the last commit belong to a round whose write never finished
+/// (its commit is in the same write and sync), so they were never acknowledged.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentScan {
     pub(crate) header: SegmentHeader,
-    /// Byte position just past the last valid batch frame.
+    /// Byte position just past the last valid batch frame (version 2: the last commit).
     pub(crate) data_end: u64,
     /// Byte position past the footer if sealed, else `data_end`.
     pub(crate) durable_end: u64,
     pub(crate) next_offset: Offset,
     pub(crate) frame_count: u64,
     pub(crate) record_count: u64,
+    /// Committed rounds (version 2; 0 in version 1).
+    pub(crate) rounds: u64,
+    /// Where the walk stopped: the first byte that is not a valid frame (or the footer).
+    pub(crate) stop_at: u64,
     pub(crate) stop: ScanStop,
 }
 
@@ -189,15 +200,6 @@ pub(crate) fn scan_segment_bytes(
     whole_file: bool,
 ) -> Result<SegmentScan, (u64, String)> {
     let header = SegmentHeader::decode(bytes).map_err(|e| (0, e.to_string()))?;
-    if header.version != FormatVersion::CURRENT {
-        return Err((
-            0,
-            format!(
-                "segment format {:?} is not readable by this build",
-                header.version
-            ),
-        ));
-    }
     if whole_file && header.segment_bytes != bytes.len() as u64 {
         return Err((
             0,
@@ -208,6 +210,7 @@ pub(crate) fn scan_segment_bytes(
             ),
         ));
     }
+    let mut walk = Walk::new(header);
     let mut scan = SegmentScan {
         header,
         data_end: SEGMENT_HEADER_BYTES as u64,
@@ -215,59 +218,307 @@ pub(crate) fn scan_segment_bytes(
         next_offset: header.first_offset,
         frame_count: 0,
         record_count: 0,
+        rounds: 0,
+        stop_at: SEGMENT_HEADER_BYTES as u64,
         stop: ScanStop::End,
     };
-    let mut pos = SEGMENT_HEADER_BYTES;
     loop {
-        match frame_at(bytes, pos) {
-            FrameAt::Batch { view, len } => {
-                if view.first_offset != scan.next_offset {
-                    scan.stop = ScanStop::Invalid {
-                        position: pos as u64,
-                        reason: format!(
-                            "frame starts at offset {} but offset {} was expected",
-                            view.first_offset, scan.next_offset
-                        ),
-                    };
-                    break;
+        let pos = walk.pos;
+        let step = walk.step(frame_at(bytes, pos as usize));
+        if walk.committed() {
+            scan.data_end = walk.committed.pos;
+            scan.durable_end = walk.committed.pos;
+            scan.next_offset = walk.committed.next_offset;
+            scan.frame_count = walk.committed.frames;
+            scan.record_count = walk.committed.records;
+            scan.rounds = walk.committed.rounds;
+        }
+        match step {
+            Step::Frame => continue,
+            Step::Footer(len) => {
+                scan.durable_end = pos + len as u64;
+                scan.stop = ScanStop::Footer;
+            }
+            Step::End => scan.stop = ScanStop::End,
+            Step::Invalid(reason) => {
+                scan.stop = ScanStop::Invalid {
+                    position: pos,
+                    reason,
                 }
-                pos += len;
-                scan.next_offset = view.next_offset();
-                scan.frame_count += 1;
-                scan.record_count += view.count();
-                scan.data_end = pos as u64;
-                scan.durable_end = pos as u64;
+            }
+        }
+        scan.stop_at = pos;
+        return Ok(scan);
+    }
+}
+
+/// Counts at a point of a segment walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WalkPoint {
+    /// Byte position.
+    pub(crate) pos: u64,
+    pub(crate) next_offset: Offset,
+    /// Batch frames before `pos`.
+    pub(crate) frames: u64,
+    pub(crate) records: u64,
+    /// Commits before `pos`.
+    pub(crate) rounds: u64,
+}
+
+/// What one frame did to a [`Walk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A valid batch or commit frame: go on.
+    Frame,
+    /// A valid footer of this many bytes that agrees with the frames before it.
+    Footer(usize),
+    /// Zeros: no more written data.
+    End,
+    /// Not a valid frame here, and why.
+    Invalid(String),
+}
+
+/// The rules for walking a segment's frames in order, shared by every reader that checks
+/// them (the scan of recovery and verify, and dump's buffered reads): offset continuity,
+/// version 2's round commits (salt, own position, round start), and the footer's agreement.
+#[derive(Debug, Clone)]
+pub(crate) struct Walk {
+    header: SegmentHeader,
+    salt: u32,
+    /// Where the next frame starts and the counts before it.
+    pub(crate) pos: u64,
+    next_offset: Offset,
+    frames: u64,
+    records: u64,
+    /// The end of the last committed round (version 2), or of the last valid frame
+    /// (version 1, where every frame counts as committed).
+    pub(crate) committed: WalkPoint,
+    just_committed: bool,
+}
+
+impl Walk {
+    pub(crate) fn new(header: SegmentHeader) -> Walk {
+        let start = WalkPoint {
+            pos: SEGMENT_HEADER_BYTES as u64,
+            next_offset: header.first_offset,
+            frames: 0,
+            records: 0,
+            rounds: 0,
+        };
+        Walk {
+            header,
+            salt: header.salt(),
+            pos: start.pos,
+            next_offset: start.next_offset,
+            frames: 0,
+            records: 0,
+            committed: start,
+            just_committed: false,
+        }
+    }
+
+    /// Whether the last step moved the committed point.
+    pub(crate) fn committed(&self) -> bool {
+        self.just_committed
+    }
+
+    /// Takes the frame found at `self.pos`.
+    pub(crate) fn step(&mut self, frame: FrameAt<'_>) -> Step {
+        self.just_committed = false;
+        let marks_rounds = self.header.version.marks_rounds();
+        match frame {
+            FrameAt::Batch { view, len } => {
+                if view.first_offset != self.next_offset {
+                    return Step::Invalid(format!(
+                        "frame starts at offset {} but offset {} was expected",
+                        view.first_offset, self.next_offset
+                    ));
+                }
+                self.pos += len as u64;
+                self.next_offset = view.next_offset();
+                self.frames += 1;
+                self.records += view.count();
+                if !marks_rounds {
+                    self.commit();
+                }
+                Step::Frame
+            }
+            FrameAt::Commit { commit, len } => {
+                if let Some(reason) = self.commit_problem(&commit) {
+                    return Step::Invalid(reason);
+                }
+                self.pos += len as u64;
+                self.commit();
+                self.committed.rounds += 1;
+                Step::Frame
             }
             FrameAt::Footer { footer, len } => {
+                if self.pos != self.committed.pos {
+                    return Step::Invalid(format!(
+                        "footer after frames of a round that has no commit (round starts at byte {})",
+                        self.committed.pos
+                    ));
+                }
                 let expected = Footer {
-                    first_offset: header.first_offset,
-                    next_offset: scan.next_offset,
-                    frame_count: scan.frame_count,
-                    data_end: scan.data_end,
+                    first_offset: self.header.first_offset,
+                    next_offset: self.next_offset,
+                    frame_count: self.frames,
+                    data_end: self.pos,
                     index: footer.index,
                 };
                 if footer != expected {
-                    scan.stop = ScanStop::Invalid {
-                        position: pos as u64,
-                        reason: format!("footer {footer:?} disagrees with the frames before it"),
-                    };
-                } else {
-                    scan.durable_end = (pos + len) as u64;
-                    scan.stop = ScanStop::Footer;
+                    return Step::Invalid(format!(
+                        "footer {footer:?} disagrees with the frames before it"
+                    ));
                 }
-                break;
+                Step::Footer(len)
             }
-            FrameAt::End => break,
-            FrameAt::Invalid(reason) => {
-                scan.stop = ScanStop::Invalid {
-                    position: pos as u64,
-                    reason,
-                };
-                break;
-            }
+            FrameAt::End => Step::End,
+            FrameAt::Invalid(reason) => Step::Invalid(reason),
         }
     }
-    Ok(scan)
+
+    fn commit_problem(&self, commit: &Commit) -> Option<String> {
+        if !self.header.version.marks_rounds() {
+            return Some("round commit in a version-1 segment".into());
+        }
+        if commit.salt != self.salt {
+            return Some(format!(
+                "round commit of another segment (salt {:#010x}, this segment's is {:#010x})",
+                commit.salt, self.salt
+            ));
+        }
+        if commit.position != self.pos {
+            return Some(format!(
+                "round commit says it is at byte {} but it is at byte {}",
+                commit.position, self.pos
+            ));
+        }
+        if commit.round_start != self.committed.pos {
+            return Some(format!(
+                "round commit says its round starts at byte {} but the round starts at byte {}",
+                commit.round_start, self.committed.pos
+            ));
+        }
+        None
+    }
+
+    fn commit(&mut self) {
+        self.committed = WalkPoint {
+            pos: self.pos,
+            next_offset: self.next_offset,
+            frames: self.frames,
+            records: self.records,
+            rounds: self.committed.rounds,
+        };
+        self.just_committed = true;
+    }
+}
+
+/// What the bytes after the committed end of a log's **last** segment are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// Nothing but zeros.
+    Clean,
+    /// A torn write of the last round (never acknowledged): zero it. The reason says what
+    /// was found.
+    Torn(String),
+    /// Damage a crash cannot explain, at the position given.
+    Damage(u64, String),
+}
+
+/// Classifies what follows the committed end of a log's last segment.
+///
+/// - `committed_end`: where the last complete round ends (version 1: the last valid frame);
+/// - `stop_at` and `invalid`: where the walk stopped, and why if not at zeros;
+/// - `window`: the segment's bytes from `committed_end` on, at least up to
+///   `committed_end + torn_tail_window` (or the end of the file), and `more_nonzero` whether
+///   any non-zero byte lies beyond what `window` holds.
+///
+/// A crash can tear only the round that was being written, which starts at the committed end
+/// and spans at most the torn-tail window. So non-zero bytes beyond the window are damage;
+/// and in a version-2 segment, a valid commit after the stop whose round starts after it is
+/// a later round, written only after the damaged bytes were synced and acknowledged: damage.
+pub(crate) fn classify_tail(
+    header: &SegmentHeader,
+    committed_end: u64,
+    stop_at: u64,
+    invalid: Option<&str>,
+    window: &[u8],
+    more_nonzero: bool,
+) -> Tail {
+    let tear_bytes = torn_tail_window(header);
+    let what = invalid.unwrap_or("zeros followed by data");
+    let last_nonzero = window.iter().rposition(|&b| b != 0);
+    if more_nonzero || last_nonzero.is_some_and(|last| last >= tear_bytes) {
+        return Tail::Damage(
+            stop_at,
+            format!("{what}, with data after it further than one write round can reach"),
+        );
+    }
+    if header.version.marks_rounds() {
+        let from = (stop_at - committed_end) as usize;
+        if let Some((at, round_start)) = later_round(header, committed_end, window, from) {
+            return Tail::Damage(
+                stop_at,
+                format!(
+                    "{what} in the round that starts at byte {committed_end}, and a later round \
+                     (starting at byte {round_start}, committed at byte {at}) follows: \
+                     acknowledged data, not a torn write"
+                ),
+            );
+        }
+    }
+    match last_nonzero {
+        None => Tail::Clean,
+        Some(_) if header.version.marks_rounds() => Tail::Torn(format!(
+            "{what} in the last round (starts at byte {committed_end}, has no commit)"
+        )),
+        Some(_) => Tail::Torn(what.to_string()),
+    }
+}
+
+/// The first valid commit of `header`'s segment in `window` (bytes from file position
+/// `base`) at index `from` or later whose round starts after `base + from`: proof that a
+/// later round was written. Returns its position and its round's start.
+fn later_round(
+    header: &SegmentHeader,
+    base: u64,
+    window: &[u8],
+    from: usize,
+) -> Option<(u64, u64)> {
+    let salt = header.salt();
+    let stop_at = base + from as u64;
+    let body_at = gridlog_common::frame::FRAME_BODY_AT;
+    let mut i = from + body_at;
+    while i + COMMIT_BODY_PREFIX.len() <= window.len() {
+        if window[i..i + COMMIT_BODY_PREFIX.len()] == COMMIT_BODY_PREFIX {
+            let at = i - body_at;
+            if let FrameAt::Commit { commit, .. } = frame_at(window, at) {
+                let position = base + at as u64;
+                if commit.salt == salt
+                    && commit.position == position
+                    && commit.round_start > stop_at
+                {
+                    return Some((position, commit.round_start));
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// How far past the committed end of a last segment a crash can have left bytes: one write
+/// round of the segment's writer (recorded in its header; a single append never exceeds it)
+/// with its commit, plus a footer.
+pub fn torn_tail_window(header: &SegmentHeader) -> usize {
+    let commit = if header.version.marks_rounds() {
+        batch::COMMIT_FRAME_BYTES_MAX
+    } else {
+        0
+    };
+    header.round_bytes as usize + commit + FOOTER_RESERVE_BYTES
 }
 
 /// The position of the last non-zero byte in `bytes[from..]`, if any (absolute).

@@ -76,7 +76,12 @@ fn too_large_and_empty_appends_are_refused() {
     assert!(matches!(wal.append(&empty), Err(AppendError::Empty)));
     let big = vec![0u8; 5000];
     match wal.append(&[&big[..]]) {
-        Err(AppendError::TooLarge { max, .. }) => assert_eq!(max, 4096 - 64 - 64),
+        Err(AppendError::TooLarge { max, .. }) => {
+            assert_eq!(
+                max,
+                4096 - 64 - 64 - gridlog_common::batch::COMMIT_FRAME_BYTES_MAX
+            )
+        }
         other => panic!("expected TooLarge, got {other:?}"),
     }
     assert_eq!(wal.next_offset(), 1);

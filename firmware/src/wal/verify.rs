@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use gridlog_common::Offset;
 
 use super::error::Damage;
-use super::recovery::{list_wal_dir, torn_tail_window, WalEntry};
-use super::segment::{last_nonzero_from, scan_segment, scan_segment_bytes, ScanStop};
+use super::recovery::{list_wal_dir, WalEntry};
+use super::segment::{
+    classify_tail, last_nonzero_from, scan_segment, scan_segment_bytes, torn_tail_window, ScanStop,
+    Tail,
+};
 use super::WAL_DIR_NAME;
 
 /// One segment as verify saw it.
@@ -26,6 +29,11 @@ pub struct SegmentSummary {
     pub frames: u64,
     /// Valid records.
     pub records: u64,
+    /// Committed write rounds (segment format 2; 0 for a segment of format 1, whose rounds
+    /// are not marked).
+    pub rounds: u64,
+    /// Segment format version.
+    pub format_version: u16,
     /// Sealed with a valid footer.
     pub sealed: bool,
 }
@@ -146,22 +154,36 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
         match &scan.stop {
             ScanStop::Footer => {}
             ScanStop::End | ScanStop::Invalid { .. } if is_last => {
-                let first_bad = scan.data_end as usize;
-                if let Some(last) = last_nonzero_from(bytes, first_bad) {
-                    let reason = match &scan.stop {
-                        ScanStop::Invalid { reason, .. } => reason.clone(),
-                        _ => "zeros followed by data".into(),
-                    };
-                    let damage = Damage {
-                        path: path.clone(),
-                        position: first_bad as u64,
-                        reason,
-                    };
-                    if last >= first_bad + torn_tail_window(&scan.header) {
-                        report.damage.push(damage);
-                    } else {
-                        report.torn_tail = Some(damage);
+                let committed_end = scan.data_end as usize;
+                let window_end = committed_end
+                    .saturating_add(torn_tail_window(&scan.header))
+                    .min(bytes.len());
+                let invalid = match &scan.stop {
+                    ScanStop::Invalid { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                };
+                let tail = classify_tail(
+                    &scan.header,
+                    scan.data_end,
+                    scan.stop_at,
+                    invalid,
+                    &bytes[committed_end..window_end],
+                    last_nonzero_from(bytes, window_end).is_some(),
+                );
+                match tail {
+                    Tail::Clean => {}
+                    Tail::Torn(reason) => {
+                        report.torn_tail = Some(Damage {
+                            path: path.clone(),
+                            position: scan.data_end,
+                            reason,
+                        })
                     }
+                    Tail::Damage(position, reason) => report.damage.push(Damage {
+                        path: path.clone(),
+                        position,
+                        reason,
+                    }),
                 }
             }
             ScanStop::End => report.damage.push(Damage {
@@ -181,6 +203,8 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
             next_offset: scan.next_offset,
             frames: scan.frame_count,
             records: scan.record_count,
+            rounds: scan.rounds,
+            format_version: scan.header.version as u16,
             sealed: scan.stop == ScanStop::Footer,
         });
     }

@@ -27,7 +27,10 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gridlog_common::batch::{encode_footer_frame, footer_frame_len, Footer};
+use gridlog_common::batch::{
+    encode_commit_frame, encode_footer_frame, footer_frame_len, Commit, Footer,
+    COMMIT_FRAME_BYTES_MAX,
+};
 use gridlog_common::segment::{FormatVersion, SegmentHeader};
 use gridlog_common::Offset;
 
@@ -47,6 +50,8 @@ struct Active {
     segment: Arc<Segment>,
     file: File,
     segment_bytes: u64,
+    /// The salt of the segment's round commits (its header's CRC).
+    salt: u32,
     /// Where the next frame goes.
     pos: u64,
     frame_count: u64,
@@ -132,10 +137,17 @@ pub(super) fn start(
     let mut segments = Vec::with_capacity(recovered.segments.len() + 1);
     let mut active = None;
     // Rounds larger than the recovered active segment's header allows would tear beyond
-    // the window recovery accepts there: such a segment is sealed and a new one started.
+    // the window recovery accepts there, and a version-1 segment cannot mark rounds: such a
+    // segment is sealed and a new one started.
     let mut outgrown = false;
     let count = recovered.segments.len();
     for (i, rs) in recovered.segments.into_iter().enumerate() {
+        let old_format = !rs.version.marks_rounds();
+        if i + 1 == count && !rs.sealed && old_format && rs.frame_count == 0 {
+            // An empty version-1 active segment: a new segment of the same name (the same
+            // first offset) replaces it in one rename below.
+            continue;
+        }
         let segment = Arc::new(
             Segment::new(rs.path.clone(), rs.first_offset, &rs.file, rs.durable_end)
                 .map_err(io_err(&rs.path))?,
@@ -156,11 +168,13 @@ pub(super) fn start(
                 });
             }
             // (An empty one keeps its name: a new segment would take the same.)
-            outgrown = (rs.round_bytes as usize) < options.round_bytes && rs.frame_count > 0;
+            outgrown = ((rs.round_bytes as usize) < options.round_bytes || old_format)
+                && rs.frame_count > 0;
             active = Some(Active {
                 segment: segment.clone(),
                 file: rs.file,
                 segment_bytes: rs.segment_bytes,
+                salt: rs.salt,
                 pos: rs.data_end,
                 frame_count: rs.frame_count,
                 next_offset: rs.next_offset,
@@ -261,6 +275,7 @@ fn new_segment(
         segment,
         file,
         segment_bytes,
+        salt: header.salt(),
         pos,
         frame_count: 0,
         next_offset: first_offset,
@@ -325,18 +340,17 @@ impl Writer {
         let mut at = 0usize;
         let mut i = 0usize;
         while i < frames.len() {
-            let room = self.active.segment_bytes - FOOTER_RESERVE_BYTES as u64 - self.active.pos;
+            // Room for frames, with the round's commit (at its longest) and the footer after.
+            let room = self.active.segment_bytes.saturating_sub(
+                FOOTER_RESERVE_BYTES as u64 + COMMIT_FRAME_BYTES_MAX as u64 + self.active.pos,
+            );
             let (mut chunk, mut j) = (0u64, i);
             while j < frames.len() && chunk + frames[j].len as u64 <= room {
                 chunk += frames[j].len as u64;
                 j += 1;
             }
             if j > i {
-                let bytes = &buf[at..at + chunk as usize];
-                let path = &self.active.segment.path;
-                self.io
-                    .write_all_at(&self.active.file, path, self.active.pos, bytes)?;
-                self.active.pos += chunk;
+                self.write_chunk(&buf[at..at + chunk as usize])?;
                 self.active.frame_count += (j - i) as u64;
                 self.active.next_offset = frames[j - 1].next_offset;
                 let records = frames[j - 1].next_offset - frames[i].first_offset;
@@ -353,6 +367,28 @@ impl Writer {
         }
         let end = self.active.pos;
         self.sync_and_publish(end)
+    }
+
+    /// Writes one round's frames into the active segment, then the round's commit, which
+    /// pads the round to a sector boundary (see `gridlog_common::batch::Commit`). Both reach
+    /// the disk with the same sync: a round without its commit was never acknowledged.
+    fn write_chunk(&mut self, frames: &[u8]) -> io::Result<()> {
+        let round_start = self.active.pos;
+        let path = &self.active.segment.path;
+        self.io
+            .write_all_at(&self.active.file, path, round_start, frames)?;
+        let position = round_start + frames.len() as u64;
+        let commit = Commit {
+            salt: self.active.salt,
+            position,
+            round_start,
+        };
+        let mut bytes = [0u8; COMMIT_FRAME_BYTES_MAX];
+        let len = encode_commit_frame(&mut bytes, &commit).map_err(io::Error::other)?;
+        self.io
+            .write_all_at(&self.active.file, path, position, &bytes[..len])?;
+        self.active.pos = position + len as u64;
+        Ok(())
     }
 
     fn sync_and_publish(&mut self, durable_end: u64) -> io::Result<()> {

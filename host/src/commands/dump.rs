@@ -1,11 +1,11 @@
-//! `gridlog dump DIR [--from OFFSET]`: the log's records as JSON lines, read without opening
+//! `gridlog dump DIR [--from OFFSET] [--rounds]`: the log's records (and write rounds) as JSON lines, read without opening
 //! the log (no lock, no repair), through [`gridlog_firmware::wal::dump`].
 
 use std::io::{self, BufWriter, Write};
 use std::ops::ControlFlow;
 
 use gridlog_common::Offset;
-use gridlog_firmware::wal::dump::{read_records, DumpError};
+use gridlog_firmware::wal::dump::{read_log, DumpError, DumpItem};
 
 use super::{describe_io_error, Outcome};
 use crate::cli::DumpArgs;
@@ -15,9 +15,13 @@ pub fn run(args: &DumpArgs) -> Outcome {
     let mut out = BufWriter::new(io::stdout().lock());
     let mut line = String::new();
     let mut write_error: Option<io::Error> = None;
-    // Writes one record's line; a failed write stops the dump (reported below).
-    let mut emit = |offset: Offset, bytes: &[u8]| {
-        record_line(&mut line, offset, bytes);
+    // Writes one record's (or round's) line; a failed write stops the dump (reported below).
+    let mut emit = |item: DumpItem<'_>| {
+        match item {
+            DumpItem::Record(offset, bytes) => record_line(&mut line, offset, bytes),
+            DumpItem::RoundEnd { .. } if !args.rounds => return ControlFlow::Continue(()),
+            round => round_line(&mut line, &round),
+        }
         match out.write_all(line.as_bytes()) {
             Ok(()) => ControlFlow::Continue(()),
             Err(error) => {
@@ -53,7 +57,7 @@ pub fn run(args: &DumpArgs) -> Outcome {
         while let Some(record) = cursor.next_record() {
             match record {
                 Ok((offset, bytes)) => {
-                    written = emit(offset, &bytes);
+                    written = emit(DumpItem::Record(offset, &bytes));
                     if written.is_break() {
                         break;
                     }
@@ -67,7 +71,7 @@ pub fn run(args: &DumpArgs) -> Outcome {
         from = end;
     }
     let result = (archive_result.is_ok() && written.is_continue())
-        .then(|| read_records(&args.data_dir, from, emit));
+        .then(|| read_log(&args.data_dir, from, emit));
     if write_error.is_none() {
         write_error = out.flush().err();
     }
@@ -127,6 +131,26 @@ pub fn run(args: &DumpArgs) -> Outcome {
             eprintln!("gridlog dump: {other}");
             Outcome::Failed
         }
+    }
+}
+
+/// Fills `line` with `{"round":{"segment":…,"start":…,"end":…,"next_offset":…}}` and a
+/// newline for the end of a write round (nothing for any other item).
+fn round_line(line: &mut String, item: &DumpItem<'_>) {
+    line.clear();
+    if let DumpItem::RoundEnd {
+        segment,
+        start,
+        end,
+        next_offset,
+    } = item
+    {
+        let name = segment.file_name().unwrap_or_default().to_string_lossy();
+        let round = serde_json::json!({"round": {
+            "segment": name, "start": start, "end": end, "next_offset": next_offset,
+        }});
+        line.push_str(&round.to_string());
+        line.push('\n');
     }
 }
 

@@ -78,20 +78,23 @@ pub fn human_report(data_dir: &Path, report: &VerifyReport) -> String {
         width("next offset", |s| s.next_offset),
         width("frames", |s| s.frames),
         width("records", |s| s.records),
+        width("rounds", |s| s.rounds),
     ];
     if !report.segments.is_empty() {
         let _ = writeln!(
             out,
-            "  {:>w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:<7}  file",
+            "  {:>w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:<7}  file",
             "first offset",
             "next offset",
             "frames",
             "records",
+            "rounds",
             "state",
             w0 = w[0],
             w1 = w[1],
             w2 = w[2],
             w3 = w[3],
+            w4 = w[4],
         );
     }
     for segment in &report.segments {
@@ -99,18 +102,26 @@ pub fn human_report(data_dir: &Path, report: &VerifyReport) -> String {
             || segment.path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
+        // Segments of format 1 (earlier builds) do not mark their rounds.
+        let rounds = if segment.format_version >= 2 {
+            segment.rounds.to_string()
+        } else {
+            "-".to_string()
+        };
         let _ = writeln!(
             out,
-            "  {:>w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:<7}  {name}",
+            "  {:>w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:<7}  {name}",
             segment.first_offset,
             segment.next_offset,
             segment.frames,
             segment.records,
+            rounds,
             segment_state(report, segment),
             w0 = w[0],
             w1 = w[1],
             w2 = w[2],
             w3 = w[3],
+            w4 = w[4],
         );
     }
     let count = |state: &str| {
@@ -141,7 +152,7 @@ pub fn human_report(data_dir: &Path, report: &VerifyReport) -> String {
     if let Some(torn) = &report.torn_tail {
         let _ = writeln!(
             out,
-            "note: torn tail at {torn}\n      (a write in flight when the gateway stopped; never acknowledged, the next open zeroes it)"
+            "note: torn tail at {torn}\n      (the write round in flight when the gateway stopped: it has no commit, so it was never\n      acknowledged; the next open zeroes it)"
         );
     }
     if report.is_clean() {
@@ -218,6 +229,10 @@ pub struct SegmentJson {
     pub frames: u64,
     /// Valid records.
     pub records: u64,
+    /// Committed write rounds (format 2; 0 in format 1, which does not mark rounds).
+    pub rounds: u64,
+    /// The segment's format version.
+    pub format_version: u16,
     /// Ends with a valid footer.
     pub sealed: bool,
 }
@@ -262,6 +277,8 @@ impl VerifyJson {
                     next_offset: s.next_offset,
                     frames: s.frames,
                     records: s.records,
+                    rounds: s.rounds,
+                    format_version: s.format_version,
                     sealed: s.sealed,
                 })
                 .collect(),
@@ -285,6 +302,8 @@ mod tests {
                     next_offset: 11,
                     frames: 4,
                     records: 10,
+                    rounds: 3,
+                    format_version: 2,
                     sealed: true,
                 },
                 SegmentSummary {
@@ -293,6 +312,8 @@ mod tests {
                     next_offset: 13,
                     frames: 1,
                     records: 2,
+                    rounds: 1,
+                    format_version: 2,
                     sealed: false,
                 },
             ],
@@ -336,6 +357,8 @@ mod tests {
         assert_eq!(json["first_offset"], 1);
         assert_eq!(json["next_offset"], 13);
         assert_eq!(json["segments"][1]["sealed"], false);
+        assert_eq!(json["segments"][0]["rounds"], 3);
+        assert_eq!(json["segments"][0]["format_version"], 2);
         assert_eq!(json["damage"][0]["position"], 200);
         assert_eq!(json["torn_tail"], serde_json::Value::Null);
     }
