@@ -110,3 +110,29 @@ where
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Byte positions of every frame of a segment file's bytes (round commits and footer
+/// included), from the end of its header to the first byte that is not a frame.
+pub fn all_frame_positions(segment: &[u8]) -> Vec<usize> {
+    use gridlog_common::frame;
+    let mut pos = gridlog_common::segment::SEGMENT_HEADER_BYTES;
+    let mut out = Vec::new();
+    while let Ok(f) = frame::decode(&segment[pos..]) {
+        out.push(pos);
+        pos += f.encoded_len();
+    }
+    out
+}
+
+/// Byte positions of every batch and footer frame of a segment file's bytes (not the
+/// round commits).
+pub fn frame_positions(segment: &[u8]) -> Vec<usize> {
+    use gridlog_common::batch::{decode_body, Body};
+    all_frame_positions(segment)
+        .into_iter()
+        .filter(|&p| {
+            let body = gridlog_common::frame::decode(&segment[p..]).unwrap().body;
+            !matches!(decode_body(body), Ok(Body::Commit(_)))
+        })
+        .collect()
+}

@@ -10,7 +10,7 @@ use std::process::Output;
 use gridlog_common::frame;
 use gridlog_common::segment::SEGMENT_HEADER_BYTES;
 use gridlog_firmware::wal::{Wal, WalOptions};
-use gridlog_tests::{hex, run_gridlog};
+use gridlog_tests::{all_frame_positions, frame_positions, hex, run_gridlog};
 
 fn options() -> WalOptions {
     WalOptions::default().segment_bytes(4096)
@@ -45,31 +45,6 @@ fn write_log(dir: &Path) -> Vec<PathBuf> {
         segments.len()
     );
     segments
-}
-
-/// Byte positions of every batch and footer frame in a segment file (not the round commits).
-fn frame_positions(bytes: &[u8]) -> Vec<usize> {
-    all_frame_positions(bytes)
-        .into_iter()
-        .filter(|&p| {
-            let body = frame::decode(&bytes[p..]).unwrap().body;
-            !matches!(
-                gridlog_common::batch::decode_body(body),
-                Ok(gridlog_common::batch::Body::Commit(_))
-            )
-        })
-        .collect()
-}
-
-/// Byte positions of every frame, round commits included.
-fn all_frame_positions(bytes: &[u8]) -> Vec<usize> {
-    let mut pos = SEGMENT_HEADER_BYTES;
-    let mut out = Vec::new();
-    while let Ok(f) = frame::decode(&bytes[pos..]) {
-        out.push(pos);
-        pos += f.encoded_len();
-    }
-    out
 }
 
 /// The first record offset of the batch frame at `pos`.

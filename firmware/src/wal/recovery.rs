@@ -36,8 +36,8 @@ use super::error::{Damage, OpenError};
 use super::io::Io;
 pub use super::segment::torn_tail_window;
 use super::segment::{
-    classify_tail, last_nonzero_from, parse_segment_file_name, preallocate, scan_segment, ScanStop,
-    Tail, PREALLOC_FILE_NAME,
+    classify_last_segment, last_nonzero_from, parse_segment_file_name, preallocate, scan_segment,
+    ScanStop, Tail, PREALLOC_FILE_NAME,
 };
 use crate::mmap::SegmentMap;
 
@@ -341,22 +341,7 @@ pub(crate) fn recover(io: &Io, wal_dir: &Path, mode: RecoveryMode) -> Result<Rec
             ScanStop::Footer => sealed = true,
             ScanStop::End | ScanStop::Invalid { .. } if is_last => {
                 let committed_end = scan.data_end as usize;
-                let window_end = committed_end
-                    .saturating_add(torn_tail_window(&scan.header))
-                    .min(bytes.len());
-                let more_nonzero = last_nonzero_from(bytes, window_end).is_some();
-                let invalid = match &scan.stop {
-                    ScanStop::Invalid { reason, .. } => Some(reason.as_str()),
-                    _ => None,
-                };
-                let tail = classify_tail(
-                    &scan.header,
-                    scan.data_end,
-                    scan.stop_at,
-                    invalid,
-                    &bytes[committed_end..window_end],
-                    more_nonzero,
-                );
+                let tail = classify_last_segment(bytes, &scan);
                 match tail {
                     Tail::Clean => {}
                     Tail::Torn(reason) => {

@@ -478,6 +478,27 @@ pub(crate) fn classify_tail(
     }
 }
 
+/// [`classify_tail`] for the last segment of a log whose whole file is `bytes`, scanned as
+/// `scan` (which stopped at zeros or an invalid frame).
+pub(crate) fn classify_last_segment(bytes: &[u8], scan: &SegmentScan) -> Tail {
+    let committed_end = scan.data_end as usize;
+    let window_end = committed_end
+        .saturating_add(torn_tail_window(&scan.header))
+        .min(bytes.len());
+    let invalid = match &scan.stop {
+        ScanStop::Invalid { reason, .. } => Some(reason.as_str()),
+        _ => None,
+    };
+    classify_tail(
+        &scan.header,
+        scan.data_end,
+        scan.stop_at,
+        invalid,
+        bytes.get(committed_end..window_end).unwrap_or(&[]),
+        last_nonzero_from(bytes, window_end).is_some(),
+    )
+}
+
 /// The first valid commit of `header`'s segment in `window` (bytes from file position
 /// `base`) at index `from` or later whose round starts after `base + from`: proof that a
 /// later round was written. Returns its position and its round's start.

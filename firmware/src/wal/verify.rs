@@ -10,10 +10,7 @@ use gridlog_common::Offset;
 
 use super::error::Damage;
 use super::recovery::{list_wal_dir, WalEntry};
-use super::segment::{
-    classify_tail, last_nonzero_from, scan_segment, scan_segment_bytes, torn_tail_window, ScanStop,
-    Tail,
-};
+use super::segment::{classify_last_segment, scan_segment, scan_segment_bytes, ScanStop, Tail};
 use super::WAL_DIR_NAME;
 
 /// One segment as verify saw it.
@@ -154,22 +151,7 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
         match &scan.stop {
             ScanStop::Footer => {}
             ScanStop::End | ScanStop::Invalid { .. } if is_last => {
-                let committed_end = scan.data_end as usize;
-                let window_end = committed_end
-                    .saturating_add(torn_tail_window(&scan.header))
-                    .min(bytes.len());
-                let invalid = match &scan.stop {
-                    ScanStop::Invalid { reason, .. } => Some(reason.as_str()),
-                    _ => None,
-                };
-                let tail = classify_tail(
-                    &scan.header,
-                    scan.data_end,
-                    scan.stop_at,
-                    invalid,
-                    &bytes[committed_end..window_end],
-                    last_nonzero_from(bytes, window_end).is_some(),
-                );
+                let tail = classify_last_segment(bytes, &scan);
                 match tail {
                     Tail::Clean => {}
                     Tail::Torn(reason) => {
