@@ -104,6 +104,30 @@ pub struct WalConfig {
     pub commit_delay_ms: u64,
     /// `strict` (refuse to open on damage) or `quarantine-corrupt`. Default `strict`.
     pub recovery: String,
+    /// How segment files get their size: `fallocate` (blocks reserved, nothing written: each
+    /// byte of the log reaches the flash once) or `zero-fill` (zeros written first). Default
+    /// `fallocate`; file systems without it fall back to zeros.
+    pub preallocation: PreallocationConfig,
+}
+
+/// `wal.preallocation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreallocationConfig {
+    /// Reserve the blocks (`fallocate`).
+    #[default]
+    Fallocate,
+    /// Write zeros.
+    ZeroFill,
+}
+
+impl From<PreallocationConfig> for gridlog_firmware::wal::Preallocation {
+    fn from(value: PreallocationConfig) -> Self {
+        match value {
+            PreallocationConfig::Fallocate => gridlog_firmware::wal::Preallocation::Fallocate,
+            PreallocationConfig::ZeroFill => gridlog_firmware::wal::Preallocation::ZeroFill,
+        }
+    }
 }
 
 impl Default for WalConfig {
@@ -112,6 +136,7 @@ impl Default for WalConfig {
             segment_bytes: gridlog_firmware::wal::SEGMENT_BYTES_DEFAULT,
             commit_delay_ms: 0,
             recovery: "strict".into(),
+            preallocation: PreallocationConfig::default(),
         }
     }
 }

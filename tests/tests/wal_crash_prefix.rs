@@ -47,6 +47,17 @@ impl Model {
                 write_at(&mut inode.written, pos, data);
                 inode.unsynced.push((pos, data.to_vec()));
             }
+            IoOp::Allocate { path, len } => {
+                // The size (zeros) reaches the disk with the next sync, like a write.
+                let id = self.inode_of(path);
+                let inode = &mut self.inodes[id];
+                if (inode.written.len() as u64) < len {
+                    let zeros = vec![0u8; len as usize - inode.written.len()];
+                    let pos = inode.written.len() as u64;
+                    write_at(&mut inode.written, pos, &zeros);
+                    inode.unsynced.push((pos, zeros));
+                }
+            }
             IoOp::SyncData { path } => {
                 let id = self.inode_of(path);
                 let inode = &mut self.inodes[id];

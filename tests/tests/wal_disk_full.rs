@@ -48,7 +48,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn a_full_disk_pauses_writes_and_loses_nothing() {
-    let (_guard, fs) = Tmpfs::mount("3m");
+    let (_guard, fs) = Tmpfs::mount("8m");
     let data = fs.0.join("data");
     let options = || {
         WalOptions::default()
@@ -99,10 +99,14 @@ fn a_full_disk_pauses_writes_and_loses_nothing() {
 
     // Space comes back: writing resumes by itself.
     std::fs::remove_file(&filler).unwrap();
+    wait_until(
+        "the full disk to be reported over",
+        Duration::from_secs(30),
+        || !wal.stats().disk_full,
+    );
     wait_until("writes to resume", Duration::from_secs(30), || {
         acked.load(Ordering::SeqCst) > stalled_at + 100
     });
-    assert!(!wal.stats().disk_full);
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     let total = acked.load(Ordering::SeqCst);

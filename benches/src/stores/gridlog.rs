@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::time::Instant;
 
-use gridlog_firmware::wal::{AppendTicket, CommitStatsSnapshot, Wal, WalOptions};
+use gridlog_firmware::wal::{AppendTicket, CommitStatsSnapshot, Preallocation, Wal, WalOptions};
 
 use super::{Payload, Store};
 use crate::driver::{Samples, Window};
@@ -22,8 +22,10 @@ impl GridlogStore {
         GridlogStore::open_with(dir, WalOptions::default())
     }
 
-    /// Opens a new log in the data directory `dir` with `options`.
+    /// Opens a new log in the data directory `dir` with `options` (and the preallocation
+    /// that `GRIDLOG_BENCH_PREALLOCATION` names, if set).
     pub fn open_with(dir: &Path, options: WalOptions) -> io::Result<GridlogStore> {
+        let options = options.preallocation(preallocation_from_env()?);
         let wal = Wal::open(dir, options).map_err(io::Error::other)?;
         Ok(GridlogStore { wal })
     }
@@ -93,4 +95,16 @@ pub fn bulk_pipelined(
         samples.record(window, started, Instant::now(), records);
     }
     Ok(())
+}
+
+/// The preallocation `GRIDLOG_BENCH_PREALLOCATION` asks for: `fallocate` (the default) or
+/// `zero-fill`.
+pub fn preallocation_from_env() -> io::Result<Preallocation> {
+    match std::env::var("GRIDLOG_BENCH_PREALLOCATION").as_deref() {
+        Err(_) | Ok("fallocate") => Ok(Preallocation::Fallocate),
+        Ok("zero-fill") => Ok(Preallocation::ZeroFill),
+        Ok(other) => Err(io::Error::other(format!(
+            "GRIDLOG_BENCH_PREALLOCATION must be fallocate or zero-fill, not {other:?}"
+        ))),
+    }
 }

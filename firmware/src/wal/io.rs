@@ -29,6 +29,14 @@ pub enum IoOp<'a> {
         /// The bytes.
         data: &'a [u8],
     },
+    /// The file's blocks up to `len` bytes are reserved (`fallocate`); it reads as zeros
+    /// up to `len`, and its size becomes `len` if it was smaller.
+    Allocate {
+        /// The file.
+        path: &'a Path,
+        /// The size reserved.
+        len: u64,
+    },
     /// `fdatasync` of the file: its written data becomes durable.
     SyncData {
         /// The file.
@@ -157,6 +165,20 @@ impl Io {
     }
 
     /// Writes `len` zero bytes from `pos`, in bounded chunks.
+    /// Reserves `len` bytes of `file` (which reads as zeros there) without writing them:
+    /// `fallocate` mode 0. Fails with [`io::ErrorKind::Unsupported`] where the file system
+    /// cannot (the caller then writes zeros).
+    pub(crate) fn allocate(&self, file: &File, path: &Path, len: u64) -> io::Result<()> {
+        self.check(IoOp::Allocate { path, len })?;
+        rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len).map_err(|e| {
+            if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS {
+                io::Error::new(io::ErrorKind::Unsupported, e)
+            } else {
+                io::Error::from(e)
+            }
+        })
+    }
+
     pub(crate) fn write_zeros(
         &self,
         file: &File,

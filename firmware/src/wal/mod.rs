@@ -19,6 +19,7 @@
 pub mod dump;
 pub mod error;
 pub mod io;
+mod notify;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
@@ -43,6 +44,7 @@ pub use error::{AppendError, Damage, OpenError, ReadError};
 pub use io::{IoHook, IoOp};
 pub use reader::{LogCursor, Record};
 pub use recovery::{RecoveryMode, RecoveryReport};
+pub use segment::Preallocation;
 pub use verify::{verify, VerifyReport};
 
 use crate::lock::DirLock;
@@ -88,6 +90,8 @@ pub struct WalOptions {
     pub round_bytes: usize,
     /// What to do with damage a crash cannot explain. Default [`RecoveryMode::Strict`].
     pub recovery: RecoveryMode,
+    /// How segment files are preallocated. Default [`Preallocation::Fallocate`].
+    pub preallocation: Preallocation,
     /// Test hook in front of every file-system call that changes something.
     pub io_hook: Option<IoHook>,
 }
@@ -99,6 +103,7 @@ impl Default for WalOptions {
             commit_delay: Duration::ZERO,
             round_bytes: ROUND_BYTES_DEFAULT,
             recovery: RecoveryMode::Strict,
+            preallocation: Preallocation::default(),
             io_hook: None,
         }
     }
@@ -111,6 +116,7 @@ impl std::fmt::Debug for WalOptions {
             .field("commit_delay", &self.commit_delay)
             .field("round_bytes", &self.round_bytes)
             .field("recovery", &self.recovery)
+            .field("preallocation", &self.preallocation)
             .field("io_hook", &self.io_hook.is_some())
             .finish()
     }
@@ -130,6 +136,11 @@ impl WalOptions {
     /// Sets the round size.
     pub fn round_bytes(mut self, bytes: usize) -> Self {
         self.round_bytes = bytes;
+        self
+    }
+    /// Sets how segments are preallocated.
+    pub fn preallocation(mut self, how: Preallocation) -> Self {
+        self.preallocation = how;
         self
     }
     /// Sets the recovery mode.
@@ -244,6 +255,9 @@ pub(crate) struct Pending {
     pub(crate) next_offset: Offset,
     pub(crate) closed: bool,
     pub(crate) failed: Option<Arc<std::io::Error>>,
+    /// While the writer gathers a round (see `writer::gather`), the number of pending
+    /// frames at which an appender wakes it (besides the first frame, which always does).
+    pub(crate) wake_writer_at: usize,
 }
 
 impl Pending {
@@ -297,6 +311,8 @@ pub(crate) struct Durable {
     /// One past the last durable record.
     pub(crate) next_offset: Offset,
     pub(crate) failed: Option<Arc<std::io::Error>>,
+    /// The log is closing: nothing more becomes durable.
+    pub(crate) closed: bool,
 }
 
 pub(crate) struct Shared {
@@ -310,7 +326,8 @@ pub(crate) struct Shared {
     /// Appenders wait here for room in the pending buffer.
     pub(crate) room: Condvar,
     pub(crate) durable: Mutex<Durable>,
-    pub(crate) durable_changed: Condvar,
+    /// Appenders waiting for durability (woken by the notifier thread, only when theirs is).
+    pub(crate) waiters: notify::Waiters,
     pub(crate) durable_next: AtomicU64,
     pub(crate) stats: CommitStats,
 }
@@ -319,6 +336,7 @@ pub(crate) struct Shared {
 pub struct Wal {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
+    notifier: Option<JoinHandle<()>>,
     report: RecoveryReport,
     _lock: DirLock,
 }
@@ -350,13 +368,18 @@ impl Wal {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let recovered = recovery::recover(&io, &wal_dir, options.recovery)?;
+        let recovered = recovery::recover(&io, &wal_dir, options.recovery, options.preallocation)?;
         let log_id = recovered.log_id.unwrap_or_else(random_log_id);
         let report = recovered.report.clone();
         let (shared, writer) = writer::start(wal_dir, options, io, log_id, recovered)?;
+        let notifier = start_notifier(shared.clone()).map_err(|source| OpenError::Io {
+            path: PathBuf::from("<notifier thread>"),
+            source,
+        })?;
         Ok(Wal {
             shared,
             writer: Some(writer),
+            notifier: Some(notifier),
             report,
             _lock: lock,
         })
@@ -435,7 +458,8 @@ impl Wal {
             loop {
                 match pending.push_frame(records, max, round_bytes) {
                     Ok(Some(ack)) => {
-                        wake_writer |= pending.frames.len() == 1;
+                        let frames = pending.frames.len();
+                        wake_writer |= frames == 1 || frames == pending.wake_writer_at;
                         acks.push(ack);
                         break;
                     }
@@ -577,6 +601,15 @@ impl Wal {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+        self.shared
+            .durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
+        self.shared.waiters.wake_everyone();
+        if let Some(notifier) = self.notifier.take() {
+            let _ = notifier.join();
+        }
         let durable = self
             .shared
             .durable
@@ -625,22 +658,54 @@ impl AppendTicket<'_> {
 }
 
 fn wait_durable(shared: &Shared, offset: Offset) -> Result<(), AppendError> {
-    if shared.durable_next.load(Ordering::Acquire) >= offset {
+    let durable = || shared.durable_next.load(Ordering::Acquire) >= offset;
+    if durable() {
         return Ok(());
     }
-    let mut durable = shared.durable.lock().unwrap_or_else(|e| e.into_inner());
+    shared.waiters.register(offset);
     loop {
-        if durable.next_offset >= offset {
+        if durable() {
             return Ok(());
         }
-        if let Some(e) = &durable.failed {
+        let state = shared.durable.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = &state.failed {
             return Err(AppendError::Io(e.clone()));
         }
-        durable = shared
-            .durable_changed
-            .wait(durable)
-            .unwrap_or_else(|e| e.into_inner());
+        if state.closed {
+            return Err(AppendError::Closed);
+        }
+        drop(state);
+        std::thread::park();
     }
+}
+
+/// Starts the thread that wakes appenders after each sync (see `notify`). It ends when the
+/// log closes.
+fn start_notifier(shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+    let (started, ready) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("gridlog-wal-notify".into())
+        .spawn(move || {
+            shared.waiters.set_notifier(std::thread::current());
+            let _ = started.send(());
+            loop {
+                let closed = shared
+                    .durable
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .closed;
+                shared
+                    .waiters
+                    .wake_durable(shared.durable_next.load(Ordering::Acquire));
+                if closed {
+                    return;
+                }
+                std::thread::park();
+            }
+        })?;
+    // Waiters registered before the notifier was set are woken by its first pass.
+    let _ = ready.recv();
+    Ok(handle)
 }
 
 fn random_log_id() -> [u8; 16] {

@@ -134,6 +134,7 @@ struct Recovery<'a> {
     io: &'a Io,
     wal_dir: &'a Path,
     mode: RecoveryMode,
+    preallocation: super::segment::Preallocation,
     report: RecoveryReport,
 }
 
@@ -194,7 +195,8 @@ impl Recovery<'_> {
             return Err(OpenError::Corrupt { damage });
         }
         let tmp = self.wal_dir.join(PREALLOC_FILE_NAME);
-        let file = preallocate(self.io, &tmp, segment_bytes).map_err(self.io_err(&tmp))?;
+        let file = preallocate(self.io, &tmp, segment_bytes, self.preallocation)
+            .map_err(self.io_err(&tmp))?;
         self.io
             .write_all_at(&file, &tmp, 0, &original[..prefix_len])
             .map_err(self.io_err(&tmp))?;
@@ -234,11 +236,17 @@ fn quarantine_target(quarantine: &Path, path: &Path) -> PathBuf {
 }
 
 /// Recovers the log in `wal_dir` (see the module docs).
-pub(crate) fn recover(io: &Io, wal_dir: &Path, mode: RecoveryMode) -> Result<Recovered, OpenError> {
+pub(crate) fn recover(
+    io: &Io,
+    wal_dir: &Path,
+    mode: RecoveryMode,
+    preallocation: super::segment::Preallocation,
+) -> Result<Recovered, OpenError> {
     let mut rec = Recovery {
         io,
         wal_dir,
         mode,
+        preallocation,
         report: RecoveryReport::default(),
     };
     let entries = list_wal_dir(wal_dir).map_err(rec.io_err(wal_dir))?;

@@ -7,13 +7,11 @@
 //! | header 64 B | frame | frame | ... | frame | [footer frame] | zeros ... |
 //! ```
 //!
-//! Preallocation writes real zeros rather than calling `fallocate`: `fdatasync` after
-//! overwriting blocks that are already written needs no metadata update (no size change, no
-//! unwritten-extent conversion). Measured here (docs/BENCHMARKS.md): 1.06–1.43× faster than
-//! appending for one-record syncs, about as fast as fallocated blocks for those, and 1.4×
-//! faster (p50) when every sync enters a new 4 KiB block of a fallocated file. The cost is
-//! writing every segment twice (zeros, then records), which bounds bulk throughput at about
-//! half the disk's bandwidth — see the benchmark's notes for the alternatives.
+//! Preallocation reserves the file's blocks with `fallocate` by default ([`Preallocation`]):
+//! they read as zeros, a full disk shows at preallocation rather than at a write, and each
+//! byte of the log is written once. Writing real zeros instead (the former default,
+//! `Preallocation::ZeroFill`) spares the sync the metadata of a block's first write but
+//! writes every segment twice; docs/BENCHMARKS.md measures both.
 
 use std::fs::File;
 use std::io;
@@ -48,15 +46,48 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<Offset> {
     digits.parse().ok()
 }
 
-/// Creates and zero-fills `path` to `segment_bytes`, then syncs it: the preallocation.
-pub(crate) fn preallocate(io: &Io, path: &Path, segment_bytes: u64) -> io::Result<File> {
+/// Creates `path` at `segment_bytes` of zeros with its blocks reserved, then syncs it: the
+/// preallocation. [`Preallocation::Fallocate`] reserves the blocks without writing them
+/// (falling back to writing zeros where the file system cannot); [`Preallocation::ZeroFill`]
+/// writes the zeros.
+pub(crate) fn preallocate(
+    io: &Io,
+    path: &Path,
+    segment_bytes: u64,
+    how: Preallocation,
+) -> io::Result<File> {
     if path.exists() {
         io.remove(path)?;
     }
     let file = io.create_new(path)?;
-    io.write_zeros(&file, path, 0, segment_bytes)?;
+    let allocated = match how {
+        Preallocation::Fallocate => match io.allocate(&file, path, segment_bytes) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => false,
+            Err(e) => return Err(e),
+        },
+        Preallocation::ZeroFill => false,
+    };
+    if !allocated {
+        io.write_zeros(&file, path, 0, segment_bytes)?;
+    }
     io.sync_data(&file, path)?;
     Ok(file)
+}
+
+/// How a segment file gets its size before it is used (`wal.preallocation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Preallocation {
+    /// `fallocate`: the blocks are reserved (a full disk shows here, never at a write) and
+    /// read as zeros, but nothing is written, so every byte of the log reaches the flash
+    /// once. The first write into a block also records that the block is in use, which the
+    /// round's `fdatasync` commits. The default (see docs/BENCHMARKS.md).
+    #[default]
+    Fallocate,
+    /// Zeros written and synced: every byte is written twice (zeros, then the log), but a
+    /// sync after overwriting them changes no file-system metadata.
+    ZeroFill,
 }
 
 /// Turns a preallocated file into segment `first_offset`: header, sync, rename, sync dir.

@@ -38,7 +38,7 @@ use super::error::OpenError;
 use super::io::Io;
 use super::recovery::Recovered;
 use super::segment::{
-    install_segment, preallocate, Segment, FOOTER_RESERVE_BYTES, PREALLOC_FILE_NAME,
+    install_segment, preallocate, Preallocation, Segment, FOOTER_RESERVE_BYTES, PREALLOC_FILE_NAME,
 };
 use super::{log2_bucket, unix_ms_now, Durable, Pending, PendingFrame, Shared, WalOptions};
 
@@ -66,14 +66,17 @@ struct Preallocator {
 }
 
 impl Preallocator {
-    fn start(io: Io, path: PathBuf, segment_bytes: u64) -> Preallocator {
+    fn start(io: Io, path: PathBuf, segment_bytes: u64, how: Preallocation) -> Preallocator {
         let (request, requests) = mpsc::channel::<()>();
         let (done, ready) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("gridlog-prealloc".into())
             .spawn(move || {
                 for () in requests {
-                    if done.send(preallocate(&io, &path, segment_bytes)).is_err() {
+                    if done
+                        .send(preallocate(&io, &path, segment_bytes, how))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -118,6 +121,10 @@ struct Writer {
     io: Io,
     active: Active,
     prealloc: Preallocator,
+    /// Frames of the last two rounds: the appenders that will be back (see [`gather`]).
+    last_rounds_frames: [usize; 2],
+    /// The last `fdatasync`'s duration: what gathering may cost at most (half of it).
+    last_sync: Duration,
 }
 
 pub(super) fn start(
@@ -183,8 +190,12 @@ pub(super) fn start(
         segments.push(segment);
     }
     let prealloc_path = wal_dir.join(PREALLOC_FILE_NAME);
-    let mut prealloc =
-        Preallocator::start(io.clone(), prealloc_path.clone(), options.segment_bytes);
+    let mut prealloc = Preallocator::start(
+        io.clone(),
+        prealloc_path.clone(),
+        options.segment_bytes,
+        options.preallocation,
+    );
     let active = match active {
         Some(active) => active,
         None => {
@@ -216,14 +227,16 @@ pub(super) fn start(
             next_offset,
             closed: false,
             failed: None,
+            wake_writer_at: 0,
         }),
         work: Condvar::new(),
         room: Condvar::new(),
         durable: Mutex::new(Durable {
             next_offset,
             failed: None,
+            closed: false,
         }),
-        durable_changed: Condvar::new(),
+        waiters: Default::default(),
         durable_next: std::sync::atomic::AtomicU64::new(next_offset),
         stats: Default::default(),
     });
@@ -232,6 +245,8 @@ pub(super) fn start(
         io,
         active,
         prealloc,
+        last_rounds_frames: [0; 2],
+        last_sync: Duration::ZERO,
     };
     if outgrown {
         let path = writer.active.segment.path.clone();
@@ -301,11 +316,15 @@ impl Writer {
                     drop(pending);
                     std::thread::sleep(delay);
                     pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+                } else {
+                    let target = gather_target(self.last_rounds_frames);
+                    pending = self.gather(pending, target);
                 }
                 std::mem::swap(&mut pending.buf, &mut buf);
                 std::mem::swap(&mut pending.frames, &mut frames);
             }
             self.shared.room.notify_all();
+            self.last_rounds_frames = [frames.len(), self.last_rounds_frames[0]];
             if let Err(e) = self.write_round(&buf, &frames) {
                 self.fail(e);
                 return;
@@ -313,6 +332,33 @@ impl Writer {
             buf.clear();
             frames.clear();
         }
+    }
+
+    /// Waits, for at most half the last sync, until `target` frames are pending (or the
+    /// pending buffer is full, or the log closes): the appenders woken after the last round
+    /// come back within microseconds, and a round that waits for them saves the sync that
+    /// would carry them alone. A lone appender (target 1) never waits.
+    fn gather<'a>(
+        &self,
+        mut pending: std::sync::MutexGuard<'a, super::Pending>,
+        target: usize,
+    ) -> std::sync::MutexGuard<'a, super::Pending> {
+        let shared = &*self.shared;
+        let deadline = Instant::now() + self.last_sync / 2;
+        let full = |p: &super::Pending| p.buf.len() * 2 >= shared.options.round_bytes;
+        pending.wake_writer_at = target;
+        while pending.frames.len() < target && !pending.closed && !full(&pending) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            pending = shared
+                .work
+                .wait_timeout(pending, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        pending.wake_writer_at = 0;
+        pending
     }
 
     fn fail(&self, error: io::Error) {
@@ -329,7 +375,7 @@ impl Writer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .failed = Some(error);
-        shared.durable_changed.notify_all();
+        shared.waiters.wake_everyone();
         shared.room.notify_all();
     }
 
@@ -396,6 +442,7 @@ impl Writer {
         self.io
             .sync_data(&self.active.file, &self.active.segment.path)?;
         let took = started.elapsed();
+        self.last_sync = took;
         let stats = &self.shared.stats;
         stats.rounds.fetch_add(1, Ordering::Relaxed);
         stats
@@ -412,7 +459,7 @@ impl Writer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .next_offset = next;
-        shared.durable_changed.notify_all();
+        shared.waiters.durable_changed(next);
         Ok(())
     }
 
@@ -483,6 +530,15 @@ impl Writer {
     }
 }
 
+/// How many frames the next round waits for: as many as the larger of the last two rounds
+/// carried. Under a steady closed loop of N appenders, rounds alternate between those that
+/// came back before the writer took the buffer and the rest; waiting for the larger brings
+/// every round to N within a few rounds. When load drops, the wait ends at its deadline and
+/// the target follows the smaller rounds down.
+fn gather_target(last_rounds_frames: [usize; 2]) -> usize {
+    last_rounds_frames[0].max(last_rounds_frames[1]).max(1)
+}
+
 /// True for errors that end when space is freed (a full disk or quota): the writer waits
 /// them out and appends pause; any other error fails the log.
 fn waits_for_space(error: &io::Error) -> bool {
@@ -490,4 +546,17 @@ fn waits_for_space(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gather_target;
+
+    #[test]
+    fn the_gather_target_is_the_larger_of_the_last_two_rounds() {
+        assert_eq!(gather_target([0, 0]), 1);
+        assert_eq!(gather_target([1, 1]), 1);
+        assert_eq!(gather_target([3, 5]), 5);
+        assert_eq!(gather_target([60, 4]), 60);
+    }
 }

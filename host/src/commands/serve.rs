@@ -64,6 +64,7 @@ pub fn engine_options(config: &Config, clock: Arc<dyn Clock>) -> EngineOptions {
     let wal = WalOptions::default()
         .segment_bytes(config.wal.segment_bytes)
         .commit_delay(Duration::from_millis(config.wal.commit_delay_ms))
+        .preallocation(config.wal.preallocation.into())
         .recovery(if config.wal.recovery == "quarantine-corrupt" {
             RecoveryMode::QuarantineCorrupt
         } else {
