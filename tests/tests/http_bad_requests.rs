@@ -94,6 +94,27 @@ fn bad_requests_are_refused_with_the_field_named_and_nothing_stored() {
             "readings",
         ),
         case("not JSON at all", "/api/v1/readings", "hello", 400, "body"),
+        case(
+            "a second document after the first",
+            "/api/v1/meters",
+            r#"{"id":"m2","kind":"grid"}{"id":"m3","kind":"grid"}"#,
+            400,
+            "body",
+        ),
+        case(
+            "two readings documents",
+            "/api/v1/readings",
+            format!("{} {}", reading(""), reading("")),
+            400,
+            "body",
+        ),
+        case(
+            "trailing garbage",
+            "/api/v1/readings",
+            format!("{}x", reading("")),
+            400,
+            "body",
+        ),
         case("top-level array", "/api/v1/readings", "[]", 400, "body"),
         case(
             "readings not an array",
