@@ -83,7 +83,7 @@ could not be opened (damage: see `gridlog verify`), 2 configuration or address e
         after_help = "\
 Examples:
   gridlog serve
-  gridlog serve --data-dir /var/lib/gridlog --listen 0.0.0.0:8080 --write-token \"$TOKEN\"
+  gridlog serve --data-dir /var/lib/gridlog --listen 0.0.0.0:8080 --write-token-file /etc/gridlog/token
   GRIDLOG_WAL__COMMIT_DELAY_MS=5 gridlog serve --config /etc/gridlog.toml"
     )]
     Serve(ServeArgs),
@@ -298,9 +298,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
 
-    /// Require `Authorization: Bearer TOKEN` on writes.
+    /// Require `Authorization: Bearer TOKEN` on writes. Visible in the process list:
+    /// prefer --write-token-file or GRIDLOG_WRITE_TOKEN.
     #[arg(long, value_name = "TOKEN")]
     pub write_token: Option<String>,
+
+    /// Read the write token from FILE (one trailing newline removed).
+    #[arg(long, value_name = "FILE", conflicts_with = "write_token")]
+    pub write_token_file: Option<PathBuf>,
 
     /// Allow a non-loopback address without a write token (trusted networks only).
     #[arg(long)]

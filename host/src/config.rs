@@ -24,7 +24,12 @@ pub struct Config {
     /// HTTP listen address. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
     /// Bearer token required for writes; empty = none (loopback only). Default empty.
+    /// Visible ASCII only (`!`..`~`, no spaces): HTTP trims a header's surrounding
+    /// whitespace, so a token with spaces or other bytes could never match.
     pub write_token: String,
+    /// A file whose content (one trailing newline removed) is the write token, so the token
+    /// never appears in the process list or the environment. Default empty (none).
+    pub write_token_file: PathBuf,
     /// Allow listening on a non-loopback address without a write token. Default false.
     pub insecure: bool,
     /// This site's id (object keys, status). Default `site`.
@@ -49,6 +54,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./gridlog-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             write_token: String::new(),
+            write_token_file: PathBuf::new(),
             insecure: false,
             site_id: "site".into(),
             wal: WalConfig::default(),
@@ -466,6 +472,9 @@ impl Config {
         if let Err(message) = self.http.check() {
             return bad(message);
         }
+        if let Err(message) = check_write_token(&self.write_token) {
+            return bad(format!("write_token {message}"));
+        }
         if gridlog_common::id::EntityId::new(&self.site_id).is_err() {
             return bad(format!(
                 "site_id {:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :",
@@ -475,15 +484,67 @@ impl Config {
         Ok(())
     }
 
+    /// Reads `write_token_file` (if set) into `write_token`; setting both is an error, so
+    /// it is always clear which one is in force. Call before [`Config::check`].
+    pub fn read_write_token_file(&mut self) -> Result<(), ConfigError> {
+        if self.write_token_file.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let bad = |message: String| ConfigError::Invalid {
+            origin: "write_token_file".into(),
+            message,
+        };
+        if !self.write_token.is_empty() {
+            return Err(bad(
+                "write_token and write_token_file are both set; set only one".into(),
+            ));
+        }
+        let text = std::fs::read_to_string(&self.write_token_file).map_err(|e| {
+            bad(format!(
+                "cannot read {}: {e}",
+                self.write_token_file.display()
+            ))
+        })?;
+        let token = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        check_write_token(token).map_err(|message| {
+            bad(format!(
+                "the token in {} {message}",
+                self.write_token_file.display()
+            ))
+        })?;
+        if token.is_empty() {
+            return Err(bad(format!("{} is empty", self.write_token_file.display())));
+        }
+        self.write_token = token.to_string();
+        Ok(())
+    }
+
     /// Refuses a non-loopback listen address without a write token unless `insecure`.
     pub fn check_exposure(&self) -> Result<(), String> {
         if !self.listen.ip().is_loopback() && self.write_token.is_empty() && !self.insecure {
             return Err(format!(
-                "refusing to listen on {} without a write token: anyone on the network could write. Set write_token (GRIDLOG_WRITE_TOKEN or --write-token), or pass --insecure if the network is trusted",
+                "refusing to listen on {} without a write token: anyone on the network could write. Set write_token (--write-token-file, GRIDLOG_WRITE_TOKEN_FILE or GRIDLOG_WRITE_TOKEN), or pass --insecure if the network is trusted",
                 self.listen
             ));
         }
         Ok(())
+    }
+}
+
+/// A write token must be visible ASCII (`!`..=`~`): a client's `Authorization` header is
+/// trimmed by HTTP and holds only visible ASCII in practice, so any other byte — a space at
+/// either end, a newline from a file, a non-ASCII letter — makes a token that can never match
+/// and every write 403. Empty means no token.
+fn check_write_token(token: &str) -> Result<(), String> {
+    match token.bytes().position(|b| !b.is_ascii_graphic()) {
+        None => Ok(()),
+        Some(at) => Err(format!(
+            "must be visible ASCII without spaces (! to ~), but byte {at} is {:?}",
+            token[at..].chars().next().unwrap_or(' ')
+        )),
     }
 }
 
@@ -606,6 +667,60 @@ mod tests {
             assert!(e.contains(&format!("http.{name}")), "{key}={value}: {e}");
         }
         assert!(Config::load(None, env(&[("GRIDLOG_HTTP__STREAMS_MAX", "1")])).is_ok());
+    }
+
+    #[test]
+    fn a_write_token_that_could_never_match_is_refused_naming_the_key() {
+        for token in [
+            " secret",
+            "secret ",
+            "sec ret",
+            "secr\u{e9}t",
+            "secret\t",
+            "a\nb",
+        ] {
+            let c = Config {
+                write_token: token.into(),
+                ..Config::default()
+            };
+            let e = c.check().unwrap_err().to_string();
+            assert!(
+                e.contains("write_token") && e.contains("visible ASCII"),
+                "{token:?}: {e}"
+            );
+        }
+        let c = Config {
+            write_token: "s3cret-token_~!".into(),
+            ..Config::default()
+        };
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn the_write_token_file_loses_one_trailing_newline_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let read = |content: &str| {
+            std::fs::write(&file, content).unwrap();
+            let mut c = Config {
+                write_token_file: file.clone(),
+                ..Config::default()
+            };
+            c.read_write_token_file().map(|()| c.write_token)
+        };
+        assert_eq!(read("s3cret\n").unwrap(), "s3cret");
+        assert_eq!(read("s3cret\r\n").unwrap(), "s3cret");
+        assert_eq!(read("s3cret").unwrap(), "s3cret");
+        for bad in ["s3cret\n\n", " s3cret\n", "", "\n"] {
+            let e = read(bad).unwrap_err().to_string();
+            assert!(e.contains("write_token_file"), "{bad:?}: {e}");
+        }
+        let mut both = Config {
+            write_token: "a".into(),
+            write_token_file: file.clone(),
+            ..Config::default()
+        };
+        assert!(both.read_write_token_file().is_err());
     }
 
     #[test]

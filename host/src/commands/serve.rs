@@ -31,6 +31,8 @@ pub struct Overrides {
     pub listen: Option<std::net::SocketAddr>,
     /// `--write-token`.
     pub write_token: Option<String>,
+    /// `--write-token-file`.
+    pub write_token_file: Option<PathBuf>,
     /// `--insecure`.
     pub insecure: bool,
     /// `--speed` (demo).
@@ -50,6 +52,10 @@ pub fn load_config(o: &Overrides) -> Result<Config, String> {
     if let Some(t) = &o.write_token {
         config.write_token = t.clone();
     }
+    if let Some(f) = &o.write_token_file {
+        config.write_token_file = f.clone();
+    }
+    config.read_write_token_file().map_err(|e| e.to_string())?;
     config.insecure |= o.insecure;
     if let Some(s) = o.speed {
         config.demo.speed = s;

@@ -162,9 +162,64 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// The name of the write token's security scheme in the OpenAPI document.
+const WRITE_TOKEN_SCHEME: &str = "write_token";
+
+/// Declares the write token in the document: an HTTP bearer scheme, required by every
+/// state-changing (POST) route, which can then answer 401 (no token) and 403 (wrong token).
+/// Done here, over the whole route list, so a new write route cannot miss it.
+fn declare_write_token(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            WRITE_TOKEN_SCHEME,
+            utoipa::openapi::security::SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The gateway's write token (`write_token`), needed by writes when one is configured; reads need none.",
+                    ))
+                    .build(),
+            ),
+        );
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let Some(operation) = item.post.as_mut() else {
+            continue;
+        };
+        operation.security = Some(vec![SecurityRequirement::new(
+            WRITE_TOKEN_SCHEME,
+            Vec::<String>::new(),
+        )]);
+        let responses = &mut operation.responses.responses;
+        responses.insert(
+            "401".into(),
+            error("`unauthorized`: a write token is configured and the request has none").into(),
+        );
+        responses.insert(
+            "403".into(),
+            error("`forbidden`: the write token is wrong").into(),
+        );
+    }
+}
+
 /// The whole application: API, OpenAPI document and limits.
 pub fn app(state: AppState) -> Router {
-    let (api, openapi) = routes();
+    let (api, mut openapi) = routes();
+    declare_write_token(&mut openapi);
     let openapi = Arc::new(openapi);
     api.route(
         "/api/v1/openapi.json",
@@ -269,7 +324,7 @@ async fn write_auth(State(state): State<AppState>, request: Request, next: Next)
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let error = match given.and_then(|v| v.strip_prefix("Bearer ")) {
+    let error = match given.and_then(bearer_credentials) {
         None => ApiError::field(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -287,6 +342,15 @@ async fn write_auth(State(state): State<AppState>, request: Request, next: Next)
         ),
     };
     axum::response::IntoResponse::into_response(error)
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` are the same scheme.
+fn bearer_credentials(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start_matches(' '))
 }
 
 /// Compares without an early exit, so timing tells nothing about where tokens differ.
@@ -317,6 +381,42 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_credentials("Bearer t0k"), Some("t0k"));
+        assert_eq!(bearer_credentials("bearer t0k"), Some("t0k"));
+        assert_eq!(bearer_credentials("BEARER  t0k"), Some("t0k"));
+        assert_eq!(bearer_credentials("Basic t0k"), None);
+        assert_eq!(bearer_credentials("Bearer"), None);
+    }
+
+    #[test]
+    fn every_post_route_declares_the_write_token_and_its_401_and_403() {
+        let (_, mut openapi) = routes();
+        declare_write_token(&mut openapi);
+        let doc = serde_json::to_value(&openapi).unwrap();
+        assert_eq!(
+            doc["components"]["securitySchemes"][WRITE_TOKEN_SCHEME]["scheme"],
+            "bearer"
+        );
+        let mut posts = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if let Some(post) = item.get("post") {
+                posts += 1;
+                assert!(
+                    post["security"][0].get(WRITE_TOKEN_SCHEME).is_some(),
+                    "{path}"
+                );
+                assert!(post["responses"].get("401").is_some(), "{path}");
+                assert!(post["responses"].get("403").is_some(), "{path}");
+            }
+            if let Some(get) = item.get("get") {
+                assert!(get.get("security").is_none(), "{path}");
+            }
+        }
+        assert!(posts >= 10, "{posts}");
+    }
 
     #[test]
     fn constant_time_eq_is_eq() {
