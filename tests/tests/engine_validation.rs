@@ -1128,3 +1128,88 @@ fn a_new_meter_or_asset_beyond_entities_max_is_rejected_and_the_others_go_on() {
     accept(&engine, bookkeeping);
     assert_eq!(engine.read(|image| image.len()), 3);
 }
+
+/// The active faults of `asset` in the image.
+fn active_faults(engine: &Engine, asset: &str) -> Vec<String> {
+    engine.read(|image| match image.entity(asset).map(|e| &e.state) {
+        Some(gridlog_firmware::engine::image::EntityState::Asset(a)) => {
+            a.faults.iter().map(|c| c.as_str().to_string()).collect()
+        }
+        other => panic!("{asset} is not an asset: {other:?}"),
+    })
+}
+
+/// The active faults of `asset` folded from its events in the log: what any replay or
+/// central copy concludes.
+fn faults_in_log(engine: &Engine, asset: &str) -> Vec<String> {
+    let mut active: Vec<String> = Vec::new();
+    for event in events(engine, asset) {
+        match event {
+            Event::FaultRaised { code } if !active.contains(&code.as_str().to_string()) => {
+                active.push(code.as_str().to_string());
+            }
+            Event::FaultCleared { code } => active.retain(|c| c != code.as_str()),
+            _ => {}
+        }
+    }
+    active
+}
+
+#[test]
+fn a_fault_beyond_the_most_an_asset_can_hold_is_refused_and_state_and_log_agree() {
+    let max = gridlog_firmware::engine::image::ASSET_FAULTS_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at(NOW_MS);
+    let engine = open(dir.path(), options(&clock));
+    accept(&engine, register_asset("bat", AssetKind::Battery, 5000.0));
+    let raise = |code: String| Command::RaiseFault {
+        asset: id("bat"),
+        code: Label::new(&code).unwrap(),
+    };
+    let clear = |code: String| Command::ClearFault {
+        asset: id("bat"),
+        code: Label::new(&code).unwrap(),
+    };
+    // F0..F8 in one request: validation sees the earlier ones of the same batch, so the
+    // ninth is refused there too.
+    let results = submit(&engine, (0..=max).map(|i| raise(format!("F{i}"))));
+    assert!(
+        results[..max]
+            .iter()
+            .all(|r| matches!(r, ItemResult::Accepted { .. })),
+        "{results:?}"
+    );
+    match &results[max] {
+        ItemResult::Rejected(r) => {
+            assert_eq!((r.code, r.field), ("too_many_faults", Some("code")), "{r}");
+        }
+        other => panic!("the ninth fault: {other:?}"),
+    }
+    // Alone, too: refused with nothing stored.
+    assert_rejected(
+        &engine,
+        raise(format!("F{max}")),
+        "too_many_faults",
+        Some("code"),
+    );
+    assert_eq!(active_faults(&engine, "bat"), faults_in_log(&engine, "bat"));
+    // An already-active one is still a duplicate, not a refusal.
+    assert_duplicate(&engine, raise("F0".into()));
+    // Clear one: the ninth now fits, and clearing it later is not a duplicate.
+    accept(&engine, clear("F3".into()));
+    accept(&engine, raise(format!("F{max}")));
+    accept(&engine, clear(format!("F{max}")));
+    let expected: Vec<String> = (0..max)
+        .filter(|&i| i != 3)
+        .map(|i| format!("F{i}"))
+        .collect();
+    assert_eq!(active_faults(&engine, "bat"), expected);
+    assert_eq!(faults_in_log(&engine, "bat"), expected);
+    let digest = engine.digest();
+    drop(engine);
+    // Replay: the state rebuilt from the log is the state that was acknowledged.
+    let engine = open(dir.path(), options(&clock));
+    assert_eq!(engine.digest(), digest);
+    assert_eq!(active_faults(&engine, "bat"), expected);
+    assert_eq!(faults_in_log(&engine, "bat"), expected);
+}

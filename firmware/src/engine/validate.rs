@@ -7,7 +7,7 @@ use gridlog_common::domain::{
 };
 use gridlog_common::id::EntityId;
 
-use super::image::{reading_fingerprint, EntityState};
+use super::image::{reading_fingerprint, EntityState, ASSET_FAULTS_MAX};
 
 /// Why a command was rejected: a stable code for programs, the field at fault, words for
 /// people, and the entity's current sequence number where that helps a retry.
@@ -344,6 +344,18 @@ fn check(
             let a = asset(entity, state)?;
             if a.faults.contains(code) {
                 return Ok(Verdict::Duplicate);
+            }
+            // The image holds at most ASSET_FAULTS_MAX active faults: one more would be
+            // stored and acknowledged but not kept, and log and state would disagree for
+            // good (clearing it would then be a duplicate).
+            if a.faults.len() >= ASSET_FAULTS_MAX {
+                return Err(Rejection::new(
+                    "too_many_faults",
+                    Some("code"),
+                    format!(
+                        "asset {entity} already has {ASSET_FAULTS_MAX} active faults, the most it can have; clear one first"
+                    ),
+                ));
             }
             Ok(accept_one(Event::FaultRaised { code: code.clone() }))
         }

@@ -51,6 +51,8 @@ fn rejection_status(code: &str) -> StatusCode {
         "seq_mismatch" | "already_registered" | "not_a_meter" | "not_an_asset" => {
             StatusCode::CONFLICT
         }
+        // Limits of the state (`too_many_entities`, `too_many_faults`) and every rule of
+        // the values themselves.
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
