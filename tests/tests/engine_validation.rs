@@ -553,6 +553,165 @@ fn non_finite_numbers_are_rejected_naming_the_field() {
 }
 
 #[test]
+fn values_beyond_their_physical_range_are_rejected_naming_the_field() {
+    use gridlog_firmware::engine::validate::{
+        CURRENT_A_ABS_MAX, ENERGY_WH_MAX, POWER_W_ABS_MAX, REACTIVE_POWER_VAR_ABS_MAX,
+        VOLTAGE_V_ABS_MAX,
+    };
+    let f = fixture_with_meter();
+    accept(&f.engine, register_asset("bat", AssetKind::Battery, 5000.0));
+    let t = T0_MS + 60_000;
+    let good = reading_values(t, 1001.0, 51.0, 100.0);
+    // 1e39 is beyond f32 (rollups' min/max), 1.7e308 near f64::MAX (sums overflow).
+    for huge in [1e39, 1.7e308, POWER_W_ABS_MAX * 1.01] {
+        for sign in [1.0, -1.0] {
+            assert_rejected(
+                &f.engine,
+                record(
+                    "m",
+                    Reading {
+                        power_w: sign * huge,
+                        ..good
+                    },
+                ),
+                "value_out_of_range",
+                Some("power_w"),
+            );
+            assert_rejected(
+                &f.engine,
+                Command::RequestSetpoint {
+                    asset: id("bat"),
+                    power_w: sign * huge,
+                },
+                "value_out_of_range",
+                Some("power_w"),
+            );
+            assert_rejected(
+                &f.engine,
+                Command::RecordTelemetry {
+                    asset: id("bat"),
+                    telemetry: gridlog_common::domain::Telemetry {
+                        time_ms: t,
+                        power_w: sign * huge,
+                        soc_pct: None,
+                        status: Label::new("ok").unwrap(),
+                    },
+                },
+                "value_out_of_range",
+                Some("power_w"),
+            );
+        }
+        assert_rejected(
+            &f.engine,
+            register_asset("big", AssetKind::Load, huge),
+            "value_out_of_range",
+            Some("rated_power_w"),
+        );
+    }
+    for huge in [1e39, 1.7e308, ENERGY_WH_MAX * 1.01] {
+        for (reading, field) in [
+            (
+                Reading {
+                    import_wh: huge,
+                    ..good
+                },
+                "import_wh",
+            ),
+            (
+                Reading {
+                    export_wh: huge,
+                    ..good
+                },
+                "export_wh",
+            ),
+        ] {
+            assert_rejected(
+                &f.engine,
+                record("m", reading),
+                "value_out_of_range",
+                Some(field),
+            );
+        }
+        assert_rejected(
+            &f.engine,
+            replace_m(t, huge),
+            "value_out_of_range",
+            Some("import_wh"),
+        );
+        assert_rejected(
+            &f.engine,
+            Command::RegisterAsset {
+                asset: id("big"),
+                kind: AssetKind::Battery,
+                rated_power_w: 1.0,
+                capacity_wh: Some(huge),
+            },
+            "value_out_of_range",
+            Some("capacity_wh"),
+        );
+    }
+    // The f32 fields: beyond their bound but still finite as f32.
+    for (reading, field) in [
+        (
+            Reading {
+                voltage_v: Some((VOLTAGE_V_ABS_MAX * 2.0) as f32),
+                ..good
+            },
+            "voltage_v",
+        ),
+        (
+            Reading {
+                current_a: Some((-CURRENT_A_ABS_MAX * 2.0) as f32),
+                ..good
+            },
+            "current_a",
+        ),
+        (
+            Reading {
+                reactive_power_var: Some(1e38),
+                ..good
+            },
+            "reactive_power_var",
+        ),
+        (
+            Reading {
+                reactive_power_var: Some((REACTIVE_POWER_VAR_ABS_MAX * 2.0) as f32),
+                ..good
+            },
+            "reactive_power_var",
+        ),
+    ] {
+        assert_rejected(
+            &f.engine,
+            record("m", reading),
+            "value_out_of_range",
+            Some(field),
+        );
+    }
+    // At the bounds themselves, accepted.
+    accept(
+        &f.engine,
+        record(
+            "m",
+            Reading {
+                power_w: -POWER_W_ABS_MAX,
+                voltage_v: Some(VOLTAGE_V_ABS_MAX as f32),
+                current_a: Some(CURRENT_A_ABS_MAX as f32),
+                reactive_power_var: Some(REACTIVE_POWER_VAR_ABS_MAX as f32),
+                ..good
+            },
+        ),
+    );
+    accept(
+        &f.engine,
+        record(
+            "m",
+            reading_values(t + 60_000, ENERGY_WH_MAX, ENERGY_WH_MAX, POWER_W_ABS_MAX),
+        ),
+    );
+}
+
+#[test]
 fn negative_energy_is_rejected() {
     let f = fixture_with_meter();
     let t = T0_MS + 60_000;
