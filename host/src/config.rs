@@ -180,6 +180,10 @@ pub struct HttpConfig {
     pub log_queries_max: usize,
     /// Seconds between SSE heartbeats. Default 15.
     pub stream_heartbeat_s: u64,
+    /// Host names (besides IP addresses and `localhost`) that requests may carry in `Host`:
+    /// the names the gateway is reached by, e.g. `["gateway.site.example"]`. Any other name
+    /// is refused (421), which stops DNS rebinding. Default empty.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -193,6 +197,7 @@ impl Default for HttpConfig {
             writes_max: 32,
             log_queries_max: 4,
             stream_heartbeat_s: 15,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -222,6 +227,16 @@ impl HttpConfig {
                     "{name} must be in 1..={HTTP_CONCURRENCY_LIMIT}, not {value}"
                 ));
             }
+        }
+        if let Some(bad) = self.allowed_hosts.iter().find(|h| {
+            h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }) {
+            return Err(format!(
+                "http.allowed_hosts entries must be host names (letters, digits, - and .; no port), not {bad:?}"
+            ));
         }
         if self.request_timeout_s == 0 || self.body_bytes_max == 0 {
             return Err("http.request_timeout_s and http.body_bytes_max must be above 0".into());
@@ -413,13 +428,12 @@ impl Config {
                 .split("__")
                 .map(str::to_ascii_lowercase)
                 .collect();
-            let parsed = raw
-                .parse::<toml::Value>()
-                .or_else(|_| {
-                    format!("v = {raw}")
-                        .parse::<toml::Table>()
-                        .map(|t| t["v"].clone())
-                })
+            // A value first (`["a","b"]` is an array, not a TOML table header), then a
+            // document, then bare text.
+            let parsed = format!("v = {raw}")
+                .parse::<toml::Table>()
+                .map(|t| t["v"].clone())
+                .or_else(|_| raw.parse::<toml::Value>())
                 .unwrap_or(toml::Value::String(raw.clone()));
             set_path(&mut value, &path, parsed).map_err(|message| ConfigError::Invalid {
                 origin: key.clone(),
@@ -721,6 +735,25 @@ mod tests {
             ..Config::default()
         };
         assert!(both.read_write_token_file().is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_the_environment_as_an_array_and_must_be_names() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "GRIDLOG_HTTP__ALLOWED_HOSTS",
+                r#"["gw.site.example", "gw"]"#,
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.http.allowed_hosts, ["gw.site.example", "gw"]);
+        for bad in [r#"["gw:8080"]"#, r#"[""]"#, r#"["evil example"]"#] {
+            let e = Config::load(None, env(&[("GRIDLOG_HTTP__ALLOWED_HOSTS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("http.allowed_hosts"), "{bad}: {e}");
+        }
     }
 
     #[test]

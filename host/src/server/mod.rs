@@ -8,6 +8,7 @@ mod dashboard;
 pub mod error;
 pub mod extract;
 mod ops;
+pub mod origin;
 mod read;
 mod stream;
 pub mod wire;
@@ -220,6 +221,7 @@ fn declare_write_token(openapi: &mut utoipa::openapi::OpenApi) {
 pub fn app(state: AppState) -> Router {
     let (api, mut openapi) = routes();
     declare_write_token(&mut openapi);
+    let api = api.route_layer(axum::middleware::from_fn(origin::refuse_cross_site_writes));
     let openapi = Arc::new(openapi);
     api.route(
         "/api/v1/openapi.json",
@@ -253,6 +255,10 @@ pub fn app(state: AppState) -> Router {
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
         write_auth,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        origin::refuse_foreign_host,
     ))
     .with_state(state)
 }
