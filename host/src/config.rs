@@ -180,6 +180,22 @@ pub struct HttpConfig {
     pub log_queries_max: usize,
     /// Seconds between SSE heartbeats. Default 15.
     pub stream_heartbeat_s: u64,
+    /// Connections open at once; beyond it the server stops accepting (new ones wait in
+    /// the kernel's backlog). Lowered at start to the open-file limit less the descriptors
+    /// kept for the log. Default 512.
+    pub connections_max: usize,
+    /// A request's head (request line and headers) must arrive within this. Default 10 s.
+    pub header_read_timeout_s: u64,
+    /// A connection whose client reads nothing of an answer for this long is closed,
+    /// freeing the answer. Default 30 s.
+    pub send_timeout_s: u64,
+    /// Bytes that large answers (64 KiB and more, e.g. event pages) may hold at once while
+    /// they are sent; one more that does not fit is dropped and answered 503 `overloaded`
+    /// (retry). Bounds the memory non-reading clients can pin. Default 33554432 (32 MiB).
+    pub answer_bytes_max: u64,
+    /// At shutdown, connections still open this long after the listener closed (half-sent
+    /// requests, non-reading clients) are dropped. Default 10 s.
+    pub shutdown_timeout_s: u64,
     /// Host names (besides IP addresses and `localhost`) that requests may carry in `Host`:
     /// the names the gateway is reached by, e.g. `["gateway.site.example"]`. Any other name
     /// is refused (421), which stops DNS rebinding. Default empty.
@@ -197,6 +213,11 @@ impl Default for HttpConfig {
             writes_max: 32,
             log_queries_max: 4,
             stream_heartbeat_s: 15,
+            connections_max: 512,
+            header_read_timeout_s: 10,
+            send_timeout_s: 30,
+            answer_bytes_max: 32 * 1024 * 1024,
+            shutdown_timeout_s: 10,
             allowed_hosts: Vec::new(),
         }
     }
@@ -221,6 +242,7 @@ impl HttpConfig {
             ("http.streams_max", self.streams_max),
             ("http.writes_max", self.writes_max),
             ("http.log_queries_max", self.log_queries_max),
+            ("http.connections_max", self.connections_max),
         ] {
             if !(1..=HTTP_CONCURRENCY_LIMIT).contains(&value) {
                 return Err(format!(
@@ -237,6 +259,15 @@ impl HttpConfig {
             return Err(format!(
                 "http.allowed_hosts entries must be host names (letters, digits, - and .; no port), not {bad:?}"
             ));
+        }
+        for (name, value) in [
+            ("http.header_read_timeout_s", self.header_read_timeout_s),
+            ("http.send_timeout_s", self.send_timeout_s),
+            ("http.answer_bytes_max", self.answer_bytes_max),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be above 0"));
+            }
         }
         if self.request_timeout_s == 0 || self.body_bytes_max == 0 {
             return Err("http.request_timeout_s and http.body_bytes_max must be above 0".into());

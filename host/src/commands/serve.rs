@@ -210,6 +210,13 @@ async fn serve(config: Config, demo: bool) -> Outcome {
 
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
+    // A second signal stops at once: the log is then as after a power cut, which the next
+    // start recovers (nothing acknowledged is lost).
+    tokio::spawn(async {
+        shutdown_signal().await;
+        eprintln!("gridlog: second signal: stopping at once");
+        std::process::exit(EXIT_SECOND_SIGNAL);
+    });
     let _ = stop_tx.send(true);
     let outcome = match server.await {
         Ok(Ok(())) => Outcome::Clean,
@@ -242,6 +249,10 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     tracing::info!("stopped");
     outcome
 }
+
+/// The exit status after a second SIGINT/SIGTERM (128 + SIGINT, as shells report an
+/// interrupted process).
+pub const EXIT_SECOND_SIGNAL: i32 = 130;
 
 /// Resolves on SIGINT or SIGTERM.
 pub(crate) async fn shutdown_signal() {

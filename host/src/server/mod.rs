@@ -4,6 +4,7 @@
 //! directly. Writes go through [`Engine::submit_with`], whose reply is sent to a oneshot
 //! channel: the async runtime never blocks on the log.
 
+pub mod conn;
 mod dashboard;
 pub mod error;
 pub mod extract;
@@ -43,9 +44,10 @@ struct StateInner {
     shipping: OnceLock<Arc<crate::ship::ShipStatus>>,
     config: Config,
     started: Instant,
-    requests: Semaphore,
+    requests: Arc<Semaphore>,
     streams: Arc<Semaphore>,
-    writes: Semaphore,
+    writes: Arc<Semaphore>,
+    answer_kib: Arc<Semaphore>,
     log_queries: Arc<Semaphore>,
     shutting_down: AtomicBool,
 }
@@ -57,9 +59,10 @@ impl AppState {
             inner: Arc::new(StateInner {
                 engine: OnceLock::new(),
                 shipping: OnceLock::new(),
-                requests: Semaphore::new(config.http.concurrency_max),
+                requests: Arc::new(Semaphore::new(config.http.concurrency_max)),
                 streams: Arc::new(Semaphore::new(config.http.streams_max)),
-                writes: Semaphore::new(config.http.writes_max),
+                writes: Arc::new(Semaphore::new(config.http.writes_max)),
+                answer_kib: Arc::new(Semaphore::new(answer_budget_kib(&config))),
                 log_queries: Arc::new(Semaphore::new(config.http.log_queries_max)),
                 config,
                 started: Instant::now(),
@@ -263,9 +266,22 @@ pub fn app(state: AppState) -> Router {
     .with_state(state)
 }
 
-/// Concurrency limit and request timeout, answered as JSON.
+/// Answers at least this large take their size from `http.answer_bytes_max` while they
+/// are sent; smaller ones (almost all) only their concurrency slot.
+pub const ANSWER_BUDGETED_BYTES_MIN: u64 = 64 * 1024;
+
+/// `http.answer_bytes_max` in KiB (the semaphore's unit), at least one answer's worth.
+fn answer_budget_kib(config: &Config) -> usize {
+    let kib = config.http.answer_bytes_max.div_ceil(1024);
+    usize::try_from(kib).unwrap_or(usize::MAX).max(1)
+}
+
+/// Concurrency limit, request timeout and the budget of answer bytes in flight, answered as
+/// JSON. Every slot a request takes is held by its response body until the body has been
+/// sent (or the connection dropped), not only until the handler returns: a client that does
+/// not read cannot make the server hold more than the limits allow.
 async fn limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = state.inner.requests.try_acquire() else {
+    let Ok(permit) = state.inner.requests.clone().try_acquire_owned() else {
         return axum::response::IntoResponse::into_response(
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -277,10 +293,10 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
     };
     let timeout = Duration::from_secs(state.config().http.request_timeout_s);
     let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
-    let _write_permit = if read_only {
+    let write_permit = if read_only {
         None
     } else {
-        match state.inner.writes.try_acquire() {
+        match state.inner.writes.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
                 return axum::response::IntoResponse::into_response(
@@ -294,27 +310,64 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
             }
         }
     };
-    match tokio::time::timeout(timeout, next.run(request)).await {
+    let response = match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) if read_only => axum::response::IntoResponse::into_response(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!(
-                "the request did not complete within {} s",
-                timeout.as_secs()
-            ),
-        )),
+        Err(_) if read_only => {
+            return axum::response::IntoResponse::into_response(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request did not complete within {} s",
+                    timeout.as_secs()
+                ),
+            ))
+        }
         // A write may have reached the engine and still be stored (a stalled disk makes
         // the commit late, not lost): say so, rather than a 408 that invites a blind retry.
-        Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "outcome_unknown",
-            format!(
-                "the write did not complete within {} s and may still be stored: check before retrying, or retry with the same command_id",
-                timeout.as_secs()
-            ),
-        )),
-    }
+        Err(_) => {
+            return axum::response::IntoResponse::into_response(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "outcome_unknown",
+                format!(
+                    "the write did not complete within {} s and may still be stored: check before retrying, or retry with the same command_id",
+                    timeout.as_secs()
+                ),
+            ))
+        }
+    };
+    // A large answer (an event page) takes its share of the bytes all answers may hold while
+    // they are sent, or is dropped at once: waiting for a share would hold the built answer
+    // in memory meanwhile, which is what the budget is there to prevent.
+    let size = http_body::Body::size_hint(response.body()).exact();
+    let budget = match size {
+        Some(bytes) if bytes >= ANSWER_BUDGETED_BYTES_MIN => {
+            let total = answer_budget_kib(state.config());
+            let kib = usize::try_from(bytes.div_ceil(1024))
+                .unwrap_or(usize::MAX)
+                .min(total);
+            let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+            match state.inner.answer_kib.clone().try_acquire_many_owned(kib) {
+                Ok(share) => Some(share),
+                Err(_) => {
+                    drop(response);
+                    return axum::response::IntoResponse::into_response(
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "overloaded",
+                            format!(
+                                "large answers being sent already hold http.answer_bytes_max ({} bytes); retry, or ask for a smaller page (limit)",
+                                state.config().http.answer_bytes_max
+                            ),
+                        )
+                        .retry(1),
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
+    response
+        .map(|body| axum::body::Body::new(conn::Held::new(body, (permit, write_permit, budget))))
 }
 
 /// Writes need `Authorization: Bearer <token>` when a token is configured.
@@ -368,21 +421,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets
-/// in-flight requests finish (their commits complete), and returns.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let stopping = state.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.begin_shutdown();
-        })
-        .await
-}
+pub use conn::serve;
 
 #[cfg(test)]
 mod tests {
