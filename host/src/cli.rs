@@ -78,7 +78,8 @@ Writes need `Authorization: Bearer <token>` when a write token is set. Listening
 address other than loopback without a token is refused unless --insecure is given.
 
 SIGINT or SIGTERM stops it cleanly: no new requests, in-flight writes finish and are
-acknowledged, the log is closed. Exit status: 0 stopped cleanly, 1 the data directory
+acknowledged, connections still open after http.shutdown_timeout_s (10 s) are closed, the
+log is closed. A second signal stops at once (exit status 130). Exit status: 0 stopped cleanly, 1 the data directory
 could not be opened (damage: see `gridlog verify`), 2 configuration or address error.",
         after_help = "\
 Examples:

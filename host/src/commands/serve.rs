@@ -137,6 +137,9 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     );
     tracing::info!(%address, data_dir = %config.data_dir.display(), demo, "gridlog starting");
 
+    // Listening for SIGINT/SIGTERM from here on: a signal during recovery is kept, and the
+    // second one is seen however soon it follows the first.
+    let mut signals = StopSignals::new();
     let state = AppState::new(config.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
@@ -208,12 +211,12 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     };
     tracing::info!(offset = engine.committed_offset(), "ready");
 
-    shutdown_signal().await;
+    signals.next().await;
     tracing::info!("shutting down: finishing in-flight requests");
     // A second signal stops at once: the log is then as after a power cut, which the next
     // start recovers (nothing acknowledged is lost).
-    tokio::spawn(async {
-        shutdown_signal().await;
+    tokio::spawn(async move {
+        signals.next().await;
         eprintln!("gridlog: second signal: stopping at once");
         std::process::exit(EXIT_SECOND_SIGNAL);
     });
@@ -253,6 +256,38 @@ async fn serve(config: Config, demo: bool) -> Outcome {
 /// The exit status after a second SIGINT/SIGTERM (128 + SIGINT, as shells report an
 /// interrupted process).
 pub const EXIT_SECOND_SIGNAL: i32 = 130;
+
+/// SIGINT and SIGTERM, listened for from creation on (each delivery is kept until read).
+pub(crate) struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    pub(crate) fn new() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next SIGINT or SIGTERM.
+    pub(crate) async fn next(&mut self) {
+        async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(self.interrupt.as_mut()) => {},
+            () = recv(self.terminate.as_mut()) => {},
+        }
+    }
+}
 
 /// Resolves on SIGINT or SIGTERM.
 pub(crate) async fn shutdown_signal() {
