@@ -36,13 +36,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let limit = state.config().http.body_bytes_max;
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
-            .map_err(|_| {
-                ApiError::field(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "body",
-                    format!("the body is larger than {limit} bytes"),
-                )
+            .map_err(|error| {
+                // Over the limit, or the body itself broken (a bad chunk size, a connection
+                // cut mid-body): different faults, different answers.
+                let over_limit = std::error::Error::source(&error)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if over_limit {
+                    ApiError::field(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "body",
+                        format!("the body is larger than {limit} bytes"),
+                    )
+                } else {
+                    ApiError::field(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_body",
+                        "body",
+                        format!("the body could not be read: {error}"),
+                    )
+                }
             })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize::<_, T>(&mut *de) {

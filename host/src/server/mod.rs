@@ -266,6 +266,17 @@ pub fn app(state: AppState) -> Router {
     .with_state(state)
 }
 
+tokio::task_local! {
+    /// Set by a write handler once its command has been handed to the engine: from then on,
+    /// a timeout cannot say whether it was stored.
+    static SUBMITTED: Arc<AtomicBool>;
+}
+
+/// Notes that the current request's write has reached the engine (see [`SUBMITTED`]).
+pub(crate) fn note_submitted() {
+    let _ = SUBMITTED.try_with(|flag| flag.store(true, Ordering::Relaxed));
+}
+
 /// Answers at least this large take their size from `http.answer_bytes_max` while they
 /// are sent; smaller ones (almost all) only their concurrency slot.
 pub const ANSWER_BUDGETED_BYTES_MIN: u64 = 64 * 1024;
@@ -293,6 +304,22 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
     };
     let timeout = Duration::from_secs(state.config().http.request_timeout_s);
     let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    // A body declared larger than the limit is refused before it takes a write slot or
+    // anyone waits for it to arrive.
+    let limit = state.config().http.body_bytes_max;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return axum::response::IntoResponse::into_response(ApiError::field(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "body",
+            format!("the body is larger than {limit} bytes"),
+        ));
+    }
     let write_permit = if read_only {
         None
     } else {
@@ -310,9 +337,13 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
             }
         }
     };
-    let response = match tokio::time::timeout(timeout, next.run(request)).await {
+    let submitted = Arc::new(AtomicBool::new(false));
+    let run = SUBMITTED.scope(submitted.clone(), next.run(request));
+    let response = match tokio::time::timeout(timeout, run).await {
         Ok(response) => response,
-        Err(_) if read_only => {
+        // A read, or a write that never reached the engine (its body did not arrive in
+        // time): nothing can have been stored, so a plain timeout.
+        Err(_) if read_only || !submitted.load(Ordering::Relaxed) => {
             return axum::response::IntoResponse::into_response(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
