@@ -103,3 +103,41 @@ fn broken_bodies_are_answered_for_what_they_are() {
     let after = get(&server.url("/api/v1/status")).1["last_offset"].clone();
     assert_eq!(before, after);
 }
+
+#[test]
+fn the_protocol_layers_own_errors_are_json_with_a_code() {
+    let server = Server::start(&[]);
+    let host = server.addr;
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let huge_headers = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nX-Pad: {}\r\n\r\n",
+        "b".repeat(1024 * 1024)
+    );
+    let two_lengths = format!(
+        "POST /api/v1/meters HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{{}}"
+    );
+    for (name, request, status, code) in [
+        (
+            "bad request line",
+            "GARBAGE\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+        ),
+        ("two Content-Lengths", two_lengths, 400, "bad_request"),
+        ("URI too long", long_uri, 414, "uri_too_long"),
+        ("headers too large", huge_headers, 431, "headers_too_large"),
+    ] {
+        let (got, body) = exchange(&server, request.as_bytes(), Duration::from_secs(60));
+        assert_eq!(got, status, "{name}: {body}");
+        assert_eq!(body["error"]["code"], code, "{name}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{name}"
+        );
+    }
+}

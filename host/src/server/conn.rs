@@ -156,10 +156,77 @@ pub async fn serve(
 /// A socket whose writes fail with `TimedOut` once one has made no progress for `timeout`:
 /// a client that stops reading cannot hold a connection (and the answer it was being sent)
 /// for longer.
+///
+/// It also gives the protocol layer's own error answers a JSON body: hyper answers a
+/// request it cannot parse (a bad request line, two `Content-Length`s, a URI or header
+/// section too long) with an empty 400/414/431 and closes; [`protocol_error_answer`]
+/// rewrites that answer, on its way to the socket, into the API's error shape.
 pub struct SendTimeout<S> {
     inner: S,
     timeout: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
+    /// A rewritten protocol error answer being written, and how much of it is.
+    rewritten: Option<(Vec<u8>, usize)>,
+}
+
+/// An error the HTTP protocol layer answers by itself, before any route sees the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// 400: not a valid HTTP/1.1 request (request line, header syntax, framing).
+    #[error("the request is not valid HTTP/1.1: a bad request line or header, or ambiguous framing such as two Content-Length headers")]
+    BadRequest,
+    /// 414: the request target is too long.
+    #[error("the request's URI is too long")]
+    UriTooLong,
+    /// 431: the header section is too large.
+    #[error("the request's header section is too large")]
+    HeadersTooLarge,
+}
+
+impl ProtocolError {
+    /// The status and the stable code: in one place.
+    pub fn wire(self) -> (u16, &'static str) {
+        match self {
+            ProtocolError::BadRequest => (400, "bad_request"),
+            ProtocolError::UriTooLong => (414, "uri_too_long"),
+            ProtocolError::HeadersTooLarge => (431, "headers_too_large"),
+        }
+    }
+
+    fn from_status(status: u16) -> Option<ProtocolError> {
+        [
+            ProtocolError::BadRequest,
+            ProtocolError::UriTooLong,
+            ProtocolError::HeadersTooLarge,
+        ]
+        .into_iter()
+        .find(|e| e.wire().0 == status)
+    }
+}
+
+/// If `written` is hyper's own answer to an unparseable request (a 400, 414 or 431 head
+/// with `content-length: 0`; the API's own errors always have a JSON body), the same answer
+/// with a JSON error body.
+pub fn protocol_error_answer(written: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(written).ok()?;
+    let status: u16 = text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    let error = ProtocolError::from_status(status)?;
+    if !text.ends_with("\r\n\r\n") || !text.contains("\r\ncontent-length: 0\r\n") {
+        return None;
+    }
+    let (_, code) = error.wire();
+    let body =
+        serde_json::json!({"error": {"code": code, "message": error.to_string()}}).to_string();
+    let head = text.replacen(
+        "\r\ncontent-length: 0\r\n",
+        &format!(
+            "\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        ),
+        1,
+    );
+    Some([head.as_bytes(), body.as_bytes()].concat())
 }
 
 impl<S> SendTimeout<S> {
@@ -169,6 +236,31 @@ impl<S> SendTimeout<S> {
             inner,
             timeout,
             stalled: None,
+            rewritten: None,
+        }
+    }
+
+    /// Writes the rewritten answer; reports `original` bytes written once all of it is.
+    fn poll_rewritten(&mut self, cx: &mut Context<'_>, original: usize) -> Poll<io::Result<usize>>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        loop {
+            let Some((bytes, at)) = self.rewritten.as_mut() else {
+                return Poll::Ready(Ok(original));
+            };
+            if *at == bytes.len() {
+                self.rewritten = None;
+                return Poll::Ready(Ok(original));
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*at..]) {
+                Poll::Ready(Ok(n)) => {
+                    *at += n;
+                    self.stalled = None;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return self.check_stall(cx),
+            }
         }
     }
 
@@ -205,6 +297,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.rewritten.is_none() {
+            self.rewritten = protocol_error_answer(buf).map(|answer| (answer, 0));
+        }
+        if self.rewritten.is_some() {
+            return self.poll_rewritten(cx, buf.len());
+        }
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Pending => self.check_stall(cx),
             ready => {
@@ -219,6 +317,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // hyper's own error answer is a head alone, in one slice.
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(only), None) = (filled.next(), filled.next()) {
+            if self.rewritten.is_none() {
+                self.rewritten = protocol_error_answer(only).map(|answer| (answer, 0));
+            }
+            if self.rewritten.is_some() {
+                return self.poll_rewritten(cx, only.len());
+            }
+        }
         match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
             Poll::Pending => self.check_stall(cx),
             ready => {
@@ -323,6 +431,31 @@ impl<G: Unpin> http_body::Body for Held<G> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_protocol_layers_empty_errors_get_a_json_body_and_nothing_else_changes() {
+        let hyper_400 = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Fri, 04 Dec 2026 13:31:07 GMT\r\n\r\n";
+        let answer = String::from_utf8(protocol_error_answer(hyper_400).unwrap()).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], "bad_request");
+        let hyper_431 = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert!(String::from_utf8(protocol_error_answer(hyper_431).unwrap())
+            .unwrap()
+            .contains("headers_too_large"));
+        // The API's own answers, with bodies, pass untouched.
+        assert_eq!(protocol_error_answer(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n"), None);
+        assert_eq!(
+            protocol_error_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+            None
+        );
+        assert_eq!(protocol_error_answer(b"{\"events\":[]}"), None);
+    }
 
     #[test]
     fn connections_leave_descriptors_for_the_log() {
