@@ -78,12 +78,13 @@ Writes need `Authorization: Bearer <token>` when a write token is set. Listening
 address other than loopback without a token is refused unless --insecure is given.
 
 SIGINT or SIGTERM stops it cleanly: no new requests, in-flight writes finish and are
-acknowledged, the log is closed. Exit status: 0 stopped cleanly, 1 the data directory
+acknowledged, connections still open after http.shutdown_timeout_s (10 s) are closed, the
+log is closed. A second signal stops at once (exit status 130). Exit status: 0 stopped cleanly, 1 the data directory
 could not be opened (damage: see `gridlog verify`), 2 configuration or address error.",
         after_help = "\
 Examples:
   gridlog serve
-  gridlog serve --data-dir /var/lib/gridlog --listen 0.0.0.0:8080 --write-token \"$TOKEN\"
+  gridlog serve --data-dir /var/lib/gridlog --listen 0.0.0.0:8080 --write-token-file /etc/gridlog/token
   GRIDLOG_WAL__COMMIT_DELAY_MS=5 gridlog serve --config /etc/gridlog.toml"
     )]
     Serve(ServeArgs),
@@ -304,9 +305,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
 
-    /// Require `Authorization: Bearer TOKEN` on writes.
+    /// Require `Authorization: Bearer TOKEN` on writes. Visible in the process list:
+    /// prefer --write-token-file or GRIDLOG_WRITE_TOKEN.
     #[arg(long, value_name = "TOKEN")]
     pub write_token: Option<String>,
+
+    /// Read the write token from FILE (one trailing newline removed).
+    #[arg(long, value_name = "FILE", conflicts_with = "write_token")]
+    pub write_token_file: Option<PathBuf>,
 
     /// Allow a non-loopback address without a write token (trusted networks only).
     #[arg(long)]

@@ -24,7 +24,12 @@ pub struct Config {
     /// HTTP listen address. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
     /// Bearer token required for writes; empty = none (loopback only). Default empty.
+    /// Visible ASCII only (`!`..`~`, no spaces): HTTP trims a header's surrounding
+    /// whitespace, so a token with spaces or other bytes could never match.
     pub write_token: String,
+    /// A file whose content (one trailing newline removed) is the write token, so the token
+    /// never appears in the process list or the environment. Default empty (none).
+    pub write_token_file: PathBuf,
     /// Allow listening on a non-loopback address without a write token. Default false.
     pub insecure: bool,
     /// This site's id (object keys, status). Default `site`.
@@ -49,6 +54,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./gridlog-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             write_token: String::new(),
+            write_token_file: PathBuf::new(),
             insecure: false,
             site_id: "site".into(),
             wal: WalConfig::default(),
@@ -199,6 +205,26 @@ pub struct HttpConfig {
     pub log_queries_max: usize,
     /// Seconds between SSE heartbeats. Default 15.
     pub stream_heartbeat_s: u64,
+    /// Connections open at once; beyond it the server stops accepting (new ones wait in
+    /// the kernel's backlog). Lowered at start to the open-file limit less the descriptors
+    /// kept for the log. Default 512.
+    pub connections_max: usize,
+    /// A request's head (request line and headers) must arrive within this. Default 10 s.
+    pub header_read_timeout_s: u64,
+    /// A connection whose client reads nothing of an answer for this long is closed,
+    /// freeing the answer. Default 30 s.
+    pub send_timeout_s: u64,
+    /// Bytes that large answers (64 KiB and more, e.g. event pages) may hold at once while
+    /// they are sent; one more that does not fit is dropped and answered 503 `overloaded`
+    /// (retry). Bounds the memory non-reading clients can pin. Default 33554432 (32 MiB).
+    pub answer_bytes_max: u64,
+    /// At shutdown, connections still open this long after the listener closed (half-sent
+    /// requests, non-reading clients) are dropped. Default 10 s.
+    pub shutdown_timeout_s: u64,
+    /// Host names (besides IP addresses and `localhost`) that requests may carry in `Host`:
+    /// the names the gateway is reached by, e.g. `["gateway.site.example"]`. Any other name
+    /// is refused (421), which stops DNS rebinding. Default empty.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -212,6 +238,12 @@ impl Default for HttpConfig {
             writes_max: 32,
             log_queries_max: 4,
             stream_heartbeat_s: 15,
+            connections_max: 512,
+            header_read_timeout_s: 10,
+            send_timeout_s: 30,
+            answer_bytes_max: 32 * 1024 * 1024,
+            shutdown_timeout_s: 10,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -235,11 +267,31 @@ impl HttpConfig {
             ("http.streams_max", self.streams_max),
             ("http.writes_max", self.writes_max),
             ("http.log_queries_max", self.log_queries_max),
+            ("http.connections_max", self.connections_max),
         ] {
             if !(1..=HTTP_CONCURRENCY_LIMIT).contains(&value) {
                 return Err(format!(
                     "{name} must be in 1..={HTTP_CONCURRENCY_LIMIT}, not {value}"
                 ));
+            }
+        }
+        if let Some(bad) = self.allowed_hosts.iter().find(|h| {
+            h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }) {
+            return Err(format!(
+                "http.allowed_hosts entries must be host names (letters, digits, - and .; no port), not {bad:?}"
+            ));
+        }
+        for (name, value) in [
+            ("http.header_read_timeout_s", self.header_read_timeout_s),
+            ("http.send_timeout_s", self.send_timeout_s),
+            ("http.answer_bytes_max", self.answer_bytes_max),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be above 0"));
             }
         }
         if self.request_timeout_s == 0 || self.body_bytes_max == 0 {
@@ -432,13 +484,12 @@ impl Config {
                 .split("__")
                 .map(str::to_ascii_lowercase)
                 .collect();
-            let parsed = raw
-                .parse::<toml::Value>()
-                .or_else(|_| {
-                    format!("v = {raw}")
-                        .parse::<toml::Table>()
-                        .map(|t| t["v"].clone())
-                })
+            // A value first (`["a","b"]` is an array, not a TOML table header), then a
+            // document, then bare text.
+            let parsed = format!("v = {raw}")
+                .parse::<toml::Table>()
+                .map(|t| t["v"].clone())
+                .or_else(|_| raw.parse::<toml::Value>())
                 .unwrap_or(toml::Value::String(raw.clone()));
             set_path(&mut value, &path, parsed).map_err(|message| ConfigError::Invalid {
                 origin: key.clone(),
@@ -491,6 +542,9 @@ impl Config {
         if let Err(message) = self.http.check() {
             return bad(message);
         }
+        if let Err(message) = check_write_token(&self.write_token) {
+            return bad(format!("write_token {message}"));
+        }
         if gridlog_common::id::EntityId::new(&self.site_id).is_err() {
             return bad(format!(
                 "site_id {:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :",
@@ -500,15 +554,67 @@ impl Config {
         Ok(())
     }
 
+    /// Reads `write_token_file` (if set) into `write_token`; setting both is an error, so
+    /// it is always clear which one is in force. Call before [`Config::check`].
+    pub fn read_write_token_file(&mut self) -> Result<(), ConfigError> {
+        if self.write_token_file.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let bad = |message: String| ConfigError::Invalid {
+            origin: "write_token_file".into(),
+            message,
+        };
+        if !self.write_token.is_empty() {
+            return Err(bad(
+                "write_token and write_token_file are both set; set only one".into(),
+            ));
+        }
+        let text = std::fs::read_to_string(&self.write_token_file).map_err(|e| {
+            bad(format!(
+                "cannot read {}: {e}",
+                self.write_token_file.display()
+            ))
+        })?;
+        let token = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        check_write_token(token).map_err(|message| {
+            bad(format!(
+                "the token in {} {message}",
+                self.write_token_file.display()
+            ))
+        })?;
+        if token.is_empty() {
+            return Err(bad(format!("{} is empty", self.write_token_file.display())));
+        }
+        self.write_token = token.to_string();
+        Ok(())
+    }
+
     /// Refuses a non-loopback listen address without a write token unless `insecure`.
     pub fn check_exposure(&self) -> Result<(), String> {
         if !self.listen.ip().is_loopback() && self.write_token.is_empty() && !self.insecure {
             return Err(format!(
-                "refusing to listen on {} without a write token: anyone on the network could write. Set write_token (GRIDLOG_WRITE_TOKEN or --write-token), or pass --insecure if the network is trusted",
+                "refusing to listen on {} without a write token: anyone on the network could write. Set write_token (--write-token-file, GRIDLOG_WRITE_TOKEN_FILE or GRIDLOG_WRITE_TOKEN), or pass --insecure if the network is trusted",
                 self.listen
             ));
         }
         Ok(())
+    }
+}
+
+/// A write token must be visible ASCII (`!`..=`~`): a client's `Authorization` header is
+/// trimmed by HTTP and holds only visible ASCII in practice, so any other byte — a space at
+/// either end, a newline from a file, a non-ASCII letter — makes a token that can never match
+/// and every write 403. Empty means no token.
+fn check_write_token(token: &str) -> Result<(), String> {
+    match token.bytes().position(|b| !b.is_ascii_graphic()) {
+        None => Ok(()),
+        Some(at) => Err(format!(
+            "must be visible ASCII without spaces (! to ~), but byte {at} is {:?}",
+            token[at..].chars().next().unwrap_or(' ')
+        )),
     }
 }
 
@@ -631,6 +737,79 @@ mod tests {
             assert!(e.contains(&format!("http.{name}")), "{key}={value}: {e}");
         }
         assert!(Config::load(None, env(&[("GRIDLOG_HTTP__STREAMS_MAX", "1")])).is_ok());
+    }
+
+    #[test]
+    fn a_write_token_that_could_never_match_is_refused_naming_the_key() {
+        for token in [
+            " secret",
+            "secret ",
+            "sec ret",
+            "secr\u{e9}t",
+            "secret\t",
+            "a\nb",
+        ] {
+            let c = Config {
+                write_token: token.into(),
+                ..Config::default()
+            };
+            let e = c.check().unwrap_err().to_string();
+            assert!(
+                e.contains("write_token") && e.contains("visible ASCII"),
+                "{token:?}: {e}"
+            );
+        }
+        let c = Config {
+            write_token: "s3cret-token_~!".into(),
+            ..Config::default()
+        };
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn the_write_token_file_loses_one_trailing_newline_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let read = |content: &str| {
+            std::fs::write(&file, content).unwrap();
+            let mut c = Config {
+                write_token_file: file.clone(),
+                ..Config::default()
+            };
+            c.read_write_token_file().map(|()| c.write_token)
+        };
+        assert_eq!(read("s3cret\n").unwrap(), "s3cret");
+        assert_eq!(read("s3cret\r\n").unwrap(), "s3cret");
+        assert_eq!(read("s3cret").unwrap(), "s3cret");
+        for bad in ["s3cret\n\n", " s3cret\n", "", "\n"] {
+            let e = read(bad).unwrap_err().to_string();
+            assert!(e.contains("write_token_file"), "{bad:?}: {e}");
+        }
+        let mut both = Config {
+            write_token: "a".into(),
+            write_token_file: file.clone(),
+            ..Config::default()
+        };
+        assert!(both.read_write_token_file().is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_the_environment_as_an_array_and_must_be_names() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "GRIDLOG_HTTP__ALLOWED_HOSTS",
+                r#"["gw.site.example", "gw"]"#,
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.http.allowed_hosts, ["gw.site.example", "gw"]);
+        for bad in [r#"["gw:8080"]"#, r#"[""]"#, r#"["evil example"]"#] {
+            let e = Config::load(None, env(&[("GRIDLOG_HTTP__ALLOWED_HOSTS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("http.allowed_hosts"), "{bad}: {e}");
+        }
     }
 
     #[test]

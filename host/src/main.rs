@@ -68,6 +68,7 @@ fn overrides(args: &cli::ServeArgs, speed: Option<f64>) -> commands::serve::Over
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         write_token: args.write_token.clone(),
+        write_token_file: args.write_token_file.clone(),
         insecure: args.insecure,
         speed,
     }

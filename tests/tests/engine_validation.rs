@@ -553,6 +553,165 @@ fn non_finite_numbers_are_rejected_naming_the_field() {
 }
 
 #[test]
+fn values_beyond_their_physical_range_are_rejected_naming_the_field() {
+    use gridlog_firmware::engine::validate::{
+        CURRENT_A_ABS_MAX, ENERGY_WH_MAX, POWER_W_ABS_MAX, REACTIVE_POWER_VAR_ABS_MAX,
+        VOLTAGE_V_ABS_MAX,
+    };
+    let f = fixture_with_meter();
+    accept(&f.engine, register_asset("bat", AssetKind::Battery, 5000.0));
+    let t = T0_MS + 60_000;
+    let good = reading_values(t, 1001.0, 51.0, 100.0);
+    // 1e39 is beyond f32 (rollups' min/max), 1.7e308 near f64::MAX (sums overflow).
+    for huge in [1e39, 1.7e308, POWER_W_ABS_MAX * 1.01] {
+        for sign in [1.0, -1.0] {
+            assert_rejected(
+                &f.engine,
+                record(
+                    "m",
+                    Reading {
+                        power_w: sign * huge,
+                        ..good
+                    },
+                ),
+                "value_out_of_range",
+                Some("power_w"),
+            );
+            assert_rejected(
+                &f.engine,
+                Command::RequestSetpoint {
+                    asset: id("bat"),
+                    power_w: sign * huge,
+                },
+                "value_out_of_range",
+                Some("power_w"),
+            );
+            assert_rejected(
+                &f.engine,
+                Command::RecordTelemetry {
+                    asset: id("bat"),
+                    telemetry: gridlog_common::domain::Telemetry {
+                        time_ms: t,
+                        power_w: sign * huge,
+                        soc_pct: None,
+                        status: Label::new("ok").unwrap(),
+                    },
+                },
+                "value_out_of_range",
+                Some("power_w"),
+            );
+        }
+        assert_rejected(
+            &f.engine,
+            register_asset("big", AssetKind::Load, huge),
+            "value_out_of_range",
+            Some("rated_power_w"),
+        );
+    }
+    for huge in [1e39, 1.7e308, ENERGY_WH_MAX * 1.01] {
+        for (reading, field) in [
+            (
+                Reading {
+                    import_wh: huge,
+                    ..good
+                },
+                "import_wh",
+            ),
+            (
+                Reading {
+                    export_wh: huge,
+                    ..good
+                },
+                "export_wh",
+            ),
+        ] {
+            assert_rejected(
+                &f.engine,
+                record("m", reading),
+                "value_out_of_range",
+                Some(field),
+            );
+        }
+        assert_rejected(
+            &f.engine,
+            replace_m(t, huge),
+            "value_out_of_range",
+            Some("import_wh"),
+        );
+        assert_rejected(
+            &f.engine,
+            Command::RegisterAsset {
+                asset: id("big"),
+                kind: AssetKind::Battery,
+                rated_power_w: 1.0,
+                capacity_wh: Some(huge),
+            },
+            "value_out_of_range",
+            Some("capacity_wh"),
+        );
+    }
+    // The f32 fields: beyond their bound but still finite as f32.
+    for (reading, field) in [
+        (
+            Reading {
+                voltage_v: Some((VOLTAGE_V_ABS_MAX * 2.0) as f32),
+                ..good
+            },
+            "voltage_v",
+        ),
+        (
+            Reading {
+                current_a: Some((-CURRENT_A_ABS_MAX * 2.0) as f32),
+                ..good
+            },
+            "current_a",
+        ),
+        (
+            Reading {
+                reactive_power_var: Some(1e38),
+                ..good
+            },
+            "reactive_power_var",
+        ),
+        (
+            Reading {
+                reactive_power_var: Some((REACTIVE_POWER_VAR_ABS_MAX * 2.0) as f32),
+                ..good
+            },
+            "reactive_power_var",
+        ),
+    ] {
+        assert_rejected(
+            &f.engine,
+            record("m", reading),
+            "value_out_of_range",
+            Some(field),
+        );
+    }
+    // At the bounds themselves, accepted.
+    accept(
+        &f.engine,
+        record(
+            "m",
+            Reading {
+                power_w: -POWER_W_ABS_MAX,
+                voltage_v: Some(VOLTAGE_V_ABS_MAX as f32),
+                current_a: Some(CURRENT_A_ABS_MAX as f32),
+                reactive_power_var: Some(REACTIVE_POWER_VAR_ABS_MAX as f32),
+                ..good
+            },
+        ),
+    );
+    accept(
+        &f.engine,
+        record(
+            "m",
+            reading_values(t + 60_000, ENERGY_WH_MAX, ENERGY_WH_MAX, POWER_W_ABS_MAX),
+        ),
+    );
+}
+
+#[test]
 fn negative_energy_is_rejected() {
     let f = fixture_with_meter();
     let t = T0_MS + 60_000;
@@ -1127,4 +1286,89 @@ fn a_new_meter_or_asset_beyond_entities_max_is_rejected_and_the_others_go_on() {
     };
     accept(&engine, bookkeeping);
     assert_eq!(engine.read(|image| image.len()), 3);
+}
+
+/// The active faults of `asset` in the image.
+fn active_faults(engine: &Engine, asset: &str) -> Vec<String> {
+    engine.read(|image| match image.entity(asset).map(|e| &e.state) {
+        Some(gridlog_firmware::engine::image::EntityState::Asset(a)) => {
+            a.faults.iter().map(|c| c.as_str().to_string()).collect()
+        }
+        other => panic!("{asset} is not an asset: {other:?}"),
+    })
+}
+
+/// The active faults of `asset` folded from its events in the log: what any replay or
+/// central copy concludes.
+fn faults_in_log(engine: &Engine, asset: &str) -> Vec<String> {
+    let mut active: Vec<String> = Vec::new();
+    for event in events(engine, asset) {
+        match event {
+            Event::FaultRaised { code } if !active.contains(&code.as_str().to_string()) => {
+                active.push(code.as_str().to_string());
+            }
+            Event::FaultCleared { code } => active.retain(|c| c != code.as_str()),
+            _ => {}
+        }
+    }
+    active
+}
+
+#[test]
+fn a_fault_beyond_the_most_an_asset_can_hold_is_refused_and_state_and_log_agree() {
+    let max = gridlog_firmware::engine::image::ASSET_FAULTS_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at(NOW_MS);
+    let engine = open(dir.path(), options(&clock));
+    accept(&engine, register_asset("bat", AssetKind::Battery, 5000.0));
+    let raise = |code: String| Command::RaiseFault {
+        asset: id("bat"),
+        code: Label::new(&code).unwrap(),
+    };
+    let clear = |code: String| Command::ClearFault {
+        asset: id("bat"),
+        code: Label::new(&code).unwrap(),
+    };
+    // F0..F8 in one request: validation sees the earlier ones of the same batch, so the
+    // ninth is refused there too.
+    let results = submit(&engine, (0..=max).map(|i| raise(format!("F{i}"))));
+    assert!(
+        results[..max]
+            .iter()
+            .all(|r| matches!(r, ItemResult::Accepted { .. })),
+        "{results:?}"
+    );
+    match &results[max] {
+        ItemResult::Rejected(r) => {
+            assert_eq!((r.code, r.field), ("too_many_faults", Some("code")), "{r}");
+        }
+        other => panic!("the ninth fault: {other:?}"),
+    }
+    // Alone, too: refused with nothing stored.
+    assert_rejected(
+        &engine,
+        raise(format!("F{max}")),
+        "too_many_faults",
+        Some("code"),
+    );
+    assert_eq!(active_faults(&engine, "bat"), faults_in_log(&engine, "bat"));
+    // An already-active one is still a duplicate, not a refusal.
+    assert_duplicate(&engine, raise("F0".into()));
+    // Clear one: the ninth now fits, and clearing it later is not a duplicate.
+    accept(&engine, clear("F3".into()));
+    accept(&engine, raise(format!("F{max}")));
+    accept(&engine, clear(format!("F{max}")));
+    let expected: Vec<String> = (0..max)
+        .filter(|&i| i != 3)
+        .map(|i| format!("F{i}"))
+        .collect();
+    assert_eq!(active_faults(&engine, "bat"), expected);
+    assert_eq!(faults_in_log(&engine, "bat"), expected);
+    let digest = engine.digest();
+    drop(engine);
+    // Replay: the state rebuilt from the log is the state that was acknowledged.
+    let engine = open(dir.path(), options(&clock));
+    assert_eq!(engine.digest(), digest);
+    assert_eq!(active_faults(&engine, "bat"), expected);
+    assert_eq!(faults_in_log(&engine, "bat"), expected);
 }

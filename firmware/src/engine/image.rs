@@ -20,7 +20,8 @@ use super::rollup::{MeterRollups, RollupOptions, DAY_MS};
 
 /// Readings per meter remembered to recognise a re-sent reading as a duplicate.
 pub const DUPLICATE_WINDOW: usize = 8;
-/// Faults an asset can have active at once; more are recorded but not listed.
+/// Faults an asset can have active at once; validation refuses one more
+/// (`too_many_faults`), so the log never holds a raised fault the state does not list.
 pub const ASSET_FAULTS_MAX: usize = 8;
 /// Every this many events of an entity, the image remembers the offset, so entity queries
 /// start reading the log near the asked-for sequence number.

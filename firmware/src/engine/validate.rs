@@ -7,7 +7,7 @@ use gridlog_common::domain::{
 };
 use gridlog_common::id::EntityId;
 
-use super::image::{reading_fingerprint, EntityState};
+use super::image::{reading_fingerprint, EntityState, ASSET_FAULTS_MAX};
 
 /// Why a command was rejected: a stable code for programs, the field at fault, words for
 /// people, and the entity's current sequence number where that helps a retry.
@@ -122,6 +122,49 @@ fn non_negative(value: f64, field: &'static str) -> Result<(), Rejection> {
     Ok(())
 }
 
+// Physical ranges of measured values. Finite is not enough: a value near f64::MAX passes
+// `is_finite` and then overflows the sums of rollups and site totals (to infinity, which
+// JSON writes as `null`), and a power above f32::MAX overflows the rollups' f32 min/max.
+// Each bound is far beyond any real site (the largest power plants are a few GW) and far
+// below where sums of millions of values could overflow.
+
+/// Largest magnitude of a power (meter and asset power, rated power, setpoints): 1 GW.
+pub const POWER_W_ABS_MAX: f64 = 1e9;
+/// Largest magnitude of a reactive power: 1 Gvar.
+pub const REACTIVE_POWER_VAR_ABS_MAX: f64 = 1e9;
+/// Largest energy register (import, export, a replacement's start values) and asset
+/// capacity: 1 PWh, 10^15 Wh.
+pub const ENERGY_WH_MAX: f64 = 1e15;
+/// Largest magnitude of a voltage: 1 MV.
+pub const VOLTAGE_V_ABS_MAX: f64 = 1e6;
+/// Largest magnitude of a current: 1 MA.
+pub const CURRENT_A_ABS_MAX: f64 = 1e6;
+
+// Sums stay finite: 20,000 meters' rollups of values at the bounds are far from f64::MAX,
+// and every bound fits an f32 (the rollups' min/max).
+const _: () = assert!(POWER_W_ABS_MAX < f32::MAX as f64);
+const _: () = assert!(REACTIVE_POWER_VAR_ABS_MAX < f32::MAX as f64);
+const _: () = assert!(ENERGY_WH_MAX < f32::MAX as f64);
+
+/// A finite value whose magnitude is at most `max` (`unit` for the message).
+fn within(value: f64, max: f64, field: &'static str, unit: &str) -> Result<(), Rejection> {
+    finite(value, field)?;
+    if value.abs() > max {
+        return Err(Rejection::new(
+            "value_out_of_range",
+            Some(field),
+            format!("{field} must be within -{max:e}..={max:e} {unit}, got {value:e}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An energy: finite, not negative, at most [`ENERGY_WH_MAX`].
+fn energy(value: f64, field: &'static str) -> Result<(), Rejection> {
+    non_negative(value, field)?;
+    within(value, ENERGY_WH_MAX, field, "Wh")
+}
+
 /// Validates `command` (with an optional `expected_seq`) at gateway time `now_ms`.
 pub(crate) fn validate(
     command: &Command,
@@ -202,7 +245,7 @@ fn check(
             capacity_wh,
             ..
         } => {
-            finite(*rated_power_w, "rated_power_w")?;
+            within(*rated_power_w, POWER_W_ABS_MAX, "rated_power_w", "W")?;
             if *rated_power_w <= 0.0 {
                 return Err(Rejection::new(
                     "invalid_rated_power",
@@ -211,7 +254,7 @@ fn check(
                 ));
             }
             if let Some(c) = capacity_wh {
-                non_negative(*c, "capacity_wh")?;
+                energy(*c, "capacity_wh")?;
             }
             match state {
                 None => Ok(accept_one(Event::AssetRegistered {
@@ -243,8 +286,8 @@ fn check(
             ..
         } => {
             let m = meter(entity, state)?;
-            non_negative(*import_wh, "import_wh")?;
-            non_negative(*export_wh, "export_wh")?;
+            energy(*import_wh, "import_wh")?;
+            energy(*export_wh, "export_wh")?;
             // A replacement dated ahead would turn away every reading until then.
             check_time(*time_ms, rules, now_ms)?;
             if m.decommissioned {
@@ -281,7 +324,7 @@ fn check(
         }
         Command::RecordTelemetry { telemetry, .. } => {
             asset(entity, state)?;
-            finite(telemetry.power_w, "power_w")?;
+            within(telemetry.power_w, POWER_W_ABS_MAX, "power_w", "W")?;
             if let Some(soc) = telemetry.soc_pct {
                 finite(soc, "soc_pct")?;
                 if !(0.0..=100.0).contains(&soc) {
@@ -297,7 +340,7 @@ fn check(
         }
         Command::RequestSetpoint { power_w, .. } | Command::ConfirmSetpoint { power_w, .. } => {
             let a = asset(entity, state)?;
-            finite(*power_w, "power_w")?;
+            within(*power_w, POWER_W_ABS_MAX, "power_w", "W")?;
             if power_w.abs() > a.rated_power_w {
                 return Err(Rejection::new(
                     "setpoint_above_rated",
@@ -344,6 +387,18 @@ fn check(
             let a = asset(entity, state)?;
             if a.faults.contains(code) {
                 return Ok(Verdict::Duplicate);
+            }
+            // The image holds at most ASSET_FAULTS_MAX active faults: one more would be
+            // stored and acknowledged but not kept, and log and state would disagree for
+            // good (clearing it would then be a duplicate).
+            if a.faults.len() >= ASSET_FAULTS_MAX {
+                return Err(Rejection::new(
+                    "too_many_faults",
+                    Some("code"),
+                    format!(
+                        "asset {entity} already has {ASSET_FAULTS_MAX} active faults, the most it can have; clear one first"
+                    ),
+                ));
             }
             Ok(accept_one(Event::FaultRaised { code: code.clone() }))
         }
@@ -429,17 +484,22 @@ fn check_reading(
     rules: &Rules,
     now_ms: i64,
 ) -> Result<Verdict, Rejection> {
-    finite(r.power_w, "power_w")?;
-    non_negative(r.import_wh, "import_wh")?;
-    non_negative(r.export_wh, "export_wh")?;
+    within(r.power_w, POWER_W_ABS_MAX, "power_w", "W")?;
+    energy(r.import_wh, "import_wh")?;
+    energy(r.export_wh, "export_wh")?;
     if let Some(v) = r.voltage_v {
-        finite(f64::from(v), "voltage_v")?;
+        within(f64::from(v), VOLTAGE_V_ABS_MAX, "voltage_v", "V")?;
     }
     if let Some(a) = r.current_a {
-        finite(f64::from(a), "current_a")?;
+        within(f64::from(a), CURRENT_A_ABS_MAX, "current_a", "A")?;
     }
     if let Some(q) = r.reactive_power_var {
-        finite(f64::from(q), "reactive_power_var")?;
+        within(
+            f64::from(q),
+            REACTIVE_POWER_VAR_ABS_MAX,
+            "reactive_power_var",
+            "var",
+        )?;
     }
     check_time(r.time_ms, rules, now_ms)?;
     // At most EVENTS_PER_COMMAND_MAX pushes below: a registration or up to two rollovers,

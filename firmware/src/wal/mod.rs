@@ -213,6 +213,9 @@ pub struct CommitStats {
     pub round_frames_log2: [AtomicU64; 24],
     /// Set while the next segment cannot be preallocated (disk full): appends wait.
     pub disk_full: std::sync::atomic::AtomicBool,
+    /// Set while the next segment cannot be preallocated for want of file handles or
+    /// memory (EMFILE, ENFILE, ENOMEM): appends wait.
+    pub resources_exhausted: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn log2_bucket(value: u64) -> usize {
@@ -240,6 +243,8 @@ pub struct CommitStatsSnapshot {
     pub round_frames_log2: Vec<u64>,
     /// See [`CommitStats::disk_full`].
     pub disk_full: bool,
+    /// See [`CommitStats::resources_exhausted`].
+    pub resources_exhausted: bool,
 }
 
 pub(crate) struct PendingFrame {
@@ -509,6 +514,7 @@ impl Wal {
             sync_micros_log2: s.sync_micros_log2.iter().map(load).collect(),
             round_frames_log2: s.round_frames_log2.iter().map(load).collect(),
             disk_full: s.disk_full.load(Ordering::Relaxed),
+            resources_exhausted: s.resources_exhausted.load(Ordering::Relaxed),
         }
     }
 

@@ -13,10 +13,11 @@
 //! A failed write or sync of the active segment poisons the log: after an `fdatasync` error
 //! the kernel may have dropped the dirty pages, so nothing written since the last good sync
 //! can be trusted. Every waiting and later append gets the error; reopening recovers. A
-//! preallocation that fails for want of space (a full disk or quota) is not fatal: appends
+//! preallocation that fails for a shortage that passes by itself — space (a full disk or
+//! quota), file handles (EMFILE, ENFILE) or kernel memory (ENOMEM) — is not fatal: appends
 //! wait, the writer retries every [`DISK_FULL_RETRY`], and
-//! [`super::CommitStats::disk_full`] says why. Any other preallocation error fails the log
-//! like a failed write.
+//! [`super::CommitStats::disk_full`] or [`super::CommitStats::resources_exhausted`] says
+//! why. Any other preallocation error fails the log like a failed write.
 
 use std::fs::File;
 use std::io;
@@ -491,9 +492,17 @@ impl Writer {
                 Ok(file) => break file,
                 // Any other error (EIO, the preallocator gone) fails the log: waiting would
                 // hang every append behind a fault that does not go away by itself.
-                Err(error) if !waits_for_space(&error) => return Err(error),
                 Err(error) => {
-                    self.shared.stats.disk_full.store(true, Ordering::Relaxed);
+                    let Some(shortage) = shortage(&error) else {
+                        return Err(error);
+                    };
+                    let flag = match shortage {
+                        Shortage::Space => &self.shared.stats.disk_full,
+                        Shortage::Handles | Shortage::Memory => {
+                            &self.shared.stats.resources_exhausted
+                        }
+                    };
+                    flag.store(true, Ordering::Relaxed);
                     let closed = self
                         .shared
                         .pending
@@ -509,6 +518,10 @@ impl Writer {
             }
         };
         self.shared.stats.disk_full.store(false, Ordering::Relaxed);
+        self.shared
+            .stats
+            .resources_exhausted
+            .store(false, Ordering::Relaxed);
         let active = new_segment(
             &self.io,
             &wal_dir,
@@ -539,13 +552,50 @@ fn gather_target(last_rounds_frames: [usize; 2]) -> usize {
     last_rounds_frames[0].max(last_rounds_frames[1]).max(1)
 }
 
-/// True for errors that end when space is freed (a full disk or quota): the writer waits
-/// them out and appends pause; any other error fails the log.
-fn waits_for_space(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
+/// A shortage that ends by itself when something else lets go: the writer waits it out
+/// and appends pause; any other error fails the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shortage {
+    /// A full disk or quota (ENOSPC, EDQUOT).
+    Space,
+    /// No file handle left, in the process or the system (EMFILE, ENFILE): other files or
+    /// connections close.
+    Handles,
+    /// No memory for the kernel's bookkeeping or a mapping (ENOMEM).
+    Memory,
+}
+
+fn shortage(error: &io::Error) -> Option<Shortage> {
+    match error.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Some(Shortage::Space),
+        io::ErrorKind::OutOfMemory => Some(Shortage::Memory),
+        _ => match error.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => Some(Shortage::Handles),
+            Some(libc::ENOMEM) => Some(Shortage::Memory),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod shortage_tests {
+    use super::*;
+
+    #[test]
+    fn shortages_that_pass_by_themselves_are_waited_out_and_faults_are_not() {
+        let os = io::Error::from_raw_os_error;
+        assert_eq!(shortage(&os(libc::ENOSPC)), Some(Shortage::Space));
+        assert_eq!(shortage(&os(libc::EDQUOT)), Some(Shortage::Space));
+        assert_eq!(shortage(&os(libc::EMFILE)), Some(Shortage::Handles));
+        assert_eq!(shortage(&os(libc::ENFILE)), Some(Shortage::Handles));
+        assert_eq!(shortage(&os(libc::ENOMEM)), Some(Shortage::Memory));
+        assert_eq!(shortage(&os(libc::EIO)), None);
+        assert_eq!(shortage(&os(libc::EACCES)), None);
+        assert_eq!(
+            shortage(&io::Error::other("preallocator thread ended")),
+            None
+        );
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct Overrides {
     pub listen: Option<std::net::SocketAddr>,
     /// `--write-token`.
     pub write_token: Option<String>,
+    /// `--write-token-file`.
+    pub write_token_file: Option<PathBuf>,
     /// `--insecure`.
     pub insecure: bool,
     /// `--speed` (demo).
@@ -50,6 +52,10 @@ pub fn load_config(o: &Overrides) -> Result<Config, String> {
     if let Some(t) = &o.write_token {
         config.write_token = t.clone();
     }
+    if let Some(f) = &o.write_token_file {
+        config.write_token_file = f.clone();
+    }
+    config.read_write_token_file().map_err(|e| e.to_string())?;
     config.insecure |= o.insecure;
     if let Some(s) = o.speed {
         config.demo.speed = s;
@@ -132,6 +138,9 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     );
     tracing::info!(%address, data_dir = %config.data_dir.display(), demo, "gridlog starting");
 
+    // Listening for SIGINT/SIGTERM from here on: a signal during recovery is kept, and the
+    // second one is seen however soon it follows the first.
+    let mut signals = StopSignals::new();
     let state = AppState::new(config.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
@@ -203,8 +212,15 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     };
     tracing::info!(offset = engine.committed_offset(), "ready");
 
-    shutdown_signal().await;
+    signals.next().await;
     tracing::info!("shutting down: finishing in-flight requests");
+    // A second signal stops at once: the log is then as after a power cut, which the next
+    // start recovers (nothing acknowledged is lost).
+    tokio::spawn(async move {
+        signals.next().await;
+        eprintln!("gridlog: second signal: stopping at once");
+        std::process::exit(EXIT_SECOND_SIGNAL);
+    });
     let _ = stop_tx.send(true);
     let outcome = match server.await {
         Ok(Ok(())) => Outcome::Clean,
@@ -236,6 +252,42 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     }
     tracing::info!("stopped");
     outcome
+}
+
+/// The exit status after a second SIGINT/SIGTERM (128 + SIGINT, as shells report an
+/// interrupted process).
+pub const EXIT_SECOND_SIGNAL: i32 = 130;
+
+/// SIGINT and SIGTERM, listened for from creation on (each delivery is kept until read).
+pub(crate) struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    pub(crate) fn new() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next SIGINT or SIGTERM.
+    pub(crate) async fn next(&mut self) {
+        async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(self.interrupt.as_mut()) => {},
+            () = recv(self.terminate.as_mut()) => {},
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

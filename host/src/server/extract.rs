@@ -10,7 +10,8 @@ use super::error::ApiError;
 use super::AppState;
 
 /// A JSON body: content type checked, size limited, and decoded with the path of the first
-/// bad field (`readings[3].time`). Unknown fields are refused by the types themselves.
+/// bad field (`readings[3].time`). Unknown fields are refused by the types themselves, and
+/// anything but whitespace after the document is `malformed_json`.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -35,17 +36,40 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let limit = state.config().http.body_bytes_max;
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
-            .map_err(|_| {
-                ApiError::field(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "body",
-                    format!("the body is larger than {limit} bytes"),
-                )
+            .map_err(|error| {
+                // Over the limit, or the body itself broken (a bad chunk size, a connection
+                // cut mid-body): different faults, different answers.
+                let over_limit = std::error::Error::source(&error)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if over_limit {
+                    ApiError::field(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "body",
+                        format!("the body is larger than {limit} bytes"),
+                    )
+                } else {
+                    ApiError::field(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_body",
+                        "body",
+                        format!("the body could not be read: {error}"),
+                    )
+                }
             })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(value) => Ok(JsonBody(value)),
+        match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+            // One document and nothing after it (whitespace aside): a second document would
+            // otherwise be acknowledged and silently dropped.
+            Ok(value) => match de.end() {
+                Ok(()) => Ok(JsonBody(value)),
+                Err(_) => Err(ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    "body",
+                    "trailing data after the JSON document; send exactly one JSON value",
+                )),
+            },
             Err(err) => {
                 let path = err.path().to_string();
                 let inner = err.into_inner();

@@ -4,10 +4,12 @@
 //! directly. Writes go through [`Engine::submit_with`], whose reply is sent to a oneshot
 //! channel: the async runtime never blocks on the log.
 
+pub mod conn;
 mod dashboard;
 pub mod error;
 pub mod extract;
 mod ops;
+pub mod origin;
 mod read;
 mod stream;
 pub mod wire;
@@ -42,9 +44,10 @@ struct StateInner {
     shipping: OnceLock<Arc<crate::ship::ShipStatus>>,
     config: Config,
     started: Instant,
-    requests: Semaphore,
+    requests: Arc<Semaphore>,
     streams: Arc<Semaphore>,
-    writes: Semaphore,
+    writes: Arc<Semaphore>,
+    answer_kib: Arc<Semaphore>,
     log_queries: Arc<Semaphore>,
     shutting_down: AtomicBool,
 }
@@ -56,9 +59,10 @@ impl AppState {
             inner: Arc::new(StateInner {
                 engine: OnceLock::new(),
                 shipping: OnceLock::new(),
-                requests: Semaphore::new(config.http.concurrency_max),
+                requests: Arc::new(Semaphore::new(config.http.concurrency_max)),
                 streams: Arc::new(Semaphore::new(config.http.streams_max)),
-                writes: Semaphore::new(config.http.writes_max),
+                writes: Arc::new(Semaphore::new(config.http.writes_max)),
+                answer_kib: Arc::new(Semaphore::new(answer_budget_kib(&config))),
                 log_queries: Arc::new(Semaphore::new(config.http.log_queries_max)),
                 config,
                 started: Instant::now(),
@@ -162,9 +166,65 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// The name of the write token's security scheme in the OpenAPI document.
+const WRITE_TOKEN_SCHEME: &str = "write_token";
+
+/// Declares the write token in the document: an HTTP bearer scheme, required by every
+/// state-changing (POST) route, which can then answer 401 (no token) and 403 (wrong token).
+/// Done here, over the whole route list, so a new write route cannot miss it.
+fn declare_write_token(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            WRITE_TOKEN_SCHEME,
+            utoipa::openapi::security::SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The gateway's write token (`write_token`), needed by writes when one is configured; reads need none.",
+                    ))
+                    .build(),
+            ),
+        );
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let Some(operation) = item.post.as_mut() else {
+            continue;
+        };
+        operation.security = Some(vec![SecurityRequirement::new(
+            WRITE_TOKEN_SCHEME,
+            Vec::<String>::new(),
+        )]);
+        let responses = &mut operation.responses.responses;
+        responses.insert(
+            "401".into(),
+            error("`unauthorized`: a write token is configured and the request has none").into(),
+        );
+        responses.insert(
+            "403".into(),
+            error("`forbidden`: the write token is wrong").into(),
+        );
+    }
+}
+
 /// The whole application: API, OpenAPI document and limits.
 pub fn app(state: AppState) -> Router {
-    let (api, openapi) = routes();
+    let (api, mut openapi) = routes();
+    declare_write_token(&mut openapi);
+    let api = api.route_layer(axum::middleware::from_fn(origin::refuse_cross_site_writes));
     let openapi = Arc::new(openapi);
     api.route(
         "/api/v1/openapi.json",
@@ -199,12 +259,40 @@ pub fn app(state: AppState) -> Router {
         state.clone(),
         write_auth,
     ))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        origin::refuse_foreign_host,
+    ))
     .with_state(state)
 }
 
-/// Concurrency limit and request timeout, answered as JSON.
+tokio::task_local! {
+    /// Set by a write handler once its command has been handed to the engine: from then on,
+    /// a timeout cannot say whether it was stored.
+    static SUBMITTED: Arc<AtomicBool>;
+}
+
+/// Notes that the current request's write has reached the engine (see [`SUBMITTED`]).
+pub(crate) fn note_submitted() {
+    let _ = SUBMITTED.try_with(|flag| flag.store(true, Ordering::Relaxed));
+}
+
+/// Answers at least this large take their size from `http.answer_bytes_max` while they
+/// are sent; smaller ones (almost all) only their concurrency slot.
+pub const ANSWER_BUDGETED_BYTES_MIN: u64 = 64 * 1024;
+
+/// `http.answer_bytes_max` in KiB (the semaphore's unit), at least one answer's worth.
+fn answer_budget_kib(config: &Config) -> usize {
+    let kib = config.http.answer_bytes_max.div_ceil(1024);
+    usize::try_from(kib).unwrap_or(usize::MAX).max(1)
+}
+
+/// Concurrency limit, request timeout and the budget of answer bytes in flight, answered as
+/// JSON. Every slot a request takes is held by its response body until the body has been
+/// sent (or the connection dropped), not only until the handler returns: a client that does
+/// not read cannot make the server hold more than the limits allow.
 async fn limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = state.inner.requests.try_acquire() else {
+    let Ok(permit) = state.inner.requests.clone().try_acquire_owned() else {
         return axum::response::IntoResponse::into_response(
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -216,10 +304,26 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
     };
     let timeout = Duration::from_secs(state.config().http.request_timeout_s);
     let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
-    let _write_permit = if read_only {
+    // A body declared larger than the limit is refused before it takes a write slot or
+    // anyone waits for it to arrive.
+    let limit = state.config().http.body_bytes_max;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return axum::response::IntoResponse::into_response(ApiError::field(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "body",
+            format!("the body is larger than {limit} bytes"),
+        ));
+    }
+    let write_permit = if read_only {
         None
     } else {
-        match state.inner.writes.try_acquire() {
+        match state.inner.writes.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
                 return axum::response::IntoResponse::into_response(
@@ -233,27 +337,68 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
             }
         }
     };
-    match tokio::time::timeout(timeout, next.run(request)).await {
+    let submitted = Arc::new(AtomicBool::new(false));
+    let run = SUBMITTED.scope(submitted.clone(), next.run(request));
+    let response = match tokio::time::timeout(timeout, run).await {
         Ok(response) => response,
-        Err(_) if read_only => axum::response::IntoResponse::into_response(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!(
-                "the request did not complete within {} s",
-                timeout.as_secs()
-            ),
-        )),
+        // A read, or a write that never reached the engine (its body did not arrive in
+        // time): nothing can have been stored, so a plain timeout.
+        Err(_) if read_only || !submitted.load(Ordering::Relaxed) => {
+            return axum::response::IntoResponse::into_response(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request did not complete within {} s",
+                    timeout.as_secs()
+                ),
+            ))
+        }
         // A write may have reached the engine and still be stored (a stalled disk makes
         // the commit late, not lost): say so, rather than a 408 that invites a blind retry.
-        Err(_) => axum::response::IntoResponse::into_response(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "outcome_unknown",
-            format!(
-                "the write did not complete within {} s and may still be stored: check before retrying, or retry with the same command_id",
-                timeout.as_secs()
-            ),
-        )),
-    }
+        Err(_) => {
+            return axum::response::IntoResponse::into_response(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "outcome_unknown",
+                format!(
+                    "the write did not complete within {} s and may still be stored: check before retrying, or retry with the same command_id",
+                    timeout.as_secs()
+                ),
+            ))
+        }
+    };
+    // A large answer (an event page) takes its share of the bytes all answers may hold while
+    // they are sent, or is dropped at once: waiting for a share would hold the built answer
+    // in memory meanwhile, which is what the budget is there to prevent.
+    let size = http_body::Body::size_hint(response.body()).exact();
+    let budget = match size {
+        Some(bytes) if bytes >= ANSWER_BUDGETED_BYTES_MIN => {
+            let total = answer_budget_kib(state.config());
+            let kib = usize::try_from(bytes.div_ceil(1024))
+                .unwrap_or(usize::MAX)
+                .min(total);
+            let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+            match state.inner.answer_kib.clone().try_acquire_many_owned(kib) {
+                Ok(share) => Some(share),
+                Err(_) => {
+                    drop(response);
+                    return axum::response::IntoResponse::into_response(
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "overloaded",
+                            format!(
+                                "large answers being sent already hold http.answer_bytes_max ({} bytes); retry, or ask for a smaller page (limit)",
+                                state.config().http.answer_bytes_max
+                            ),
+                        )
+                        .retry(1),
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
+    response
+        .map(|body| axum::body::Body::new(conn::Held::new(body, (permit, write_permit, budget))))
 }
 
 /// Writes need `Authorization: Bearer <token>` when a token is configured.
@@ -269,7 +414,7 @@ async fn write_auth(State(state): State<AppState>, request: Request, next: Next)
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let error = match given.and_then(|v| v.strip_prefix("Bearer ")) {
+    let error = match given.and_then(bearer_credentials) {
         None => ApiError::field(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -289,6 +434,15 @@ async fn write_auth(State(state): State<AppState>, request: Request, next: Next)
     axum::response::IntoResponse::into_response(error)
 }
 
+/// The credentials of `Authorization: Bearer <token>`; the scheme's name is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` are the same scheme.
+fn bearer_credentials(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start_matches(' '))
+}
+
 /// Compares without an early exit, so timing tells nothing about where tokens differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
@@ -298,25 +452,47 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves; then stops accepting, lets
-/// in-flight requests finish (their commits complete), and returns.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let stopping = state.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.begin_shutdown();
-        })
-        .await
-}
+pub use conn::serve;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_credentials("Bearer t0k"), Some("t0k"));
+        assert_eq!(bearer_credentials("bearer t0k"), Some("t0k"));
+        assert_eq!(bearer_credentials("BEARER  t0k"), Some("t0k"));
+        assert_eq!(bearer_credentials("Basic t0k"), None);
+        assert_eq!(bearer_credentials("Bearer"), None);
+    }
+
+    #[test]
+    fn every_post_route_declares_the_write_token_and_its_401_and_403() {
+        let (_, mut openapi) = routes();
+        declare_write_token(&mut openapi);
+        let doc = serde_json::to_value(&openapi).unwrap();
+        assert_eq!(
+            doc["components"]["securitySchemes"][WRITE_TOKEN_SCHEME]["scheme"],
+            "bearer"
+        );
+        let mut posts = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if let Some(post) = item.get("post") {
+                posts += 1;
+                assert!(
+                    post["security"][0].get(WRITE_TOKEN_SCHEME).is_some(),
+                    "{path}"
+                );
+                assert!(post["responses"].get("401").is_some(), "{path}");
+                assert!(post["responses"].get("403").is_some(), "{path}");
+            }
+            if let Some(get) = item.get("get") {
+                assert!(get.get("security").is_none(), "{path}");
+            }
+        }
+        assert!(posts >= 10, "{posts}");
+    }
 
     #[test]
     fn constant_time_eq_is_eq() {

@@ -74,6 +74,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             "segment_bytes": state.config().wal.segment_bytes,
             "rotations": stats.wal.rotations,
             "disk_full": stats.wal.disk_full,
+            "resources_exhausted": stats.wal.resources_exhausted,
             "recovery": format!("{:?}", wal.recovery_report()),
         },
         "replay": {"events": stats.replayed_events, "millis": stats.replay_millis},
@@ -188,6 +189,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "disk_full",
         "1 while the next segment cannot be preallocated",
         i64::from(stats.wal.disk_full),
+    );
+    gauge(
+        &mut registry,
+        "resources_exhausted",
+        "1 while the next segment cannot be preallocated for want of file handles or memory",
+        i64::from(stats.wal.resources_exhausted),
     );
     gauge(
         &mut registry,

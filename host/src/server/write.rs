@@ -16,6 +16,7 @@ use super::AppState;
 pub(super) async fn submit(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let engine = state.engine()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
+    super::note_submitted();
     engine.submit_with(
         request,
         Box::new(move |result| {
@@ -51,6 +52,8 @@ fn rejection_status(code: &str) -> StatusCode {
         "seq_mismatch" | "already_registered" | "not_a_meter" | "not_an_asset" => {
             StatusCode::CONFLICT
         }
+        // Limits of the state (`too_many_entities`, `too_many_faults`) and every rule of
+        // the values themselves.
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -339,6 +342,7 @@ pub async fn take_snapshot(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = state.engine()?.clone();
+    super::note_submitted();
     let stats = tokio::task::spawn_blocking(move || engine.snapshot_now())
         .await
         .map_err(|e| ApiError::internal("snapshot task failed", e))?
