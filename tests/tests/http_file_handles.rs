@@ -34,6 +34,16 @@ fn call(request: ureq::Request, body: Option<&Value>) -> (u16, Value) {
     }
 }
 
+/// Kills the server however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_connection_flood_under_a_low_open_file_limit_leaves_the_log_writing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -53,6 +63,7 @@ fn a_connection_flood_under_a_low_open_file_limit_leaves_the_log_writing() {
         .spawn()
         .expect("prlimit (util-linux) runs gridlog");
     let addr = listening_address(&mut child, START_TIMEOUT).unwrap();
+    let _server = Killed(child);
     let url = |path: &str| format!("http://{addr}{path}");
     let deadline = Instant::now() + START_TIMEOUT;
     while !matches!(call(agent().get(&url("/readyz")), None).0, 200) {
@@ -98,6 +109,4 @@ fn a_connection_flood_under_a_low_open_file_limit_leaves_the_log_writing() {
     assert!(log["rotations"].as_u64().unwrap_or(0) >= 3, "{log}");
     assert_eq!(log["resources_exhausted"], false, "{log}");
     drop(flood);
-    let _ = child.kill();
-    let _ = child.wait();
 }
