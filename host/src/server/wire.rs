@@ -592,6 +592,11 @@ pub struct EntityEventsView {
     pub entity: String,
     /// Highest seq (0 if unknown).
     pub highest_seq: u64,
+    /// Set when the events asked for begin before this gateway's history (it was restored
+    /// from central storage, which holds them): the first offset it holds; the events
+    /// listed begin there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_start: Option<u64>,
     /// Events.
     pub events: Vec<EventView>,
 }

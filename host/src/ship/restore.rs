@@ -283,6 +283,12 @@ pub async fn restore(
             "the rebuilt log ends before offset {next_offset}, the chain says {end}"
         )));
     }
+    // The history below the rebuilt log is in central storage only: tell the engine where
+    // this directory's history starts, so queries below it answer 410, never a read error.
+    let history_start = chosen.first().map_or(end, |s| s.first_offset);
+    let marker = building.join(gridlog_firmware::engine::HISTORY_START_FILE_NAME);
+    lineage::write_durably(&marker, format!("{history_start}\n").as_bytes())
+        .map_err(io_err(&marker))?;
     let new_lineage = lineage::write_new(&building).map_err(io_err(&building))?;
     let unconfirmed_segments = segments
         .values()
