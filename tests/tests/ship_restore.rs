@@ -57,6 +57,15 @@ fn restore_after_wipe_matches_and_the_restored_gateway_continues_under_a_new_lin
         .filter(|(o, _)| *o < end)
         .collect();
     let original_digest = digest_until(&dir, end);
+    // The newest snapshot (shipped by the second round) is newer than every archived
+    // segment: the default restore goes to it, the newest verified point.
+    let newest_snapshot = gridlog_firmware::snapshot::list(&dir)
+        .unwrap()
+        .last()
+        .unwrap()
+        .next_offset;
+    assert!(newest_snapshot > end);
+    let snapshot_digest = digest_until(&dir, newest_snapshot);
     let old_lineage = lineage(&dir);
     let old_objects = bucket.objects(&format!("{prefix}/{SITE}/{old_lineage}"));
 
@@ -65,10 +74,14 @@ fn restore_after_wipe_matches_and_the_restored_gateway_continues_under_a_new_lin
     let from_snapshot = tmp.path().join("from-snapshot");
     let (code, out, err) = restore(prefix, &from_snapshot, &moto.endpoint(), &[]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("after the snapshot at offset"), "{out}");
     assert!(
-        first_hot_offset(&from_snapshot) > 1,
-        "a snapshot restore needs only the segments after it"
+        out.contains(&format!("after the snapshot at offset {newest_snapshot}")),
+        "{out}"
+    );
+    assert_eq!(
+        first_hot_offset(&from_snapshot),
+        newest_snapshot,
+        "a snapshot newer than every segment: the log starts at it"
     );
     let restored_events: Vec<_> = events(&from_snapshot, first_hot_offset(&from_snapshot));
     let tail: Vec<_> = original_events
@@ -77,7 +90,10 @@ fn restore_after_wipe_matches_and_the_restored_gateway_continues_under_a_new_lin
         .cloned()
         .collect();
     assert_eq!(restored_events, tail);
-    assert_eq!(open_digest(&from_snapshot), (original_digest, end));
+    assert_eq!(
+        open_digest(&from_snapshot),
+        (snapshot_digest, newest_snapshot)
+    );
 
     // --full: every event from offset 1, the same digest.
     let full = tmp.path().join("full");

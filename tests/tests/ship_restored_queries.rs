@@ -8,6 +8,7 @@ mod ship_support;
 
 use std::time::Duration;
 
+use gridlog_common::domain::Event;
 use ship_support::*;
 
 /// Status of a GET, without reading a streamed body; the JSON body when there is one.
@@ -76,7 +77,6 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
         start > 1,
         "the test needs a restore that starts after offset 1"
     );
-    let end = events(&restored, start).last().unwrap().0 + 1;
 
     // Serve it without shipping: only the queries matter here.
     let local_env: Vec<(String, String)> = env
@@ -86,19 +86,54 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
         .collect();
     let gateway = Gateway::serve(&restored, &local_env);
 
+    // The restored gateway continues: readings accepted against the restored registers.
     let meter = "meter-0";
-    let meter_events: Vec<_> = original
+    let restored_meter: Vec<_> = original
         .iter()
-        .filter(|(o, e)| e.entity.as_str() == meter && *o < end)
+        .filter(|(o, e)| e.entity.as_str() == meter && *o < start)
         .collect();
-    let first_held = meter_events.iter().find(|(o, _)| *o >= start).unwrap();
-    let last_before = meter_events.iter().rfind(|(o, _)| *o < start).unwrap();
-    let start_ms = original
-        .iter()
-        .find(|(o, _)| *o == start)
+    let Some(Event::ReadingRecorded(last_reading)) = restored_meter.last().map(|(_, e)| &e.event)
+    else {
+        panic!("meter-0's last event is a reading");
+    };
+    let new_readings = 20;
+    for k in 1..=new_readings {
+        let body = serde_json::json!({"readings": [{
+            "meter": meter,
+            "time": rfc3339(last_reading.time_ms + k * 1000),
+            "import_wh": last_reading.import_wh + k as f64,
+            "export_wh": 0.0,
+            "power_w": 100.0,
+        }]});
+        let url = format!("http://{}/api/v1/readings", gateway.addr.unwrap());
+        let response: serde_json::Value = ureq::post(&url)
+            .send_json(body)
+            .expect("a reading after the restore")
+            .into_json()
+            .unwrap();
+        assert_eq!(response["results"][0]["status"], "accepted", "{response}");
+    }
+    let (code, page) = status(&gateway, &format!("/api/v1/events?after={}", start - 1));
+    assert_eq!(code, 200, "{page}");
+    let held: Vec<(u64, u64)> = page["events"]
+        .as_array()
         .unwrap()
-        .1
-        .gateway_ms;
+        .iter()
+        .filter(|e| e["entity"] == meter)
+        .map(|e| (e["offset"].as_u64().unwrap(), e["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(held.len(), new_readings as usize, "{page}");
+    assert_eq!(
+        held[0].0, start,
+        "the first new event is at the restored start"
+    );
+    let end = page["last_offset"].as_u64().unwrap() + 1;
+    let last_before = restored_meter.last().unwrap().1.clone();
+    assert_eq!(held[0].1, last_before.seq + 1);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
 
     let offsets = [
         0,
@@ -112,19 +147,17 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
     ];
     let seqs = [
         1,
-        last_before.1.seq,
-        first_held.1.seq,
-        first_held.1.seq + 1,
-        meter_events.last().unwrap().1.seq,
+        last_before.seq,
+        held[0].1,
+        held[1].1,
+        held[held.len() - 1].1,
     ];
     let times = [
         0,
         original[0].1.gateway_ms,
-        last_before.1.gateway_ms,
-        start_ms,
-        first_held.1.gateway_ms,
-        meter_events.last().unwrap().1.gateway_ms,
-        meter_events.last().unwrap().1.gateway_ms + 3_600_000,
+        last_before.gateway_ms,
+        now_ms,
+        now_ms + 3_600_000,
     ];
 
     let mut paths = vec![
@@ -211,29 +244,24 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
     );
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["history_start"], start, "{body}");
-    assert_eq!(body["events"][0]["seq"], first_held.1.seq, "{body}");
+    assert_eq!(body["events"][0]["seq"], held[0].1, "{body}");
+    assert_eq!(body["events"][0]["offset"], held[0].0, "{body}");
     let (code, body) = status(
         &gateway,
-        &format!(
-            "/api/v1/entities/{meter}/events?from_seq={}",
-            first_held.1.seq + 1
-        ),
+        &format!("/api/v1/entities/{meter}/events?from_seq={}", held[1].1),
     );
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["events"][0]["seq"], first_held.1.seq + 1, "{body}");
-    assert_eq!(
-        body["events"][0]["offset"],
-        meter_events[first_held.1.seq as usize].0
-    );
+    assert_eq!(body["events"][0]["seq"], held[1].1, "{body}");
+    assert_eq!(body["events"][0]["offset"], held[1].0, "{body}");
     assert!(body.get("history_start").is_none(), "{body}");
 
-    // State as of a time before the start is gone from here; after the entity's last
-    // event it is the current state.
+    // State as of a time before the start is not here; after the entity's last event it
+    // is the current state.
     let (code, body) = status(
         &gateway,
         &format!(
             "/api/v1/entities/{meter}/state?as_of={}",
-            rfc3339(last_before.1.gateway_ms)
+            rfc3339(last_before.gateway_ms)
         ),
     );
     assert_eq!(code, 410, "{body}");
@@ -242,9 +270,9 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
         &gateway,
         &format!(
             "/api/v1/entities/{meter}/state?as_of={}",
-            rfc3339(meter_events.last().unwrap().1.gateway_ms + 1000)
+            rfc3339(now_ms + 3_600_000)
         ),
     );
     assert_eq!(code, 200, "{body}");
-    assert_eq!(body["seq"], meter_events.last().unwrap().1.seq, "{body}");
+    assert_eq!(body["seq"], held[held.len() - 1].1, "{body}");
 }

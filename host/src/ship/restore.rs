@@ -5,8 +5,11 @@
 //! 2. Walk its manifest chain back to sequence 1, across the lineages it was restored from:
 //!    every manifest must hash to what the next one names, and sequence numbers must run
 //!    without a gap. A missing or changed manifest is a clear error.
-//! 3. Pick the newest snapshot the shipped segments continue (or none with `--full`) and
-//!    the segments from it on; they must run without a gap to the end of the chain.
+//! 3. Pick the newest verified point ([`plan`], a pure decision): the newest snapshot the
+//!    shipped segments after it continue without a gap — or that is newer than every
+//!    shipped segment, when the log starts empty at it — and every segment after it; with
+//!    `--full`, no snapshot and every segment from offset 1. A snapshot restore writes
+//!    where its history starts to `HISTORY_START` (see `engine::HISTORY_START_FILE_NAME`).
 //! 4. Download each object and check its SHA-256 against the manifest, decompress each
 //!    archive and check the segment's length, CRC-32 and SHA-256, then write it as
 //!    `wal/<first offset>.seg`, zero-padded to the size in its segment header; the snapshot
@@ -179,44 +182,19 @@ pub async fn restore(
             snapshots.insert(s.next_offset, s.clone());
         }
     }
-    let (Some(first), Some(last)) = (segments.values().next(), segments.values().last()) else {
-        return Err(RestoreError::NothingShipped {
+    let plan = plan(&segments, &snapshots, options.full).map_err(|e| match e {
+        PlanError::Nothing => RestoreError::NothingShipped {
             site: options.site.clone(),
             url: options.from.clone(),
-        });
-    };
-    let (start, end) = (first.first_offset, last.next_offset);
-    // The shipped segments must form one run without gaps.
-    let mut expected = start;
-    for s in segments.values() {
-        if s.first_offset != expected {
-            return Err(RestoreError::Inconsistent(format!(
-                "offsets {expected}..{} are in no shipped segment",
-                s.first_offset
-            )));
-        }
-        expected = s.next_offset;
-    }
-    let snapshot = if options.full {
-        None
-    } else {
-        snapshots
-            .values()
-            .rev()
-            .find(|s| s.next_offset >= start && s.next_offset < end)
-            .cloned()
-    };
-    if snapshot.is_none() && start != FIRST_OFFSET {
-        return Err(RestoreError::Inconsistent(format!(
-            "the shipped segments start at offset {start}, and no shipped snapshot covers what is before"
-        )));
-    }
-    let from_offset = snapshot.as_ref().map_or(FIRST_OFFSET, |s| s.next_offset);
-    let chosen: Vec<SegmentEntry> = segments
-        .values()
-        .filter(|s| s.next_offset > from_offset)
-        .cloned()
-        .collect();
+        },
+        PlanError::Gap(reason) => RestoreError::Inconsistent(reason),
+    })?;
+    let Plan {
+        snapshot,
+        segments: chosen,
+        history_start,
+        end,
+    } = plan;
 
     // Write into a temporary sibling directory, rename at the end: a failed restore leaves
     // no half-built data directory behind.
@@ -273,6 +251,31 @@ pub async fn restore(
     if let Some(s) = &snapshot {
         downloaded += restore_snapshot(&store, s, &building, log_id).await?;
     }
+    if chosen.is_empty() {
+        // The snapshot is newer than every shipped segment: the log starts, empty, where
+        // the snapshot ends.
+        let s = snapshot
+            .as_ref()
+            .expect("a plan without segments has a snapshot");
+        let path = building
+            .join(gridlog_firmware::snapshot::SNAPSHOT_DIR_NAME)
+            .join(gridlog_firmware::snapshot::snapshot_file_name(
+                s.next_offset,
+            ));
+        let header =
+            gridlog_firmware::snapshot::verify_file(&path).map_err(|e| RestoreError::Tampered {
+                key: s.key.clone(),
+                reason: e.to_string(),
+            })?;
+        if hex(&header.log_id) != head.manifest.log_id {
+            return Err(RestoreError::Inconsistent(format!(
+                "the snapshot's log id {} is not the manifests' {}",
+                hex(&header.log_id),
+                head.manifest.log_id
+            )));
+        }
+        write_empty_segment(&wal_dir, header.log_id, s.next_offset)?;
+    }
     lineage::sync_dir(&wal_dir).map_err(io_err(&wal_dir))?;
 
     // Read the rebuilt log once more, as the engine will, and learn what it already knows
@@ -285,10 +288,11 @@ pub async fn restore(
     }
     // The history below the rebuilt log is in central storage only: tell the engine where
     // this directory's history starts, so queries below it answer 410, never a read error.
-    let history_start = chosen.first().map_or(end, |s| s.first_offset);
-    let marker = building.join(gridlog_firmware::engine::HISTORY_START_FILE_NAME);
-    lineage::write_durably(&marker, format!("{history_start}\n").as_bytes())
-        .map_err(io_err(&marker))?;
+    if history_start > FIRST_OFFSET {
+        let marker = building.join(gridlog_firmware::engine::HISTORY_START_FILE_NAME);
+        lineage::write_durably(&marker, format!("{history_start}\n").as_bytes())
+            .map_err(io_err(&marker))?;
+    }
     let new_lineage = lineage::write_new(&building).map_err(io_err(&building))?;
     let unconfirmed_segments = segments
         .values()
@@ -321,10 +325,138 @@ pub async fn restore(
         manifests: chain.len() as u64,
         segments: chosen.len() as u64,
         snapshot: snapshot.map(|s| s.next_offset),
-        first_offset: chosen.first().map_or(end, |s| s.first_offset),
+        first_offset: history_start,
         next_offset: end,
         bytes_downloaded: downloaded,
     })
+}
+
+/// What a restore downloads: a pure decision over what the manifest chain lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The snapshot to start from (none: replay from offset 1).
+    pub snapshot: Option<SnapshotEntry>,
+    /// The segments to write, in offset order, without gaps.
+    pub segments: Vec<SegmentEntry>,
+    /// The first offset the rebuilt log holds.
+    pub history_start: Offset,
+    /// One past the last offset the rebuilt directory knows (its next offset).
+    pub end: Offset,
+}
+
+/// Why no plan exists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The chain lists no segment and no snapshot.
+    #[error("nothing shipped")]
+    Nothing,
+    /// The shipped history has a gap that no snapshot bridges.
+    #[error("{0}")]
+    Gap(String),
+}
+
+/// The newest verified point: the newest snapshot that the shipped segments after it
+/// continue without a gap (or that is newer than all of them: the log then starts empty at
+/// the snapshot), and every segment after it. With `full`, every segment from offset 1 and
+/// no snapshot.
+pub fn plan(
+    segments: &BTreeMap<Offset, SegmentEntry>,
+    snapshots: &BTreeMap<Offset, SnapshotEntry>,
+    full: bool,
+) -> Result<Plan, PlanError> {
+    // The segments from `from` on, if they run without a gap from a segment holding it.
+    let run_from = |from: Offset| -> Result<Vec<SegmentEntry>, String> {
+        let chosen: Vec<SegmentEntry> = segments
+            .values()
+            .filter(|s| s.next_offset > from)
+            .cloned()
+            .collect();
+        let mut expected = chosen.first().map_or(from, |s| s.first_offset.min(from));
+        if chosen.first().is_some_and(|s| s.first_offset > from) {
+            return Err(format!(
+                "offsets {from}..{} are in no shipped segment",
+                chosen[0].first_offset
+            ));
+        }
+        for s in &chosen {
+            if s.first_offset != expected {
+                return Err(format!(
+                    "offsets {expected}..{} are in no shipped segment",
+                    s.first_offset
+                ));
+            }
+            expected = s.next_offset;
+        }
+        Ok(chosen)
+    };
+    if segments.is_empty() && (full || snapshots.is_empty()) {
+        return Err(PlanError::Nothing);
+    }
+    let mut first_gap = None;
+    if !full {
+        for s in snapshots.values().rev() {
+            match run_from(s.next_offset) {
+                Ok(chosen) => {
+                    let history_start = chosen.first().map_or(s.next_offset, |c| c.first_offset);
+                    let end = chosen.last().map_or(s.next_offset, |c| c.next_offset);
+                    return Ok(Plan {
+                        snapshot: Some(s.clone()),
+                        segments: chosen,
+                        history_start,
+                        end,
+                    });
+                }
+                Err(gap) => {
+                    first_gap.get_or_insert(gap);
+                }
+            }
+        }
+    }
+    match run_from(FIRST_OFFSET) {
+        Ok(chosen) if !chosen.is_empty() => Ok(Plan {
+            snapshot: None,
+            end: chosen.last().map_or(FIRST_OFFSET, |c| c.next_offset),
+            segments: chosen,
+            history_start: FIRST_OFFSET,
+        }),
+        Ok(_) => Err(PlanError::Nothing),
+        Err(gap) => Err(PlanError::Gap(match first_gap {
+            Some(after_snapshot) => format!(
+                "{after_snapshot} after the newest snapshot, and {gap} for a restore from offset 1"
+            ),
+            None if full => format!("{gap}: restore without --full starts from a snapshot"),
+            None => format!("{gap}, and no shipped snapshot covers what is before"),
+        })),
+    }
+}
+
+/// An empty segment starting at `first_offset`: the log of a directory restored from a
+/// snapshot newer than every shipped segment.
+fn write_empty_segment(
+    wal_dir: &Path,
+    log_id: [u8; 16],
+    first_offset: Offset,
+) -> Result<(), RestoreError> {
+    let header = SegmentHeader {
+        version: gridlog_common::segment::FormatVersion::CURRENT,
+        log_id,
+        first_offset,
+        segment_bytes: gridlog_firmware::wal::SEGMENT_BYTES_DEFAULT,
+        created_unix_ms: super::status::unix_ms_now(),
+        round_bytes: gridlog_firmware::wal::ROUND_BYTES_DEFAULT as u32,
+    };
+    let name = format!("{first_offset:020}.seg");
+    let path = wal_dir.join(&name);
+    let tmp = wal_dir.join(format!("{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&header.encode())?;
+        file.set_len(header.segment_bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(io_err(&path))
 }
 
 fn check_empty(dir: &Path) -> Result<(), RestoreError> {
@@ -599,4 +731,99 @@ fn replay_system_state(
         _ => SystemState::default(),
     };
     Ok((summary.next_offset.unwrap_or(from), system))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(first: Offset, next: Offset) -> (Offset, SegmentEntry) {
+        (
+            first,
+            SegmentEntry {
+                key: format!("seg-{first}"),
+                first_offset: first,
+                next_offset: next,
+                object_bytes: 1,
+                object_sha256: String::new(),
+                original_bytes: 1,
+                segment_sha256: String::new(),
+            },
+        )
+    }
+
+    fn snapshot(next: Offset) -> (Offset, SnapshotEntry) {
+        (
+            next,
+            SnapshotEntry {
+                key: format!("snap-{next}"),
+                next_offset: next,
+                object_bytes: 1,
+                object_sha256: String::new(),
+            },
+        )
+    }
+
+    fn firsts(p: &Plan) -> Vec<Offset> {
+        p.segments.iter().map(|s| s.first_offset).collect()
+    }
+
+    #[test]
+    fn the_newest_snapshot_wins_even_when_it_is_newer_than_every_segment() {
+        // The case: segments up to 75,030, snapshots at 70,028 and 90,033.
+        let segments = BTreeMap::from([segment(1, 60_027), segment(60_027, 75_030)]);
+        let snapshots = BTreeMap::from([snapshot(70_028), snapshot(90_033)]);
+        let p = plan(&segments, &snapshots, false).unwrap();
+        assert_eq!(p.snapshot.as_ref().map(|s| s.next_offset), Some(90_033));
+        assert!(p.segments.is_empty());
+        assert_eq!((p.history_start, p.end), (90_033, 90_033));
+
+        // A snapshot inside the shipped segments: the segment holding it, and all after.
+        let snapshots = BTreeMap::from([snapshot(70_028)]);
+        let p = plan(&segments, &snapshots, false).unwrap();
+        assert_eq!(firsts(&p), [60_027]);
+        assert_eq!((p.history_start, p.end), (60_027, 75_030));
+
+        // At a segment boundary: only the segments after it.
+        let snapshots = BTreeMap::from([snapshot(60_027)]);
+        let p = plan(&segments, &snapshots, false).unwrap();
+        assert_eq!(firsts(&p), [60_027]);
+
+        // --full: every segment, no snapshot.
+        let p = plan(&segments, &snapshots, true).unwrap();
+        assert_eq!(firsts(&p), [1, 60_027]);
+        assert_eq!((p.snapshot, p.history_start, p.end), (None, 1, 75_030));
+    }
+
+    #[test]
+    fn gaps_fall_back_to_an_older_snapshot_or_are_an_error() {
+        // Segments after the newest snapshot have a gap; the older one is continued.
+        let segments = BTreeMap::from([segment(1, 100), segment(100, 200), segment(300, 400)]);
+        let snapshots = BTreeMap::from([snapshot(150), snapshot(250)]);
+        let p = plan(&segments, &snapshots, false).unwrap_err();
+        assert!(
+            matches!(&p, PlanError::Gap(m) if m.contains("200..300")),
+            "{p}"
+        );
+        let snapshots = BTreeMap::from([snapshot(350)]);
+        let p = plan(&segments, &snapshots, false).unwrap();
+        assert_eq!(firsts(&p), [300]);
+        assert!(matches!(
+            plan(&segments, &snapshots, true),
+            Err(PlanError::Gap(m)) if m.contains("200..300")
+        ));
+        // No segment from offset 1 and no snapshot before the first one.
+        let segments = BTreeMap::from([segment(100, 200)]);
+        assert!(matches!(
+            plan(&segments, &BTreeMap::new(), false),
+            Err(PlanError::Gap(m)) if m.contains("1..100")
+        ));
+        assert_eq!(
+            plan(&BTreeMap::new(), &BTreeMap::new(), false),
+            Err(PlanError::Nothing)
+        );
+        // Only a snapshot: an empty log from it.
+        let p = plan(&BTreeMap::new(), &BTreeMap::from([snapshot(42)]), false).unwrap();
+        assert_eq!((p.history_start, p.end), (42, 42));
+    }
 }
