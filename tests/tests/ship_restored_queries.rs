@@ -123,9 +123,13 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
         .map(|e| (e["offset"].as_u64().unwrap(), e["seq"].as_u64().unwrap()))
         .collect();
     assert_eq!(held.len(), new_readings as usize, "{page}");
+    // The restored log holds the original's events from `start` (chunks after the
+    // snapshot), then the new ones.
+    let original_end = original.last().unwrap().0 + 1;
+    assert!(original_end >= start);
     assert_eq!(
-        held[0].0, start,
-        "the first new event is at the restored start"
+        held[0].0, original_end,
+        "the first new event follows the restored log"
     );
     let end = page["last_offset"].as_u64().unwrap() + 1;
     let last_before = restored_meter.last().unwrap().1.clone();

@@ -33,7 +33,7 @@ use object_store::path::Path as Key;
 
 use super::layout::{Layout, ObjectName};
 use super::lineage::{self, ParentLink};
-use super::manifest::{Manifest, ManifestLink, SegmentEntry, SnapshotEntry};
+use super::manifest::{ChunkEntry, Manifest, ManifestLink, SegmentEntry, SnapshotEntry};
 use super::shipper::unhex32;
 use super::store::{Store, StoreError};
 use super::{hex, sha256, verify_archive};
@@ -165,6 +165,7 @@ pub async fn restore(
     // Every segment and snapshot the chain lists, by offset.
     let mut segments: BTreeMap<Offset, SegmentEntry> = BTreeMap::new();
     let mut snapshots: BTreeMap<Offset, SnapshotEntry> = BTreeMap::new();
+    let mut chunks: Vec<ChunkEntry> = Vec::new();
     for link in &chain {
         for s in &link.manifest.segments {
             if let Some(old) = segments.get(&s.first_offset) {
@@ -181,8 +182,9 @@ pub async fn restore(
         for s in &link.manifest.snapshots {
             snapshots.insert(s.next_offset, s.clone());
         }
+        chunks.extend(link.manifest.chunks.iter().cloned());
     }
-    let plan = plan(&segments, &snapshots, options.full).map_err(|e| match e {
+    let plan = plan(&segments, &snapshots, &chunks, options.full).map_err(|e| match e {
         PlanError::Nothing => RestoreError::NothingShipped {
             site: options.site.clone(),
             url: options.from.clone(),
@@ -192,6 +194,7 @@ pub async fn restore(
     let Plan {
         snapshot,
         segments: chosen,
+        chunks: chosen_chunks,
         history_start,
         end,
     } = plan;
@@ -251,12 +254,13 @@ pub async fn restore(
     if let Some(s) = &snapshot {
         downloaded += restore_snapshot(&store, s, &building, log_id).await?;
     }
-    if chosen.is_empty() {
-        // The snapshot is newer than every shipped segment: the log starts, empty, where
-        // the snapshot ends.
-        let s = snapshot
-            .as_ref()
-            .expect("a plan without segments has a snapshot");
+    let manifest_log_id = unhex16(&head.manifest.log_id).ok_or_else(|| {
+        RestoreError::Inconsistent(format!(
+            "the newest manifest's log id {:?} is not 32 hex digits",
+            head.manifest.log_id
+        ))
+    })?;
+    if let Some(s) = &snapshot {
         let path = building
             .join(gridlog_firmware::snapshot::SNAPSHOT_DIR_NAME)
             .join(gridlog_firmware::snapshot::snapshot_file_name(
@@ -267,14 +271,21 @@ pub async fn restore(
                 key: s.key.clone(),
                 reason: e.to_string(),
             })?;
-        if hex(&header.log_id) != head.manifest.log_id {
+        if header.log_id != manifest_log_id {
             return Err(RestoreError::Inconsistent(format!(
                 "the snapshot's log id {} is not the manifests' {}",
                 hex(&header.log_id),
                 head.manifest.log_id
             )));
         }
-        write_empty_segment(&wal_dir, header.log_id, s.next_offset)?;
+    }
+    if chosen.is_empty() {
+        // No segment: the log starts, empty, where the snapshot ends (or at the first
+        // chunk's first offset), and the chunks fill it.
+        write_empty_segment(&wal_dir, manifest_log_id, history_start)?;
+    }
+    if !chosen_chunks.is_empty() {
+        downloaded += restore_chunks(&store, &chosen_chunks, &building, manifest_log_id).await?;
     }
     lineage::sync_dir(&wal_dir).map_err(io_err(&wal_dir))?;
 
@@ -317,6 +328,14 @@ pub async fn restore(
         unconfirmed_snapshot: newest_snapshot,
     };
     lineage::write_parent(&building, &link).map_err(io_err(&building))?;
+    // The chunks the restored log was built from are in central storage: the new
+    // lineage's shipper continues after them.
+    let tail_state = super::tail::TailState {
+        head: None,
+        chunks: chosen_chunks.clone(),
+        newest_verified_unix_ms: None,
+    };
+    super::tail::write_state(&building, &tail_state).map_err(io_err(&building))?;
     std::fs::rename(&building, &options.data_dir).map_err(io_err(&options.data_dir))?;
     lineage::sync_dir(parent_dir).map_err(io_err(parent_dir))?;
     Ok(RestoreReport {
@@ -338,6 +357,9 @@ pub struct Plan {
     pub snapshot: Option<SnapshotEntry>,
     /// The segments to write, in offset order, without gaps.
     pub segments: Vec<SegmentEntry>,
+    /// The chunks that continue them (or the snapshot), in offset order, each holding the
+    /// next offset the one before ends at.
+    pub chunks: Vec<ChunkEntry>,
     /// The first offset the rebuilt log holds.
     pub history_start: Offset,
     /// One past the last offset the rebuilt directory knows (its next offset).
@@ -363,6 +385,30 @@ pub enum PlanError {
 pub fn plan(
     segments: &BTreeMap<Offset, SegmentEntry>,
     snapshots: &BTreeMap<Offset, SnapshotEntry>,
+    chunks: &[ChunkEntry],
+    full: bool,
+) -> Result<Plan, PlanError> {
+    let mut plan = plan_segments(segments, snapshots, chunks, full)?;
+    // Extend with chunks: from the end, the chunk holding it that reaches furthest.
+    while let Some(c) = chunks
+        .iter()
+        .filter(|c| c.first_offset <= plan.end && c.next_offset > plan.end)
+        .max_by_key(|c| c.next_offset)
+    {
+        plan.end = c.next_offset;
+        plan.chunks.push(c.clone());
+    }
+    if plan.snapshot.is_none() && plan.segments.is_empty() && plan.chunks.is_empty() {
+        return Err(PlanError::Nothing);
+    }
+    Ok(plan)
+}
+
+/// The snapshot and segments of [`plan`], before chunks extend them.
+fn plan_segments(
+    segments: &BTreeMap<Offset, SegmentEntry>,
+    snapshots: &BTreeMap<Offset, SnapshotEntry>,
+    chunks: &[ChunkEntry],
     full: bool,
 ) -> Result<Plan, PlanError> {
     // The segments from `from` on, if they run without a gap from a segment holding it.
@@ -390,7 +436,7 @@ pub fn plan(
         }
         Ok(chosen)
     };
-    if segments.is_empty() && (full || snapshots.is_empty()) {
+    if segments.is_empty() && chunks.is_empty() && (full || snapshots.is_empty()) {
         return Err(PlanError::Nothing);
     }
     let mut first_gap = None;
@@ -403,6 +449,7 @@ pub fn plan(
                     return Ok(Plan {
                         snapshot: Some(s.clone()),
                         segments: chosen,
+                        chunks: vec![],
                         history_start,
                         end,
                     });
@@ -414,12 +461,17 @@ pub fn plan(
         }
     }
     match run_from(FIRST_OFFSET) {
-        Ok(chosen) if !chosen.is_empty() => Ok(Plan {
-            snapshot: None,
-            end: chosen.last().map_or(FIRST_OFFSET, |c| c.next_offset),
-            segments: chosen,
-            history_start: FIRST_OFFSET,
-        }),
+        Ok(chosen)
+            if !chosen.is_empty() || chunks.iter().any(|c| c.first_offset == FIRST_OFFSET) =>
+        {
+            Ok(Plan {
+                snapshot: None,
+                end: chosen.last().map_or(FIRST_OFFSET, |c| c.next_offset),
+                segments: chosen,
+                chunks: vec![],
+                history_start: FIRST_OFFSET,
+            })
+        }
         Ok(_) => Err(PlanError::Nothing),
         Err(gap) => Err(PlanError::Gap(match first_gap {
             Some(after_snapshot) => format!(
@@ -429,6 +481,103 @@ pub fn plan(
             None => format!("{gap}, and no shipped snapshot covers what is before"),
         })),
     }
+}
+
+fn unhex16(text: &str) -> Option<[u8; 16]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Downloads and checks the chunks, then appends their records after the log's end
+/// through the log's own append (never by writing segment bytes); returns bytes downloaded.
+async fn restore_chunks(
+    store: &Store,
+    chunks: &[ChunkEntry],
+    data_dir: &Path,
+    log_id: [u8; 16],
+) -> Result<u64, RestoreError> {
+    let mut objects = Vec::with_capacity(chunks.len());
+    let mut downloaded = 0;
+    for entry in chunks {
+        let bytes = store
+            .get(&Key::from(entry.key.as_str()))
+            .await?
+            .ok_or_else(|| RestoreError::Missing {
+                key: entry.key.clone(),
+                what: format!(
+                    "the chunk of offsets {}..{}",
+                    entry.first_offset, entry.next_offset
+                ),
+            })?;
+        let tampered = |reason: String| RestoreError::Tampered {
+            key: entry.key.clone(),
+            reason,
+        };
+        let sha = hex(&sha256(&bytes));
+        if sha != entry.object_sha256 || bytes.len() as u64 != entry.object_bytes {
+            return Err(tampered(format!(
+                "{} bytes with sha256 {sha}; the manifest says {} bytes with sha256 {}",
+                bytes.len(),
+                entry.object_bytes,
+                entry.object_sha256
+            )));
+        }
+        let (header, records) =
+            super::chunk::decode(&bytes).map_err(|e| tampered(e.to_string()))?;
+        if header.log_id != log_id
+            || (header.first_offset, header.next_offset) != (entry.first_offset, entry.next_offset)
+        {
+            return Err(tampered(
+                "the chunk holds another log or range than the manifest lists".into(),
+            ));
+        }
+        downloaded += bytes.len() as u64;
+        objects.push(records);
+    }
+    let append = || -> Result<(), RestoreError> {
+        let inconsistent = |e: String| RestoreError::Inconsistent(format!("the rebuilt log: {e}"));
+        let wal = gridlog_firmware::wal::Wal::open(
+            data_dir,
+            gridlog_firmware::wal::WalOptions::default(),
+        )
+        .map_err(|e| inconsistent(e.to_string()))?;
+        let frame_max = wal.batch_frame_bytes_max() / 2;
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0;
+        for (offset, record) in objects.into_iter().flatten() {
+            let expected = wal.next_offset() + batch.len() as u64;
+            if offset < expected {
+                continue;
+            }
+            if offset != expected {
+                return Err(inconsistent(format!(
+                    "a chunk continues at offset {offset}, the log at {expected}"
+                )));
+            }
+            if !batch.is_empty() && batch_bytes + record.len() + 64 > frame_max {
+                wal.append(&batch)
+                    .map_err(|e| inconsistent(e.to_string()))?;
+                batch.clear();
+                batch_bytes = 0;
+            }
+            batch_bytes += record.len() + 64;
+            batch.push(record);
+        }
+        if !batch.is_empty() {
+            wal.append(&batch)
+                .map_err(|e| inconsistent(e.to_string()))?;
+        }
+        wal.close().map_err(|e| inconsistent(e.to_string()))
+    };
+    tokio::task::block_in_place(append)?;
+    Ok(downloaded)
 }
 
 /// An empty segment starting at `first_offset`: the log of a directory restored from a
@@ -773,26 +922,70 @@ mod tests {
         // The case: segments up to 75,030, snapshots at 70,028 and 90,033.
         let segments = BTreeMap::from([segment(1, 60_027), segment(60_027, 75_030)]);
         let snapshots = BTreeMap::from([snapshot(70_028), snapshot(90_033)]);
-        let p = plan(&segments, &snapshots, false).unwrap();
+        let p = plan(&segments, &snapshots, &[], false).unwrap();
         assert_eq!(p.snapshot.as_ref().map(|s| s.next_offset), Some(90_033));
         assert!(p.segments.is_empty());
         assert_eq!((p.history_start, p.end), (90_033, 90_033));
 
         // A snapshot inside the shipped segments: the segment holding it, and all after.
         let snapshots = BTreeMap::from([snapshot(70_028)]);
-        let p = plan(&segments, &snapshots, false).unwrap();
+        let p = plan(&segments, &snapshots, &[], false).unwrap();
         assert_eq!(firsts(&p), [60_027]);
         assert_eq!((p.history_start, p.end), (60_027, 75_030));
 
         // At a segment boundary: only the segments after it.
         let snapshots = BTreeMap::from([snapshot(60_027)]);
-        let p = plan(&segments, &snapshots, false).unwrap();
+        let p = plan(&segments, &snapshots, &[], false).unwrap();
         assert_eq!(firsts(&p), [60_027]);
 
         // --full: every segment, no snapshot.
-        let p = plan(&segments, &snapshots, true).unwrap();
+        let p = plan(&segments, &snapshots, &[], true).unwrap();
         assert_eq!(firsts(&p), [1, 60_027]);
         assert_eq!((p.snapshot, p.history_start, p.end), (None, 1, 75_030));
+    }
+
+    fn chunk(first: Offset, next: Offset) -> ChunkEntry {
+        ChunkEntry {
+            key: format!("chunk-{first}"),
+            first_offset: first,
+            next_offset: next,
+            object_bytes: 1,
+            object_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn chunks_extend_the_restore_past_the_segments_and_the_snapshot() {
+        let segments = BTreeMap::from([segment(1, 100), segment(100, 200)]);
+        let snapshots = BTreeMap::from([snapshot(150), snapshot(250)]);
+        // A superseded chunk (below 200), one straddling the segments' end, one beyond
+        // the newest snapshot, and one past a gap.
+        let chunks = [
+            chunk(120, 180),
+            chunk(190, 240),
+            chunk(240, 300),
+            chunk(310, 320),
+        ];
+        let p = plan(&segments, &snapshots, &chunks, false).unwrap();
+        // The newest snapshot is newer than every segment: the log starts at it and the
+        // chunk holding it, then the next, fill it to 300.
+        assert_eq!(p.snapshot.as_ref().map(|s| s.next_offset), Some(250));
+        assert!(p.segments.is_empty());
+        let keys: Vec<_> = p.chunks.iter().map(|c| c.first_offset).collect();
+        assert_eq!(keys, [240]);
+        assert_eq!((p.history_start, p.end), (250, 300));
+        // --full: segments to 200, then the chunks to 300.
+        let p = plan(&segments, &snapshots, &chunks, true).unwrap();
+        let keys: Vec<_> = p.chunks.iter().map(|c| c.first_offset).collect();
+        assert_eq!(keys, [190, 240]);
+        assert_eq!((p.history_start, p.end), (1, 300));
+        // Only chunks, from offset 1: a young gateway's whole history.
+        let p = plan(&BTreeMap::new(), &BTreeMap::new(), &[chunk(1, 10)], false).unwrap();
+        assert_eq!((p.history_start, p.end, p.chunks.len()), (1, 10, 1));
+        assert_eq!(
+            plan(&BTreeMap::new(), &BTreeMap::new(), &[chunk(5, 10)], false),
+            Err(PlanError::Nothing)
+        );
     }
 
     #[test]
@@ -800,30 +993,36 @@ mod tests {
         // Segments after the newest snapshot have a gap; the older one is continued.
         let segments = BTreeMap::from([segment(1, 100), segment(100, 200), segment(300, 400)]);
         let snapshots = BTreeMap::from([snapshot(150), snapshot(250)]);
-        let p = plan(&segments, &snapshots, false).unwrap_err();
+        let p = plan(&segments, &snapshots, &[], false).unwrap_err();
         assert!(
             matches!(&p, PlanError::Gap(m) if m.contains("200..300")),
             "{p}"
         );
         let snapshots = BTreeMap::from([snapshot(350)]);
-        let p = plan(&segments, &snapshots, false).unwrap();
+        let p = plan(&segments, &snapshots, &[], false).unwrap();
         assert_eq!(firsts(&p), [300]);
         assert!(matches!(
-            plan(&segments, &snapshots, true),
+            plan(&segments, &snapshots, &[], true),
             Err(PlanError::Gap(m)) if m.contains("200..300")
         ));
         // No segment from offset 1 and no snapshot before the first one.
         let segments = BTreeMap::from([segment(100, 200)]);
         assert!(matches!(
-            plan(&segments, &BTreeMap::new(), false),
+            plan(&segments, &BTreeMap::new(), &[], false),
             Err(PlanError::Gap(m)) if m.contains("1..100")
         ));
         assert_eq!(
-            plan(&BTreeMap::new(), &BTreeMap::new(), false),
+            plan(&BTreeMap::new(), &BTreeMap::new(), &[], false),
             Err(PlanError::Nothing)
         );
         // Only a snapshot: an empty log from it.
-        let p = plan(&BTreeMap::new(), &BTreeMap::from([snapshot(42)]), false).unwrap();
+        let p = plan(
+            &BTreeMap::new(),
+            &BTreeMap::from([snapshot(42)]),
+            &[],
+            false,
+        )
+        .unwrap();
         assert_eq!((p.history_start, p.end), (42, 42));
     }
 }

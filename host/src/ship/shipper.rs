@@ -32,13 +32,16 @@ use gridlog_firmware::engine::{Engine, ItemResult, Request, SubmitError};
 use object_store::path::Path;
 use tokio::sync::watch;
 
+use super::chunk;
 use super::layout::{Layout, ObjectName};
 use super::lineage::{self, ParentLink};
+use super::manifest::ChunkEntry;
 use super::manifest::{
     Manifest, ManifestLink, SegmentEntry, SnapshotEntry, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
-use super::status::{unix_ms_now, Backlog, ShipStatus};
+use super::status::{unix_ms_now, Backlog, RecoveryPoint, ShipStatus};
 use super::store::{sleep_or_stop, Store, StoreError, Stored, Upload};
+use super::tail::{self, TailState};
 use super::{hex, sha256, verify_archive};
 use crate::config::Config;
 
@@ -139,6 +142,12 @@ pub struct Shipper {
     listed: HashSet<Path>,
     last_snapshot_shipped: Option<Instant>,
     log_id: [u8; 16],
+    /// The recovery-point bound (`ship.max_lag_s`).
+    max_lag: Duration,
+    /// Tail rounds: the chain head they moved and the chunks not yet superseded.
+    tail: TailState,
+    /// When the shipper first saw the oldest record not yet in the store (and as Unix ms).
+    tail_since: Option<(Instant, u64)>,
 }
 
 fn storage_entity() -> EntityId {
@@ -228,6 +237,9 @@ impl Shipper {
             listed: HashSet::new(),
             last_snapshot_shipped: None,
             log_id,
+            max_lag: Duration::from_secs(config.ship.max_lag_s.max(1)),
+            tail: tail::read_state(&config.data_dir)?,
+            tail_since: None,
         })
     }
 
@@ -287,13 +299,14 @@ impl Shipper {
                 return Err(StoreError::Stopped.into());
             }
             let shipped = self.round(stop, &mut summary).await?;
+            let shipped = self.ship_tail(stop, once, &mut summary).await? || shipped;
             if once && !shipped {
                 summary.left = self.status.backlog().objects + self.parked.len() as u64;
                 return Ok(summary);
             }
             if !shipped {
                 self.status.set_phase("idle");
-                if sleep_or_stop(self.interval, stop).await {
+                if sleep_or_stop(tail::poll_interval(self.interval, self.max_lag), stop).await {
                     return Err(StoreError::Stopped.into());
                 }
             }
@@ -326,6 +339,14 @@ impl Shipper {
             }),
             (None, None) => None,
         };
+        if let Some((sequence, link)) = &self.tail.head {
+            if self.head.as_ref().is_none_or(|h| h.sequence < *sequence) {
+                self.head = Some(Head {
+                    sequence: *sequence,
+                    link: link.clone(),
+                });
+            }
+        }
         if let Some(p) = &parent {
             self.record_parent(&system, p).await?;
         }
@@ -443,6 +464,16 @@ impl Shipper {
         }
         let sha = sha256(bytes);
         tracing::info!(%key, "adopting a manifest written before a crash");
+        if !manifest.chunks.is_empty() {
+            self.note_chunks(&manifest.chunks, seq, &manifest_link(key, &sha))?;
+        }
+        if manifest.segments.is_empty() && manifest.snapshots.is_empty() {
+            self.head = Some(Head {
+                sequence: seq,
+                link: manifest_link(key, &sha),
+            });
+            return Ok(());
+        }
         let mut confirmed = Vec::new();
         for s in &manifest.segments {
             confirmed.push(Confirmed::Segment(s.clone()));
@@ -702,6 +733,7 @@ impl Shipper {
                     Confirmed::Segment(_) => None,
                 })
                 .collect(),
+            chunks: vec![],
         };
         let manifest_bytes = Bytes::from(manifest.encode());
         let manifest_sha = sha256(&manifest_bytes);
@@ -772,6 +804,274 @@ impl Shipper {
     }
 }
 
+impl Shipper {
+    /// The end of the run of shipped segments from their start.
+    fn segments_end(&self) -> Offset {
+        let system = system_state(&self.engine);
+        let mut end: Option<Offset> = None;
+        for ((object, first), (next, _)) in system
+            .shipped
+            .range((ShipObject::Segment, 0)..=(ShipObject::Segment, u64::MAX))
+        {
+            debug_assert_eq!(*object, ShipObject::Segment);
+            match end {
+                None => end = Some(*next),
+                Some(e) if *first <= e => end = Some(e.max(*next)),
+                Some(_) => break,
+            }
+        }
+        end.unwrap_or(FIRST_OFFSET)
+    }
+
+    fn publish_recovery_point(&self, segments_end: Offset) {
+        self.status.set_recovery_point(RecoveryPoint {
+            next_offset: tail::store_end(segments_end, &self.tail.chunks),
+            verified_unix_ms: self.tail.newest_verified_unix_ms,
+            unshipped_since_unix_ms: self.tail_since.map(|(_, ms)| ms),
+        });
+    }
+
+    /// Chunks a manifest of this chain verified: remembered (durably) until superseded.
+    fn note_chunks(
+        &mut self,
+        chunks: &[ChunkEntry],
+        sequence: u64,
+        link: &ManifestLink,
+    ) -> Result<(), ShipError> {
+        for c in chunks {
+            if !self.tail.chunks.iter().any(|k| k.key == c.key) {
+                self.tail.chunks.push(c.clone());
+            }
+        }
+        self.tail.chunks.sort_by_key(|c| c.first_offset);
+        self.tail.head = Some((sequence, link.clone()));
+        self.tail.newest_verified_unix_ms = Some(unix_ms_now());
+        tail::write_state(&self.data_dir, &self.tail)?;
+        Ok(())
+    }
+
+    /// Deletes this lineage's chunks that verified segments supersede (another lineage's
+    /// are only forgotten: a restored gateway never changes the history it came from).
+    async fn drop_superseded(&mut self, segments_end: Offset) -> Result<(), ShipError> {
+        let gone = tail::superseded(&self.tail.chunks, segments_end);
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let own = self.layout.root();
+        for c in &gone {
+            let key = Path::from(c.key.as_str());
+            if key.prefix_match(&own).is_some() {
+                self.status.requests.fetch_add(1, Ordering::Relaxed);
+                self.store.delete(&key).await.map_err(StoreError::from)?;
+            }
+        }
+        self.tail
+            .chunks
+            .retain(|c| !gone.iter().any(|g| g.key == c.key));
+        tail::write_state(&self.data_dir, &self.tail)?;
+        tracing::debug!(chunks = gone.len(), "superseded chunks deleted");
+        Ok(())
+    }
+
+    /// A tail round, when due (always with `force`): the durable records after what the
+    /// store holds, as chunks, then a manifest naming them. True if it shipped.
+    async fn ship_tail(
+        &mut self,
+        stop: &watch::Receiver<bool>,
+        force: bool,
+        summary: &mut Summary,
+    ) -> Result<bool, ShipError> {
+        let segments_end = self.segments_end();
+        self.drop_superseded(segments_end).await?;
+        let committed = self.engine.committed_offset();
+        let chunks_end = self.tail.chunks.iter().map(|c| c.next_offset).max();
+        let from = segments_end
+            .max(chunks_end.unwrap_or(FIRST_OFFSET))
+            .max(self.engine.wal().oldest_offset());
+        if from >= committed {
+            self.tail_since = None;
+        } else if self.tail_since.is_none() {
+            self.tail_since = Some((Instant::now(), unix_ms_now()));
+        }
+        self.publish_recovery_point(segments_end);
+        let Some((since, _)) = self.tail_since else {
+            return Ok(false);
+        };
+        if !force
+            && !tail::tail_due(since.elapsed(), self.max_lag, 0)
+            && committed - from < tail::TAIL_EARLY_RECORDS
+        {
+            return Ok(false);
+        }
+        let engine = self.engine.clone();
+        let records = tokio::task::spawn_blocking(move || read_tail(&engine, from, committed))
+            .await
+            .map_err(|e| ShipError::Record(e.to_string()))??;
+        let unshipped: usize = records.iter().map(Vec::len).sum();
+        if records.is_empty()
+            || !(force || tail::tail_due(since.elapsed(), self.max_lag, unshipped))
+        {
+            return Ok(false);
+        }
+        self.status.set_phase("shipping");
+        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+        let mut entries = Vec::new();
+        let mut at = 0usize;
+        let mut round_bytes = 0u64;
+        for count in tail::cut_chunks(&sizes) {
+            let first = from + at as u64;
+            let slice = &records[at..at + count];
+            at += count;
+            let bytes = Bytes::from(
+                chunk::encode(self.log_id, first, slice)
+                    .map_err(|e| ShipError::Record(e.to_string()))?,
+            );
+            let name = ObjectName::Chunk(first, first + count as u64);
+            let key = self.layout.key(name);
+            let object_sha = sha256(&bytes);
+            let same = |stored: &[u8]| {
+                chunk::decode(stored).is_ok_and(|(h, r)| {
+                    h.first_offset == first && r.iter().map(|(_, b)| b).eq(slice.iter())
+                })
+            };
+            let upload = Upload {
+                listed: self.listed.contains(&key),
+                key: key.clone(),
+                bytes: bytes.clone(),
+                sha256: object_sha,
+                kind: "chunk",
+                same_content: &same,
+            };
+            match self.store.put_verified(upload, &self.status, stop).await? {
+                Stored::Written | Stored::Duplicate => {}
+                Stored::Conflict(message) => {
+                    self.status.alarm(message.clone());
+                    return Err(ShipError::Halted(message));
+                }
+            }
+            round_bytes += bytes.len() as u64;
+            entries.push(ChunkEntry {
+                key: key.to_string(),
+                first_offset: first,
+                next_offset: first + count as u64,
+                object_bytes: bytes.len() as u64,
+                object_sha256: hex(&object_sha),
+            });
+        }
+        let seq = self.head.as_ref().map_or(1, |h| h.sequence + 1);
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            version: MANIFEST_VERSION,
+            site_id: self.site_id.clone(),
+            lineage: self.layout.lineage().to_string(),
+            log_id: hex(&self.log_id),
+            sequence: seq,
+            previous: self.head.as_ref().map(|h| h.link.clone()),
+            created_unix_ms: unix_ms_now(),
+            segments: vec![],
+            snapshots: vec![],
+            chunks: entries.clone(),
+        };
+        let manifest_bytes = Bytes::from(manifest.encode());
+        let manifest_sha = sha256(&manifest_bytes);
+        let key = self.layout.key(ObjectName::Manifest(seq));
+        let upload = Upload {
+            listed: false,
+            key: key.clone(),
+            bytes: manifest_bytes.clone(),
+            sha256: manifest_sha,
+            kind: "manifest",
+            same_content: &|_| false,
+        };
+        match self.store.put_verified(upload, &self.status, stop).await? {
+            Stored::Written | Stored::Duplicate => {}
+            Stored::Conflict(message) => {
+                let message = format!(
+                    "{message} — another writer in lineage {}? shipping halts",
+                    self.layout.lineage()
+                );
+                self.status.alarm(message.clone());
+                return Err(ShipError::Halted(message));
+            }
+        }
+        let link = manifest_link(&key, &manifest_sha);
+        self.note_chunks(&entries, seq, &link)?;
+        self.head = Some(Head {
+            sequence: seq,
+            link,
+        });
+        let end = entries.last().map_or(from, |c| c.next_offset);
+        // What is left waited since it was seen; a conservative start for it is now.
+        self.tail_since =
+            (end < self.engine.committed_offset()).then(|| (Instant::now(), unix_ms_now()));
+        self.status.set_chain(seq, manifest.next_offset());
+        self.publish_recovery_point(segments_end);
+        self.status
+            .objects_shipped
+            .fetch_add(entries.len() as u64 + 1, Ordering::Relaxed);
+        self.status
+            .bytes_shipped
+            .fetch_add(round_bytes + manifest_bytes.len() as u64, Ordering::Relaxed);
+        self.status.manifests.fetch_add(1, Ordering::Relaxed);
+        self.status.success();
+        summary.objects += entries.len() as u64;
+        summary.bytes += round_bytes;
+        summary.manifests += 1;
+        tracing::debug!(
+            manifest = seq,
+            chunks = entries.len(),
+            from,
+            end,
+            "shipped the tail"
+        );
+        Ok(true)
+    }
+}
+
+fn manifest_link(key: &Path, sha: &[u8; 32]) -> ManifestLink {
+    ManifestLink {
+        key: key.to_string(),
+        sha256: hex(sha),
+    }
+}
+
+/// The durable records `from..until` of the hot log, read through its record cursor (never
+/// from segment bytes). Stops early if the hot log no longer holds `from` (archived
+/// meanwhile: the archive's segment ships instead).
+fn read_tail(engine: &Engine, from: Offset, until: Offset) -> Result<Vec<Vec<u8>>, ShipError> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut cursor = match engine.wal().read_from(from) {
+        Ok(c) => c,
+        Err(gridlog_firmware::wal::ReadError::Truncated { .. }) => return Ok(out),
+        Err(e) => return Err(ShipError::Record(e.to_string())),
+    };
+    let limit = chunk::CHUNK_TARGET_BYTES * tail::TAIL_CHUNKS_PER_ROUND_MAX;
+    while let Some(record) = cursor.next() {
+        let record = match record {
+            Ok(r) => r,
+            Err(gridlog_firmware::wal::ReadError::Truncated { .. }) => break,
+            Err(e) => return Err(ShipError::Record(e.to_string())),
+        };
+        if record.offset >= until {
+            break;
+        }
+        if record.offset != from + out.len() as u64 {
+            return Err(ShipError::Record(format!(
+                "the log cursor gave offset {} where {} was expected",
+                record.offset,
+                from + out.len() as u64
+            )));
+        }
+        bytes += record.bytes.len();
+        out.push(record.bytes.to_vec());
+        if bytes >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// A local object read and checked, ready to upload.
 #[derive(Debug)]
 struct Loaded {
@@ -799,6 +1099,7 @@ fn load(p: &Pending) -> Result<Loaded, String> {
             None
         }
         ObjectName::Manifest(_) => None,
+        ObjectName::Chunk(..) => return Err("chunks are read from the log, not a file".into()),
     };
     Ok(Loaded {
         name: p.name,
@@ -814,6 +1115,7 @@ impl Loaded {
             ObjectName::Segment(..) => "segment",
             ObjectName::Snapshot(_) => "snapshot",
             ObjectName::Manifest(_) => "manifest",
+            ObjectName::Chunk(..) => "chunk",
         }
     }
 
@@ -845,14 +1147,15 @@ impl Loaded {
                     segment_sha256: hex(&segment_sha),
                 })
             }
-            ObjectName::Snapshot(next_offset) | ObjectName::Manifest(next_offset) => {
-                Confirmed::Snapshot(SnapshotEntry {
-                    key,
-                    next_offset,
-                    object_bytes: self.bytes.len() as u64,
-                    object_sha256: hex(&self.object_sha),
-                })
-            }
+            // `load` refuses chunks, so a chunk never gets here.
+            ObjectName::Snapshot(next_offset)
+            | ObjectName::Manifest(next_offset)
+            | ObjectName::Chunk(_, next_offset) => Confirmed::Snapshot(SnapshotEntry {
+                key,
+                next_offset,
+                object_bytes: self.bytes.len() as u64,
+                object_sha256: hex(&self.object_sha),
+            }),
         }
     }
 }
@@ -862,6 +1165,8 @@ fn event_range(name: ObjectName) -> (ShipObject, Offset, Offset) {
         ObjectName::Segment(first, next) => (ShipObject::Segment, first, next),
         ObjectName::Snapshot(next) => (ShipObject::Snapshot, FIRST_OFFSET, next),
         ObjectName::Manifest(seq) => (ShipObject::Manifest, seq, seq),
+        // Tail rounds record no events; the backlog never holds a chunk.
+        ObjectName::Chunk(first, next) => (ShipObject::Segment, first, next),
     }
 }
 
