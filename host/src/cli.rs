@@ -206,10 +206,17 @@ backoff until they succeed or the command is stopped (SIGINT/SIGTERM).
 
 The gateway must not be running on the same data directory (the lock refuses).
 Exit status: 0 nothing left to ship, 1 objects left (alarms), 2 configuration, store or I/O
-error.",
+error.
+
+--check audits the site's history in the store instead, read-only (it may run beside a
+running gateway): it walks the manifest chain and lists every object that is missing, extra
+(an upload no manifest names, such as one a crash left) or tampered (its bytes do not hash to
+what its manifest says). Chunks a shipped segment supersedes may be gone by design. Exit
+status: 0 clean, 1 findings, 2 configuration or store error.",
         after_help = "\
 Examples:
   GRIDLOG_SHIP__STORE=s3://fleet/eu gridlog ship --once --data-dir /var/lib/gridlog
+  gridlog ship --check --config /etc/gridlog.toml
   gridlog ship --once --config /etc/gridlog.toml"
     )]
     Ship(ShipArgs),
@@ -242,9 +249,14 @@ Examples:
 /// Arguments of `gridlog ship`.
 #[derive(Debug, Clone, Args)]
 pub struct ShipArgs {
-    /// Ship what is pending, then exit (the only mode: `serve` ships continuously).
-    #[arg(long, required = true)]
+    /// Ship what is pending, then exit (`serve` ships continuously).
+    #[arg(long, required_unless_present = "check", conflicts_with = "check")]
     pub once: bool,
+
+    /// Audit central storage against the manifests, read-only: objects missing, extra
+    /// (named by no manifest) or tampered. Does not open the data directory.
+    #[arg(long)]
+    pub check: bool,
 
     /// A TOML configuration file.
     #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]

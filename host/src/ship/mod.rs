@@ -37,6 +37,7 @@
 //! Requests per object: one PUT and one GET; per round one PUT and one GET for the manifest;
 //! one listing at start. With 64 MiB segments that is about 40 requests per GiB of log.
 
+pub mod audit;
 pub mod chunk;
 pub mod layout;
 pub mod lineage;

@@ -143,10 +143,10 @@ impl From<StoreError> for RestoreError {
 
 /// A manifest of the chain with its key and hash.
 #[derive(Debug, Clone)]
-struct ChainLink {
-    key: String,
-    sha256: String,
-    manifest: Manifest,
+pub(super) struct ChainLink {
+    pub(super) key: String,
+    pub(super) sha256: String,
+    pub(super) manifest: Manifest,
 }
 
 /// Rebuilds `options.data_dir` from the store.
@@ -625,7 +625,7 @@ fn check_empty(dir: &Path) -> Result<(), RestoreError> {
 }
 
 /// The lineage to restore and the key of its newest manifest.
-async fn newest_lineage(
+pub(super) async fn newest_lineage(
     store: &Store,
     site: &Layout,
     options: &RestoreOptions,
@@ -682,7 +682,7 @@ async fn newest_lineage(
 }
 
 /// Reads the chain from `head_key` back to sequence 1; returns it oldest first.
-async fn walk_chain(
+pub(super) async fn walk_chain(
     store: &Store,
     head_key: &str,
     site: &str,
