@@ -582,6 +582,13 @@ fn event_data(e: &Event) -> Value {
             "object": ship_object(*object), "first_offset": first_offset, "next_offset": next_offset,
             "sha256": hex(sha256), "bytes": bytes,
         }),
+        Event::RecoveryPointLagging {
+            lag_s,
+            max_lag_s,
+            store_next_offset,
+        } => {
+            json!({"lag_s": lag_s, "max_lag_s": max_lag_s, "store_next_offset": store_next_offset})
+        }
     }
 }
 

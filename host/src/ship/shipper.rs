@@ -278,6 +278,9 @@ impl Shipper {
         self.publish_backlog()?;
         let mut backoff = self.store.backoff();
         loop {
+            // So is the recovery point: what the log holds beyond what the store is known
+            // to hold has waited since now at the latest.
+            self.note_unshipped();
             match self.reconcile(stop).await {
                 Ok(()) => break,
                 Err(ShipError::Store(StoreError::Store(e))) => {
@@ -823,6 +826,23 @@ impl Shipper {
         end.unwrap_or(FIRST_OFFSET)
     }
 
+    /// Starts the lag clock if the log holds records beyond what the store is known to hold.
+    fn note_unshipped(&mut self) {
+        let segments_end = self.segments_end();
+        let known = segments_end.max(
+            self.tail
+                .chunks
+                .iter()
+                .map(|c| c.next_offset)
+                .max()
+                .unwrap_or(FIRST_OFFSET),
+        );
+        if known < self.engine.committed_offset() && self.tail_since.is_none() {
+            self.tail_since = Some((Instant::now(), unix_ms_now()));
+        }
+        self.publish_recovery_point(segments_end);
+    }
+
     fn publish_recovery_point(&self, segments_end: Offset) {
         self.status.set_recovery_point(RecoveryPoint {
             next_offset: tail::store_end(segments_end, &self.tail.chunks),
@@ -1203,6 +1223,42 @@ pub fn unhex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The recovery-point watchdog, beside the shipper (whose uploads may be retrying for as
+/// long as the uplink is down): raises the alarm ([`tail::lag_alarm`]) as a
+/// `RecoveryPointLagging` event on `gateway:storage` and a status alarm.
+async fn watch_lag(
+    engine: Arc<Engine>,
+    status: Arc<ShipStatus>,
+    max_lag_s: u64,
+    poll: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut raised = false;
+    while !sleep_or_stop(poll, &stop).await {
+        let point = status.recovery_point();
+        let lag_s = point.lag_s(unix_ms_now());
+        match tail::lag_alarm(lag_s, max_lag_s, raised) {
+            tail::LagAlarm::Raise => {
+                raised = true;
+                status.alarm(format!(
+                    "recovery point lagging: the oldest acknowledged event not in central storage has waited {lag_s} s (bound {max_lag_s} s)"
+                ));
+                let event = Event::RecoveryPointLagging {
+                    lag_s,
+                    max_lag_s,
+                    store_next_offset: point.next_offset,
+                };
+                if let Err(e) = record(&engine, vec![event]).await {
+                    tracing::error!(error = %e, "cannot record the recovery-point alarm");
+                    status.error(e.to_string());
+                }
+            }
+            tail::LagAlarm::Clear => raised = false,
+            tail::LagAlarm::Keep => {}
+        }
+    }
+}
+
 /// A running shipper task and its status.
 pub type Running = (Arc<ShipStatus>, tokio::task::JoinHandle<()>);
 
@@ -1218,8 +1274,18 @@ pub fn spawn(
     }
     let lineage = lineage::ensure(&config.data_dir)?;
     let status = Arc::new(ShipStatus::new(&config.ship.store, &lineage));
-    let shipper = Shipper::new(config, engine, status.clone())?;
+    let shipper = Shipper::new(config, engine.clone(), status.clone())?;
     tracing::info!(store = %config.ship.store, %lineage, "shipping to central storage");
+    tokio::spawn(watch_lag(
+        engine,
+        status.clone(),
+        config.ship.max_lag_s,
+        tail::poll_interval(
+            Duration::from_secs(config.ship.interval_s),
+            Duration::from_secs(config.ship.max_lag_s.max(1)),
+        ),
+        stop.clone(),
+    ));
     let handle = tokio::spawn(async move {
         let _ = shipper.run(stop).await;
     });

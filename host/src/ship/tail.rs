@@ -33,6 +33,34 @@ pub const TAIL_CHUNKS_PER_ROUND_MAX: usize = 16;
 /// whether a whole chunk's worth is waiting (a busy site ships full chunks sooner).
 pub const TAIL_EARLY_RECORDS: u64 = 20_000;
 
+/// Times `max_lag_s` the lag must reach before the recovery point raises an alarm (a
+/// `RecoveryPointLagging` event and a status alarm): 3, so a slow round or a short outage
+/// does not, a dead uplink does within three bounds.
+pub const LAG_ALARM_FACTOR: u64 = 3;
+
+/// What the lag watchdog does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagAlarm {
+    /// Raise the alarm (once per episode).
+    Raise,
+    /// The store caught up: the next episode may raise again.
+    Clear,
+    /// Nothing changes.
+    Keep,
+}
+
+/// The alarm rule: raise once when the lag reaches [`LAG_ALARM_FACTOR`] × `max_lag_s`,
+/// re-arm when it is back to zero.
+pub fn lag_alarm(lag_s: u64, max_lag_s: u64, raised: bool) -> LagAlarm {
+    if !raised && lag_s >= LAG_ALARM_FACTOR * max_lag_s.max(1) {
+        LagAlarm::Raise
+    } else if raised && lag_s == 0 {
+        LagAlarm::Clear
+    } else {
+        LagAlarm::Keep
+    }
+}
+
 /// How often the shipper looks for work: `ship.interval_s`, but at most a quarter of
 /// `max_lag_s` (and at least 100 ms).
 pub fn poll_interval(interval: Duration, max_lag: Duration) -> Duration {
@@ -161,6 +189,16 @@ mod tests {
         // Seen within a poll, due a quarter later, looked at within a poll: ¾ of the lag.
         let worst = poll_interval(Duration::from_secs(3600), lag) * 2 + lag / 4;
         assert!(worst <= lag * 3 / 4);
+    }
+
+    #[test]
+    fn the_lag_alarm_is_raised_once_per_episode() {
+        assert_eq!(lag_alarm(179, 60, false), LagAlarm::Keep);
+        assert_eq!(lag_alarm(180, 60, false), LagAlarm::Raise);
+        assert_eq!(lag_alarm(500, 60, true), LagAlarm::Keep);
+        assert_eq!(lag_alarm(1, 60, true), LagAlarm::Keep);
+        assert_eq!(lag_alarm(0, 60, true), LagAlarm::Clear);
+        assert_eq!(lag_alarm(0, 60, false), LagAlarm::Keep);
     }
 
     #[test]
