@@ -1274,6 +1274,9 @@ pub fn spawn(
     }
     let lineage = lineage::ensure(&config.data_dir)?;
     let status = Arc::new(ShipStatus::new(&config.ship.store, &lineage));
+    status
+        .max_lag_s
+        .store(config.ship.max_lag_s, Ordering::Relaxed);
     let shipper = Shipper::new(config, engine.clone(), status.clone())?;
     tracing::info!(store = %config.ship.store, %lineage, "shipping to central storage");
     tokio::spawn(watch_lag(

@@ -31,6 +31,8 @@ pub struct ShipStatus {
     pub alarms_total: AtomicU64,
     /// Manifests written.
     pub manifests: AtomicU64,
+    /// The recovery-point bound, `ship.max_lag_s`.
+    pub max_lag_s: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -216,6 +218,7 @@ impl ShipStatus {
                 "newest_offset": s.recovery_next_offset.checked_sub(1).filter(|o| *o > 0),
                 "verified_age_s": s.recovery_verified_unix_ms.map(|t| now.saturating_sub(t) / 1000),
                 "lag_s": s.unshipped_since_unix_ms.map_or(0, |t| now.saturating_sub(t) / 1000),
+                "max_lag_s": load(&self.max_lag_s),
             },
             "requests": load(&self.requests),
             "retries": load(&self.retries),
