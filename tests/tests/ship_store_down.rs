@@ -78,6 +78,7 @@ fn backlog_drains_once_the_store_comes_up() {
     };
     assert!(alarm["data"]["lag_s"].as_u64().unwrap() >= 3, "{alarm}");
     assert_eq!(alarm["data"]["max_lag_s"], 1, "{alarm}");
+    assert_eq!(gateway.shipping()["recovery_point"]["max_lag_s"], 1);
     assert!(
         gateway.shipping()["recovery_point"]["lag_s"]
             .as_u64()
