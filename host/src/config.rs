@@ -282,6 +282,10 @@ pub struct ShipConfig {
     /// verified in the store within this many seconds (the log's durable tail goes up as
     /// chunk objects before its segment is sealed). Default 60.
     pub max_lag_s: u64,
+    /// An object of this gateway's lineage that no manifest names (an upload a crash left
+    /// before its manifest) is removed by the shipper at start once it is this old. Default
+    /// 86400 (a day: far longer than any upload or round).
+    pub orphan_grace_s: u64,
 }
 
 impl Default for ShipConfig {
@@ -302,6 +306,7 @@ impl Default for ShipConfig {
             retry_max_ms: 300_000,
             snapshot_interval_s: 6 * 3600,
             max_lag_s: 60,
+            orphan_grace_s: 86_400,
         }
     }
 }
@@ -325,6 +330,7 @@ impl std::fmt::Debug for ShipConfig {
             .field("retry_max_ms", &self.retry_max_ms)
             .field("snapshot_interval_s", &self.snapshot_interval_s)
             .field("max_lag_s", &self.max_lag_s)
+            .field("orphan_grace_s", &self.orphan_grace_s)
             .finish()
     }
 }

@@ -1,7 +1,8 @@
 //! `gridlog ship --check`: a read-only audit of central storage against the manifests.
 //! After two rounds (the second's segments supersede the first's tail chunk, which the
 //! shipper then deletes) the store is clean; a stray upload, a deleted segment and a
-//! changed chunk are each named, and the audit changes nothing.
+//! changed chunk are each named, and the audit changes nothing; the shipper then removes
+//! the stray upload after the grace period.
 
 #[allow(dead_code)]
 mod ship_support;
@@ -77,4 +78,16 @@ fn the_audit_names_missing_extra_and_tampered_objects_and_tolerates_superseded_c
     assert!(out.contains(&format!("TAMPERED {chunk}")), "{out}");
     // Read-only.
     assert_eq!(bucket.objects(&format!("{prefix}/{SITE}")), before);
+
+    // The shipper removes the stray upload (no manifest names it) once it is older than
+    // the grace period (here 0), and nothing a manifest names.
+    let mut now = env.clone();
+    now.push(("GRIDLOG_SHIP__ORPHAN_GRACE_S".into(), "0".into()));
+    let (code, out, err) = ship_once(&dir, &now);
+    assert_eq!(code, 0, "{out}{err}");
+    let after = bucket.keys(&root);
+    assert!(!after.contains(&stray), "{after:?}");
+    let mut expected: Vec<String> = before.keys().filter(|k| **k != stray).cloned().collect();
+    expected.sort();
+    assert_eq!(after, expected);
 }

@@ -146,6 +146,8 @@ pub struct Shipper {
     max_lag: Duration,
     /// Tail rounds: the chain head they moved and the chunks not yet superseded.
     tail: TailState,
+    /// `ship.orphan_grace_s` in milliseconds.
+    orphan_grace_ms: u64,
     /// When the shipper first saw the oldest record not yet in the store (and as Unix ms).
     tail_since: Option<(Instant, u64)>,
 }
@@ -240,6 +242,7 @@ impl Shipper {
             max_lag: Duration::from_secs(config.ship.max_lag_s.max(1)),
             tail: tail::read_state(&config.data_dir)?,
             tail_since: None,
+            orphan_grace_ms: config.ship.orphan_grace_s.saturating_mul(1000),
         })
     }
 
@@ -361,12 +364,17 @@ impl Shipper {
         self.status.requests.fetch_add(1, Ordering::Relaxed);
         let mut manifests = BTreeMap::new();
         self.listed.clear();
+        let now_ms = unix_ms_now();
+        let mut candidates = Vec::new();
         for meta in listing {
             match self.layout.parse(&meta.location) {
                 Some(ObjectName::Manifest(seq)) => {
                     manifests.insert(seq, meta.location);
                 }
-                Some(_) => {
+                Some(name) => {
+                    let age_ms =
+                        now_ms.saturating_sub(meta.last_modified.timestamp_millis().max(0) as u64);
+                    candidates.push((name, meta.location.clone(), age_ms));
                     self.listed.insert(meta.location);
                 }
                 None => {}
@@ -383,6 +391,7 @@ impl Shipper {
             };
             self.adopt(*seq, key, &bytes).await?;
         }
+        self.remove_orphans(&candidates).await?;
         if let Some(h) = &self.head {
             self.status.set_chain(h.sequence, 0);
         }
@@ -824,6 +833,44 @@ impl Shipper {
             }
         }
         end.unwrap_or(FIRST_OFFSET)
+    }
+
+    /// Removes this lineage's chunks and segments that no manifest names (an upload a crash
+    /// left before its manifest, which the backlog will not upload again under that key)
+    /// once they are older than `ship.orphan_grace_s`.
+    async fn remove_orphans(
+        &mut self,
+        listed: &[(ObjectName, Path, u64)],
+    ) -> Result<(), ShipError> {
+        let system = system_state(&self.engine);
+        let (archives, _) = gridlog_firmware::archive::list(&self.data_dir)?;
+        let pending: HashSet<ObjectName> = archives
+            .iter()
+            .map(|a| ObjectName::Segment(a.header.first_offset, a.header.next_offset))
+            .collect();
+        let known = |name: ObjectName| match name {
+            ObjectName::Segment(first, next) => {
+                pending.contains(&name)
+                    || system
+                        .shipped
+                        .get(&(ShipObject::Segment, first))
+                        .is_some_and(|(n, _)| *n == next)
+            }
+            ObjectName::Chunk(first, next) => self
+                .tail
+                .chunks
+                .iter()
+                .any(|c| (c.first_offset, c.next_offset) == (first, next)),
+            // Snapshots and manifests are never removed by the shipper.
+            ObjectName::Snapshot(_) | ObjectName::Manifest(_) => true,
+        };
+        for key in tail::orphans(listed, &known, self.orphan_grace_ms) {
+            tracing::warn!(%key, "removing an object no manifest names (left by a crash)");
+            self.status.requests.fetch_add(1, Ordering::Relaxed);
+            self.store.delete(&key).await.map_err(StoreError::from)?;
+            self.listed.remove(&key);
+        }
+        Ok(())
     }
 
     /// Starts the lag clock if the log holds records beyond what the store is known to hold.

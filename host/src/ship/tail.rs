@@ -121,6 +121,20 @@ pub fn store_end(segments_end: Offset, chunks: &[ChunkEntry]) -> Offset {
     end
 }
 
+/// The listed objects (name, key, age in ms) that `known` does not name and that are at
+/// least `grace_ms` old: uploads no manifest names, safe to remove.
+pub fn orphans(
+    listed: &[(super::layout::ObjectName, object_store::path::Path, u64)],
+    known: &dyn Fn(super::layout::ObjectName) -> bool,
+    grace_ms: u64,
+) -> Vec<object_store::path::Path> {
+    listed
+        .iter()
+        .filter(|(name, _, age_ms)| *age_ms >= grace_ms && !known(*name))
+        .map(|(_, key, _)| key.clone())
+        .collect()
+}
+
 /// What the shipper keeps about tail rounds (`DATA_DIR/ship/tail.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TailState {
@@ -189,6 +203,20 @@ mod tests {
         // Seen within a poll, due a quarter later, looked at within a poll: ¾ of the lag.
         let worst = poll_interval(Duration::from_secs(3600), lag) * 2 + lag / 4;
         assert!(worst <= lag * 3 / 4);
+    }
+
+    #[test]
+    fn only_unnamed_objects_past_the_grace_period_are_orphans() {
+        use crate::ship::layout::ObjectName;
+        let key = |s: &str| object_store::path::Path::from(s);
+        let listed = [
+            (ObjectName::Chunk(1, 5), key("a"), 10_000),
+            (ObjectName::Chunk(5, 9), key("b"), 10_000),
+            (ObjectName::Chunk(9, 12), key("c"), 10),
+        ];
+        let known = |n: ObjectName| n == ObjectName::Chunk(1, 5);
+        assert_eq!(orphans(&listed, &known, 1000), [key("b")]);
+        assert_eq!(orphans(&listed, &known, 0), [key("b"), key("c")]);
     }
 
     #[test]
