@@ -193,7 +193,8 @@ Examples:
     #[command(
         long_about = "\
 Ship what is pending to central storage and exit: every archived segment not yet confirmed,
-and the newest snapshot when it is due. For installs that ship from cron or a timer rather
+the newest snapshot when it is due, and the rest of the log (its durable tail) as chunk
+objects. For installs that ship from cron or a timer rather
 than from inside `gridlog serve` (which ships continuously when ship.store is set).
 
 The store comes from the configuration: ship.store (GRIDLOG_SHIP__STORE) is
@@ -225,8 +226,9 @@ Examples:
     #[command(
         long_about = "\
 Rebuild a working data directory from central storage: the site's newest lineage, its
-manifest chain verified back to the first manifest, the newest shipped snapshot and every
-segment after it (or, with --full, every segment from offset 1). Every object's SHA-256 is
+manifest chain verified back to the first manifest, the newest shipped snapshot that the
+shipped segments continue, every segment after it and every chunk of the log's tail after
+those (or, with --full, every segment from offset 1, then the chunks). Every object's SHA-256 is
 checked against its manifest and every segment's checksums after decompression; a missing or
 tampered object is an error naming its key, and nothing is written under DIR then.
 
