@@ -919,7 +919,7 @@ mod tests {
 
     #[test]
     fn the_newest_snapshot_wins_even_when_it_is_newer_than_every_segment() {
-        // The case: segments up to 75,030, snapshots at 70,028 and 90,033.
+        // The reported case: segments up to 75,030, snapshots at 70,028 and 90,033.
         let segments = BTreeMap::from([segment(1, 60_027), segment(60_027, 75_030)]);
         let snapshots = BTreeMap::from([snapshot(70_028), snapshot(90_033)]);
         let p = plan(&segments, &snapshots, &[], false).unwrap();
