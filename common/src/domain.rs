@@ -403,6 +403,17 @@ pub enum Event {
         /// Its size.
         bytes: u64,
     },
+    /// The recovery point fell behind: the oldest acknowledged event not yet in central
+    /// storage has waited `lag_s`, several times the bound `max_lag_s`. Raised once per
+    /// episode (an alarm).
+    RecoveryPointLagging {
+        /// Seconds the oldest acknowledged event not in central storage has waited.
+        lag_s: u64,
+        /// The configured bound.
+        max_lag_s: u64,
+        /// One past the newest offset central storage holds.
+        store_next_offset: u64,
+    },
 }
 
 impl Event {
@@ -425,6 +436,7 @@ impl Event {
             Event::ArchiveEvicted { .. } => "archive_evicted",
             Event::ShipIntended { .. } => "ship_intended",
             Event::ShipConfirmed { .. } => "ship_confirmed",
+            Event::RecoveryPointLagging { .. } => "recovery_point_lagging",
         }
     }
 }
@@ -463,7 +475,9 @@ impl StoredEvent {
         let extra = match self.event {
             Event::SegmentArchived { .. } | Event::ArchiveEvicted { .. } => Some("archive"),
             Event::ShipIntended { .. } | Event::ShipConfirmed { .. } => Some("shipping"),
-            Event::FaultRaised { .. } | Event::FaultCleared { .. } => Some("alarm"),
+            Event::FaultRaised { .. }
+            | Event::FaultCleared { .. }
+            | Event::RecoveryPointLagging { .. } => Some("alarm"),
             Event::SetpointRequested { .. } | Event::SetpointApplied { .. } => Some("setpoint"),
             Event::MeterRegistered { .. } | Event::AssetRegistered { .. } => Some("registration"),
             _ => None,
@@ -1168,6 +1182,11 @@ mod tests {
                     bytes,
                 },
                 other => other,
+            },
+            Event::RecoveryPointLagging {
+                lag_s: u64::MAX,
+                max_lag_s: 60,
+                store_next_offset: u64::MAX,
             },
         ];
         for kind in [

@@ -1652,6 +1652,20 @@
   }
   const fmtMicros = (u) => (u < 1000 ? u + ' µs' : u < 1e6 ? Math.round(u / 1000) + ' ms' : (u / 1e6).toFixed(1) + ' s');
 
+  /** The recovery point: the newest offset central storage holds and how long the oldest
+   * acknowledged event not yet there has waited; bad past the bound (max_lag_s). */
+  function recoveryBadge(shipping) {
+    const rp = shipping && shipping.enabled ? shipping.recovery_point : null;
+    if (!rp) return null;
+    const held = rp.newest_offset == null ? 'nothing yet' : 'to offset ' + fmtInt(rp.newest_offset);
+    const late = rp.max_lag_s > 0 && rp.lag_s > rp.max_lag_s;
+    return el('span', {
+      class: 'badge ' + (late ? 'bad' : 'ok'),
+      'data-part': 'recovery-point',
+      text: 'central storage holds ' + held + '; lag ' + fmtAge(rp.lag_s * 1000) + ' (bound ' + fmtAge(rp.max_lag_s * 1000) + ')',
+    });
+  }
+
   function renderSystem() {
     const body = $('#system-body');
     if (system.error && !system.last) {
@@ -1678,6 +1692,7 @@
       s.shipping && s.shipping.enabled && s.shipping.backlog
         ? el('span', { class: 'badge ' + (s.shipping.last_error ? 'bad' : 'ok'), text: 'shipping backlog ' + fmtInt(s.shipping.backlog.objects) + ' objects (' + fmtBytes(s.shipping.backlog.bytes) + ')' + (s.shipping.last_error ? ', last error ' + fmtAge(s.shipping.last_error.age_s * 1000) + ' ago' : '') })
         : null,
+      recoveryBadge(s.shipping),
       system.error ? el('span', { class: 'badge bad', text: 'status not updating: ' + system.error.message }) : null);
     const rate = (v, unit) => (v == null ? '—' : (v >= 100 ? Math.round(v) : v.toFixed(1)) + ' ' + unit);
     const cards = el('div', { class: 'sys' },

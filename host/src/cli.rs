@@ -200,7 +200,8 @@ Examples:
     #[command(
         long_about = "\
 Ship what is pending to central storage and exit: every archived segment not yet confirmed,
-and the newest snapshot when it is due. For installs that ship from cron or a timer rather
+the newest snapshot when it is due, and the rest of the log (its durable tail) as chunk
+objects. For installs that ship from cron or a timer rather
 than from inside `gridlog serve` (which ships continuously when ship.store is set).
 
 The store comes from the configuration: ship.store (GRIDLOG_SHIP__STORE) is
@@ -213,10 +214,17 @@ backoff until they succeed or the command is stopped (SIGINT/SIGTERM).
 
 The gateway must not be running on the same data directory (the lock refuses).
 Exit status: 0 nothing left to ship, 1 objects left (alarms), 2 configuration, store or I/O
-error.",
+error.
+
+--check audits the site's history in the store instead, read-only (it may run beside a
+running gateway): it walks the manifest chain and lists every object that is missing, extra
+(an upload no manifest names, such as one a crash left) or tampered (its bytes do not hash to
+what its manifest says). Chunks a shipped segment supersedes may be gone by design. Exit
+status: 0 clean, 1 findings, 2 configuration or store error.",
         after_help = "\
 Examples:
   GRIDLOG_SHIP__STORE=s3://fleet/eu gridlog ship --once --data-dir /var/lib/gridlog
+  gridlog ship --check --config /etc/gridlog.toml
   gridlog ship --once --config /etc/gridlog.toml"
     )]
     Ship(ShipArgs),
@@ -225,8 +233,9 @@ Examples:
     #[command(
         long_about = "\
 Rebuild a working data directory from central storage: the site's newest lineage, its
-manifest chain verified back to the first manifest, the newest shipped snapshot and every
-segment after it (or, with --full, every segment from offset 1). Every object's SHA-256 is
+manifest chain verified back to the first manifest, the newest shipped snapshot that the
+shipped segments continue, every segment after it and every chunk of the log's tail after
+those (or, with --full, every segment from offset 1, then the chunks). Every object's SHA-256 is
 checked against its manifest and every segment's checksums after decompression; a missing or
 tampered object is an error naming its key, and nothing is written under DIR then.
 
@@ -249,9 +258,14 @@ Examples:
 /// Arguments of `gridlog ship`.
 #[derive(Debug, Clone, Args)]
 pub struct ShipArgs {
-    /// Ship what is pending, then exit (the only mode: `serve` ships continuously).
-    #[arg(long, required = true)]
+    /// Ship what is pending, then exit (`serve` ships continuously).
+    #[arg(long, required_unless_present = "check", conflicts_with = "check")]
     pub once: bool,
+
+    /// Audit central storage against the manifests, read-only: objects missing, extra
+    /// (named by no manifest) or tampered. Does not open the data directory.
+    #[arg(long)]
+    pub check: bool,
 
     /// A TOML configuration file.
     #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]

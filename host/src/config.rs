@@ -355,6 +355,14 @@ pub struct ShipConfig {
     pub retry_max_ms: u64,
     /// Ship the newest snapshot at most once per this many seconds. Default 21600 (6 h).
     pub snapshot_interval_s: u64,
+    /// The recovery-point bound: while the uplink is up, every acknowledged event is
+    /// verified in the store within this many seconds (the log's durable tail goes up as
+    /// chunk objects before its segment is sealed). Default 60.
+    pub max_lag_s: u64,
+    /// An object of this gateway's lineage that no manifest names (an upload a crash left
+    /// before its manifest) is removed by the shipper at start once it is this old. Default
+    /// 86400 (a day: far longer than any upload or round).
+    pub orphan_grace_s: u64,
 }
 
 impl Default for ShipConfig {
@@ -374,6 +382,8 @@ impl Default for ShipConfig {
             retry_min_ms: 500,
             retry_max_ms: 300_000,
             snapshot_interval_s: 6 * 3600,
+            max_lag_s: 60,
+            orphan_grace_s: 86_400,
         }
     }
 }
@@ -396,6 +406,8 @@ impl std::fmt::Debug for ShipConfig {
             .field("retry_min_ms", &self.retry_min_ms)
             .field("retry_max_ms", &self.retry_max_ms)
             .field("snapshot_interval_s", &self.snapshot_interval_s)
+            .field("max_lag_s", &self.max_lag_s)
+            .field("orphan_grace_s", &self.orphan_grace_s)
             .finish()
     }
 }

@@ -43,6 +43,11 @@ fn main() -> ExitCode {
         }),
         Command::Serve(args) => commands::serve::run(&overrides(args, None), false),
         Command::Demo(args) => commands::serve::run(&overrides(&args.serve, args.speed), true),
+        Command::Ship(args) if args.check => commands::ship::check(&commands::serve::Overrides {
+            config: args.config.clone(),
+            data_dir: args.data_dir.clone(),
+            ..Default::default()
+        }),
         Command::Ship(args) => commands::ship::run(&commands::serve::Overrides {
             config: args.config.clone(),
             data_dir: args.data_dir.clone(),

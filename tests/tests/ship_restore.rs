@@ -8,7 +8,6 @@
 #[allow(dead_code)]
 mod ship_support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use gridlog_firmware::engine::Engine;
@@ -51,12 +50,21 @@ fn restore_after_wipe_matches_and_the_restored_gateway_continues_under_a_new_lin
     let (code, out, err) = ship_once(&dir, &env);
     assert_eq!(code, 0, "{out}{err}");
     check_store(&bucket, prefix, &dir);
-    let end = shipped_end(&dir);
-    let original_events: Vec<_> = events(&dir, 1)
-        .into_iter()
-        .filter(|(o, _)| *o < end)
-        .collect();
+    // Archived segments to `archived_end`, then chunks of the log's tail: the store holds
+    // the whole log as it was when the second round ended.
+    let archived_end = shipped_end(&dir);
+    let original_events: Vec<_> = events(&dir, 1);
+    let end = original_events.last().unwrap().0 + 1;
+    assert!(end > archived_end);
     let original_digest = digest_until(&dir, end);
+    // The newest snapshot (shipped by the second round) is newer than every archived
+    // segment: the default restore goes to it, the newest verified point.
+    let newest_snapshot = gridlog_firmware::snapshot::list(&dir)
+        .unwrap()
+        .last()
+        .unwrap()
+        .next_offset;
+    assert!(newest_snapshot > archived_end);
     let old_lineage = lineage(&dir);
     let old_objects = bucket.objects(&format!("{prefix}/{SITE}/{old_lineage}"));
 
@@ -65,10 +73,14 @@ fn restore_after_wipe_matches_and_the_restored_gateway_continues_under_a_new_lin
     let from_snapshot = tmp.path().join("from-snapshot");
     let (code, out, err) = restore(prefix, &from_snapshot, &moto.endpoint(), &[]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("after the snapshot at offset"), "{out}");
     assert!(
-        first_hot_offset(&from_snapshot) > 1,
-        "a snapshot restore needs only the segments after it"
+        out.contains(&format!("after the snapshot at offset {newest_snapshot}")),
+        "{out}"
+    );
+    assert_eq!(
+        first_hot_offset(&from_snapshot),
+        newest_snapshot,
+        "a snapshot newer than every segment: the log starts at it, and chunks fill it"
     );
     let restored_events: Vec<_> = events(&from_snapshot, first_hot_offset(&from_snapshot));
     let tail: Vec<_> = original_events
@@ -119,34 +131,28 @@ fn restore_after_wipe_matches_and_the_restored_gateway_continues_under_a_new_lin
         first_new["previous"]["sha256"],
         sha(&old_objects[old_head]).as_str()
     );
-    let new_segments: Vec<_> = new_objects
+    // The new history went up (as chunks: the restored log's active segment has the default
+    // size, so nothing sealed yet), and nothing of the restored history went up again.
+    let new_data: Vec<_> = new_objects
         .keys()
-        .filter(|k| k.contains("/segments/"))
+        .filter(|k| k.contains("/segments/") || k.contains("/chunks/"))
         .collect();
-    assert!(!new_segments.is_empty());
-    // Nothing of the restored history went up again.
-    let old_segment_names: BTreeMap<_, _> = old_objects
-        .keys()
-        .filter(|k| k.contains("/segments/"))
-        .map(|k| (k.rsplit('/').next().unwrap().to_string(), ()))
-        .collect();
-    for k in &new_segments {
-        assert!(
-            !old_segment_names.contains_key(k.rsplit('/').next().unwrap()),
-            "{k} was shipped again"
-        );
+    assert!(!new_data.is_empty(), "{new_objects:?}");
+    for k in &new_data {
+        let first: u64 = k
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.split('-').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(first >= end, "{k} ships the restored history again");
     }
 
     // A second restore follows the chain across both lineages.
     let again = tmp.path().join("again");
     let (code, out, err) = restore(prefix, &again, &moto.endpoint(), &["--full"]);
     assert_eq!(code, 0, "{out}{err}");
-    let end2 = shipped_end(&full);
-    let expected: Vec<_> = events(&full, 1)
-        .into_iter()
-        .filter(|(o, _)| *o < end2)
-        .collect();
-    assert_eq!(events(&again, 1), expected);
+    assert_eq!(events(&again, 1), events(&full, 1));
 }
 
 #[test]

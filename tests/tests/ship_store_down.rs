@@ -14,7 +14,9 @@ fn backlog_drains_once_the_store_comes_up() {
     let fixture = grow(&dir, 5, 400);
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let gateway = Gateway::serve(&dir, &ship_env(&endpoint, "down"));
+    let mut env = ship_env(&endpoint, "down");
+    env.push(("GRIDLOG_SHIP__MAX_LAG_S".into(), "1".into()));
+    let gateway = Gateway::serve(&dir, &env);
 
     // Down: the whole archive is the backlog, the error is visible, nothing is confirmed.
     let deadline = std::time::Instant::now() + SETTLE;
@@ -59,6 +61,34 @@ fn backlog_drains_once_the_store_comes_up() {
         "{status:#}"
     );
 
+    // The recovery point falls behind several bounds over: one alarm event, and status
+    // shows the lag.
+    let deadline = std::time::Instant::now() + SETTLE;
+    let alarm = loop {
+        let (_, page) = gateway.get("/api/v1/events?tag=alarm");
+        if let Some(e) = page["events"]
+            .as_array()
+            .and_then(|e| e.first())
+            .filter(|e| e["type"] == "recovery_point_lagging")
+        {
+            break e.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no alarm: {page}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(alarm["data"]["lag_s"].as_u64().unwrap() >= 3, "{alarm}");
+    assert_eq!(alarm["data"]["max_lag_s"], 1, "{alarm}");
+    assert_eq!(gateway.shipping()["recovery_point"]["max_lag_s"], 1);
+    assert!(
+        gateway.shipping()["recovery_point"]["lag_s"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+    assert!(gateway.shipping()["alarms"]
+        .to_string()
+        .contains("recovery point lagging"));
+
     // Up: everything arrives.
     let moto = Moto::start_on(port);
     let settled = gateway.wait_shipped();
@@ -72,4 +102,15 @@ fn backlog_drains_once_the_store_comes_up() {
         .into_string()
         .unwrap();
     assert!(text.contains("gridlog_ship_backlog_objects 0"), "{text}");
+    // Caught up: the lag is back to zero (the tail, the alarm event included, is held).
+    let deadline = std::time::Instant::now() + SETTLE;
+    while gateway.shipping()["recovery_point"]["lag_s"] != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#}",
+            gateway.shipping()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = alarm;
 }

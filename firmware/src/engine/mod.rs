@@ -269,6 +269,14 @@ pub enum EngineOpenError {
         /// What is wrong.
         error: EventDecodeError,
     },
+    /// [`HISTORY_START_FILE_NAME`] exists but does not hold an offset.
+    #[error("{path}: {reason}")]
+    HistoryStart {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// No usable snapshot, and the history before the hot log is not in the local archive.
     #[error("cannot rebuild the state: no usable snapshot, and the history before offset {oldest} is not in the local archive ({reason}); restore the data directory from central storage (gridlog restore)")]
     HistoryMissing {
@@ -343,6 +351,29 @@ impl RejectionWindow {
     }
 }
 
+/// The file a restore from central storage leaves in `DATA_DIR`: the first offset whose
+/// history this directory holds, as decimal text. The history before it is in central
+/// storage only: queries for it answer [`QueryError::BeforeHistory`], never a read error,
+/// and entity queries whose index points below it start there. Absent: offset 1.
+pub const HISTORY_START_FILE_NAME: &str = "HISTORY_START";
+
+/// Reads [`HISTORY_START_FILE_NAME`]; offset 1 when there is none.
+pub fn read_history_start(data_dir: &Path) -> Result<Offset, EngineOpenError> {
+    let path = data_dir.join(HISTORY_START_FILE_NAME);
+    let bad = |reason: String| EngineOpenError::HistoryStart {
+        path: path.clone(),
+        reason,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<Offset>() {
+            Ok(offset) if offset >= gridlog_common::FIRST_OFFSET => Ok(offset),
+            _ => Err(bad(format!("holds {text:?}, not an offset"))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(gridlog_common::FIRST_OFFSET),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
 /// Called with the new committed offset after every commit.
 pub type CommitHook = Box<dyn Fn(Offset) + Send + Sync>;
 
@@ -383,6 +414,8 @@ pub(crate) struct Inner {
     pub(crate) maintenance_lock: Mutex<()>,
     /// Where start-up found its state.
     pub(crate) started_from: String,
+    /// The first offset this directory holds history from ([`HISTORY_START_FILE_NAME`]).
+    pub(crate) history_start: Offset,
 }
 
 impl Inner {
@@ -547,6 +580,7 @@ impl Engine {
     /// Opens the data directory: recovers the log, replays it into the image, and starts the
     /// processor.
     pub fn open(data_dir: &Path, options: EngineOptions) -> Result<Engine, EngineOpenError> {
+        let history_start = read_history_start(data_dir)?;
         let wal = Wal::open(data_dir, options.wal.clone())?;
         let io = wal.io();
         let _ = crate::archive::remove_temporaries(&io, data_dir);
@@ -620,6 +654,7 @@ impl Engine {
             maintenance_wake: Mutex::new(None),
             maintenance_lock: Mutex::new(()),
             started_from,
+            history_start,
         });
         let (queue, jobs) = mpsc::sync_channel::<Job>(options.queue_depth.max(1));
         let processor = {
@@ -693,6 +728,12 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The first offset whose history this directory holds (1 unless it was restored from
+    /// a snapshot in central storage; see [`HISTORY_START_FILE_NAME`]).
+    pub fn history_start(&self) -> Offset {
+        self.inner.history_start
     }
 
     /// Where start-up found its state (`snapshot at N`, `full replay`).

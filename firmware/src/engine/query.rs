@@ -33,6 +33,10 @@ pub struct EntityEvents {
     pub highest_seq: u64,
     /// The events asked for, by seq.
     pub events: Vec<EventRecord>,
+    /// Set when the entity's events from `from_seq` begin below this gateway's history
+    /// start (it was restored from central storage, which holds them): the events returned
+    /// begin at that offset, which this field names.
+    pub before_history: Option<Offset>,
 }
 
 /// A page of events from an offset.
@@ -92,6 +96,19 @@ pub enum QueryError {
         /// The oldest offset still on this gateway after it.
         next_available: Offset,
     },
+    /// The events from `offset` are older than this data directory's history: it was
+    /// restored from central storage, which holds them; its history begins at
+    /// `history_start`.
+    #[error(
+        "the events from offset {offset} are not on this gateway: it was restored from \
+         central storage, which holds them, and its history begins at offset {history_start}"
+    )]
+    BeforeHistory {
+        /// The offset asked for.
+        offset: Offset,
+        /// The first offset this gateway holds.
+        history_start: Offset,
+    },
     /// The archive could not be read (a missing or damaged archive file).
     #[error("archive: {0}")]
     Archive(String),
@@ -149,6 +166,12 @@ impl Tiered {
                 continue;
             }
             if self.hot.is_none() {
+                if self.from < inner.history_start {
+                    return Some(Err(QueryError::BeforeHistory {
+                        offset: self.from,
+                        history_start: inner.history_start,
+                    }));
+                }
                 let oldest = inner.wal.oldest_offset();
                 if self.from < oldest {
                     if let Some(next_available) =
@@ -225,6 +248,7 @@ impl Engine {
             return Ok(EntityEvents {
                 highest_seq: 0,
                 events: vec![],
+                before_history: None,
             });
         };
         let mut events = Vec::new();
@@ -232,8 +256,22 @@ impl Engine {
             return Ok(EntityEvents {
                 highest_seq,
                 events,
+                before_history: None,
             });
         }
+        // A restored gateway's index may point below its history: read from where it
+        // begins, and say so (the events found may start after `from_seq`).
+        let history_start = self.inner.history_start;
+        let before_history =
+            (start.max(gridlog_common::FIRST_OFFSET) < history_start).then_some(history_start);
+        if before_history.is_some() && last_offset < history_start {
+            return Ok(EntityEvents {
+                highest_seq,
+                events,
+                before_history,
+            });
+        }
+        let start = start.max(history_start);
         let filter = Filter::Entity(entity.to_string());
         let mut cursor = Tiered::new(start);
         while let Some(record) = cursor.next_with(&self.inner, |offset, bytes| {
@@ -258,9 +296,12 @@ impl Engine {
                 }
             }
         }
+        let before_history =
+            before_history.filter(|_| events.first().is_none_or(|e| e.stored.seq > from_seq));
         Ok(EntityEvents {
             highest_seq,
             events,
+            before_history,
         })
     }
 

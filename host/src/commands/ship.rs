@@ -14,6 +14,70 @@ use super::serve::{engine_options, load_config, Overrides};
 use super::Outcome;
 use crate::ship::{ShipStatus, Shipper};
 
+/// Runs `ship --check`: the read-only audit of central storage.
+pub fn check(overrides: &Overrides) -> Outcome {
+    let config = match load_config(overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gridlog ship --check: {e}");
+            return Outcome::Failed;
+        }
+    };
+    if config.ship.store.is_empty() {
+        eprintln!(
+            "gridlog ship --check: no store configured: set ship.store (GRIDLOG_SHIP__STORE)"
+        );
+        return Outcome::Failed;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gridlog ship --check: cannot start the runtime: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let result = runtime.block_on(crate::ship::audit::audit(
+        &config.ship.store,
+        &config.site_id,
+        &config.ship,
+    ));
+    match result {
+        Ok(report) => {
+            println!(
+                "checked {} objects against {} manifests: {} missing, {} extra, {} tampered ({} superseded chunks deleted as expected)",
+                report.listed,
+                report.manifests,
+                report.missing.len(),
+                report.extra.len(),
+                report.tampered.len(),
+                report.superseded_gone
+            );
+            for key in &report.missing {
+                println!("MISSING  {key}");
+            }
+            for key in &report.extra {
+                println!("EXTRA    {key}");
+            }
+            for key in &report.tampered {
+                println!("TAMPERED {key}");
+            }
+            if report.clean() {
+                Outcome::Clean
+            } else {
+                Outcome::Damaged
+            }
+        }
+        Err(e) => {
+            eprintln!("gridlog ship --check: {e}");
+            Outcome::Failed
+        }
+    }
+}
+
 /// Runs `ship --once`.
 pub fn run(overrides: &Overrides) -> Outcome {
     let config = match load_config(overrides) {

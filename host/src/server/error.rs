@@ -166,6 +166,12 @@ impl From<gridlog_firmware::engine::QueryError> for ApiError {
                     next_available.saturating_sub(1)
                 ),
             ),
+            QueryError::BeforeHistory { history_start, .. } => ApiError::field(
+                StatusCode::GONE,
+                "history_evicted",
+                "after",
+                format!("{e}; resume with after={}", history_start.saturating_sub(1)),
+            ),
             QueryError::Busy(message) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "archive_busy", message).retry(1)
             }

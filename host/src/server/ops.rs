@@ -230,6 +230,19 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         use std::sync::atomic::Ordering::Relaxed;
         let backlog = ship.backlog();
         let now_ms = crate::ship::status::unix_ms_now();
+        let point = ship.recovery_point();
+        gauge(
+            &mut registry,
+            "ship_recovery_point_next_offset",
+            "One past the newest offset central storage holds without a gap",
+            point.next_offset as i64,
+        );
+        gauge(
+            &mut registry,
+            "ship_recovery_lag_seconds",
+            "Seconds the oldest acknowledged event not yet in central storage has waited (0 when it holds everything)",
+            point.lag_s(now_ms) as i64,
+        );
         gauge(
             &mut registry,
             "ship_backlog_objects",

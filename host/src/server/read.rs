@@ -6,7 +6,7 @@ use axum::Json;
 use gridlog_common::domain::{AssetKind, MeterKind};
 use gridlog_firmware::engine::image::{EntityState, Flows};
 use gridlog_firmware::engine::query::QUERY_LIMIT_MAX;
-use gridlog_firmware::engine::{Engine, Filter, Step};
+use gridlog_firmware::engine::{Engine, Filter, QueryError, Step};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -248,6 +248,7 @@ pub async fn entity_events(
     Ok(Json(EntityEventsView {
         entity: id,
         highest_seq: result.highest_seq,
+        history_start: result.before_history,
         events: result.events.iter().map(event_view).collect(),
     }))
 }
@@ -277,11 +278,25 @@ pub async fn entity_state(
         .log_query(move || -> Result<Option<EntityState>, ApiError> {
             let mut state: Option<EntityState> = None;
             let mut from_seq = 1;
+            // On a restored gateway the entity's first events may be in central storage
+            // only: then only "as of after its last event" can be answered (the current
+            // state), and only for a time after this gateway's history starts.
+            let mut before_history = None;
             loop {
                 let page = engine.events_of(&id2, from_seq, u64::MAX, QUERY_LIMIT_MAX)?;
+                if from_seq == 1 {
+                    before_history = page.before_history;
+                }
+                let not_here = |history_start| QueryError::BeforeHistory {
+                    offset: history_start,
+                    history_start,
+                };
                 for record in &page.events {
                     if record.stored.gateway_ms > as_of {
-                        return Ok(state);
+                        return match before_history {
+                            Some(start) => Err(not_here(start).into()),
+                            None => Ok(state),
+                        };
                     }
                     state = EntityState::evolve(state.as_ref(), &record.stored);
                 }
@@ -289,7 +304,20 @@ pub async fn entity_state(
                     Some(last) if last.stored.seq < page.highest_seq => {
                         from_seq = last.stored.seq + 1
                     }
-                    _ => return Ok(state),
+                    _ => {
+                        let Some(start) = before_history else {
+                            return Ok(state);
+                        };
+                        let first_held = engine.events_after(start - 1, &Filter::All, 1)?;
+                        if first_held
+                            .events
+                            .first()
+                            .is_none_or(|e| e.stored.gateway_ms > as_of)
+                        {
+                            return Err(not_here(start).into());
+                        }
+                        return Ok(engine.read(|image| image.entity(&id2).map(|e| e.state.clone())));
+                    }
                 }
             }
         })

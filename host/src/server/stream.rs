@@ -105,6 +105,15 @@ pub async fn stream(
             )
             .retry(5)
         })?;
+    // A restored gateway holds no history before its start: say so now, as a 410, rather
+    // than open a stream that ends at once.
+    if after.saturating_add(1) < engine.history_start() {
+        return Err(QueryError::BeforeHistory {
+            offset: after.saturating_add(1),
+            history_start: engine.history_start(),
+        }
+        .into());
+    }
     let mut subscription = engine.subscribe(after, filter)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(STREAM_BUFFER_EVENTS);
     let pump_state = state.clone();
@@ -146,7 +155,8 @@ pub async fn stream(
                             }
                         }
                     }
-                    Err(QueryError::Evicted { offset, next_available }) => {
+                    Err(QueryError::Evicted { offset, next_available }
+                        | QueryError::BeforeHistory { offset, history_start: next_available }) => {
                         let data = serde_json::json!({"resume_after": next_available.saturating_sub(1), "oldest_offset": next_available,
                             "message": format!("the events from offset {offset} were evicted from this gateway (central storage holds them); resume after {}", next_available.saturating_sub(1))});
                         let _ = tx.blocking_send(Ok(Event::default().event("fell_behind").data(data.to_string())));

@@ -582,6 +582,13 @@ fn event_data(e: &Event) -> Value {
             "object": ship_object(*object), "first_offset": first_offset, "next_offset": next_offset,
             "sha256": hex(sha256), "bytes": bytes,
         }),
+        Event::RecoveryPointLagging {
+            lag_s,
+            max_lag_s,
+            store_next_offset,
+        } => {
+            json!({"lag_s": lag_s, "max_lag_s": max_lag_s, "store_next_offset": store_next_offset})
+        }
     }
 }
 
@@ -592,6 +599,11 @@ pub struct EntityEventsView {
     pub entity: String,
     /// Highest seq (0 if unknown).
     pub highest_seq: u64,
+    /// Set when the events asked for begin before this gateway's history (it was restored
+    /// from central storage, which holds them): the first offset it holds; the events
+    /// listed begin there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_start: Option<u64>,
     /// Events.
     pub events: Vec<EventView>,
 }

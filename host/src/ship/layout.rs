@@ -5,6 +5,8 @@
 //! PREFIX/SITE_ID/LINEAGE/segments/FIRST-LAST.seg.zst   an archived segment (the local archive
 //!                                                      file's bytes); FIRST and LAST are its
 //!                                                      first and last offsets, 20 digits
+//! PREFIX/SITE_ID/LINEAGE/chunks/FIRST-LAST.chunk       records FIRST..=LAST of the log, shipped
+//!                                                      before their segment (see `chunk`)
 //! PREFIX/SITE_ID/LINEAGE/snapshots/NEXT.snap           a snapshot (the local file's bytes);
 //!                                                      NEXT = one past its last event
 //! PREFIX/SITE_ID/LINEAGE/manifests/SEQUENCE.json       a manifest, written after every object
@@ -21,6 +23,8 @@ use object_store::path::Path;
 pub const KEY_NUMBER_DIGITS: usize = 20;
 /// The folder of segments inside a lineage.
 pub const SEGMENTS_DIR: &str = "segments";
+/// The folder of chunks inside a lineage.
+pub const CHUNKS_DIR: &str = "chunks";
 /// The folder of snapshots inside a lineage.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 /// The folder of manifests inside a lineage.
@@ -41,6 +45,8 @@ pub enum ObjectName {
     Segment(Offset, Offset),
     /// A snapshot: next offset.
     Snapshot(Offset),
+    /// A chunk: first offset, next offset.
+    Chunk(Offset, Offset),
     /// A manifest: sequence number.
     Manifest(u64),
 }
@@ -101,6 +107,10 @@ impl Layout {
                 &format!("{first:020}-{:020}.seg.zst", next.saturating_sub(1)),
             ]),
             ObjectName::Snapshot(next) => self.join(&[SNAPSHOTS_DIR, &format!("{next:020}.snap")]),
+            ObjectName::Chunk(first, next) => self.join(&[
+                CHUNKS_DIR,
+                &format!("{first:020}-{:020}.chunk", next.saturating_sub(1)),
+            ]),
             ObjectName::Manifest(seq) => self.join(&[MANIFESTS_DIR, &format!("{seq:020}.json")]),
         }
     }
@@ -131,6 +141,11 @@ fn parse_name(folder: &str, file: &str) -> Option<ObjectName> {
             (first <= last).then(|| ObjectName::Segment(first, last + 1))
         }
         SNAPSHOTS_DIR => number(file.strip_suffix(".snap")?).map(ObjectName::Snapshot),
+        CHUNKS_DIR => {
+            let (first, last) = file.strip_suffix(".chunk")?.split_once('-')?;
+            let (first, last) = (number(first)?, number(last)?);
+            (first <= last).then(|| ObjectName::Chunk(first, last + 1))
+        }
         MANIFESTS_DIR => number(file.strip_suffix(".json")?).map(ObjectName::Manifest),
         _ => None,
     }
@@ -164,6 +179,12 @@ mod tests {
             "fleet/eu/plant-7/abc/snapshots/00000000000000000077.snap"
         );
         assert_eq!(l.parse(&snap), Some(ObjectName::Snapshot(77)));
+        let chunk = l.key(ObjectName::Chunk(5, 9));
+        assert_eq!(
+            chunk.as_ref(),
+            "fleet/eu/plant-7/abc/chunks/00000000000000000005-00000000000000000008.chunk"
+        );
+        assert_eq!(l.parse(&chunk), Some(ObjectName::Chunk(5, 9)));
         let man = l.key(ObjectName::Manifest(3));
         assert_eq!(l.parse(&man), Some(ObjectName::Manifest(3)));
         assert_eq!(l.with_lineage("other").parse(&man), None);

@@ -11,8 +11,18 @@
 //!   "created_unix_ms": 1760000000000,
 //!   "segments": [{"key": "…", "first_offset": 1, "next_offset": 5000, "object_bytes": 81234,
 //!                 "object_sha256": "…", "original_bytes": 1048576, "segment_sha256": "…"}],
-//!   "snapshots": [{"key": "…", "next_offset": 5000, "object_bytes": 2345, "object_sha256": "…"}]
+//!   "snapshots": [{"key": "…", "next_offset": 5000, "object_bytes": 2345, "object_sha256": "…"}],
+//!   "chunks": [{"key": "…", "first_offset": 5000, "next_offset": 5120, "object_bytes": 912,
+//!               "object_sha256": "…"}]
 //! }
+//! ```
+//!
+//! Version 2 added `chunks` (records shipped before their segment, see `super::chunk`);
+//! version 1 manifests are read as having none. A chunk a later manifest's segment covers
+//! wholly is superseded: the shipper deletes it once that segment is verified, so a chunk
+//! listed in an old manifest may be gone by design (a restore and `ship --check` know).
+//!
+//! ```text
 //! ```
 //!
 //! A manifest lists the objects verified in its round only; the chain back to sequence 1
@@ -27,7 +37,9 @@ use serde::{Deserialize, Serialize};
 /// The `format` field.
 pub const MANIFEST_FORMAT: &str = "gridlog-manifest";
 /// The `version` this build writes and reads.
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
+/// The oldest `version` this build reads.
+pub const MANIFEST_VERSION_MIN: u32 = 1;
 /// Largest manifest accepted when reading one (a round lists at most a few thousand
 /// objects; a bigger one is not ours).
 pub const MANIFEST_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -73,6 +85,21 @@ pub struct SnapshotEntry {
     pub object_sha256: String,
 }
 
+/// A shipped chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkEntry {
+    /// Its key.
+    pub key: String,
+    /// Offset of its first record.
+    pub first_offset: u64,
+    /// One past its last record.
+    pub next_offset: u64,
+    /// Size of the object.
+    pub object_bytes: u64,
+    /// SHA-256 of the object, hex.
+    pub object_sha256: String,
+}
+
 /// One manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +124,9 @@ pub struct Manifest {
     pub segments: Vec<SegmentEntry>,
     /// Snapshots verified in this round.
     pub snapshots: Vec<SnapshotEntry>,
+    /// Chunks verified in this round (version 2).
+    #[serde(default)]
+    pub chunks: Vec<ChunkEntry>,
 }
 
 impl Manifest {
@@ -117,9 +147,11 @@ impl Manifest {
         }
         let m: Manifest =
             serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
-        if m.format != MANIFEST_FORMAT || m.version != MANIFEST_VERSION {
+        if m.format != MANIFEST_FORMAT
+            || !(MANIFEST_VERSION_MIN..=MANIFEST_VERSION).contains(&m.version)
+        {
             return Err(format!(
-                "manifest format {:?} version {} is not {MANIFEST_FORMAT:?} version {MANIFEST_VERSION}",
+                "manifest format {:?} version {} is not {MANIFEST_FORMAT:?} version {MANIFEST_VERSION_MIN} to {MANIFEST_VERSION}",
                 m.format, m.version
             ));
         }
@@ -134,6 +166,11 @@ impl Manifest {
                 return Err(format!("segment {} has an empty offset range", s.key));
             }
         }
+        for c in &m.chunks {
+            if c.first_offset >= c.next_offset {
+                return Err(format!("chunk {} has an empty offset range", c.key));
+            }
+        }
         Ok(m)
     }
 
@@ -141,7 +178,8 @@ impl Manifest {
     pub fn next_offset(&self) -> u64 {
         let segments = self.segments.iter().map(|s| s.next_offset);
         let snapshots = self.snapshots.iter().map(|s| s.next_offset);
-        segments.chain(snapshots).max().unwrap_or(0)
+        let chunks = self.chunks.iter().map(|c| c.next_offset);
+        segments.chain(snapshots).chain(chunks).max().unwrap_or(0)
     }
 }
 
@@ -172,6 +210,7 @@ mod tests {
                 segment_sha256: "y".into(),
             }],
             snapshots: vec![],
+            chunks: vec![],
         }
     }
 
@@ -184,6 +223,13 @@ mod tests {
         first_with_previous.previous = m.previous.clone();
         assert!(Manifest::decode(&first_with_previous.encode()).is_err());
         assert!(Manifest::decode(b"{}").is_err());
+        // Version 1 (no chunks) still reads.
+        let mut v1 = sample(1);
+        v1.version = 1;
+        let text = String::from_utf8(v1.encode()).unwrap();
+        let without_chunks = text.replace(",\n  \"chunks\": []", "");
+        assert!(!without_chunks.contains("chunks"), "{without_chunks}");
+        assert_eq!(Manifest::decode(without_chunks.as_bytes()), Ok(v1));
         let mut other = sample(1);
         other.version = 9;
         assert!(Manifest::decode(&other.encode())

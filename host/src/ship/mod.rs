@@ -22,14 +22,23 @@
 //! is checked against the chain and recorded; an object written but not yet in a manifest is
 //! read back instead of uploaded again.
 //!
+//! The recovery point: between archives, the durable tail of the log goes up as chunk
+//! objects ([`chunk`], [`tail`]) once its oldest record has waited a quarter of
+//! `ship.max_lag_s`, so every acknowledged event is verified in the store within that bound
+//! while the uplink is up. Tail rounds record no events (they would be new tail); a later
+//! segment supersedes the chunks it covers, which are deleted once it is verified.
+//!
 //! Files by role: [`layout`] (keys), [`lineage`] (the `LINEAGE` id and a restore's parent
-//! link), [`manifest`], [`store`] (the store, create-only upload with read-back),
+//! link), [`manifest`], [`chunk`] (the chunk format), [`tail`] (tail-round decisions and
+//! state), [`store`] (the store, create-only upload with read-back),
 //! [`retry`] (backoff with full jitter), [`shipper`] (the loop and its events),
 //! [`restore`], [`status`].
 //!
 //! Requests per object: one PUT and one GET; per round one PUT and one GET for the manifest;
 //! one listing at start. With 64 MiB segments that is about 40 requests per GiB of log.
 
+pub mod audit;
+pub mod chunk;
 pub mod layout;
 pub mod lineage;
 pub mod manifest;
@@ -38,6 +47,7 @@ pub mod retry;
 pub mod shipper;
 pub mod status;
 pub mod store;
+pub mod tail;
 
 use gridlog_common::archive::{ArchiveHeader, ARCHIVE_HEADER_BYTES};
 use std::io::Read;

@@ -32,13 +32,16 @@ use gridlog_firmware::engine::{Engine, ItemResult, Request, SubmitError};
 use object_store::path::Path;
 use tokio::sync::watch;
 
+use super::chunk;
 use super::layout::{Layout, ObjectName};
 use super::lineage::{self, ParentLink};
+use super::manifest::ChunkEntry;
 use super::manifest::{
     Manifest, ManifestLink, SegmentEntry, SnapshotEntry, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
-use super::status::{unix_ms_now, Backlog, ShipStatus};
+use super::status::{unix_ms_now, Backlog, RecoveryPoint, ShipStatus};
 use super::store::{sleep_or_stop, Store, StoreError, Stored, Upload};
+use super::tail::{self, TailState};
 use super::{hex, sha256, verify_archive};
 use crate::config::Config;
 
@@ -139,6 +142,14 @@ pub struct Shipper {
     listed: HashSet<Path>,
     last_snapshot_shipped: Option<Instant>,
     log_id: [u8; 16],
+    /// The recovery-point bound (`ship.max_lag_s`).
+    max_lag: Duration,
+    /// Tail rounds: the chain head they moved and the chunks not yet superseded.
+    tail: TailState,
+    /// `ship.orphan_grace_s` in milliseconds.
+    orphan_grace_ms: u64,
+    /// When the shipper first saw the oldest record not yet in the store (and as Unix ms).
+    tail_since: Option<(Instant, u64)>,
 }
 
 fn storage_entity() -> EntityId {
@@ -228,6 +239,10 @@ impl Shipper {
             listed: HashSet::new(),
             last_snapshot_shipped: None,
             log_id,
+            max_lag: Duration::from_secs(config.ship.max_lag_s.max(1)),
+            tail: tail::read_state(&config.data_dir)?,
+            tail_since: None,
+            orphan_grace_ms: config.ship.orphan_grace_s.saturating_mul(1000),
         })
     }
 
@@ -266,6 +281,9 @@ impl Shipper {
         self.publish_backlog()?;
         let mut backoff = self.store.backoff();
         loop {
+            // So is the recovery point: what the log holds beyond what the store is known
+            // to hold has waited since now at the latest.
+            self.note_unshipped();
             match self.reconcile(stop).await {
                 Ok(()) => break,
                 Err(ShipError::Store(StoreError::Store(e))) => {
@@ -287,13 +305,14 @@ impl Shipper {
                 return Err(StoreError::Stopped.into());
             }
             let shipped = self.round(stop, &mut summary).await?;
+            let shipped = self.ship_tail(stop, once, &mut summary).await? || shipped;
             if once && !shipped {
                 summary.left = self.status.backlog().objects + self.parked.len() as u64;
                 return Ok(summary);
             }
             if !shipped {
                 self.status.set_phase("idle");
-                if sleep_or_stop(self.interval, stop).await {
+                if sleep_or_stop(tail::poll_interval(self.interval, self.max_lag), stop).await {
                     return Err(StoreError::Stopped.into());
                 }
             }
@@ -326,6 +345,14 @@ impl Shipper {
             }),
             (None, None) => None,
         };
+        if let Some((sequence, link)) = &self.tail.head {
+            if self.head.as_ref().is_none_or(|h| h.sequence < *sequence) {
+                self.head = Some(Head {
+                    sequence: *sequence,
+                    link: link.clone(),
+                });
+            }
+        }
         if let Some(p) = &parent {
             self.record_parent(&system, p).await?;
         }
@@ -337,12 +364,17 @@ impl Shipper {
         self.status.requests.fetch_add(1, Ordering::Relaxed);
         let mut manifests = BTreeMap::new();
         self.listed.clear();
+        let now_ms = unix_ms_now();
+        let mut candidates = Vec::new();
         for meta in listing {
             match self.layout.parse(&meta.location) {
                 Some(ObjectName::Manifest(seq)) => {
                     manifests.insert(seq, meta.location);
                 }
-                Some(_) => {
+                Some(name) => {
+                    let age_ms =
+                        now_ms.saturating_sub(meta.last_modified.timestamp_millis().max(0) as u64);
+                    candidates.push((name, meta.location.clone(), age_ms));
                     self.listed.insert(meta.location);
                 }
                 None => {}
@@ -359,6 +391,7 @@ impl Shipper {
             };
             self.adopt(*seq, key, &bytes).await?;
         }
+        self.remove_orphans(&candidates).await?;
         if let Some(h) = &self.head {
             self.status.set_chain(h.sequence, 0);
         }
@@ -443,6 +476,16 @@ impl Shipper {
         }
         let sha = sha256(bytes);
         tracing::info!(%key, "adopting a manifest written before a crash");
+        if !manifest.chunks.is_empty() {
+            self.note_chunks(&manifest.chunks, seq, &manifest_link(key, &sha))?;
+        }
+        if manifest.segments.is_empty() && manifest.snapshots.is_empty() {
+            self.head = Some(Head {
+                sequence: seq,
+                link: manifest_link(key, &sha),
+            });
+            return Ok(());
+        }
         let mut confirmed = Vec::new();
         for s in &manifest.segments {
             confirmed.push(Confirmed::Segment(s.clone()));
@@ -702,6 +745,7 @@ impl Shipper {
                     Confirmed::Segment(_) => None,
                 })
                 .collect(),
+            chunks: vec![],
         };
         let manifest_bytes = Bytes::from(manifest.encode());
         let manifest_sha = sha256(&manifest_bytes);
@@ -772,6 +816,329 @@ impl Shipper {
     }
 }
 
+impl Shipper {
+    /// The end of the run of shipped segments from their start.
+    fn segments_end(&self) -> Offset {
+        let system = system_state(&self.engine);
+        let mut end: Option<Offset> = None;
+        for ((object, first), (next, _)) in system
+            .shipped
+            .range((ShipObject::Segment, 0)..=(ShipObject::Segment, u64::MAX))
+        {
+            debug_assert_eq!(*object, ShipObject::Segment);
+            match end {
+                None => end = Some(*next),
+                Some(e) if *first <= e => end = Some(e.max(*next)),
+                Some(_) => break,
+            }
+        }
+        end.unwrap_or(FIRST_OFFSET)
+    }
+
+    /// Removes this lineage's chunks and segments that no manifest names (an upload a crash
+    /// left before its manifest, which the backlog will not upload again under that key)
+    /// once they are older than `ship.orphan_grace_s`.
+    async fn remove_orphans(
+        &mut self,
+        listed: &[(ObjectName, Path, u64)],
+    ) -> Result<(), ShipError> {
+        let system = system_state(&self.engine);
+        let (archives, _) = gridlog_firmware::archive::list(&self.data_dir)?;
+        let pending: HashSet<ObjectName> = archives
+            .iter()
+            .map(|a| ObjectName::Segment(a.header.first_offset, a.header.next_offset))
+            .collect();
+        let known = |name: ObjectName| match name {
+            ObjectName::Segment(first, next) => {
+                pending.contains(&name)
+                    || system
+                        .shipped
+                        .get(&(ShipObject::Segment, first))
+                        .is_some_and(|(n, _)| *n == next)
+            }
+            ObjectName::Chunk(first, next) => self
+                .tail
+                .chunks
+                .iter()
+                .any(|c| (c.first_offset, c.next_offset) == (first, next)),
+            // Snapshots and manifests are never removed by the shipper.
+            ObjectName::Snapshot(_) | ObjectName::Manifest(_) => true,
+        };
+        for key in tail::orphans(listed, &known, self.orphan_grace_ms) {
+            tracing::warn!(%key, "removing an object no manifest names (left by a crash)");
+            self.status.requests.fetch_add(1, Ordering::Relaxed);
+            self.store.delete(&key).await.map_err(StoreError::from)?;
+            self.listed.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Starts the lag clock if the log holds records beyond what the store is known to hold.
+    fn note_unshipped(&mut self) {
+        let segments_end = self.segments_end();
+        let known = segments_end.max(
+            self.tail
+                .chunks
+                .iter()
+                .map(|c| c.next_offset)
+                .max()
+                .unwrap_or(FIRST_OFFSET),
+        );
+        if known < self.engine.committed_offset() && self.tail_since.is_none() {
+            self.tail_since = Some((Instant::now(), unix_ms_now()));
+        }
+        self.publish_recovery_point(segments_end);
+    }
+
+    fn publish_recovery_point(&self, segments_end: Offset) {
+        self.status.set_recovery_point(RecoveryPoint {
+            next_offset: tail::store_end(segments_end, &self.tail.chunks),
+            verified_unix_ms: self.tail.newest_verified_unix_ms,
+            unshipped_since_unix_ms: self.tail_since.map(|(_, ms)| ms),
+        });
+    }
+
+    /// Chunks a manifest of this chain verified: remembered (durably) until superseded.
+    fn note_chunks(
+        &mut self,
+        chunks: &[ChunkEntry],
+        sequence: u64,
+        link: &ManifestLink,
+    ) -> Result<(), ShipError> {
+        for c in chunks {
+            if !self.tail.chunks.iter().any(|k| k.key == c.key) {
+                self.tail.chunks.push(c.clone());
+            }
+        }
+        self.tail.chunks.sort_by_key(|c| c.first_offset);
+        self.tail.head = Some((sequence, link.clone()));
+        self.tail.newest_verified_unix_ms = Some(unix_ms_now());
+        tail::write_state(&self.data_dir, &self.tail)?;
+        Ok(())
+    }
+
+    /// Deletes this lineage's chunks that verified segments supersede (another lineage's
+    /// are only forgotten: a restored gateway never changes the history it came from).
+    async fn drop_superseded(&mut self, segments_end: Offset) -> Result<(), ShipError> {
+        let gone = tail::superseded(&self.tail.chunks, segments_end);
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let own = self.layout.root();
+        for c in &gone {
+            let key = Path::from(c.key.as_str());
+            if key.prefix_match(&own).is_some() {
+                self.status.requests.fetch_add(1, Ordering::Relaxed);
+                self.store.delete(&key).await.map_err(StoreError::from)?;
+            }
+        }
+        self.tail
+            .chunks
+            .retain(|c| !gone.iter().any(|g| g.key == c.key));
+        tail::write_state(&self.data_dir, &self.tail)?;
+        tracing::debug!(chunks = gone.len(), "superseded chunks deleted");
+        Ok(())
+    }
+
+    /// A tail round, when due (always with `force`): the durable records after what the
+    /// store holds, as chunks, then a manifest naming them. True if it shipped.
+    async fn ship_tail(
+        &mut self,
+        stop: &watch::Receiver<bool>,
+        force: bool,
+        summary: &mut Summary,
+    ) -> Result<bool, ShipError> {
+        let segments_end = self.segments_end();
+        self.drop_superseded(segments_end).await?;
+        let committed = self.engine.committed_offset();
+        let chunks_end = self.tail.chunks.iter().map(|c| c.next_offset).max();
+        let from = segments_end
+            .max(chunks_end.unwrap_or(FIRST_OFFSET))
+            .max(self.engine.wal().oldest_offset());
+        if from >= committed {
+            self.tail_since = None;
+        } else if self.tail_since.is_none() {
+            self.tail_since = Some((Instant::now(), unix_ms_now()));
+        }
+        self.publish_recovery_point(segments_end);
+        let Some((since, _)) = self.tail_since else {
+            return Ok(false);
+        };
+        if !force
+            && !tail::tail_due(since.elapsed(), self.max_lag, 0)
+            && committed - from < tail::TAIL_EARLY_RECORDS
+        {
+            return Ok(false);
+        }
+        let engine = self.engine.clone();
+        let records = tokio::task::spawn_blocking(move || read_tail(&engine, from, committed))
+            .await
+            .map_err(|e| ShipError::Record(e.to_string()))??;
+        let unshipped: usize = records.iter().map(Vec::len).sum();
+        if records.is_empty()
+            || !(force || tail::tail_due(since.elapsed(), self.max_lag, unshipped))
+        {
+            return Ok(false);
+        }
+        self.status.set_phase("shipping");
+        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+        let mut entries = Vec::new();
+        let mut at = 0usize;
+        let mut round_bytes = 0u64;
+        for count in tail::cut_chunks(&sizes) {
+            let first = from + at as u64;
+            let slice = &records[at..at + count];
+            at += count;
+            let bytes = Bytes::from(
+                chunk::encode(self.log_id, first, slice)
+                    .map_err(|e| ShipError::Record(e.to_string()))?,
+            );
+            let name = ObjectName::Chunk(first, first + count as u64);
+            let key = self.layout.key(name);
+            let object_sha = sha256(&bytes);
+            let same = |stored: &[u8]| {
+                chunk::decode(stored).is_ok_and(|(h, r)| {
+                    h.first_offset == first && r.iter().map(|(_, b)| b).eq(slice.iter())
+                })
+            };
+            let upload = Upload {
+                listed: self.listed.contains(&key),
+                key: key.clone(),
+                bytes: bytes.clone(),
+                sha256: object_sha,
+                kind: "chunk",
+                same_content: &same,
+            };
+            match self.store.put_verified(upload, &self.status, stop).await? {
+                Stored::Written | Stored::Duplicate => {}
+                Stored::Conflict(message) => {
+                    self.status.alarm(message.clone());
+                    return Err(ShipError::Halted(message));
+                }
+            }
+            round_bytes += bytes.len() as u64;
+            entries.push(ChunkEntry {
+                key: key.to_string(),
+                first_offset: first,
+                next_offset: first + count as u64,
+                object_bytes: bytes.len() as u64,
+                object_sha256: hex(&object_sha),
+            });
+        }
+        let seq = self.head.as_ref().map_or(1, |h| h.sequence + 1);
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            version: MANIFEST_VERSION,
+            site_id: self.site_id.clone(),
+            lineage: self.layout.lineage().to_string(),
+            log_id: hex(&self.log_id),
+            sequence: seq,
+            previous: self.head.as_ref().map(|h| h.link.clone()),
+            created_unix_ms: unix_ms_now(),
+            segments: vec![],
+            snapshots: vec![],
+            chunks: entries.clone(),
+        };
+        let manifest_bytes = Bytes::from(manifest.encode());
+        let manifest_sha = sha256(&manifest_bytes);
+        let key = self.layout.key(ObjectName::Manifest(seq));
+        let upload = Upload {
+            listed: false,
+            key: key.clone(),
+            bytes: manifest_bytes.clone(),
+            sha256: manifest_sha,
+            kind: "manifest",
+            same_content: &|_| false,
+        };
+        match self.store.put_verified(upload, &self.status, stop).await? {
+            Stored::Written | Stored::Duplicate => {}
+            Stored::Conflict(message) => {
+                let message = format!(
+                    "{message} — another writer in lineage {}? shipping halts",
+                    self.layout.lineage()
+                );
+                self.status.alarm(message.clone());
+                return Err(ShipError::Halted(message));
+            }
+        }
+        let link = manifest_link(&key, &manifest_sha);
+        self.note_chunks(&entries, seq, &link)?;
+        self.head = Some(Head {
+            sequence: seq,
+            link,
+        });
+        let end = entries.last().map_or(from, |c| c.next_offset);
+        // What is left waited since it was seen; a conservative start for it is now.
+        self.tail_since =
+            (end < self.engine.committed_offset()).then(|| (Instant::now(), unix_ms_now()));
+        self.status.set_chain(seq, manifest.next_offset());
+        self.publish_recovery_point(segments_end);
+        self.status
+            .objects_shipped
+            .fetch_add(entries.len() as u64 + 1, Ordering::Relaxed);
+        self.status
+            .bytes_shipped
+            .fetch_add(round_bytes + manifest_bytes.len() as u64, Ordering::Relaxed);
+        self.status.manifests.fetch_add(1, Ordering::Relaxed);
+        self.status.success();
+        summary.objects += entries.len() as u64;
+        summary.bytes += round_bytes;
+        summary.manifests += 1;
+        tracing::debug!(
+            manifest = seq,
+            chunks = entries.len(),
+            from,
+            end,
+            "shipped the tail"
+        );
+        Ok(true)
+    }
+}
+
+fn manifest_link(key: &Path, sha: &[u8; 32]) -> ManifestLink {
+    ManifestLink {
+        key: key.to_string(),
+        sha256: hex(sha),
+    }
+}
+
+/// The durable records `from..until` of the hot log, read through its record cursor (never
+/// from segment bytes). Stops early if the hot log no longer holds `from` (archived
+/// meanwhile: the archive's segment ships instead).
+fn read_tail(engine: &Engine, from: Offset, until: Offset) -> Result<Vec<Vec<u8>>, ShipError> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut cursor = match engine.wal().read_from(from) {
+        Ok(c) => c,
+        Err(gridlog_firmware::wal::ReadError::Truncated { .. }) => return Ok(out),
+        Err(e) => return Err(ShipError::Record(e.to_string())),
+    };
+    let limit = chunk::CHUNK_TARGET_BYTES * tail::TAIL_CHUNKS_PER_ROUND_MAX;
+    while let Some(record) = cursor.next() {
+        let record = match record {
+            Ok(r) => r,
+            Err(gridlog_firmware::wal::ReadError::Truncated { .. }) => break,
+            Err(e) => return Err(ShipError::Record(e.to_string())),
+        };
+        if record.offset >= until {
+            break;
+        }
+        if record.offset != from + out.len() as u64 {
+            return Err(ShipError::Record(format!(
+                "the log cursor gave offset {} where {} was expected",
+                record.offset,
+                from + out.len() as u64
+            )));
+        }
+        bytes += record.bytes.len();
+        out.push(record.bytes.to_vec());
+        if bytes >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// A local object read and checked, ready to upload.
 #[derive(Debug)]
 struct Loaded {
@@ -799,6 +1166,7 @@ fn load(p: &Pending) -> Result<Loaded, String> {
             None
         }
         ObjectName::Manifest(_) => None,
+        ObjectName::Chunk(..) => return Err("chunks are read from the log, not a file".into()),
     };
     Ok(Loaded {
         name: p.name,
@@ -814,6 +1182,7 @@ impl Loaded {
             ObjectName::Segment(..) => "segment",
             ObjectName::Snapshot(_) => "snapshot",
             ObjectName::Manifest(_) => "manifest",
+            ObjectName::Chunk(..) => "chunk",
         }
     }
 
@@ -845,14 +1214,15 @@ impl Loaded {
                     segment_sha256: hex(&segment_sha),
                 })
             }
-            ObjectName::Snapshot(next_offset) | ObjectName::Manifest(next_offset) => {
-                Confirmed::Snapshot(SnapshotEntry {
-                    key,
-                    next_offset,
-                    object_bytes: self.bytes.len() as u64,
-                    object_sha256: hex(&self.object_sha),
-                })
-            }
+            // `load` refuses chunks, so a chunk never gets here.
+            ObjectName::Snapshot(next_offset)
+            | ObjectName::Manifest(next_offset)
+            | ObjectName::Chunk(_, next_offset) => Confirmed::Snapshot(SnapshotEntry {
+                key,
+                next_offset,
+                object_bytes: self.bytes.len() as u64,
+                object_sha256: hex(&self.object_sha),
+            }),
         }
     }
 }
@@ -862,6 +1232,8 @@ fn event_range(name: ObjectName) -> (ShipObject, Offset, Offset) {
         ObjectName::Segment(first, next) => (ShipObject::Segment, first, next),
         ObjectName::Snapshot(next) => (ShipObject::Snapshot, FIRST_OFFSET, next),
         ObjectName::Manifest(seq) => (ShipObject::Manifest, seq, seq),
+        // Tail rounds record no events; the backlog never holds a chunk.
+        ObjectName::Chunk(first, next) => (ShipObject::Segment, first, next),
     }
 }
 
@@ -898,6 +1270,42 @@ pub fn unhex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The recovery-point watchdog, beside the shipper (whose uploads may be retrying for as
+/// long as the uplink is down): raises the alarm ([`tail::lag_alarm`]) as a
+/// `RecoveryPointLagging` event on `gateway:storage` and a status alarm.
+async fn watch_lag(
+    engine: Arc<Engine>,
+    status: Arc<ShipStatus>,
+    max_lag_s: u64,
+    poll: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut raised = false;
+    while !sleep_or_stop(poll, &stop).await {
+        let point = status.recovery_point();
+        let lag_s = point.lag_s(unix_ms_now());
+        match tail::lag_alarm(lag_s, max_lag_s, raised) {
+            tail::LagAlarm::Raise => {
+                raised = true;
+                status.alarm(format!(
+                    "recovery point lagging: the oldest acknowledged event not in central storage has waited {lag_s} s (bound {max_lag_s} s)"
+                ));
+                let event = Event::RecoveryPointLagging {
+                    lag_s,
+                    max_lag_s,
+                    store_next_offset: point.next_offset,
+                };
+                if let Err(e) = record(&engine, vec![event]).await {
+                    tracing::error!(error = %e, "cannot record the recovery-point alarm");
+                    status.error(e.to_string());
+                }
+            }
+            tail::LagAlarm::Clear => raised = false,
+            tail::LagAlarm::Keep => {}
+        }
+    }
+}
+
 /// A running shipper task and its status.
 pub type Running = (Arc<ShipStatus>, tokio::task::JoinHandle<()>);
 
@@ -913,8 +1321,21 @@ pub fn spawn(
     }
     let lineage = lineage::ensure(&config.data_dir)?;
     let status = Arc::new(ShipStatus::new(&config.ship.store, &lineage));
-    let shipper = Shipper::new(config, engine, status.clone())?;
+    status
+        .max_lag_s
+        .store(config.ship.max_lag_s, Ordering::Relaxed);
+    let shipper = Shipper::new(config, engine.clone(), status.clone())?;
     tracing::info!(store = %config.ship.store, %lineage, "shipping to central storage");
+    tokio::spawn(watch_lag(
+        engine,
+        status.clone(),
+        config.ship.max_lag_s,
+        tail::poll_interval(
+            Duration::from_secs(config.ship.interval_s),
+            Duration::from_secs(config.ship.max_lag_s.max(1)),
+        ),
+        stop.clone(),
+    ));
     let handle = tokio::spawn(async move {
         let _ = shipper.run(stop).await;
     });

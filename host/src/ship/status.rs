@@ -31,6 +31,8 @@ pub struct ShipStatus {
     pub alarms_total: AtomicU64,
     /// Manifests written.
     pub manifests: AtomicU64,
+    /// The recovery-point bound, `ship.max_lag_s`.
+    pub max_lag_s: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -46,6 +48,9 @@ struct State {
     last_success_unix_ms: Option<u64>,
     manifest_sequence: u64,
     covered_next_offset: u64,
+    recovery_next_offset: u64,
+    recovery_verified_unix_ms: Option<u64>,
+    unshipped_since_unix_ms: Option<u64>,
     alarms: Vec<(u64, String)>,
 }
 
@@ -60,6 +65,26 @@ pub struct Backlog {
     pub oldest_first_offset: Option<u64>,
     /// When the oldest waiting object was written locally.
     pub oldest_created_unix_ms: Option<u64>,
+}
+
+/// What central storage holds of the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryPoint {
+    /// One past the newest offset central storage holds without a gap.
+    pub next_offset: u64,
+    /// When the newest chunk was verified there.
+    pub verified_unix_ms: Option<u64>,
+    /// Since when the oldest acknowledged event not yet there has waited.
+    pub unshipped_since_unix_ms: Option<u64>,
+}
+
+impl RecoveryPoint {
+    /// Seconds the oldest acknowledged event not in central storage has waited; 0 when it
+    /// holds everything.
+    pub fn lag_s(&self, now_unix_ms: u64) -> u64 {
+        self.unshipped_since_unix_ms
+            .map_or(0, |t| now_unix_ms.saturating_sub(t) / 1000)
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -108,6 +133,26 @@ impl ShipStatus {
             bytes: s.backlog_bytes,
             oldest_first_offset: s.oldest_first_offset,
             oldest_created_unix_ms: s.oldest_created_unix_ms,
+        }
+    }
+
+    /// The recovery point: one past the newest offset central storage holds without a gap,
+    /// when the newest chunk was verified, and since when the oldest acknowledged event not
+    /// yet in central storage has waited (none: the store holds everything).
+    pub fn set_recovery_point(&self, point: RecoveryPoint) {
+        let mut s = self.lock();
+        s.recovery_next_offset = point.next_offset;
+        s.recovery_verified_unix_ms = point.verified_unix_ms;
+        s.unshipped_since_unix_ms = point.unshipped_since_unix_ms;
+    }
+
+    /// The recovery point as last set.
+    pub fn recovery_point(&self) -> RecoveryPoint {
+        let s = self.lock();
+        RecoveryPoint {
+            next_offset: s.recovery_next_offset,
+            verified_unix_ms: s.recovery_verified_unix_ms,
+            unshipped_since_unix_ms: s.unshipped_since_unix_ms,
         }
     }
 
@@ -167,6 +212,13 @@ impl ShipStatus {
                 "manifests": load(&self.manifests),
                 "manifest_sequence": s.manifest_sequence,
                 "covered_next_offset": s.covered_next_offset,
+            },
+            "recovery_point": {
+                "next_offset": s.recovery_next_offset,
+                "newest_offset": s.recovery_next_offset.checked_sub(1).filter(|o| *o > 0),
+                "verified_age_s": s.recovery_verified_unix_ms.map(|t| now.saturating_sub(t) / 1000),
+                "lag_s": s.unshipped_since_unix_ms.map_or(0, |t| now.saturating_sub(t) / 1000),
+                "max_lag_s": load(&self.max_lag_s),
             },
             "requests": load(&self.requests),
             "retries": load(&self.retries),

@@ -274,6 +274,14 @@ impl Store {
         }
     }
 
+    /// Deletes an object (absent is fine).
+    pub async fn delete(&self, key: &Path) -> Result<(), object_store::Error> {
+        match object_store::ObjectStoreExt::delete(&self.inner, key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every object under `prefix` (one listing, paged by the store).
     pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, object_store::Error> {
         let mut out = Vec::new();
