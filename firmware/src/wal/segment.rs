@@ -100,13 +100,25 @@ pub(crate) fn install_segment(
     prealloc_path: &Path,
     file: &File,
     header: &SegmentHeader,
+    step: &mut InstallStep<'_>,
 ) -> io::Result<PathBuf> {
-    io.write_all_at(file, prealloc_path, 0, &header.encode())?;
-    io.sync_data(file, prealloc_path)?;
+    step(&mut || io.write_all_at(file, prealloc_path, 0, &header.encode()))?;
+    step(&mut || io.sync_data(file, prealloc_path))?;
     let path = wal_dir.join(segment_file_name(header.first_offset));
-    io.rename(prealloc_path, &path)?;
-    io.sync_dir(wal_dir)?;
+    step(&mut || io.rename(prealloc_path, &path))?;
+    step(&mut || io.sync_dir(wal_dir))?;
     Ok(path)
+}
+
+/// Runs one step of installing a segment: at once ([`run_once`]), or, in the running writer,
+/// again after a pause while it fails for a shortage that passes by itself (no file handle
+/// left to open the directory with, say). Each step may run again after it failed.
+pub(crate) type InstallStep<'a> =
+    dyn FnMut(&mut dyn FnMut() -> io::Result<()>) -> io::Result<()> + 'a;
+
+/// An [`InstallStep`] runner that runs each step once.
+pub(crate) fn run_once(op: &mut dyn FnMut() -> io::Result<()>) -> io::Result<()> {
+    op()
 }
 
 /// A segment as the running log holds it: mapped for reading, with the end of its durable

@@ -241,3 +241,55 @@ fn reopening_with_larger_rounds_seals_the_segment_whose_header_allows_smaller_on
     assert_eq!(wal.segments().len(), 2);
     wal.close().unwrap();
 }
+
+/// Running out of file handles while a rotation installs the next segment (the directory
+/// sync needs one) pauses appends and says why, then goes on: never a failed log.
+#[test]
+fn no_file_handle_while_installing_a_segment_pauses_the_log_and_it_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let failures = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hook: IoHook = {
+        let (failures, armed) = (failures.clone(), armed.clone());
+        Arc::new(move |op: &IoOp<'_>| -> std::io::Result<()> {
+            let writer = std::thread::current().name() == Some("gridlog-wal-writer");
+            let sync_dir = matches!(op, IoOp::SyncDir { .. });
+            if writer
+                && sync_dir
+                && armed.load(Ordering::SeqCst)
+                && failures.fetch_add(1, Ordering::SeqCst) < 2
+            {
+                return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+            }
+            Ok(())
+        })
+    };
+    let wal = Arc::new(Wal::open(dir.path(), small().io_hook(hook)).unwrap());
+    armed.store(true, Ordering::SeqCst);
+    let appender = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            (0..40u32)
+                .map(|i| wal.append(&[vec![i as u8; 300]]).map(|a| a.first_offset))
+                .collect::<Result<Vec<_>, _>>()
+        })
+    };
+    let mut saw_flag = false;
+    while !appender.is_finished() {
+        saw_flag |= wal.stats().resources_exhausted;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let offsets = appender
+        .join()
+        .unwrap()
+        .expect("appends wait, they do not fail");
+    assert_eq!(offsets, (1..=40).collect::<Vec<u64>>());
+    assert!(
+        failures.load(Ordering::SeqCst) >= 3,
+        "the rotation met the shortage"
+    );
+    assert!(saw_flag, "status said why appends waited");
+    assert!(!wal.stats().resources_exhausted);
+    Arc::into_inner(wal).unwrap().close().unwrap();
+    assert!(verify(dir.path()).unwrap().is_clean());
+}

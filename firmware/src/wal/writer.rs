@@ -39,7 +39,8 @@ use super::error::OpenError;
 use super::io::Io;
 use super::recovery::Recovered;
 use super::segment::{
-    install_segment, preallocate, Preallocation, Segment, FOOTER_RESERVE_BYTES, PREALLOC_FILE_NAME,
+    install_segment, preallocate, run_once, InstallStep, Preallocation, Segment,
+    FOOTER_RESERVE_BYTES, PREALLOC_FILE_NAME,
 };
 use super::{log2_bucket, unix_ms_now, Durable, Pending, PendingFrame, Shared, WalOptions};
 
@@ -204,11 +205,11 @@ pub(super) fn start(
             let active = new_segment(
                 &io,
                 &wal_dir,
-                &prealloc_path,
                 file,
                 log_id,
                 recovered.next_offset,
                 &options,
+                &mut run_once,
             )
             .map_err(io_err(&wal_dir))?;
             segments.push(active.segment.clone());
@@ -269,11 +270,11 @@ pub(super) fn start(
 fn new_segment(
     io: &Io,
     wal_dir: &Path,
-    prealloc_path: &Path,
     file: File,
     log_id: [u8; 16],
     first_offset: Offset,
     options: &WalOptions,
+    step: &mut InstallStep<'_>,
 ) -> io::Result<Active> {
     let segment_bytes = options.segment_bytes;
     let header = SegmentHeader {
@@ -284,9 +285,15 @@ fn new_segment(
         created_unix_ms: unix_ms_now(),
         round_bytes: options.round_bytes as u32,
     };
-    let path = install_segment(io, wal_dir, prealloc_path, &file, &header)?;
+    let prealloc_path = wal_dir.join(PREALLOC_FILE_NAME);
+    let path = install_segment(io, wal_dir, &prealloc_path, &file, &header, step)?;
     let pos = gridlog_common::segment::SEGMENT_HEADER_BYTES as u64;
-    let segment = Arc::new(Segment::new(path, first_offset, &file, pos)?);
+    let mut segment = None;
+    step(&mut || {
+        segment = Some(Segment::new(path.clone(), first_offset, &file, pos)?);
+        Ok(())
+    })?;
+    let segment = Arc::new(segment.expect("the step succeeded"));
     Ok(Active {
         segment,
         file,
@@ -486,50 +493,29 @@ impl Writer {
     /// Starts the segment that begins at `first_offset`, waiting out a full disk.
     fn rotate(&mut self, first_offset: Offset) -> io::Result<()> {
         let wal_dir = self.shared.wal_dir.clone();
-        let prealloc_path = wal_dir.join(PREALLOC_FILE_NAME);
-        let file = loop {
-            match self.prealloc.take() {
-                Ok(file) => break file,
-                // Any other error (EIO, the preallocator gone) fails the log: waiting would
-                // hang every append behind a fault that does not go away by itself.
-                Err(error) => {
-                    let Some(shortage) = shortage(&error) else {
-                        return Err(error);
-                    };
-                    let flag = match shortage {
-                        Shortage::Space => &self.shared.stats.disk_full,
-                        Shortage::Handles | Shortage::Memory => {
-                            &self.shared.stats.resources_exhausted
-                        }
-                    };
-                    flag.store(true, Ordering::Relaxed);
-                    let closed = self
-                        .shared
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .closed;
-                    if closed {
-                        return Err(error);
-                    }
-                    tracing::warn!(%error, "cannot preallocate the next log segment; appends wait");
-                    std::thread::sleep(DISK_FULL_RETRY);
-                }
-            }
+        let mut file = None;
+        let (shared, prealloc) = (self.shared.clone(), &mut self.prealloc);
+        wait_out(
+            &shared,
+            "cannot preallocate the next log segment",
+            &mut || {
+                file = Some(prealloc.take()?);
+                Ok(())
+            },
+        )?;
+        let file = file.expect("the step succeeded");
+        let shared = self.shared.clone();
+        let mut step = |op: &mut dyn FnMut() -> io::Result<()>| {
+            wait_out(&shared, "cannot install the next log segment", op)
         };
-        self.shared.stats.disk_full.store(false, Ordering::Relaxed);
-        self.shared
-            .stats
-            .resources_exhausted
-            .store(false, Ordering::Relaxed);
         let active = new_segment(
             &self.io,
             &wal_dir,
-            &prealloc_path,
             file,
             self.shared.log_id,
             first_offset,
             &self.shared.options,
+            &mut step,
         )?;
         self.shared
             .segments
@@ -540,6 +526,46 @@ impl Writer {
         self.shared.stats.rotations.fetch_add(1, Ordering::Relaxed);
         self.prealloc.ask();
         Ok(())
+    }
+}
+
+/// Runs `op` until it succeeds, waiting [`DISK_FULL_RETRY`] after each failure for a
+/// shortage that passes by itself (space, file handles, memory: appends wait meanwhile, and
+/// the status flags say why); any other error, or the log closing, ends it with the error.
+fn wait_out(shared: &Shared, what: &str, op: &mut dyn FnMut() -> io::Result<()>) -> io::Result<()> {
+    loop {
+        match op() {
+            Ok(()) => {
+                shared.stats.disk_full.store(false, Ordering::Relaxed);
+                shared
+                    .stats
+                    .resources_exhausted
+                    .store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+            // Any other error (EIO, the preallocator gone) fails the log: waiting would
+            // hang every append behind a fault that does not go away by itself.
+            Err(error) => {
+                let Some(shortage) = shortage(&error) else {
+                    return Err(error);
+                };
+                let flag = match shortage {
+                    Shortage::Space => &shared.stats.disk_full,
+                    Shortage::Handles | Shortage::Memory => &shared.stats.resources_exhausted,
+                };
+                flag.store(true, Ordering::Relaxed);
+                let closed = shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .closed;
+                if closed {
+                    return Err(error);
+                }
+                tracing::warn!(%error, "{what}; appends wait");
+                std::thread::sleep(DISK_FULL_RETRY);
+            }
+        }
     }
 }
 
