@@ -405,3 +405,51 @@ fn a_crash_at_every_io_step_of_snapshot_compaction_and_archiving_recovers() {
         k += 1;
     }
 }
+
+/// A snapshot cycle that fails for a passing shortage (no file handle for the snapshot file)
+/// is tried again by itself after a pause, without waiting for the next trigger.
+#[test]
+fn a_failed_snapshot_cycle_is_tried_again_without_a_new_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at(T0 + 10_000_000);
+    let refused = Arc::new(AtomicUsize::new(0));
+    let hook = {
+        let refused = refused.clone();
+        Arc::new(move |op: &IoOp<'_>| -> std::io::Result<()> {
+            let snapshot_file = matches!(op, IoOp::Create { path }
+                if path.parent().is_some_and(|p| p.ends_with("snapshots")));
+            if snapshot_file && refused.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+            }
+            Ok(())
+        })
+    };
+    let mut o = storage_options(&clock);
+    // One trigger: 5 registrations and 30 readings pass 20 events once.
+    o.storage.snapshot_every_events = 20;
+    let o = o.wal(WalOptions::default().segment_bytes(16 * 1024).io_hook(hook));
+    let engine = open(dir.path(), o);
+    write(&engine, 0, 3);
+    let snapshots = || {
+        std::fs::read_dir(dir.path().join("snapshots"))
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "snap"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while snapshots() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed cycle was not tried again ({} snapshot file creations)",
+            refused.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        refused.load(Ordering::SeqCst) >= 2,
+        "the first try was refused"
+    );
+}

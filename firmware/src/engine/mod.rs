@@ -472,7 +472,41 @@ pub struct Engine {
     maintenance: Option<JoinHandle<()>>,
 }
 
-fn run_maintenance(inner: &Inner, queue: &SyncSender<Job>) {
+/// The first pause before a failed snapshot/archive cycle is tried again; it doubles after
+/// each failure up to [`MAINTENANCE_RETRY_MAX`].
+pub const MAINTENANCE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest pause between tries of a failing snapshot/archive cycle.
+pub const MAINTENANCE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The pause before the next try after a failed cycle (`previous`: the pause before it).
+fn maintenance_retry_after(previous: Option<std::time::Duration>) -> std::time::Duration {
+    previous.map_or(MAINTENANCE_RETRY_FIRST, |p| {
+        (p * 2).min(MAINTENANCE_RETRY_MAX)
+    })
+}
+
+/// Runs snapshot/archive cycles when woken, and tries a failed one again after a growing
+/// pause (a shortage of file handles, memory or space passes by itself) until it succeeds.
+fn maintenance_loop(inner: &Inner, queue: &SyncSender<Job>, woken: &std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut retry: Option<std::time::Duration> = None;
+    loop {
+        let go = match retry {
+            None => woken.recv().is_ok(),
+            Some(pause) => !matches!(
+                woken.recv_timeout(pause),
+                Err(RecvTimeoutError::Disconnected)
+            ),
+        };
+        if !go {
+            return;
+        }
+        retry = (!run_maintenance(inner, queue)).then(|| maintenance_retry_after(retry));
+    }
+}
+
+/// One snapshot/archive cycle; false if it failed (`last_error` says why).
+fn run_maintenance(inner: &Inner, queue: &SyncSender<Job>) -> bool {
     let _one = inner
         .maintenance_lock
         .lock()
@@ -480,10 +514,14 @@ fn run_maintenance(inner: &Inner, queue: &SyncSender<Job>) {
     let result = maintenance::cycle(inner, queue, &inner.data_dir, &inner.storage_options);
     let mut stats = inner.storage.lock().unwrap_or_else(|e| e.into_inner());
     match result {
-        Ok(()) => stats.last_error = None,
+        Ok(()) => {
+            stats.last_error = None;
+            true
+        }
         Err(e) => {
-            tracing::error!(error = %e, "snapshot/archive cycle failed; it is retried at the next trigger");
+            tracing::error!(error = %e, "snapshot/archive cycle failed; it is tried again after a pause");
             stats.last_error = Some(e.to_string());
+            false
         }
     }
 }
@@ -682,9 +720,7 @@ impl Engine {
                     if let Err(error) = crate::hints::run_in_background() {
                         tracing::warn!(%error, "cannot lower the maintenance thread's priority");
                     }
-                    while woken.recv().is_ok() {
-                        run_maintenance(&inner, &queue);
-                    }
+                    maintenance_loop(&inner, &queue, &woken);
                 })
                 .map_err(|source| OpenError::Io {
                     path: data_dir.to_path_buf(),

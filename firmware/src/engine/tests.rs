@@ -191,3 +191,15 @@ fn entity_queries_find_every_range_of_a_long_lived_meter() {
         assert_eq!(seqs, expected, "from seq {from}");
     }
 }
+
+#[test]
+fn a_failing_maintenance_cycle_is_tried_again_after_doubling_pauses_up_to_a_minute() {
+    let mut pause = None;
+    let mut pauses = Vec::new();
+    for _ in 0..9 {
+        let next = super::maintenance_retry_after(pause);
+        pauses.push(next.as_secs());
+        pause = Some(next);
+    }
+    assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+}
