@@ -212,6 +212,12 @@ pub fn post(url: &str, body: &Value) -> (u16, Value) {
     post_raw(url, "application/json", &[], body.to_string().as_bytes())
 }
 
+/// RFC 3339 UTC with milliseconds for milliseconds since the epoch (see [`rfc3339`]).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let base = rfc3339(ms.div_euclid(1000));
+    base.replace('Z', &format!(".{:03}Z", ms.rem_euclid(1000)))
+}
+
 /// RFC 3339 UTC for seconds since the epoch, computed independently of the server's own
 /// formatter (days-from-civil, Howard Hinnant's algorithm).
 pub fn rfc3339(secs: i64) -> String {

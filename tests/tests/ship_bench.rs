@@ -116,7 +116,7 @@ fn ingest(dir: &Path, env: &[(String, String)], seconds: u64) -> (f64, serde_jso
                             step += 1;
                             let meter = format!("m{}", t * 5 + (i % 5));
                             let ms = start_ms + (step / 5) * 1000;
-                            serde_json::json!({"meter": meter, "time": rfc3339_ms(ms), "import_wh": step as f64, "export_wh": 0.0, "power_w": 1000.0 + (step % 300) as f64})
+                            serde_json::json!({"meter": meter, "time": gridlog_tests::server::rfc3339_ms(ms), "import_wh": step as f64, "export_wh": 0.0, "power_w": 1000.0 + (step % 300) as f64})
                         })
                         .collect();
                     let r = ureq::post(&format!("{base}/api/v1/readings"))
@@ -138,12 +138,6 @@ fn ingest(dir: &Path, env: &[(String, String)], seconds: u64) -> (f64, serde_jso
     let rate = accepted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     let status = gateway.get("/api/v1/status").1;
     (rate, status)
-}
-
-fn rfc3339_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let base = gridlog_tests::server::rfc3339(secs);
-    base.replace('Z', &format!(".{:03}Z", ms.rem_euclid(1000)))
 }
 
 #[test]

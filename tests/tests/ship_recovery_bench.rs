@@ -39,28 +39,6 @@ fn post(gateway: &Gateway, path: &str, body: serde_json::Value) -> serde_json::V
         .unwrap()
 }
 
-/// RFC 3339 (UTC, milliseconds) of Unix milliseconds.
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60,
-        ms.rem_euclid(1000)
-    )
-}
-
 #[derive(Debug)]
 struct Figures {
     readings: u64,
@@ -113,7 +91,7 @@ fn run(max_lag_s: u64, per_second: u64, per_request: u64, seconds: u64) -> Figur
             let readings: Vec<_> = (0..per_request)
                 .map(|i| {
                     serde_json::json!({"meter": format!("m-{}", i % meters),
-                        "time": rfc3339(t0 + k * 1000 + (i / meters) as i64),
+                        "time": gridlog_tests::server::rfc3339_ms(t0 + k * 1000 + (i / meters) as i64),
                         "import_wh": k as f64 + (i / meters) as f64 * 0.001,
                         "export_wh": 0.0, "power_w": 1000.0})
                 })

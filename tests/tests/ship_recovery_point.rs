@@ -30,25 +30,7 @@ fn post(gateway: &Gateway, path: &str, body: serde_json::Value) -> serde_json::V
 }
 
 fn reading(meter: &str, time_ms: i64, import_wh: f64) -> serde_json::Value {
-    let secs = time_ms.div_euclid(1000);
-    // RFC 3339 from Unix seconds (civil from days).
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let time = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60,
-        time_ms.rem_euclid(1000)
-    );
+    let time = gridlog_tests::server::rfc3339_ms(time_ms);
     serde_json::json!({"readings": [{
         "meter": meter, "time": time, "import_wh": import_wh, "export_wh": 0.0, "power_w": 500.0,
     }]})

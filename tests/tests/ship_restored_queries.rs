@@ -27,27 +27,6 @@ fn status(gateway: &Gateway, path: &str) -> (u16, serde_json::Value) {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds (civil from days, proleptic Gregorian).
-fn rfc3339(ms: i64) -> String {
-    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000,
-    );
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
-}
-
 #[test]
 fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_without_5xx() {
     let moto = Moto::start();
@@ -100,7 +79,7 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
     for k in 1..=new_readings {
         let body = serde_json::json!({"readings": [{
             "meter": meter,
-            "time": rfc3339(last_reading.time_ms + k * 1000),
+            "time": gridlog_tests::server::rfc3339_ms(last_reading.time_ms + k * 1000),
             "import_wh": last_reading.import_wh + k as f64,
             "export_wh": 0.0,
             "power_w": 100.0,
@@ -195,7 +174,7 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
         ));
     }
     for ms in times {
-        let t = rfc3339(ms);
+        let t = gridlog_tests::server::rfc3339_ms(ms);
         paths.push(format!("/api/v1/entities/{meter}/state?as_of={t}"));
         paths.push(format!("/api/v1/entities/gateway:storage/state?as_of={t}"));
         paths.push(format!("/api/v1/meters/{meter}/rollups?from={t}"));
@@ -265,7 +244,7 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
         &gateway,
         &format!(
             "/api/v1/entities/{meter}/state?as_of={}",
-            rfc3339(last_before.gateway_ms)
+            gridlog_tests::server::rfc3339_ms(last_before.gateway_ms)
         ),
     );
     assert_eq!(code, 410, "{body}");
@@ -274,7 +253,7 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
         &gateway,
         &format!(
             "/api/v1/entities/{meter}/state?as_of={}",
-            rfc3339(now_ms + 3_600_000)
+            gridlog_tests::server::rfc3339_ms(now_ms + 3_600_000)
         ),
     );
     assert_eq!(code, 200, "{body}");

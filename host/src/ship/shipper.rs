@@ -761,25 +761,8 @@ impl Shipper {
         )
         .await?;
         let key = self.layout.key(ObjectName::Manifest(seq));
-        let upload = Upload {
-            listed: false,
-            key: key.clone(),
-            bytes: manifest_bytes.clone(),
-            sha256: manifest_sha,
-            kind: "manifest",
-            same_content: &|_| false,
-        };
-        match self.store.put_verified(upload, &self.status, stop).await? {
-            Stored::Written | Stored::Duplicate => {}
-            Stored::Conflict(message) => {
-                let message = format!(
-                    "{message} — another writer in lineage {}? shipping halts",
-                    self.layout.lineage()
-                );
-                self.status.alarm(message.clone());
-                return Err(ShipError::Halted(message));
-            }
-        }
+        self.put_manifest(&key, &manifest_bytes, manifest_sha, stop)
+            .await?;
         self.confirm(
             &confirmed,
             seq,
@@ -817,6 +800,36 @@ impl Shipper {
 }
 
 impl Shipper {
+    /// Uploads a manifest create-only and reads it back; a different manifest already under
+    /// its key means another writer in this lineage, and shipping halts with an alarm.
+    async fn put_manifest(
+        &self,
+        key: &Path,
+        bytes: &Bytes,
+        sha256: [u8; 32],
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), ShipError> {
+        let upload = Upload {
+            listed: false,
+            key: key.clone(),
+            bytes: bytes.clone(),
+            sha256,
+            kind: "manifest",
+            same_content: &|_| false,
+        };
+        match self.store.put_verified(upload, &self.status, stop).await? {
+            Stored::Written | Stored::Duplicate => Ok(()),
+            Stored::Conflict(message) => {
+                let message = format!(
+                    "{message} — another writer in lineage {}? shipping halts",
+                    self.layout.lineage()
+                );
+                self.status.alarm(message.clone());
+                Err(ShipError::Halted(message))
+            }
+        }
+    }
+
     /// The end of the run of shipped segments from their start.
     fn segments_end(&self) -> Offset {
         let system = system_state(&self.engine);
@@ -1042,25 +1055,8 @@ impl Shipper {
         let manifest_bytes = Bytes::from(manifest.encode());
         let manifest_sha = sha256(&manifest_bytes);
         let key = self.layout.key(ObjectName::Manifest(seq));
-        let upload = Upload {
-            listed: false,
-            key: key.clone(),
-            bytes: manifest_bytes.clone(),
-            sha256: manifest_sha,
-            kind: "manifest",
-            same_content: &|_| false,
-        };
-        match self.store.put_verified(upload, &self.status, stop).await? {
-            Stored::Written | Stored::Duplicate => {}
-            Stored::Conflict(message) => {
-                let message = format!(
-                    "{message} — another writer in lineage {}? shipping halts",
-                    self.layout.lineage()
-                );
-                self.status.alarm(message.clone());
-                return Err(ShipError::Halted(message));
-            }
-        }
+        self.put_manifest(&key, &manifest_bytes, manifest_sha, stop)
+            .await?;
         let link = manifest_link(&key, &manifest_sha);
         self.note_chunks(&entries, seq, &link)?;
         self.head = Some(Head {
