@@ -210,6 +210,30 @@ pub fn read_original(path: &Path) -> Result<(ArchiveHeader, Vec<u8>), ArchiveErr
     Ok((header, original))
 }
 
+/// The archive of a sealed segment (`original`: its bytes to the end of the footer): its
+/// header and the compressed bytes that follow it. The local archive and the shipper (which
+/// ships a sealed segment before it is archived) build it the same way, so both name the
+/// segment by the same SHA-256 of its original bytes.
+pub fn compress(
+    log_id: [u8; 16],
+    first_offset: Offset,
+    next_offset: Offset,
+    original: &[u8],
+) -> io::Result<(ArchiveHeader, Vec<u8>)> {
+    let compressed = zstd::bulk::compress(original, ZSTD_LEVEL)?;
+    let header = ArchiveHeader {
+        log_id,
+        first_offset,
+        next_offset,
+        original_bytes: original.len() as u64,
+        archived_bytes: compressed.len() as u64,
+        sha256: sha256(original),
+        created_unix_ms: crate::wal::unix_ms_now(),
+        original_crc32: crc32fast::hash(original),
+    };
+    Ok((header, compressed))
+}
+
 /// Writes the archive of a sealed segment (`original`: its bytes to the end of the
 /// footer), durably, and verifies it by reading it back. Returns its header.
 pub(crate) fn write(
@@ -232,17 +256,8 @@ pub(crate) fn write(
     // and syncing its parent would otherwise leave its entry unsynced for ever.
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     io.sync_dir(data_dir).map_err(io_err(data_dir))?;
-    let compressed = zstd::bulk::compress(original, ZSTD_LEVEL).map_err(io_err(&dir))?;
-    let header = ArchiveHeader {
-        log_id,
-        first_offset,
-        next_offset,
-        original_bytes: original.len() as u64,
-        archived_bytes: compressed.len() as u64,
-        sha256: sha256(original),
-        created_unix_ms: crate::wal::unix_ms_now(),
-        original_crc32: crc32fast::hash(original),
-    };
+    let (header, compressed) =
+        compress(log_id, first_offset, next_offset, original).map_err(io_err(&dir))?;
     let path = io
         .write_file_atomically(
             &dir,

@@ -15,20 +15,6 @@ use ship_support::*;
 const MAX_LAG_S: u64 = 2;
 const INTERVAL_S: u64 = 1;
 
-fn post(gateway: &Gateway, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let url = format!("http://{}{}", gateway.addr.expect("serve"), path);
-    match ureq::post(&url).send_json(body) {
-        Ok(r) => r.into_json().unwrap(),
-        Err(ureq::Error::Status(code, r)) => {
-            panic!(
-                "POST {path}: {code} {}",
-                r.into_string().unwrap_or_default()
-            )
-        }
-        Err(e) => panic!("POST {path}: {e}"),
-    }
-}
-
 fn reading(meter: &str, time_ms: i64, import_wh: f64) -> serde_json::Value {
     let time = gridlog_tests::server::rfc3339_ms(time_ms);
     serde_json::json!({"readings": [{
@@ -48,8 +34,7 @@ fn every_event_acknowledged_longer_than_the_bound_before_the_card_died_is_restor
     let dir = tmp.path().join("gateway");
     let mut gateway = Gateway::serve(&dir, &env);
     let meter = "meter-rp";
-    post(
-        &gateway,
+    gateway.post(
         "/api/v1/meters",
         serde_json::json!({"id": meter, "kind": "load"}),
     );
@@ -72,11 +57,7 @@ fn every_event_acknowledged_longer_than_the_bound_before_the_card_died_is_restor
     while started.elapsed() < run {
         k += 1;
         let wh = k as f64 * 1.5;
-        let response = post(
-            &gateway,
-            "/api/v1/readings",
-            reading(meter, t0 + k * 1000, wh),
-        );
+        let response = gateway.post("/api/v1/readings", reading(meter, t0 + k * 1000, wh));
         let result = &response["results"][0];
         assert_eq!(result["status"], "accepted", "{response}");
         acked.push((result["offset"].as_u64().unwrap(), Instant::now(), wh));
@@ -121,16 +102,14 @@ fn every_event_acknowledged_longer_than_the_bound_before_the_card_died_is_restor
     let (&last_offset, &last_wh) = present.last_key_value().unwrap();
     let k_last = (last_wh / 1.5).round() as i64;
     let gateway = Gateway::serve(&restored, &env);
-    let response = post(
-        &gateway,
+    let response = gateway.post(
         "/api/v1/readings",
         reading(meter, t0 + (k_last + 1) * 1000, last_wh + 1.5),
     );
     assert_eq!(response["results"][0]["status"], "accepted", "{response}");
     assert!(response["results"][0]["offset"].as_u64().unwrap() > last_offset);
     // A register that goes down against the restored one is refused.
-    let response = post(
-        &gateway,
+    let response = gateway.post(
         "/api/v1/readings",
         reading(meter, t0 + (k_last + 2) * 1000, 0.5),
     );

@@ -3,7 +3,9 @@
 //!
 //! The backlog is derived, never stored apart: every archive file in `DATA_DIR/archive/`
 //! whose segment has no `ShipConfirmed` with the same SHA-256 (the segment's, as in the
-//! archive header and `SegmentArchived`), plus the newest snapshot when it is newer than the
+//! archive header and `SegmentArchived`), every sealed segment of the hot log that is neither
+//! archived nor shipped (compressed into the archive's format when loaded, so it ships when
+//! sealed, not when archived), plus the newest snapshot when it is newer than the
 //! newest shipped one and `ship.snapshot_interval_s` has passed. So a crash at any point
 //! leaves nothing to clean up: the next start computes the same backlog, and the listing at
 //! start tells which of it the store already holds.
@@ -85,11 +87,34 @@ struct Head {
 #[derive(Debug, Clone)]
 struct Pending {
     name: ObjectName,
-    path: PathBuf,
+    source: Source,
+    /// The file's size; for a sealed segment not yet archived, its size in the hot log (the
+    /// object will be smaller: it is compressed when loaded).
     object_bytes: u64,
     created_unix_ms: u64,
-    /// For a segment, its SHA-256 from the archive header (checked again when loaded).
+    /// For a segment, its SHA-256 (from the archive header, or computed when its intent is
+    /// recorded), checked again when loaded.
     segment_sha: Option<[u8; 32]>,
+}
+
+/// Where a pending object's bytes come from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// An archive file or a snapshot file.
+    File(PathBuf),
+    /// A sealed segment still in the hot log: shipped when sealed, not when archived. It is
+    /// compressed into the archive's format when loaded, so the object is the same whether
+    /// it was shipped from here or from the archive file later.
+    Sealed,
+}
+
+impl Source {
+    fn describe(&self, name: ObjectName) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Sealed => format!("sealed segment {name:?} of the hot log"),
+        }
+    }
 }
 
 /// How one object of a round ended.
@@ -101,6 +126,9 @@ enum ObjectOutcome {
     Conflict(String),
     /// The local file is gone or damaged.
     Local(String),
+    /// A sealed segment left the hot log meanwhile (archived): its archive file ships it
+    /// in a later round.
+    Moved,
 }
 
 /// An object verified in the store during a round.
@@ -540,6 +568,7 @@ impl Shipper {
         for d in damage {
             tracing::error!(file = %d.path.display(), reason = %d.reason, "damaged archive file is not shipped");
         }
+        let archived: HashSet<Offset> = archives.iter().map(|a| a.header.first_offset).collect();
         for a in archives {
             let h = &a.header;
             let name = ObjectName::Segment(h.first_offset, h.next_offset);
@@ -550,13 +579,14 @@ impl Shipper {
             if !shipped && !self.parked.contains(&name) {
                 pending.push(Pending {
                     name,
-                    path: a.path,
+                    source: Source::File(a.path),
                     object_bytes: a.file_bytes,
                     created_unix_ms: h.created_unix_ms,
                     segment_sha: Some(h.sha256),
                 });
             }
         }
+        pending.extend(self.sealed_backlog(&system, &archived));
         if let Some(snap) = gridlog_firmware::snapshot::list(&self.data_dir)?.pop() {
             let newest_shipped = system
                 .shipped
@@ -569,12 +599,10 @@ impl Shipper {
             if snap.next_offset > newest_shipped && due && !self.parked.contains(&name) {
                 let created = std::fs::metadata(&snap.path)
                     .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_millis() as u64);
+                    .map_or(0, unix_ms_of);
                 pending.push(Pending {
                     name,
-                    path: snap.path,
+                    source: Source::File(snap.path),
                     object_bytes: snap.file_bytes,
                     created_unix_ms: created,
                     segment_sha: None,
@@ -582,6 +610,35 @@ impl Shipper {
             }
         }
         Ok(pending)
+    }
+
+    /// The hot log's sealed segments that are neither archived nor shipped: a segment ships
+    /// once it is sealed, whenever the engine archives it.
+    fn sealed_backlog(&self, system: &SystemState, archived: &HashSet<Offset>) -> Vec<Pending> {
+        let wal = self.engine.wal();
+        let paths: BTreeMap<Offset, PathBuf> = wal.segments().into_iter().collect();
+        let mut pending = Vec::new();
+        for (first, next) in wal.sealed_segments() {
+            let name = ObjectName::Segment(first, next);
+            let shipped = system
+                .shipped
+                .get(&(ShipObject::Segment, first))
+                .is_some_and(|(n, _)| *n == next);
+            if shipped || archived.contains(&first) || self.parked.contains(&name) {
+                continue;
+            }
+            let meta = paths.get(&first).and_then(|p| std::fs::metadata(p).ok());
+            pending.push(Pending {
+                name,
+                source: Source::Sealed,
+                object_bytes: meta.as_ref().map_or(0, |m| m.len()),
+                created_unix_ms: meta
+                    .and_then(|m| m.modified().ok())
+                    .map_or_else(unix_ms_now, unix_ms_of),
+                segment_sha: None,
+            });
+        }
+        pending
     }
 
     /// Computes the backlog and shows it in status.
@@ -626,14 +683,20 @@ impl Shipper {
         // files are read (and checked) one upload at a time, so memory holds at most
         // `concurrency` objects.
         let mut intents = Vec::with_capacity(batch.len());
-        for p in &batch {
+        for p in &mut batch {
             let (object, first_offset, next_offset) = event_range(p.name);
-            let sha256 = match p.segment_sha {
-                Some(sha) => sha,
-                None => match std::fs::read(&p.path) {
+            let sha256 = match (p.segment_sha, &p.source) {
+                (Some(sha), _) => sha,
+                (None, Source::File(path)) => match std::fs::read(path) {
                     Ok(bytes) => sha256(&bytes),
                     Err(_) => continue,
                 },
+                (None, Source::Sealed) => {
+                    match self.engine.wal().sealed_segment_bytes(first_offset) {
+                        Some(bytes) => *p.segment_sha.insert(sha256(&bytes)),
+                        None => continue,
+                    }
+                }
             };
             intents.push(Event::ShipIntended {
                 object,
@@ -649,18 +712,21 @@ impl Shipper {
             let layout = &self.layout;
             let status = &*self.status;
             let listed = &self.listed;
+            let engine = &self.engine;
             futures_util::stream::iter(batch)
                 .map(|p| async move {
                     let name = p.name;
-                    let path = p.path.clone();
-                    let loaded = tokio::task::spawn_blocking(move || load(&p))
+                    let source = p.source.describe(name);
+                    let engine = engine.clone();
+                    let loaded = tokio::task::spawn_blocking(move || load(&engine, &p))
                         .await
                         .map_err(|e| e.to_string())
                         .and_then(|r| r);
                     let object = match loaded {
-                        Ok(object) => object,
+                        Ok(Some(object)) => object,
+                        Ok(None) => return (name, Ok(ObjectOutcome::Moved)),
                         Err(reason) => {
-                            let message = format!("{}: {reason}", path.display());
+                            let message = format!("{source}: {reason}");
                             return (name, Ok(ObjectOutcome::Local(message)));
                         }
                     };
@@ -679,9 +745,18 @@ impl Shipper {
                         .await
                         .map(|stored| match stored {
                             Stored::Written | Stored::Duplicate => ObjectOutcome::Stored(
-                                object.confirmed(layout),
+                                object.confirmed(
+                                    layout,
+                                    object.object_sha,
+                                    object.bytes.len() as u64,
+                                ),
                                 object.bytes.len() as u64,
                                 stored == Stored::Duplicate,
+                            ),
+                            Stored::Equivalent { sha256, bytes } => ObjectOutcome::Stored(
+                                object.confirmed(layout, sha256, bytes),
+                                bytes,
+                                true,
                             ),
                             Stored::Conflict(message) => ObjectOutcome::Conflict(message),
                         });
@@ -711,6 +786,12 @@ impl Shipper {
                     tracing::error!(%message, "local object not shipped");
                     self.status.error(message);
                     self.parked.insert(name);
+                }
+                ObjectOutcome::Moved => {
+                    tracing::debug!(
+                        ?name,
+                        "sealed segment archived meanwhile; its archive ships it"
+                    );
                 }
             }
         }
@@ -819,6 +900,8 @@ impl Shipper {
         };
         match self.store.put_verified(upload, &self.status, stop).await? {
             Stored::Written | Stored::Duplicate => Ok(()),
+            // `same_content` is never true for a manifest.
+            Stored::Equivalent { .. } => unreachable!("a manifest is never equivalent"),
             Stored::Conflict(message) => {
                 let message = format!(
                     "{message} — another writer in lineage {}? shipping halts",
@@ -857,9 +940,12 @@ impl Shipper {
     ) -> Result<(), ShipError> {
         let system = system_state(&self.engine);
         let (archives, _) = gridlog_firmware::archive::list(&self.data_dir)?;
+        let sealed = self.engine.wal().sealed_segments();
         let pending: HashSet<ObjectName> = archives
             .iter()
-            .map(|a| ObjectName::Segment(a.header.first_offset, a.header.next_offset))
+            .map(|a| (a.header.first_offset, a.header.next_offset))
+            .chain(sealed)
+            .map(|(first, next)| ObjectName::Segment(first, next))
             .collect();
         let known = |name: ObjectName| match name {
             ObjectName::Segment(first, next) => {
@@ -1022,19 +1108,22 @@ impl Shipper {
                 kind: "chunk",
                 same_content: &same,
             };
-            match self.store.put_verified(upload, &self.status, stop).await? {
-                Stored::Written | Stored::Duplicate => {}
-                Stored::Conflict(message) => {
-                    self.status.alarm(message.clone());
-                    return Err(ShipError::Halted(message));
-                }
-            }
-            round_bytes += bytes.len() as u64;
+            let (object_sha, object_bytes) =
+                match self.store.put_verified(upload, &self.status, stop).await? {
+                    Stored::Written | Stored::Duplicate => (object_sha, bytes.len() as u64),
+                    // The same records chunked the same way by an earlier run.
+                    Stored::Equivalent { sha256, bytes } => (sha256, bytes),
+                    Stored::Conflict(message) => {
+                        self.status.alarm(message.clone());
+                        return Err(ShipError::Halted(message));
+                    }
+                };
+            round_bytes += object_bytes;
             entries.push(ChunkEntry {
                 key: key.to_string(),
                 first_offset: first,
                 next_offset: first + count as u64,
-                object_bytes: bytes.len() as u64,
+                object_bytes,
                 object_sha256: hex(&object_sha),
             });
         }
@@ -1145,8 +1234,14 @@ struct Loaded {
     segment: Option<([u8; 32], u64)>,
 }
 
-fn load(p: &Pending) -> Result<Loaded, String> {
-    let bytes = std::fs::read(&p.path).map_err(|e| e.to_string())?;
+/// Reads and checks a pending object; `None` if it was a sealed segment that left the hot
+/// log meanwhile.
+fn load(engine: &Engine, p: &Pending) -> Result<Option<Loaded>, String> {
+    let path = match &p.source {
+        Source::File(path) => path,
+        Source::Sealed => return load_sealed(engine, p),
+    };
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let segment = match p.name {
         ObjectName::Segment(first, next) => {
             let (header, _) = verify_archive(&bytes)?;
@@ -1158,18 +1253,50 @@ fn load(p: &Pending) -> Result<Loaded, String> {
             Some((header.sha256, header.original_bytes))
         }
         ObjectName::Snapshot(_) => {
-            gridlog_firmware::snapshot::verify_file(&p.path).map_err(|e| e.to_string())?;
+            gridlog_firmware::snapshot::verify_file(path).map_err(|e| e.to_string())?;
             None
         }
         ObjectName::Manifest(_) => None,
         ObjectName::Chunk(..) => return Err("chunks are read from the log, not a file".into()),
     };
-    Ok(Loaded {
+    Ok(Some(Loaded {
         name: p.name,
         object_sha: sha256(&bytes),
         bytes: Bytes::from(bytes),
         segment,
-    })
+    }))
+}
+
+/// A sealed segment of the hot log in the archive's format (the object its archive file
+/// would be, but for the creation time in the header), checked against its intent's hash.
+fn load_sealed(engine: &Engine, p: &Pending) -> Result<Option<Loaded>, String> {
+    let ObjectName::Segment(first, next) = p.name else {
+        return Err("only segments are read from the hot log".into());
+    };
+    let Some(original) = engine.wal().sealed_segment_bytes(first) else {
+        return Ok(None);
+    };
+    let (header, compressed) =
+        gridlog_firmware::archive::compress(engine.wal().log_id(), first, next, &original)
+            .map_err(|e| e.to_string())?;
+    if p.segment_sha.is_some_and(|sha| sha != header.sha256) {
+        return Err("the sealed segment changed since its intent was recorded".into());
+    }
+    let mut bytes =
+        Vec::with_capacity(gridlog_common::archive::ARCHIVE_HEADER_BYTES + compressed.len());
+    bytes.extend_from_slice(&header.encode());
+    bytes.extend_from_slice(&compressed);
+    Ok(Some(Loaded {
+        name: p.name,
+        object_sha: sha256(&bytes),
+        bytes: Bytes::from(bytes),
+        segment: Some((header.sha256, header.original_bytes)),
+    }))
+}
+
+fn unix_ms_of(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Loaded {
@@ -1195,7 +1322,10 @@ impl Loaded {
         }
     }
 
-    fn confirmed(&self, layout: &Layout) -> Confirmed {
+    /// The manifest entry of this object as the store holds it: `object_sha` and
+    /// `object_bytes` are the stored bytes' (which differ from ours for an equivalent
+    /// archive of the same segment).
+    fn confirmed(&self, layout: &Layout, object_sha: [u8; 32], object_bytes: u64) -> Confirmed {
         let key = layout.key(self.name).to_string();
         match self.name {
             ObjectName::Segment(first_offset, next_offset) => {
@@ -1204,8 +1334,8 @@ impl Loaded {
                     key,
                     first_offset,
                     next_offset,
-                    object_bytes: self.bytes.len() as u64,
-                    object_sha256: hex(&self.object_sha),
+                    object_bytes,
+                    object_sha256: hex(&object_sha),
                     original_bytes,
                     segment_sha256: hex(&segment_sha),
                 })
@@ -1216,8 +1346,8 @@ impl Loaded {
             | ObjectName::Chunk(_, next_offset) => Confirmed::Snapshot(SnapshotEntry {
                 key,
                 next_offset,
-                object_bytes: self.bytes.len() as u64,
-                object_sha256: hex(&self.object_sha),
+                object_bytes,
+                object_sha256: hex(&object_sha),
             }),
         }
     }

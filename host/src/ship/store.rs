@@ -105,8 +105,18 @@ pub enum StoreError {
 pub enum Stored {
     /// We wrote it and read it back equal.
     Written,
-    /// It was there already, equal (or, for a segment, an archive of the same segment).
+    /// It was there already, equal.
     Duplicate,
+    /// It was there already with other bytes of the same content (for a segment: another
+    /// archive of the same segment, such as one shipped when sealed and the archive file
+    /// made later, which differ in their header's creation time). A manifest must name the
+    /// store's bytes: their SHA-256 and size.
+    Equivalent {
+        /// SHA-256 of the stored bytes.
+        sha256: [u8; 32],
+        /// Their size.
+        bytes: u64,
+    },
     /// It is there and differs: an alarm, nothing is recorded as shipped.
     Conflict(String),
 }
@@ -380,7 +390,10 @@ impl Store {
                         });
                     }
                     if (upload.same_content)(&bytes) {
-                        return Ok(Stored::Duplicate);
+                        return Ok(Stored::Equivalent {
+                            sha256: stored_sha,
+                            bytes: bytes.len() as u64,
+                        });
                     }
                     let why = if written {
                         "the store holds different bytes than were just uploaded (corrupted on the way or at rest)"

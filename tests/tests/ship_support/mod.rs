@@ -715,6 +715,21 @@ impl Gateway {
         }
     }
 
+    /// POST JSON to a path; the JSON answer (panics on an error status).
+    pub fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("http://{}{}", self.addr.expect("serve"), path);
+        match ureq::post(&url).send_json(body) {
+            Ok(r) => r.into_json().expect("JSON answer"),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!(
+                    "POST {path}: {code} {}",
+                    r.into_string().unwrap_or_default()
+                )
+            }
+            Err(e) => panic!("POST {path}: {e}"),
+        }
+    }
+
     /// The `"shipping"` object of status.
     pub fn shipping(&self) -> serde_json::Value {
         self.get("/api/v1/status").1["shipping"].clone()
@@ -763,7 +778,7 @@ impl Drop for Gateway {
 }
 
 /// Checks what a lineage prefix holds against a data directory's archive: every archived
-/// segment is there exactly once with the local file's bytes, every manifest is valid JSON
+/// segment is there exactly once with the local file's segment (SHA-256 of the original), every manifest is valid JSON
 /// chaining to the one before, and every object a manifest lists is there with its hash.
 /// Returns the number of segments and manifests.
 pub fn check_store(bucket: &Bucket, prefix: &str, dir: &Path) -> (usize, usize) {
@@ -784,10 +799,33 @@ pub fn check_store(bucket: &Bucket, prefix: &str, dir: &Path) -> (usize, usize) 
         let stored = objects
             .get(&key)
             .unwrap_or_else(|| panic!("{key} is not in the store"));
+        // Shipped from the archive file (the same bytes) or, when it was sealed, from the
+        // hot log (the same segment, with another creation time in the header).
+        let header = gridlog_common::archive::ArchiveHeader::decode(stored)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
         assert_eq!(
-            sha(stored),
-            sha(&std::fs::read(&a.path).unwrap()),
-            "{key} differs from the local archive"
+            (header.first_offset, header.next_offset, header.sha256),
+            (a.header.first_offset, a.header.next_offset, a.header.sha256),
+            "{key} holds another segment than the local archive"
+        );
+        segments += 1;
+    }
+    // Every sealed segment still in the hot log is there too, as an archive of its bytes.
+    for (first, bytes) in sealed_segments_in_hot_log(dir) {
+        let prefix = format!("{root}/segments/{first:020}-");
+        let (key, stored) = objects
+            .iter()
+            .find(|(k, _)| k.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("sealed segment {first} is not in the store"));
+        let header = gridlog_common::archive::ArchiveHeader::decode(stored)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let original = bytes
+            .get(..header.original_bytes as usize)
+            .unwrap_or_else(|| panic!("{key} claims more bytes than segment {first} has"));
+        assert_eq!(
+            header.sha256,
+            gridlog_firmware::archive::sha256(original),
+            "{key} holds other bytes than sealed segment {first}"
         );
         segments += 1;
     }
@@ -825,6 +863,32 @@ pub fn check_store(bucket: &Bucket, prefix: &str, dir: &Path) -> (usize, usize) 
         assert!(listed.contains(k), "{k} is in no manifest");
     }
     (segments, manifests.len())
+}
+
+/// The sealed segments of `dir`'s hot log (every segment file but the newest) by first
+/// offset, with their bytes: these ship when sealed, before they are archived.
+pub fn sealed_segments_in_hot_log(dir: &Path) -> BTreeMap<u64, Vec<u8>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .expect("wal directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    files.sort();
+    files.pop(); // the active segment
+    files
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).expect("read a segment");
+            let header = gridlog_common::segment::SegmentHeader::decode(&bytes)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (header.first_offset, bytes)
+        })
+        .collect()
+}
+
+/// How many sealed segments the hot log of `dir` holds.
+pub fn sealed_in_hot_log(dir: &Path) -> usize {
+    sealed_segments_in_hot_log(dir).len()
 }
 
 fn first_sequence(manifests: &[(&String, serde_json::Value)]) -> usize {
