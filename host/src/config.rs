@@ -360,8 +360,9 @@ pub struct ShipConfig {
     /// chunk objects before its segment is sealed). Default 60.
     pub max_lag_s: u64,
     /// An object of this gateway's lineage that no manifest names (an upload a crash left
-    /// before its manifest) is removed by the shipper at start once it is this old. Default
-    /// 86400 (a day: far longer than any upload or round).
+    /// before its manifest) is removed by the shipper once it is this old; it looks at start
+    /// and then every `orphan_grace_s`. Default 86400 (a day: far longer than any upload or
+    /// round).
     pub orphan_grace_s: u64,
 }
 

@@ -9,23 +9,6 @@ mod ship_support;
 
 use ship_support::*;
 
-fn check(env: &[(String, String)]) -> (i32, String) {
-    let out = gridlog_tests::gridlog_command()
-        .args(["ship", "--check"])
-        .env("GRIDLOG_LOG", "error")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run gridlog ship --check");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn the_audit_names_missing_extra_and_tampered_objects_and_tolerates_superseded_chunks() {
     let moto = Moto::start();
@@ -54,7 +37,7 @@ fn the_audit_names_missing_extra_and_tampered_objects_and_tolerates_superseded_c
         assert!(!keys.contains(c), "superseded chunk {c} still there");
     }
 
-    let (code, out) = check(&env);
+    let (code, out) = audit(&env);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 missing, 0 extra, 0 tampered"), "{out}");
     assert!(!out.contains("(0 superseded"), "{out}");
@@ -71,7 +54,7 @@ fn the_audit_names_missing_extra_and_tampered_objects_and_tolerates_superseded_c
     changed[last] ^= 1;
     bucket.overwrite(chunk, changed);
     let before = bucket.objects(&format!("{prefix}/{SITE}"));
-    let (code, out) = check(&env);
+    let (code, out) = audit(&env);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("MISSING  {segment}")), "{out}");
     assert!(out.contains(&format!("EXTRA    {stray}")), "{out}");

@@ -176,6 +176,9 @@ pub struct Shipper {
     tail: TailState,
     /// `ship.orphan_grace_s` in milliseconds.
     orphan_grace_ms: u64,
+    /// When the next look for objects no manifest names is due (at start, then every
+    /// `ship.orphan_grace_s`, so an orphan younger than the grace at start goes later).
+    next_sweep: Instant,
     /// When the shipper first saw the oldest record not yet in the store (and as Unix ms).
     tail_since: Option<(Instant, u64)>,
 }
@@ -271,6 +274,7 @@ impl Shipper {
             tail: tail::read_state(&config.data_dir)?,
             tail_since: None,
             orphan_grace_ms: config.ship.orphan_grace_s.saturating_mul(1000),
+            next_sweep: Instant::now(),
         })
     }
 
@@ -334,6 +338,9 @@ impl Shipper {
             }
             let shipped = self.round(stop, &mut summary).await?;
             let shipped = self.ship_tail(stop, once, &mut summary).await? || shipped;
+            if !once {
+                self.sweep_orphans().await?;
+            }
             if once && !shipped {
                 summary.left = self.status.backlog().objects + self.parked.len() as u64;
                 return Ok(summary);
@@ -384,30 +391,8 @@ impl Shipper {
         if let Some(p) = &parent {
             self.record_parent(&system, p).await?;
         }
-        let listing = self
-            .store
-            .list(&self.layout.root())
-            .await
-            .map_err(StoreError::from)?;
-        self.status.requests.fetch_add(1, Ordering::Relaxed);
-        let mut manifests = BTreeMap::new();
-        self.listed.clear();
-        let now_ms = unix_ms_now();
-        let mut candidates = Vec::new();
-        for meta in listing {
-            match self.layout.parse(&meta.location) {
-                Some(ObjectName::Manifest(seq)) => {
-                    manifests.insert(seq, meta.location);
-                }
-                Some(name) => {
-                    let age_ms =
-                        now_ms.saturating_sub(meta.last_modified.timestamp_millis().max(0) as u64);
-                    candidates.push((name, meta.location.clone(), age_ms));
-                    self.listed.insert(meta.location);
-                }
-                None => {}
-            }
-        }
+        let (manifests, candidates) = self.list_lineage().await?;
+        self.listed = candidates.iter().map(|(_, key, _)| key.clone()).collect();
         let head_seq = self.head.as_ref().map_or(0, |h| h.sequence);
         for (seq, key) in manifests.range(head_seq + 1..) {
             if *stop.borrow() {
@@ -420,6 +405,7 @@ impl Shipper {
             self.adopt(*seq, key, &bytes).await?;
         }
         self.remove_orphans(&candidates).await?;
+        self.next_sweep = Instant::now() + Duration::from_millis(self.orphan_grace_ms);
         if let Some(h) = &self.head {
             self.status.set_chain(h.sequence, 0);
         }
@@ -429,6 +415,54 @@ impl Shipper {
             listed = self.listed.len(),
             "reconciled with the store"
         );
+        Ok(())
+    }
+
+    /// One listing of this lineage: its manifests by sequence, and every other object of
+    /// ours with its age in milliseconds.
+    async fn list_lineage(&self) -> Result<(BTreeMap<u64, Path>, Vec<Listed>), ShipError> {
+        let listing = self
+            .store
+            .list(&self.layout.root())
+            .await
+            .map_err(StoreError::from)?;
+        self.status.requests.fetch_add(1, Ordering::Relaxed);
+        let now_ms = unix_ms_now();
+        let mut manifests = BTreeMap::new();
+        let mut objects = Vec::new();
+        for meta in listing {
+            match self.layout.parse(&meta.location) {
+                Some(ObjectName::Manifest(seq)) => {
+                    manifests.insert(seq, meta.location);
+                }
+                Some(name) => {
+                    let modified_ms = meta.last_modified.timestamp_millis().max(0) as u64;
+                    objects.push((name, meta.location, now_ms.saturating_sub(modified_ms)));
+                }
+                None => {}
+            }
+        }
+        Ok((manifests, objects))
+    }
+
+    /// Between rounds, when due: removes the objects no manifest names that have grown
+    /// older than the grace since the last look. A store that cannot be listed now is
+    /// looked at again after a shipping interval.
+    async fn sweep_orphans(&mut self) -> Result<(), ShipError> {
+        if Instant::now() < self.next_sweep {
+            return Ok(());
+        }
+        match self.list_lineage().await {
+            Ok((_, objects)) => {
+                self.remove_orphans(&objects).await?;
+                self.next_sweep = Instant::now() + Duration::from_millis(self.orphan_grace_ms);
+            }
+            Err(ShipError::Store(StoreError::Store(e))) => {
+                tracing::warn!(error = %e, "cannot list the store for orphans; trying later");
+                self.next_sweep = Instant::now() + self.interval;
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
@@ -934,10 +968,7 @@ impl Shipper {
     /// Removes this lineage's chunks and segments that no manifest names (an upload a crash
     /// left before its manifest, which the backlog will not upload again under that key)
     /// once they are older than `ship.orphan_grace_s`.
-    async fn remove_orphans(
-        &mut self,
-        listed: &[(ObjectName, Path, u64)],
-    ) -> Result<(), ShipError> {
+    async fn remove_orphans(&mut self, listed: &[Listed]) -> Result<(), ShipError> {
         let system = system_state(&self.engine);
         let (archives, _) = gridlog_firmware::archive::list(&self.data_dir)?;
         let sealed = self.engine.wal().sealed_segments();
@@ -1179,6 +1210,9 @@ impl Shipper {
         Ok(true)
     }
 }
+
+/// An object of this lineage in a listing: its name, key and age in milliseconds.
+type Listed = (ObjectName, Path, u64);
 
 fn manifest_link(key: &Path, sha: &[u8; 32]) -> ManifestLink {
     ManifestLink {

@@ -260,13 +260,17 @@ pub struct Seen {
 /// The proxy's script: a fault for the next request of a method (`None`: any).
 pub type Script = Vec<(Option<&'static str>, Fault)>;
 
+/// A script whose faults also name part of the request's path (`""`: any path), such as
+/// `"/chunks/"` or `"/manifests/"`.
+pub type PathScript = Vec<(Option<&'static str>, &'static str, Fault)>;
+
 /// A loopback HTTP proxy in front of the store that injects faults from a script, one per
 /// request, then passes everything through.
 #[derive(Debug)]
 pub struct FaultProxy {
     /// Its port.
     pub port: u16,
-    script: Arc<Mutex<Script>>,
+    script: Arc<Mutex<PathScript>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
 }
@@ -275,6 +279,13 @@ impl FaultProxy {
     /// Proxies to `upstream_port`. Each request takes the first fault of `script` meant for
     /// its method (`None`: any method); when none is left, requests pass.
     pub fn start(upstream_port: u16, script: Script) -> FaultProxy {
+        let script = script.into_iter().map(|(m, f)| (m, "", f)).collect();
+        FaultProxy::start_with_paths(upstream_port, script)
+    }
+
+    /// As [`FaultProxy::start`], each fault taken by the first request of its method whose
+    /// path contains its path part.
+    pub fn start_with_paths(upstream_port: u16, script: PathScript) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let proxy = FaultProxy {
@@ -326,7 +337,7 @@ impl Drop for FaultProxy {
 fn serve_one(
     client: TcpStream,
     upstream: u16,
-    script: &Mutex<Script>,
+    script: &Mutex<PathScript>,
     seen: &Mutex<Vec<Seen>>,
 ) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
@@ -367,9 +378,9 @@ fn serve_one(
         let mut script = script.lock().unwrap();
         match script
             .iter()
-            .position(|(m, _)| m.is_none_or(|m| m == method))
+            .position(|(m, p, _)| m.is_none_or(|m| m == method) && path.contains(p))
         {
-            Some(i) => script.remove(i).1,
+            Some(i) => script.remove(i).2,
             None => Fault::Pass,
         }
     };
@@ -654,6 +665,21 @@ pub fn ship_once(dir: &Path, env: &[(String, String)]) -> (i32, String, String) 
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `gridlog ship --check` (the read-only audit of the store); exit code and its output.
+pub fn audit(env: &[(String, String)]) -> (i32, String) {
+    let out = gridlog(&["ship", "--check"], env)
+        .output()
+        .expect("run gridlog ship --check");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
