@@ -273,6 +273,7 @@ pub struct FaultProxy {
     script: Arc<Mutex<PathScript>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
 }
 
 impl FaultProxy {
@@ -293,12 +294,18 @@ impl FaultProxy {
             script: Arc::new(Mutex::new(script)),
             seen: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            down: Arc::new(AtomicBool::new(false)),
         };
         let (script, seen, stop) = (proxy.script.clone(), proxy.seen.clone(), proxy.stop.clone());
+        let down = proxy.down.clone();
         listener.set_nonblocking(true).expect("nonblocking");
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
+                    Ok((client, _)) if down.load(Ordering::Relaxed) => {
+                        // The uplink is down: the connection is closed at once, unanswered.
+                        drop(client);
+                    }
                     Ok((client, _)) => {
                         let (script, seen) = (script.clone(), seen.clone());
                         std::thread::spawn(move || {
@@ -315,6 +322,11 @@ impl FaultProxy {
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Takes the uplink down (every new connection is closed at once, unanswered) or up again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
     }
 
     /// Faults not yet used.
