@@ -393,7 +393,7 @@ async fn desktop_checks(c: &Client, server: &Server, base: &str, artifacts: &Pat
     )
     .await;
     assert_eq!(older.as_array().unwrap().len(), 50, "{older}");
-    // By tag (a frequent one: a rare tag means a long scan, see host/assets/app.js): every
+    // By tag (a frequent one: a rare tag means a long scan, see host/assets/views/events.js): every
     // row carries it.
     navigate(c, "#/events?tag=kind:ev_charger").await;
     let tags = wait_js(
@@ -413,6 +413,7 @@ async fn desktop_checks(c: &Client, server: &Server, base: &str, artifacts: &Pat
             .any(|t| t == "kind:ev_charger")),
         "{tags}"
     );
+
 }
 
 async fn phone_checks(c: &Client, base: &str, artifacts: &Path) {
@@ -609,32 +610,31 @@ async fn measure_load(c: &Client, server: &Server) -> Metrics {
         "the page loaded its first data",
     )
     .await;
+    let html = String::from_utf8(fetch(&server.url("/"), false)).expect("UTF-8");
+    let links = versioned_links(&html);
     let timing = js(
         c,
         "const nav = performance.getEntriesByType('navigation')[0];
          const fcp = performance.getEntriesByName('first-contentful-paint')[0];
          const data = performance.getEntriesByName('gridlog:first-data')[0];
-         const assets = [nav].concat(performance.getEntriesByType('resource').filter((e) => /\\/app\\.(js|css)/.test(e.name)));
+         const assets = [nav].concat(performance.getEntriesByType('resource').filter((e) => /\\.(js|css)\\?v=/.test(e.name)));
          return { fcp: fcp ? fcp.startTime : null, dcl: nav.domContentLoadedEventEnd, data: data ? data.startTime : null,
                   encoded: assets.reduce((n, e) => n + e.encodedBodySize, 0), decoded: assets.reduce((n, e) => n + e.decodedBodySize, 0),
                   assets: assets.length };",
     )
     .await;
+    // The document, app.css, main.js and every module it imports (each preloaded), each
+    // fetched once.
     assert_eq!(
-        timing["assets"], 3,
-        "document, app.js and app.css: {timing}"
+        timing["assets"].as_u64(),
+        Some(links.len() as u64 + 1),
+        "the document and {links:?}: {timing}"
     );
     let index = fetch(&server.url("/"), true);
     let mut gzip = index.len() as u64;
-    let mut raw = fetch(&server.url("/"), false).len() as u64;
-    let html = String::from_utf8(fetch(&server.url("/"), false)).expect("UTF-8");
-    for asset in ["app.js", "app.css"] {
-        let start = html
-            .find(&format!("\"{asset}?v="))
-            .unwrap_or_else(|| panic!("index.html links {asset} by version"))
-            + 1;
-        let end = start + html[start..].find('"').unwrap();
-        let url = server.url(&format!("/{}", &html[start..end]));
+    let mut raw = html.len() as u64;
+    for link in &links {
+        let url = server.url(&format!("/{link}"));
         gzip += fetch(&url, true).len() as u64;
         raw += fetch(&url, false).len() as u64;
     }
@@ -701,16 +701,21 @@ fn assets_are_served_for_caching(server: &Server) {
         "an unchanged index.html is not sent again"
     );
     let html = String::from_utf8(fetch(&server.url("/"), false)).expect("UTF-8");
-    for (asset, content_type) in [
-        ("app.js", "text/javascript; charset=utf-8"),
-        ("app.css", "text/css; charset=utf-8"),
-    ] {
-        let start = html
-            .find(&format!("\"{asset}?v="))
-            .expect("a versioned link")
-            + 1;
-        let end = start + html[start..].find('"').unwrap();
-        let versioned = ureq::get(&server.url(&format!("/{}", &html[start..end])))
+    let links = versioned_links(&html);
+    for name in ["app.css", "main.js", "api.js", "views/meters.js"] {
+        assert!(
+            links.iter().any(|l| l.starts_with(&format!("{name}?v="))),
+            "index.html does not link {name} by version: {links:?}"
+        );
+    }
+    for link in &links {
+        let asset = link.split('?').next().unwrap();
+        let content_type = if asset.ends_with(".css") {
+            "text/css; charset=utf-8"
+        } else {
+            "text/javascript; charset=utf-8"
+        };
+        let versioned = ureq::get(&server.url(&format!("/{link}")))
             .call()
             .expect(asset);
         assert_eq!(
@@ -733,6 +738,15 @@ fn assets_are_served_for_caching(server: &Server) {
             "{asset} without its version"
         );
     }
+}
+
+/// What `index.html` links by version (`"<name>?v=<hash>"`): `app.css`, `main.js`, and a
+/// `modulepreload` of every other module.
+fn versioned_links(html: &str) -> Vec<String> {
+    html.split('"')
+        .filter(|s| s.contains("?v=") && !s.contains(' '))
+        .map(str::to_string)
+        .collect()
 }
 
 /// GET with or without `Accept-Encoding: gzip`; the body as received (not decoded).
