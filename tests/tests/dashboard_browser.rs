@@ -5,7 +5,10 @@
 //! It checks what issue 6 asks the page to show: live values that change within seconds, a
 //! flow view with every flow, a history chart with data points for the selected range,
 //! re-querying when the range changes, a gap in the data drawn as a gap, the engine's
-//! rejection of a setpoint above rated power, and a page that works at a phone's viewport.
+//! rejection of a setpoint above rated power, and a page that works at a phone's viewport;
+//! and that a failure is shown, not swallowed: a request answered with an error names its
+//! endpoint, status and error code in the banner until it succeeds again, and a stopped
+//! gateway is reported as not answering.
 //! First it measures the page's weight and time to first render, against a demo at
 //! real-time speed (a real gateway's load; the 600x demo keeps a small machine's cores busy).
 //!
@@ -67,11 +70,18 @@ fn dashboard_in_headless_chromium() {
     assets_are_served_for_caching(&quiet);
     let metrics = runtime.block_on(async {
         let browser = driver.session(&chromium, None).await;
-        let outcome = run(measure_load(&browser, &quiet)).await;
+        let mut outcome = run(measure_load(&browser, &quiet)).await;
+        if outcome.is_ok() {
+            // Then the gateway stops under the open page: the banner says so and names
+            // the request that failed.
+            if let Err(panic) = run(unreachable_gateway_is_shown(&browser, &mut quiet)).await {
+                outcome = Err(panic);
+            }
+        }
         let _ = browser.close().await;
         outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
-    quiet.stop();
+    drop(quiet); // stopped by the check above, killed here if that failed first
 
     // 2. What the page shows, against a demo at 600x.
     let server = Server::start_in(&data.path().join("fast"), "demo", &["--speed", DEMO_SPEED]);
@@ -414,6 +424,78 @@ async fn desktop_checks(c: &Client, server: &Server, base: &str, artifacts: &Pat
         "{tags}"
     );
 
+    failed_request_is_shown_until_it_succeeds(c).await;
+}
+
+/// A refresh whose answer is an error shows in the banner, naming the endpoint, the status
+/// and the error body's code and message, and in the cells it feeds; the banner clears at
+/// the next answer that succeeds. The failing answer is made in the page (its `fetch`
+/// wrapped): the gateway has no switch to fail one endpoint.
+async fn failed_request_is_shown_until_it_succeeds(c: &Client) {
+    navigate(c, "#/meters").await;
+    js(
+        c,
+        "window.__fetch = window.fetch;
+         window.fetch = (url, opts) => String(url).includes('/api/v1/today/meters')
+           ? Promise.resolve(new Response(JSON.stringify({ error: { code: 'overloaded', message: 'refused by the test' } }),
+               { status: 503, headers: { 'Content-Type': 'application/json' } }))
+           : window.__fetch(url, opts);",
+    )
+    .await;
+    let banner = wait_js(
+        c,
+        "const b = document.querySelector('#banner');
+         return !b.hidden && b.dataset.failing === 'today' ? b.textContent : null",
+        WAIT,
+        "the banner names the failing request",
+    )
+    .await;
+    let banner = banner.as_str().unwrap();
+    assert!(
+        banner.contains("GET /api/v1/today/meters")
+            && banner.contains("503 overloaded")
+            && banner.contains("refused by the test"),
+        "{banner}"
+    );
+    js(c, "window.fetch = window.__fetch").await;
+    wait_js(
+        c,
+        "return document.querySelector('#banner').hidden",
+        WAIT,
+        "the banner clears once the request succeeds again",
+    )
+    .await;
+}
+
+/// With the gateway stopped, the open page says it does not answer and which request
+/// failed.
+async fn unreachable_gateway_is_shown(c: &Client, server: &mut Server) {
+    c.goto(&server.url("/#/"))
+        .await
+        .expect("open the dashboard");
+    wait_js(
+        c,
+        "return document.documentElement.dataset.ready === 'true' && document.querySelector('#banner').hidden",
+        WAIT,
+        "the page loaded without a failure",
+    )
+    .await;
+    server.stop();
+    let banner = wait_js(
+        c,
+        "const b = document.querySelector('#banner');
+         return !b.hidden && b.textContent.includes('does not answer') ? b.textContent : null",
+        WAIT,
+        "the banner says the gateway does not answer",
+    )
+    .await;
+    assert!(
+        banner
+            .as_str()
+            .unwrap()
+            .contains("GET /api/v1/site: the gateway does not answer"),
+        "{banner}"
+    );
 }
 
 async fn phone_checks(c: &Client, base: &str, artifacts: &Path) {
