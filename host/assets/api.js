@@ -71,15 +71,16 @@ export async function watch(key, task) {
     return value;
   } catch (e) {
     if (e.name === 'AbortError') return undefined;
-    failures.set(key, e instanceof ApiError ? e : new ApiError('', key, -1, null, String(e && e.message)));
+    failures.set(key, e);
     return undefined;
   }
 }
 
-/** A failure in words: which request, and what the gateway said. */
-export function describeFailure(e) {
-  const what = (e.method ? e.method + ' ' : '') + (e.status === -1 ? e.path : API + e.path);
+/** A failure in words: which request, and what the gateway said; for an error of the page
+ * itself (a bug), what the page was doing (`key`) and the error. */
+export function describeFailure(key, e) {
+  if (!(e instanceof ApiError)) return key + ': page error: ' + (e && e.message);
+  const what = e.method + ' ' + API + e.path;
   if (e.status === 0) return what + ': ' + e.message;
-  if (e.status === -1) return what + ': page error: ' + e.message;
   return what + ': ' + e.status + ' ' + e.code + ': ' + e.message;
 }

@@ -208,6 +208,19 @@ async fn desktop_checks(c: &Client, server: &Server, base: &str, artifacts: &Pat
         "the meters table lists every meter with today's energy",
     )
     .await;
+    // Today's energy of every meter came from one request per refresh, not one rollup
+    // request per meter.
+    let today = js(
+        c,
+        "const r = performance.getEntriesByType('resource');
+         return [r.filter((e) => e.name.includes('/api/v1/today/meters')).length,
+                 r.filter((e) => e.name.includes('/rollups?step=1d')).length];",
+    )
+    .await;
+    assert!(
+        today[0].as_u64() >= Some(1) && today[1] == 0,
+        "[bulk today requests, per-meter daily rollup requests]: {today}"
+    );
     let filter = c.find(Locator::Css("#meter-filter")).await.expect("filter");
     filter.send_keys("sub-2").await.expect("type a filter");
     wait_js(

@@ -63,8 +63,8 @@ function renderBanner() {
     delete banner.dataset.failing;
     return;
   }
-  const list = [...failures.values()];
-  const key = headline.join('|') + '|' + list.map(describeFailure).join('|');
+  const list = [...failures].map(([k, e]) => describeFailure(k, e));
+  const key = headline.join('|') + '|' + list.join('|');
   banner.hidden = false;
   banner.dataset.level = headline[0];
   banner.dataset.failing = [...failures.keys()].join(' ');
@@ -72,7 +72,7 @@ function renderBanner() {
   banner.dataset.key = key;
   banner.textContent = headline[1];
   if (!list.length) return;
-  const items = list.slice(0, BANNER_FAILURES_MAX).map((e) => el('li', { text: describeFailure(e) }));
+  const items = list.slice(0, BANNER_FAILURES_MAX).map((text) => el('li', { text }));
   if (list.length > BANNER_FAILURES_MAX) items.push(el('li', { text: 'and ' + (list.length - BANNER_FAILURES_MAX) + ' more' }));
   banner.append(el('ul', { class: 'failures' }, items));
 }

@@ -115,7 +115,7 @@ function health(s, failure) {
     s.archive && s.archive.over_budget ? badge(false, 'archive over budget') : null,
     shippingBadge(s.shipping),
     recoveryBadge(s.shipping),
-    failure ? badge(false, 'status not updating: ' + describeFailure(failure)) : null);
+    failure ? badge(false, 'status not updating: ' + describeFailure('status', failure)) : null);
 }
 
 function logCard(s) {
@@ -175,7 +175,7 @@ export function renderSystem() {
   const body = $('#system-body');
   const failure = failures.get('status');
   if (!status.last) {
-    if (failure) setText(body, 'Could not load the status: ' + describeFailure(failure));
+    if (failure) setText(body, 'Could not load the status: ' + describeFailure('status', failure));
     return;
   }
   const { s, at } = status.last;
