@@ -1,10 +1,11 @@
-//! The dashboard: a static page (`host/assets/`: `index.html`, `app.js`, `app.css`) embedded
-//! in the binary, so the gateway's page works with no internet and no files beside the
+//! The dashboard: a static page (`host/assets/`: `index.html`, `app.css` and the JavaScript
+//! modules, `main.js` and those it imports) embedded in the binary, so the gateway's page works with no internet and no files beside the
 //! binary. It is a client of the public API only (`/api/v1/...`); nothing here knows the
 //! engine.
 //!
-//! `build.rs` gzips every asset at build time and rewrites `index.html`'s references to
-//! `app.css?v=<hash>` / `app.js?v=<hash>`. Here each asset is served:
+//! `build.rs` gzips every asset at build time and rewrites every reference (in `index.html`
+//! and in the modules' imports) to `<name>?v=<hash>`. Here each asset is served at
+//! `/<name>` (`/views/meters.js` for a module in a subdirectory):
 //! - gzipped when the request accepts gzip, else as is (`Vary: Accept-Encoding`);
 //! - `index.html` with `Cache-Control: no-cache` (revalidated on every load, a 304 when
 //!   unchanged); a versioned asset requested with its current hash as
@@ -50,13 +51,18 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-/// The dashboard's routes: `/` (and `/index.html`), `/app.js`, `/app.css`.
+/// The dashboard's routes: `/` and one per asset (`/index.html`, `/app.css`, `/main.js`,
+/// `/views/meters.js`, …).
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(|q, h| serve("index.html", q, h)))
-        .route("/index.html", get(|q, h| serve("index.html", q, h)))
-        .route("/app.js", get(|q, h| serve("app.js", q, h)))
-        .route("/app.css", get(|q, h| serve("app.css", q, h)))
+    ASSETS.iter().fold(
+        Router::new().route("/", get(|q, h| serve("index.html", q, h))),
+        |router, asset| {
+            router.route(
+                &format!("/{}", asset.name),
+                get(|q, h| serve(asset.name, q, h)),
+            )
+        },
+    )
 }
 
 fn asset(name: &str) -> Option<&'static Asset> {
@@ -180,16 +186,48 @@ mod tests {
 
     #[test]
     fn every_asset_is_embedded_compressed_and_linked_by_version() {
-        for name in ["index.html", "app.js", "app.css"] {
-            let a = asset(name).expect(name);
-            assert!(!a.raw.is_empty(), "{name}");
-            assert!(a.gzip.len() < a.raw.len(), "{name} does not compress");
-            assert_eq!(&a.gzip[..2], &[0x1f, 0x8b], "{name}.gz is not gzip");
+        for name in [
+            "index.html",
+            "app.css",
+            "main.js",
+            "api.js",
+            "views/meters.js",
+        ] {
+            assert!(asset(name).is_some(), "{name} is not embedded");
         }
         let index = std::str::from_utf8(asset("index.html").unwrap().raw).unwrap();
-        for name in ["app.js", "app.css"] {
-            let linked = format!("\"{name}?v={}\"", asset(name).unwrap().hash);
+        for a in ASSETS {
+            assert!(!a.raw.is_empty(), "{}", a.name);
+            assert_eq!(&a.gzip[..2], &[0x1f, 0x8b], "{}.gz is not gzip", a.name);
+            if a.name == "index.html" {
+                continue;
+            }
+            // Linked from the page by its current version: the stylesheet and main.js as
+            // such, every other module by a modulepreload link.
+            let linked = format!("\"{}?v={}\"", a.name, a.hash);
             assert!(index.contains(&linked), "index.html lacks {linked}");
+        }
+    }
+
+    #[test]
+    fn modules_import_each_other_by_current_version() {
+        let main = std::str::from_utf8(asset("main.js").unwrap().raw).unwrap();
+        let api = asset("api.js").unwrap();
+        assert!(
+            main.contains(&format!("from './api.js?v={}'", api.hash)),
+            "{main}"
+        );
+        let meters = std::str::from_utf8(asset("views/meters.js").unwrap().raw).unwrap();
+        assert!(
+            meters.contains(&format!("from '../api.js?v={}'", api.hash)),
+            "{meters}"
+        );
+        for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            assert_eq!(
+                a.content_type, "text/javascript; charset=utf-8",
+                "{}",
+                a.name
+            );
         }
     }
 }

@@ -8,10 +8,12 @@ pub mod conn;
 mod dashboard;
 pub mod error;
 pub mod extract;
+mod limits;
 mod ops;
 pub mod origin;
 mod read;
 mod stream;
+mod today;
 pub mod wire;
 mod write;
 
@@ -153,10 +155,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(write::change_availability))
         .routes(routes!(write::report_fault))
         .routes(routes!(read::meter_rollups))
+        .routes(routes!(today::meters_today))
         .routes(routes!(read::entity_events))
         .routes(routes!(read::entity_state))
         .routes(routes!(read::events))
         .routes(routes!(read::site))
+        .routes(routes!(limits::limits))
         .routes(routes!(stream::stream))
         .routes(routes!(write::take_snapshot))
         .routes(routes!(ops::status))
