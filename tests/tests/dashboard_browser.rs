@@ -17,18 +17,16 @@
 //! `docs/screenshots/`, which the README shows.
 //!
 //! Chromium and chromedriver must be installed (`scripts/test.sh` installs Debian's
-//! `chromium` and `chromium-driver`); without them this test fails, it does not skip.
+//! `chromium` and `chromium-driver`); without them this test fails, it does not skip. The
+//! browser plumbing is in `browser_support/`, shared with the other browser tests.
 
-use std::future::Future;
 use std::io::Read;
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use futures_util::FutureExt;
+use browser_support::*;
+use fantoccini::{Client, Locator};
 use gridlog_tests::server::{get, Server};
 use serde_json::{json, Value};
 
@@ -36,8 +34,6 @@ use serde_json::{json, Value};
 const DEMO_SPEED: &str = "600";
 /// The demo's sub-meter that drops out 02:00–02:30, 08:00–08:30, 14:00–14:30, 20:00–20:30 UTC.
 const OUTAGE_METER: &str = "sub-20";
-/// Longest wait for anything the page should show by itself.
-const WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for sub-20's outage to show up in today's chart: one outage cycle (36 s)
 /// plus its 30 minutes (3 s), twice, in case the UTC day turns over in between.
 const GAP_WAIT: Duration = Duration::from_secs(150);
@@ -46,10 +42,12 @@ const PAGE_WEIGHT_MAX_BYTES: u64 = 200 * 1024;
 const FIRST_RENDER_TARGET_MS: f64 = 300.0;
 /// What the median of several loads may reach on a busy machine before the test fails.
 const FIRST_RENDER_GUARD_MS: f64 = 1000.0;
-const DESKTOP: (u32, u32) = (1280, 900);
 /// Full-page screenshots are cut at this height (the event list would be very long).
 const SCREENSHOT_HEIGHT_MAX: u64 = 2000;
 const PHONE: (u32, u32) = (390, 844);
+
+#[allow(dead_code)]
+mod browser_support;
 
 #[test]
 fn dashboard_in_headless_chromium() {
@@ -108,14 +106,6 @@ fn dashboard_in_headless_chromium() {
         copy_screenshots(&artifacts);
     }
     drop(driver);
-}
-
-/// Runs a check, catching its panic so the browser session can be closed before the test
-/// fails (a session left open leaves a Chromium running).
-async fn run<T>(
-    check: impl Future<Output = T>,
-) -> Result<T, Box<dyn std::any::Any + Send + 'static>> {
-    std::panic::AssertUnwindSafe(check).catch_unwind().await
 }
 
 /// What the first load of the page measured.
@@ -915,29 +905,6 @@ fn chromium_version() -> String {
 // Browser helpers
 // -----------------------------------------------------------------------------------------
 
-/// Runs `script` (a function body) in the page and returns its result.
-async fn js(c: &Client, script: &str) -> Value {
-    c.execute(script, vec![])
-        .await
-        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
-}
-
-/// Polls `script` until it returns something other than null/false; returns that.
-async fn wait_js(c: &Client, script: &str, timeout: Duration, what: &str) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let v = js(c, script).await;
-        if !(v.is_null() || v == Value::Bool(false)) {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            let state = js(c, "return [location.hash, document.querySelector('#conn').textContent, document.querySelector('.view:not([hidden])').innerText.slice(0, 600)]").await;
-            panic!("timed out after {timeout:?} waiting for {what}; page: {state}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn navigate(c: &Client, hash: &str) {
     js(c, &format!("location.hash = {}", json!(hash))).await;
 }
@@ -978,117 +945,6 @@ async fn screenshot(c: &Client, dir: &Path, name: &str) {
             .expect("resize back");
     }
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-}
-
-/// `chromedriver`, started on a free loopback port in its own process group, so that
-/// stopping it also stops every browser it started.
-struct ChromeDriver {
-    child: Child,
-    url: String,
-    profiles: tempfile::TempDir,
-}
-
-impl ChromeDriver {
-    fn start(path: &Path, artifacts: &Path) -> ChromeDriver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let log = std::fs::File::create(artifacts.join("chromedriver.log")).expect("log file");
-        let child = Command::new(path)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", path.display()));
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(r) = ureq::get(&format!("{url}/status")).call() {
-                let v: Value = r.into_json().unwrap_or_default();
-                if v["value"]["ready"] == true {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not become ready on {url}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        ChromeDriver {
-            child,
-            url,
-            profiles: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    /// A new browser with a fresh profile; `mobile`: a phone's viewport (touch, device
-    /// pixel ratio, `<meta name=viewport>` honoured).
-    async fn session(&self, chromium: &Path, mobile: Option<(u32, u32)>) -> Client {
-        let profile = tempfile::tempdir_in(self.profiles.path())
-            .expect("profile dir")
-            .keep();
-        let mut options = json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--hide-scrollbars",
-                format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        });
-        if let Some((w, h)) = mobile {
-            options["mobileEmulation"] = json!({"deviceMetrics": {"width": w, "height": h, "pixelRatio": 2, "mobile": true, "touch": true}});
-        }
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("chrome"));
-        caps.insert("goog:chromeOptions".into(), options);
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("start a Chromium session through chromedriver: {e}"))
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let group = self.child.id() as i32;
-        signal_group(group, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        signal_group(group, libc::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends `signal` to every process of the process group `group` (chromedriver and the
-/// browsers it started).
-fn signal_group(group: i32, signal: i32) {
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names a group.
-    let _ = unsafe { libc::kill(-group, signal) };
-}
-
-/// The path of `name` on PATH; the test fails (never skips) without it.
-fn executable(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: the dashboard's browser test needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")
-        })
 }
 
 /// `<target>/dashboard-screenshots/`, beside the profile directory of this test binary.

@@ -1,7 +1,8 @@
 //! Recovery-point figures for docs/BENCHMARKS.md: a `gridlog serve` shipping to moto while
 //! readings arrive over HTTP at a steady rate; the lag from each reading's acknowledgement
 //! to the moment `/api/v1/status` shows central storage holding it (polled every 100 ms),
-//! requests per hour, and bytes uploaded per byte of log.
+//! requests per hour, and bytes uploaded per byte of log; and the gateway's CPU time, with
+//! shipping and (the same load again) without, so the difference is what shipping costs.
 //!
 //! By default (CI) one short run with a small `ship.max_lag_s` checks only that every
 //! acknowledged reading reaches the store and the figures are computed. With
@@ -30,15 +31,6 @@ fn knob(name: &str, bench: u64, ci: u64) -> u64 {
         .unwrap_or(if full { bench } else { ci })
 }
 
-fn post(gateway: &Gateway, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let url = format!("http://{}{}", gateway.addr.expect("serve"), path);
-    ureq::post(&url)
-        .send_json(body)
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
-        .into_json()
-        .unwrap()
-}
-
 #[derive(Debug)]
 struct Figures {
     readings: u64,
@@ -47,26 +39,27 @@ struct Figures {
     max_s: f64,
     requests_per_hour: f64,
     bytes_per_log_byte: f64,
+    /// The gateway's CPU time over the ingest, per second of it.
+    cpu_ms_per_s: f64,
 }
 
 /// Ingests `per_second` readings a second (in requests of `per_request`) for `seconds`,
-/// then waits until the store holds all of them.
-fn run(max_lag_s: u64, per_second: u64, per_request: u64, seconds: u64) -> Figures {
+/// then (when shipping) waits until the store holds all of them.
+fn run(max_lag_s: u64, per_second: u64, per_request: u64, seconds: u64, ship: bool) -> Figures {
     let moto = Moto::start();
     let mut env = ship_env(&moto.endpoint(), "bench");
     env.retain(|(k, _)| {
         !matches!(
             k.as_str(),
             "GRIDLOG_SHIP__INTERVAL_S" | "GRIDLOG_WAL__SEGMENT_BYTES"
-        )
+        ) && (ship || !k.starts_with("GRIDLOG_SHIP__"))
     });
     env.push(("GRIDLOG_SHIP__MAX_LAG_S".into(), max_lag_s.to_string()));
     let tmp = tempfile::tempdir().unwrap();
     let gateway = Gateway::serve(&tmp.path().join("gateway"), &env);
     let meters = per_request.clamp(1, 100);
     for m in 0..meters {
-        post(
-            &gateway,
+        gateway.post(
             "/api/v1/meters",
             serde_json::json!({"id": format!("m-{m}"), "kind": "load"}),
         );
@@ -76,6 +69,7 @@ fn run(max_lag_s: u64, per_second: u64, per_request: u64, seconds: u64) -> Figur
     let requests0 = start_status["shipping"]["requests"].as_u64().unwrap_or(0);
     let sent0 = start_status["shipping"]["bytes_sent"].as_u64().unwrap_or(0);
     let log0 = start_status["commit"]["bytes"].as_u64().unwrap_or(0);
+    let cpu0_ns = gateway.cpu_ns();
     let started = Instant::now();
     let t0 = 1_700_000_000_000i64;
     let mut acked: Vec<(u64, Instant)> = Vec::new();
@@ -96,8 +90,7 @@ fn run(max_lag_s: u64, per_second: u64, per_request: u64, seconds: u64) -> Figur
                         "export_wh": 0.0, "power_w": 1000.0})
                 })
                 .collect();
-            let response = post(
-                &gateway,
+            let response = gateway.post(
                 "/api/v1/readings",
                 serde_json::json!({ "readings": readings }),
             );
@@ -108,7 +101,7 @@ fn run(max_lag_s: u64, per_second: u64, per_request: u64, seconds: u64) -> Figur
             }
             next_request += period;
         }
-        if now >= next_poll {
+        if ship && now >= next_poll {
             let next = status(&gateway)["shipping"]["recovery_point"]["next_offset"]
                 .as_u64()
                 .unwrap_or(0);
@@ -122,7 +115,20 @@ fn run(max_lag_s: u64, per_second: u64, per_request: u64, seconds: u64) -> Figur
         );
     }
     let elapsed = started.elapsed();
+    let cpu_ns = gateway.cpu_ns() - cpu0_ns;
     let end_status = status(&gateway);
+    let cpu_ms_per_s = cpu_ns as f64 / 1e6 / elapsed.as_secs_f64();
+    if !ship {
+        return Figures {
+            readings: acked.len() as u64,
+            p50_s: 0.0,
+            p99_s: 0.0,
+            max_s: 0.0,
+            requests_per_hour: 0.0,
+            bytes_per_log_byte: 0.0,
+            cpu_ms_per_s,
+        };
+    }
     let last = acked.last().unwrap().0;
     let deadline = Instant::now() + Duration::from_secs(max_lag_s * 3 + 30);
     loop {
@@ -158,6 +164,7 @@ fn run(max_lag_s: u64, per_second: u64, per_request: u64, seconds: u64) -> Figur
         max_s: pct(1.0),
         requests_per_hour: requests as f64 * 3600.0 / elapsed.as_secs_f64(),
         bytes_per_log_byte: sent as f64 / log.max(1) as f64,
+        cpu_ms_per_s,
     }
 }
 
@@ -184,14 +191,24 @@ fn recovery_point_lag_requests_and_bytes() {
     } else {
         vec![("ci", 2, 50, 5, 4)]
     };
-    println!("| site | max_lag_s | readings | lag p50 | lag p99 | lag max | requests/hour | bytes uploaded per byte of log |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| site | max_lag_s | readings | lag p50 | lag p99 | lag max | requests/hour | bytes uploaded per byte of log | gateway CPU, shipping | without | shipping's share of one core |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, max_lag_s, per_second, per_request, seconds) in runs {
-        let f = run(max_lag_s, per_second, per_request, seconds);
+        let f = run(max_lag_s, per_second, per_request, seconds, true);
+        let without = run(max_lag_s, per_second, per_request, seconds, false);
         println!(
-            "| {name} | {max_lag_s} | {} | {:.1} s | {:.1} s | {:.1} s | {:.0} | {:.3} |",
-            f.readings, f.p50_s, f.p99_s, f.max_s, f.requests_per_hour, f.bytes_per_log_byte
+            "| {name} | {max_lag_s} | {} | {:.1} s | {:.1} s | {:.1} s | {:.0} | {:.3} | {:.1} ms/s | {:.1} ms/s | {:.2} % |",
+            f.readings,
+            f.p50_s,
+            f.p99_s,
+            f.max_s,
+            f.requests_per_hour,
+            f.bytes_per_log_byte,
+            f.cpu_ms_per_s,
+            without.cpu_ms_per_s,
+            (f.cpu_ms_per_s - without.cpu_ms_per_s) / 10.0
         );
         assert!(f.readings > 0 && f.requests_per_hour > 0.0);
+        assert!(f.cpu_ms_per_s > 0.0 && without.cpu_ms_per_s > 0.0);
     }
 }

@@ -786,6 +786,30 @@ impl Gateway {
         }
     }
 
+    /// CPU time the process has used so far, all its threads, user and system (from
+    /// `/proc/PID/stat`, whose clock ticks `getconf CLK_TCK` gives), in nanoseconds.
+    pub fn cpu_ns(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+        // After the command name (in parentheses, which may hold spaces): state is field 3,
+        // utime and stime fields 14 and 15.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields[11] + fields[12];
+        let out = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .expect("getconf");
+        let per_s: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("CLK_TCK");
+        ticks * 1_000_000_000 / per_s
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
