@@ -1,4 +1,4 @@
-//! The uplink goes down for most of a minute while readings keep arriving: the recovery
+//! The uplink goes down for two minutes while readings keep arriving: the recovery
 //! point's lag grows past the bound (status shows it, one `recovery_point_lagging` alarm is
 //! recorded), every reading is still acknowledged, and once the uplink is back the shipper
 //! catches up by itself: the recovery point passes every acknowledged reading, and a restore
@@ -15,11 +15,11 @@ use ship_support::*;
 
 const METER: &str = "meter-uplink";
 const MAX_LAG_S: u64 = 3;
-/// How long the uplink stays down: many times the bound.
-const DOWN: Duration = Duration::from_secs(45);
+/// How long the uplink stays down: minutes, many times the bound.
+const DOWN: Duration = Duration::from_secs(125);
 
 #[test]
-fn an_uplink_down_for_most_of_a_minute_loses_nothing_and_catches_up() {
+fn an_uplink_down_for_minutes_loses_nothing_and_catches_up() {
     let moto = Moto::start();
     let proxy = FaultProxy::start(moto.port, vec![]);
     let prefix = "uplink";
