@@ -42,8 +42,9 @@ use super::manifest::{
 use super::status::{unix_ms_now, Backlog, RecoveryPoint, ShipStatus};
 use super::store::{sleep_or_stop, Store, StoreError, Stored, Upload};
 use super::tail::{self, TailState};
-use super::{hex, sha256, verify_archive};
+use super::{hex, sha256};
 use crate::config::Config;
+use gridlog_firmware::archive::verify_bytes;
 
 /// Most objects in one round (one manifest). Bounds a manifest's size and how long a
 /// confirmation may wait for the round's slowest upload.
@@ -1149,7 +1150,7 @@ fn load(p: &Pending) -> Result<Loaded, String> {
     let bytes = std::fs::read(&p.path).map_err(|e| e.to_string())?;
     let segment = match p.name {
         ObjectName::Segment(first, next) => {
-            let (header, _) = verify_archive(&bytes)?;
+            let (header, _) = verify_bytes(&bytes).map_err(|e| e.to_string())?;
             if (header.first_offset, header.next_offset) != (first, next)
                 || p.segment_sha.is_some_and(|sha| sha != header.sha256)
             {
@@ -1187,7 +1188,7 @@ impl Loaded {
     fn same_content(&self, stored: &[u8]) -> bool {
         match (self.name, self.segment) {
             (ObjectName::Segment(first, next), Some((sha, _))) => {
-                verify_archive(stored).is_ok_and(|(h, _)| {
+                verify_bytes(stored).is_ok_and(|(h, _)| {
                     h.sha256 == sha && h.first_offset == first && h.next_offset == next
                 })
             }
