@@ -662,7 +662,7 @@ pub fn restore(prefix: &str, dir: &Path, endpoint: &str, extra: &[&str]) -> (i32
     let from = format!("s3://{BUCKET}/{prefix}");
     let mut args = vec!["restore", "--from", &from, "--site", SITE];
     let dir_s = dir.display().to_string();
-    args.extend(["--data", &dir_s]);
+    args.extend(["--data-dir", &dir_s]);
     args.extend(extra);
     let out = gridlog(&args, &ship_env(endpoint, prefix))
         .output()
