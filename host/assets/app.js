@@ -1705,8 +1705,9 @@
         ['Disk free', fmtBytes(s.disk_free_bytes)],
         ['Entities', fmtInt(s.entities)],
         ['State digest', s.digest],
-        ['Recovery at start', log.recovery],
-        ['Replayed at start', fmtInt(s.replay.events) + ' events in ' + fmtInt(s.replay.millis) + ' ms'],
+        ['Recovery at start', log.recovery.quarantined.length ? log.recovery.quarantined.length + ' file(s) quarantined'
+          : log.recovery.torn_tail ? 'torn tail of ' + fmtBytes(log.recovery.torn_tail.zeroed_bytes) + ' zeroed' : 'clean'],
+        ['Replayed at start', fmtInt(s.replay.events) + ' events in ' + fmtInt(s.replay.duration_ms) + ' ms'],
       ])),
       el('article', { class: 'card', 'data-part': 'commit' }, el('h2', { text: 'Commits (group commit)' }), kv([
         ['Write rounds', fmtInt(c.rounds) + ' (' + rate(per((x) => x.commit.rounds), '/s') + ')'],
