@@ -710,9 +710,9 @@ pub(super) async fn walk_chain(
                 });
             }
         }
-        let manifest = Manifest::decode(&bytes).map_err(|reason| RestoreError::Tampered {
+        let manifest = Manifest::decode(&bytes).map_err(|e| RestoreError::Tampered {
             key: key.clone(),
-            reason,
+            reason: e.to_string(),
         })?;
         if expected_seq.is_some_and(|s| s != manifest.sequence) || manifest.site_id != site {
             return Err(RestoreError::Inconsistent(format!(
