@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +33,7 @@ pub const SITE: &str = "plant-7";
 /// Segment size of the tests' logs: small, so many segments exist quickly.
 pub const SEGMENT_BYTES: u64 = 16 * 1024;
 /// How long a test waits for shipping to settle.
-pub const SETTLE: Duration = Duration::from_secs(120);
+pub const SETTLE: Duration = gridlog_tests::server::SHIP_SETTLE;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
@@ -605,13 +605,8 @@ pub fn digest_until(dir: &Path, until: u64) -> u64 {
     image.digest()
 }
 
-/// A `gridlog` process with shipping configured.
-#[derive(Debug)]
-pub struct Gateway {
-    child: Option<Child>,
-    /// Its HTTP address (serve).
-    pub addr: Option<SocketAddr>,
-}
+#[allow(unused_imports)] // not every ship test runs a gateway
+pub use gridlog_tests::server::Gateway;
 
 /// Environment for shipping to `endpoint`.
 pub fn ship_env(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
@@ -672,94 +667,6 @@ pub fn restore(prefix: &str, dir: &Path, endpoint: &str, extra: &[&str]) -> (i32
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-impl Gateway {
-    /// `gridlog serve` on `dir` with `env`; waits until it is ready.
-    pub fn serve(dir: &Path, env: &[(String, String)]) -> Gateway {
-        let mut child = gridlog(
-            &[
-                "serve",
-                "--data-dir",
-                &dir.display().to_string(),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            env,
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start gridlog");
-        let addr = gridlog_tests::server::listening_address(&mut child, Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("gridlog serve: {e}"));
-        let gateway = Gateway {
-            child: Some(child),
-            addr: Some(addr),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while gateway.get("/readyz").0 != 200 {
-            assert!(Instant::now() < deadline, "gridlog never became ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        gateway
-    }
-
-    /// GET a path; status and JSON.
-    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let url = format!("http://{}{}", self.addr.expect("serve"), path);
-        match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
-            Ok(r) => (r.status(), r.into_json().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or_default()),
-            Err(_) => (0, serde_json::Value::Null),
-        }
-    }
-
-    /// The `"shipping"` object of status.
-    pub fn shipping(&self) -> serde_json::Value {
-        self.get("/api/v1/status").1["shipping"].clone()
-    }
-
-    /// Waits until the backlog is empty and nothing is in flight; panics after [`SETTLE`].
-    pub fn wait_shipped(&self) -> serde_json::Value {
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let s = self.shipping();
-            if s["backlog"]["objects"] == 0 && s["state"] == "idle" {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "shipping did not settle: {s:#}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM and wait; returns the exit code.
-    pub fn stop(&mut self) -> i32 {
-        let mut child = self.child.take().expect("running");
-        gridlog_tests::server::signal(child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "gridlog did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Checks what a lineage prefix holds against a data directory's archive: every archived
