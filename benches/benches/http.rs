@@ -400,7 +400,9 @@ fn main() {
 
     let fsync_mean = status["commit"]["fsync_mean_us"].as_u64().unwrap_or(0);
     let snapshot_bytes = status["snapshots"]["last_bytes"].as_u64().unwrap_or(0);
-    let snapshot_millis = status["snapshots"]["last_millis"].as_u64().unwrap_or(0);
+    let snapshot_ms = status["snapshots"]["last_duration_ms"]
+        .as_u64()
+        .unwrap_or(0);
     println!("## HTTP appliance (issue 5)\n");
     println!(
         "`gridlog serve` (release) on 127.0.0.1, client in the same process tree on the same 2 cores; {clients} keep-alive clients (ureq 2, one agent each) × POST /api/v1/readings of {batch} readings over {meters} meters, each answered after its readings are durable; {secs:.0} s per phase. Load at start: see above; at end: {}. Mean fsync over the run: {fsync_mean} µs.\n",
@@ -474,7 +476,7 @@ fn main() {
         rss_after as f64 / 1048576.0
     );
     println!(
-        "| snapshots written during max / half phases; last snapshot size, write time | {snaps_max} / {snaps_half}; {:.1} MiB, {snapshot_millis} ms | — | — |",
+        "| snapshots written during max / half phases; last snapshot size, write time | {snaps_max} / {snaps_half}; {:.1} MiB, {snapshot_ms} ms | — | — |",
         snapshot_bytes as f64 / 1048576.0
     );
     println!(

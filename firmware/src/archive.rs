@@ -142,70 +142,109 @@ pub fn list(data_dir: &Path) -> io::Result<(Vec<ArchiveEntry>, Vec<Damage>)> {
     Ok((entries, damage))
 }
 
-/// Reads an archive file and returns its header and the original segment bytes, verified
-/// (length, CRC-32 and SHA-256). Memory is bounded by the header's original size, which is
-/// at most [`ARCHIVE_ORIGINAL_BYTES_MAX`].
-pub fn read_original(path: &Path) -> Result<(ArchiveHeader, Vec<u8>), ArchiveError> {
-    let io_err = |source| ArchiveError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bytes = std::fs::read(path).map_err(io_err)?;
-    let header = ArchiveHeader::decode(&bytes).map_err(|e| damaged(path, 0, e.to_string()))?;
+/// Largest buffer reserved up front for a segment an archive header claims: a claim is
+/// checked only once the body decompresses, so a lying header (one downloaded from object
+/// storage, say) costs at most this much before it is caught; a larger true segment grows
+/// the buffer as its bytes come.
+pub const ARCHIVE_RESERVE_BYTES_MAX: u64 = crate::wal::SEGMENT_BYTES_DEFAULT;
+
+/// What is wrong with the bytes of an archive file ([`verify_bytes`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveInvalid {
+    /// The header does not decode.
+    #[error("{0}")]
+    Header(#[from] gridlog_common::archive::ArchiveHeaderError),
+    /// The compressed body is not as long as the header says.
+    #[error("{actual} compressed bytes, header says {claimed}")]
+    ArchivedBytes {
+        /// Bytes after the header.
+        actual: u64,
+        /// What the header says.
+        claimed: u64,
+    },
+    /// The header claims a segment larger than a segment may be.
+    #[error("original size {claimed} exceeds {ARCHIVE_ORIGINAL_BYTES_MAX}")]
+    TooLarge {
+        /// What the header says.
+        claimed: u64,
+    },
+    /// The header's offset range holds no record.
+    #[error("the header's offset range {first}..{next} is empty")]
+    EmptyRange {
+        /// First offset.
+        first: Offset,
+        /// Next offset.
+        next: Offset,
+    },
+    /// The body is not a zstd stream.
+    #[error("cannot decompress: {0}")]
+    Decompress(#[source] io::Error),
+    /// The body decompresses to another length than the header says.
+    #[error("decompresses to {actual} bytes, header says {claimed}")]
+    OriginalBytes {
+        /// Bytes decompressed (at most one past the claim).
+        actual: u64,
+        /// What the header says.
+        claimed: u64,
+    },
+    /// CRC-32 or SHA-256 of the decompressed segment differ from the header's.
+    #[error("checksum of the decompressed segment does not match")]
+    Checksum,
+}
+
+impl ArchiveInvalid {
+    /// Byte position in the file the fault is at: the header, or the body after it.
+    pub fn position(&self) -> u64 {
+        match self {
+            ArchiveInvalid::Header(_)
+            | ArchiveInvalid::TooLarge { .. }
+            | ArchiveInvalid::EmptyRange { .. } => 0,
+            _ => ARCHIVE_HEADER_BYTES as u64,
+        }
+    }
+}
+
+/// Checks the bytes of an archive file (read from disk or downloaded from central storage)
+/// and returns its header and the original segment: header CRC, compressed length, claimed
+/// size within [`ARCHIVE_ORIGINAL_BYTES_MAX`], a non-empty offset range, decompressed
+/// length, CRC-32 and SHA-256. At most [`ARCHIVE_RESERVE_BYTES_MAX`] is reserved before the
+/// body has proven its length, and decompression stops one byte past the claim.
+pub fn verify_bytes(bytes: &[u8]) -> Result<(ArchiveHeader, Vec<u8>), ArchiveInvalid> {
+    let header = ArchiveHeader::decode(bytes)?;
     let body = &bytes[ARCHIVE_HEADER_BYTES..];
     if body.len() as u64 != header.archived_bytes {
-        return Err(damaged(
-            path,
-            ARCHIVE_HEADER_BYTES as u64,
-            format!(
-                "{} compressed bytes, header says {}",
-                body.len(),
-                header.archived_bytes
-            ),
-        ));
+        return Err(ArchiveInvalid::ArchivedBytes {
+            actual: body.len() as u64,
+            claimed: header.archived_bytes,
+        });
     }
     if header.original_bytes > ARCHIVE_ORIGINAL_BYTES_MAX {
-        return Err(damaged(
-            path,
-            0,
-            format!(
-                "original size {} exceeds {ARCHIVE_ORIGINAL_BYTES_MAX}",
-                header.original_bytes
-            ),
-        ));
+        return Err(ArchiveInvalid::TooLarge {
+            claimed: header.original_bytes,
+        });
     }
-    // Reserve what the header claims only up to the default segment size: a claim is
-    // checked against what decompresses, and a larger segment grows the vector as it comes.
-    let reserve = header.original_bytes.min(crate::wal::SEGMENT_BYTES_DEFAULT);
+    if header.first_offset >= header.next_offset {
+        return Err(ArchiveInvalid::EmptyRange {
+            first: header.first_offset,
+            next: header.next_offset,
+        });
+    }
+    let reserve = header.original_bytes.min(ARCHIVE_RESERVE_BYTES_MAX);
     let mut original = Vec::with_capacity(reserve as usize);
-    let mut decoder = zstd::stream::read::Decoder::new(body).map_err(io_err)?;
-    (&mut decoder)
+    zstd::stream::read::Decoder::new(body)
+        .map_err(ArchiveInvalid::Decompress)?
         .take(header.original_bytes + 1)
         .read_to_end(&mut original)
-        .map_err(|e| {
-            damaged(
-                path,
-                ARCHIVE_HEADER_BYTES as u64,
-                format!("cannot decompress: {e}"),
-            )
-        })?;
+        .map_err(ArchiveInvalid::Decompress)?;
     if original.len() as u64 != header.original_bytes {
-        return Err(damaged(
-            path,
-            ARCHIVE_HEADER_BYTES as u64,
-            format!(
-                "decompresses to {} bytes, header says {}",
-                original.len(),
-                header.original_bytes
-            ),
-        ));
+        return Err(ArchiveInvalid::OriginalBytes {
+            actual: original.len() as u64,
+            claimed: header.original_bytes,
+        });
     }
     if crc32fast::hash(&original) != header.original_crc32 || sha256(&original) != header.sha256 {
-        return Err(damaged(
-            path,
-            ARCHIVE_HEADER_BYTES as u64,
-            "checksum of the decompressed segment does not match",
-        ));
+        return Err(ArchiveInvalid::Checksum);
     }
     Ok((header, original))
 }
@@ -234,6 +273,16 @@ pub fn compress(
     Ok((header, compressed))
 }
 
+/// Reads an archive file and returns its header and the original segment bytes, verified
+/// by [`verify_bytes`].
+pub fn read_original(path: &Path) -> Result<(ArchiveHeader, Vec<u8>), ArchiveError> {
+    let bytes = std::fs::read(path).map_err(|source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    verify_bytes(&bytes).map_err(|e| damaged(path, e.position(), e.to_string()))
+}
+
 /// Writes the archive of a sealed segment (`original`: its bytes to the end of the
 /// footer), durably, and verifies it by reading it back. Returns its header.
 pub(crate) fn write(
@@ -254,7 +303,7 @@ pub(crate) fn write(
     };
     // Every time, not only when it was missing: a crash between creating the directory
     // and syncing its parent would otherwise leave its entry unsynced for ever.
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    io.create_dir_all(&dir).map_err(io_err(&dir))?;
     io.sync_dir(data_dir).map_err(io_err(data_dir))?;
     let (header, compressed) =
         compress(log_id, first_offset, next_offset, original).map_err(io_err(&dir))?;

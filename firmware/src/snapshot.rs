@@ -293,7 +293,7 @@ pub(crate) fn write(
     };
     // Every time, not only when it was missing: a crash between creating the directory
     // and syncing its parent would otherwise leave its entry unsynced for ever.
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    io.create_dir_all(&dir).map_err(io_err(&dir))?;
     io.sync_dir(data_dir).map_err(io_err(data_dir))?;
     let parts = ImagePartsRef {
         next_offset: capture.next_offset,

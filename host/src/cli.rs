@@ -2,10 +2,14 @@
 //!
 //! Only parsing lives here; each command's work is in [`crate::commands`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use gridlog_common::{Offset, FIRST_OFFSET};
+
+/// The environment variable every subcommand reads the data directory from when
+/// `--data-dir` is not given.
+pub const DATA_DIR_ENV: &str = "GRIDLOG_DATA_DIR";
 
 const ABOUT: &str = "gridlog: the event store of an energy site gateway";
 
@@ -25,12 +29,14 @@ Examples:
   gridlog demo                                 the demo site on ./gridlog-data, http://127.0.0.1:8080/
   gridlog demo --speed 60                      the same, one simulated minute per second
   gridlog serve --config /etc/gridlog.toml     the gateway, configured by a file
-  gridlog verify /var/lib/gridlog              check every frame; exit 1 if damaged
-  gridlog verify --json /var/lib/gridlog       the same report as JSON, for monitoring
-  gridlog dump /var/lib/gridlog --from 1000    records from offset 1000, one JSON line each
+  gridlog verify --data-dir /var/lib/gridlog   check every frame; exit 1 if damaged
+  gridlog verify --json --data-dir /var/lib/gridlog   the same report as JSON, for monitoring
+  gridlog dump --data-dir /var/lib/gridlog --from 1000   records from offset 1000, one JSON line each
   gridlog ship --once                          ship pending segments to ship.store and exit
-  gridlog restore --from s3://b/p --site s --data DIR   rebuild a data directory from storage
+  gridlog restore --from s3://b/p --site s --data-dir DIR   rebuild a data directory from storage
 
+Every subcommand takes the data directory as --data-dir DIR or GRIDLOG_DATA_DIR (default
+./gridlog-data where the configuration does not say otherwise).
 Logs go to stderr; set their level with --log or GRIDLOG_LOG (e.g. `info`, `gridlog=debug`).";
 
 /// `gridlog`'s arguments.
@@ -148,7 +154,7 @@ Examples:
 Check every frame of every log segment, read-only, and report what is wrong with file and
 byte position.
 
-verify reads each segment under DIR/wal/ and checks its header, the CRC and body of every
+verify reads each segment under the data directory's wal/ and checks its header, the CRC and body of every
 frame, that offsets run on without a gap from frame to frame and segment to segment, that
 every sealed segment's footer agrees with its frames, and that all segments belong to one
 log. It changes nothing and takes no lock.
@@ -162,8 +168,8 @@ damage and moves the damaged files to wal/quarantine/, never deleting them).
 Exit status: 0 clean (a torn tail included), 1 damaged, 2 usage or I/O error.",
         after_help = "\
 Examples:
-  gridlog verify /var/lib/gridlog
-  gridlog verify --json /var/lib/gridlog | jq '.damage[]'"
+  gridlog verify --data-dir /var/lib/gridlog
+  GRIDLOG_DATA_DIR=/var/lib/gridlog gridlog verify --json | jq '.damage[]'"
     )]
     Verify(VerifyArgs),
 
@@ -189,10 +195,10 @@ closed by a commit) follows its records as a line of its own:
 Exit status: 0 read to the end (a torn tail included), 1 damaged, 2 usage or I/O error.",
         after_help = "\
 Examples:
-  gridlog dump /var/lib/gridlog
-  gridlog dump /var/lib/gridlog --from 1000 | head -n 5
-  gridlog dump /var/lib/gridlog | jq -r .hex | xxd -r -p   # raw record bytes
-  gridlog dump /var/lib/gridlog --rounds | jq -c 'select(.round)'   # write rounds"
+  gridlog dump --data-dir /var/lib/gridlog
+  gridlog dump --data-dir /var/lib/gridlog --from 1000 | head -n 5
+  gridlog dump --data-dir /var/lib/gridlog | jq -r .hex | xxd -r -p   # raw record bytes
+  gridlog dump --data-dir /var/lib/gridlog --rounds | jq -c 'select(.round)'   # write rounds"
     )]
     Dump(DumpArgs),
 
@@ -237,11 +243,12 @@ manifest chain verified back to the first manifest, the newest shipped snapshot 
 shipped segments continue, every segment after it and every chunk of the log's tail after
 those (or, with --full, every segment from offset 1, then the chunks). Every object's SHA-256 is
 checked against its manifest and every segment's checksums after decompression; a missing or
-tampered object is an error naming its key, and nothing is written under DIR then.
+tampered object is an error naming its key, and nothing is written under the data directory
+then.
 
-DIR must be empty or absent. The rebuilt directory gets a new lineage, so the restored
-gateway ships under a new prefix and never overwrites the history it came from; its first
-manifest names the last one restored, so the chain runs on.
+The data directory (--data-dir) must be empty or absent. The rebuilt directory gets a new
+lineage, so the restored gateway ships under a new prefix and never overwrites the history
+it came from; its first manifest names the last one restored, so the chain runs on.
 
 Store settings other than the URL (endpoint, region, credentials, allow_http, timeouts) come
 from the configuration as for `serve` (GRIDLOG_SHIP__ENDPOINT, ...).
@@ -249,8 +256,8 @@ Exit status: 0 rebuilt, 1 history missing, tampered or inconsistent, 2 usage, st
 error.",
         after_help = "\
 Examples:
-  gridlog restore --from s3://fleet/eu --site plant-7 --data /var/lib/gridlog
-  gridlog restore --from file:///mnt/backup --site plant-7 --data ./restored --full"
+  gridlog restore --from s3://fleet/eu --site plant-7 --data-dir /var/lib/gridlog
+  gridlog restore --from file:///mnt/backup --site plant-7 --data-dir ./restored --full"
     )]
     Restore(RestoreArgs),
 }
@@ -271,8 +278,8 @@ pub struct ShipArgs {
     #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// The data directory (default ./gridlog-data).
-    #[arg(long, value_name = "DIR")]
+    /// The data directory (default ./gridlog-data, or `data_dir` in the configuration).
+    #[arg(long, env = DATA_DIR_ENV, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
@@ -287,9 +294,9 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "SITE")]
     pub site: String,
 
-    /// The data directory to create (empty or absent).
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// The data directory to create (empty or absent). `--data` is the old spelling.
+    #[arg(long, alias = "data", env = DATA_DIR_ENV, value_name = "DIR")]
+    pub data_dir: PathBuf,
 
     /// Restore every segment from offset 1 instead of the newest snapshot and what follows.
     #[arg(long)]
@@ -311,8 +318,8 @@ pub struct ServeArgs {
     #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// The data directory (default ./gridlog-data).
-    #[arg(long, value_name = "DIR")]
+    /// The data directory (default ./gridlog-data, or `data_dir` in the configuration).
+    #[arg(long, env = DATA_DIR_ENV, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
     /// Address to serve HTTP on (default 127.0.0.1:8080; port 0 picks a free one).
@@ -356,8 +363,8 @@ pub struct ImportArgs {
     #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// The data directory (default ./gridlog-data).
-    #[arg(long, value_name = "DIR")]
+    /// The data directory (default ./gridlog-data, or `data_dir` in the configuration).
+    #[arg(long, env = DATA_DIR_ENV, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
@@ -368,17 +375,44 @@ pub struct StoreArgs {
     #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// The data directory (default ./gridlog-data).
-    #[arg(long, value_name = "DIR")]
+    /// The data directory (default ./gridlog-data, or `data_dir` in the configuration).
+    #[arg(long, env = DATA_DIR_ENV, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// The data directory of `verify` and `dump`, which read it without a configuration.
+#[derive(Debug, Clone, Args)]
+pub struct LogDirArgs {
+    /// The data directory: the one that holds `wal/` and `LOCK`.
+    #[arg(
+        long = "data-dir",
+        env = DATA_DIR_ENV,
+        value_name = "DIR",
+        required_unless_present = "data_dir_positional"
+    )]
+    data_dir: Option<PathBuf>,
+
+    /// The old spelling, a positional DIR, kept so scripts keep working.
+    #[arg(value_name = "DIR", hide = true)]
+    data_dir_positional: Option<PathBuf>,
+}
+
+impl LogDirArgs {
+    /// The data directory: the positional DIR if given, else `--data-dir` or its variable.
+    pub fn path(&self) -> &Path {
+        self.data_dir_positional
+            .as_deref()
+            .or(self.data_dir.as_deref())
+            .expect("clap requires one of the two")
+    }
 }
 
 /// Arguments of `gridlog verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The data directory: the one that holds `wal/` and `LOCK`.
-    #[arg(value_name = "DIR")]
-    pub data_dir: PathBuf,
+    /// The data directory.
+    #[command(flatten)]
+    pub dir: LogDirArgs,
 
     /// Print the report as one JSON object on stdout instead of text.
     #[arg(long)]
@@ -388,9 +422,9 @@ pub struct VerifyArgs {
 /// Arguments of `gridlog dump`.
 #[derive(Debug, Args)]
 pub struct DumpArgs {
-    /// The data directory: the one that holds `wal/` and `LOCK`.
-    #[arg(value_name = "DIR")]
-    pub data_dir: PathBuf,
+    /// The data directory.
+    #[command(flatten)]
+    pub dir: LogDirArgs,
 
     /// The first offset to print (inclusive). Offsets start at 1 and have no gaps.
     #[arg(long, value_name = "OFFSET", default_value_t = FIRST_OFFSET)]
@@ -424,6 +458,96 @@ mod tests {
         match cli.command {
             Command::Dump(args) => assert_eq!(args.from, FIRST_OFFSET),
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// The data directory a parsed subcommand names.
+    fn data_dir_of(command: &Command) -> Option<PathBuf> {
+        match command {
+            Command::Serve(a) => a.data_dir.clone(),
+            Command::Demo(a) => a.serve.data_dir.clone(),
+            Command::Import(a) => a.data_dir.clone(),
+            Command::Snapshot(a) => a.data_dir.clone(),
+            Command::Ship(a) => a.data_dir.clone(),
+            Command::Verify(a) => Some(a.dir.path().to_path_buf()),
+            Command::Dump(a) => Some(a.dir.path().to_path_buf()),
+            Command::Restore(a) => Some(a.data_dir.clone()),
+        }
+    }
+
+    /// Each subcommand with the arguments it needs besides the data directory.
+    const SUBCOMMANDS: &[&[&str]] = &[
+        &["serve"],
+        &["demo"],
+        &["import", "--csv", "r.csv"],
+        &["snapshot"],
+        &["ship", "--once"],
+        &["verify"],
+        &["dump"],
+        &["restore", "--from", "file:///b", "--site", "s"],
+    ];
+
+    #[test]
+    fn every_subcommand_takes_data_dir() {
+        for sub in SUBCOMMANDS {
+            let args = [&["gridlog"][..], sub, &["--data-dir", "/d"]].concat();
+            let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(data_dir_of(&cli.command), Some("/d".into()), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn every_subcommand_reads_the_data_dir_variable() {
+        let command = Cli::command();
+        for sub in SUBCOMMANDS {
+            let sub = command.find_subcommand(sub[0]).expect(sub[0]);
+            let arg = sub
+                .get_arguments()
+                .find(|a| a.get_long() == Some("data-dir"))
+                .unwrap_or_else(|| panic!("{} has no --data-dir", sub.get_name()));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(DATA_DIR_ENV),
+                "{}",
+                sub.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn the_old_spellings_still_parse() {
+        for args in [
+            &["gridlog", "verify", "/d"][..],
+            &["gridlog", "verify", "--json", "/d"][..],
+            &["gridlog", "dump", "/d", "--from", "3"][..],
+            &[
+                "gridlog",
+                "restore",
+                "--from",
+                "file:///b",
+                "--site",
+                "s",
+                "--data",
+                "/d",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(data_dir_of(&cli.command), Some("/d".into()), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_old_spellings_are_hidden_from_help() {
+        let mut command = Cli::command();
+        for sub in ["verify", "dump", "restore"] {
+            let help = command
+                .find_subcommand_mut(sub)
+                .expect(sub)
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("--data-dir"), "{sub}: {help}");
+            assert!(!help.contains("--data "), "{sub}: {help}");
+            assert!(!help.contains("[DIR]"), "{sub}: {help}");
         }
     }
 

@@ -461,6 +461,14 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A non-loopback listen address without a write token, and not `insecure`.
+    #[error(
+        "refusing to listen on {listen} without a write token: anyone on the network could write. Set write_token (--write-token-file, GRIDLOG_WRITE_TOKEN_FILE or GRIDLOG_WRITE_TOKEN), or pass --insecure if the network is trusted"
+    )]
+    Exposed {
+        /// The address.
+        listen: std::net::SocketAddr,
+    },
 }
 
 impl Config {
@@ -606,12 +614,11 @@ impl Config {
     }
 
     /// Refuses a non-loopback listen address without a write token unless `insecure`.
-    pub fn check_exposure(&self) -> Result<(), String> {
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
         if !self.listen.ip().is_loopback() && self.write_token.is_empty() && !self.insecure {
-            return Err(format!(
-                "refusing to listen on {} without a write token: anyone on the network could write. Set write_token (--write-token-file, GRIDLOG_WRITE_TOKEN_FILE or GRIDLOG_WRITE_TOKEN), or pass --insecure if the network is trusted",
-                self.listen
-            ));
+            return Err(ConfigError::Exposed {
+                listen: self.listen,
+            });
         }
         Ok(())
     }

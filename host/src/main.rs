@@ -57,7 +57,7 @@ fn main() -> ExitCode {
             &ship::restore::RestoreOptions {
                 from: args.from.clone(),
                 site: args.site.clone(),
-                data_dir: args.data.clone(),
+                data_dir: args.data_dir.clone(),
                 full: args.full,
                 lineage: args.lineage.clone(),
             },

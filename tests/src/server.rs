@@ -75,6 +75,21 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
+        Server::spawn(data_dir, command, extra, env.iter().copied())
+    }
+
+    /// `gridlog <command>` on `data_dir` with `extra` arguments and `env` on top of a clean
+    /// environment (`GRIDLOG_LOG=warn` unless `env` says otherwise); waits until ready.
+    pub fn spawn<K, V>(
+        data_dir: &Path,
+        command: &str,
+        extra: &[&str],
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Server
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         // Only the configuration this server is given: nothing the test process inherited.
         let mut child = crate::gridlog_command()
             .arg(command)
@@ -83,7 +98,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .env("GRIDLOG_LOG", "warn")
-            .envs(env.iter().copied())
+            .envs(env)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -103,6 +118,12 @@ impl Server {
     /// `http://addr` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// GET `path`: status and JSON (or the text as a JSON string); `(0, Null)` if the
+    /// server does not answer at all (stopped, killed).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        try_get(&self.url(path)).unwrap_or((0, Value::Null))
     }
 
     /// Waits until `/readyz` answers 200.
@@ -154,12 +175,108 @@ impl Drop for Server {
     }
 }
 
-/// Sends a signal to a process.
-pub fn signal(pid: u32, signal: i32) {
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let _ = unsafe { libc::kill(pid as i32, signal) };
+/// How long a test waits for shipping to settle.
+pub const SHIP_SETTLE: Duration = Duration::from_secs(120);
+
+/// A [`Server`] seen as a shipping gateway: `gridlog serve` configured by environment, with
+/// the shipping part of its status at hand. The process is the `Server`'s (start, readiness,
+/// kill, stop); this adds the call style of the ship tests.
+#[derive(Debug)]
+pub struct Gateway {
+    server: Server,
+    /// Its HTTP address.
+    pub addr: Option<SocketAddr>,
 }
+
+impl Gateway {
+    /// `gridlog serve` on `dir` with `env` (errors only in its log); waits until ready.
+    pub fn serve(dir: &Path, env: &[(String, String)]) -> Gateway {
+        let env = std::iter::once(("GRIDLOG_LOG", "error"))
+            .chain(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let server = Server::spawn(dir, "serve", &[], env);
+        Gateway {
+            addr: Some(server.addr),
+            server,
+        }
+    }
+
+    /// GET `path`: status and JSON; `(0, Null)` if it does not answer.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.server.get(path)
+    }
+
+    /// POST JSON to `path`: the JSON answer; panics unless it is a 2xx.
+    pub fn post(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = post(&self.server.url(path), &body);
+        assert!(
+            (200..300).contains(&status),
+            "POST {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    /// CPU time the process has used so far, all its threads, user and system (from
+    /// `/proc/PID/stat`, whose clock ticks `getconf CLK_TCK` gives), in nanoseconds.
+    pub fn cpu_ns(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.server.pid()))
+            .expect("/proc/PID/stat");
+        // After the command name (in parentheses, which may hold spaces): state is field 3,
+        // utime and stime fields 14 and 15.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let out = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .expect("getconf");
+        let ticks_per_s: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("CLK_TCK");
+        (fields[11] + fields[12]) * 1_000_000_000 / ticks_per_s
+    }
+
+    /// The `"shipping"` object of status.
+    pub fn shipping(&self) -> Value {
+        self.get("/api/v1/status").1["shipping"].clone()
+    }
+
+    /// Waits until the backlog is empty and nothing is in flight; panics after
+    /// [`SHIP_SETTLE`].
+    pub fn wait_shipped(&self) -> Value {
+        let deadline = Instant::now() + SHIP_SETTLE;
+        loop {
+            let s = self.shipping();
+            if s["backlog"]["objects"] == 0 && s["state"] == "idle" {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "shipping did not settle: {s:#}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        self.server.kill();
+    }
+
+    /// SIGTERM and wait; returns the exit code (-1 for a signal).
+    pub fn stop(&mut self) -> i32 {
+        self.server.stop().code().unwrap_or(-1)
+    }
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+pub use crate::kill::signal;
 
 fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()

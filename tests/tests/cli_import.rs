@@ -37,7 +37,7 @@ fn import_loads_rows_and_stops_at_a_bad_one() {
         "{stderr}"
     );
     // Registration + 5000 readings, and not the row after the bad one.
-    let dump = run_gridlog([std::ffi::OsStr::new("dump"), data.as_os_str()]);
+    let dump = run_gridlog(["dump".as_ref(), "--data-dir".as_ref(), data.as_os_str()]);
     assert!(dump.status.success());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&dump.stdout)
         .lines()

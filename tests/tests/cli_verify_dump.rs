@@ -79,7 +79,11 @@ fn expected_lines(offsets: impl IntoIterator<Item = u64>) -> String {
 }
 
 fn dump(dir: &Path, from: Option<u64>) -> Output {
-    let mut args = vec!["dump".to_string(), dir.display().to_string()];
+    let mut args = vec![
+        "dump".to_string(),
+        "--data-dir".to_string(),
+        dir.display().to_string(),
+    ];
     if let Some(from) = from {
         args.extend(["--from".to_string(), from.to_string()]);
     }
@@ -329,6 +333,36 @@ fn a_missing_log_or_bad_usage_exits_2_with_a_message() {
     ] {
         let output = run_gridlog(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn verify_and_dump_take_the_data_directory_by_flag_variable_or_old_positional() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path());
+    for command in ["verify", "dump"] {
+        let by_flag = run_gridlog([
+            command.as_ref(),
+            "--data-dir".as_ref(),
+            dir.path().as_os_str(),
+        ]);
+        let by_variable = gridlog_tests::gridlog_command()
+            .arg(command)
+            .env("GRIDLOG_DATA_DIR", dir.path())
+            .output()
+            .unwrap();
+        let by_position = run_gridlog([command.as_ref(), dir.path().as_os_str()]);
+        assert_eq!(
+            by_flag.status.code(),
+            Some(0),
+            "{command}: {}",
+            stderr(&by_flag)
+        );
+        assert!(!by_flag.stdout.is_empty(), "{command}");
+        for other in [&by_variable, &by_position] {
+            assert_eq!(other.status.code(), Some(0), "{command}: {}", stderr(other));
+            assert_eq!(stdout(other), stdout(&by_flag), "{command}");
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use gridlog_firmware::engine::{
     CommandRequest, Engine, EngineOptions, Filter, ItemResult, Request, Response,
 };
 use gridlog_firmware::wal::WalOptions;
+use gridlog_tests::kill::{complete_lines, sigkill, KillRng};
 use proptest::prelude::*;
 
 #[path = "../src/bin/engine_writer.rs"]
@@ -349,27 +350,6 @@ proptest! {
     }
 }
 
-fn kill(pid: u32) {
-    let rc = sigkill(pid);
-    assert!(rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
-}
-
-#[allow(unsafe_code)]
-fn sigkill(pid: u32) -> i32 {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// An acknowledged request: its index and, per command, `Some((offset, seq))` if accepted.
 type Ack = (u64, Vec<Option<(u64, u64)>>);
 
@@ -407,20 +387,10 @@ fn run_writer_and_kill(dir: &std::path::Path, first: u64, run_ms: u64) -> Vec<Ac
     let mut ready = String::new();
     stdout.read_line(&mut ready).unwrap();
     assert!(ready.starts_with("READY "), "writer said {ready:?}");
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
-            // A line cut by the kill was not acknowledged to anyone.
-            if line.ends_with('\n') {
-                lines.push(line.trim_end().to_string());
-            }
-            line.clear();
-        }
-        lines
-    });
+    // The READY line is read; the rest comes through the same buffer.
+    let reader = complete_lines(stdout);
     std::thread::sleep(Duration::from_millis(run_ms));
-    kill(child.id());
+    sigkill(child.id());
     child.wait().unwrap();
     reader
         .join()
@@ -433,13 +403,8 @@ fn run_writer_and_kill(dir: &std::path::Path, first: u64, run_ms: u64) -> Vec<Ac
 #[test]
 fn after_a_sigkill_the_reopened_engine_is_the_acknowledged_prefix() {
     let cycles = env_u32("GRIDLOG_KILL_CYCLES", 12);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("engine kill test seed {seed}, {cycles} cycles");
-    let mut rng = Rng(seed);
+    eprintln!("{cycles} cycles");
+    let mut rng = KillRng::from_env_or_clock("engine kill test");
     let dir = tempfile::tempdir().unwrap();
     // The reference: an engine fed the same requests in process, never killed.
     let reference_dir = tempfile::tempdir().unwrap();
@@ -449,7 +414,7 @@ fn after_a_sigkill_the_reopened_engine_is_the_acknowledged_prefix() {
     let mut acked_total = 0;
     for cycle in 0..cycles {
         let first = expected.len() as u64;
-        let acks = run_writer_and_kill(dir.path(), first, 20 + rng.next() % 200);
+        let acks = run_writer_and_kill(dir.path(), first, 20 + rng.next_u64() % 200);
         for (n, (index, _)) in acks.iter().enumerate() {
             assert_eq!(*index, first + n as u64, "cycle {cycle}: acks in order");
         }

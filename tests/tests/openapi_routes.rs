@@ -61,4 +61,29 @@ fn the_openapi_document_lists_every_route_and_only_routes() {
             "{method} {path} is documented but not routed ({status})"
         );
     }
+    // The operations bodies are described field by field, not as a bare object.
+    for path in ["/api/v1/status", "/readyz", "/healthz"] {
+        let schema = &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"];
+        let name = schema
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .unwrap_or_else(|| panic!("{path}: no named schema: {schema}"));
+        let described = &doc["components"]["schemas"][name];
+        assert!(
+            described["properties"].is_object() || described["oneOf"].is_array(),
+            "{path}: {described}"
+        );
+    }
+    let status = &doc["components"]["schemas"]["StatusBody"]["properties"];
+    for field in [
+        "last_offset",
+        "commit",
+        "log",
+        "replay",
+        "shipping",
+        "failed",
+    ] {
+        assert!(status[field].is_object(), "StatusBody.{field}: {status}");
+    }
 }

@@ -65,7 +65,7 @@ fn ship_to_a_directory_and_restore_from_it() {
             "--site",
             SITE,
             "--full",
-            "--data",
+            "--data-dir",
         ])
         .arg(&restored)
         .env_remove("GRIDLOG_LOG")

@@ -102,14 +102,16 @@ fn kills_while_snapshots_and_archiving_run_lose_nothing() {
         archive >= 3,
         "expected archiving to have run, archive has {archive} files; {status}"
     );
-    let verify = gridlog_tests::run_gridlog(["verify".as_ref(), dir.as_os_str()]);
+    let verify =
+        gridlog_tests::run_gridlog(["verify".as_ref(), "--data-dir".as_ref(), dir.as_os_str()]);
     assert!(
         verify.status.success(),
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
     // dump reads the archive, then the hot log: every offset once, in order.
-    let dump = gridlog_tests::run_gridlog(["dump".as_ref(), dir.as_os_str()]);
+    let dump =
+        gridlog_tests::run_gridlog(["dump".as_ref(), "--data-dir".as_ref(), dir.as_os_str()]);
     assert!(
         dump.status.success(),
         "{}",
@@ -138,6 +140,7 @@ fn kills_while_snapshots_and_archiving_run_lose_nothing() {
     // it is missing.
     let from_2 = gridlog_tests::run_gridlog([
         "dump".as_ref(),
+        "--data-dir".as_ref(),
         dir.as_os_str(),
         "--from".as_ref(),
         "2".as_ref(),

@@ -10,7 +10,7 @@
 //! After recovery the log must be exactly a prefix of the written batches (in offset order)
 //! that includes every acknowledged batch, with no partial batch and every byte intact.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,6 +32,9 @@ struct Model {
     inodes: Vec<Inode>,
     names: HashMap<PathBuf, usize>,
     durable_names: HashMap<PathBuf, usize>,
+    /// Directories the log created, and those whose entry a sync of the parent made durable.
+    dirs: HashSet<PathBuf>,
+    durable_dirs: HashSet<PathBuf>,
 }
 
 impl Model {
@@ -71,7 +74,15 @@ impl Model {
             IoOp::Remove { path } => {
                 self.names.remove(path);
             }
+            IoOp::CreateDir { path } => {
+                self.dirs.insert(path.to_path_buf());
+            }
             IoOp::SyncDir { path } => {
+                for dir in &self.dirs {
+                    if dir.parent() == Some(path) {
+                        self.durable_dirs.insert(dir.clone());
+                    }
+                }
                 self.durable_names.retain(|p, _| p.parent() != Some(path));
                 for (p, id) in &self.names {
                     if p.parent() == Some(path) {
@@ -120,6 +131,11 @@ enum CrashKind {
 fn materialize(model: &Model, from: &Path, to: &Path, kind: CrashKind) {
     std::fs::create_dir_all(to.join("wal")).unwrap();
     for (path, &id) in &model.durable_names {
+        // A file in a directory whose own entry never became durable is lost with it.
+        let parent = path.parent().expect("a file in a directory");
+        if model.dirs.contains(parent) && !model.durable_dirs.contains(parent) {
+            continue;
+        }
         let inode = &model.inodes[id];
         let mut content = inode.durable.clone();
         match kind {

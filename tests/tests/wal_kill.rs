@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use gridlog_firmware::lock::LockError;
 use gridlog_firmware::wal::{OpenError, Wal, WalOptions};
+use gridlog_tests::kill::{complete_lines, sigkill, KillRng};
 
 #[path = "../src/bin/wal_appender.rs"]
 #[allow(dead_code)]
@@ -19,47 +20,20 @@ mod appender;
 
 const APPENDER: &str = env!("CARGO_BIN_EXE_wal-appender");
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn kill(pid: u32) {
-    // SAFETY-free: libc::kill is safe to call with any pid/signal; it only returns an error.
-    let rc = unsafe_free_kill(pid);
-    assert!(rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
-}
-
-#[allow(unsafe_code)]
-fn unsafe_free_kill(pid: u32) -> i32 {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) }
-}
-
 #[test]
 fn sigkill_during_concurrent_appends_loses_no_acknowledged_record() {
     let cycles: u32 = std::env::var("GRIDLOG_KILL_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill test seed {seed}, {cycles} cycles");
-    let mut rng = Rng(seed);
+    eprintln!("{cycles} cycles");
+    let mut rng = KillRng::from_env_or_clock("kill test");
     let dir = tempfile::tempdir().unwrap();
     // offset -> (run, thread, seq, index) of every acknowledged record so far.
     let mut acked: BTreeMap<u64, (u32, u32, u64, u32)> = BTreeMap::new();
     let mut total_killed_mid_flight = 0;
     for run in 0..cycles {
-        let threads = 1 + (rng.next() % 8) as u32;
+        let threads = 1 + (rng.next_u64() % 8) as u32;
         let mut child = Command::new(APPENDER)
             .args([
                 "append",
@@ -71,21 +45,9 @@ fn sigkill_during_concurrent_appends_loses_no_acknowledged_record() {
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn appender");
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if line.ends_with('\n') {
-                    lines.push(line.trim_end().to_string());
-                }
-                line.clear();
-            }
-            lines
-        });
-        std::thread::sleep(Duration::from_millis(5 + rng.next() % 120));
-        kill(child.id());
+        let reader = complete_lines(child.stdout.take().unwrap());
+        std::thread::sleep(Duration::from_millis(5 + rng.next_u64() % 120));
+        sigkill(child.id());
         child.wait().unwrap();
         let lines = reader.join().unwrap();
         let mut new_acks = 0;
@@ -189,7 +151,7 @@ fn a_second_process_is_refused_with_the_holders_pid() {
         Err(OpenError::Locked(LockError::Held { pid, .. })) => assert_eq!(pid, Some(child.id())),
         other => panic!("expected the lock to be held, got {other:?}"),
     }
-    kill(child.id());
+    sigkill(child.id());
     child.wait().unwrap();
     // The kernel released the lock with the process: a restart is not blocked.
     Wal::open(dir.path(), WalOptions::default()).expect("open after the holder died");

@@ -1,5 +1,6 @@
-//! Every file-system call the log makes that changes a file or makes it durable goes through
-//! [`Io`], so a test can watch each one and inject a fault (a simulated crash) before it.
+//! Every file-system call the log makes that changes a file or a directory, or makes it
+//! durable, goes through [`Io`], so a test can watch each one and inject a fault (a
+//! simulated crash) before it.
 //!
 //! The hook sees the operation *before* it runs; returning an error makes the operation fail
 //! with that error, as a dying disk or a power cut at that instant would. Reads are not
@@ -52,6 +53,12 @@ pub enum IoOp<'a> {
     /// A file is removed.
     Remove {
         /// The file.
+        path: &'a Path,
+    },
+    /// A directory is created, with any missing parents (`create_dir_all`); its entry in
+    /// its parent becomes durable with the parent's [`IoOp::SyncDir`].
+    CreateDir {
+        /// The directory.
         path: &'a Path,
     },
     /// `fsync` of a directory: entries created, renamed or removed in it become durable.
@@ -124,6 +131,12 @@ impl Io {
     pub(crate) fn remove(&self, path: &Path) -> io::Result<()> {
         self.check(IoOp::Remove { path })?;
         std::fs::remove_file(path)
+    }
+
+    /// Creates a directory and any missing parents; the caller syncs the parent.
+    pub(crate) fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check(IoOp::CreateDir { path })?;
+        std::fs::create_dir_all(path)
     }
 
     pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {

@@ -365,10 +365,11 @@ impl Wal {
         let io = io::Io::new(options.io_hook.clone());
         // The parent is synced at every open, not only when the directory was missing: a
         // crash between the two would otherwise leave the entry unsynced for ever.
-        std::fs::create_dir_all(&wal_dir).map_err(|source| OpenError::Io {
-            path: wal_dir.clone(),
-            source,
-        })?;
+        io.create_dir_all(&wal_dir)
+            .map_err(|source| OpenError::Io {
+                path: wal_dir.clone(),
+                source,
+            })?;
         io.sync_dir(data_dir).map_err(|source| OpenError::Io {
             path: data_dir.to_path_buf(),
             source,

@@ -170,7 +170,9 @@ impl Recovery<'_> {
 
     fn quarantine_dir(&self) -> Result<PathBuf, OpenError> {
         let quarantine = self.wal_dir.join(QUARANTINE_DIR_NAME);
-        std::fs::create_dir_all(&quarantine).map_err(self.io_err(&quarantine))?;
+        self.io
+            .create_dir_all(&quarantine)
+            .map_err(self.io_err(&quarantine))?;
         self.io
             .sync_dir(self.wal_dir)
             .map_err(self.io_err(self.wal_dir))?;

@@ -118,6 +118,13 @@ function health(s, failure) {
     failure ? badge(false, 'status not updating: ' + describeFailure('status', failure)) : null);
 }
 
+/** What recovery did at start, in words: quarantined files, a zeroed torn tail, or clean. */
+function recoveryText(r) {
+  if (r.quarantined.length) return r.quarantined.length + ' file(s) quarantined';
+  if (r.torn_tail) return 'torn tail of ' + fmtBytes(r.torn_tail.zeroed_bytes) + ' zeroed';
+  return 'clean';
+}
+
 function logCard(s) {
   const log = s.log;
   return el('article', { class: 'card', 'data-part': 'log' }, el('h2', { text: 'Log' }), kv([
@@ -129,8 +136,8 @@ function logCard(s) {
     ['Disk free', fmtBytes(s.disk_free_bytes)],
     ['Entities', fmtInt(s.entities)],
     ['State digest', s.digest],
-    ['Recovery at start', log.recovery],
-    ['Replayed at start', fmtInt(s.replay.events) + ' events in ' + fmtInt(s.replay.millis) + ' ms'],
+    ['Recovery at start', recoveryText(log.recovery)],
+    ['Replayed at start', fmtInt(s.replay.events) + ' events in ' + fmtInt(s.replay.duration_ms) + ' ms'],
   ]));
 }
 

@@ -1,4 +1,4 @@
-//! `gridlog dump DIR [--from OFFSET] [--rounds]`: the log's records (and write rounds) as JSON lines, read without opening
+//! `gridlog dump --data-dir DIR [--from OFFSET] [--rounds]`: the log's records (and write rounds) as JSON lines, read without opening
 //! the log (no lock, no repair), through [`gridlog_firmware::wal::dump`].
 
 use std::io::{self, BufWriter, Write};
@@ -33,7 +33,7 @@ pub fn run(args: &DumpArgs) -> Outcome {
     // History that left the hot log is in the archive: print it first, then go on in the
     // hot log from where the archive ends (no record twice, even while both hold a segment).
     let mut from = args.from;
-    let entries = match gridlog_firmware::archive::list(&args.data_dir) {
+    let entries = match gridlog_firmware::archive::list(args.dir.path()) {
         Ok((_, damage)) if !damage.is_empty() => {
             eprintln!("gridlog dump: damaged archive: {}", damage[0]);
             return Outcome::Damaged;
@@ -71,7 +71,7 @@ pub fn run(args: &DumpArgs) -> Outcome {
         from = end;
     }
     let result = (archive_result.is_ok() && written.is_continue())
-        .then(|| read_log(&args.data_dir, from, emit));
+        .then(|| read_log(args.dir.path(), from, emit));
     if write_error.is_none() {
         write_error = out.flush().err();
     }
@@ -123,7 +123,7 @@ pub fn run(args: &DumpArgs) -> Outcome {
         Err(DumpError::Io { path, source }) => {
             eprintln!(
                 "gridlog dump: {}",
-                describe_io_error(&args.data_dir, &path, &source)
+                describe_io_error(args.dir.path(), &path, &source)
             );
             Outcome::Failed
         }

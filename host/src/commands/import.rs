@@ -1,4 +1,4 @@
-//! `gridlog import --csv FILE DIR`: offline bulk load of meter readings.
+//! `gridlog import --csv FILE --data-dir DIR`: offline bulk load of meter readings.
 //!
 //! Columns `meter,time,import_wh,export_wh,power_w` (a header line naming them first; times
 //! RFC 3339). Rows are submitted in batches through the engine, exactly like HTTP ingestion,
@@ -90,36 +90,114 @@ pub struct ImportStats {
     pub durable_line: usize,
 }
 
+/// Why an import stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// No header line.
+    #[error("the file is empty; expected a header line: meter,time,import_wh,export_wh,power_w")]
+    Empty,
+    /// A line could not be read.
+    #[error("line {line}: {source}")]
+    Read {
+        /// Its number (from 1).
+        line: usize,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The header names other columns.
+    #[error("line 1: the header must be `{}`, found `{found}`", COLUMNS.join(","))]
+    Header {
+        /// The header given.
+        found: String,
+    },
+    /// A malformed row: the import stops before it.
+    #[error("line {line}: {reason}")]
+    Row {
+        /// Its number (from 1).
+        line: usize,
+        /// What is wrong with it.
+        reason: RowError,
+    },
+    /// The engine could not store a batch.
+    #[error("storing the batch ending at line {last_line} failed: {source}")]
+    Store {
+        /// The batch's last line.
+        last_line: usize,
+        /// The cause.
+        source: SubmitError,
+    },
+}
+
+/// What is wrong with a row.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RowError {
+    /// Not five columns.
+    #[error("expected {} columns ({}), found {found}", COLUMNS.len(), COLUMNS.join(","))]
+    Columns {
+        /// How many there are.
+        found: usize,
+    },
+    /// The meter is not a valid id.
+    #[error("meter: id {0}")]
+    Meter(gridlog_common::id::IdError),
+    /// The time is not RFC 3339.
+    #[error("time: {0}")]
+    Time(crate::server::wire::TimeError),
+    /// A value is not a number.
+    #[error("{column}: {value:?} is not a number")]
+    NotANumber {
+        /// The column.
+        column: &'static str,
+        /// What it holds.
+        value: String,
+    },
+    /// A value is infinite or NaN.
+    #[error("{column}: {value:?} is not a finite number")]
+    NotFinite {
+        /// The column.
+        column: &'static str,
+        /// What it holds.
+        value: String,
+    },
+}
+
 /// Reads `input` and submits it in batches; stops at the first malformed row.
-pub fn import(engine: &Engine, input: impl BufRead, stats: &mut ImportStats) -> Result<(), String> {
+pub fn import(
+    engine: &Engine,
+    input: impl BufRead,
+    stats: &mut ImportStats,
+) -> Result<(), ImportError> {
     let mut batch: Vec<(usize, Command)> = Vec::with_capacity(IMPORT_BATCH_ROWS);
     let mut lines = input.lines().enumerate();
     let Some((_, header)) = lines.next() else {
-        return Err(
-            "the file is empty; expected a header line: meter,time,import_wh,export_wh,power_w"
-                .into(),
-        );
+        return Err(ImportError::Empty);
     };
-    let header = header.map_err(|e| format!("line 1: {e}"))?;
+    let header = header.map_err(|source| ImportError::Read { line: 1, source })?;
     let names: Vec<&str> = header.trim().split(',').map(str::trim).collect();
     if names != COLUMNS {
-        return Err(format!(
-            "line 1: the header must be `{}`, found `{}`",
-            COLUMNS.join(","),
-            header.trim()
-        ));
+        return Err(ImportError::Header {
+            found: header.trim().to_string(),
+        });
     }
     for (i, line) in lines {
         let number = i + 1;
-        let line = line.map_err(|e| format!("line {number}: {e}"))?;
+        let line = line.map_err(|source| ImportError::Read {
+            line: number,
+            source,
+        })?;
         if line.trim().is_empty() {
             continue;
         }
         match parse_row(&line) {
             Ok(command) => batch.push((number, command)),
-            Err(message) => {
+            Err(reason) => {
                 submit(engine, &mut batch, stats)?;
-                return Err(format!("line {number}: {message}"));
+                return Err(ImportError::Row {
+                    line: number,
+                    reason,
+                });
             }
         }
         if batch.len() == IMPORT_BATCH_ROWS {
@@ -129,30 +207,21 @@ pub fn import(engine: &Engine, input: impl BufRead, stats: &mut ImportStats) -> 
     submit(engine, &mut batch, stats)
 }
 
-fn parse_row(line: &str) -> Result<Command, String> {
+fn parse_row(line: &str) -> Result<Command, RowError> {
     let fields: Vec<&str> = line.split(',').map(str::trim).collect();
     if fields.len() != COLUMNS.len() {
-        return Err(format!(
-            "expected {} columns ({}), found {}",
-            COLUMNS.len(),
-            COLUMNS.join(","),
-            fields.len()
-        ));
+        return Err(RowError::Columns {
+            found: fields.len(),
+        });
     }
-    let meter = EntityId::new(fields[0]).map_err(|e| format!("meter: id {e}"))?;
-    let time_ms =
-        crate::server::wire::parse_rfc3339(fields[1]).map_err(|e| format!("time: {e}"))?;
-    let number = |i: usize| -> Result<f64, String> {
-        let v: f64 = fields[i]
-            .parse()
-            .map_err(|_| format!("{}: {:?} is not a number", COLUMNS[i], fields[i]))?;
-        if v.is_finite() {
-            Ok(v)
-        } else {
-            Err(format!(
-                "{}: {:?} is not a finite number",
-                COLUMNS[i], fields[i]
-            ))
+    let meter = EntityId::new(fields[0]).map_err(RowError::Meter)?;
+    let time_ms = crate::server::wire::parse_rfc3339(fields[1]).map_err(RowError::Time)?;
+    let number = |i: usize| -> Result<f64, RowError> {
+        let (column, value) = (COLUMNS[i], fields[i].to_string());
+        match fields[i].parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            Ok(_) => Err(RowError::NotFinite { column, value }),
+            Err(_) => Err(RowError::NotANumber { column, value }),
         }
     };
     Ok(Command::RecordReading {
@@ -173,7 +242,7 @@ fn submit(
     engine: &Engine,
     batch: &mut Vec<(usize, Command)>,
     stats: &mut ImportStats,
-) -> Result<(), String> {
+) -> Result<(), ImportError> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -185,11 +254,9 @@ fn submit(
                 std::thread::sleep(std::time::Duration::from_millis(10))
             }
             other => {
-                break other.map_err(|e| {
-                    format!(
-                        "storing the batch ending at line {} failed: {e}",
-                        lines.last().unwrap_or(&0)
-                    )
+                break other.map_err(|source| ImportError::Store {
+                    last_line: *lines.last().unwrap_or(&0),
+                    source,
                 })?
             }
         }
@@ -229,7 +296,20 @@ mod tests {
         let csv = "meter,time,import_wh,export_wh,power_w\nm1,2024-01-01T00:00:00Z,1,0,5\nm1,2024-01-01T00:00:01Z,2,0,5\n\nm1,2024-01-01T00:00:02Z,abc,0,5\nm1,2024-01-01T00:00:03Z,4,0,5\n";
         let mut stats = ImportStats::default();
         let err = import(&engine, csv.as_bytes(), &mut stats).unwrap_err();
-        assert!(err.starts_with("line 5: import_wh"), "{err}");
+        assert!(
+            matches!(
+                &err,
+                ImportError::Row {
+                    line: 5,
+                    reason: RowError::NotANumber {
+                        column: "import_wh",
+                        ..
+                    }
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("line 5: import_wh"), "{err}");
         assert_eq!((stats.rows, stats.accepted, stats.durable_line), (2, 2, 3));
         assert_eq!(
             engine.events_of("m1", 1, 100, 100).unwrap().highest_seq,
@@ -247,8 +327,9 @@ mod tests {
         import(&engine, csv.as_bytes(), &mut stats).unwrap();
         assert_eq!((stats.rows, stats.rejected), (1, 1));
         let mut stats = ImportStats::default();
-        assert!(import(&engine, "meter,when\n".as_bytes(), &mut stats)
-            .unwrap_err()
-            .contains("header"));
+        assert!(matches!(
+            import(&engine, "meter,when\n".as_bytes(), &mut stats),
+            Err(ImportError::Header { .. })
+        ));
     }
 }

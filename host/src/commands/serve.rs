@@ -15,7 +15,7 @@ use gridlog_firmware::engine::{Clock, Engine, EngineOptions, RollupOptions, Syst
 use gridlog_firmware::wal::{RecoveryMode, WalOptions};
 
 use super::Outcome;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::demo::{self, DemoClock, DemoOptions};
 
 use crate::server::{self, AppState};
@@ -40,9 +40,8 @@ pub struct Overrides {
 }
 
 /// Loads the configuration: defaults, file, environment, then these flags.
-pub fn load_config(o: &Overrides) -> Result<Config, String> {
-    let mut config =
-        Config::load(o.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+pub fn load_config(o: &Overrides) -> Result<Config, ConfigError> {
+    let mut config = Config::load(o.config.as_deref(), std::env::vars())?;
     if let Some(d) = &o.data_dir {
         config.data_dir = d.clone();
     }
@@ -55,12 +54,12 @@ pub fn load_config(o: &Overrides) -> Result<Config, String> {
     if let Some(f) = &o.write_token_file {
         config.write_token_file = f.clone();
     }
-    config.read_write_token_file().map_err(|e| e.to_string())?;
+    config.read_write_token_file()?;
     config.insecure |= o.insecure;
     if let Some(s) = o.speed {
         config.demo.speed = s;
     }
-    config.check().map_err(|e| e.to_string())?;
+    config.check()?;
     config.check_exposure()?;
     Ok(config)
 }

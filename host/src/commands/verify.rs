@@ -16,13 +16,13 @@ use crate::cli::VerifyArgs;
 
 /// Runs `gridlog verify`.
 pub fn run(args: &VerifyArgs) -> Outcome {
-    let report = match wal::verify(&args.data_dir) {
+    let report = match wal::verify(args.dir.path()) {
         Ok(report) => report,
         Err(error) => {
-            let wal_dir = args.data_dir.join(WAL_DIR_NAME);
+            let wal_dir = args.dir.path().join(WAL_DIR_NAME);
             eprintln!(
                 "gridlog verify: {}",
-                describe_io_error(&args.data_dir, &wal_dir, &error)
+                describe_io_error(args.dir.path(), &wal_dir, &error)
             );
             return Outcome::Failed;
         }
@@ -34,10 +34,10 @@ pub fn run(args: &VerifyArgs) -> Outcome {
         "verified"
     );
     let text = if args.json {
-        let json = VerifyJson::new(&args.data_dir, &report);
+        let json = VerifyJson::new(args.dir.path(), &report);
         serde_json::to_string_pretty(&json).expect("the report serializes") + "\n"
     } else {
-        human_report(&args.data_dir, &report)
+        human_report(args.dir.path(), &report)
     };
     let mut stdout = std::io::stdout().lock();
     if let Err(error) = stdout

@@ -58,8 +58,14 @@ fn parse_time(value: &Option<String>, field: &str) -> Result<Option<i64>, ApiErr
     value
         .as_deref()
         .map(|v| {
-            parse_rfc3339(v)
-                .map_err(|m| ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", field, m))
+            parse_rfc3339(v).map_err(|e| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    field,
+                    e.to_string(),
+                )
+            })
         })
         .transpose()
 }

@@ -22,11 +22,22 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// Parses RFC 3339 into milliseconds since the epoch.
-pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
-    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
-        format!("{s:?} is not an RFC 3339 time ({e}); example: 2026-11-23T12:00:00Z")
+pub fn parse_rfc3339(s: &str) -> Result<i64, TimeError> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|source| TimeError {
+        text: s.to_string(),
+        source,
     })?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// A time that is not RFC 3339.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not an RFC 3339 time ({source}); example: 2026-11-23T12:00:00Z")]
+pub struct TimeError {
+    /// What was given.
+    pub text: String,
+    /// Why it does not parse.
+    pub source: time::error::Parse,
 }
 
 /// A time in the API: an RFC 3339 string, held as milliseconds since the epoch.

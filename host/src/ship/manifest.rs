@@ -129,6 +129,45 @@ pub struct Manifest {
     pub chunks: Vec<ChunkEntry>,
 }
 
+/// Why bytes are not a manifest this build can use.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Larger than [`MANIFEST_BYTES_MAX`].
+    #[error("manifest is {bytes} bytes; the most accepted is {MANIFEST_BYTES_MAX}")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// Not JSON of a manifest's shape.
+    #[error("not a manifest: {0}")]
+    NotAManifest(#[source] serde_json::Error),
+    /// Another format, or a version this build does not read.
+    #[error(
+        "manifest format {format:?} version {version} is not {MANIFEST_FORMAT:?} version {MANIFEST_VERSION_MIN} to {MANIFEST_VERSION}"
+    )]
+    Unsupported {
+        /// Its format.
+        format: String,
+        /// Its version.
+        version: u32,
+    },
+    /// The first manifest names a previous one, or a later one does not.
+    #[error("manifest {sequence} must name a previous manifest exactly when it is not the first")]
+    Previous {
+        /// Its sequence number.
+        sequence: u64,
+    },
+    /// An object with an empty offset range.
+    #[error("{kind} {key} has an empty offset range")]
+    EmptyRange {
+        /// `segment` or `chunk`.
+        kind: &'static str,
+        /// Its key.
+        key: String,
+    },
+}
+
 impl Manifest {
     /// The bytes to upload.
     pub fn encode(&self) -> Vec<u8> {
@@ -138,38 +177,35 @@ impl Manifest {
     }
 
     /// Parses and checks a manifest's bytes.
-    pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         if bytes.len() > MANIFEST_BYTES_MAX {
-            return Err(format!(
-                "manifest is {} bytes; the most accepted is {MANIFEST_BYTES_MAX}",
-                bytes.len()
-            ));
+            return Err(ManifestError::TooLarge { bytes: bytes.len() });
         }
-        let m: Manifest =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
+        let m: Manifest = serde_json::from_slice(bytes).map_err(ManifestError::NotAManifest)?;
         if m.format != MANIFEST_FORMAT
             || !(MANIFEST_VERSION_MIN..=MANIFEST_VERSION).contains(&m.version)
         {
-            return Err(format!(
-                "manifest format {:?} version {} is not {MANIFEST_FORMAT:?} version {MANIFEST_VERSION_MIN} to {MANIFEST_VERSION}",
-                m.format, m.version
-            ));
+            return Err(ManifestError::Unsupported {
+                format: m.format,
+                version: m.version,
+            });
         }
         if m.sequence == 0 || (m.sequence == 1) != m.previous.is_none() {
-            return Err(format!(
-                "manifest {} must name a previous manifest exactly when it is not the first",
-                m.sequence
-            ));
+            return Err(ManifestError::Previous {
+                sequence: m.sequence,
+            });
         }
-        for s in &m.segments {
-            if s.first_offset >= s.next_offset {
-                return Err(format!("segment {} has an empty offset range", s.key));
-            }
+        if let Some(s) = m.segments.iter().find(|s| s.first_offset >= s.next_offset) {
+            return Err(ManifestError::EmptyRange {
+                kind: "segment",
+                key: s.key.clone(),
+            });
         }
-        for c in &m.chunks {
-            if c.first_offset >= c.next_offset {
-                return Err(format!("chunk {} has an empty offset range", c.key));
-            }
+        if let Some(c) = m.chunks.iter().find(|c| c.first_offset >= c.next_offset) {
+            return Err(ManifestError::EmptyRange {
+                kind: "chunk",
+                key: c.key.clone(),
+            });
         }
         Ok(m)
     }
@@ -217,7 +253,7 @@ mod tests {
     #[test]
     fn round_trip_and_checks() {
         let m = sample(2);
-        assert_eq!(Manifest::decode(&m.encode()), Ok(m.clone()));
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m.clone());
         assert_eq!(m.next_offset(), 9);
         let mut first_with_previous = sample(1);
         first_with_previous.previous = m.previous.clone();
@@ -229,11 +265,12 @@ mod tests {
         let text = String::from_utf8(v1.encode()).unwrap();
         let without_chunks = text.replace(",\n  \"chunks\": []", "");
         assert!(!without_chunks.contains("chunks"), "{without_chunks}");
-        assert_eq!(Manifest::decode(without_chunks.as_bytes()), Ok(v1));
+        assert_eq!(Manifest::decode(without_chunks.as_bytes()).unwrap(), v1);
         let mut other = sample(1);
         other.version = 9;
-        assert!(Manifest::decode(&other.encode())
-            .unwrap_err()
-            .contains("version 9"));
+        assert!(matches!(
+            Manifest::decode(&other.encode()),
+            Err(ManifestError::Unsupported { version: 9, .. })
+        ));
     }
 }

@@ -49,9 +49,6 @@ pub mod status;
 pub mod store;
 pub mod tail;
 
-use gridlog_common::archive::{ArchiveHeader, ARCHIVE_HEADER_BYTES};
-use std::io::Read;
-
 pub use shipper::{ShipError, Shipper};
 pub use status::ShipStatus;
 pub use store::StoreUrl;
@@ -73,46 +70,4 @@ pub fn hex(bytes: &[u8]) -> String {
 /// SHA-256.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     gridlog_firmware::archive::sha256(bytes)
-}
-
-/// Checks the bytes of an archive file (as shipped) and returns its header and the segment
-/// they decompress to: header CRC, compressed length, decompressed length, CRC-32 and
-/// SHA-256 of the segment. Memory is bounded by the segment size limit.
-pub fn verify_archive(bytes: &[u8]) -> Result<(ArchiveHeader, Vec<u8>), String> {
-    let header = ArchiveHeader::decode(bytes).map_err(|e| e.to_string())?;
-    let body = &bytes[ARCHIVE_HEADER_BYTES..];
-    if body.len() as u64 != header.archived_bytes {
-        return Err(format!(
-            "{} compressed bytes, the header says {}",
-            body.len(),
-            header.archived_bytes
-        ));
-    }
-    let max = gridlog_firmware::archive::ARCHIVE_ORIGINAL_BYTES_MAX;
-    if header.original_bytes > max {
-        return Err(format!(
-            "the header claims a {}-byte segment; the most is {max}",
-            header.original_bytes
-        ));
-    }
-    if header.first_offset >= header.next_offset {
-        return Err("the header's offset range is empty".into());
-    }
-    let mut original = Vec::with_capacity(header.original_bytes as usize);
-    zstd::stream::read::Decoder::new(body)
-        .map_err(|e| format!("cannot decompress: {e}"))?
-        .take(header.original_bytes + 1)
-        .read_to_end(&mut original)
-        .map_err(|e| format!("cannot decompress: {e}"))?;
-    if original.len() as u64 != header.original_bytes {
-        return Err(format!(
-            "decompresses to {} bytes, the header says {}",
-            original.len(),
-            header.original_bytes
-        ));
-    }
-    if crc32fast::hash(&original) != header.original_crc32 || sha256(&original) != header.sha256 {
-        return Err("the decompressed segment does not match the header's checksums".into());
-    }
-    Ok((header, original))
 }

@@ -36,8 +36,9 @@ use super::lineage::{self, ParentLink};
 use super::manifest::{ChunkEntry, Manifest, ManifestLink, SegmentEntry, SnapshotEntry};
 use super::shipper::unhex32;
 use super::store::{Store, StoreError};
-use super::{hex, sha256, verify_archive};
+use super::{hex, sha256};
 use crate::config::ShipConfig;
+use gridlog_firmware::archive::verify_bytes;
 
 /// Objects downloaded at once.
 pub const RESTORE_CONCURRENCY: usize = 2;
@@ -709,9 +710,9 @@ pub(super) async fn walk_chain(
                 });
             }
         }
-        let manifest = Manifest::decode(&bytes).map_err(|reason| RestoreError::Tampered {
+        let manifest = Manifest::decode(&bytes).map_err(|e| RestoreError::Tampered {
             key: key.clone(),
-            reason,
+            reason: e.to_string(),
         })?;
         if expected_seq.is_some_and(|s| s != manifest.sequence) || manifest.site_id != site {
             return Err(RestoreError::Inconsistent(format!(
@@ -768,7 +769,7 @@ async fn restore_segment(
             entry.object_sha256
         )));
     }
-    let (header, original) = verify_archive(&bytes).map_err(tampered)?;
+    let (header, original) = verify_bytes(&bytes).map_err(|e| tampered(e.to_string()))?;
     if hex(&header.sha256) != entry.segment_sha256
         || (header.first_offset, header.next_offset) != (entry.first_offset, entry.next_offset)
     {

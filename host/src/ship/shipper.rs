@@ -44,8 +44,9 @@ use super::manifest::{
 use super::status::{unix_ms_now, Backlog, RecoveryPoint, ShipStatus};
 use super::store::{sleep_or_stop, Store, StoreError, Stored, Upload};
 use super::tail::{self, TailState};
-use super::{hex, sha256, verify_archive};
+use super::{hex, sha256};
 use crate::config::Config;
+use gridlog_firmware::archive::verify_bytes;
 
 /// Most objects in one round (one manifest). Bounds a manifest's size and how long a
 /// confirmation may wait for the round's slowest upload.
@@ -73,7 +74,55 @@ pub enum ShipError {
     /// The store's manifest chain of this lineage is not ours: a second writer, or
     /// tampering. Shipping stops until an operator looks.
     #[error("halted: {0}")]
-    Halted(String),
+    Halted(HaltReason),
+}
+
+/// Why shipping halted: what in the store contradicts this gateway's own history.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HaltReason {
+    /// A manifest of our lineage does not decode.
+    #[error("manifest {key} in our lineage: {source}")]
+    ManifestUnreadable {
+        /// Its key.
+        key: String,
+        /// Why.
+        source: super::manifest::ManifestError,
+    },
+    /// A manifest of our lineage does not continue the chain this gateway wrote.
+    #[error(
+        "manifest {key} does not continue this gateway's chain (expected sequence {expected_sequence} after {expected_previous:?}): a second writer in lineage {lineage}, or tampering"
+    )]
+    ChainBroken {
+        /// Its key.
+        key: String,
+        /// The sequence number that would continue the chain.
+        expected_sequence: u64,
+        /// The key of the manifest it should name.
+        expected_previous: Option<String>,
+        /// Our lineage.
+        lineage: String,
+    },
+    /// A manifest lists an object whose hash is not 64 hex digits.
+    #[error("manifest {sequence} holds a malformed hash")]
+    MalformedHash {
+        /// The manifest's sequence number.
+        sequence: u64,
+    },
+    /// A different manifest is already under the key of ours.
+    #[error("{conflict} — another writer in lineage {lineage}? shipping halts")]
+    ManifestConflict {
+        /// What the store holds, as the read-back found it.
+        conflict: String,
+        /// Our lineage.
+        lineage: String,
+    },
+    /// A different object is already under the key of one of ours.
+    #[error("{conflict}")]
+    ObjectConflict {
+        /// What the store holds, as the read-back found it.
+        conflict: String,
+    },
 }
 
 /// The newest manifest of the chain this gateway continues.
@@ -519,8 +568,12 @@ impl Shipper {
     /// A manifest of our lineage that the log has no confirmation of: it must continue our
     /// chain; then everything it lists is confirmed.
     async fn adopt(&mut self, seq: u64, key: &Path, bytes: &[u8]) -> Result<(), ShipError> {
-        let manifest = Manifest::decode(bytes)
-            .map_err(|e| ShipError::Halted(format!("manifest {key} in our lineage: {e}")))?;
+        let manifest = Manifest::decode(bytes).map_err(|source| {
+            ShipError::Halted(HaltReason::ManifestUnreadable {
+                key: key.to_string(),
+                source,
+            })
+        })?;
         let expected_previous = self.head.as_ref().map(|h| &h.link);
         let expected_seq = self.head.as_ref().map_or(1, |h| h.sequence + 1);
         if manifest.sequence != seq
@@ -528,13 +581,14 @@ impl Shipper {
             || manifest.previous.as_ref() != expected_previous
             || manifest.lineage != self.layout.lineage()
         {
-            let message = format!(
-                "manifest {key} does not continue this gateway's chain (expected sequence {expected_seq} after {:?}): a second writer in lineage {}, or tampering",
-                expected_previous.map(|l| &l.key),
-                self.layout.lineage()
-            );
-            self.status.alarm(message.clone());
-            return Err(ShipError::Halted(message));
+            let reason = HaltReason::ChainBroken {
+                key: key.to_string(),
+                expected_sequence: expected_seq,
+                expected_previous: expected_previous.map(|l| l.key.clone()),
+                lineage: self.layout.lineage().to_string(),
+            };
+            self.status.alarm(reason.to_string());
+            return Err(ShipError::Halted(reason));
         }
         let sha = sha256(bytes);
         tracing::info!(%key, "adopting a manifest written before a crash");
@@ -570,9 +624,11 @@ impl Shipper {
     ) -> Result<(), ShipError> {
         let mut events = Vec::with_capacity(confirmed.len() + 1);
         for c in confirmed {
-            events.push(confirmed_event(c).ok_or_else(|| {
-                ShipError::Halted(format!("manifest {seq} holds a malformed hash"))
-            })?);
+            events.push(
+                confirmed_event(c).ok_or_else(|| {
+                    ShipError::Halted(HaltReason::MalformedHash { sequence: seq })
+                })?,
+            );
         }
         events.push(Event::ShipConfirmed {
             object: ShipObject::Manifest,
@@ -936,13 +992,13 @@ impl Shipper {
             Stored::Written | Stored::Duplicate => Ok(()),
             // `same_content` is never true for a manifest.
             Stored::Equivalent { .. } => unreachable!("a manifest is never equivalent"),
-            Stored::Conflict(message) => {
-                let message = format!(
-                    "{message} — another writer in lineage {}? shipping halts",
-                    self.layout.lineage()
-                );
-                self.status.alarm(message.clone());
-                Err(ShipError::Halted(message))
+            Stored::Conflict(conflict) => {
+                let reason = HaltReason::ManifestConflict {
+                    conflict,
+                    lineage: self.layout.lineage().to_string(),
+                };
+                self.status.alarm(reason.to_string());
+                Err(ShipError::Halted(reason))
             }
         }
     }
@@ -1144,9 +1200,10 @@ impl Shipper {
                     Stored::Written | Stored::Duplicate => (object_sha, bytes.len() as u64),
                     // The same records chunked the same way by an earlier run.
                     Stored::Equivalent { sha256, bytes } => (sha256, bytes),
-                    Stored::Conflict(message) => {
-                        self.status.alarm(message.clone());
-                        return Err(ShipError::Halted(message));
+                    Stored::Conflict(conflict) => {
+                        let reason = HaltReason::ObjectConflict { conflict };
+                        self.status.alarm(reason.to_string());
+                        return Err(ShipError::Halted(reason));
                     }
                 };
             round_bytes += object_bytes;
@@ -1278,7 +1335,7 @@ fn load(engine: &Engine, p: &Pending) -> Result<Option<Loaded>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let segment = match p.name {
         ObjectName::Segment(first, next) => {
-            let (header, _) = verify_archive(&bytes)?;
+            let (header, _) = verify_bytes(&bytes).map_err(|e| e.to_string())?;
             if (header.first_offset, header.next_offset) != (first, next)
                 || p.segment_sha.is_some_and(|sha| sha != header.sha256)
             {
@@ -1348,7 +1405,7 @@ impl Loaded {
     fn same_content(&self, stored: &[u8]) -> bool {
         match (self.name, self.segment) {
             (ObjectName::Segment(first, next), Some((sha, _))) => {
-                verify_archive(stored).is_ok_and(|(h, _)| {
+                verify_bytes(stored).is_ok_and(|(h, _)| {
                     h.sha256 == sha && h.first_offset == first && h.next_offset == next
                 })
             }

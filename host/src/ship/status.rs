@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Alarms kept for status (the newest; older ones are in the log).
 pub const ALARMS_KEPT: usize = 16;
@@ -190,44 +191,159 @@ impl ShipStatus {
     }
 
     /// The `"shipping"` object of `/api/v1/status`.
-    pub fn to_json(&self) -> Value {
+    pub fn body(&self) -> ShippingBody {
         let s = self.lock().clone();
         let now = unix_ms_now();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        json!({
-            "enabled": true,
-            "store": s.store,
-            "lineage": s.lineage,
-            "state": s.phase,
-            "backlog": {
-                "objects": s.backlog_objects,
-                "bytes": s.backlog_bytes,
-                "oldest_first_offset": s.oldest_first_offset,
-                "oldest_age_s": s.oldest_created_unix_ms.map(|t| now.saturating_sub(t) / 1000),
-            },
-            "shipped": {
-                "objects": load(&self.objects_shipped),
-                "bytes": load(&self.bytes_shipped),
-                "duplicates": load(&self.duplicates),
-                "manifests": load(&self.manifests),
-                "manifest_sequence": s.manifest_sequence,
-                "covered_next_offset": s.covered_next_offset,
-            },
-            "recovery_point": {
-                "next_offset": s.recovery_next_offset,
-                "newest_offset": s.recovery_next_offset.checked_sub(1).filter(|o| *o > 0),
-                "verified_age_s": s.recovery_verified_unix_ms.map(|t| now.saturating_sub(t) / 1000),
-                "lag_s": s.unshipped_since_unix_ms.map_or(0, |t| now.saturating_sub(t) / 1000),
-                "max_lag_s": load(&self.max_lag_s),
-            },
-            "requests": load(&self.requests),
-            "retries": load(&self.retries),
-            "bytes_sent": load(&self.bytes_sent),
-            "bytes_read": load(&self.bytes_read),
-            "last_success_age_s": s.last_success_unix_ms.map(|t| now.saturating_sub(t) / 1000),
-            "last_error": s.last_error.as_ref().map(|(t, m)| json!({"message": m, "age_s": now.saturating_sub(*t) / 1000})),
-            "alarms": s.alarms.iter().map(|(t, m)| json!({"message": m, "age_s": now.saturating_sub(*t) / 1000})).collect::<Vec<_>>(),
-            "alarms_total": load(&self.alarms_total),
-        })
+        let age_s = |t: u64| now.saturating_sub(t) / 1000;
+        let message = |(t, m): &(u64, String)| ShipMessage {
+            message: m.clone(),
+            age_s: age_s(*t),
+        };
+        ShippingBody {
+            enabled: true,
+            detail: Some(ShippingDetail {
+                store: s.store,
+                lineage: s.lineage,
+                state: s.phase,
+                backlog: BacklogBody {
+                    objects: s.backlog_objects,
+                    bytes: s.backlog_bytes,
+                    oldest_first_offset: s.oldest_first_offset,
+                    oldest_age_s: s.oldest_created_unix_ms.map(age_s),
+                },
+                shipped: ShippedBody {
+                    objects: load(&self.objects_shipped),
+                    bytes: load(&self.bytes_shipped),
+                    duplicates: load(&self.duplicates),
+                    manifests: load(&self.manifests),
+                    manifest_sequence: s.manifest_sequence,
+                    covered_next_offset: s.covered_next_offset,
+                },
+                recovery_point: RecoveryPointBody {
+                    next_offset: s.recovery_next_offset,
+                    newest_offset: s.recovery_next_offset.checked_sub(1).filter(|o| *o > 0),
+                    verified_age_s: s.recovery_verified_unix_ms.map(age_s),
+                    lag_s: s.unshipped_since_unix_ms.map_or(0, age_s),
+                    max_lag_s: load(&self.max_lag_s),
+                },
+                requests: load(&self.requests),
+                retries: load(&self.retries),
+                bytes_sent: load(&self.bytes_sent),
+                bytes_read: load(&self.bytes_read),
+                last_success_age_s: s.last_success_unix_ms.map(age_s),
+                last_error: s.last_error.as_ref().map(message),
+                alarms: s.alarms.iter().map(message).collect(),
+                alarms_total: load(&self.alarms_total),
+            }),
+        }
     }
+}
+
+/// `shipping` in `/api/v1/status`: `{"enabled": false}` when no store is configured, else
+/// every field of [`ShippingDetail`] beside `"enabled": true`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShippingBody {
+    /// Whether a store is configured.
+    pub enabled: bool,
+    /// What the shipper is doing (absent when shipping is off).
+    #[serde(flatten)]
+    pub detail: Option<ShippingDetail>,
+}
+
+impl ShippingBody {
+    /// Shipping off.
+    pub fn disabled() -> ShippingBody {
+        ShippingBody {
+            enabled: false,
+            detail: None,
+        }
+    }
+}
+
+/// What the shipper is doing.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShippingDetail {
+    /// The store URL.
+    pub store: String,
+    /// The lineage shipped under.
+    pub lineage: String,
+    /// `starting`, `reconciling`, `shipping`, `retrying`, `idle`, `stopped`, ...
+    pub state: &'static str,
+    /// What waits to be shipped.
+    pub backlog: BacklogBody,
+    /// What central storage confirmed.
+    pub shipped: ShippedBody,
+    /// The newest offset central storage holds without a gap, and how far behind it is.
+    pub recovery_point: RecoveryPointBody,
+    /// Requests sent to the store.
+    pub requests: u64,
+    /// Failed requests that were retried.
+    pub retries: u64,
+    /// Request body bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes read back.
+    pub bytes_read: u64,
+    /// Seconds since the last successful round.
+    pub last_success_age_s: Option<u64>,
+    /// The last error, if the last round failed.
+    pub last_error: Option<ShipMessage>,
+    /// The newest alarms (an object in the store differs from ours), at most [`ALARMS_KEPT`].
+    pub alarms: Vec<ShipMessage>,
+    /// Alarms raised since start.
+    pub alarms_total: u64,
+}
+
+/// The backlog in `/api/v1/status`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BacklogBody {
+    /// Objects waiting.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// First offset of the oldest waiting segment.
+    pub oldest_first_offset: Option<u64>,
+    /// Seconds the oldest waiting object has waited.
+    pub oldest_age_s: Option<u64>,
+}
+
+/// What central storage confirmed, in `/api/v1/status`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShippedBody {
+    /// Objects confirmed.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Uploads found already there with the same content.
+    pub duplicates: u64,
+    /// Manifests written.
+    pub manifests: u64,
+    /// The newest manifest's sequence number.
+    pub manifest_sequence: u64,
+    /// One past the highest offset a manifest covers.
+    pub covered_next_offset: u64,
+}
+
+/// The recovery point in `/api/v1/status`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecoveryPointBody {
+    /// One past the newest offset central storage holds without a gap.
+    pub next_offset: u64,
+    /// That newest offset (absent when it holds nothing).
+    pub newest_offset: Option<u64>,
+    /// Seconds since the newest chunk was verified there.
+    pub verified_age_s: Option<u64>,
+    /// Seconds the oldest acknowledged event not yet there has waited (0: none waits).
+    pub lag_s: u64,
+    /// The bound on that, `ship.max_lag_s`.
+    pub max_lag_s: u64,
+}
+
+/// An error or alarm with its age.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShipMessage {
+    /// What happened.
+    pub message: String,
+    /// Seconds ago.
+    pub age_s: u64,
 }

@@ -52,11 +52,11 @@ pub enum StoreUrl {
 
 impl StoreUrl {
     /// Parses `s3://bucket/prefix` or `file:///absolute/path`.
-    pub fn parse(url: &str) -> Result<StoreUrl, String> {
+    pub fn parse(url: &str) -> Result<StoreUrl, StoreUrlError> {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("{url:?} names no bucket (s3://BUCKET/PREFIX)"));
+                return Err(StoreUrlError::NoBucket(url.to_string()));
             }
             Ok(StoreUrl::S3 {
                 bucket: bucket.to_string(),
@@ -64,15 +64,11 @@ impl StoreUrl {
             })
         } else if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
-                return Err(format!(
-                    "{url:?} is not an absolute file URL (file:///PATH)"
-                ));
+                return Err(StoreUrlError::RelativePath(url.to_string()));
             }
             Ok(StoreUrl::File { path: path.into() })
         } else {
-            Err(format!(
-                "{url:?} is not a store URL: use s3://BUCKET/PREFIX or file:///PATH"
-            ))
+            Err(StoreUrlError::Scheme(url.to_string()))
         }
     }
 
@@ -85,13 +81,36 @@ impl StoreUrl {
     }
 }
 
+/// Why a store URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreUrlError {
+    /// `s3://` without a bucket.
+    #[error("{0:?} names no bucket (s3://BUCKET/PREFIX)")]
+    NoBucket(String),
+    /// `file://` with a relative path.
+    #[error("{0:?} is not an absolute file URL (file:///PATH)")]
+    RelativePath(String),
+    /// Neither `s3://` nor `file://`.
+    #[error("{0:?} is not a store URL: use s3://BUCKET/PREFIX or file:///PATH")]
+    Scheme(String),
+}
+
 /// Why a store cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The URL or settings are wrong.
+    /// The URL is wrong.
     #[error("store configuration: {0}")]
-    Config(String),
+    Url(#[from] StoreUrlError),
+    /// A file store's directory cannot be created.
+    #[error("store configuration: cannot create {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The store answered with an error.
     #[error("store error: {0}")]
     Store(#[from] object_store::Error),
@@ -193,7 +212,7 @@ impl Store {
 
     /// Opens `url` with `config`'s other settings.
     pub fn open_url(url: &str, config: &ShipConfig) -> Result<Store, StoreError> {
-        let parsed = StoreUrl::parse(url).map_err(StoreError::Config)?;
+        let parsed = StoreUrl::parse(url)?;
         let (inner, attributes): (Arc<dyn ObjectStore>, bool) = match &parsed {
             StoreUrl::S3 { bucket, .. } => {
                 let client = ClientOptions::new()
@@ -235,8 +254,9 @@ impl Store {
                 (Arc::new(builder.build()?), true)
             }
             StoreUrl::File { path } => {
-                std::fs::create_dir_all(path).map_err(|e| {
-                    StoreError::Config(format!("cannot create {}: {e}", path.display()))
+                std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
+                    path: path.clone(),
+                    source,
                 })?;
                 let local = object_store::local::LocalFileSystem::new_with_prefix(path)?;
                 (Arc::new(local), false)

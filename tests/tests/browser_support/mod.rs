@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder};
 use futures_util::FutureExt;
+use gridlog_tests::kill::signal_group;
 use serde_json::{json, Value};
 
 /// Longest wait for anything the page should show by itself.
@@ -129,7 +130,7 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
-        let group = self.child.id() as i32;
+        let group = self.child.id();
         signal_group(group, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -141,14 +142,6 @@ impl Drop for ChromeDriver {
         signal_group(group, libc::SIGKILL);
         let _ = self.child.wait();
     }
-}
-
-/// Sends `signal` to every process of the process group `group` (chromedriver and the
-/// browsers it started).
-fn signal_group(group: i32, signal: i32) {
-    #[allow(unsafe_code)]
-    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names a group.
-    let _ = unsafe { libc::kill(-group, signal) };
 }
 
 /// The path of `name` on PATH; the test fails (never skips) without it.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +33,7 @@ pub const SITE: &str = "plant-7";
 /// Segment size of the tests' logs: small, so many segments exist quickly.
 pub const SEGMENT_BYTES: u64 = 16 * 1024;
 /// How long a test waits for shipping to settle.
-pub const SETTLE: Duration = Duration::from_secs(120);
+pub const SETTLE: Duration = gridlog_tests::server::SHIP_SETTLE;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
@@ -628,13 +628,8 @@ pub fn digest_until(dir: &Path, until: u64) -> u64 {
     image.digest()
 }
 
-/// A `gridlog` process with shipping configured.
-#[derive(Debug)]
-pub struct Gateway {
-    child: Option<Child>,
-    /// Its HTTP address (serve).
-    pub addr: Option<SocketAddr>,
-}
+#[allow(unused_imports)] // not every ship test runs a gateway
+pub use gridlog_tests::server::Gateway;
 
 /// Environment for shipping to `endpoint`.
 pub fn ship_env(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
@@ -700,7 +695,7 @@ pub fn restore(prefix: &str, dir: &Path, endpoint: &str, extra: &[&str]) -> (i32
     let from = format!("s3://{BUCKET}/{prefix}");
     let mut args = vec!["restore", "--from", &from, "--site", SITE];
     let dir_s = dir.display().to_string();
-    args.extend(["--data", &dir_s]);
+    args.extend(["--data-dir", &dir_s]);
     args.extend(extra);
     let out = gridlog(&args, &ship_env(endpoint, prefix))
         .output()
@@ -710,133 +705,6 @@ pub fn restore(prefix: &str, dir: &Path, endpoint: &str, extra: &[&str]) -> (i32
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-impl Gateway {
-    /// `gridlog serve` on `dir` with `env`; waits until it is ready.
-    pub fn serve(dir: &Path, env: &[(String, String)]) -> Gateway {
-        let mut child = gridlog(
-            &[
-                "serve",
-                "--data-dir",
-                &dir.display().to_string(),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            env,
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start gridlog");
-        let addr = gridlog_tests::server::listening_address(&mut child, Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("gridlog serve: {e}"));
-        let gateway = Gateway {
-            child: Some(child),
-            addr: Some(addr),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while gateway.get("/readyz").0 != 200 {
-            assert!(Instant::now() < deadline, "gridlog never became ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        gateway
-    }
-
-    /// GET a path; status and JSON.
-    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let url = format!("http://{}{}", self.addr.expect("serve"), path);
-        match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
-            Ok(r) => (r.status(), r.into_json().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or_default()),
-            Err(_) => (0, serde_json::Value::Null),
-        }
-    }
-
-    /// POST JSON to a path; the JSON answer (panics on an error status).
-    pub fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let url = format!("http://{}{}", self.addr.expect("serve"), path);
-        match ureq::post(&url).send_json(body) {
-            Ok(r) => r.into_json().expect("JSON answer"),
-            Err(ureq::Error::Status(code, r)) => {
-                panic!(
-                    "POST {path}: {code} {}",
-                    r.into_string().unwrap_or_default()
-                )
-            }
-            Err(e) => panic!("POST {path}: {e}"),
-        }
-    }
-
-    /// The `"shipping"` object of status.
-    pub fn shipping(&self) -> serde_json::Value {
-        self.get("/api/v1/status").1["shipping"].clone()
-    }
-
-    /// Waits until the backlog is empty and nothing is in flight; panics after [`SETTLE`].
-    pub fn wait_shipped(&self) -> serde_json::Value {
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let s = self.shipping();
-            if s["backlog"]["objects"] == 0 && s["state"] == "idle" {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "shipping did not settle: {s:#}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// CPU time the process has used so far, all its threads, user and system (from
-    /// `/proc/PID/stat`, whose clock ticks `getconf CLK_TCK` gives), in nanoseconds.
-    pub fn cpu_ns(&self) -> u64 {
-        let pid = self.child.as_ref().expect("running").id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-        // After the command name (in parentheses, which may hold spaces): state is field 3,
-        // utime and stime fields 14 and 15.
-        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-        let fields: Vec<u64> = rest
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        let ticks = fields[11] + fields[12];
-        let out = Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .expect("getconf");
-        let per_s: u64 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("CLK_TCK");
-        ticks * 1_000_000_000 / per_s
-    }
-
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM and wait; returns the exit code.
-    pub fn stop(&mut self) -> i32 {
-        let mut child = self.child.take().expect("running");
-        gridlog_tests::server::signal(child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "gridlog did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Checks what a lineage prefix holds against a data directory's archive: every archived
