@@ -18,14 +18,14 @@ use object_store::path::Path as Key;
 use super::manifest::Manifest;
 use super::restore::{newest_lineage, walk_chain, RestoreError, RestoreOptions};
 use super::store::Store;
-use super::{hex, sha256};
+use super::{sha256, Sha256};
 use crate::config::ShipConfig;
 
 /// An object a manifest names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expected {
-    /// SHA-256 of its bytes, hex.
-    pub sha256: String,
+    /// SHA-256 of its bytes.
+    pub sha256: Sha256,
     /// Its size.
     pub bytes: u64,
     /// A chunk that a segment of the chain covers wholly: it may be gone.
@@ -57,7 +57,7 @@ impl AuditReport {
 }
 
 /// Every object the chain's manifests name (the manifests themselves included), by key.
-pub fn expected(chain: &[(String, String, &Manifest)]) -> BTreeMap<String, Expected> {
+pub fn expected(chain: &[(String, Sha256, &Manifest)]) -> BTreeMap<String, Expected> {
     let mut out = BTreeMap::new();
     let segments: Vec<(u64, u64)> = chain
         .iter()
@@ -76,23 +76,23 @@ pub fn expected(chain: &[(String, String, &Manifest)]) -> BTreeMap<String, Expec
         at >= next
     };
     for (key, sha, m) in chain {
-        let e = |sha256: &str, bytes: u64, superseded: bool| Expected {
-            sha256: sha256.to_string(),
+        let e = |sha256: Sha256, bytes: u64, superseded: bool| Expected {
+            sha256,
             bytes,
             superseded,
         };
-        out.insert(key.clone(), e(sha, 0, false));
+        out.insert(key.clone(), e(*sha, 0, false));
         for s in &m.segments {
-            out.insert(s.key.clone(), e(&s.object_sha256, s.object_bytes, false));
+            out.insert(s.key.clone(), e(s.object_sha256, s.object_bytes, false));
         }
         for s in &m.snapshots {
-            out.insert(s.key.clone(), e(&s.object_sha256, s.object_bytes, false));
+            out.insert(s.key.clone(), e(s.object_sha256, s.object_bytes, false));
         }
         for c in &m.chunks {
             let superseded = covered(c.first_offset, c.next_offset);
             out.insert(
                 c.key.clone(),
-                e(&c.object_sha256, c.object_bytes, superseded),
+                e(c.object_sha256, c.object_bytes, superseded),
             );
         }
     }
@@ -139,9 +139,9 @@ pub async fn audit(url: &str, site: &str, ship: &ShipConfig) -> Result<AuditRepo
     };
     let (_, head_key) = newest_lineage(&store, &site_layout, &options).await?;
     let chain = walk_chain(&store, &head_key, site).await?;
-    let named: Vec<(String, String, &Manifest)> = chain
+    let named: Vec<(String, Sha256, &Manifest)> = chain
         .iter()
-        .map(|l| (l.key.clone(), l.sha256.clone(), &l.manifest))
+        .map(|l| (l.key.clone(), l.sha256, &l.manifest))
         .collect();
     let expected = expected(&named);
     let listed: BTreeMap<String, u64> = store
@@ -157,7 +157,7 @@ pub async fn audit(url: &str, site: &str, ship: &ShipConfig) -> Result<AuditRepo
             report.missing.push(key);
             continue;
         };
-        if hex(&sha256(&bytes)) != expected[&key].sha256 {
+        if sha256(&bytes) != expected[&key].sha256 {
             report.tampered.push(key);
         }
     }
@@ -186,9 +186,9 @@ mod tests {
                     first_offset: f,
                     next_offset: n,
                     object_bytes: 10,
-                    object_sha256: format!("sha-seg-{f}"),
+                    object_sha256: Sha256::of(format!("sha-seg-{f}").as_bytes()),
                     original_bytes: 10,
-                    segment_sha256: String::new(),
+                    segment_sha256: Sha256::default(),
                 })
                 .collect(),
             snapshots: vec![],
@@ -199,7 +199,7 @@ mod tests {
                     first_offset: f,
                     next_offset: n,
                     object_bytes: 5,
-                    object_sha256: format!("sha-chunk-{f}"),
+                    object_sha256: Sha256::of(format!("sha-chunk-{f}").as_bytes()),
                 })
                 .collect(),
         }
@@ -210,8 +210,8 @@ mod tests {
         let m1 = manifest(&[], &[(1, 50), (50, 120)]);
         let m2 = manifest(&[(1, 100)], &[(120, 130)]);
         let chain = [
-            ("man-1".to_string(), "h1".to_string(), &m1),
-            ("man-2".to_string(), "h2".to_string(), &m2),
+            ("man-1".to_string(), Sha256::of(b"h1"), &m1),
+            ("man-2".to_string(), Sha256::of(b"h2"), &m2),
         ];
         let expected = expected(&chain);
         assert!(expected["chunk-1"].superseded);

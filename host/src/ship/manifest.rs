@@ -34,6 +34,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Sha256;
+
 /// The `format` field.
 pub const MANIFEST_FORMAT: &str = "gridlog-manifest";
 /// The `version` this build writes and reads.
@@ -49,8 +51,8 @@ pub const MANIFEST_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub struct ManifestLink {
     /// Its key.
     pub key: String,
-    /// SHA-256 of its bytes, hex.
-    pub sha256: String,
+    /// SHA-256 of its bytes (hex in JSON).
+    pub sha256: Sha256,
 }
 
 /// A shipped segment.
@@ -64,12 +66,13 @@ pub struct SegmentEntry {
     pub next_offset: u64,
     /// Size of the object (the archive file).
     pub object_bytes: u64,
-    /// SHA-256 of the object, hex.
-    pub object_sha256: String,
+    /// SHA-256 of the object (hex in JSON).
+    pub object_sha256: Sha256,
     /// Size of the segment it decompresses to.
     pub original_bytes: u64,
-    /// SHA-256 of that segment, hex (the archive header's, and the log's `ShipConfirmed`).
-    pub segment_sha256: String,
+    /// SHA-256 of that segment (hex in JSON; the archive header's, and the log's
+    /// `ShipConfirmed`).
+    pub segment_sha256: Sha256,
 }
 
 /// A shipped snapshot.
@@ -81,8 +84,8 @@ pub struct SnapshotEntry {
     pub next_offset: u64,
     /// Size of the object (the snapshot file).
     pub object_bytes: u64,
-    /// SHA-256 of the object, hex.
-    pub object_sha256: String,
+    /// SHA-256 of the object (hex in JSON).
+    pub object_sha256: Sha256,
 }
 
 /// A shipped chunk.
@@ -96,8 +99,8 @@ pub struct ChunkEntry {
     pub next_offset: u64,
     /// Size of the object.
     pub object_bytes: u64,
-    /// SHA-256 of the object, hex.
-    pub object_sha256: String,
+    /// SHA-256 of the object (hex in JSON).
+    pub object_sha256: Sha256,
 }
 
 /// One manifest.
@@ -233,7 +236,7 @@ mod tests {
             sequence,
             previous: (sequence > 1).then(|| ManifestLink {
                 key: "k".into(),
-                sha256: "h".into(),
+                sha256: Sha256::of(b"h"),
             }),
             created_unix_ms: 1,
             segments: vec![SegmentEntry {
@@ -241,9 +244,9 @@ mod tests {
                 first_offset: 1,
                 next_offset: 9,
                 object_bytes: 10,
-                object_sha256: "x".into(),
+                object_sha256: Sha256::of(b"x"),
                 original_bytes: 20,
-                segment_sha256: "y".into(),
+                segment_sha256: Sha256::of(b"y"),
             }],
             snapshots: vec![],
             chunks: vec![],

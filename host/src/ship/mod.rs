@@ -44,11 +44,13 @@ pub mod lineage;
 pub mod manifest;
 pub mod restore;
 pub mod retry;
+pub mod sha;
 pub mod shipper;
 pub mod status;
 pub mod store;
 pub mod tail;
 
+pub use sha::Sha256;
 pub use shipper::{ShipError, Shipper};
 pub use status::ShipStatus;
 pub use store::StoreUrl;
@@ -68,6 +70,6 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// SHA-256.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    gridlog_firmware::archive::sha256(bytes)
+pub fn sha256(bytes: &[u8]) -> Sha256 {
+    Sha256::of(bytes)
 }

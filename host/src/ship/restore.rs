@@ -34,9 +34,8 @@ use object_store::path::Path as Key;
 use super::layout::{Layout, ObjectName};
 use super::lineage::{self, ParentLink};
 use super::manifest::{ChunkEntry, Manifest, ManifestLink, SegmentEntry, SnapshotEntry};
-use super::shipper::unhex32;
 use super::store::{Store, StoreError};
-use super::{hex, sha256};
+use super::{hex, sha256, Sha256};
 use crate::config::ShipConfig;
 use gridlog_firmware::archive::verify_bytes;
 
@@ -146,7 +145,7 @@ impl From<StoreError> for RestoreError {
 #[derive(Debug, Clone)]
 pub(super) struct ChainLink {
     pub(super) key: String,
-    pub(super) sha256: String,
+    pub(super) sha256: Sha256,
     pub(super) manifest: Manifest,
 }
 
@@ -309,11 +308,10 @@ pub async fn restore(
     let unconfirmed_segments = segments
         .values()
         .filter(|s| {
-            let sha = unhex32(&s.segment_sha256);
             system
                 .shipped
                 .get(&(ShipObject::Segment, s.first_offset))
-                .is_none_or(|(_, h)| Some(*h) != sha)
+                .is_none_or(|(_, h)| *h != s.segment_sha256.0)
         })
         .cloned()
         .collect();
@@ -322,7 +320,7 @@ pub async fn restore(
         lineage: lineage.clone(),
         manifest: ManifestLink {
             key: head.key.clone(),
-            sha256: head.sha256.clone(),
+            sha256: head.sha256,
         },
         sequence: head.manifest.sequence,
         unconfirmed_segments,
@@ -521,7 +519,7 @@ async fn restore_chunks(
             key: entry.key.clone(),
             reason,
         };
-        let sha = hex(&sha256(&bytes));
+        let sha = sha256(&bytes);
         if sha != entry.object_sha256 || bytes.len() as u64 != entry.object_bytes {
             return Err(tampered(format!(
                 "{} bytes with sha256 {sha}; the manifest says {} bytes with sha256 {}",
@@ -690,7 +688,7 @@ pub(super) async fn walk_chain(
 ) -> Result<Vec<ChainLink>, RestoreError> {
     let mut chain = Vec::new();
     let mut key = head_key.to_string();
-    let mut expected_sha: Option<String> = None;
+    let mut expected_sha: Option<Sha256> = None;
     let mut expected_seq: Option<u64> = None;
     loop {
         let bytes =
@@ -701,7 +699,7 @@ pub(super) async fn walk_chain(
                     key: key.clone(),
                     what: "a manifest of the chain".into(),
                 })?;
-        let sha = hex(&sha256(&bytes));
+        let sha = sha256(&bytes);
         if let Some(expected) = &expected_sha {
             if *expected != sha {
                 return Err(RestoreError::Tampered {
@@ -760,7 +758,7 @@ async fn restore_segment(
         key: entry.key.clone(),
         reason,
     };
-    let object_sha = hex(&sha256(&bytes));
+    let object_sha = sha256(&bytes);
     if object_sha != entry.object_sha256 || bytes.len() as u64 != entry.object_bytes {
         return Err(tampered(format!(
             "{} bytes with sha256 {object_sha}; the manifest says {} bytes with sha256 {}",
@@ -770,7 +768,7 @@ async fn restore_segment(
         )));
     }
     let (header, original) = verify_bytes(&bytes).map_err(|e| tampered(e.to_string()))?;
-    if hex(&header.sha256) != entry.segment_sha256
+    if header.sha256 != entry.segment_sha256.0
         || (header.first_offset, header.next_offset) != (entry.first_offset, entry.next_offset)
     {
         return Err(tampered(
@@ -813,7 +811,7 @@ async fn restore_snapshot(
             key: entry.key.clone(),
             what: format!("the snapshot at offset {}", entry.next_offset),
         })?;
-    let sha = hex(&sha256(&bytes));
+    let sha = sha256(&bytes);
     if sha != entry.object_sha256 {
         return Err(RestoreError::Tampered {
             key: entry.key.clone(),
@@ -895,9 +893,9 @@ mod tests {
                 first_offset: first,
                 next_offset: next,
                 object_bytes: 1,
-                object_sha256: String::new(),
+                object_sha256: Sha256::default(),
                 original_bytes: 1,
-                segment_sha256: String::new(),
+                segment_sha256: Sha256::default(),
             },
         )
     }
@@ -909,7 +907,7 @@ mod tests {
                 key: format!("snap-{next}"),
                 next_offset: next,
                 object_bytes: 1,
-                object_sha256: String::new(),
+                object_sha256: Sha256::default(),
             },
         )
     }
@@ -951,7 +949,7 @@ mod tests {
             first_offset: first,
             next_offset: next,
             object_bytes: 1,
-            object_sha256: String::new(),
+            object_sha256: Sha256::default(),
         }
     }
 

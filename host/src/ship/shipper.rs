@@ -44,7 +44,7 @@ use super::manifest::{
 use super::status::{unix_ms_now, Backlog, RecoveryPoint, ShipStatus};
 use super::store::{sleep_or_stop, Store, StoreError, Stored, Upload};
 use super::tail::{self, TailState};
-use super::{hex, sha256};
+use super::{hex, sha256, Sha256};
 use crate::config::Config;
 use gridlog_firmware::archive::verify_bytes;
 
@@ -81,7 +81,8 @@ pub enum ShipError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HaltReason {
-    /// A manifest of our lineage does not decode.
+    /// A manifest of our lineage does not decode (a hash that is not 64 hex digits
+    /// included).
     #[error("manifest {key} in our lineage: {source}")]
     ManifestUnreadable {
         /// Its key.
@@ -102,12 +103,6 @@ pub enum HaltReason {
         expected_previous: Option<String>,
         /// Our lineage.
         lineage: String,
-    },
-    /// A manifest lists an object whose hash is not 64 hex digits.
-    #[error("manifest {sequence} holds a malformed hash")]
-    MalformedHash {
-        /// The manifest's sequence number.
-        sequence: u64,
     },
     /// A different manifest is already under the key of ours.
     #[error("{conflict} — another writer in lineage {lineage}? shipping halts")]
@@ -143,7 +138,7 @@ struct Pending {
     created_unix_ms: u64,
     /// For a segment, its SHA-256 (from the archive header, or computed when its intent is
     /// recorded), checked again when loaded.
-    segment_sha: Option<[u8; 32]>,
+    segment_sha: Option<Sha256>,
 }
 
 /// Where a pending object's bytes come from.
@@ -424,7 +419,7 @@ impl Shipper {
                 sequence,
                 link: ManifestLink {
                     key: self.layout.key(ObjectName::Manifest(sequence)).to_string(),
-                    sha256: hex(&sha),
+                    sha256: Sha256(sha),
                 },
             }),
             (None, None) => None,
@@ -523,9 +518,7 @@ impl Shipper {
     ) -> Result<(), ShipError> {
         let mut events = Vec::new();
         for s in &parent.unconfirmed_segments {
-            let Some(sha) = unhex32(&s.segment_sha256) else {
-                continue;
-            };
+            let sha = s.segment_sha256.0;
             let known = system
                 .shipped
                 .get(&(ShipObject::Segment, s.first_offset))
@@ -545,12 +538,12 @@ impl Shipper {
                 .shipped
                 .get(&(ShipObject::Snapshot, FIRST_OFFSET))
                 .map_or(0, |(next, _)| *next);
-            if let (true, Some(sha)) = (s.next_offset > newest, unhex32(&s.object_sha256)) {
+            if s.next_offset > newest {
                 events.push(Event::ShipConfirmed {
                     object: ShipObject::Snapshot,
                     first_offset: FIRST_OFFSET,
                     next_offset: s.next_offset,
-                    sha256: sha,
+                    sha256: s.object_sha256.0,
                     bytes: s.object_bytes,
                 });
             }
@@ -619,22 +612,16 @@ impl Shipper {
         confirmed: &[Confirmed],
         seq: u64,
         manifest: &Manifest,
-        manifest_sha: [u8; 32],
+        manifest_sha: Sha256,
         manifest_bytes: u64,
     ) -> Result<(), ShipError> {
         let mut events = Vec::with_capacity(confirmed.len() + 1);
-        for c in confirmed {
-            events.push(
-                confirmed_event(c).ok_or_else(|| {
-                    ShipError::Halted(HaltReason::MalformedHash { sequence: seq })
-                })?,
-            );
-        }
+        events.extend(confirmed.iter().map(confirmed_event));
         events.push(Event::ShipConfirmed {
             object: ShipObject::Manifest,
             first_offset: seq,
             next_offset: manifest.next_offset(),
-            sha256: manifest_sha,
+            sha256: manifest_sha.0,
             bytes: manifest_bytes,
         });
         record(&self.engine, events).await?;
@@ -643,7 +630,7 @@ impl Shipper {
             sequence: seq,
             link: ManifestLink {
                 key,
-                sha256: hex(&manifest_sha),
+                sha256: manifest_sha,
             },
         });
         self.status.set_chain(seq, manifest.next_offset());
@@ -672,7 +659,7 @@ impl Shipper {
                     source: Source::File(a.path),
                     object_bytes: a.file_bytes,
                     created_unix_ms: h.created_unix_ms,
-                    segment_sha: Some(h.sha256),
+                    segment_sha: Some(Sha256(h.sha256)),
                 });
             }
         }
@@ -792,7 +779,7 @@ impl Shipper {
                 object,
                 first_offset,
                 next_offset,
-                sha256,
+                sha256: sha256.0,
                 bytes: p.object_bytes,
             });
         }
@@ -926,7 +913,7 @@ impl Shipper {
                 object: ShipObject::Manifest,
                 first_offset: seq,
                 next_offset: manifest.next_offset(),
-                sha256: manifest_sha,
+                sha256: manifest_sha.0,
                 bytes: manifest_bytes.len() as u64,
             }],
         )
@@ -977,7 +964,7 @@ impl Shipper {
         &self,
         key: &Path,
         bytes: &Bytes,
-        sha256: [u8; 32],
+        sha256: Sha256,
         stop: &watch::Receiver<bool>,
     ) -> Result<(), ShipError> {
         let upload = Upload {
@@ -1212,7 +1199,7 @@ impl Shipper {
                 first_offset: first,
                 next_offset: first + count as u64,
                 object_bytes,
-                object_sha256: hex(&object_sha),
+                object_sha256: object_sha,
             });
         }
         let seq = self.head.as_ref().map_or(1, |h| h.sequence + 1);
@@ -1271,10 +1258,10 @@ impl Shipper {
 /// An object of this lineage in a listing: its name, key and age in milliseconds.
 type Listed = (ObjectName, Path, u64);
 
-fn manifest_link(key: &Path, sha: &[u8; 32]) -> ManifestLink {
+fn manifest_link(key: &Path, sha: &Sha256) -> ManifestLink {
     ManifestLink {
         key: key.to_string(),
-        sha256: hex(sha),
+        sha256: *sha,
     }
 }
 
@@ -1320,9 +1307,9 @@ fn read_tail(engine: &Engine, from: Offset, until: Offset) -> Result<Vec<Vec<u8>
 struct Loaded {
     name: ObjectName,
     bytes: Bytes,
-    object_sha: [u8; 32],
+    object_sha: Sha256,
     /// For segments: the segment's SHA-256 and size (from the verified archive header).
-    segment: Option<([u8; 32], u64)>,
+    segment: Option<(Sha256, u64)>,
 }
 
 /// Reads and checks a pending object; `None` if it was a sealed segment that left the hot
@@ -1337,11 +1324,11 @@ fn load(engine: &Engine, p: &Pending) -> Result<Option<Loaded>, String> {
         ObjectName::Segment(first, next) => {
             let (header, _) = verify_bytes(&bytes).map_err(|e| e.to_string())?;
             if (header.first_offset, header.next_offset) != (first, next)
-                || p.segment_sha.is_some_and(|sha| sha != header.sha256)
+                || p.segment_sha.is_some_and(|sha| sha.0 != header.sha256)
             {
                 return Err("the archive file changed since it was listed".into());
             }
-            Some((header.sha256, header.original_bytes))
+            Some((Sha256(header.sha256), header.original_bytes))
         }
         ObjectName::Snapshot(_) => {
             gridlog_firmware::snapshot::verify_file(path).map_err(|e| e.to_string())?;
@@ -1370,7 +1357,7 @@ fn load_sealed(engine: &Engine, p: &Pending) -> Result<Option<Loaded>, String> {
     let (header, compressed) =
         gridlog_firmware::archive::compress(engine.wal().log_id(), first, next, &original)
             .map_err(|e| e.to_string())?;
-    if p.segment_sha.is_some_and(|sha| sha != header.sha256) {
+    if p.segment_sha.is_some_and(|sha| sha.0 != header.sha256) {
         return Err("the sealed segment changed since its intent was recorded".into());
     }
     let mut bytes =
@@ -1381,7 +1368,7 @@ fn load_sealed(engine: &Engine, p: &Pending) -> Result<Option<Loaded>, String> {
         name: p.name,
         object_sha: sha256(&bytes),
         bytes: Bytes::from(bytes),
-        segment: Some((header.sha256, header.original_bytes)),
+        segment: Some((Sha256(header.sha256), header.original_bytes)),
     }))
 }
 
@@ -1406,7 +1393,7 @@ impl Loaded {
         match (self.name, self.segment) {
             (ObjectName::Segment(first, next), Some((sha, _))) => {
                 verify_bytes(stored).is_ok_and(|(h, _)| {
-                    h.sha256 == sha && h.first_offset == first && h.next_offset == next
+                    h.sha256 == sha.0 && h.first_offset == first && h.next_offset == next
                 })
             }
             _ => false,
@@ -1416,7 +1403,7 @@ impl Loaded {
     /// The manifest entry of this object as the store holds it: `object_sha` and
     /// `object_bytes` are the stored bytes' (which differ from ours for an equivalent
     /// archive of the same segment).
-    fn confirmed(&self, layout: &Layout, object_sha: [u8; 32], object_bytes: u64) -> Confirmed {
+    fn confirmed(&self, layout: &Layout, object_sha: Sha256, object_bytes: u64) -> Confirmed {
         let key = layout.key(self.name).to_string();
         match self.name {
             ObjectName::Segment(first_offset, next_offset) => {
@@ -1426,9 +1413,9 @@ impl Loaded {
                     first_offset,
                     next_offset,
                     object_bytes,
-                    object_sha256: hex(&object_sha),
+                    object_sha256: object_sha,
                     original_bytes,
-                    segment_sha256: hex(&segment_sha),
+                    segment_sha256: segment_sha,
                 })
             }
             // `load` refuses chunks, so a chunk never gets here.
@@ -1438,7 +1425,7 @@ impl Loaded {
                 key,
                 next_offset,
                 object_bytes,
-                object_sha256: hex(&object_sha),
+                object_sha256: object_sha,
             }),
         }
     }
@@ -1454,37 +1441,23 @@ fn event_range(name: ObjectName) -> (ShipObject, Offset, Offset) {
     }
 }
 
-fn confirmed_event(c: &Confirmed) -> Option<Event> {
-    Some(match c {
+fn confirmed_event(c: &Confirmed) -> Event {
+    match c {
         Confirmed::Segment(s) => Event::ShipConfirmed {
             object: ShipObject::Segment,
             first_offset: s.first_offset,
             next_offset: s.next_offset,
-            sha256: unhex32(&s.segment_sha256)?,
+            sha256: s.segment_sha256.0,
             bytes: s.object_bytes,
         },
         Confirmed::Snapshot(s) => Event::ShipConfirmed {
             object: ShipObject::Snapshot,
             first_offset: FIRST_OFFSET,
             next_offset: s.next_offset,
-            sha256: unhex32(&s.object_sha256)?,
+            sha256: s.object_sha256.0,
             bytes: s.object_bytes,
         },
-    })
-}
-
-/// Parses 64 hex digits.
-pub fn unhex32(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
     }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The recovery-point watchdog, beside the shipper (whose uploads may be retrying for as
@@ -1557,16 +1530,4 @@ pub fn spawn(
         let _ = shipper.run(stop).await;
     });
     Ok(Some((status, handle)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_round_trip() {
-        let bytes = sha256(b"x");
-        assert_eq!(unhex32(&hex(&bytes)), Some(bytes));
-        assert_eq!(unhex32("zz"), None);
-    }
 }

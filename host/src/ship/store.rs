@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::retry::{classify, Backoff, FailureKind};
 use super::status::ShipStatus;
-use super::{hex, sha256};
+use super::{sha256, Sha256};
 use crate::config::ShipConfig;
 
 /// The metadata key holding the object's SHA-256 (hex) on S3.
@@ -132,7 +132,7 @@ pub enum Stored {
     /// store's bytes: their SHA-256 and size.
     Equivalent {
         /// SHA-256 of the stored bytes.
-        sha256: [u8; 32],
+        sha256: Sha256,
         /// Their size.
         bytes: u64,
     },
@@ -147,7 +147,7 @@ pub struct Upload<'a> {
     /// Its bytes.
     pub bytes: Bytes,
     /// Their SHA-256.
-    pub sha256: [u8; 32],
+    pub sha256: Sha256,
     /// `segment`, `snapshot`, `manifest` (metadata and logs).
     pub kind: &'static str,
     /// The reconciliation listing saw the key: read it back before (instead of) a PUT.
@@ -342,7 +342,7 @@ impl Store {
         let mut backoff = self.backoff();
         let mut need_put = !upload.listed;
         let mut written = false;
-        let sha_hex = hex(&upload.sha256);
+        let sha_hex = upload.sha256.to_hex();
         let mut attributes = Attributes::new();
         if self.attributes {
             attributes.insert(
@@ -425,7 +425,7 @@ impl Store {
                         upload.kind,
                         upload.key,
                         bytes.len(),
-                        hex(&stored_sha),
+                        stored_sha,
                         upload.bytes.len(),
                     )));
                 }

@@ -182,7 +182,7 @@ mod tests {
             first_offset: first,
             next_offset: next,
             object_bytes: 1,
-            object_sha256: String::new(),
+            object_sha256: crate::ship::Sha256::default(),
         }
     }
 
@@ -261,7 +261,7 @@ mod tests {
                 3,
                 ManifestLink {
                     key: "k".into(),
-                    sha256: "h".into(),
+                    sha256: crate::ship::Sha256::of(b"h"),
                 },
             )),
             chunks: vec![chunk(1, 5)],
