@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use gridlog_common::domain::{decode_event, peek_entity, EventDecodeError, StoredEvent};
 use gridlog_common::Offset;
 
-use super::{Engine, Inner};
+use super::shared::{Engine, Inner};
 use crate::wal::{LogCursor, ReadError};
 
 /// Most records one paged query reads before it returns what it has (with the offset to
@@ -428,17 +428,7 @@ impl Subscription {
             if now >= deadline {
                 return Ok(None);
             }
-            let committed = self
-                .inner
-                .committed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let position = self.position;
-            let _unused = self
-                .inner
-                .commit_cv
-                .wait_timeout_while(committed, deadline - now, |c| *c <= position)
-                .unwrap_or_else(|e| e.into_inner());
+            self.inner.commit.wait_past(self.position, deadline - now);
         }
     }
 

@@ -373,7 +373,7 @@ impl Ring {
         out
     }
 
-    fn digest(&self, hasher: &mut super::image::DigestHasher) {
+    fn digest(&self, hasher: &mut super::digest::DigestHasher) {
         for (_, slot) in self.filled() {
             hasher.write_i64(slot.index);
             hasher.write_f64(slot.import_wh);
@@ -436,7 +436,7 @@ impl MeterRollups {
         }
     }
 
-    pub(crate) fn digest(&self, hasher: &mut super::image::DigestHasher) {
+    pub(crate) fn digest(&self, hasher: &mut super::digest::DigestHasher) {
         self.quarter.digest(hasher);
         self.day.digest(hasher);
     }
@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(back.query(Step::QuarterHour, t0, t0 + 2 * DAY_MS), q);
         assert_eq!(back.query(Step::Day, t0, t0 + 2 * DAY_MS), d);
         let digest = |r: &MeterRollups| {
-            let mut h = super::super::image::DigestHasher::default();
+            let mut h = super::super::digest::DigestHasher::default();
             r.digest(&mut h);
             h.finish()
         };

@@ -7,42 +7,10 @@ use gridlog_common::domain::{
 };
 use gridlog_common::id::EntityId;
 
-use super::image::{reading_fingerprint, EntityState, ASSET_FAULTS_MAX};
-
-/// Why a command was rejected: a stable code for programs, the field at fault, words for
-/// people, and the entity's current sequence number where that helps a retry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    /// Stable snake_case code.
-    pub code: &'static str,
-    /// The request field at fault, if one is.
-    pub field: Option<&'static str>,
-    /// What is wrong, in words.
-    pub message: String,
-    /// The entity's current sequence number (on `seq_mismatch`).
-    pub current_seq: Option<u64>,
-}
-
-impl Rejection {
-    fn new(
-        code: &'static str,
-        field: Option<&'static str>,
-        message: impl Into<String>,
-    ) -> Rejection {
-        Rejection {
-            code,
-            field,
-            message: message.into(),
-            current_seq: None,
-        }
-    }
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
+use super::rejection::{Rejection, RejectionCode};
+use super::state::{
+    after_replacement, reading_fingerprint, AssetState, EntityState, MeterState, ASSET_FAULTS_MAX,
+};
 
 /// Most events one command produces: a reading with both registers wrapped gives two
 /// rollovers and the reading; an auto-registered meter's first reading gives two.
@@ -103,7 +71,7 @@ fn finite(value: f64, field: &'static str) -> Result<(), Rejection> {
         Ok(())
     } else {
         Err(Rejection::new(
-            "invalid_number",
+            RejectionCode::InvalidNumber,
             Some(field),
             format!("{field} must be a finite number, got {value}"),
         ))
@@ -114,7 +82,7 @@ fn non_negative(value: f64, field: &'static str) -> Result<(), Rejection> {
     finite(value, field)?;
     if value < 0.0 {
         return Err(Rejection::new(
-            "negative_energy",
+            RejectionCode::NegativeEnergy,
             Some(field),
             format!("{field} must not be negative, got {value}"),
         ));
@@ -151,7 +119,7 @@ fn within(value: f64, max: f64, field: &'static str, unit: &str) -> Result<(), R
     finite(value, field)?;
     if value.abs() > max {
         return Err(Rejection::new(
-            "value_out_of_range",
+            RejectionCode::ValueOutOfRange,
             Some(field),
             format!("{field} must be within -{max:e}..={max:e} {unit}, got {value:e}"),
         ));
@@ -191,7 +159,7 @@ fn check(
         let current = state.map_or(0, EntityState::seq);
         if expected != current {
             return Err(Rejection {
-                code: "seq_mismatch",
+                code: RejectionCode::SeqMismatch,
                 field: Some("expected_seq"),
                 message: format!("expected seq {expected} but {entity} is at seq {current}"),
                 current_seq: Some(current),
@@ -201,7 +169,7 @@ fn check(
     let reserved = entity.as_str().starts_with(SYSTEM_ID_PREFIX);
     if reserved != matches!(command, Command::RecordSystemEvent { .. }) {
         return Err(Rejection::new(
-            "reserved_id",
+            RejectionCode::ReservedId,
             Some("id"),
             format!("ids starting with {SYSTEM_ID_PREFIX:?} are the gateway's own; {entity} cannot be used here"),
         ));
@@ -216,7 +184,7 @@ fn check(
             if let Some(bits) = register_bits {
                 if !(8..=64).contains(bits) {
                     return Err(Rejection::new(
-                        "invalid_register_bits",
+                        RejectionCode::InvalidRegisterBits,
                         Some("register_bits"),
                         format!("register_bits must be 8..=64, got {bits}"),
                     ));
@@ -233,7 +201,7 @@ fn check(
                     Ok(Verdict::Duplicate)
                 }
                 Some(existing) => Err(Rejection::new(
-                    "already_registered",
+                    RejectionCode::AlreadyRegistered,
                     Some("id"),
                     format!("{entity} is already registered as {:?}", existing.kind()),
                 )),
@@ -248,7 +216,7 @@ fn check(
             within(*rated_power_w, POWER_W_ABS_MAX, "rated_power_w", "W")?;
             if *rated_power_w <= 0.0 {
                 return Err(Rejection::new(
-                    "invalid_rated_power",
+                    RejectionCode::InvalidRatedPower,
                     Some("rated_power_w"),
                     "rated_power_w must be positive",
                 ));
@@ -270,7 +238,7 @@ fn check(
                     Ok(Verdict::Duplicate)
                 }
                 Some(existing) => Err(Rejection::new(
-                    "already_registered",
+                    RejectionCode::AlreadyRegistered,
                     Some("id"),
                     format!("{entity} is already registered as {:?}", existing.kind()),
                 )),
@@ -292,7 +260,7 @@ fn check(
             check_time(*time_ms, rules, now_ms)?;
             if m.decommissioned {
                 return Err(Rejection::new(
-                    "meter_decommissioned",
+                    RejectionCode::MeterDecommissioned,
                     Some("meter"),
                     format!("{entity} is decommissioned"),
                 ));
@@ -301,7 +269,7 @@ fn check(
             // among them would hand some of them to the new one.
             if let Some(latest) = m.latest.filter(|l| *time_ms <= l.time_ms) {
                 return Err(Rejection::new(
-                    "replacement_before_latest",
+                    RejectionCode::ReplacementBeforeLatest,
                     Some("time"),
                     format!(
                         "{entity} has a reading at {} ms, not before the replacement's time: a replacement is dated after the old meter's last reading",
@@ -329,7 +297,7 @@ fn check(
                 finite(soc, "soc_pct")?;
                 if !(0.0..=100.0).contains(&soc) {
                     return Err(Rejection::new(
-                        "invalid_soc",
+                        RejectionCode::InvalidSoc,
                         Some("soc_pct"),
                         format!("soc_pct must be 0..=100, got {soc}"),
                     ));
@@ -343,7 +311,7 @@ fn check(
             within(*power_w, POWER_W_ABS_MAX, "power_w", "W")?;
             if power_w.abs() > a.rated_power_w {
                 return Err(Rejection::new(
-                    "setpoint_above_rated",
+                    RejectionCode::SetpointAboveRated,
                     Some("power_w"),
                     format!(
                         "setpoint {power_w} W exceeds the rated power of {} W of {entity}",
@@ -353,7 +321,7 @@ fn check(
             }
             if *power_w < 0.0 && a.kind != AssetKind::Battery {
                 return Err(Rejection::new(
-                    "setpoint_negative",
+                    RejectionCode::SetpointNegative,
                     Some("power_w"),
                     format!(
                         "only batteries take negative setpoints; {entity} is a {}",
@@ -364,7 +332,7 @@ fn check(
             if matches!(command, Command::RequestSetpoint { .. }) {
                 if !a.available {
                     return Err(Rejection::new(
-                        "asset_unavailable",
+                        RejectionCode::AssetUnavailable,
                         Some("asset"),
                         format!("{entity} is not available for control"),
                     ));
@@ -393,7 +361,7 @@ fn check(
             // good (clearing it would then be a duplicate).
             if a.faults.len() >= ASSET_FAULTS_MAX {
                 return Err(Rejection::new(
-                    "too_many_faults",
+                    RejectionCode::TooManyFaults,
                     Some("code"),
                     format!(
                         "asset {entity} already has {ASSET_FAULTS_MAX} active faults, the most it can have; clear one first"
@@ -415,16 +383,16 @@ fn check(
 fn meter<'s>(
     entity: &EntityId,
     state: Option<&'s EntityState>,
-) -> Result<&'s super::image::MeterState, Rejection> {
+) -> Result<&'s MeterState, Rejection> {
     match state {
         Some(EntityState::Meter(m)) => Ok(m),
         Some(EntityState::Asset(_) | EntityState::System(_)) => Err(Rejection::new(
-            "not_a_meter",
+            RejectionCode::NotAMeter,
             Some("meter"),
             format!("{entity} is an asset, not a meter"),
         )),
         None => Err(Rejection::new(
-            "unknown_meter",
+            RejectionCode::UnknownMeter,
             Some("meter"),
             format!("meter {entity} is not registered"),
         )),
@@ -434,16 +402,16 @@ fn meter<'s>(
 fn asset<'s>(
     entity: &EntityId,
     state: Option<&'s EntityState>,
-) -> Result<&'s super::image::AssetState, Rejection> {
+) -> Result<&'s AssetState, Rejection> {
     match state {
         Some(EntityState::Asset(a)) => Ok(a),
         Some(EntityState::Meter(_) | EntityState::System(_)) => Err(Rejection::new(
-            "not_an_asset",
+            RejectionCode::NotAnAsset,
             Some("asset"),
             format!("{entity} is a meter, not an asset"),
         )),
         None => Err(Rejection::new(
-            "unknown_asset",
+            RejectionCode::UnknownAsset,
             Some("asset"),
             format!("asset {entity} is not registered"),
         )),
@@ -458,14 +426,14 @@ pub const TIME_MS_MIN: i64 = 946_684_800_000;
 fn check_time(time_ms: i64, rules: &Rules, now_ms: i64) -> Result<(), Rejection> {
     if time_ms < TIME_MS_MIN {
         return Err(Rejection::new(
-            "time_too_early",
+            RejectionCode::TimeTooEarly,
             Some("time"),
             "time is before 2000-01-01T00:00:00Z: the device's clock is not set",
         ));
     }
     if time_ms > now_ms.saturating_add(rules.future_skew_ms) {
         return Err(Rejection::new(
-            "time_in_future",
+            RejectionCode::TimeInFuture,
             Some("time"),
             format!(
                 "time is {} s ahead of the gateway clock (allowed: {} s)",
@@ -524,7 +492,7 @@ fn check_reading(
         for (field, value) in [("import_wh", r.import_wh), ("export_wh", r.export_wh)] {
             if value >= modulus {
                 return Err(Rejection::new(
-                    "register_out_of_range",
+                    RejectionCode::RegisterOutOfRange,
                     Some(field),
                     format!("{field} is {value}, beyond the meter's {bits}-bit register (below {modulus})"),
                 ));
@@ -539,21 +507,21 @@ fn check_reading(
     }
     if m.decommissioned {
         return Err(Rejection::new(
-            "meter_decommissioned",
+            RejectionCode::MeterDecommissioned,
             Some("meter"),
             format!("{entity} is decommissioned"),
         ));
     }
     if recent.is_some() {
         return Err(Rejection::new(
-            "conflicting_duplicate",
+            RejectionCode::ConflictingDuplicate,
             Some("time"),
             format!("{entity} already has a different reading at this time"),
         ));
     }
     if m.replaced_ms.is_some_and(|t| r.time_ms < t) {
         return Err(Rejection::new(
-            "before_replacement",
+            RejectionCode::BeforeReplacement,
             Some("time"),
             format!("{entity} was replaced after this time; the reading belongs to the old meter"),
         ));
@@ -568,7 +536,7 @@ fn check_reading(
             ] {
                 let wraps = m.register_bits.is_some_and(|bits| is_wrap(old, new, bits));
                 if new == 0.0 && old > 0.0 && !wraps {
-                    return Err(Rejection::new("suspect_reset", Some(field), format!("{field} dropped from {old} to exactly 0: a reset must be recorded as a replacement")));
+                    return Err(Rejection::new(RejectionCode::SuspectReset, Some(field), format!("{field} dropped from {old} to exactly 0: a reset must be recorded as a replacement")));
                 }
                 if new < old {
                     match m.register_bits {
@@ -577,7 +545,7 @@ fn check_reading(
                         }
                         _ => {
                             return Err(Rejection::new(
-                                "register_decreased",
+                                RejectionCode::RegisterDecreased,
                                 Some(field),
                                 format!("{field} went down from {old} to {new}; record a replacement or rollover first"),
                             ))
@@ -591,7 +559,7 @@ fn check_reading(
                 return Ok(Verdict::Duplicate);
             }
             return Err(Rejection::new(
-                "conflicting_duplicate",
+                RejectionCode::ConflictingDuplicate,
                 Some("time"),
                 format!("{entity} already has a different reading at this time"),
             ));
@@ -603,7 +571,7 @@ fn check_reading(
                 "export_wh"
             };
             return Err(Rejection::new(
-                "register_not_monotonic",
+                RejectionCode::RegisterNotMonotonic,
                 Some(field),
                 format!("late reading has {field} above the newer reading's"),
             ));
@@ -611,16 +579,6 @@ fn check_reading(
     }
     push(&mut events, Event::ReadingRecorded(*r));
     Ok(Verdict::Accept(events))
-}
-
-/// True if `latest` is a replacement's baseline and `time_ms` its time: a reading then is
-/// the new meter's first, checked against the baseline like a later one.
-pub(crate) fn after_replacement(
-    m: &super::image::MeterState,
-    latest: &Reading,
-    time_ms: i64,
-) -> bool {
-    time_ms == latest.time_ms && m.replaced_ms == Some(time_ms)
 }
 
 fn is_wrap(old: f64, new: f64, bits: u8) -> bool {
