@@ -603,3 +603,6 @@ pub(crate) fn kind_after(
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod tests;
