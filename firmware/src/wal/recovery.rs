@@ -44,8 +44,10 @@ use crate::mmap::SegmentMap;
 /// The directory damaged files are moved to, inside `wal/`.
 pub const QUARANTINE_DIR_NAME: &str = "quarantine";
 
-/// What recovery does when it finds damage a crash cannot explain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What recovery does when it finds damage a crash cannot explain. Configured as
+/// `wal.recovery`, spelled `strict` or `quarantine-corrupt` (its serde form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum RecoveryMode {
     /// Refuse to open, changing nothing. The default: an operator decides.
