@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use gridlog_common::domain::{Event, MeterKind, Register, StoredEvent};
+use gridlog_common::domain::{Event, MeterKind, Reading, Register, StoredEvent};
 use gridlog_common::id::{CommandId, EntityId};
 use gridlog_common::Offset;
 
@@ -354,29 +354,7 @@ impl Image {
         let kind = meter.kind;
         match &stored.event {
             Event::ReadingRecorded(r) => {
-                let rollups = entity
-                    .rollups
-                    .get_or_insert_with(|| MeterRollups::new(&rollup_options));
-                let (import_delta, export_delta) = match entity.prev_registers {
-                    Some((t, import, export)) if r.time_ms > t => {
-                        (r.import_wh - import, r.export_wh - export)
-                    }
-                    Some(_) => (0.0, 0.0), // late reading: energy already counted
-                    None => (0.0, 0.0),    // first reading: the baseline
-                };
-                if entity.prev_registers.is_none_or(|(t, _, _)| r.time_ms > t) {
-                    entity.prev_registers = Some((r.time_ms, r.import_wh, r.export_wh));
-                }
-                rollups.add(r.time_ms, import_delta, export_delta, r.power_w);
-                self.site.all_time.add(kind, import_delta, export_delta);
-                let day = r.time_ms.div_euclid(DAY_MS);
-                if day > self.site.day_index {
-                    self.site.day_index = day;
-                    self.site.today = Flows::default();
-                }
-                if day == self.site.day_index {
-                    self.site.today.add(kind, import_delta, export_delta);
-                }
+                book_reading(entity, &mut self.site, kind, r, &rollup_options);
             }
             Event::RegisterRolledOver { register, bits, .. } => {
                 let modulus = 2f64.powi(i32::from(*bits));
@@ -462,5 +440,38 @@ impl Image {
     /// True if there are no entities.
     pub fn is_empty(&self) -> bool {
         self.slots.len() == 0
+    }
+}
+
+/// Books a durable reading of a meter of `kind` into its rollups and the site totals: the
+/// energy since the previous reading in time (none for the first, or a late one: the newer
+/// reading's registers already counted it).
+fn book_reading(
+    entity: &mut Entity,
+    site: &mut SiteTotals,
+    kind: MeterKind,
+    r: &Reading,
+    rollup_options: &RollupOptions,
+) {
+    let rollups = entity
+        .rollups
+        .get_or_insert_with(|| MeterRollups::new(rollup_options));
+    let (import_delta, export_delta) = match entity.prev_registers {
+        Some((t, import, export)) if r.time_ms > t => (r.import_wh - import, r.export_wh - export),
+        Some(_) => (0.0, 0.0), // late reading: energy already counted
+        None => (0.0, 0.0),    // first reading: the baseline
+    };
+    if entity.prev_registers.is_none_or(|(t, _, _)| r.time_ms > t) {
+        entity.prev_registers = Some((r.time_ms, r.import_wh, r.export_wh));
+    }
+    rollups.add(r.time_ms, import_delta, export_delta, r.power_w);
+    site.all_time.add(kind, import_delta, export_delta);
+    let day = r.time_ms.div_euclid(DAY_MS);
+    if day > site.day_index {
+        site.day_index = day;
+        site.today = Flows::default();
+    }
+    if day == site.day_index {
+        site.today.add(kind, import_delta, export_delta);
     }
 }
