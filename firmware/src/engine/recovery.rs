@@ -1,6 +1,6 @@
 //! Recovering the image at start-up: the newest snapshot that checks (or none), then the
 //! history after it replayed from the local archive and the hot log. Runs before any thread
-//! of the engine starts; [`recover`] hands the engine a log and an image that agree.
+//! of the engine starts; `recover` hands the engine a log and an image that agree.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -181,7 +181,7 @@ fn replay_archive(
 
 /// The file a restore from central storage leaves in `DATA_DIR`: the first offset whose
 /// history this directory holds, as decimal text. The history before it is in central
-/// storage only: queries for it answer [`QueryError::BeforeHistory`], never a read error,
+/// storage only: queries for it answer [`QueryError::BeforeHistory`](super::QueryError::BeforeHistory), never a read error,
 /// and entity queries whose index points below it start there. Absent: offset 1.
 pub const HISTORY_START_FILE_NAME: &str = "HISTORY_START";
 

@@ -1,10 +1,14 @@
 //! Entity state: what a meter, an asset and the gateway itself are after their events,
 //! how one event changes it ([`EntityState::advance`]), the reading fingerprint that
 //! recognises a re-sent reading, and the replacement rule both validation and the state
-//! change use ([`after_replacement`]).
+//! change use (`after_replacement`).
 //!
 //! Depends on nothing else in the engine: validation reads these types, the image holds
 //! them, and neither is imported here.
+//!
+//! The functions run for every reading (by the planner and the applier) are `#[inline]`:
+//! their callers are in other modules, which may be other codegen units, and without it
+//! the planner's CPU time per reading rose measurably (docs/BENCHMARKS.md, issue 19).
 
 use gridlog_common::domain::ShipObject;
 use gridlog_common::domain::{
@@ -23,6 +27,7 @@ pub const ASSET_FAULTS_MAX: usize = 8;
 /// in by multiply and xor-shift, then a final avalanche (MurmurHash3's `fmix64`). Word-wise,
 /// so it costs a few multiplies, not one per byte. Fingerprints are kept in the image and
 /// its snapshots: changing this function needs a new snapshot format version.
+#[inline]
 pub(crate) fn reading_fingerprint(r: &Reading) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     // An absent value has bits no f32 conversion of a reading produces (a NaN payload).
@@ -143,6 +148,7 @@ pub enum EntityState {
 
 impl EntityState {
     /// Highest sequence number.
+    #[inline]
     pub fn seq(&self) -> u64 {
         match self {
             EntityState::Meter(m) => m.seq,
@@ -152,6 +158,7 @@ impl EntityState {
     }
 
     /// The entity's kind.
+    #[inline]
     pub fn kind(&self) -> EntityKind {
         match self {
             EntityState::Meter(m) => EntityKind::Meter(m.kind),
@@ -224,6 +231,7 @@ impl EntityState {
 
     /// Changes the state in place by the entity's next event (the processor validates
     /// and applies every reading this way: no copy of the state).
+    #[inline]
     pub fn advance(&mut self, stored: &StoredEvent) {
         let seq = stored.seq;
         let at = stored.gateway_ms;
@@ -366,6 +374,7 @@ impl SystemState {
 
 /// True if `latest` is a replacement's baseline and `time_ms` its time: a reading then is
 /// the new meter's first, checked against the baseline like a later one.
+#[inline]
 pub(crate) fn after_replacement(m: &MeterState, latest: &Reading, time_ms: i64) -> bool {
     time_ms == latest.time_ms && m.replaced_ms == Some(time_ms)
 }

@@ -1,6 +1,7 @@
 //! The physical ranges of measured values and the checks that hold them: finite, not
 //! negative where it is an energy, within a bound, and measurement times a set clock can
-//! give. Depends only on [`Rejection`].
+//! give. Depends only on [`Rejection`]. Every check runs per reading from `validate.rs`,
+//! another module (and maybe codegen unit): they are `#[inline]` (see [`super::super::state`]).
 
 use gridlog_common::domain::Reading;
 
@@ -30,6 +31,7 @@ const _: () = assert!(POWER_W_ABS_MAX < f32::MAX as f64);
 const _: () = assert!(REACTIVE_POWER_VAR_ABS_MAX < f32::MAX as f64);
 const _: () = assert!(ENERGY_WH_MAX < f32::MAX as f64);
 
+#[inline]
 pub(super) fn finite(value: f64, field: &'static str) -> Result<(), Rejection> {
     if value.is_finite() {
         Ok(())
@@ -42,6 +44,7 @@ pub(super) fn finite(value: f64, field: &'static str) -> Result<(), Rejection> {
     }
 }
 
+#[inline]
 fn non_negative(value: f64, field: &'static str) -> Result<(), Rejection> {
     finite(value, field)?;
     if value < 0.0 {
@@ -55,6 +58,7 @@ fn non_negative(value: f64, field: &'static str) -> Result<(), Rejection> {
 }
 
 /// A finite value whose magnitude is at most `max` (`unit` for the message).
+#[inline]
 pub(super) fn within(
     value: f64,
     max: f64,
@@ -73,12 +77,14 @@ pub(super) fn within(
 }
 
 /// An energy: finite, not negative, at most [`ENERGY_WH_MAX`].
+#[inline]
 pub(super) fn energy(value: f64, field: &'static str) -> Result<(), Rejection> {
     non_negative(value, field)?;
     within(value, ENERGY_WH_MAX, field, "Wh")
 }
 
 /// The measured values of a reading, each within its physical range.
+#[inline]
 pub(super) fn reading_values(r: &Reading) -> Result<(), Rejection> {
     within(r.power_w, POWER_W_ABS_MAX, "power_w", "W")?;
     energy(r.import_wh, "import_wh")?;
@@ -106,6 +112,7 @@ pub(super) fn reading_values(r: &Reading) -> Result<(), Rejection> {
 pub const TIME_MS_MIN: i64 = 946_684_800_000;
 
 /// A measurement time: after [`TIME_MS_MIN`], at most `future_skew_ms` ahead of `now_ms`.
+#[inline]
 pub(super) fn check_time(time_ms: i64, future_skew_ms: i64, now_ms: i64) -> Result<(), Rejection> {
     if time_ms < TIME_MS_MIN {
         return Err(Rejection::new(
