@@ -109,7 +109,7 @@ pub struct WalConfig {
     /// Default 0.
     pub commit_delay_ms: u64,
     /// `strict` (refuse to open on damage) or `quarantine-corrupt`. Default `strict`.
-    pub recovery: String,
+    pub recovery: gridlog_firmware::wal::RecoveryMode,
     /// How segment files get their size: `fallocate` (blocks reserved, nothing written: each
     /// byte of the log reaches the flash once) or `zero-fill` (zeros written first). Default
     /// `fallocate`; file systems without it fall back to zeros.
@@ -141,7 +141,7 @@ impl Default for WalConfig {
         WalConfig {
             segment_bytes: gridlog_firmware::wal::SEGMENT_BYTES_DEFAULT,
             commit_delay_ms: 0,
-            recovery: "strict".into(),
+            recovery: gridlog_firmware::wal::RecoveryMode::Strict,
             preallocation: PreallocationConfig::default(),
         }
     }
@@ -534,12 +534,6 @@ impl Config {
                 message,
             })
         };
-        if !["strict", "quarantine-corrupt"].contains(&self.wal.recovery.as_str()) {
-            return bad(format!(
-                "wal.recovery must be strict or quarantine-corrupt, not {:?}",
-                self.wal.recovery
-            ));
-        }
         if !self.engine.auto_register.is_empty()
             && gridlog_common::domain::MeterKind::from_name(&self.engine.auto_register).is_none()
         {
@@ -736,6 +730,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("wal.nope"), "{e}");
+    }
+
+    #[test]
+    fn wal_recovery_is_parsed_once_into_its_mode_and_a_bad_one_is_refused() {
+        use gridlog_firmware::wal::RecoveryMode;
+        assert_eq!(Config::default().wal.recovery, RecoveryMode::Strict);
+        let c = Config::load(
+            None,
+            env(&[("GRIDLOG_WAL__RECOVERY", "quarantine-corrupt")]),
+        )
+        .unwrap();
+        assert_eq!(c.wal.recovery, RecoveryMode::QuarantineCorrupt);
+        let e = Config::load(None, env(&[("GRIDLOG_WAL__RECOVERY", "lenient")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lenient") && e.contains("quarantine-corrupt"),
+            "{e}"
+        );
     }
 
     #[test]

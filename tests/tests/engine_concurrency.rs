@@ -68,7 +68,7 @@ fn write(engine: &Engine, w: usize) {
             let entity = item.command.entity().as_str();
             if entity == "nobody" {
                 assert!(
-                    matches!(result, ItemResult::Rejected(r) if r.code == "unknown_meter"),
+                    matches!(result, ItemResult::Rejected(r) if r.code == gridlog_firmware::engine::RejectionCode::UnknownMeter),
                     "{result:?}"
                 );
                 continue;

@@ -310,7 +310,7 @@ proptest! {
             } else {
                 // The snapshot was loaded (a digest mismatch would have fallen back).
                 prop_assert!(
-                    replayed.started_from().starts_with("snapshot at"),
+                    replayed.started_from().to_string().starts_with("snapshot at"),
                     "{}",
                     replayed.started_from()
                 );

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use engine_support::*;
-use gridlog_firmware::engine::{Engine, Filter, QueryError};
+use gridlog_firmware::engine::{Engine, Filter, QueryError, StartedFrom};
 use gridlog_firmware::wal::{IoOp, WalOptions};
 
 const T0: i64 = 1_700_000_000_000;
@@ -100,7 +100,10 @@ fn snapshot_plus_tail_equals_full_replay_and_archived_history_stays_readable() {
     // Restart: snapshot + tail.
     let engine = open(dir.path(), storage_options(&clock));
     assert!(
-        engine.started_from().starts_with("snapshot at offset"),
+        engine
+            .started_from()
+            .to_string()
+            .starts_with("snapshot at offset"),
         "{}",
         engine.started_from()
     );
@@ -117,7 +120,7 @@ fn snapshot_plus_tail_equals_full_replay_and_archived_history_stays_readable() {
     // Without snapshots: a full replay through the archive and the hot log, same digest.
     std::fs::remove_dir_all(dir.path().join("snapshots")).unwrap();
     let engine = open(dir.path(), storage_options(&clock));
-    assert_eq!(engine.started_from(), "full replay");
+    assert_eq!(engine.started_from(), StartedFrom::FullReplay);
     assert_eq!(engine.digest(), digest);
 }
 
@@ -272,7 +275,9 @@ fn damaged_newest_snapshots_fall_back_and_lose_nothing() {
         let engine = open(dir.path(), storage_options(&clock));
         assert_eq!(
             engine.started_from(),
-            format!("snapshot at offset {}", snapshots[0].next_offset),
+            StartedFrom::Snapshot {
+                next_offset: snapshots[0].next_offset
+            },
             "{damage}"
         );
         assert_eq!(engine.digest(), digest, "{damage}");
@@ -281,7 +286,7 @@ fn damaged_newest_snapshots_fall_back_and_lose_nothing() {
         // Both damaged: the archive and the hot log still hold everything.
         std::fs::write(&snapshots[0].path, b"not a snapshot").unwrap();
         let engine = open(dir.path(), storage_options(&clock));
-        assert_eq!(engine.started_from(), "full replay", "{damage}");
+        assert_eq!(engine.started_from(), StartedFrom::FullReplay, "{damage}");
         assert_eq!(engine.digest(), digest, "{damage}");
     }
 }
@@ -306,7 +311,9 @@ fn a_snapshot_beyond_the_end_of_the_log_is_rejected() {
     let engine = open(dir.path(), storage_options(&clock));
     assert_eq!(
         engine.started_from(),
-        format!("snapshot at offset {}", snap.next_offset)
+        StartedFrom::Snapshot {
+            next_offset: snap.next_offset
+        }
     );
     assert_eq!(engine.digest(), digest);
 }

@@ -14,75 +14,17 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Instant;
 
 use gridlog_common::domain::{Command, Event, STORAGE_ENTITY};
 use gridlog_common::id::EntityId;
 use gridlog_common::Offset;
 
-use super::image::EntityState;
-use super::{Inner, Job, Request, SubmitError};
+use super::request::{Job, Request, SubmitError};
+use super::shared::{Inner, StorageOptions};
+use super::state::{ArchivedSegment, EntityState};
 use crate::{archive, snapshot};
-
-/// When and how much to snapshot and archive. Every field has a documented default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StorageOptions {
-    /// Snapshot after this many events. Default 1,000,000.
-    pub snapshot_every_events: u64,
-    /// Snapshot after this many bytes of log. Default 128 MiB.
-    pub snapshot_every_bytes: u64,
-    /// Snapshots kept. Default 3.
-    pub snapshots_keep: usize,
-    /// Move sealed segments below the oldest kept snapshot into the archive. Default true.
-    pub archive: bool,
-    /// Most bytes the archive may hold; 0 = no budget. Default 0.
-    pub archive_budget_bytes: u64,
-    /// Allow the budget to evict segments central storage has not confirmed. Default false.
-    pub archive_evict_unshipped: bool,
-}
-
-impl Default for StorageOptions {
-    fn default() -> Self {
-        StorageOptions {
-            snapshot_every_events: 1_000_000,
-            snapshot_every_bytes: 128 * 1024 * 1024,
-            snapshots_keep: 3,
-            archive: true,
-            archive_budget_bytes: 0,
-            archive_evict_unshipped: false,
-        }
-    }
-}
-
-/// What the storage side did last, for status and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StorageStats {
-    /// Snapshots written since start.
-    pub snapshots_written: u64,
-    /// Offset (exclusive) of the newest snapshot.
-    pub last_snapshot_offset: Option<Offset>,
-    /// Its size.
-    pub last_snapshot_bytes: u64,
-    /// How long writing it took.
-    pub last_snapshot_millis: u64,
-    /// Segments archived since start.
-    pub segments_archived: u64,
-    /// Original bytes archived since start.
-    pub archived_original_bytes: u64,
-    /// Archive file bytes written since start.
-    pub archived_file_bytes: u64,
-    /// Time spent compressing and writing archives since start.
-    pub archive_millis: u64,
-    /// The archive's size now.
-    pub archive_bytes: u64,
-    /// The archive is over its budget with nothing it may evict.
-    pub archive_over_budget: bool,
-    /// Segments evicted from the archive since start.
-    pub evicted: u64,
-    /// The last storage error, if the last cycle failed.
-    pub last_error: Option<String>,
-}
 
 /// Why a maintenance cycle failed (it is retried at the next trigger).
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +65,7 @@ fn record(
         entity: storage_entity(),
         event,
     }]);
-    inner.queued.fetch_add(1, Ordering::Relaxed);
+    inner.counters.queued.fetch_add(1, Ordering::Relaxed);
     queue
         .send(Job {
             request,
@@ -162,7 +104,7 @@ pub(crate) fn cycle(
         let millis = started.elapsed().as_millis() as u64;
         let bytes = header.body_bytes + snapshot::SNAPSHOT_HEADER_BYTES as u64;
         tracing::info!(path = %path.display(), offset = header.next_offset, bytes, millis, "snapshot written");
-        let mut stats = inner.storage.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = inner.maintenance.stats();
         stats.snapshots_written += 1;
         stats.last_snapshot_offset = Some(header.next_offset);
         stats.last_snapshot_bytes = bytes;
@@ -186,7 +128,7 @@ pub(crate) fn cycle(
     enforce_budget(inner, queue, data_dir, options)
 }
 
-fn archived_state(inner: &Inner, first: Offset) -> Option<super::image::ArchivedSegment> {
+fn archived_state(inner: &Inner, first: Offset) -> Option<ArchivedSegment> {
     let image = inner.image.read().unwrap_or_else(|e| e.into_inner());
     match image.entity(STORAGE_ENTITY).map(|e| &e.state) {
         Some(EntityState::System(s)) => s.archived.get(&first).copied(),
@@ -260,7 +202,7 @@ fn archive_segment(
                 next,
                 &bytes,
             )?;
-            let mut stats = inner.storage.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stats = inner.maintenance.stats();
             stats.segments_archived += 1;
             stats.archived_original_bytes += header.original_bytes;
             stats.archived_file_bytes += header.archived_bytes;
@@ -326,11 +268,7 @@ fn enforce_budget(
             io.remove(&entry.path)?;
             io.sync_dir(&data_dir.join(archive::ARCHIVE_DIR_NAME))?;
             total -= entry.file_bytes;
-            inner
-                .storage
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .evicted += 1;
+            inner.maintenance.stats().evicted += 1;
             tracing::warn!(
                 first,
                 shipped,
@@ -345,8 +283,61 @@ fn enforce_budget(
             );
         }
     }
-    let mut stats = inner.storage.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stats = inner.maintenance.stats();
     stats.archive_bytes = total;
     stats.archive_over_budget = over;
     Ok(())
+}
+
+/// The first pause before a failed snapshot/archive cycle is tried again; it doubles after
+/// each failure up to [`MAINTENANCE_RETRY_MAX`].
+pub const MAINTENANCE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest pause between tries of a failing snapshot/archive cycle.
+pub const MAINTENANCE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The pause before the next try after a failed cycle (`previous`: the pause before it).
+pub(super) fn maintenance_retry_after(
+    previous: Option<std::time::Duration>,
+) -> std::time::Duration {
+    previous.map_or(MAINTENANCE_RETRY_FIRST, |p| {
+        (p * 2).min(MAINTENANCE_RETRY_MAX)
+    })
+}
+
+/// Runs snapshot/archive cycles when woken, and tries a failed one again after a growing
+/// pause (a shortage of file handles, memory or space passes by itself) until it succeeds.
+pub(super) fn run(inner: &Inner, queue: &SyncSender<Job>, woken: &Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut retry: Option<std::time::Duration> = None;
+    loop {
+        let go = match retry {
+            None => woken.recv().is_ok(),
+            Some(pause) => !matches!(
+                woken.recv_timeout(pause),
+                Err(RecvTimeoutError::Disconnected)
+            ),
+        };
+        if !go {
+            return;
+        }
+        retry = (!run_maintenance(inner, queue)).then(|| maintenance_retry_after(retry));
+    }
+}
+
+/// One snapshot/archive cycle; false if it failed (`last_error` says why).
+fn run_maintenance(inner: &Inner, queue: &SyncSender<Job>) -> bool {
+    let _one = inner.maintenance.one_at_a_time();
+    let result = cycle(inner, queue, &inner.data_dir, &inner.maintenance.options);
+    let mut stats = inner.maintenance.stats();
+    match result {
+        Ok(()) => {
+            stats.last_error = None;
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "snapshot/archive cycle failed; it is tried again after a pause");
+            stats.last_error = Some(e.to_string());
+            false
+        }
+    }
 }

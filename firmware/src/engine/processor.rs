@@ -24,9 +24,15 @@ use gridlog_common::domain::{encode_event, EntityKind, StoredEvent, STORED_EVENT
 use gridlog_common::id::EntityId;
 use gridlog_common::Offset;
 
-use super::image::{EntitySlot, EntityState, Image, RecentCommandIds, Slots};
-use super::validate::{kind_after, validate, Rejection, Verdict, EVENTS_PER_COMMAND_MAX};
-use super::{Inner, ItemResult, Job, Response, SubmitError};
+use super::dedup::RecentCommandIds;
+use super::image::Image;
+use super::rejection::{Rejection, RejectionCode};
+use super::request::{EngineFailure, ItemResult, Job, Response, SubmitError};
+use super::shared::Inner;
+use super::slots::{EntitySlot, Slots};
+use super::state::EntityState;
+use super::validate::{kind_after, validate, Verdict, EVENTS_PER_COMMAND_MAX};
+use crate::wal::AppendError;
 
 /// Batches planned and appended but not yet applied: while one is synced and applied, the
 /// next is planned. More would only queue requests behind the same fsyncs.
@@ -91,7 +97,7 @@ impl Planner {
 
     /// Each command's entity slot if the entity is known; starts loading the states of the
     /// known ones into the cache, so their misses overlap (they are read in the next pass).
-    fn resolve(&self, request: &super::Request) -> Vec<Option<EntitySlot>> {
+    fn resolve(&self, request: &super::request::Request) -> Vec<Option<EntitySlot>> {
         request
             .commands
             .iter()
@@ -119,7 +125,7 @@ impl Planner {
     fn plan_request(
         &mut self,
         inner: &Inner,
-        request: &super::Request,
+        request: &super::request::Request,
         now_ms: i64,
         buf: &mut Vec<u8>,
     ) -> Planned {
@@ -174,7 +180,7 @@ impl Planner {
             self.undo(undo);
             buf.truncate(buf_start);
             let rejection = Rejection {
-                code: "request_too_large",
+                code: RejectionCode::RequestTooLarge,
                 field: None,
                 message: format!("the request's events exceed one log frame of {frame_max} bytes; send fewer commands per request"),
                 current_seq: None,
@@ -206,7 +212,7 @@ impl Planner {
     fn plan_command(
         &mut self,
         inner: &Inner,
-        item: &super::CommandRequest,
+        item: &super::request::CommandRequest,
         known: Option<EntitySlot>,
         now_ms: i64,
         plan: &mut Planned,
@@ -240,7 +246,7 @@ impl Planner {
         let limit = inner.rules.entities_max;
         if current.is_none() && kind != EntityKind::System && entities >= limit {
             return Err(ItemResult::Rejected(Rejection {
-                code: "too_many_entities",
+                code: RejectionCode::TooManyEntities,
                 field: Some("id"),
                 message: format!("the gateway holds its limit of {limit} entities (engine.entities_max); {entity} was not registered"),
                 current_seq: None,
@@ -329,7 +335,9 @@ pub(super) fn run(inner: &Inner, jobs: Receiver<Job>, mut planner: Planner) {
             .name("gridlog-applier".into())
             .spawn_scoped(scope, || run_applier(inner, applier_jobs));
         if let Err(e) = applier {
-            fail(inner, format!("cannot start the applier thread: {e}"));
+            inner
+                .commit
+                .fail(EngineFailure::ApplierSpawn(std::sync::Arc::new(e)));
         }
         let mut buf: Vec<u8> = Vec::new();
         while let Ok(first) = jobs.recv() {
@@ -344,9 +352,12 @@ pub(super) fn run(inner: &Inner, jobs: Receiver<Job>, mut planner: Planner) {
                     Err(_) => break,
                 }
             }
-            inner.queued.fetch_sub(batch.len(), Ordering::Relaxed);
-            inner.batches.fetch_add(1, Ordering::Relaxed);
-            if let Some(failed) = failure(inner) {
+            inner
+                .counters
+                .queued
+                .fetch_sub(batch.len(), Ordering::Relaxed);
+            inner.counters.batches.fetch_add(1, Ordering::Relaxed);
+            if let Some(failed) = inner.commit.failure() {
                 reply_all(batch, &failed);
                 continue;
             }
@@ -367,12 +378,12 @@ pub(super) fn run(inner: &Inner, jobs: Receiver<Job>, mut planner: Planner) {
                         bytes,
                     };
                     if let Err(mpsc::SendError(flight)) = to_applier.send(flight) {
-                        let error = fail(inner, "the applier thread stopped".to_string());
+                        let error = inner.commit.fail(EngineFailure::ApplierStopped);
                         reply_all(flight.jobs, &error);
                     }
                 }
                 Err(error) => {
-                    let error = fail(inner, error);
+                    let error = inner.commit.fail(error.into());
                     reply_all(batch, &error);
                 }
             }
@@ -386,7 +397,7 @@ fn run_applier(inner: &Inner, batches: Receiver<InFlight>) {
     while let Ok(flight) = batches.recv() {
         if let Some(at) = flight.durable_at {
             if let Err(e) = inner.wal.wait_durable(at) {
-                let error = fail(inner, e.to_string());
+                let error = inner.commit.fail(e.into());
                 reply_all(flight.jobs, &error);
                 continue;
             }
@@ -405,28 +416,9 @@ fn run_applier(inner: &Inner, batches: Receiver<InFlight>) {
     }
 }
 
-fn failure(inner: &Inner) -> Option<String> {
-    inner
-        .failed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-}
-
-/// Records the first storage failure (the engine accepts no writes after it); returns the
-/// failure callers are told about.
-fn fail(inner: &Inner, error: String) -> String {
-    let mut failed = inner.failed.lock().unwrap_or_else(|e| e.into_inner());
-    if failed.is_none() {
-        tracing::error!(%error, "log append failed; the engine stops accepting writes");
-        *failed = Some(error);
-    }
-    failed.clone().unwrap_or_default()
-}
-
-fn reply_all(jobs: Vec<Job>, error: &str) {
+fn reply_all(jobs: Vec<Job>, error: &EngineFailure) {
     for job in jobs {
-        (job.reply)(Err(SubmitError::Storage(error.to_string())));
+        (job.reply)(Err(SubmitError::Storage(error.clone())));
     }
 }
 
@@ -437,7 +429,7 @@ fn append(
     inner: &Inner,
     planned: &[Planned],
     buf: &[u8],
-) -> Result<(Vec<Offset>, Option<Offset>), String> {
+) -> Result<(Vec<Offset>, Option<Offset>), AppendError> {
     let records: Vec<Vec<&[u8]>> = planned
         .iter()
         .filter(|plan| !plan.ranges.is_empty())
@@ -447,10 +439,7 @@ fn append(
     if frames.is_empty() {
         return Ok((vec![0; planned.len()], None));
     }
-    let acks = inner
-        .wal
-        .append_frames_nowait(&frames)
-        .map_err(|e| e.to_string())?;
+    let acks = inner.wal.append_frames_nowait(&frames)?;
     // Offsets become durable in order: the last frame's durable point covers all.
     let durable_at = acks.last().map(|ack| ack.next_offset);
     let mut acks = acks.into_iter();
@@ -481,9 +470,9 @@ fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[Offset], bytes: u6
     }
     drop(image);
     if let Some(next) = next {
-        inner.publish_commit(next);
+        inner.commit.publish(next);
     }
-    inner.note_committed(events, bytes);
+    inner.maintenance.note_committed(events, bytes);
 }
 
 /// Counts rejections per entity, for entities the image knows (so the map stays bounded by
@@ -518,7 +507,7 @@ fn too_large_for_a_frame(ranges: &[(usize, usize)], buf: &[u8], frame_max: usize
 
 fn internal(message: &str) -> Rejection {
     Rejection {
-        code: "internal",
+        code: RejectionCode::Internal,
         field: None,
         message: message.to_string(),
         current_seq: None,
@@ -539,9 +528,9 @@ fn respond(inner: &Inner, plan: Planned, first_offset: u64) -> Response {
         .collect();
     for r in &results {
         let counter = match r {
-            ItemResult::Accepted { .. } => &inner.accepted,
-            ItemResult::Duplicate | ItemResult::Replayed => &inner.duplicates,
-            ItemResult::Rejected(_) => &inner.rejected,
+            ItemResult::Accepted { .. } => &inner.counters.accepted,
+            ItemResult::Duplicate | ItemResult::Replayed => &inner.counters.duplicates,
+            ItemResult::Rejected(_) => &inner.counters.rejected,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

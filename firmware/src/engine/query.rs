@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use gridlog_common::domain::{decode_event, peek_entity, EventDecodeError, StoredEvent};
 use gridlog_common::Offset;
 
-use super::{Engine, Inner};
+use super::shared::{Engine, Inner};
+use crate::archive::ArchiveError;
 use crate::wal::{LogCursor, ReadError};
 
 /// Most records one paged query reads before it returns what it has (with the offset to
@@ -109,13 +110,14 @@ pub enum QueryError {
         /// The first offset this gateway holds.
         history_start: Offset,
     },
-    /// The archive could not be read (a missing or damaged archive file).
+    /// The archive could not be read (a missing or damaged archive file). Shared, so the
+    /// error stays `Clone`.
     #[error("archive: {0}")]
-    Archive(String),
+    Archive(Arc<ArchiveError>),
     /// Every place for a decompressed archived segment is taken by other readers; the
     /// query or subscription can be tried again and goes on where it was.
-    #[error("{0}")]
-    Busy(String),
+    #[error("{}", ArchiveError::Busy)]
+    Busy,
     /// A record is not a valid event.
     #[error("record at offset {offset} is not a valid event: {error}")]
     BadEvent {
@@ -157,10 +159,8 @@ impl Tiered {
                         self.from = offset + 1;
                         return Some(Ok(f(offset, &bytes)));
                     }
-                    Some(Err(e @ crate::archive::ArchiveError::Busy)) => {
-                        return Some(Err(QueryError::Busy(e.to_string())))
-                    }
-                    Some(Err(e)) => return Some(Err(QueryError::Archive(e.to_string()))),
+                    Some(Err(ArchiveError::Busy)) => return Some(Err(QueryError::Busy)),
+                    Some(Err(e)) => return Some(Err(QueryError::Archive(Arc::new(e)))),
                     None => self.archive = None,
                 }
                 continue;
@@ -184,7 +184,7 @@ impl Tiered {
                     }
                     match crate::archive::ArchiveCursor::new(&inner.data_dir, self.from, oldest) {
                         Ok(cursor) => self.archive = Some(cursor),
-                        Err(e) => return Some(Err(QueryError::Archive(e.to_string()))),
+                        Err(e) => return Some(Err(QueryError::Archive(Arc::new(e)))),
                     }
                     continue;
                 }
@@ -428,17 +428,7 @@ impl Subscription {
             if now >= deadline {
                 return Ok(None);
             }
-            let committed = self
-                .inner
-                .committed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let position = self.position;
-            let _unused = self
-                .inner
-                .commit_cv
-                .wait_timeout_while(committed, deadline - now, |c| *c <= position)
-                .unwrap_or_else(|e| e.into_inner());
+            self.inner.commit.wait_past(self.position, deadline - now);
         }
     }
 

@@ -228,22 +228,42 @@ impl serde::Serialize for Ring {
     }
 }
 
-impl TryFrom<RingWire> for Ring {
-    type Error = String;
+/// Why a stored rollup ring was refused (a snapshot that fails this is skipped).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RingError {
+    /// The ring's period or size is impossible.
+    #[error("bad rollup ring: period {period_ms} ms, {capacity} slots")]
+    Shape {
+        /// Its period.
+        period_ms: i64,
+        /// Its slots.
+        capacity: u32,
+    },
+    /// A bucket names a slot beyond the ring, or holds no interval.
+    #[error("bad rollup slot {0}")]
+    Slot(usize),
+    /// The newest interval has no bucket.
+    #[error("bad rollup ring: newest interval {0} has no bucket")]
+    NewestMissing(i64),
+}
 
-    fn try_from(wire: RingWire) -> Result<Ring, String> {
+impl TryFrom<RingWire> for Ring {
+    type Error = RingError;
+
+    fn try_from(wire: RingWire) -> Result<Ring, RingError> {
         if wire.period_ms <= 0 || wire.capacity == 0 || wire.capacity > ROLLUP_SLOTS_MAX {
-            return Err(format!(
-                "bad rollup ring: period {} ms, {} slots",
-                wire.period_ms, wire.capacity
-            ));
+            return Err(RingError::Shape {
+                period_ms: wire.period_ms,
+                capacity: wire.capacity,
+            });
         }
         let mut ring = Ring::new(wire.period_ms, wire.capacity as usize);
         ring.set_newest(wire.newest);
         for (i, bucket) in wire.filled {
             let i = i as usize;
             if i >= ring.capacity || bucket.index == i64::MIN {
-                return Err(format!("bad rollup slot {i}"));
+                return Err(RingError::Slot(i));
             }
             if ring.newest != i64::MIN && i == ring.newest_slot {
                 ring.head = bucket;
@@ -252,10 +272,7 @@ impl TryFrom<RingWire> for Ring {
             }
         }
         if ring.newest != i64::MIN && ring.head.index != ring.newest {
-            return Err(format!(
-                "bad rollup ring: newest interval {} has no bucket",
-                ring.newest
-            ));
+            return Err(RingError::NewestMissing(ring.newest));
         }
         Ok(ring)
     }
@@ -373,7 +390,7 @@ impl Ring {
         out
     }
 
-    fn digest(&self, hasher: &mut super::image::DigestHasher) {
+    fn digest(&self, hasher: &mut super::digest::DigestHasher) {
         for (_, slot) in self.filled() {
             hasher.write_i64(slot.index);
             hasher.write_f64(slot.import_wh);
@@ -436,7 +453,7 @@ impl MeterRollups {
         }
     }
 
-    pub(crate) fn digest(&self, hasher: &mut super::image::DigestHasher) {
+    pub(crate) fn digest(&self, hasher: &mut super::digest::DigestHasher) {
         self.quarter.digest(hasher);
         self.day.digest(hasher);
     }
@@ -492,7 +509,7 @@ mod tests {
         assert_eq!(back.query(Step::QuarterHour, t0, t0 + 2 * DAY_MS), q);
         assert_eq!(back.query(Step::Day, t0, t0 + 2 * DAY_MS), d);
         let digest = |r: &MeterRollups| {
-            let mut h = super::super::image::DigestHasher::default();
+            let mut h = super::super::digest::DigestHasher::default();
             r.digest(&mut h);
             h.finish()
         };

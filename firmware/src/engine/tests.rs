@@ -47,7 +47,7 @@ fn register_read_query_replay() {
         assert_eq!(r.results[1], ItemResult::Accepted { offset: 3, seq: 3 });
         assert_eq!(r.results[2], ItemResult::Duplicate);
         assert!(
-            matches!(&r.results[3], ItemResult::Rejected(rej) if rej.code == "register_decreased")
+            matches!(&r.results[3], ItemResult::Rejected(rej) if rej.code == RejectionCode::RegisterDecreased)
         );
         let events = engine.events_of("m1", 1, 10, 100).unwrap();
         assert_eq!(events.highest_seq, 3);
@@ -197,9 +197,78 @@ fn a_failing_maintenance_cycle_is_tried_again_after_doubling_pauses_up_to_a_minu
     let mut pause = None;
     let mut pauses = Vec::new();
     for _ in 0..9 {
-        let next = super::maintenance_retry_after(pause);
+        let next = super::maintenance::maintenance_retry_after(pause);
         pauses.push(next.as_secs());
         pause = Some(next);
     }
     assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+}
+
+/// The engine's files import each other in one direction only: the graph of `super::file`
+/// references between them has no cycle, and no file reaches into `mod.rs` (which imports
+/// them all). Doc comments and tests are left out; `validate` and `image` never meet.
+#[test]
+fn engine_files_import_each_other_in_one_direction() {
+    use std::collections::BTreeMap;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    let mut imports: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        if path.extension().is_none_or(|e| e != "rs") || name == "mod" || name == "tests" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Code before the file's own unit tests, without comments.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let mut deps: Vec<String> = Vec::new();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("super::") {
+                let rest = &line[i + "super::".len()..];
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '{')
+                    .collect();
+                assert!(
+                    word.starts_with(|c: char| c.is_ascii_lowercase()),
+                    "{name}.rs reaches into mod.rs (`super::{word}`): move what it needs below it"
+                );
+                if word != "super" && !deps.contains(&word) {
+                    deps.push(word);
+                }
+            }
+        }
+        imports.insert(name, deps);
+    }
+    assert!(imports.len() >= 10, "found only {:?}", imports.keys());
+    for banned in [("validate", "image"), ("image", "validate")] {
+        assert!(
+            !imports[banned.0].iter().any(|d| d == banned.1),
+            "{} imports {}",
+            banned.0,
+            banned.1
+        );
+    }
+    // Depth-first search for a cycle.
+    fn visit<'a>(
+        file: &'a str,
+        imports: &'a BTreeMap<String, Vec<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut Vec<&'a str>,
+    ) {
+        if done.contains(&file) {
+            return;
+        }
+        assert!(!path.contains(&file), "import cycle: {path:?} -> {file}");
+        path.push(file);
+        for dep in imports.get(file).into_iter().flatten() {
+            visit(dep, imports, path, done);
+        }
+        path.pop();
+        done.push(file);
+    }
+    let mut done = Vec::new();
+    for file in imports.keys() {
+        visit(file, &imports, &mut Vec::new(), &mut done);
+    }
 }

@@ -2,47 +2,22 @@
 //! batch) becomes events, a duplicate (accepted, nothing stored), or a rejection that names
 //! the field and the reason. Pure: no I/O, no clock but the one passed in.
 
+mod values;
+
 use gridlog_common::domain::{
     AssetKind, Command, EntityKind, Event, MeterKind, Reading, Register, SYSTEM_ID_PREFIX,
 };
-use gridlog_common::id::EntityId;
+use gridlog_common::id::{EntityId, Label};
 
-use super::image::{reading_fingerprint, EntityState, ASSET_FAULTS_MAX};
-
-/// Why a command was rejected: a stable code for programs, the field at fault, words for
-/// people, and the entity's current sequence number where that helps a retry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    /// Stable snake_case code.
-    pub code: &'static str,
-    /// The request field at fault, if one is.
-    pub field: Option<&'static str>,
-    /// What is wrong, in words.
-    pub message: String,
-    /// The entity's current sequence number (on `seq_mismatch`).
-    pub current_seq: Option<u64>,
-}
-
-impl Rejection {
-    fn new(
-        code: &'static str,
-        field: Option<&'static str>,
-        message: impl Into<String>,
-    ) -> Rejection {
-        Rejection {
-            code,
-            field,
-            message: message.into(),
-            current_seq: None,
-        }
-    }
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
+use super::rejection::{Rejection, RejectionCode};
+use super::state::{
+    after_replacement, reading_fingerprint, AssetState, EntityState, MeterState, ASSET_FAULTS_MAX,
+};
+use values::{check_time, energy, finite, reading_values, within};
+pub use values::{
+    CURRENT_A_ABS_MAX, ENERGY_WH_MAX, POWER_W_ABS_MAX, REACTIVE_POWER_VAR_ABS_MAX, TIME_MS_MIN,
+    VOLTAGE_V_ABS_MAX,
+};
 
 /// Most events one command produces: a reading with both registers wrapped gives two
 /// rollovers and the reading; an auto-registered meter's first reading gives two.
@@ -98,73 +73,6 @@ fn push(events: &mut CommandEvents, event: Event) {
     );
 }
 
-fn finite(value: f64, field: &'static str) -> Result<(), Rejection> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err(Rejection::new(
-            "invalid_number",
-            Some(field),
-            format!("{field} must be a finite number, got {value}"),
-        ))
-    }
-}
-
-fn non_negative(value: f64, field: &'static str) -> Result<(), Rejection> {
-    finite(value, field)?;
-    if value < 0.0 {
-        return Err(Rejection::new(
-            "negative_energy",
-            Some(field),
-            format!("{field} must not be negative, got {value}"),
-        ));
-    }
-    Ok(())
-}
-
-// Physical ranges of measured values. Finite is not enough: a value near f64::MAX passes
-// `is_finite` and then overflows the sums of rollups and site totals (to infinity, which
-// JSON writes as `null`), and a power above f32::MAX overflows the rollups' f32 min/max.
-// Each bound is far beyond any real site (the largest power plants are a few GW) and far
-// below where sums of millions of values could overflow.
-
-/// Largest magnitude of a power (meter and asset power, rated power, setpoints): 1 GW.
-pub const POWER_W_ABS_MAX: f64 = 1e9;
-/// Largest magnitude of a reactive power: 1 Gvar.
-pub const REACTIVE_POWER_VAR_ABS_MAX: f64 = 1e9;
-/// Largest energy register (import, export, a replacement's start values) and asset
-/// capacity: 1 PWh, 10^15 Wh.
-pub const ENERGY_WH_MAX: f64 = 1e15;
-/// Largest magnitude of a voltage: 1 MV.
-pub const VOLTAGE_V_ABS_MAX: f64 = 1e6;
-/// Largest magnitude of a current: 1 MA.
-pub const CURRENT_A_ABS_MAX: f64 = 1e6;
-
-// Sums stay finite: 20,000 meters' rollups of values at the bounds are far from f64::MAX,
-// and every bound fits an f32 (the rollups' min/max).
-const _: () = assert!(POWER_W_ABS_MAX < f32::MAX as f64);
-const _: () = assert!(REACTIVE_POWER_VAR_ABS_MAX < f32::MAX as f64);
-const _: () = assert!(ENERGY_WH_MAX < f32::MAX as f64);
-
-/// A finite value whose magnitude is at most `max` (`unit` for the message).
-fn within(value: f64, max: f64, field: &'static str, unit: &str) -> Result<(), Rejection> {
-    finite(value, field)?;
-    if value.abs() > max {
-        return Err(Rejection::new(
-            "value_out_of_range",
-            Some(field),
-            format!("{field} must be within -{max:e}..={max:e} {unit}, got {value:e}"),
-        ));
-    }
-    Ok(())
-}
-
-/// An energy: finite, not negative, at most [`ENERGY_WH_MAX`].
-fn energy(value: f64, field: &'static str) -> Result<(), Rejection> {
-    non_negative(value, field)?;
-    within(value, ENERGY_WH_MAX, field, "Wh")
-}
-
 /// Validates `command` (with an optional `expected_seq`) at gateway time `now_ms`.
 pub(crate) fn validate(
     command: &Command,
@@ -187,21 +95,11 @@ fn check(
     now_ms: i64,
 ) -> Result<Verdict, Rejection> {
     let entity = command.entity();
-    if let Some(expected) = expected_seq {
-        let current = state.map_or(0, EntityState::seq);
-        if expected != current {
-            return Err(Rejection {
-                code: "seq_mismatch",
-                field: Some("expected_seq"),
-                message: format!("expected seq {expected} but {entity} is at seq {current}"),
-                current_seq: Some(current),
-            });
-        }
-    }
+    check_expected_seq(entity, expected_seq, state)?;
     let reserved = entity.as_str().starts_with(SYSTEM_ID_PREFIX);
     if reserved != matches!(command, Command::RecordSystemEvent { .. }) {
         return Err(Rejection::new(
-            "reserved_id",
+            RejectionCode::ReservedId,
             Some("id"),
             format!("ids starting with {SYSTEM_ID_PREFIX:?} are the gateway's own; {entity} cannot be used here"),
         ));
@@ -212,70 +110,13 @@ fn check(
             kind,
             register_bits,
             ..
-        } => {
-            if let Some(bits) = register_bits {
-                if !(8..=64).contains(bits) {
-                    return Err(Rejection::new(
-                        "invalid_register_bits",
-                        Some("register_bits"),
-                        format!("register_bits must be 8..=64, got {bits}"),
-                    ));
-                }
-            }
-            match state {
-                None => Ok(accept_one(Event::MeterRegistered {
-                    kind: *kind,
-                    register_bits: *register_bits,
-                })),
-                Some(EntityState::Meter(m))
-                    if m.kind == *kind && m.register_bits == *register_bits =>
-                {
-                    Ok(Verdict::Duplicate)
-                }
-                Some(existing) => Err(Rejection::new(
-                    "already_registered",
-                    Some("id"),
-                    format!("{entity} is already registered as {:?}", existing.kind()),
-                )),
-            }
-        }
+        } => register_meter(entity, *kind, *register_bits, state),
         Command::RegisterAsset {
             kind,
             rated_power_w,
             capacity_wh,
             ..
-        } => {
-            within(*rated_power_w, POWER_W_ABS_MAX, "rated_power_w", "W")?;
-            if *rated_power_w <= 0.0 {
-                return Err(Rejection::new(
-                    "invalid_rated_power",
-                    Some("rated_power_w"),
-                    "rated_power_w must be positive",
-                ));
-            }
-            if let Some(c) = capacity_wh {
-                energy(*c, "capacity_wh")?;
-            }
-            match state {
-                None => Ok(accept_one(Event::AssetRegistered {
-                    kind: *kind,
-                    rated_power_w: *rated_power_w,
-                    capacity_wh: *capacity_wh,
-                })),
-                Some(EntityState::Asset(a))
-                    if a.kind == *kind
-                        && a.rated_power_w == *rated_power_w
-                        && a.capacity_wh == *capacity_wh =>
-                {
-                    Ok(Verdict::Duplicate)
-                }
-                Some(existing) => Err(Rejection::new(
-                    "already_registered",
-                    Some("id"),
-                    format!("{entity} is already registered as {:?}", existing.kind()),
-                )),
-            }
-        }
+        } => register_asset(entity, *kind, *rated_power_w, *capacity_wh, state),
         Command::RecordReading { reading, .. } => {
             check_reading(entity, reading, state, rules, now_ms)
         }
@@ -285,35 +126,8 @@ fn check(
             export_wh,
             ..
         } => {
-            let m = meter(entity, state)?;
-            energy(*import_wh, "import_wh")?;
-            energy(*export_wh, "export_wh")?;
-            // A replacement dated ahead would turn away every reading until then.
-            check_time(*time_ms, rules, now_ms)?;
-            if m.decommissioned {
-                return Err(Rejection::new(
-                    "meter_decommissioned",
-                    Some("meter"),
-                    format!("{entity} is decommissioned"),
-                ));
-            }
-            // The readings up to the newest belong to the old meter: a replacement dated
-            // among them would hand some of them to the new one.
-            if let Some(latest) = m.latest.filter(|l| *time_ms <= l.time_ms) {
-                return Err(Rejection::new(
-                    "replacement_before_latest",
-                    Some("time"),
-                    format!(
-                        "{entity} has a reading at {} ms, not before the replacement's time: a replacement is dated after the old meter's last reading",
-                        latest.time_ms
-                    ),
-                ));
-            }
-            Ok(accept_one(Event::MeterReplaced {
-                time_ms: *time_ms,
-                import_wh: *import_wh,
-                export_wh: *export_wh,
-            }))
+            let registers = (*import_wh, *export_wh);
+            replace_meter(entity, *time_ms, registers, state, rules, now_ms)
         }
         Command::DecommissionMeter { .. } => {
             let m = meter(entity, state)?;
@@ -329,50 +143,20 @@ fn check(
                 finite(soc, "soc_pct")?;
                 if !(0.0..=100.0).contains(&soc) {
                     return Err(Rejection::new(
-                        "invalid_soc",
+                        RejectionCode::InvalidSoc,
                         Some("soc_pct"),
                         format!("soc_pct must be 0..=100, got {soc}"),
                     ));
                 }
             }
-            check_time(telemetry.time_ms, rules, now_ms)?;
+            check_time(telemetry.time_ms, rules.future_skew_ms, now_ms)?;
             Ok(accept_one(Event::TelemetryRecorded(telemetry.clone())))
         }
-        Command::RequestSetpoint { power_w, .. } | Command::ConfirmSetpoint { power_w, .. } => {
-            let a = asset(entity, state)?;
-            within(*power_w, POWER_W_ABS_MAX, "power_w", "W")?;
-            if power_w.abs() > a.rated_power_w {
-                return Err(Rejection::new(
-                    "setpoint_above_rated",
-                    Some("power_w"),
-                    format!(
-                        "setpoint {power_w} W exceeds the rated power of {} W of {entity}",
-                        a.rated_power_w
-                    ),
-                ));
-            }
-            if *power_w < 0.0 && a.kind != AssetKind::Battery {
-                return Err(Rejection::new(
-                    "setpoint_negative",
-                    Some("power_w"),
-                    format!(
-                        "only batteries take negative setpoints; {entity} is a {}",
-                        a.kind.name()
-                    ),
-                ));
-            }
-            if matches!(command, Command::RequestSetpoint { .. }) {
-                if !a.available {
-                    return Err(Rejection::new(
-                        "asset_unavailable",
-                        Some("asset"),
-                        format!("{entity} is not available for control"),
-                    ));
-                }
-                Ok(accept_one(Event::SetpointRequested { power_w: *power_w }))
-            } else {
-                Ok(accept_one(Event::SetpointApplied { power_w: *power_w }))
-            }
+        Command::RequestSetpoint { power_w, .. } => {
+            setpoint(entity, *power_w, state, SetpointStep::Request)
+        }
+        Command::ConfirmSetpoint { power_w, .. } => {
+            setpoint(entity, *power_w, state, SetpointStep::Confirm)
         }
         Command::ChangeAvailability { available, .. } => {
             let a = asset(entity, state)?;
@@ -383,25 +167,7 @@ fn check(
                 available: *available,
             }))
         }
-        Command::RaiseFault { code, .. } => {
-            let a = asset(entity, state)?;
-            if a.faults.contains(code) {
-                return Ok(Verdict::Duplicate);
-            }
-            // The image holds at most ASSET_FAULTS_MAX active faults: one more would be
-            // stored and acknowledged but not kept, and log and state would disagree for
-            // good (clearing it would then be a duplicate).
-            if a.faults.len() >= ASSET_FAULTS_MAX {
-                return Err(Rejection::new(
-                    "too_many_faults",
-                    Some("code"),
-                    format!(
-                        "asset {entity} already has {ASSET_FAULTS_MAX} active faults, the most it can have; clear one first"
-                    ),
-                ));
-            }
-            Ok(accept_one(Event::FaultRaised { code: code.clone() }))
-        }
+        Command::RaiseFault { code, .. } => raise_fault(entity, code, state),
         Command::ClearFault { code, .. } => {
             let a = asset(entity, state)?;
             if !a.faults.contains(code) {
@@ -412,19 +178,223 @@ fn check(
     }
 }
 
+/// Optimistic concurrency: the command names the seq it expects the entity at.
+fn check_expected_seq(
+    entity: &EntityId,
+    expected_seq: Option<u64>,
+    state: Option<&EntityState>,
+) -> Result<(), Rejection> {
+    let current = state.map_or(0, EntityState::seq);
+    match expected_seq {
+        Some(expected) if expected != current => Err(Rejection {
+            code: RejectionCode::SeqMismatch,
+            field: Some("expected_seq"),
+            message: format!("expected seq {expected} but {entity} is at seq {current}"),
+            current_seq: Some(current),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn already_registered(entity: &EntityId, existing: &EntityState) -> Rejection {
+    Rejection::new(
+        RejectionCode::AlreadyRegistered,
+        Some("id"),
+        format!("{entity} is already registered as {:?}", existing.kind()),
+    )
+}
+
+fn register_meter(
+    entity: &EntityId,
+    kind: MeterKind,
+    register_bits: Option<u8>,
+    state: Option<&EntityState>,
+) -> Result<Verdict, Rejection> {
+    if let Some(bits) = register_bits {
+        if !(8..=64).contains(&bits) {
+            return Err(Rejection::new(
+                RejectionCode::InvalidRegisterBits,
+                Some("register_bits"),
+                format!("register_bits must be 8..=64, got {bits}"),
+            ));
+        }
+    }
+    match state {
+        None => Ok(accept_one(Event::MeterRegistered {
+            kind,
+            register_bits,
+        })),
+        Some(EntityState::Meter(m)) if m.kind == kind && m.register_bits == register_bits => {
+            Ok(Verdict::Duplicate)
+        }
+        Some(existing) => Err(already_registered(entity, existing)),
+    }
+}
+
+fn register_asset(
+    entity: &EntityId,
+    kind: AssetKind,
+    rated_power_w: f64,
+    capacity_wh: Option<f64>,
+    state: Option<&EntityState>,
+) -> Result<Verdict, Rejection> {
+    within(rated_power_w, POWER_W_ABS_MAX, "rated_power_w", "W")?;
+    if rated_power_w <= 0.0 {
+        return Err(Rejection::new(
+            RejectionCode::InvalidRatedPower,
+            Some("rated_power_w"),
+            "rated_power_w must be positive",
+        ));
+    }
+    if let Some(c) = capacity_wh {
+        energy(c, "capacity_wh")?;
+    }
+    match state {
+        None => Ok(accept_one(Event::AssetRegistered {
+            kind,
+            rated_power_w,
+            capacity_wh,
+        })),
+        Some(EntityState::Asset(a))
+            if a.kind == kind
+                && a.rated_power_w == rated_power_w
+                && a.capacity_wh == capacity_wh =>
+        {
+            Ok(Verdict::Duplicate)
+        }
+        Some(existing) => Err(already_registered(entity, existing)),
+    }
+}
+
+/// A replacement at `time_ms` by a meter whose registers start at `(import_wh, export_wh)`.
+fn replace_meter(
+    entity: &EntityId,
+    time_ms: i64,
+    (import_wh, export_wh): (f64, f64),
+    state: Option<&EntityState>,
+    rules: &Rules,
+    now_ms: i64,
+) -> Result<Verdict, Rejection> {
+    let m = meter(entity, state)?;
+    energy(import_wh, "import_wh")?;
+    energy(export_wh, "export_wh")?;
+    // A replacement dated ahead would turn away every reading until then.
+    check_time(time_ms, rules.future_skew_ms, now_ms)?;
+    if m.decommissioned {
+        return Err(decommissioned(entity));
+    }
+    // The readings up to the newest belong to the old meter: a replacement dated among
+    // them would hand some of them to the new one.
+    if let Some(latest) = m.latest.filter(|l| time_ms <= l.time_ms) {
+        return Err(Rejection::new(
+            RejectionCode::ReplacementBeforeLatest,
+            Some("time"),
+            format!(
+                "{entity} has a reading at {} ms, not before the replacement's time: a replacement is dated after the old meter's last reading",
+                latest.time_ms
+            ),
+        ));
+    }
+    Ok(accept_one(Event::MeterReplaced {
+        time_ms,
+        import_wh,
+        export_wh,
+    }))
+}
+
+fn decommissioned(entity: &EntityId) -> Rejection {
+    Rejection::new(
+        RejectionCode::MeterDecommissioned,
+        Some("meter"),
+        format!("{entity} is decommissioned"),
+    )
+}
+
+/// Which side of a setpoint a command is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SetpointStep {
+    /// Asked of the asset: it must be available for control.
+    Request,
+    /// Applied by the asset (reported back): recorded whatever its availability.
+    Confirm,
+}
+
+fn setpoint(
+    entity: &EntityId,
+    power_w: f64,
+    state: Option<&EntityState>,
+    step: SetpointStep,
+) -> Result<Verdict, Rejection> {
+    let a = asset(entity, state)?;
+    within(power_w, POWER_W_ABS_MAX, "power_w", "W")?;
+    if power_w.abs() > a.rated_power_w {
+        return Err(Rejection::new(
+            RejectionCode::SetpointAboveRated,
+            Some("power_w"),
+            format!(
+                "setpoint {power_w} W exceeds the rated power of {} W of {entity}",
+                a.rated_power_w
+            ),
+        ));
+    }
+    if power_w < 0.0 && a.kind != AssetKind::Battery {
+        return Err(Rejection::new(
+            RejectionCode::SetpointNegative,
+            Some("power_w"),
+            format!(
+                "only batteries take negative setpoints; {entity} is a {}",
+                a.kind.name()
+            ),
+        ));
+    }
+    match step {
+        SetpointStep::Request if !a.available => Err(Rejection::new(
+            RejectionCode::AssetUnavailable,
+            Some("asset"),
+            format!("{entity} is not available for control"),
+        )),
+        SetpointStep::Request => Ok(accept_one(Event::SetpointRequested { power_w })),
+        SetpointStep::Confirm => Ok(accept_one(Event::SetpointApplied { power_w })),
+    }
+}
+
+fn raise_fault(
+    entity: &EntityId,
+    code: &Label,
+    state: Option<&EntityState>,
+) -> Result<Verdict, Rejection> {
+    let a = asset(entity, state)?;
+    if a.faults.contains(code) {
+        return Ok(Verdict::Duplicate);
+    }
+    // The image holds at most ASSET_FAULTS_MAX active faults: one more would be stored and
+    // acknowledged but not kept, and log and state would disagree for good (clearing it
+    // would then be a duplicate).
+    if a.faults.len() >= ASSET_FAULTS_MAX {
+        return Err(Rejection::new(
+            RejectionCode::TooManyFaults,
+            Some("code"),
+            format!(
+                "asset {entity} already has {ASSET_FAULTS_MAX} active faults, the most it can have; clear one first"
+            ),
+        ));
+    }
+    Ok(accept_one(Event::FaultRaised { code: code.clone() }))
+}
+
 fn meter<'s>(
     entity: &EntityId,
     state: Option<&'s EntityState>,
-) -> Result<&'s super::image::MeterState, Rejection> {
+) -> Result<&'s MeterState, Rejection> {
     match state {
         Some(EntityState::Meter(m)) => Ok(m),
         Some(EntityState::Asset(_) | EntityState::System(_)) => Err(Rejection::new(
-            "not_a_meter",
+            RejectionCode::NotAMeter,
             Some("meter"),
             format!("{entity} is an asset, not a meter"),
         )),
         None => Err(Rejection::new(
-            "unknown_meter",
+            RejectionCode::UnknownMeter,
             Some("meter"),
             format!("meter {entity} is not registered"),
         )),
@@ -434,47 +404,20 @@ fn meter<'s>(
 fn asset<'s>(
     entity: &EntityId,
     state: Option<&'s EntityState>,
-) -> Result<&'s super::image::AssetState, Rejection> {
+) -> Result<&'s AssetState, Rejection> {
     match state {
         Some(EntityState::Asset(a)) => Ok(a),
         Some(EntityState::Meter(_) | EntityState::System(_)) => Err(Rejection::new(
-            "not_an_asset",
+            RejectionCode::NotAnAsset,
             Some("asset"),
             format!("{entity} is a meter, not an asset"),
         )),
         None => Err(Rejection::new(
-            "unknown_asset",
+            RejectionCode::UnknownAsset,
             Some("asset"),
             format!("asset {entity} is not registered"),
         )),
     }
-}
-
-/// The earliest measurement time accepted: 2000-01-01T00:00:00Z. An earlier time comes
-/// from a device whose clock was never set (1970), and the bound keeps interval arithmetic
-/// far from the ends of `i64`.
-pub const TIME_MS_MIN: i64 = 946_684_800_000;
-
-fn check_time(time_ms: i64, rules: &Rules, now_ms: i64) -> Result<(), Rejection> {
-    if time_ms < TIME_MS_MIN {
-        return Err(Rejection::new(
-            "time_too_early",
-            Some("time"),
-            "time is before 2000-01-01T00:00:00Z: the device's clock is not set",
-        ));
-    }
-    if time_ms > now_ms.saturating_add(rules.future_skew_ms) {
-        return Err(Rejection::new(
-            "time_in_future",
-            Some("time"),
-            format!(
-                "time is {} s ahead of the gateway clock (allowed: {} s)",
-                (time_ms - now_ms) / 1000,
-                rules.future_skew_ms / 1000
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn check_reading(
@@ -484,24 +427,8 @@ fn check_reading(
     rules: &Rules,
     now_ms: i64,
 ) -> Result<Verdict, Rejection> {
-    within(r.power_w, POWER_W_ABS_MAX, "power_w", "W")?;
-    energy(r.import_wh, "import_wh")?;
-    energy(r.export_wh, "export_wh")?;
-    if let Some(v) = r.voltage_v {
-        within(f64::from(v), VOLTAGE_V_ABS_MAX, "voltage_v", "V")?;
-    }
-    if let Some(a) = r.current_a {
-        within(f64::from(a), CURRENT_A_ABS_MAX, "current_a", "A")?;
-    }
-    if let Some(q) = r.reactive_power_var {
-        within(
-            f64::from(q),
-            REACTIVE_POWER_VAR_ABS_MAX,
-            "reactive_power_var",
-            "var",
-        )?;
-    }
-    check_time(r.time_ms, rules, now_ms)?;
+    reading_values(r)?;
+    check_time(r.time_ms, rules.future_skew_ms, now_ms)?;
     // At most EVENTS_PER_COMMAND_MAX pushes below: a registration or up to two rollovers,
     // then the reading.
     let mut events = CommandEvents::new();
@@ -519,108 +446,129 @@ fn check_reading(
         }
         _ => meter(entity, state)?,
     };
+    register_width(m, r)?;
+    if let Some(verdict) = against_history(entity, m, r, &mut events)? {
+        return Ok(verdict);
+    }
+    push(&mut events, Event::ReadingRecorded(*r));
+    Ok(Verdict::Accept(events))
+}
+
+/// Registers that wrap hold values below their modulus.
+fn register_width(m: &MeterState, r: &Reading) -> Result<(), Rejection> {
     if let Some(bits) = m.register_bits {
         let modulus = 2f64.powi(i32::from(bits));
         for (field, value) in [("import_wh", r.import_wh), ("export_wh", r.export_wh)] {
             if value >= modulus {
                 return Err(Rejection::new(
-                    "register_out_of_range",
+                    RejectionCode::RegisterOutOfRange,
                     Some(field),
                     format!("{field} is {value}, beyond the meter's {bits}-bit register (below {modulus})"),
                 ));
             }
         }
     }
+    Ok(())
+}
+
+/// A reading against the meter's earlier ones: a duplicate (`Some`), refused, or new
+/// (`None`, with any rollovers it implies pushed onto `events`).
+fn against_history(
+    entity: &EntityId,
+    m: &MeterState,
+    r: &Reading,
+    events: &mut CommandEvents,
+) -> Result<Option<Verdict>, Rejection> {
     let fingerprint = reading_fingerprint(r);
     let recent = m.recent.iter().find(|(t, _)| *t == r.time_ms);
     // A retry of a stored reading is a duplicate, even after the meter was decommissioned.
     if recent.is_some_and(|&(_, seen)| seen == fingerprint) {
-        return Ok(Verdict::Duplicate);
+        return Ok(Some(Verdict::Duplicate));
     }
     if m.decommissioned {
-        return Err(Rejection::new(
-            "meter_decommissioned",
-            Some("meter"),
-            format!("{entity} is decommissioned"),
-        ));
+        return Err(decommissioned(entity));
     }
     if recent.is_some() {
         return Err(Rejection::new(
-            "conflicting_duplicate",
+            RejectionCode::ConflictingDuplicate,
             Some("time"),
             format!("{entity} already has a different reading at this time"),
         ));
     }
     if m.replaced_ms.is_some_and(|t| r.time_ms < t) {
         return Err(Rejection::new(
-            "before_replacement",
+            RejectionCode::BeforeReplacement,
             Some("time"),
             format!("{entity} was replaced after this time; the reading belongs to the old meter"),
         ));
     }
-    if let Some(latest) = &m.latest {
-        // At the replacement's time the newest "reading" is the new meter's baseline, and
-        // the new meter's first reading may share its time.
-        if r.time_ms > latest.time_ms || after_replacement(m, latest, r.time_ms) {
-            for (register, field, new, old) in [
-                (Register::Import, "import_wh", r.import_wh, latest.import_wh),
-                (Register::Export, "export_wh", r.export_wh, latest.export_wh),
-            ] {
-                let wraps = m.register_bits.is_some_and(|bits| is_wrap(old, new, bits));
-                if new == 0.0 && old > 0.0 && !wraps {
-                    return Err(Rejection::new("suspect_reset", Some(field), format!("{field} dropped from {old} to exactly 0: a reset must be recorded as a replacement")));
-                }
-                if new < old {
-                    match m.register_bits {
-                        Some(bits) if is_wrap(old, new, bits) => {
-                            push(&mut events, Event::RegisterRolledOver { register, bits, before_wh: old, after_wh: new });
-                        }
-                        _ => {
-                            return Err(Rejection::new(
-                                "register_decreased",
-                                Some(field),
-                                format!("{field} went down from {old} to {new}; record a replacement or rollover first"),
-                            ))
-                        }
+    match &m.latest {
+        Some(latest) => against_latest(entity, m, latest, r, fingerprint, events),
+        None => Ok(None),
+    }
+}
+
+/// A reading against the meter's newest one (`latest`): later readings must not go down
+/// (unless a register wrapped), one at the same time must be the same, and a late one
+/// must fit under it.
+fn against_latest(
+    entity: &EntityId,
+    m: &MeterState,
+    latest: &Reading,
+    r: &Reading,
+    fingerprint: u64,
+    events: &mut CommandEvents,
+) -> Result<Option<Verdict>, Rejection> {
+    // At the replacement's time the newest "reading" is the new meter's baseline, and
+    // the new meter's first reading may share its time.
+    if r.time_ms > latest.time_ms || after_replacement(m, latest, r.time_ms) {
+        for (register, field, new, old) in [
+            (Register::Import, "import_wh", r.import_wh, latest.import_wh),
+            (Register::Export, "export_wh", r.export_wh, latest.export_wh),
+        ] {
+            let wraps = m.register_bits.is_some_and(|bits| is_wrap(old, new, bits));
+            if new == 0.0 && old > 0.0 && !wraps {
+                return Err(Rejection::new(RejectionCode::SuspectReset, Some(field), format!("{field} dropped from {old} to exactly 0: a reset must be recorded as a replacement")));
+            }
+            if new < old {
+                match m.register_bits {
+                    Some(bits) if is_wrap(old, new, bits) => {
+                        push(events, Event::RegisterRolledOver { register, bits, before_wh: old, after_wh: new });
+                    }
+                    _ => {
+                        return Err(Rejection::new(
+                            RejectionCode::RegisterDecreased,
+                            Some(field),
+                            format!("{field} went down from {old} to {new}; record a replacement or rollover first"),
+                        ))
                     }
                 }
             }
-        } else if r.time_ms == latest.time_ms {
-            // Same time as the newest but not in the duplicate window: compare directly.
-            if reading_fingerprint(latest) == fingerprint {
-                return Ok(Verdict::Duplicate);
-            }
-            return Err(Rejection::new(
-                "conflicting_duplicate",
-                Some("time"),
-                format!("{entity} already has a different reading at this time"),
-            ));
-        } else if r.import_wh > latest.import_wh || r.export_wh > latest.export_wh {
-            // A late reading (backfill) must fit under the newer registers.
-            let field = if r.import_wh > latest.import_wh {
-                "import_wh"
-            } else {
-                "export_wh"
-            };
-            return Err(Rejection::new(
-                "register_not_monotonic",
-                Some(field),
-                format!("late reading has {field} above the newer reading's"),
-            ));
         }
+    } else if r.time_ms == latest.time_ms {
+        // Same time as the newest but not in the duplicate window: compare directly.
+        if reading_fingerprint(latest) == fingerprint {
+            return Ok(Some(Verdict::Duplicate));
+        }
+        return Err(Rejection::new(
+            RejectionCode::ConflictingDuplicate,
+            Some("time"),
+            format!("{entity} already has a different reading at this time"),
+        ));
+    } else if r.import_wh > latest.import_wh || r.export_wh > latest.export_wh {
+        // A late reading (backfill) must fit under the newer registers.
+        let field = if r.import_wh > latest.import_wh {
+            "import_wh"
+        } else {
+            "export_wh"
+        };
+        return Err(Rejection::new(
+            RejectionCode::RegisterNotMonotonic,
+            Some(field),
+            format!("late reading has {field} above the newer reading's"),
+        ));
     }
-    push(&mut events, Event::ReadingRecorded(*r));
-    Ok(Verdict::Accept(events))
-}
-
-/// True if `latest` is a replacement's baseline and `time_ms` its time: a reading then is
-/// the new meter's first, checked against the baseline like a later one.
-pub(crate) fn after_replacement(
-    m: &super::image::MeterState,
-    latest: &Reading,
-    time_ms: i64,
-) -> bool {
-    time_ms == latest.time_ms && m.replaced_ms == Some(time_ms)
+    Ok(None)
 }
 
 fn is_wrap(old: f64, new: f64, bits: u8) -> bool {
@@ -645,3 +593,6 @@ pub(crate) fn kind_after(
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,12 +14,15 @@
 //!
 //! Files by role: [`segment`] (naming, preallocation, scanning), `writer` (group commit
 //! and rotation), [`reader`] (cursor over durable records), [`recovery`] (open and repair),
-//! [`verify`] (read-only check), [`error`], [`io`] (the hookable file-system calls).
+//! [`verify`] (read-only check), [`error`], [`io`] (the hookable file-system calls),
+//! `options` (options and their limits), `pending` (the appenders' buffer).
 
 pub mod dump;
 pub mod error;
 pub mod io;
 mod notify;
+mod options;
+mod pending;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
@@ -33,155 +36,26 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use gridlog_common::batch;
-use gridlog_common::frame::FRAME_BODY_BYTES_MAX;
-use gridlog_common::segment::SEGMENT_HEADER_BYTES;
 use gridlog_common::Offset;
 
 pub use error::{AppendError, Damage, OpenError, ReadError};
 pub use io::{IoHook, IoOp};
+pub use options::{
+    WalOptions, ROUND_BYTES_DEFAULT, ROUND_BYTES_MAX, ROUND_BYTES_MIN, SEGMENT_BYTES_DEFAULT,
+    SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+};
+pub(crate) use pending::{Pending, PendingFrame};
 pub use reader::{LogCursor, Record};
 pub use recovery::{RecoveryMode, RecoveryReport};
 pub use segment::Preallocation;
 pub use verify::{verify, VerifyReport};
 
 use crate::lock::DirLock;
-use segment::{Segment, FOOTER_RESERVE_BYTES};
+use segment::Segment;
 
 /// Name of the log's directory inside a data directory.
 pub const WAL_DIR_NAME: &str = "wal";
-
-/// Default segment size: 64 MiB. Large enough that rotation (one extra sync) is rare, small
-/// enough that archiving and shipping move manageable pieces.
-pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
-/// Smallest segment size accepted (tests use tiny segments to rotate often).
-pub const SEGMENT_BYTES_MIN: u64 = 4096;
-/// Largest segment size accepted: 1 GiB, so a segment is always mappable and shippable.
-pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
-/// Default most bytes of frames one write round takes: 1 MiB. Bounds the memory of the
-/// pending buffer (appenders wait for room beyond it), the largest single append, and the
-/// bytes one crash can tear — recovery's window for telling a torn tail from damage, so
-/// smaller is stricter. 1 MiB per sync is far above what the disk syncs per round anyway.
-pub const ROUND_BYTES_DEFAULT: usize = 1024 * 1024;
-/// Smallest `round_bytes` accepted.
-pub const ROUND_BYTES_MIN: usize = 1024;
-/// Largest `round_bytes` accepted: one maximal frame.
-pub const ROUND_BYTES_MAX: usize = FRAME_BODY_BYTES_MAX;
-
-const _: () = assert!(ROUND_BYTES_MAX <= u32::MAX as usize);
-const _: () = assert!(
-    SEGMENT_BYTES_MIN as usize
-        > SEGMENT_HEADER_BYTES + FOOTER_RESERVE_BYTES + batch::COMMIT_FRAME_BYTES_MAX
-);
-
-/// How the log is opened and run. Every field has a documented default.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct WalOptions {
-    /// Size of each segment file, preallocated. Default [`SEGMENT_BYTES_DEFAULT`].
-    pub segment_bytes: u64,
-    /// How long the writer waits after the first pending append before it writes, to
-    /// gather more appends into one sync. Default 0: the sync itself gathers them. A few
-    /// milliseconds cut flash wear (fewer, larger writes) at the cost of that much latency.
-    pub commit_delay: Duration,
-    /// Most bytes of frames pending for one round. Default [`ROUND_BYTES_DEFAULT`].
-    pub round_bytes: usize,
-    /// What to do with damage a crash cannot explain. Default [`RecoveryMode::Strict`].
-    pub recovery: RecoveryMode,
-    /// How segment files are preallocated. Default [`Preallocation::Fallocate`].
-    pub preallocation: Preallocation,
-    /// Test hook in front of every file-system call that changes something.
-    pub io_hook: Option<IoHook>,
-}
-
-impl Default for WalOptions {
-    fn default() -> Self {
-        WalOptions {
-            segment_bytes: SEGMENT_BYTES_DEFAULT,
-            commit_delay: Duration::ZERO,
-            round_bytes: ROUND_BYTES_DEFAULT,
-            recovery: RecoveryMode::Strict,
-            preallocation: Preallocation::default(),
-            io_hook: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for WalOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WalOptions")
-            .field("segment_bytes", &self.segment_bytes)
-            .field("commit_delay", &self.commit_delay)
-            .field("round_bytes", &self.round_bytes)
-            .field("recovery", &self.recovery)
-            .field("preallocation", &self.preallocation)
-            .field("io_hook", &self.io_hook.is_some())
-            .finish()
-    }
-}
-
-impl WalOptions {
-    /// Sets the segment size.
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
-        self.segment_bytes = bytes;
-        self
-    }
-    /// Sets the commit delay.
-    pub fn commit_delay(mut self, delay: Duration) -> Self {
-        self.commit_delay = delay;
-        self
-    }
-    /// Sets the round size.
-    pub fn round_bytes(mut self, bytes: usize) -> Self {
-        self.round_bytes = bytes;
-        self
-    }
-    /// Sets how segments are preallocated.
-    pub fn preallocation(mut self, how: Preallocation) -> Self {
-        self.preallocation = how;
-        self
-    }
-    /// Sets the recovery mode.
-    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
-        self.recovery = mode;
-        self
-    }
-    /// Sets the I/O hook (tests).
-    pub fn io_hook(mut self, hook: IoHook) -> Self {
-        self.io_hook = Some(hook);
-        self
-    }
-
-    fn validate(&self) -> Result<(), OpenError> {
-        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
-            return Err(OpenError::InvalidOptions(format!(
-                "segment_bytes {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
-                self.segment_bytes
-            )));
-        }
-        if !(ROUND_BYTES_MIN..=ROUND_BYTES_MAX).contains(&self.round_bytes) {
-            return Err(OpenError::InvalidOptions(format!(
-                "round_bytes {} is outside {ROUND_BYTES_MIN}..={ROUND_BYTES_MAX}",
-                self.round_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    /// The largest batch frame an append may produce with these options: the smaller of the
-    /// segment's room and `round_bytes`.
-    pub fn batch_frame_bytes_max(&self) -> usize {
-        let segment_room = self.segment_bytes as usize
-            - SEGMENT_HEADER_BYTES
-            - FOOTER_RESERVE_BYTES
-            - batch::COMMIT_FRAME_BYTES_MAX;
-        // A frame never exceeds one round, so no round exceeds `round_bytes` (the torn-tail
-        // window recovery reads from the segment header).
-        segment_room.min(self.round_bytes)
-    }
-}
 
 /// Acknowledgement of a durable append: its records have offsets `first_offset..next_offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,71 +119,6 @@ pub struct CommitStatsSnapshot {
     pub disk_full: bool,
     /// See [`CommitStats::resources_exhausted`].
     pub resources_exhausted: bool,
-}
-
-pub(crate) struct PendingFrame {
-    pub(crate) len: usize,
-    pub(crate) first_offset: Offset,
-    pub(crate) next_offset: Offset,
-}
-
-pub(crate) struct Pending {
-    pub(crate) buf: Vec<u8>,
-    pub(crate) frames: Vec<PendingFrame>,
-    /// Offset the next appended record gets.
-    pub(crate) next_offset: Offset,
-    pub(crate) closed: bool,
-    pub(crate) failed: Option<Arc<std::io::Error>>,
-    /// While the writer gathers a round (see `writer::gather`), the number of pending
-    /// frames at which an appender wakes it (besides the first frame, which always does).
-    pub(crate) wake_writer_at: usize,
-}
-
-impl Pending {
-    /// Encodes one frame of `records` into the buffer and returns its offsets; `None` if the
-    /// buffer has no room for it (bounded memory: one round's bytes, though a frame larger
-    /// than a round still goes into an empty buffer, alone).
-    fn push_frame<R: AsRef<[u8]>>(
-        &mut self,
-        records: &[R],
-        max: usize,
-        round_bytes: usize,
-    ) -> Result<Option<AppendAck>, AppendError> {
-        if records.is_empty() {
-            return Err(AppendError::Empty);
-        }
-        if let Some(e) = &self.failed {
-            return Err(AppendError::Io(e.clone()));
-        }
-        if self.closed {
-            return Err(AppendError::Closed);
-        }
-        let len = batch::batch_frame_len(self.next_offset, records);
-        if len > max {
-            return Err(AppendError::TooLarge { bytes: len, max });
-        }
-        if !self.buf.is_empty() && self.buf.len() + len > round_bytes {
-            return Ok(None);
-        }
-        let first_offset = self.next_offset;
-        let start = self.buf.len();
-        self.buf.resize(start + len, 0);
-        if batch::encode_batch_frame(&mut self.buf[start..], first_offset, records).is_err() {
-            self.buf.truncate(start);
-            return Err(AppendError::TooLarge { bytes: len, max });
-        }
-        let next_offset = first_offset + records.len() as u64;
-        self.frames.push(PendingFrame {
-            len,
-            first_offset,
-            next_offset,
-        });
-        self.next_offset = next_offset;
-        Ok(Some(AppendAck {
-            first_offset,
-            next_offset,
-        }))
-    }
 }
 
 pub(crate) struct Durable {

@@ -37,15 +37,17 @@ use super::io::Io;
 pub use super::segment::torn_tail_window;
 use super::segment::{
     classify_last_segment, last_nonzero_from, parse_segment_file_name, preallocate, scan_segment,
-    ScanStop, Tail, PREALLOC_FILE_NAME,
+    ScanStop, SegmentScan, Tail, PREALLOC_FILE_NAME,
 };
 use crate::mmap::SegmentMap;
 
 /// The directory damaged files are moved to, inside `wal/`.
 pub const QUARANTINE_DIR_NAME: &str = "quarantine";
 
-/// What recovery does when it finds damage a crash cannot explain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What recovery does when it finds damage a crash cannot explain. Configured as
+/// `wal.recovery`, spelled `strict` or `quarantine-corrupt` (its serde form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum RecoveryMode {
     /// Refuse to open, changing nothing. The default: an operator decides.
@@ -222,6 +224,170 @@ impl Recovery<'_> {
     }
 }
 
+/// How a scanned segment ends, once recovery has dealt with its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// It ends with a footer.
+    Sealed,
+    /// It is the last segment and ends cleanly (a torn tail zeroed): appends go on in it.
+    Open,
+    /// Damage: quarantine cut it at its last valid frame. The log ends with it; if
+    /// `later_damaged`, the segments after it are damage too (a segment before the last
+    /// one should have been sealed).
+    Cut { later_damaged: bool },
+}
+
+impl Recovery<'_> {
+    /// Deals with the end of a scanned segment (`bytes`, `len` bytes on disk): a footer, a
+    /// clean or torn tail of the last segment, or damage (refused, or cut in quarantine).
+    fn settle(
+        &mut self,
+        file: &File,
+        path: &Path,
+        bytes: &[u8],
+        scan: &SegmentScan,
+        len: u64,
+        is_last: bool,
+    ) -> Result<Settled, OpenError> {
+        let committed_end = scan.data_end as usize;
+        let (position, reason, later_damaged) = match &scan.stop {
+            ScanStop::Footer => return Ok(Settled::Sealed),
+            ScanStop::End | ScanStop::Invalid { .. } if is_last => {
+                match classify_last_segment(bytes, scan) {
+                    Tail::Clean => return Ok(Settled::Open),
+                    Tail::Torn(reason) => {
+                        self.zero_torn_tail(file, path, bytes, committed_end, &reason)?;
+                        return Ok(Settled::Open);
+                    }
+                    Tail::Damage(position, reason) => (position, reason, false),
+                }
+            }
+            // Not the last segment: it should have been sealed before the next one began.
+            ScanStop::Invalid { position, reason } => (*position, reason.clone(), true),
+            ScanStop::End => (
+                scan.data_end,
+                "segment is not sealed but is not the last one".to_string(),
+                true,
+            ),
+        };
+        let damage = Damage {
+            path: path.to_path_buf(),
+            position,
+            reason,
+        };
+        self.cut_segment(path, bytes, committed_end, len, damage)?;
+        Ok(Settled::Cut { later_damaged })
+    }
+
+    /// Opens a segment file for recovery with its length; `None` (after [`Self::damage`]
+    /// of it and `later`) if it is shorter than a header.
+    fn open_segment(
+        &mut self,
+        path: &Path,
+        later: &[PathBuf],
+    ) -> Result<Option<(File, u64)>, OpenError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(self.io_err(path))?;
+        let len = file.metadata().map_err(self.io_err(path))?.len();
+        if len < SEGMENT_HEADER_BYTES as u64 {
+            let reason = format!("segment file of {len} bytes is shorter than its header");
+            let damage = Damage {
+                path: path.to_path_buf(),
+                position: 0,
+                reason,
+            };
+            self.damage(damage, later)?;
+            return Ok(None);
+        }
+        Ok(Some((file, len)))
+    }
+
+    /// The segment files of `wal/` by first offset. A leftover preallocation is removed
+    /// (it never held a record); any other file is damage.
+    fn segment_files(&mut self) -> Result<Vec<(Offset, PathBuf)>, OpenError> {
+        let entries = list_wal_dir(self.wal_dir).map_err(self.io_err(self.wal_dir))?;
+        let mut segment_paths = Vec::new();
+        for entry in entries {
+            match entry {
+                WalEntry::Segment(first, path) => segment_paths.push((first, path)),
+                WalEntry::Prealloc(path) => {
+                    self.io.remove(&path).map_err(self.io_err(&path))?;
+                    self.io
+                        .sync_dir(self.wal_dir)
+                        .map_err(self.io_err(self.wal_dir))?;
+                    self.report.removed_prealloc = true;
+                }
+                WalEntry::Quarantine => {}
+                WalEntry::Unexpected(path) => {
+                    let damage = Damage {
+                        path: path.clone(),
+                        position: 0,
+                        reason: "unexpected file in wal/ (not a segment of this log)".into(),
+                    };
+                    self.damage(damage, &[path])?;
+                }
+            }
+        }
+        Ok(segment_paths)
+    }
+
+    /// Zeroes the torn tail of the last segment from `committed_end` to its last non-zero
+    /// byte (a write a crash cut short: never acknowledged), durably.
+    fn zero_torn_tail(
+        &mut self,
+        file: &File,
+        path: &Path,
+        bytes: &[u8],
+        committed_end: usize,
+        reason: &str,
+    ) -> Result<(), OpenError> {
+        let last =
+            last_nonzero_from(bytes, committed_end).expect("a torn tail has a non-zero byte");
+        let torn = (last + 1 - committed_end) as u64;
+        self.io
+            .write_zeros(file, path, committed_end as u64, torn)
+            .map_err(self.io_err(path))?;
+        self.io.sync_data(file, path).map_err(self.io_err(path))?;
+        tracing::warn!(path = %path.display(), position = committed_end, bytes = torn, %reason, "zeroed the torn tail of the log (never acknowledged)");
+        self.report.torn_tail = Some((path.to_path_buf(), committed_end as u64, torn));
+        Ok(())
+    }
+}
+
+/// What is wrong with a segment's header given its name and the segments before it: a
+/// first offset other than its name's, another log's id, or a gap after the previous one.
+fn header_problem(
+    path: &Path,
+    name_offset: Offset,
+    scan: &SegmentScan,
+    log_id: Option<[u8; 16]>,
+    next_offset: Option<Offset>,
+) -> Option<Damage> {
+    let reason = if scan.header.first_offset != name_offset {
+        format!(
+            "header says first offset {} but the name says {name_offset}",
+            scan.header.first_offset
+        )
+    } else if log_id.is_some_and(|id| id != scan.header.log_id) {
+        "segment belongs to another log (log id differs)".into()
+    } else if let Some(expected) = next_offset.filter(|&n| n != scan.header.first_offset) {
+        format!(
+            "missing segment: offsets {expected}..{} are in no segment",
+            scan.header.first_offset
+        )
+    } else {
+        return None;
+    };
+    Some(Damage {
+        path: path.to_path_buf(),
+        position: 0,
+        reason,
+    })
+}
+
 /// A free name in `quarantine` for the file at `path` (its own name, or with `.1`, `.2` …).
 fn quarantine_target(quarantine: &Path, path: &Path) -> PathBuf {
     let name = path
@@ -251,27 +417,7 @@ pub(crate) fn recover(
         preallocation,
         report: RecoveryReport::default(),
     };
-    let entries = list_wal_dir(wal_dir).map_err(rec.io_err(wal_dir))?;
-    let mut segment_paths = Vec::new();
-    for entry in entries {
-        match entry {
-            WalEntry::Segment(first, path) => segment_paths.push((first, path)),
-            WalEntry::Prealloc(path) => {
-                io.remove(&path).map_err(rec.io_err(&path))?;
-                io.sync_dir(wal_dir).map_err(rec.io_err(wal_dir))?;
-                rec.report.removed_prealloc = true;
-            }
-            WalEntry::Quarantine => {}
-            WalEntry::Unexpected(path) => {
-                let damage = Damage {
-                    path: path.clone(),
-                    position: 0,
-                    reason: "unexpected file in wal/ (not a segment of this log)".into(),
-                };
-                rec.damage(damage, &[path])?;
-            }
-        }
-    }
+    let segment_paths = rec.segment_files()?;
 
     let mut segments: Vec<RecoveredSegment> = Vec::new();
     let mut log_id: Option<[u8; 16]> = None;
@@ -280,24 +426,9 @@ pub(crate) fn recover(
     for (i, (name_offset, path)) in segment_paths.iter().enumerate() {
         let later: Vec<PathBuf> = segment_paths[i..].iter().map(|(_, p)| p.clone()).collect();
         let is_last = i + 1 == count;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(rec.io_err(path))?;
-        let len = file.metadata().map_err(rec.io_err(path))?.len();
-        if len < SEGMENT_HEADER_BYTES as u64 {
-            let reason = format!("segment file of {len} bytes is shorter than its header");
-            rec.damage(
-                Damage {
-                    path: path.clone(),
-                    position: 0,
-                    reason,
-                },
-                &later,
-            )?;
+        let Some((file, len)) = rec.open_segment(path, &later)? else {
             break;
-        }
+        };
         let map = SegmentMap::new(&file).map_err(rec.io_err(path))?;
         // During recovery nothing else touches the file, so the whole map is stable.
         let bytes = map.prefix(map.len());
@@ -315,97 +446,27 @@ pub(crate) fn recover(
                 break;
             }
         };
-        let mut problem: Option<Damage> = None;
-        if scan.header.first_offset != *name_offset {
-            problem = Some(Damage {
-                path: path.clone(),
-                position: 0,
-                reason: format!(
-                    "header says first offset {} but the name says {name_offset}",
-                    scan.header.first_offset
-                ),
-            });
-        } else if log_id.is_some_and(|id| id != scan.header.log_id) {
-            problem = Some(Damage {
-                path: path.clone(),
-                position: 0,
-                reason: "segment belongs to another log (log id differs)".into(),
-            });
-        } else if let Some(expected) = next_offset.filter(|&n| n != scan.header.first_offset) {
-            problem = Some(Damage {
-                path: path.clone(),
-                position: 0,
-                reason: format!(
-                    "missing segment: offsets {expected}..{} are in no segment",
-                    scan.header.first_offset
-                ),
-            });
-        }
-        if let Some(damage) = problem {
+        if let Some(damage) = header_problem(path, *name_offset, &scan, log_id, next_offset) {
             rec.damage(damage, &later)?;
             break;
         }
         log_id = Some(scan.header.log_id);
-        let mut sealed = false;
-        match &scan.stop {
-            ScanStop::Footer => sealed = true,
-            ScanStop::End | ScanStop::Invalid { .. } if is_last => {
-                let committed_end = scan.data_end as usize;
-                let tail = classify_last_segment(bytes, &scan);
-                match tail {
-                    Tail::Clean => {}
-                    Tail::Torn(reason) => {
-                        let last = last_nonzero_from(bytes, committed_end)
-                            .expect("a torn tail has a non-zero byte");
-                        let torn = (last + 1 - committed_end) as u64;
-                        io.write_zeros(&file, path, committed_end as u64, torn)
-                            .map_err(rec.io_err(path))?;
-                        io.sync_data(&file, path).map_err(rec.io_err(path))?;
-                        tracing::warn!(path = %path.display(), position = committed_end, bytes = torn, %reason, "zeroed the torn tail of the log (never acknowledged)");
-                        rec.report.torn_tail = Some((path.clone(), committed_end as u64, torn));
-                    }
-                    Tail::Damage(position, reason) => {
-                        let damage = Damage {
-                            path: path.clone(),
-                            position,
-                            reason,
-                        };
-                        rec.cut_segment(path, bytes, committed_end, len, damage)?;
-                        drop(map);
-                        segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
-                        next_offset = Some(scan.next_offset);
-                        break;
-                    }
+        let settled = rec.settle(&file, path, bytes, &scan, len, is_last)?;
+        drop(map);
+        next_offset = Some(scan.next_offset);
+        match settled {
+            Settled::Sealed | Settled::Open => {
+                let sealed = settled == Settled::Sealed;
+                segments.push(recovered(path, file, &scan, sealed));
+            }
+            Settled::Cut { later_damaged } => {
+                segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
+                if later_damaged {
+                    rec.damage_rest(&segment_paths[i + 1..])?;
                 }
-            }
-            ScanStop::End => {
-                let damage = Damage {
-                    path: path.clone(),
-                    position: scan.data_end,
-                    reason: "segment is not sealed but is not the last one".into(),
-                };
-                rec.cut_segment(path, bytes, scan.data_end as usize, len, damage)?;
-                segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
-                next_offset = Some(scan.next_offset);
-                rec.damage_rest(&segment_paths[i + 1..])?;
-                break;
-            }
-            ScanStop::Invalid { position, reason } => {
-                let damage = Damage {
-                    path: path.clone(),
-                    position: *position,
-                    reason: reason.clone(),
-                };
-                rec.cut_segment(path, bytes, scan.data_end as usize, len, damage)?;
-                segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
-                next_offset = Some(scan.next_offset);
-                rec.damage_rest(&segment_paths[i + 1..])?;
                 break;
             }
         }
-        drop(map);
-        segments.push(recovered(path, file, &scan, sealed));
-        next_offset = Some(scan.next_offset);
     }
     rec.report.segments = segments.len();
     rec.report.records = segments

@@ -18,6 +18,10 @@
 //! wait, the writer retries every [`DISK_FULL_RETRY`], and
 //! [`super::CommitStats::disk_full`] or [`super::CommitStats::resources_exhausted`] says
 //! why. Any other preallocation error fails the log like a failed write.
+//!
+//! Over 600 lines on purpose: start-up, the round loop, rotation and the preallocator are
+//! one state machine over the active segment ([`Active`]) and the preallocated file; split
+//! into files, each part would reach into the others' private state.
 
 use std::fs::File;
 use std::io;
@@ -143,54 +147,11 @@ pub(super) fn start(
             source,
         }
     };
-    let mut segments = Vec::with_capacity(recovered.segments.len() + 1);
-    let mut active = None;
-    // Rounds larger than the recovered active segment's header allows would tear beyond
-    // the window recovery accepts there, and a version-1 segment cannot mark rounds: such a
-    // segment is sealed and a new one started.
-    let mut outgrown = false;
-    let count = recovered.segments.len();
-    for (i, rs) in recovered.segments.into_iter().enumerate() {
-        let old_format = !rs.version.marks_rounds();
-        if i + 1 == count && !rs.sealed && old_format && rs.frame_count == 0 {
-            // An empty version-1 active segment: a new segment of the same name (the same
-            // first offset) replaces it in one rename below.
-            continue;
-        }
-        let segment = Arc::new(
-            Segment::new(rs.path.clone(), rs.first_offset, &rs.file, rs.durable_end)
-                .map_err(io_err(&rs.path))?,
-        );
-        if i + 1 == count && !rs.sealed {
-            // The writer never writes frames into the footer reserve; frames there (bytes
-            // no crash of this writer leaves) would leave no room for the footer.
-            let frames_end_max = rs.segment_bytes.saturating_sub(FOOTER_RESERVE_BYTES as u64);
-            if rs.data_end > frames_end_max {
-                return Err(OpenError::Corrupt {
-                    damage: super::Damage {
-                        path: rs.path.clone(),
-                        position: frames_end_max,
-                        reason: format!(
-                            "frames reach into the segment's {FOOTER_RESERVE_BYTES}-byte footer reserve"
-                        ),
-                    },
-                });
-            }
-            // (An empty one keeps its name: a new segment would take the same.)
-            outgrown = ((rs.round_bytes as usize) < options.round_bytes || old_format)
-                && rs.frame_count > 0;
-            active = Some(Active {
-                segment: segment.clone(),
-                file: rs.file,
-                segment_bytes: rs.segment_bytes,
-                salt: rs.salt,
-                pos: rs.data_end,
-                frame_count: rs.frame_count,
-                next_offset: rs.next_offset,
-            });
-        }
-        segments.push(segment);
-    }
+    let Adopted {
+        mut segments,
+        active,
+        outgrown,
+    } = adopt_segments(recovered.segments, options.round_bytes)?;
     let prealloc_path = wal_dir.join(PREALLOC_FILE_NAME);
     let mut prealloc = Preallocator::start(
         io.clone(),
@@ -218,30 +179,7 @@ pub(super) fn start(
     };
     prealloc.ask();
     let next_offset = recovered.next_offset;
-    let shared = Arc::new(Shared {
-        wal_dir,
-        options,
-        log_id,
-        segments: RwLock::new(segments),
-        pending: Mutex::new(Pending {
-            buf: Vec::new(),
-            frames: Vec::new(),
-            next_offset,
-            closed: false,
-            failed: None,
-            wake_writer_at: 0,
-        }),
-        work: Condvar::new(),
-        room: Condvar::new(),
-        durable: Mutex::new(Durable {
-            next_offset,
-            failed: None,
-            closed: false,
-        }),
-        waiters: Default::default(),
-        durable_next: std::sync::atomic::AtomicU64::new(next_offset),
-        stats: Default::default(),
-    });
+    let shared = Arc::new(new_shared(wal_dir, options, log_id, segments, next_offset));
     let mut writer = Writer {
         shared: shared.clone(),
         io,
@@ -265,6 +203,116 @@ pub(super) fn start(
             source,
         })?;
     Ok((shared, thread))
+}
+
+/// What [`adopt_segments`] makes of the recovered segments.
+struct Adopted {
+    segments: Vec<Arc<Segment>>,
+    active: Option<Active>,
+    outgrown: bool,
+}
+
+/// The recovered segments as the writer keeps them, the unsealed last one as the active
+/// segment, and whether that one must be sealed and a new one started ("outgrown": its
+/// header allows smaller rounds than `round_bytes`, or it is of version 1, which cannot
+/// mark rounds). An empty version-1 active segment is dropped: a new segment of the same
+/// name replaces it.
+fn adopt_segments(
+    recovered: Vec<super::recovery::RecoveredSegment>,
+    round_bytes: usize,
+) -> Result<Adopted, OpenError> {
+    let mut segments = Vec::with_capacity(recovered.len() + 1);
+    let mut active = None;
+    // Rounds larger than the recovered active segment's header allows would tear beyond
+    // the window recovery accepts there, and a version-1 segment cannot mark rounds: such a
+    // segment is sealed and a new one started.
+    let mut outgrown = false;
+    let count = recovered.len();
+    for (i, rs) in recovered.into_iter().enumerate() {
+        let old_format = !rs.version.marks_rounds();
+        if i + 1 == count && !rs.sealed && old_format && rs.frame_count == 0 {
+            // An empty version-1 active segment: a new segment of the same name (the same
+            // first offset) replaces it in one rename below.
+            continue;
+        }
+        let segment = Arc::new(
+            Segment::new(rs.path.clone(), rs.first_offset, &rs.file, rs.durable_end).map_err(
+                |source| OpenError::Io {
+                    path: rs.path.clone(),
+                    source,
+                },
+            )?,
+        );
+        if i + 1 == count && !rs.sealed {
+            // The writer never writes frames into the footer reserve; frames there (bytes
+            // no crash of this writer leaves) would leave no room for the footer.
+            let frames_end_max = rs.segment_bytes.saturating_sub(FOOTER_RESERVE_BYTES as u64);
+            if rs.data_end > frames_end_max {
+                return Err(OpenError::Corrupt {
+                    damage: super::Damage {
+                        path: rs.path.clone(),
+                        position: frames_end_max,
+                        reason: format!(
+                            "frames reach into the segment's {FOOTER_RESERVE_BYTES}-byte footer reserve"
+                        ),
+                    },
+                });
+            }
+            // (An empty one keeps its name: a new segment would take the same.)
+            outgrown =
+                ((rs.round_bytes as usize) < round_bytes || old_format) && rs.frame_count > 0;
+            active = Some(Active {
+                segment: segment.clone(),
+                file: rs.file,
+                segment_bytes: rs.segment_bytes,
+                salt: rs.salt,
+                pos: rs.data_end,
+                frame_count: rs.frame_count,
+                next_offset: rs.next_offset,
+            });
+        }
+        segments.push(segment);
+    }
+    Ok(Adopted {
+        segments,
+        active,
+        outgrown,
+    })
+}
+
+/// The state shared by appenders, the writer and readers, for a log whose next record
+/// gets `next_offset`.
+fn new_shared(
+    wal_dir: PathBuf,
+    options: WalOptions,
+    log_id: [u8; 16],
+    segments: Vec<Arc<Segment>>,
+    next_offset: Offset,
+) -> Shared {
+    Shared {
+        wal_dir,
+        options,
+        log_id,
+        segments: RwLock::new(segments),
+        pending: Mutex::new(Pending {
+            buf: Vec::new(),
+            frames: Vec::new(),
+            next_offset,
+            closed: false,
+            failed: None,
+            wake_writer_at: 0,
+        }),
+        work: Condvar::new(),
+        room: Condvar::new(),
+        durable: Mutex::new(Durable {
+            next_offset,
+            failed: None,
+            closed: false,
+        }),
+        waiters: Default::default(),
+        durable_next: std::sync::atomic::AtomicU64::new(next_offset),
+        stats: Default::default(),
+    }
 }
 
 fn new_segment(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gridlog_firmware::engine::{Clock, Engine, EngineOptions, RollupOptions, SystemClock};
-use gridlog_firmware::wal::{RecoveryMode, WalOptions};
+use gridlog_firmware::wal::WalOptions;
 
 use super::Outcome;
 use crate::config::{Config, ConfigError};
@@ -70,11 +70,7 @@ pub fn engine_options(config: &Config, clock: Arc<dyn Clock>) -> EngineOptions {
         .segment_bytes(config.wal.segment_bytes)
         .commit_delay(Duration::from_millis(config.wal.commit_delay_ms))
         .preallocation(config.wal.preallocation.into())
-        .recovery(if config.wal.recovery == "quarantine-corrupt" {
-            RecoveryMode::QuarantineCorrupt
-        } else {
-            RecoveryMode::Strict
-        });
+        .recovery(config.wal.recovery);
     let mut options = EngineOptions::default()
         .wal(wal)
         .clock(clock)

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gridlog_firmware::engine::image::EntityState;
+use gridlog_firmware::engine::state::EntityState;
 use gridlog_firmware::engine::{
     Clock, Engine, ItemResult, Request, SubmitError, SystemClock, REQUEST_COMMANDS_MAX,
 };
@@ -183,7 +183,7 @@ pub(crate) fn submit(
                             outcome.rejected += 1;
                             tracing::warn!(
                                 entity = %command.command.entity(),
-                                code = rejection.code,
+                                code = rejection.code.as_str(),
                                 field = rejection.field,
                                 "demo command rejected: {}",
                                 rejection.message

@@ -17,7 +17,7 @@
 
 use gridlog_common::domain::{AssetKind, Command, MeterKind, Reading, Telemetry};
 use gridlog_common::id::{EntityId, Label};
-use gridlog_firmware::engine::image::{AssetState, EntityState};
+use gridlog_firmware::engine::state::{AssetState, EntityState};
 use gridlog_firmware::engine::Engine;
 
 use super::profiles::{local_hour_and_workday, LoadCurve, PvProfile, Shape};

@@ -172,9 +172,12 @@ impl From<gridlog_firmware::engine::QueryError> for ApiError {
                 "after",
                 format!("{e}; resume with after={}", history_start.saturating_sub(1)),
             ),
-            QueryError::Busy(message) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "archive_busy", message).retry(1)
-            }
+            QueryError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "archive_busy",
+                e.to_string(),
+            )
+            .retry(1),
             other => ApiError::internal("reading the log failed", other),
         }
     }

@@ -58,7 +58,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadyBod
         Err(_) => ReadyBody::Recovering,
         Ok(_) if state.shutting_down() => ReadyBody::Stopping,
         Ok(engine) => match engine.stats().failed {
-            Some(reason) => ReadyBody::Failed { reason },
+            Some(reason) => ReadyBody::Failed {
+                reason: reason.to_string(),
+            },
             None => ReadyBody::Ready,
         },
     };

@@ -331,7 +331,7 @@ pub fn status_body(state: &AppState, engine: &Engine) -> StatusBody {
             .shipping()
             .map_or_else(ShippingBody::disabled, |s| s.body()),
         disk_free_bytes: super::ops::disk_free_bytes(&config.data_dir),
-        failed: stats.failed.clone(),
+        failed: stats.failed.as_ref().map(ToString::to_string),
     }
 }
 

@@ -163,7 +163,7 @@ pub async fn stream(
                         break;
                     }
                     // Other readers hold the archive's places: try again shortly.
-                    Err(QueryError::Busy(_)) => std::thread::sleep(PUMP_POLL),
+                    Err(QueryError::Busy) => std::thread::sleep(PUMP_POLL),
                     Err(error) => {
                         tracing::error!(%error, "live stream failed");
                         let _ = tx.blocking_send(Ok(Event::default().event("error").data("{\"code\":\"internal\"}")));

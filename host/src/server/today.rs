@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use gridlog_common::id::ID_BYTES_MAX;
-use gridlog_firmware::engine::image::EntityState;
+use gridlog_firmware::engine::state::EntityState;
 use gridlog_firmware::engine::Step;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

@@ -3,9 +3,9 @@
 
 use gridlog_common::domain::{AssetKind, Event, MeterKind, Reading, StoredEvent, Telemetry};
 use gridlog_common::id::{CommandId, EntityId, Label};
-use gridlog_firmware::engine::image::{AssetState, EntityState, MeterState};
 use gridlog_firmware::engine::query::EventRecord;
 use gridlog_firmware::engine::rollup::Bucket;
+use gridlog_firmware::engine::state::{AssetState, EntityState, MeterState};
 use gridlog_firmware::engine::{ItemResult, Rejection, Step};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use gridlog_common::domain::Command;
 use gridlog_common::id::EntityId;
-use gridlog_firmware::engine::{CommandRequest, ItemResult, Request, Response};
+use gridlog_firmware::engine::{CommandRequest, ItemResult, RejectionCode, Request, Response};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, PathId};
@@ -45,16 +45,40 @@ fn path_id(id: &str) -> Result<EntityId, ApiError> {
     })
 }
 
-/// The status for a rejection of a single write.
-fn rejection_status(code: &str) -> StatusCode {
+/// The status for a rejection of a single write: the one place a code meets HTTP. No
+/// catch-all arm: a new code does not compile until it is given a status here.
+fn rejection_status(code: RejectionCode) -> StatusCode {
+    use RejectionCode as C;
     match code {
-        "unknown_meter" | "unknown_asset" => StatusCode::NOT_FOUND,
-        "seq_mismatch" | "already_registered" | "not_a_meter" | "not_an_asset" => {
+        C::UnknownMeter | C::UnknownAsset => StatusCode::NOT_FOUND,
+        C::SeqMismatch | C::AlreadyRegistered | C::NotAMeter | C::NotAnAsset => {
             StatusCode::CONFLICT
         }
-        // Limits of the state (`too_many_entities`, `too_many_faults`) and every rule of
-        // the values themselves.
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
+        // Limits of the state and every rule of the values themselves.
+        C::TooManyEntities
+        | C::TooManyFaults
+        | C::ReservedId
+        | C::InvalidRegisterBits
+        | C::InvalidRatedPower
+        | C::InvalidNumber
+        | C::NegativeEnergy
+        | C::ValueOutOfRange
+        | C::MeterDecommissioned
+        | C::ReplacementBeforeLatest
+        | C::InvalidSoc
+        | C::SetpointAboveRated
+        | C::SetpointNegative
+        | C::AssetUnavailable
+        | C::TimeTooEarly
+        | C::TimeInFuture
+        | C::RegisterOutOfRange
+        | C::ConflictingDuplicate
+        | C::BeforeReplacement
+        | C::SuspectReset
+        | C::RegisterDecreased
+        | C::RegisterNotMonotonic
+        | C::RequestTooLarge
+        | C::Internal => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -354,4 +378,66 @@ pub async fn take_snapshot(
         "segments_archived": stats.segments_archived,
         "archive_bytes": stats.archive_bytes,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rejection_status;
+    use axum::http::StatusCode;
+    use gridlog_firmware::engine::RejectionCode;
+
+    /// Every code with the status a single write answers it with (the same as before the
+    /// codes were an enum). A code missing here fails the length check.
+    const EXPECTED: &[(&str, StatusCode)] = &[
+        ("seq_mismatch", StatusCode::CONFLICT),
+        ("reserved_id", StatusCode::UNPROCESSABLE_ENTITY),
+        ("invalid_register_bits", StatusCode::UNPROCESSABLE_ENTITY),
+        ("already_registered", StatusCode::CONFLICT),
+        ("invalid_rated_power", StatusCode::UNPROCESSABLE_ENTITY),
+        ("invalid_number", StatusCode::UNPROCESSABLE_ENTITY),
+        ("negative_energy", StatusCode::UNPROCESSABLE_ENTITY),
+        ("value_out_of_range", StatusCode::UNPROCESSABLE_ENTITY),
+        ("meter_decommissioned", StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "replacement_before_latest",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("invalid_soc", StatusCode::UNPROCESSABLE_ENTITY),
+        ("setpoint_above_rated", StatusCode::UNPROCESSABLE_ENTITY),
+        ("setpoint_negative", StatusCode::UNPROCESSABLE_ENTITY),
+        ("asset_unavailable", StatusCode::UNPROCESSABLE_ENTITY),
+        ("too_many_faults", StatusCode::UNPROCESSABLE_ENTITY),
+        ("not_a_meter", StatusCode::CONFLICT),
+        ("unknown_meter", StatusCode::NOT_FOUND),
+        ("not_an_asset", StatusCode::CONFLICT),
+        ("unknown_asset", StatusCode::NOT_FOUND),
+        ("time_too_early", StatusCode::UNPROCESSABLE_ENTITY),
+        ("time_in_future", StatusCode::UNPROCESSABLE_ENTITY),
+        ("register_out_of_range", StatusCode::UNPROCESSABLE_ENTITY),
+        ("conflicting_duplicate", StatusCode::UNPROCESSABLE_ENTITY),
+        ("before_replacement", StatusCode::UNPROCESSABLE_ENTITY),
+        ("suspect_reset", StatusCode::UNPROCESSABLE_ENTITY),
+        ("register_decreased", StatusCode::UNPROCESSABLE_ENTITY),
+        ("register_not_monotonic", StatusCode::UNPROCESSABLE_ENTITY),
+        ("too_many_entities", StatusCode::UNPROCESSABLE_ENTITY),
+        ("request_too_large", StatusCode::UNPROCESSABLE_ENTITY),
+        ("internal", StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+
+    #[test]
+    fn every_rejection_code_maps_to_its_status() {
+        assert_eq!(
+            EXPECTED.len(),
+            RejectionCode::ALL.len(),
+            "every code needs a row in EXPECTED"
+        );
+        for code in RejectionCode::ALL {
+            let wire = code.as_str();
+            let expected = EXPECTED
+                .iter()
+                .find(|(spelling, _)| *spelling == wire)
+                .map(|(_, status)| *status);
+            assert_eq!(Some(rejection_status(code)), expected, "{wire}");
+        }
+    }
 }

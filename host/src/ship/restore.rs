@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use gridlog_common::domain::{decode_event, ShipObject, STORAGE_ENTITY};
 use gridlog_common::segment::SegmentHeader;
 use gridlog_common::{Offset, FIRST_OFFSET};
-use gridlog_firmware::engine::image::{EntityState, SystemState};
+use gridlog_firmware::engine::state::{EntityState, SystemState};
 use object_store::path::Path as Key;
 
 use super::layout::{Layout, ObjectName};

@@ -29,7 +29,7 @@ use futures_util::StreamExt;
 use gridlog_common::domain::{Command, Event, ShipObject, STORAGE_ENTITY};
 use gridlog_common::id::EntityId;
 use gridlog_common::{Offset, FIRST_OFFSET};
-use gridlog_firmware::engine::image::{EntityState, SystemState};
+use gridlog_firmware::engine::state::{EntityState, SystemState};
 use gridlog_firmware::engine::{Engine, ItemResult, Request, SubmitError};
 use object_store::path::Path;
 use tokio::sync::watch;

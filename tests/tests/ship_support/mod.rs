@@ -526,7 +526,7 @@ pub fn grow(dir: &Path, meters: usize, readings: usize) -> Fixture {
     let start = engine.read(|i| {
         ids.iter()
             .filter_map(|id| match i.entity(id.as_str()).map(|e| &e.state) {
-                Some(gridlog_firmware::engine::image::EntityState::Meter(m)) => {
+                Some(gridlog_firmware::engine::state::EntityState::Meter(m)) => {
                     m.latest.map(|l| (l.time_ms, l.import_wh))
                 }
                 _ => None,
