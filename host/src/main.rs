@@ -15,6 +15,7 @@ mod config;
 mod demo;
 mod server;
 mod ship;
+mod submit;
 
 use std::process::ExitCode;
 

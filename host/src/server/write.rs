@@ -11,21 +11,16 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, PathId};
 use super::wire::*;
 use super::AppState;
+use crate::submit::{submit_and_wait, SubmitWaitError};
 
 /// Submits `request` and awaits its durable results without blocking the runtime.
 pub(super) async fn submit(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let engine = state.engine()?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
     super::note_submitted();
-    engine.submit_with(
-        request,
-        Box::new(move |result| {
-            let _ = tx.send(result);
-        }),
-    )?;
-    match rx.await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(ApiError::new(
+    match submit_and_wait(engine, request).await {
+        Ok(response) => Ok(response),
+        Err(SubmitWaitError::Submit(e)) => Err(e.into()),
+        Err(SubmitWaitError::Stopped) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the engine stopped",

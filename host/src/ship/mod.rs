@@ -42,6 +42,7 @@ pub mod chunk;
 pub mod layout;
 pub mod lineage;
 pub mod manifest;
+pub mod record;
 pub mod restore;
 pub mod retry;
 pub mod sha;

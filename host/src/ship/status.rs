@@ -167,6 +167,15 @@ impl ShipStatus {
         self.lock().last_success_unix_ms = Some(unix_ms_now());
     }
 
+    /// Counts a round whose manifest was verified: `objects` (the manifest included) and
+    /// their `bytes`; the store is reachable.
+    pub fn round_shipped(&self, objects: u64, bytes: u64) {
+        self.objects_shipped.fetch_add(objects, Ordering::Relaxed);
+        self.bytes_shipped.fetch_add(bytes, Ordering::Relaxed);
+        self.manifests.fetch_add(1, Ordering::Relaxed);
+        self.success();
+    }
+
     /// Raises an alarm: something in the store is not what the gateway shipped.
     pub fn alarm(&self, message: String) {
         tracing::error!(alarm = %message, "shipping alarm");
