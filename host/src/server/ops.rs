@@ -56,6 +56,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         "entities": engine.read(|i| i.len()),
         "commands": {"accepted": stats.accepted, "duplicates": stats.duplicates, "rejected": stats.rejected},
         "queue": {"depth": stats.queued, "capacity": state.config().engine.queue_depth},
+        "ingest": state.ingest().stats.status_json(),
         "commit": {
             "rounds": stats.wal.rounds,
             "records": stats.wal.records,
@@ -314,6 +315,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             free as i64,
         );
     }
+    state.ingest().stats.register(&mut registry);
     let mut text = String::new();
     encode(&mut text, &registry).map_err(|e| ApiError::internal("encoding metrics failed", e))?;
     Ok((

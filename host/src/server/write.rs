@@ -13,7 +13,7 @@ use super::wire::*;
 use super::AppState;
 
 /// Submits `request` and awaits its durable results without blocking the runtime.
-pub(super) async fn submit(state: &AppState, request: Request) -> Result<Response, ApiError> {
+pub(crate) async fn submit(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let engine = state.engine()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     super::note_submitted();
