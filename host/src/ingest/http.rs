@@ -444,3 +444,53 @@ fn answer(api: Api, outcome: &Outcome) -> Result<Response, InfluxError> {
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(authorization).unwrap(),
+        );
+        map
+    }
+
+    #[test]
+    fn the_token_is_taken_the_ways_influxdb_clients_send_it() {
+        let basic = base64::engine::general_purpose::STANDARD.encode("telegraf:s3cret");
+        for (authorization, expected) in [
+            ("Token s3cret", Some("s3cret")),
+            ("token  s3cret", Some("s3cret")),
+            ("Bearer s3cret", Some("s3cret")),
+            (format!("Basic {basic}").as_str(), Some("s3cret")),
+            ("Basic !!notbase64", None),
+            ("Digest x", None),
+        ] {
+            assert_eq!(
+                credentials(&headers(authorization), None).as_deref(),
+                expected,
+                "{authorization}"
+            );
+        }
+        let none = HeaderMap::new();
+        assert_eq!(
+            credentials(&none, Some("db=x&u=a&p=s3cret")).as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(credentials(&none, Some("db=x")), None);
+        assert_eq!(credentials(&none, None), None);
+    }
+
+    #[test]
+    fn a_busy_engine_is_503_with_retry_after_in_influxdbs_shape() {
+        let busy = ApiError::from(gridlog_firmware::engine::SubmitError::Busy { queue_depth: 8 });
+        let response = InfluxError::from_api(Api::V1, busy).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert!(response.headers().contains_key("x-influxdb-error"));
+        assert!(response.headers().contains_key("x-influxdb-version"));
+    }
+}
