@@ -5,8 +5,9 @@
 
 mod ingest_support;
 
+use gridlog_tests::influxd::Influxd;
 use gridlog_tests::server::{get, unix_now, Server};
-use ingest_support::{gzip, post_lines, send, Answer, Influxd};
+use ingest_support::{gzip, post_lines, send, Answer};
 use serde_json::Value;
 
 /// One reading of meter `m1` at `time_s`, with registers growing with time.

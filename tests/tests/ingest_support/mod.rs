@@ -1,27 +1,12 @@
-//! Line protocol tests' plumbing: a real `influxd` (Debian's `influxdb` 1.6) on loopback,
-//! a client that keeps answer headers, gzip.
+//! Line protocol tests' plumbing: a client that keeps answer headers, gzip, a client that
+//! behaves like Telegraf's outputs; `influxd` itself is in `gridlog_tests::influxd`.
 
 #![allow(dead_code)] // each test file uses a part
 
 use std::io::Write as _;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-
-/// How long `influxd` may take to answer `/ping` after start.
-pub const INFLUXD_START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// An answer with the headers line protocol clients read.
 #[derive(Debug, Clone)]
@@ -97,114 +82,6 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).expect("gzip");
     encoder.finish().expect("gzip")
-}
-
-/// A running `influxd` with its own configuration and directories, stopped on drop.
-pub struct Influxd {
-    child: Option<Child>,
-    /// `http://127.0.0.1:port`.
-    pub base: String,
-    dir: tempfile::TempDir,
-}
-
-impl Influxd {
-    /// Starts `influxd` on free loopback ports; panics (the test fails) if it cannot.
-    pub fn start() -> Influxd {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (http, rpc) = (free_port(), free_port());
-        let path = |name: &str| dir.path().join(name).display().to_string();
-        let config = format!(
-            r#"reporting-disabled = true
-bind-address = "127.0.0.1:{rpc}"
-[meta]
-  dir = "{meta}"
-[data]
-  dir = "{data}"
-  wal-dir = "{wal}"
-  query-log-enabled = false
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http}"
-  log-enabled = false
-  auth-enabled = false
-[monitor]
-  store-enabled = false
-[subscriber]
-  enabled = false
-[continuous_queries]
-  enabled = false
-[[udp]]
-  enabled = false
-[[graphite]]
-  enabled = false
-[[collectd]]
-  enabled = false
-[[opentsdb]]
-  enabled = false
-"#,
-            meta = path("meta"),
-            data = path("data"),
-            wal = path("wal"),
-        );
-        let config_path: PathBuf = dir.path().join("influxdb.conf");
-        std::fs::write(&config_path, config).expect("write influxdb.conf");
-        let log = std::fs::File::create(dir.path().join("influxd.log")).expect("log file");
-        let child = Command::new("influxd")
-            .arg("-config")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "influxd cannot start ({e}): install Debian's influxdb (scripts/test.sh does)"
-                )
-            });
-        let mut influxd = Influxd {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{http}"),
-            dir,
-        };
-        influxd.wait_ready();
-        influxd
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + INFLUXD_START_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(a) = send("GET", &format!("{}/ping", self.base), &[], b"") {
-                if a.status == 204 {
-                    return;
-                }
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("influxd exited ({status}): {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "influxd did not answer /ping within {INFLUXD_START_TIMEOUT:?}: {}",
-            self.log()
-        );
-    }
-
-    /// Its log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("influxd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Influxd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// Which of Telegraf's InfluxDB outputs a [`TelegrafLike`] client behaves like.
