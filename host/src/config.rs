@@ -76,7 +76,9 @@ impl Default for Config {
 pub struct IngestConfig {
     /// Largest body after gzip decompression; a larger one (a gzip bomb included) is
     /// refused with 413 once this many bytes have been inflated. The body as sent is
-    /// bounded by `http.body_bytes_max`. Default 33554432 (32 MiB).
+    /// bounded by `http.body_bytes_max`. With `http.writes_max` writes at once, inflated
+    /// bodies hold at most `writes_max` × this (128 MiB by default). Default 4194304
+    /// (4 MiB: 10,000 lines of 400 bytes).
     pub body_bytes_max: usize,
     /// Most lines in one body (comments and blank lines aside); more is refused with 413
     /// and nothing is stored. Telegraf sends 1000 by default. Default 10000.
@@ -89,7 +91,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            body_bytes_max: 32 * 1024 * 1024,
+            body_bytes_max: 4 * 1024 * 1024,
             lines_max: 10_000,
             mapping: Vec::new(),
         }

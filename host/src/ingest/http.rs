@@ -355,20 +355,23 @@ async fn write(
     let engine = state.engine().map_err(|e| InfluxError::from_api(api, e))?;
     let now_ms = engine.now_ms();
     let ingest = state.ingest().clone();
-    let config = state.config().ingest.clone();
+    let (body_bytes_max, lines_max) = (
+        state.config().ingest.body_bytes_max,
+        state.config().ingest.lines_max,
+    );
     let mut prepared = tokio::task::spawn_blocking(move || -> Result<Prepared, BodyError> {
         let inflated;
         let body: &[u8] = if gzip {
-            inflated = batch::gunzip(&raw, config.body_bytes_max)?;
+            inflated = batch::gunzip(&raw, body_bytes_max)?;
             &inflated
-        } else if raw.len() > config.body_bytes_max {
+        } else if raw.len() > body_bytes_max {
             return Err(BodyError::TooLarge {
-                max_bytes: config.body_bytes_max,
+                max_bytes: body_bytes_max,
             });
         } else {
             &raw
         };
-        batch::prepare(body, precision, config.lines_max, ingest.mapper(), now_ms)
+        batch::prepare(body, precision, lines_max, ingest.mapper(), now_ms)
     })
     .await
     .map_err(|e| InfluxError::from_api(api, ApiError::internal("line protocol task failed", e)))?
