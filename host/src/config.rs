@@ -806,6 +806,32 @@ mod tests {
     }
 
     #[test]
+    fn ingest_mappings_load_from_the_file_and_a_bad_one_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gridlog.toml");
+        let mapping = |unit: &str| {
+            format!(
+                "[ingest]\nlines_max = 100\n[[ingest.mapping]]\nmeasurement = \"sml\"\ntarget = \"meter\"\nid = \"{{host}}\"\nfields.import_wh = {{ source = \"in\", unit = \"{unit}\" }}\nfields.export_wh = {{ source = \"out\" }}\nfields.power_w = {{ source = \"p\" }}\n"
+            )
+        };
+        std::fs::write(&file, mapping("kWh")).unwrap();
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(config.ingest.lines_max, 100);
+        assert_eq!(config.ingest.mapping.len(), 1);
+        assert_eq!(config.ingest.mapping[0].id, "{host}");
+        std::fs::write(&file, mapping("kW")).unwrap();
+        let e = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("ingest.mapping") && e.contains("import_wh"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("GRIDLOG_INGEST__LINES_MAX", "10001")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ingest.lines_max"), "{e}");
+    }
+
+    #[test]
     fn a_write_token_that_could_never_match_is_refused_naming_the_key() {
         for token in [
             " secret",
