@@ -78,6 +78,10 @@ have moto_server || pip_install 'moto[server]'
 # (tests/tests/dashboard_browser.rs starts chromedriver itself on a loopback port).
 if ! have chromium || ! have chromedriver; then apt_install chromium chromium-driver; fi
 
+# Debian's InfluxDB 1.6 for the line protocol tests (tests/tests/ingest_*.rs start `influxd`
+# themselves with their own config on loopback ports; the packaged service is not used).
+have influxd || apt_install influxdb
+
 # ---------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------

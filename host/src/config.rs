@@ -46,6 +46,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Shipping to central storage.
     pub ship: ShipConfig,
+    /// Line protocol ingest (`/write`, `/api/v2/write`).
+    pub ingest: IngestConfig,
 }
 
 impl Default for Config {
@@ -63,7 +65,55 @@ impl Default for Config {
             demo: DemoConfig::default(),
             storage: StorageConfig::default(),
             ship: ShipConfig::default(),
+            ingest: IngestConfig::default(),
         }
+    }
+}
+
+/// `[ingest]`: InfluxDB line protocol (`POST /write`, `POST /api/v2/write`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest body after gzip decompression; a larger one (a gzip bomb included) is
+    /// refused with 413 once this many bytes have been inflated. The body as sent is
+    /// bounded by `http.body_bytes_max`. With `http.writes_max` writes at once, inflated
+    /// bodies hold at most `writes_max` × this (128 MiB by default). Default 4194304
+    /// (4 MiB: 10,000 lines of 400 bytes).
+    pub body_bytes_max: usize,
+    /// Most lines in one body (comments and blank lines aside); more is refused with 413
+    /// and nothing is stored. Telegraf sends 1000 by default. Default 10000.
+    pub lines_max: usize,
+    /// Mappings of measurements to meters and assets, tried in order before the defaults
+    /// (`meter`, `asset`). See README "Feeding gridlog".
+    pub mapping: Vec<crate::ingest::mapping::MappingConfig>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            body_bytes_max: 4 * 1024 * 1024,
+            lines_max: 10_000,
+            mapping: Vec::new(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Checks the section on its own.
+    pub fn check(&self) -> Result<(), String> {
+        let max = gridlog_firmware::engine::REQUEST_COMMANDS_MAX;
+        if !(1..=max).contains(&self.lines_max) {
+            return Err(format!(
+                "ingest.lines_max must be in 1..={max}, not {}",
+                self.lines_max
+            ));
+        }
+        if self.body_bytes_max == 0 {
+            return Err("ingest.body_bytes_max must be above 0".into());
+        }
+        crate::ingest::mapping::Mapper::new(&self.mapping)
+            .map(|_| ())
+            .map_err(|e| format!("ingest.mapping: {e}"))
     }
 }
 
@@ -557,6 +607,9 @@ impl Config {
         if let Err(message) = self.http.check() {
             return bad(message);
         }
+        if let Err(message) = self.ingest.check() {
+            return bad(message);
+        }
         if let Err(message) = check_write_token(&self.write_token) {
             return bad(format!("write_token {message}"));
         }
@@ -770,6 +823,32 @@ mod tests {
             assert!(e.contains(&format!("http.{name}")), "{key}={value}: {e}");
         }
         assert!(Config::load(None, env(&[("GRIDLOG_HTTP__STREAMS_MAX", "1")])).is_ok());
+    }
+
+    #[test]
+    fn ingest_mappings_load_from_the_file_and_a_bad_one_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gridlog.toml");
+        let mapping = |unit: &str| {
+            format!(
+                "[ingest]\nlines_max = 100\n[[ingest.mapping]]\nmeasurement = \"sml\"\ntarget = \"meter\"\nid = \"{{host}}\"\nfields.import_wh = {{ source = \"in\", unit = \"{unit}\" }}\nfields.export_wh = {{ source = \"out\" }}\nfields.power_w = {{ source = \"p\" }}\n"
+            )
+        };
+        std::fs::write(&file, mapping("kWh")).unwrap();
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(config.ingest.lines_max, 100);
+        assert_eq!(config.ingest.mapping.len(), 1);
+        assert_eq!(config.ingest.mapping[0].id, "{host}");
+        std::fs::write(&file, mapping("kW")).unwrap();
+        let e = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("ingest.mapping") && e.contains("import_wh"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("GRIDLOG_INGEST__LINES_MAX", "10001")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ingest.lines_max"), "{e}");
     }
 
     #[test]

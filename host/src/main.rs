@@ -13,6 +13,7 @@ mod cli;
 mod commands;
 mod config;
 mod demo;
+mod ingest;
 mod server;
 mod ship;
 mod submit;

@@ -6,6 +6,7 @@
 //! and target directory as the running test, once per test process: a no-op when it is
 //! fresh, and never a stale binary from an earlier build.
 
+pub mod influxd;
 pub mod kill;
 pub mod server;
 

@@ -30,6 +30,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    // InfluxDB line protocol (README "Feeding gridlog").
+    ("post", "/write"),
+    ("post", "/api/v2/write"),
+    ("get", "/ping"),
+    ("post", "/query"),
 ];
 
 #[test]

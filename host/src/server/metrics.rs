@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::ingest::IngestCounts;
 use crate::ship::status::{unix_ms_now, ShipStatus};
 
 /// Prefix of every metric name.
@@ -65,6 +66,8 @@ pub struct Sample<'a> {
     pub shipping: Option<&'a ShipStatus>,
     /// Milliseconds since the Unix epoch at the scrape.
     pub now_unix_ms: u64,
+    /// Line-protocol ingest's counters.
+    pub ingest: IngestCounts,
 }
 
 /// One row of the table.
@@ -210,6 +213,14 @@ pub const METRICS: &[Metric] = &[
     row("ship_alarms", "Objects in central storage that differ from the local copy", C, Count, |s| {
         ship(s, |p| p.alarms_total.load(Relaxed))
     }),
+    row("ingest_lines_stored", "Line protocol lines stored", C, Count, |s| int(s.ingest.lines_stored)),
+    row("ingest_lines_duplicate", "Line protocol lines already stored (retries)", C, Count, |s| {
+        int(s.ingest.lines_duplicate)
+    }),
+    row("ingest_lines_refused", "Line protocol lines refused", C, Count, |s| int(s.ingest.lines_refused)),
+    row("ingest_lines_unmapped", "Line protocol lines of a measurement no mapping takes", C, Count, |s| {
+        int(s.ingest.lines_unmapped)
+    }),
     row("disk_free", "Bytes free on the data directory's file system", G, Bytes, |s| {
         s.disk_free_bytes.map(Value::Int)
     }),
@@ -233,7 +244,13 @@ impl<'a> Sample<'a> {
             disk_free_bytes,
             shipping,
             now_unix_ms: unix_ms_now(),
+            ingest: IngestCounts::default(),
         }
+    }
+
+    /// The same sample with line-protocol ingest's counters.
+    pub fn with_ingest(self, ingest: IngestCounts) -> Sample<'a> {
+        Sample { ingest, ..self }
     }
 }
 

@@ -36,6 +36,7 @@ use utoipa_axum::routes;
 
 use crate::config::Config;
 use error::ApiError;
+pub(crate) use write::submit;
 
 /// Everything a handler needs.
 #[derive(Clone)]
@@ -53,6 +54,7 @@ struct StateInner {
     writes: Arc<Semaphore>,
     answer_kib: Arc<Semaphore>,
     log_queries: Arc<Semaphore>,
+    ingest: Arc<crate::ingest::IngestState>,
     shutting_down: AtomicBool,
 }
 
@@ -68,6 +70,10 @@ impl AppState {
                 writes: Arc::new(Semaphore::new(config.http.writes_max)),
                 answer_kib: Arc::new(Semaphore::new(answer_budget_kib(&config))),
                 log_queries: Arc::new(Semaphore::new(config.http.log_queries_max)),
+                ingest: Arc::new(
+                    crate::ingest::IngestState::new(&config.ingest.mapping)
+                        .expect("Config::check checks ingest.mapping before the server starts"),
+                ),
                 config,
                 started: Instant::now(),
                 shutting_down: AtomicBool::new(false),
@@ -110,6 +116,11 @@ impl AppState {
     /// The shipper's status, if shipping is on.
     pub fn shipping(&self) -> Option<&Arc<crate::ship::ShipStatus>> {
         self.inner.shipping.get()
+    }
+
+    /// Line protocol ingest: mappings and counters.
+    pub fn ingest(&self) -> &Arc<crate::ingest::IngestState> {
+        &self.inner.ingest
     }
 
     /// The configuration in force.
@@ -229,8 +240,14 @@ fn declare_write_token(openapi: &mut utoipa::openapi::OpenApi) {
 /// The whole application: API, OpenAPI document and limits.
 pub fn app(state: AppState) -> Router {
     let (api, mut openapi) = routes();
+    let (line_protocol, line_protocol_doc) = crate::ingest::http::routes();
+    openapi.merge(line_protocol_doc);
     declare_write_token(&mut openapi);
-    let api = api.route_layer(axum::middleware::from_fn(origin::refuse_cross_site_writes));
+    let api = api
+        .route_layer(axum::middleware::from_fn(origin::refuse_cross_site_writes))
+        .merge(
+            line_protocol.route_layer(axum::middleware::from_fn(origin::refuse_cross_site_origin)),
+        );
     let openapi = Arc::new(openapi);
     api.route(
         "/api/v1/openapi.json",
@@ -415,6 +432,11 @@ async fn write_auth(State(state): State<AppState>, request: Request, next: Next)
         || request.method() == axum::http::Method::HEAD
     {
         return next.run(request).await;
+    }
+    // The line protocol routes take the token the ways InfluxDB clients send it.
+    if let Some(api) = crate::ingest::http::Api::of_path(request.uri().path()) {
+        let matches = |given: &str| constant_time_eq(given.as_bytes(), token.as_bytes());
+        return crate::ingest::http::authorize(api, matches, request, next).await;
     }
     let given = request
         .headers()

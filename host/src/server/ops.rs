@@ -34,7 +34,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         state.inner.started.elapsed().as_secs_f64(),
         disk_free_bytes(&state.config().data_dir),
         state.shipping().map(|s| &**s),
-    );
+    )
+    .with_ingest(state.ingest().stats.counts());
     let text = render(&sample).map_err(|e| ApiError::internal("encoding metrics failed", e))?;
     Ok((
         [(

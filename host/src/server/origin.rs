@@ -16,6 +16,11 @@
 //! - **`Origin`**, on state-changing requests: if present, its host and port must be the
 //!   request's `Host` (`null` is foreign) (403 `foreign_origin`); `Sec-Fetch-Site:
 //!   cross-site` likewise. Clients that are not browsers send no `Origin` and pass.
+//!
+//! The line protocol routes (`/write`, `/api/v2/write`, `/query`) are the exception to the
+//! content type rule: Telegraf sends `text/plain; charset=utf-8`. There the `Origin` check
+//! alone ([`check_origin`]) refuses a page's post, since browsers send `Origin` with every
+//! cross-site POST; the JSON API keeps all three checks.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -89,6 +94,20 @@ pub async fn refuse_foreign_host(
     }
 }
 
+/// The middleware for the line protocol routes: the origin check of a write, any content
+/// type (see [`check_origin`]).
+pub async fn refuse_cross_site_origin(request: Request, next: Next) -> Response {
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    match if read {
+        Ok(())
+    } else {
+        check_origin(request.headers())
+    } {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => ApiError::from(refusal).into_response(),
+    }
+}
+
 /// The middleware for the routes (a method no route takes stays 405): the write checks.
 pub async fn refuse_cross_site_writes(request: Request, next: Next) -> Response {
     match check_write(request.method(), request.headers()) {
@@ -131,13 +150,20 @@ pub fn check_write(method: &Method, headers: &HeaderMap) -> Result<(), CrossSite
     if matches!(*method, Method::GET | Method::HEAD) {
         return Ok(());
     }
-    let text = |name: header::HeaderName| header_text(headers, name);
-    let host = text(header::HOST);
-    let content_type = text(header::CONTENT_TYPE).unwrap_or_default();
+    let content_type = header_text(headers, header::CONTENT_TYPE).unwrap_or_default();
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
         return Err(CrossSiteRefusal::NotJson { content_type });
     }
+    check_origin(headers)
+}
+
+/// The origin check alone, for the line protocol routes: InfluxDB clients send
+/// `text/plain` (a type a page may send cross-site), so there the `Origin` and
+/// `Sec-Fetch-Site` a browser always adds to a cross-site POST are what refuses it.
+pub fn check_origin(headers: &HeaderMap) -> Result<(), CrossSiteRefusal> {
+    let text = |name: header::HeaderName| header_text(headers, name);
+    let host = text(header::HOST);
     if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
         if site.eq_ignore_ascii_case("cross-site") {
             return Err(CrossSiteRefusal::ForeignOrigin { origin: site });
@@ -231,6 +257,30 @@ mod tests {
         ] {
             assert!(!host_allowed(bad, &allowed), "{bad}");
         }
+    }
+
+    #[test]
+    fn line_protocol_needs_no_json_but_a_foreign_origin_is_still_refused() {
+        let telegraf = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("content-type", "text/plain; charset=utf-8"),
+        ]);
+        assert_eq!(check_origin(&telegraf), Ok(()));
+        assert!(matches!(
+            check(&Method::POST, &telegraf, &[]),
+            Err(CrossSiteRefusal::NotJson { .. })
+        ));
+        let page = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("content-type", "text/plain"),
+            ("origin", "http://evil.example"),
+        ]);
+        assert!(matches!(
+            check_origin(&page),
+            Err(CrossSiteRefusal::ForeignOrigin { .. })
+        ));
+        let fetch = headers(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")]);
+        assert!(check_origin(&fetch).is_err());
     }
 
     #[test]

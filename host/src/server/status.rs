@@ -35,6 +35,8 @@ pub struct StatusBody {
     pub commands: CommandsBody,
     /// The request queue.
     pub queue: QueueBody,
+    /// Line-protocol ingest (`/write`, `/api/v2/write`) since start.
+    pub ingest: crate::ingest::IngestCounts,
     /// Group commit.
     pub commit: CommitBody,
     /// The hot log.
@@ -280,6 +282,7 @@ pub fn status_body(state: &AppState, engine: &Engine) -> StatusBody {
             depth: stats.queued,
             capacity: config.engine.queue_depth,
         },
+        ingest: state.ingest().stats.counts(),
         commit: CommitBody {
             rounds: commit.rounds,
             records: commit.records,

@@ -14,7 +14,7 @@ use super::AppState;
 use crate::submit::{submit_and_wait, SubmitWaitError};
 
 /// Submits `request` and awaits its durable results without blocking the runtime.
-pub(super) async fn submit(state: &AppState, request: Request) -> Result<Response, ApiError> {
+pub(crate) async fn submit(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let engine = state.engine()?;
     super::note_submitted();
     match submit_and_wait(engine, request).await {
