@@ -11,8 +11,10 @@ use ingest_support::{gzip, post_lines, send, Answer};
 use serde_json::Value;
 
 /// One reading of meter `m1` at `time_s`, with registers growing with time.
+/// A reading whose register grows with its time (never wraps: a register that went down
+/// would be refused, whatever the time of day the test runs at).
 fn reading(time_s: i64, timestamp: &str) -> String {
-    let import_wh = 1_000 + (time_s % 100_000);
+    let import_wh = time_s - 1_600_000_000;
     format!("meter,id=m1 import_wh={import_wh},export_wh=0,power_w=50 {timestamp}\n")
 }
 

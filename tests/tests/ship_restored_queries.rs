@@ -156,6 +156,7 @@ fn a_restored_gateway_answers_every_query_route_before_at_and_after_its_start_wi
         "/metrics".into(),
         "/healthz".into(),
         "/readyz".into(),
+        "/ping".into(),
         format!("/api/v1/meters/{meter}/rollups"),
         format!("/api/v1/meters/{meter}/rollups?step=1h"),
         format!("/api/v1/meters/{meter}/rollups?step=1d"),
