@@ -392,42 +392,10 @@ impl Store {
                     status
                         .bytes_read
                         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    let stored_sha = sha256(&bytes);
                     let meta_sha = attrs
                         .get(&Attribute::Metadata(SHA256_METADATA_KEY.into()))
                         .map(|v| v.as_ref().to_string());
-                    if stored_sha == upload.sha256 {
-                        if let Some(m) = meta_sha.filter(|m| *m != sha_hex) {
-                            return Ok(Stored::Conflict(format!(
-                                "{} holds our bytes but its metadata says sha256 {m}",
-                                upload.key
-                            )));
-                        }
-                        return Ok(if written {
-                            Stored::Written
-                        } else {
-                            Stored::Duplicate
-                        });
-                    }
-                    if (upload.same_content)(&bytes) {
-                        return Ok(Stored::Equivalent {
-                            sha256: stored_sha,
-                            bytes: bytes.len() as u64,
-                        });
-                    }
-                    let why = if written {
-                        "the store holds different bytes than were just uploaded (corrupted on the way or at rest)"
-                    } else {
-                        "it already exists with different content"
-                    };
-                    return Ok(Stored::Conflict(format!(
-                        "{} {}: {why}: the store has {} bytes with sha256 {}, ours are {} bytes with sha256 {sha_hex}",
-                        upload.kind,
-                        upload.key,
-                        bytes.len(),
-                        stored_sha,
-                        upload.bytes.len(),
-                    )));
+                    return Ok(judge_read_back(&upload, &bytes, meta_sha, written));
                 }
                 Ok(None) => {
                     // Listed (or written) but not there: write it (again).
@@ -446,7 +414,54 @@ impl Store {
             }
         }
     }
+}
 
+/// What a read-back says about an upload (a pure decision): our bytes (with metadata that
+/// agrees, if the store keeps metadata) are `Written` by us or a `Duplicate` already there;
+/// other bytes of the same content are `Equivalent`; anything else is a `Conflict`.
+fn judge_read_back(
+    upload: &Upload<'_>,
+    stored: &[u8],
+    meta_sha: Option<String>,
+    written: bool,
+) -> Stored {
+    let sha_hex = upload.sha256.to_hex();
+    let stored_sha = sha256(stored);
+    if stored_sha == upload.sha256 {
+        if let Some(m) = meta_sha.filter(|m| *m != sha_hex) {
+            return Stored::Conflict(format!(
+                "{} holds our bytes but its metadata says sha256 {m}",
+                upload.key
+            ));
+        }
+        return if written {
+            Stored::Written
+        } else {
+            Stored::Duplicate
+        };
+    }
+    if (upload.same_content)(stored) {
+        return Stored::Equivalent {
+            sha256: stored_sha,
+            bytes: stored.len() as u64,
+        };
+    }
+    let why = if written {
+        "the store holds different bytes than were just uploaded (corrupted on the way or at rest)"
+    } else {
+        "it already exists with different content"
+    };
+    Stored::Conflict(format!(
+        "{} {}: {why}: the store has {} bytes with sha256 {}, ours are {} bytes with sha256 {sha_hex}",
+        upload.kind,
+        upload.key,
+        stored.len(),
+        stored_sha,
+        upload.bytes.len(),
+    ))
+}
+
+impl Store {
     async fn failed(
         &self,
         key: &Path,
@@ -519,6 +534,48 @@ fn non_empty(value: &str, fallback: impl FnOnce() -> String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_back_is_ours_a_duplicate_equivalent_or_a_conflict() {
+        let ours = Bytes::from_static(b"our bytes");
+        let equivalent = |stored: &[u8]| stored == b"same content, other bytes";
+        let upload = Upload {
+            key: Path::from("a/b"),
+            bytes: ours.clone(),
+            sha256: sha256(&ours),
+            kind: "segment",
+            listed: false,
+            same_content: &equivalent,
+        };
+        assert_eq!(judge_read_back(&upload, &ours, None, true), Stored::Written);
+        assert_eq!(
+            judge_read_back(&upload, &ours, None, false),
+            Stored::Duplicate
+        );
+        let meta = Some(upload.sha256.to_hex());
+        assert_eq!(judge_read_back(&upload, &ours, meta, true), Stored::Written);
+        let wrong_meta = Some(sha256(b"other").to_hex());
+        assert!(matches!(
+            judge_read_back(&upload, &ours, wrong_meta, false),
+            Stored::Conflict(m) if m.contains("metadata")
+        ));
+        let other = b"same content, other bytes";
+        assert_eq!(
+            judge_read_back(&upload, other, None, false),
+            Stored::Equivalent {
+                sha256: sha256(other),
+                bytes: other.len() as u64
+            }
+        );
+        assert!(matches!(
+            judge_read_back(&upload, b"garbage", None, true),
+            Stored::Conflict(m) if m.contains("just uploaded")
+        ));
+        assert!(matches!(
+            judge_read_back(&upload, b"garbage", None, false),
+            Stored::Conflict(m) if m.contains("already exists")
+        ));
+    }
 
     #[test]
     fn store_urls() {

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use futures_util::StreamExt;
 use gridlog_common::domain::ShipObject;
 use gridlog_common::{Offset, FIRST_OFFSET};
+use gridlog_firmware::engine::state::SystemState;
 
 use super::layout::Layout;
 use super::lineage::{self, ParentLink};
@@ -162,74 +163,130 @@ pub async fn restore(
     let chain = walk_chain(&store, &head_key, &options.site).await?;
     let head = chain.last().expect("a chain has a head");
     tracing::info!(lineage = %lineage, manifests = chain.len(), "manifest chain verified");
-
-    // Every segment and snapshot the chain lists, by offset.
-    let mut segments: BTreeMap<Offset, SegmentEntry> = BTreeMap::new();
-    let mut snapshots: BTreeMap<Offset, SnapshotEntry> = BTreeMap::new();
-    let mut chunks: Vec<ChunkEntry> = Vec::new();
-    for link in &chain {
-        for s in &link.manifest.segments {
-            if let Some(old) = segments.get(&s.first_offset) {
-                if old.segment_sha256 != s.segment_sha256 || old.next_offset != s.next_offset {
-                    return Err(RestoreError::Inconsistent(format!(
-                        "two different segments start at offset {} ({} and {})",
-                        s.first_offset, old.key, s.key
-                    )));
-                }
-                continue;
-            }
-            segments.insert(s.first_offset, s.clone());
-        }
-        for s in &link.manifest.snapshots {
-            snapshots.insert(s.next_offset, s.clone());
-        }
-        chunks.extend(link.manifest.chunks.iter().cloned());
-    }
-    let plan = plan(&segments, &snapshots, &chunks, options.full).map_err(|e| match e {
+    let listed = Listed::of(&chain)?;
+    let plan = plan(
+        &listed.segments,
+        &listed.snapshots,
+        &listed.chunks,
+        options.full,
+    )
+    .map_err(|e| match e {
         PlanError::Nothing => RestoreError::NothingShipped {
             site: options.site.clone(),
             url: options.from.clone(),
         },
         PlanError::Gap(reason) => RestoreError::Inconsistent(reason),
     })?;
-    let Plan {
-        snapshot,
-        segments: chosen,
-        chunks: chosen_chunks,
-        history_start,
-        end,
-    } = plan;
+    let dirs = Building::prepare(&options.data_dir)?;
+    let downloaded = download(&store, &plan, &dirs, head).await?;
 
-    // Write into a temporary sibling directory, rename at the end: a failed restore leaves
-    // no half-built data directory behind.
-    let parent_dir = options
-        .data_dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent_dir).map_err(io_err(parent_dir))?;
-    let building = parent_dir.join(format!(
-        ".{}.restoring",
-        options
-            .data_dir
-            .file_name()
-            .map_or("data".into(), |n| n.to_string_lossy())
-    ));
-    if building.exists() {
-        std::fs::remove_dir_all(&building).map_err(io_err(&building))?;
+    // Read the rebuilt log once more, as the engine will, and learn what it already knows
+    // to be shipped.
+    let (next_offset, system) = replay_system_state(&dirs.building, plan.snapshot.as_ref())?;
+    if next_offset != plan.end {
+        return Err(RestoreError::Inconsistent(format!(
+            "the rebuilt log ends before offset {next_offset}, the chain says {}",
+            plan.end
+        )));
     }
-    let wal_dir = building.join(gridlog_firmware::wal::WAL_DIR_NAME);
-    std::fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
+    let new_lineage = write_lineage(&dirs.building, &lineage, head, &listed, &plan, &system)?;
+    std::fs::rename(&dirs.building, &options.data_dir).map_err(io_err(&options.data_dir))?;
+    lineage::sync_dir(&dirs.parent).map_err(io_err(&dirs.parent))?;
+    Ok(RestoreReport {
+        from_lineage: lineage,
+        new_lineage,
+        manifests: chain.len() as u64,
+        segments: plan.segments.len() as u64,
+        snapshot: plan.snapshot.map(|s| s.next_offset),
+        first_offset: plan.history_start,
+        next_offset: plan.end,
+        bytes_downloaded: downloaded,
+    })
+}
 
+/// Every segment, snapshot and chunk the chain lists, by offset.
+struct Listed {
+    segments: BTreeMap<Offset, SegmentEntry>,
+    snapshots: BTreeMap<Offset, SnapshotEntry>,
+    chunks: Vec<ChunkEntry>,
+}
+
+impl Listed {
+    /// Two different segments at one offset are an inconsistent chain.
+    fn of(chain: &[ChainLink]) -> Result<Listed, RestoreError> {
+        let mut listed = Listed {
+            segments: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            chunks: Vec::new(),
+        };
+        for link in chain {
+            for s in &link.manifest.segments {
+                if let Some(old) = listed.segments.get(&s.first_offset) {
+                    if old.segment_sha256 != s.segment_sha256 || old.next_offset != s.next_offset {
+                        return Err(RestoreError::Inconsistent(format!(
+                            "two different segments start at offset {} ({} and {})",
+                            s.first_offset, old.key, s.key
+                        )));
+                    }
+                    continue;
+                }
+                listed.segments.insert(s.first_offset, s.clone());
+            }
+            for s in &link.manifest.snapshots {
+                listed.snapshots.insert(s.next_offset, s.clone());
+            }
+            listed.chunks.extend(link.manifest.chunks.iter().cloned());
+        }
+        Ok(listed)
+    }
+}
+
+/// The temporary sibling directory a restore builds in, renamed at the end: a failed
+/// restore leaves no half-built data directory behind.
+struct Building {
+    parent: PathBuf,
+    building: PathBuf,
+    wal_dir: PathBuf,
+}
+
+impl Building {
+    fn prepare(data_dir: &Path) -> Result<Building, RestoreError> {
+        let parent = data_dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        let name = data_dir
+            .file_name()
+            .map_or("data".into(), |n| n.to_string_lossy());
+        let building = parent.join(format!(".{name}.restoring"));
+        if building.exists() {
+            std::fs::remove_dir_all(&building).map_err(io_err(&building))?;
+        }
+        let wal_dir = building.join(gridlog_firmware::wal::WAL_DIR_NAME);
+        std::fs::create_dir_all(&wal_dir).map_err(io_err(&wal_dir))?;
+        Ok(Building {
+            parent,
+            building,
+            wal_dir,
+        })
+    }
+}
+
+/// Downloads and verifies what the plan chose (segments, the snapshot, chunks) into the
+/// building directory, each checked against the manifests' log id; the bytes downloaded.
+async fn download(
+    store: &Store,
+    plan: &Plan,
+    dirs: &Building,
+    head: &ChainLink,
+) -> Result<u64, RestoreError> {
     let mut downloaded = 0u64;
     let mut log_id: Option<[u8; 16]> = None;
     let results: Vec<Result<(u64, [u8; 16]), RestoreError>> =
-        futures_util::stream::iter(chosen.iter())
-            .map(|entry| {
-                let store = &store;
-                let wal_dir = &wal_dir;
-                async move { restore_segment(store, entry, wal_dir).await }
-            })
+        futures_util::stream::iter(plan.segments.iter())
+            .map(|entry| restore_segment(store, entry, &dirs.wal_dir))
             .buffered(RESTORE_CONCURRENCY)
             .collect()
             .await;
@@ -243,70 +300,82 @@ pub async fn restore(
         }
         log_id = Some(id);
     }
-    if let Some(id) = log_id {
-        if hex(&id) != head.manifest.log_id {
-            return Err(RestoreError::Inconsistent(format!(
-                "the segments' log id {} is not the manifests' {}",
-                hex(&id),
-                head.manifest.log_id
-            )));
-        }
-    }
-    if let Some(s) = &snapshot {
-        downloaded += restore_snapshot(&store, s, &building, log_id).await?;
-    }
     let manifest_log_id = unhex16(&head.manifest.log_id).ok_or_else(|| {
         RestoreError::Inconsistent(format!(
             "the newest manifest's log id {:?} is not 32 hex digits",
             head.manifest.log_id
         ))
     })?;
-    if let Some(s) = &snapshot {
-        let path = building
-            .join(gridlog_firmware::snapshot::SNAPSHOT_DIR_NAME)
-            .join(gridlog_firmware::snapshot::snapshot_file_name(
-                s.next_offset,
-            ));
-        let header =
-            gridlog_firmware::snapshot::verify_file(&path).map_err(|e| RestoreError::Tampered {
-                key: s.key.clone(),
-                reason: e.to_string(),
-            })?;
-        if header.log_id != manifest_log_id {
-            return Err(RestoreError::Inconsistent(format!(
-                "the snapshot's log id {} is not the manifests' {}",
-                hex(&header.log_id),
-                head.manifest.log_id
-            )));
-        }
-    }
-    if chosen.is_empty() {
-        // No segment: the log starts, empty, where the snapshot ends (or at the first
-        // chunk's first offset), and the chunks fill it.
-        write_empty_segment(&wal_dir, manifest_log_id, history_start)?;
-    }
-    if !chosen_chunks.is_empty() {
-        downloaded += restore_chunks(&store, &chosen_chunks, &building, manifest_log_id).await?;
-    }
-    lineage::sync_dir(&wal_dir).map_err(io_err(&wal_dir))?;
-
-    // Read the rebuilt log once more, as the engine will, and learn what it already knows
-    // to be shipped.
-    let (next_offset, system) = replay_system_state(&building, snapshot.as_ref())?;
-    if next_offset != end {
+    if let Some(id) = log_id.filter(|id| *id != manifest_log_id) {
         return Err(RestoreError::Inconsistent(format!(
-            "the rebuilt log ends before offset {next_offset}, the chain says {end}"
+            "the segments' log id {} is not the manifests' {}",
+            hex(&id),
+            head.manifest.log_id
         )));
     }
-    // The history below the rebuilt log is in central storage only: tell the engine where
-    // this directory's history starts, so queries below it answer 410, never a read error.
-    if history_start > FIRST_OFFSET {
+    if let Some(s) = &plan.snapshot {
+        downloaded += restore_snapshot(store, s, &dirs.building, log_id).await?;
+        check_snapshot_log(&dirs.building, s, manifest_log_id)?;
+    }
+    if plan.segments.is_empty() {
+        // No segment: the log starts, empty, where the snapshot ends (or at the first
+        // chunk's first offset), and the chunks fill it.
+        write_empty_segment(&dirs.wal_dir, manifest_log_id, plan.history_start)?;
+    }
+    if !plan.chunks.is_empty() {
+        downloaded += restore_chunks(store, &plan.chunks, &dirs.building, manifest_log_id).await?;
+    }
+    lineage::sync_dir(&dirs.wal_dir).map_err(io_err(&dirs.wal_dir))?;
+    Ok(downloaded)
+}
+
+/// The restored snapshot verifies as the engine would, and is of the manifests' log.
+fn check_snapshot_log(
+    building: &Path,
+    s: &SnapshotEntry,
+    manifest_log_id: [u8; 16],
+) -> Result<(), RestoreError> {
+    let path = building
+        .join(gridlog_firmware::snapshot::SNAPSHOT_DIR_NAME)
+        .join(gridlog_firmware::snapshot::snapshot_file_name(
+            s.next_offset,
+        ));
+    let header =
+        gridlog_firmware::snapshot::verify_file(&path).map_err(|e| RestoreError::Tampered {
+            key: s.key.clone(),
+            reason: e.to_string(),
+        })?;
+    if header.log_id != manifest_log_id {
+        return Err(RestoreError::Inconsistent(format!(
+            "the snapshot's log id {} is not the manifests' {}",
+            hex(&header.log_id),
+            hex(&manifest_log_id)
+        )));
+    }
+    Ok(())
+}
+
+/// The files that make the rebuilt directory a new lineage: `HISTORY_START` (history below
+/// it is in central storage only, so queries below it answer 410, never a read error), a
+/// new `LINEAGE`, the parent link naming what the store holds that the restored log does
+/// not know was shipped, and the tail state (the new lineage's shipper continues after the
+/// chunks the log was built from). The new lineage's id.
+fn write_lineage(
+    building: &Path,
+    lineage: &str,
+    head: &ChainLink,
+    listed: &Listed,
+    plan: &Plan,
+    system: &SystemState,
+) -> Result<String, RestoreError> {
+    if plan.history_start > FIRST_OFFSET {
         let marker = building.join(gridlog_firmware::engine::HISTORY_START_FILE_NAME);
-        lineage::write_durably(&marker, format!("{history_start}\n").as_bytes())
+        lineage::write_durably(&marker, format!("{}\n", plan.history_start).as_bytes())
             .map_err(io_err(&marker))?;
     }
-    let new_lineage = lineage::write_new(&building).map_err(io_err(&building))?;
-    let unconfirmed_segments = segments
+    let new_lineage = lineage::write_new(building).map_err(io_err(building))?;
+    let unconfirmed_segments = listed
+        .segments
         .values()
         .filter(|s| {
             system
@@ -316,36 +385,22 @@ pub async fn restore(
         })
         .cloned()
         .collect();
-    let newest_snapshot = snapshots.values().last().cloned();
     let link = ParentLink {
-        lineage: lineage.clone(),
+        lineage: lineage.to_string(),
         manifest: ManifestLink {
             key: head.key.clone(),
             sha256: head.sha256,
         },
         sequence: head.manifest.sequence,
         unconfirmed_segments,
-        unconfirmed_snapshot: newest_snapshot,
+        unconfirmed_snapshot: listed.snapshots.values().last().cloned(),
     };
-    lineage::write_parent(&building, &link).map_err(io_err(&building))?;
-    // The chunks the restored log was built from are in central storage: the new
-    // lineage's shipper continues after them.
+    lineage::write_parent(building, &link).map_err(io_err(building))?;
     let tail_state = super::tail::TailState {
         head: None,
-        chunks: chosen_chunks.clone(),
+        chunks: plan.chunks.clone(),
         newest_verified_unix_ms: None,
     };
-    super::tail::write_state(&building, &tail_state).map_err(io_err(&building))?;
-    std::fs::rename(&building, &options.data_dir).map_err(io_err(&options.data_dir))?;
-    lineage::sync_dir(parent_dir).map_err(io_err(parent_dir))?;
-    Ok(RestoreReport {
-        from_lineage: lineage,
-        new_lineage,
-        manifests: chain.len() as u64,
-        segments: chosen.len() as u64,
-        snapshot: snapshot.map(|s| s.next_offset),
-        first_offset: history_start,
-        next_offset: end,
-        bytes_downloaded: downloaded,
-    })
+    super::tail::write_state(building, &tail_state).map_err(io_err(building))?;
+    Ok(new_lineage)
 }

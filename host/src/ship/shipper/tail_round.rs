@@ -73,81 +73,11 @@ impl Shipper {
     ) -> Result<bool, ShipError> {
         let segments_end = self.segments_end();
         self.drop_superseded(segments_end).await?;
-        let committed = self.engine.committed_offset();
-        let chunks_end = self.tail.chunks.iter().map(|c| c.next_offset).max();
-        let from = segments_end
-            .max(chunks_end.unwrap_or(FIRST_OFFSET))
-            .max(self.engine.wal().oldest_offset());
-        if from >= committed {
-            self.tail_since = None;
-        } else if self.tail_since.is_none() {
-            self.tail_since = Some((Instant::now(), unix_ms_now()));
-        }
-        self.publish_recovery_point(segments_end);
-        let Some((since, _)) = self.tail_since else {
+        let Some((from, records)) = self.due_tail(segments_end, force).await? else {
             return Ok(false);
         };
-        if !force
-            && !tail::tail_due(since.elapsed(), self.max_lag, 0)
-            && committed - from < tail::TAIL_EARLY_RECORDS
-        {
-            return Ok(false);
-        }
-        let engine = self.engine.clone();
-        let records =
-            tokio::task::spawn_blocking(move || read_tail(&engine, from, committed)).await??;
-        let unshipped: usize = records.iter().map(Vec::len).sum();
-        if records.is_empty()
-            || !(force || tail::tail_due(since.elapsed(), self.max_lag, unshipped))
-        {
-            return Ok(false);
-        }
         self.status.set_phase("shipping");
-        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
-        let mut entries = Vec::new();
-        let mut at = 0usize;
-        let mut round_bytes = 0u64;
-        for count in tail::cut_chunks(&sizes) {
-            let first = from + at as u64;
-            let slice = &records[at..at + count];
-            at += count;
-            let bytes = Bytes::from(chunk::encode(self.log_id, first, slice)?);
-            let name = ObjectName::Chunk(first, first + count as u64);
-            let key = self.layout.key(name);
-            let object_sha = sha256(&bytes);
-            let same = |stored: &[u8]| {
-                chunk::decode(stored).is_ok_and(|(h, r)| {
-                    h.first_offset == first && r.iter().map(|(_, b)| b).eq(slice.iter())
-                })
-            };
-            let upload = Upload {
-                listed: self.listed.contains(&key),
-                key: key.clone(),
-                bytes: bytes.clone(),
-                sha256: object_sha,
-                kind: "chunk",
-                same_content: &same,
-            };
-            let (object_sha, object_bytes) =
-                match self.store.put_verified(upload, &self.status, stop).await? {
-                    Stored::Written | Stored::Duplicate => (object_sha, bytes.len() as u64),
-                    // The same records chunked the same way by an earlier run.
-                    Stored::Equivalent { sha256, bytes } => (sha256, bytes),
-                    Stored::Conflict(conflict) => {
-                        let reason = HaltReason::ObjectConflict { conflict };
-                        self.status.alarm(reason.to_string());
-                        return Err(ShipError::Halted(reason));
-                    }
-                };
-            round_bytes += object_bytes;
-            entries.push(ChunkEntry {
-                key: key.to_string(),
-                first_offset: first,
-                next_offset: first + count as u64,
-                object_bytes,
-                object_sha256: object_sha,
-            });
-        }
+        let (entries, round_bytes) = self.upload_chunks(from, &records, stop).await?;
         let manifest = plan::build_manifest(self.chain(), unix_ms_now(), &[], entries.clone());
         let seq = manifest.sequence;
         let manifest_bytes = Bytes::from(manifest.encode());
@@ -182,6 +112,109 @@ impl Shipper {
             "shipped the tail"
         );
         Ok(true)
+    }
+
+    /// The records a tail round would ship now, from where the store's copy ends, if the
+    /// round is due (or `force`): none when the store holds everything or the oldest
+    /// unshipped record has not waited long enough (and there are not many of them yet).
+    async fn due_tail(
+        &mut self,
+        segments_end: Offset,
+        force: bool,
+    ) -> Result<Option<(Offset, Vec<Vec<u8>>)>, ShipError> {
+        let committed = self.engine.committed_offset();
+        let chunks_end = self.tail.chunks.iter().map(|c| c.next_offset).max();
+        let from = segments_end
+            .max(chunks_end.unwrap_or(FIRST_OFFSET))
+            .max(self.engine.wal().oldest_offset());
+        if from >= committed {
+            self.tail_since = None;
+        } else if self.tail_since.is_none() {
+            self.tail_since = Some((Instant::now(), unix_ms_now()));
+        }
+        self.publish_recovery_point(segments_end);
+        let Some((since, _)) = self.tail_since else {
+            return Ok(None);
+        };
+        if !force
+            && !tail::tail_due(since.elapsed(), self.max_lag, 0)
+            && committed - from < tail::TAIL_EARLY_RECORDS
+        {
+            return Ok(None);
+        }
+        let engine = self.engine.clone();
+        let records =
+            tokio::task::spawn_blocking(move || read_tail(&engine, from, committed)).await??;
+        let unshipped: usize = records.iter().map(Vec::len).sum();
+        let due = force || tail::tail_due(since.elapsed(), self.max_lag, unshipped);
+        Ok((due && !records.is_empty()).then_some((from, records)))
+    }
+
+    /// Cuts `records` (from offset `from`) into chunks and uploads each, create-only with
+    /// read-back; their manifest entries and bytes. A different object under a chunk's key
+    /// halts shipping.
+    async fn upload_chunks(
+        &self,
+        from: Offset,
+        records: &[Vec<u8>],
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(Vec<ChunkEntry>, u64), ShipError> {
+        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+        let mut entries = Vec::new();
+        let mut at = 0usize;
+        let mut round_bytes = 0u64;
+        for count in tail::cut_chunks(&sizes) {
+            let first = from + at as u64;
+            let slice = &records[at..at + count];
+            at += count;
+            let entry = self.upload_chunk(first, slice, stop).await?;
+            round_bytes += entry.object_bytes;
+            entries.push(entry);
+        }
+        Ok((entries, round_bytes))
+    }
+
+    async fn upload_chunk(
+        &self,
+        first: Offset,
+        slice: &[Vec<u8>],
+        stop: &watch::Receiver<bool>,
+    ) -> Result<ChunkEntry, ShipError> {
+        let next = first + slice.len() as u64;
+        let bytes = Bytes::from(chunk::encode(self.log_id, first, slice)?);
+        let key = self.layout.key(ObjectName::Chunk(first, next));
+        let object_sha = sha256(&bytes);
+        let same = |stored: &[u8]| {
+            chunk::decode(stored).is_ok_and(|(h, r)| {
+                h.first_offset == first && r.iter().map(|(_, b)| b).eq(slice.iter())
+            })
+        };
+        let upload = Upload {
+            listed: self.listed.contains(&key),
+            key: key.clone(),
+            bytes: bytes.clone(),
+            sha256: object_sha,
+            kind: "chunk",
+            same_content: &same,
+        };
+        let (object_sha, object_bytes) =
+            match self.store.put_verified(upload, &self.status, stop).await? {
+                Stored::Written | Stored::Duplicate => (object_sha, bytes.len() as u64),
+                // The same records chunked the same way by an earlier run.
+                Stored::Equivalent { sha256, bytes } => (sha256, bytes),
+                Stored::Conflict(conflict) => {
+                    let reason = HaltReason::ObjectConflict { conflict };
+                    self.status.alarm(reason.to_string());
+                    return Err(ShipError::Halted(reason));
+                }
+            };
+        Ok(ChunkEntry {
+            key: key.to_string(),
+            first_offset: first,
+            next_offset: next,
+            object_bytes,
+            object_sha256: object_sha,
+        })
     }
 }
 
