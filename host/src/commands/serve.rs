@@ -154,21 +154,12 @@ async fn serve(config: Config, demo: bool) -> Outcome {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let options = engine_options(&config, clock);
-    let data_dir = config.data_dir.clone();
-    let opened = tokio::task::spawn_blocking(move || Engine::open(&data_dir, options)).await;
-    let engine = match opened {
-        Ok(Ok(engine)) => Arc::new(engine),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot open the data directory");
-            eprintln!("gridlog: cannot open {}: {e}", config.data_dir.display());
+    let engine = match open_engine(&config, clock).await {
+        Ok(engine) => engine,
+        Err(outcome) => {
             let _ = stop_tx.send(true);
             let _ = server.await;
-            return Outcome::Damaged;
-        }
-        Err(e) => {
-            eprintln!("gridlog: recovery task failed: {e}");
-            return Outcome::Failed;
+            return outcome;
         }
     };
     let demo_stop = Arc::new(AtomicBool::new(false));
@@ -189,22 +180,7 @@ async fn serve(config: Config, demo: bool) -> Outcome {
         }
     }
     state.attach(engine.clone());
-    if let Err(e) = crate::ship::lineage::ensure(&config.data_dir) {
-        tracing::error!(error = %e, "cannot read or create the data directory's LINEAGE");
-    }
-    let shipper = match crate::ship::shipper::spawn(&config, engine.clone(), stop_rx.clone()) {
-        Ok(Some((status, handle))) => {
-            state.attach_shipping(status);
-            Some(handle)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            // The gateway keeps recording; the backlog waits for a fixed configuration.
-            tracing::error!(error = %e, "shipping is configured but cannot start");
-            eprintln!("gridlog: shipping cannot start: {e}");
-            None
-        }
-    };
+    let shipper = start_shipping(&config, &engine, &state, stop_rx.clone());
     tracing::info!(offset = engine.committed_offset(), "ready");
 
     signals.next().await;
@@ -236,17 +212,64 @@ async fn serve(config: Config, demo: bool) -> Outcome {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     drop(state);
+    close_engine(engine).await;
+    tracing::info!("stopped");
+    outcome
+}
+
+/// Recovers the data directory off the runtime's threads; the outcome to exit with if it
+/// cannot (a damaged directory, or a recovery task that died).
+async fn open_engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Engine>, Outcome> {
+    let options = engine_options(config, clock);
+    let data_dir = config.data_dir.clone();
+    match tokio::task::spawn_blocking(move || Engine::open(&data_dir, options)).await {
+        Ok(Ok(engine)) => Ok(Arc::new(engine)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot open the data directory");
+            eprintln!("gridlog: cannot open {}: {e}", config.data_dir.display());
+            Err(Outcome::Damaged)
+        }
+        Err(e) => {
+            eprintln!("gridlog: recovery task failed: {e}");
+            Err(Outcome::Failed)
+        }
+    }
+}
+
+/// Starts the shipper if `ship.store` is set. A shipper that cannot start is logged and
+/// left off: the gateway keeps recording, and the backlog waits for a fixed configuration.
+fn start_shipping(
+    config: &Config,
+    engine: &Arc<Engine>,
+    state: &AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if let Err(e) = crate::ship::lineage::ensure(&config.data_dir) {
+        tracing::error!(error = %e, "cannot read or create the data directory's LINEAGE");
+    }
+    match crate::ship::shipper::spawn(config, engine.clone(), stop) {
+        Ok(Some((status, handle))) => {
+            state.attach_shipping(status);
+            Some(handle)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "shipping is configured but cannot start");
+            eprintln!("gridlog: shipping cannot start: {e}");
+            None
+        }
+    }
+}
+
+/// Shuts the engine down off the runtime's threads (its last batches become durable), unless
+/// something still holds it (a query finishing): then its drop closes the log.
+async fn close_engine(engine: Arc<Engine>) {
     match Arc::try_unwrap(engine) {
         Ok(engine) => {
             let _ = tokio::task::spawn_blocking(move || engine.shutdown()).await;
         }
-        Err(engine) => {
-            // Something still holds it (a query finishing): its drop closes the log.
-            drop(engine);
-        }
+        Err(engine) => drop(engine),
     }
-    tracing::info!("stopped");
-    outcome
 }
 
 /// The exit status after a second SIGINT/SIGTERM (128 + SIGINT, as shells report an

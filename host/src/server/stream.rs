@@ -58,40 +58,12 @@ pub async fn stream(
     QueryParams(q): QueryParams<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let engine = state.engine()?.clone();
-    let bad = |field: &str, v: &str| {
-        ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            field,
-            format!("{field} must be an offset, got {v:?}"),
-        )
-    };
-    let after = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-        Some(v) => v
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| bad("Last-Event-ID", v))?,
-        None => match &q.after {
-            Some(v) => v.parse::<u64>().map_err(|_| bad("after", v))?,
-            None => engine.committed_offset().saturating_sub(1),
-        },
-    };
     // A position past the log (a client of a gateway whose data directory was started
     // anew) follows from now; the position event tells the client where that is.
-    let after = after.min(engine.committed_offset().saturating_sub(1));
-    let filter = match (q.tag, q.entity) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "tag",
-                "give tag or entity, not both",
-            ))
-        }
-        (Some(tag), None) => Filter::Tag(tag),
-        (None, Some(entity)) => Filter::Entity(entity),
-        (None, None) => Filter::All,
-    };
+    let after = resume_point(&headers, q.after.as_deref())?
+        .unwrap_or(u64::MAX)
+        .min(engine.committed_offset().saturating_sub(1));
+    let filter = stream_filter(q.tag, q.entity)?;
     let permit = state
         .inner
         .streams
@@ -114,68 +86,128 @@ pub async fn stream(
         }
         .into());
     }
-    let mut subscription = engine.subscribe(after, filter)?;
+    let subscription = engine.subscribe(after, filter)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(STREAM_BUFFER_EVENTS);
     let pump_state = state.clone();
     std::thread::Builder::new()
         .name("gridlog-sse".into())
         .spawn(move || {
             let _permit = permit;
-            // The client's resume point from the start, and kept current while a filter
-            // skips events: an event with an id and no data sets a browser's Last-Event-ID
-            // without being dispatched, so a reconnect misses nothing committed meanwhile.
-            let mut resume_after = after;
-            if tx.blocking_send(Ok(position_event(resume_after))).is_err() {
-                return;
-            }
-            while !tx.is_closed() && !pump_state.shutting_down() {
-                match subscription.next_timeout(PUMP_POLL) {
-                    Ok(Some(record)) => {
-                        resume_after = record.offset;
-                        let data = serde_json::to_string(&event_view(&record)).unwrap_or_default();
-                        let event = Ok(Event::default().id(record.offset.to_string()).data(data));
-                        match tx.try_send(event) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(event)) => {
-                                // A slow client: wait without holding an archived segment.
-                                subscription.park();
-                                if tx.blocking_send(event).is_err() {
-                                    break;
-                                }
-                            }
-                            Err(TrySendError::Closed(_)) => break,
-                        }
-                    }
-                    Ok(None) => {
-                        let examined = subscription.position().saturating_sub(1);
-                        if examined > resume_after {
-                            resume_after = examined;
-                            if tx.blocking_send(Ok(position_event(resume_after))).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    Err(QueryError::Evicted { offset, next_available }
-                        | QueryError::BeforeHistory { offset, history_start: next_available }) => {
-                        let data = serde_json::json!({"resume_after": next_available.saturating_sub(1), "oldest_offset": next_available,
-                            "message": format!("the events from offset {offset} were evicted from this gateway (central storage holds them); resume after {}", next_available.saturating_sub(1))});
-                        let _ = tx.blocking_send(Ok(Event::default().event("fell_behind").data(data.to_string())));
-                        break;
-                    }
-                    // Other readers hold the archive's places: try again shortly.
-                    Err(QueryError::Busy) => std::thread::sleep(PUMP_POLL),
-                    Err(error) => {
-                        tracing::error!(%error, "live stream failed");
-                        let _ = tx.blocking_send(Ok(Event::default().event("error").data("{\"code\":\"internal\"}")));
-                        break;
-                    }
-                }
-            }
+            pump(subscription, &tx, after, &pump_state);
         })
         .map_err(|e| ApiError::internal("cannot start stream", e))?;
     let heartbeat = Duration::from_secs(state.config().http.stream_heartbeat_s.max(1));
     Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
+}
+
+/// Where the client resumes: `Last-Event-ID` first, then `after`; `None` for "from now".
+fn resume_point(headers: &HeaderMap, after: Option<&str>) -> Result<Option<u64>, ApiError> {
+    let bad = |field: &str, v: &str| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            field,
+            format!("{field} must be an offset, got {v:?}"),
+        )
+    };
+    match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| bad("Last-Event-ID", v)),
+        None => after
+            .map(|v| v.parse::<u64>().map_err(|_| bad("after", v)))
+            .transpose(),
+    }
+}
+
+/// The stream's filter: a tag or an entity, not both.
+fn stream_filter(tag: Option<String>, entity: Option<String>) -> Result<Filter, ApiError> {
+    match (tag, entity) {
+        (Some(_), Some(_)) => Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "tag",
+            "give tag or entity, not both",
+        )),
+        (Some(tag), None) => Ok(Filter::Tag(tag)),
+        (None, Some(entity)) => Ok(Filter::Entity(entity)),
+        (None, None) => Ok(Filter::All),
+    }
+}
+
+/// The stream's own thread: pulls the subscription and sends events until the client goes,
+/// the server stops, or the history it needs is gone.
+fn pump(
+    mut subscription: gridlog_firmware::engine::Subscription,
+    tx: &tokio::sync::mpsc::Sender<Result<Event, Infallible>>,
+    after: u64,
+    state: &AppState,
+) {
+    // The client's resume point from the start, and kept current while a filter
+    // skips events: an event with an id and no data sets a browser's Last-Event-ID
+    // without being dispatched, so a reconnect misses nothing committed meanwhile.
+    let mut resume_after = after;
+    if tx.blocking_send(Ok(position_event(resume_after))).is_err() {
+        return;
+    }
+    while !tx.is_closed() && !state.shutting_down() {
+        match subscription.next_timeout(PUMP_POLL) {
+            Ok(Some(record)) => {
+                resume_after = record.offset;
+                let data = serde_json::to_string(&event_view(&record)).unwrap_or_default();
+                let event = Ok(Event::default().id(record.offset.to_string()).data(data));
+                match tx.try_send(event) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(event)) => {
+                        // A slow client: wait without holding an archived segment.
+                        subscription.park();
+                        if tx.blocking_send(event).is_err() {
+                            break;
+                        }
+                    }
+                    Err(TrySendError::Closed(_)) => break,
+                }
+            }
+            Ok(None) => {
+                let examined = subscription.position().saturating_sub(1);
+                if examined > resume_after {
+                    resume_after = examined;
+                    if tx.blocking_send(Ok(position_event(resume_after))).is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(
+                QueryError::Evicted {
+                    offset,
+                    next_available,
+                }
+                | QueryError::BeforeHistory {
+                    offset,
+                    history_start: next_available,
+                },
+            ) => {
+                let data = serde_json::json!({"resume_after": next_available.saturating_sub(1), "oldest_offset": next_available,
+                    "message": format!("the events from offset {offset} were evicted from this gateway (central storage holds them); resume after {}", next_available.saturating_sub(1))});
+                let _ = tx.blocking_send(Ok(Event::default()
+                    .event("fell_behind")
+                    .data(data.to_string())));
+                break;
+            }
+            // Other readers hold the archive's places: try again shortly.
+            Err(QueryError::Busy) => std::thread::sleep(PUMP_POLL),
+            Err(error) => {
+                tracing::error!(%error, "live stream failed");
+                let _ = tx.blocking_send(Ok(Event::default()
+                    .event("error")
+                    .data("{\"code\":\"internal\"}")));
+                break;
+            }
+        }
+    }
 }
 
 /// An event that only moves the client's `Last-Event-ID` to `after` (no `data:`, so an
