@@ -7,6 +7,10 @@
 //!
 //! Units are in the names: `_wh` watt-hours, `_w` watts, `_v` volts, `_a` amperes, `_pct`
 //! percent, `_ms` milliseconds since the Unix epoch (UTC).
+//!
+//! One file on purpose: the domain's vocabulary and the hand-written reading codec that must
+//! stay byte-identical to postcard's encoding of those same types (the proptests beside them
+//! compare both ways); apart, a change to a type could miss its codec.
 
 use crate::id::{CommandId, EntityId, Label};
 use core::fmt;

@@ -6,6 +6,10 @@
 //! underscore: `GRIDLOG_LISTEN`, `GRIDLOG_WAL__SEGMENT_BYTES`, `GRIDLOG_HTTP__BODY_BYTES_MAX`.
 //! Values are parsed as TOML (`123`, `true`, `"text"`; bare text is taken as a string).
 //! `GRIDLOG_LOG` is the log filter, not a config key.
+//!
+//! One file on purpose (about 740 lines before its tests): it is the configuration's one
+//! schema, each section's struct beside its documented defaults and its checks, which the
+//! README's configuration table mirrors line by line.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,10 @@
 //! byte of the log is written once. Writing real zeros instead (the former default,
 //! `Preallocation::ZeroFill`) spares the sync the metadata of a block's first write but
 //! writes every segment twice; docs/BENCHMARKS.md measures both.
+//!
+//! One file on purpose: one segment format's rules (the walk over frames and round commits,
+//! and how a tail is classified) shared by recovery, verify and dump, so the three never
+//! disagree.
 
 use std::fs::File;
 use std::io;

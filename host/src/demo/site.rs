@@ -14,6 +14,10 @@
 //! Powers are constant over an interval `(t − interval, t]`; the reading at `t` carries
 //! the registers after it. Every meter's registers count exactly the energy of its own
 //! power, so the balance holds at the registers to their rounding.
+//!
+//! One file on purpose: the simulated site is one model (meters, assets and the controller
+//! share one clock and one energy balance per interval); split, each part would need the
+//! others' private state.
 
 use gridlog_common::domain::{AssetKind, Command, MeterKind, Reading, Telemetry};
 use gridlog_common::id::{EntityId, Label};

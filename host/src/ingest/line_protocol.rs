@@ -16,6 +16,9 @@
 //! caller bounds the body and the number of points ([`parse`]'s `points_max`). Nothing is
 //! allocated by a length the input claims; names and strings borrow from the body unless
 //! they hold escapes.
+//!
+//! One file on purpose: one grammar (InfluxDB line protocol), its bounded parser and the
+//! errors that name a line and a field.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

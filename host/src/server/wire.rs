@@ -1,5 +1,8 @@
 //! The API's own request and response types (host is the only crate that knows JSON), and
 //! their conversion to and from the domain.
+//!
+//! One file on purpose: the API's JSON vocabulary (small request and answer types, each
+//! with its OpenAPI schema), kept together so a client's view of the wire reads in one place.
 
 use gridlog_common::domain::{AssetKind, Event, MeterKind, Reading, StoredEvent, Telemetry};
 use gridlog_common::id::{CommandId, EntityId, Label};
