@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use gridlog_firmware::engine::Engine;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::Semaphore;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -315,20 +316,46 @@ fn answer_budget_kib(config: &Config) -> usize {
 /// sent (or the connection dropped), not only until the handler returns: a client that does
 /// not read cannot make the server hold more than the limits allow.
 async fn limits(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Ok(permit) = state.inner.requests.clone().try_acquire_owned() else {
-        return axum::response::IntoResponse::into_response(
+    let permits = match admit(&state, &request) {
+        Ok(permits) => permits,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = match run_within_timeout(&state, request, next, read_only).await {
+        Ok(response) => response,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let budget = match answer_share(&state, &response) {
+        Ok(budget) => budget,
+        Err(refusal) => {
+            drop(response);
+            return refusal.into_response();
+        }
+    };
+    response
+        .map(|body| axum::body::Body::new(conn::Held::new(body, (permits.0, permits.1, budget))))
+}
+
+/// A request slot, and for a write a write slot, or why not: every slot taken (503), or a
+/// body declared larger than the limit (413, before it takes a write slot or anyone waits
+/// for it to arrive).
+fn admit(
+    state: &AppState,
+    request: &Request,
+) -> Result<(OwnedSemaphorePermit, Option<OwnedSemaphorePermit>), ApiError> {
+    let permit = state
+        .inner
+        .requests
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
                 "too many requests in flight",
             )
-            .retry(1),
-        );
-    };
-    let timeout = Duration::from_secs(state.config().http.request_timeout_s);
-    let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
-    // A body declared larger than the limit is refused before it takes a write slot or
-    // anyone waits for it to arrive.
+            .retry(1)
+        })?;
     let limit = state.config().http.body_bytes_max;
     let declared = request
         .headers()
@@ -336,92 +363,97 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return axum::response::IntoResponse::into_response(ApiError::field(
+        return Err(ApiError::field(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             "body",
             format!("the body is larger than {limit} bytes"),
         ));
     }
-    let write_permit = if read_only {
-        None
-    } else {
-        match state.inner.writes.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                return axum::response::IntoResponse::into_response(
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "overloaded",
-                        format!("at most {} writes at once", state.config().http.writes_max),
-                    )
-                    .retry(1),
-                )
-            }
-        }
-    };
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return Ok((permit, None));
+    }
+    let write = state
+        .inner
+        .writes
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("at most {} writes at once", state.config().http.writes_max),
+            )
+            .retry(1)
+        })?;
+    Ok((permit, Some(write)))
+}
+
+/// Runs the request within `http.request_timeout_s`. A read, or a write that never reached
+/// the engine (its body did not arrive in time), times out plainly (408): nothing can have
+/// been stored. A write that may have reached the engine may still be stored (a stalled
+/// disk makes the commit late, not lost): 504 `outcome_unknown` says so, rather than a 408
+/// that invites a blind retry.
+async fn run_within_timeout(
+    state: &AppState,
+    request: Request,
+    next: Next,
+    read_only: bool,
+) -> Result<Response, ApiError> {
+    let timeout = Duration::from_secs(state.config().http.request_timeout_s);
     let submitted = Arc::new(AtomicBool::new(false));
     let run = SUBMITTED.scope(submitted.clone(), next.run(request));
-    let response = match tokio::time::timeout(timeout, run).await {
-        Ok(response) => response,
-        // A read, or a write that never reached the engine (its body did not arrive in
-        // time): nothing can have been stored, so a plain timeout.
-        Err(_) if read_only || !submitted.load(Ordering::Relaxed) => {
-            return axum::response::IntoResponse::into_response(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request did not complete within {} s",
-                    timeout.as_secs()
-                ),
-            ))
-        }
-        // A write may have reached the engine and still be stored (a stalled disk makes
-        // the commit late, not lost): say so, rather than a 408 that invites a blind retry.
-        Err(_) => {
-            return axum::response::IntoResponse::into_response(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "outcome_unknown",
-                format!(
-                    "the write did not complete within {} s and may still be stored: check before retrying, or retry with the same command_id",
-                    timeout.as_secs()
-                ),
-            ))
-        }
+    match tokio::time::timeout(timeout, run).await {
+        Ok(response) => Ok(response),
+        Err(_) if read_only || !submitted.load(Ordering::Relaxed) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request did not complete within {} s",
+                timeout.as_secs()
+            ),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "outcome_unknown",
+            format!(
+                "the write did not complete within {} s and may still be stored: check before retrying, or retry with the same command_id",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// A large answer (an event page) takes its share of the bytes all answers may hold while
+/// they are sent, or is refused at once (503): waiting for a share would hold the built
+/// answer in memory meanwhile, which is what the budget is there to prevent.
+fn answer_share(
+    state: &AppState,
+    response: &Response,
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    let Some(bytes) = http_body::Body::size_hint(response.body()).exact() else {
+        return Ok(None);
     };
-    // A large answer (an event page) takes its share of the bytes all answers may hold while
-    // they are sent, or is dropped at once: waiting for a share would hold the built answer
-    // in memory meanwhile, which is what the budget is there to prevent.
-    let size = http_body::Body::size_hint(response.body()).exact();
-    let budget = match size {
-        Some(bytes) if bytes >= ANSWER_BUDGETED_BYTES_MIN => {
-            let total = answer_budget_kib(state.config());
-            let kib = usize::try_from(bytes.div_ceil(1024))
-                .unwrap_or(usize::MAX)
-                .min(total);
-            let kib = u32::try_from(kib).unwrap_or(u32::MAX);
-            match state.inner.answer_kib.clone().try_acquire_many_owned(kib) {
-                Ok(share) => Some(share),
-                Err(_) => {
-                    drop(response);
-                    return axum::response::IntoResponse::into_response(
-                        ApiError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "overloaded",
-                            format!(
-                                "large answers being sent already hold http.answer_bytes_max ({} bytes); retry, or ask for a smaller page (limit)",
-                                state.config().http.answer_bytes_max
-                            ),
-                        )
-                        .retry(1),
-                    );
-                }
-            }
-        }
-        _ => None,
-    };
-    response
-        .map(|body| axum::body::Body::new(conn::Held::new(body, (permit, write_permit, budget))))
+    if bytes < ANSWER_BUDGETED_BYTES_MIN {
+        return Ok(None);
+    }
+    let total = answer_budget_kib(state.config());
+    let kib = usize::try_from(bytes.div_ceil(1024))
+        .unwrap_or(usize::MAX)
+        .min(total);
+    let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+    match state.inner.answer_kib.clone().try_acquire_many_owned(kib) {
+        Ok(share) => Ok(Some(share)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "large answers being sent already hold http.answer_bytes_max ({} bytes); retry, or ask for a smaller page (limit)",
+                state.config().http.answer_bytes_max
+            ),
+        )
+        .retry(1)),
+    }
 }
 
 /// Writes need `Authorization: Bearer <token>` when a token is configured.
