@@ -168,7 +168,7 @@ fn archive_segment(
         .join(archive::ARCHIVE_DIR_NAME)
         .join(archive::archive_file_name(first));
     let recorded = archived_state(inner, first);
-    let hot = inner.wal.sealed_segment_bytes(first);
+    let hot = inner.wal.sealed_segment(first);
     // An archive from an earlier, interrupted cycle is reused only if it verifies, is of
     // this log and this segment, holds exactly the hot segment's bytes (while they are
     // still here) and matches what was recorded. Anything else under the name, such as

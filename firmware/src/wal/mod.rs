@@ -54,6 +54,28 @@ pub use verify::{verify, VerifyReport};
 use crate::lock::DirLock;
 use segment::Segment;
 
+/// The bytes of a sealed segment (header to the end of its footer), which never change.
+/// They are read from the segment's mapping, which stays valid while this lives, even if
+/// the segment is archived and its file removed meanwhile.
+pub struct SealedSegment(Arc<Segment>);
+
+impl std::ops::Deref for SealedSegment {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.durable_bytes()
+    }
+}
+
+impl std::fmt::Debug for SealedSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSegment")
+            .field("first_offset", &self.0.first_offset)
+            .field("bytes", &self.len())
+            .finish()
+    }
+}
+
 /// Name of the log's directory inside a data directory.
 pub const WAL_DIR_NAME: &str = "wal";
 
@@ -342,8 +364,9 @@ impl Wal {
             .collect()
     }
 
-    /// A copy of a sealed segment's bytes from its start to the end of its footer.
-    pub fn sealed_segment_bytes(&self, first_offset: Offset) -> Option<Vec<u8>> {
+    /// A sealed segment's bytes from its start to the end of its footer, read in place from
+    /// its mapping: no copy, and the read lock is held only to find it.
+    pub fn sealed_segment(&self, first_offset: Offset) -> Option<SealedSegment> {
         let segments = self
             .shared
             .segments
@@ -355,7 +378,7 @@ impl Wal {
         if i + 1 == segments.len() {
             return None; // the active segment is never archived
         }
-        Some(segments[i].durable_bytes().to_vec())
+        Some(SealedSegment(segments[i].clone()))
     }
 
     /// Removes the oldest sealed segment from the hot log (after it was archived): drops it

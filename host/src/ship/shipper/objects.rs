@@ -118,7 +118,7 @@ pub(super) fn load_sealed(engine: &Engine, p: &Pending) -> Result<Option<Loaded>
     let ObjectName::Segment(first, next) = p.name else {
         return Err("only segments are read from the hot log".into());
     };
-    let Some(original) = engine.wal().sealed_segment_bytes(first) else {
+    let Some(original) = engine.wal().sealed_segment(first) else {
         return Ok(None);
     };
     let (header, compressed) =

@@ -160,12 +160,10 @@ impl Shipper {
                     Ok(bytes) => sha256(&bytes),
                     Err(_) => continue,
                 },
-                (None, Source::Sealed) => {
-                    match self.engine.wal().sealed_segment_bytes(first_offset) {
-                        Some(bytes) => *p.segment_sha.insert(sha256(&bytes)),
-                        None => continue,
-                    }
-                }
+                (None, Source::Sealed) => match self.engine.wal().sealed_segment(first_offset) {
+                    Some(bytes) => *p.segment_sha.insert(sha256(&bytes)),
+                    None => continue,
+                },
             };
             intents.push(Event::ShipIntended {
                 object,
