@@ -3,22 +3,12 @@
 //! `meta`/`data`/`wal` directories, HTTP and RPC on free loopback ports, every other
 //! listener off). It is never the packaged service.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long `influxd` may take to answer `/ping` after start.
 pub const INFLUXD_START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// A running `influxd` with its own configuration and directories, stopped on drop.
 #[derive(Debug)]
@@ -38,7 +28,7 @@ impl Influxd {
 
     /// Like [`Influxd::start`], with its data in `dir` (a benchmark's disk).
     pub fn start_in(dir: tempfile::TempDir) -> Influxd {
-        let (http, rpc) = (free_port(), free_port());
+        let (http, rpc) = (crate::free_port(), crate::free_port());
         let path = |name: &str| dir.path().join(name).display().to_string();
         let config = format!(
             r#"reporting-disabled = true

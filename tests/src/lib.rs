@@ -14,6 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// A free loopback port (bound and released: for a server a test starts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// Environment variable naming a `gridlog` binary to test instead of building one (for
 /// example a release build, or an installed package).
 pub const GRIDLOG_BIN_ENV: &str = "GRIDLOG_BIN";

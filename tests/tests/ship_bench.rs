@@ -29,14 +29,6 @@ use gridlog_firmware::engine::{Engine, Request};
 use gridlog_firmware::wal::WalOptions;
 use ship_support::*;
 
-fn knob(name: &str, bench: u64, ci: u64) -> u64 {
-    let full = std::env::var("GRIDLOG_SHIP_BENCH").is_ok_and(|v| v == "1");
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if full { bench } else { ci })
-}
-
 /// A log of about `log_bytes` in segments of `segment_bytes`, all but the active segment
 /// archived. Readings of 50 meters, a second apart, with slowly moving values.
 fn archived_log(dir: &Path, segment_bytes: u64, log_bytes: u64) -> (u64, usize) {
@@ -142,9 +134,9 @@ fn ingest(dir: &Path, env: &[(String, String)], seconds: u64) -> (f64, serde_jso
 
 #[test]
 fn shipping_throughput_requests_and_ingest_cost() {
-    let log_mb = knob("GRIDLOG_SHIP_BENCH_LOG_MB", 320, 6);
-    let segment_mb = knob("GRIDLOG_SHIP_BENCH_SEGMENT_MB", 64, 1);
-    let ingest_s = knob("GRIDLOG_SHIP_BENCH_INGEST_S", 20, 2);
+    let log_mb = bench_knob("GRIDLOG_SHIP_BENCH_LOG_MB", 320, 6);
+    let segment_mb = bench_knob("GRIDLOG_SHIP_BENCH_SEGMENT_MB", 64, 1);
+    let ingest_s = bench_knob("GRIDLOG_SHIP_BENCH_INGEST_S", 20, 2);
     let moto = Moto::start();
     let tmp = tempfile::tempdir().unwrap();
 

@@ -23,14 +23,6 @@ use std::time::{Duration, Instant};
 
 use ship_support::*;
 
-fn knob(name: &str, bench: u64, ci: u64) -> u64 {
-    let full = std::env::var("GRIDLOG_SHIP_BENCH").is_ok_and(|v| v == "1");
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if full { bench } else { ci })
-}
-
 #[derive(Debug)]
 struct Figures {
     readings: u64,
@@ -178,14 +170,14 @@ fn recovery_point_lag_requests_and_bytes() {
                 60,
                 1,
                 1,
-                knob("GRIDLOG_SHIP_BENCH_QUIET_S", 300, 0),
+                bench_knob("GRIDLOG_SHIP_BENCH_QUIET_S", 300, 0),
             ),
             (
                 "busy (1,000 readings/s)",
                 60,
                 1000,
                 100,
-                knob("GRIDLOG_SHIP_BENCH_BUSY_S", 120, 0),
+                bench_knob("GRIDLOG_SHIP_BENCH_BUSY_S", 120, 0),
             ),
         ]
     } else {

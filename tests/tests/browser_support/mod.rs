@@ -6,7 +6,6 @@
 //! `chromium` and `chromium-driver`); without them a browser test fails, it does not skip.
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,10 +62,7 @@ pub struct ChromeDriver {
 
 impl ChromeDriver {
     pub fn start(path: &Path, artifacts: &Path) -> ChromeDriver {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = gridlog_tests::free_port();
         let log = std::fs::File::create(artifacts.join("chromedriver.log")).expect("log file");
         let child = Command::new(path)
             .arg(format!("--port={port}"))

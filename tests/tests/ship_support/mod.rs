@@ -35,12 +35,16 @@ pub const SEGMENT_BYTES: u64 = 16 * 1024;
 /// How long a test waits for shipping to settle.
 pub const SETTLE: Duration = gridlog_tests::server::SHIP_SETTLE;
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+pub use gridlog_tests::free_port;
+
+/// A shipping benchmark's setting: the variable `name` if set, else `bench` when
+/// `GRIDLOG_SHIP_BENCH=1` (a full run for docs/BENCHMARKS.md) and `ci` otherwise.
+pub fn bench_knob(name: &str, bench: u64, ci: u64) -> u64 {
+    let full = std::env::var("GRIDLOG_SHIP_BENCH").is_ok_and(|v| v == "1");
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { bench } else { ci })
 }
 
 /// A running `moto_server`.
