@@ -36,6 +36,19 @@ impl Outcome {
     }
 }
 
+/// The two-thread runtime of a command that talks to central storage (`ship`, `restore`);
+/// if it cannot start, says so for `command` and fails.
+pub fn store_runtime(command: &str) -> Result<tokio::runtime::Runtime, Outcome> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("{command}: cannot start the runtime: {e}");
+            Outcome::Failed
+        })
+}
+
 /// Explains an I/O error on a data directory; a missing `wal/` gets a hint about which
 /// directory to give.
 pub fn describe_io_error(data_dir: &Path, path: &Path, error: &std::io::Error) -> String {

@@ -2,7 +2,7 @@
 //! from central storage (see `crate::ship::restore`).
 
 use super::serve::{load_config, Overrides};
-use super::Outcome;
+use super::{store_runtime, Outcome};
 use crate::ship::restore::{restore, RestoreError, RestoreOptions};
 
 /// Runs the restore. Exit status: 0 rebuilt, 1 the store's history is missing, tampered or
@@ -18,16 +18,9 @@ pub fn run(options: &RestoreOptions, config_file: Option<std::path::PathBuf>) ->
             return Outcome::Failed;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match store_runtime("gridlog restore") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gridlog restore: cannot start the runtime: {e}");
-            return Outcome::Failed;
-        }
+        Err(outcome) => return outcome,
     };
     match runtime.block_on(restore(options, &config.ship)) {
         Ok(report) => {

@@ -11,34 +11,34 @@ use std::sync::Arc;
 use gridlog_firmware::engine::{Engine, SystemClock};
 
 use super::serve::{engine_options, load_config, Overrides};
-use super::Outcome;
+use super::{store_runtime, Outcome};
+use crate::config::Config;
 use crate::ship::{ShipStatus, Shipper};
+
+/// The configuration of a command that needs `ship.store`; says what is wrong for `command`
+/// otherwise.
+fn store_config(overrides: &Overrides, command: &str) -> Result<Config, Outcome> {
+    let config = load_config(overrides).map_err(|e| {
+        eprintln!("{command}: {e}");
+        Outcome::Failed
+    })?;
+    if config.ship.store.is_empty() {
+        eprintln!("{command}: no store configured: set ship.store (GRIDLOG_SHIP__STORE), e.g. s3://bucket/prefix or file:///srv/gridlog");
+        return Err(Outcome::Failed);
+    }
+    Ok(config)
+}
 
 /// Runs `ship --check`: the read-only audit of central storage.
 pub fn check(overrides: &Overrides) -> Outcome {
-    let config = match load_config(overrides) {
+    const COMMAND: &str = "gridlog ship --check";
+    let config = match store_config(overrides, COMMAND) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("gridlog ship --check: {e}");
-            return Outcome::Failed;
-        }
+        Err(outcome) => return outcome,
     };
-    if config.ship.store.is_empty() {
-        eprintln!(
-            "gridlog ship --check: no store configured: set ship.store (GRIDLOG_SHIP__STORE)"
-        );
-        return Outcome::Failed;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match store_runtime(COMMAND) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gridlog ship --check: cannot start the runtime: {e}");
-            return Outcome::Failed;
-        }
+        Err(outcome) => return outcome,
     };
     let result = runtime.block_on(crate::ship::audit::audit(
         &config.ship.store,
@@ -80,17 +80,11 @@ pub fn check(overrides: &Overrides) -> Outcome {
 
 /// Runs `ship --once`.
 pub fn run(overrides: &Overrides) -> Outcome {
-    let config = match load_config(overrides) {
+    const COMMAND: &str = "gridlog ship";
+    let config = match store_config(overrides, COMMAND) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("gridlog ship: {e}");
-            return Outcome::Failed;
-        }
+        Err(outcome) => return outcome,
     };
-    if config.ship.store.is_empty() {
-        eprintln!("gridlog ship: no store configured: set ship.store (GRIDLOG_SHIP__STORE), e.g. s3://bucket/prefix or file:///srv/gridlog");
-        return Outcome::Failed;
-    }
     let engine = match Engine::open(
         &config.data_dir,
         engine_options(&config, Arc::new(SystemClock)),
@@ -104,16 +98,9 @@ pub fn run(overrides: &Overrides) -> Outcome {
             return Outcome::Failed;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match store_runtime(COMMAND) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("gridlog ship: cannot start the runtime: {e}");
-            return Outcome::Failed;
-        }
+        Err(outcome) => return outcome,
     };
     let result = runtime.block_on(async {
         let lineage = crate::ship::lineage::ensure(&config.data_dir)?;

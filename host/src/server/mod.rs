@@ -336,6 +336,11 @@ async fn limits(State(state): State<AppState>, request: Request, next: Next) -> 
         .map(|body| axum::body::Body::new(conn::Held::new(body, (permits.0, permits.1, budget))))
 }
 
+/// 503 `overloaded`, to be retried after a second: a slot or budget of the server is full.
+fn overloaded(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry(1)
+}
+
 /// A request slot, and for a write a write slot, or why not: every slot taken (503), or a
 /// body declared larger than the limit (413, before it takes a write slot or anyone waits
 /// for it to arrive).
@@ -348,14 +353,7 @@ fn admit(
         .requests
         .clone()
         .try_acquire_owned()
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "too many requests in flight",
-            )
-            .retry(1)
-        })?;
+        .map_err(|_| overloaded("too many requests in flight"))?;
     let limit = state.config().http.body_bytes_max;
     let declared = request
         .headers()
@@ -379,12 +377,10 @@ fn admit(
         .clone()
         .try_acquire_owned()
         .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                format!("at most {} writes at once", state.config().http.writes_max),
-            )
-            .retry(1)
+            overloaded(format!(
+                "at most {} writes at once",
+                state.config().http.writes_max
+            ))
         })?;
     Ok((permit, Some(write)))
 }
@@ -444,15 +440,10 @@ fn answer_share(
     let kib = u32::try_from(kib).unwrap_or(u32::MAX);
     match state.inner.answer_kib.clone().try_acquire_many_owned(kib) {
         Ok(share) => Ok(Some(share)),
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!(
+        Err(_) => Err(overloaded(format!(
                 "large answers being sent already hold http.answer_bytes_max ({} bytes); retry, or ask for a smaller page (limit)",
                 state.config().http.answer_bytes_max
-            ),
-        )
-        .retry(1)),
+            ))),
     }
 }
 
