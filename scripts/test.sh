@@ -81,6 +81,9 @@ if ! have chromium || ! have chromedriver; then apt_install chromium chromium-dr
 # Debian's InfluxDB 1.6 for the line protocol tests (tests/tests/ingest_*.rs start `influxd`
 # themselves with their own config on loopback ports; the packaged service is not used).
 have influxd || apt_install influxdb
+# Debian's mosquitto for the MQTT tests (tests/tests/mqtt_*.rs start their own broker on a
+# free loopback port with their own config; the packaged service is not used).
+[ -x /usr/sbin/mosquitto ] || have mosquitto || apt_install mosquitto
 
 # ---------------------------------------------------------------------------------------
 # Checks

@@ -52,6 +52,8 @@ pub struct Config {
     pub ship: ShipConfig,
     /// Line protocol ingest (`/write`, `/api/v2/write`).
     pub ingest: IngestConfig,
+    /// `[mqtt]`: the MQTT subscriber (off unless `mqtt.url` is set).
+    pub mqtt: crate::ingest::mqtt::MqttConfig,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             ship: ShipConfig::default(),
             ingest: IngestConfig::default(),
+            mqtt: crate::ingest::mqtt::MqttConfig::default(),
         }
     }
 }
@@ -613,6 +616,9 @@ impl Config {
         }
         if let Err(message) = self.ingest.check() {
             return bad(message);
+        }
+        if let Err(e) = crate::ingest::mqtt::check(&self.mqtt) {
+            return bad(e.to_string());
         }
         if let Err(message) = check_write_token(&self.write_token) {
             return bad(format!("write_token {message}"));

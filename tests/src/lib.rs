@@ -8,6 +8,7 @@
 
 pub mod influxd;
 pub mod kill;
+pub mod mosquitto;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -181,6 +181,7 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     }
     state.attach(engine.clone());
     let shipper = start_shipping(&config, &engine, &state, stop_rx.clone());
+    let mqtt = start_mqtt(&config, &engine, &state, stop_rx.clone());
     tracing::info!(offset = engine.committed_offset(), "ready");
 
     signals.next().await;
@@ -206,6 +207,9 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     };
     if let Some(shipper) = shipper {
         let _ = shipper.await;
+    }
+    if let Some(mqtt) = mqtt {
+        let _ = mqtt.await;
     }
     demo_stop.store(true, Ordering::Relaxed);
     if let Some(thread) = demo_thread {
@@ -256,6 +260,28 @@ fn start_shipping(
         Err(e) => {
             tracing::error!(error = %e, "shipping is configured but cannot start");
             eprintln!("gridlog: shipping cannot start: {e}");
+            None
+        }
+    }
+}
+
+/// Starts the MQTT subscriber if `mqtt.url` is set (the configuration was checked, so
+/// only a CA file that became unreadable can stop it: logged, and the gateway runs on).
+fn start_mqtt(
+    config: &Config,
+    engine: &Arc<Engine>,
+    state: &AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match crate::ingest::mqtt::spawn(&config.mqtt, &config.site_id, engine.clone(), stop) {
+        Ok(Some((status, handle))) => {
+            state.attach_mqtt(status);
+            Some(handle)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "mqtt is configured but cannot start");
+            eprintln!("gridlog: mqtt cannot start: {e}");
             None
         }
     }

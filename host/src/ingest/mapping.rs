@@ -12,24 +12,17 @@
 
 use std::collections::BTreeMap;
 
-use gridlog_common::domain::{Command, Reading, Telemetry};
+use gridlog_common::domain::{Command, Telemetry};
 use gridlog_common::id::{EntityId, Label};
 use serde::{Deserialize, Serialize};
 
+pub use super::fields::Target;
+use super::fields::{self, factor, GridField, UnitError};
 use super::line_protocol::{FieldValue, Point};
+use super::template::Template;
 
 /// Most `[[ingest.mapping]]` entries: each point is matched against them in order.
 pub const MAPPINGS_MAX: usize = 256;
-
-/// What a mapping produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// A meter reading.
-    Meter,
-    /// Asset telemetry.
-    Asset,
-}
 
 /// One `[[ingest.mapping]]` entry as configured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,7 +109,7 @@ pub enum MappingError {
         /// The field.
         field: String,
         /// What is wrong.
-        reason: String,
+        reason: UnitError,
     },
     /// An id template with an unclosed or empty `{}`.
     #[error("mapping {index} ({measurement}): id template {template:?} is malformed")]
@@ -196,138 +189,13 @@ impl MapError {
     }
 }
 
-/// A gridlog field a mapping can fill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GridField {
-    ImportWh,
-    ExportWh,
-    PowerW,
-    VoltageV,
-    CurrentA,
-    ReactivePowerVar,
-    SocPct,
-    Status,
-}
-
-/// The quantity a field or unit measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quantity {
-    Energy,
-    Power,
-    Voltage,
-    Current,
-    Reactive,
-    Percent,
-    Text,
-}
-
-impl GridField {
-    const METER: [GridField; 6] = [
-        GridField::ImportWh,
-        GridField::ExportWh,
-        GridField::PowerW,
-        GridField::VoltageV,
-        GridField::CurrentA,
-        GridField::ReactivePowerVar,
-    ];
-    const ASSET: [GridField; 3] = [GridField::PowerW, GridField::SocPct, GridField::Status];
-
-    fn name(self) -> &'static str {
-        match self {
-            GridField::ImportWh => "import_wh",
-            GridField::ExportWh => "export_wh",
-            GridField::PowerW => "power_w",
-            GridField::VoltageV => "voltage_v",
-            GridField::CurrentA => "current_a",
-            GridField::ReactivePowerVar => "reactive_power_var",
-            GridField::SocPct => "soc_pct",
-            GridField::Status => "status",
-        }
-    }
-
-    fn quantity(self) -> Quantity {
-        match self {
-            GridField::ImportWh | GridField::ExportWh => Quantity::Energy,
-            GridField::PowerW => Quantity::Power,
-            GridField::VoltageV => Quantity::Voltage,
-            GridField::CurrentA => Quantity::Current,
-            GridField::ReactivePowerVar => Quantity::Reactive,
-            GridField::SocPct => Quantity::Percent,
-            GridField::Status => Quantity::Text,
-        }
-    }
-
-    fn of(target: Target) -> &'static [GridField] {
-        match target {
-            Target::Meter => &GridField::METER,
-            Target::Asset => &GridField::ASSET,
-        }
-    }
-
-    fn required(target: Target) -> &'static [GridField] {
-        match target {
-            Target::Meter => &[GridField::ImportWh, GridField::ExportWh, GridField::PowerW],
-            Target::Asset => &[GridField::PowerW],
-        }
-    }
-}
-
-/// The quantity and factor to the gridlog unit of a unit's name.
-fn unit(name: &str) -> Option<(Quantity, f64)> {
-    Some(match name {
-        "Wh" => (Quantity::Energy, 1.0),
-        "kWh" => (Quantity::Energy, 1e3),
-        "MWh" => (Quantity::Energy, 1e6),
-        "W" => (Quantity::Power, 1.0),
-        "kW" => (Quantity::Power, 1e3),
-        "MW" => (Quantity::Power, 1e6),
-        "V" => (Quantity::Voltage, 1.0),
-        "A" => (Quantity::Current, 1.0),
-        "var" => (Quantity::Reactive, 1.0),
-        "kvar" => (Quantity::Reactive, 1e3),
-        "%" => (Quantity::Percent, 1.0),
-        _ => return None,
-    })
-}
-
-/// One part of an id template.
-#[derive(Debug, Clone, PartialEq)]
-enum IdPart {
-    Text(String),
-    Tag(String),
-}
-
-fn parse_template(template: &str) -> Option<Vec<IdPart>> {
-    let mut parts = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        if open > 0 {
-            parts.push(IdPart::Text(rest[..open].into()));
-        }
-        let close = rest[open..].find('}')? + open;
-        let tag = &rest[open + 1..close];
-        if tag.is_empty() || tag.contains('{') {
-            return None;
-        }
-        parts.push(IdPart::Tag(tag.into()));
-        rest = &rest[close + 1..];
-    }
-    if rest.contains('}') {
-        return None;
-    }
-    if !rest.is_empty() {
-        parts.push(IdPart::Text(rest.into()));
-    }
-    (!parts.is_empty()).then_some(parts)
-}
-
 /// A checked mapping.
 #[derive(Debug, Clone)]
 struct Mapping {
     measurement: String,
     tags: Vec<(String, String)>,
     target: Target,
-    id: Vec<IdPart>,
+    id: Template,
     invert: bool,
     /// Gridlog field, source field, factor.
     fields: Vec<(GridField, String, f64)>,
@@ -336,28 +204,28 @@ struct Mapping {
 impl Mapping {
     fn check(index: usize, config: &MappingConfig) -> Result<Mapping, MappingError> {
         let measurement = config.measurement.clone();
-        let id = parse_template(&config.id).ok_or_else(|| MappingError::BadTemplate {
+        let id = Template::parse(&config.id).ok_or_else(|| MappingError::BadTemplate {
             index,
             measurement: measurement.clone(),
             template: config.id.clone(),
         })?;
         let mut fields = Vec::new();
         for (name, source) in &config.fields {
-            let field = GridField::of(config.target)
-                .iter()
-                .copied()
-                .find(|f| f.name() == name)
-                .ok_or_else(|| MappingError::UnknownField {
+            let field = GridField::named(config.target, name).ok_or_else(|| {
+                MappingError::UnknownField {
                     index,
                     measurement: measurement.clone(),
                     field: name.clone(),
                     target: config.target,
-                })?;
-            let factor = factor(field, source).map_err(|reason| MappingError::BadUnit {
-                index,
-                measurement: measurement.clone(),
-                field: name.clone(),
-                reason,
+                }
+            })?;
+            let factor = factor(field, source.unit.as_deref(), source.scale).map_err(|reason| {
+                MappingError::BadUnit {
+                    index,
+                    measurement: measurement.clone(),
+                    field: name.clone(),
+                    reason,
+                }
             })?;
             fields.push((field, source.source.clone(), factor));
         }
@@ -386,7 +254,7 @@ impl Mapping {
             measurement: measurement.into(),
             tags: Vec::new(),
             target,
-            id: vec![IdPart::Tag("id".into())],
+            id: Template::hole("id"),
             invert: false,
             fields: GridField::of(target)
                 .iter()
@@ -401,24 +269,6 @@ impl Mapping {
                 .tags
                 .iter()
                 .all(|(k, v)| point.tag(k) == Some(v.as_str()))
-    }
-}
-
-/// The factor of a field's source: from its unit or scale, checked against the field.
-fn factor(field: GridField, source: &FieldSource) -> Result<f64, String> {
-    match (&source.unit, source.scale) {
-        (Some(_), Some(_)) => Err("give unit or scale, not both".into()),
-        (Some(name), None) => match unit(name) {
-            Some((quantity, factor)) if quantity == field.quantity() => Ok(factor),
-            Some(_) => Err(format!("unit {name:?} does not measure this field")),
-            None => Err(format!("unknown unit {name:?}")),
-        },
-        (None, Some(scale)) if field.quantity() == Quantity::Text => {
-            Err(format!("a text field takes no scale, not {scale}"))
-        }
-        (None, Some(scale)) if scale.is_finite() && scale != 0.0 => Ok(scale),
-        (None, Some(scale)) => Err(format!("scale must be finite and non-zero, not {scale}")),
-        (None, None) => Ok(1.0),
     }
 }
 
@@ -465,32 +315,18 @@ impl Mapper {
         let time_ms = point.time_ns.map_or(now_ms, |ns| ns.div_euclid(1_000_000));
         let values = Values { mapping, point };
         Ok(Mapped::Command(match mapping.target {
-            Target::Meter => {
-                let (import_wh, export_wh, power_w) = {
-                    let import = values.number(GridField::ImportWh)?.unwrap_or_default();
-                    let export = values.number(GridField::ExportWh)?.unwrap_or_default();
-                    let power = values.number(GridField::PowerW)?.unwrap_or_default();
-                    if mapping.invert {
-                        (export, import, -power)
-                    } else {
-                        (import, export, power)
-                    }
-                };
-                Command::RecordReading {
-                    meter: id,
-                    reading: Reading {
-                        time_ms,
-                        import_wh,
-                        export_wh,
-                        power_w,
-                        voltage_v: values.number(GridField::VoltageV)?.map(|v| v as f32),
-                        current_a: values.number(GridField::CurrentA)?.map(|v| v as f32),
-                        reactive_power_var: values
-                            .number(GridField::ReactivePowerVar)?
-                            .map(|v| v as f32),
+            Target::Meter => Command::RecordReading {
+                meter: id,
+                // `number` refuses a required field that is absent, naming its source.
+                reading: fields::reading(
+                    time_ms,
+                    mapping.invert,
+                    |f| values.number(f),
+                    |f| MapError::MissingField {
+                        field: f.name().into(),
                     },
-                }
-            }
+                )?,
+            },
             Target::Asset => {
                 let power = values.number(GridField::PowerW)?.unwrap_or_default();
                 Command::RecordTelemetry {
@@ -508,18 +344,13 @@ impl Mapper {
 }
 
 fn entity_id(mapping: &Mapping, point: &Point<'_>) -> Result<EntityId, MapError> {
-    let mut id = String::new();
-    for part in &mapping.id {
-        match part {
-            IdPart::Text(text) => id.push_str(text),
-            IdPart::Tag(tag) => {
-                id.push_str(point.tag(tag).ok_or_else(|| MapError::MissingTag {
-                    tag: tag.clone(),
-                    target: mapping.target,
-                })?)
-            }
-        }
-    }
+    let id = mapping
+        .id
+        .fill(|tag| point.tag(tag))
+        .map_err(|tag| MapError::MissingTag {
+            tag,
+            target: mapping.target,
+        })?;
     EntityId::new(&id).map_err(|e| MapError::BadId {
         id,
         reason: e.to_string(),

@@ -11,9 +11,12 @@
 //! the engine's rules decide, exactly as for `POST /api/v1/readings`.
 
 pub mod batch;
+pub mod fields;
 pub mod http;
 pub mod line_protocol;
 pub mod mapping;
+pub mod mqtt;
+pub mod template;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::ingest::mqtt::MqttCounts;
 use crate::ingest::IngestCounts;
 use crate::ship::status::{unix_ms_now, ShipStatus};
 
@@ -68,6 +69,8 @@ pub struct Sample<'a> {
     pub now_unix_ms: u64,
     /// Line-protocol ingest's counters.
     pub ingest: IngestCounts,
+    /// The MQTT subscriber's counters, when it runs.
+    pub mqtt: Option<MqttCounts>,
 }
 
 /// One row of the table.
@@ -103,6 +106,16 @@ const fn row(
 
 fn int(v: u64) -> Option<Value> {
     Some(Value::Int(v))
+}
+
+/// A sum over the MQTT sources; absent when MQTT is off.
+fn mqtt(
+    s: &Sample<'_>,
+    f: impl Fn(&crate::ingest::mqtt::status::SourceCounts) -> u64,
+) -> Option<Value> {
+    s.mqtt
+        .as_ref()
+        .map(|m| Value::Int(m.sources.iter().map(f).sum()))
 }
 
 fn ship(s: &Sample<'_>, f: impl Fn(&ShipStatus) -> u64) -> Option<Value> {
@@ -221,6 +234,21 @@ pub const METRICS: &[Metric] = &[
     row("ingest_lines_unmapped", "Line protocol lines of a measurement no mapping takes", C, Count, |s| {
         int(s.ingest.lines_unmapped)
     }),
+    row("mqtt_connected", "1 while the MQTT broker connection is up", G, Count, |s| {
+        s.mqtt.as_ref().map(|m| Value::Int(u64::from(m.connected)))
+    }),
+    row("mqtt_connections", "MQTT connections made (1 + reconnections)", C, Count, |s| {
+        s.mqtt.as_ref().map(|m| Value::Int(m.connections))
+    }),
+    row("mqtt_messages", "MQTT messages received on the sources' topics", C, Count, |s| mqtt(s, |c| c.messages)),
+    row("mqtt_stored", "Readings and telemetry stored from MQTT", C, Count, |s| mqtt(s, |c| c.stored)),
+    row("mqtt_duplicates", "MQTT readings already stored (redeliveries)", C, Count, |s| mqtt(s, |c| c.duplicates)),
+    row("mqtt_rejected", "MQTT commands the engine refused", C, Count, |s| {
+        mqtt(s, |c| c.rejected.values().sum())
+    }),
+    row("mqtt_refused", "MQTT messages that made no command (bad payload, incomplete, ...)", C, Count, |s| {
+        mqtt(s, |c| c.refused.values().sum())
+    }),
     row("disk_free", "Bytes free on the data directory's file system", G, Bytes, |s| {
         s.disk_free_bytes.map(Value::Int)
     }),
@@ -245,12 +273,18 @@ impl<'a> Sample<'a> {
             shipping,
             now_unix_ms: unix_ms_now(),
             ingest: IngestCounts::default(),
+            mqtt: None,
         }
     }
 
     /// The same sample with line-protocol ingest's counters.
     pub fn with_ingest(self, ingest: IngestCounts) -> Sample<'a> {
         Sample { ingest, ..self }
+    }
+
+    /// The same sample with the MQTT subscriber's counters.
+    pub fn with_mqtt(self, mqtt: Option<MqttCounts>) -> Sample<'a> {
+        Sample { mqtt, ..self }
     }
 }
 

@@ -48,6 +48,7 @@ pub struct AppState {
 struct StateInner {
     engine: OnceLock<Arc<Engine>>,
     shipping: OnceLock<Arc<crate::ship::ShipStatus>>,
+    mqtt: OnceLock<Arc<crate::ingest::mqtt::MqttStatus>>,
     config: Config,
     started: Instant,
     requests: Arc<Semaphore>,
@@ -66,6 +67,7 @@ impl AppState {
             inner: Arc::new(StateInner {
                 engine: OnceLock::new(),
                 shipping: OnceLock::new(),
+                mqtt: OnceLock::new(),
                 requests: Arc::new(Semaphore::new(config.http.concurrency_max)),
                 streams: Arc::new(Semaphore::new(config.http.streams_max)),
                 writes: Arc::new(Semaphore::new(config.http.writes_max)),
@@ -112,6 +114,16 @@ impl AppState {
     /// Attaches the shipper's status (when a store is configured).
     pub fn attach_shipping(&self, status: Arc<crate::ship::ShipStatus>) {
         let _ = self.inner.shipping.set(status);
+    }
+
+    /// Attaches the MQTT subscriber's status (when `mqtt.url` is set).
+    pub fn attach_mqtt(&self, status: Arc<crate::ingest::mqtt::MqttStatus>) {
+        let _ = self.inner.mqtt.set(status);
+    }
+
+    /// The MQTT subscriber's status, if it runs.
+    pub fn mqtt(&self) -> Option<&Arc<crate::ingest::mqtt::MqttStatus>> {
+        self.inner.mqtt.get()
     }
 
     /// The shipper's status, if shipping is on.

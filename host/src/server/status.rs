@@ -37,6 +37,8 @@ pub struct StatusBody {
     pub queue: QueueBody,
     /// Line-protocol ingest (`/write`, `/api/v2/write`) since start.
     pub ingest: crate::ingest::IngestCounts,
+    /// The MQTT subscriber, when `mqtt.url` is set.
+    pub mqtt: Option<crate::ingest::mqtt::MqttCounts>,
     /// Group commit.
     pub commit: CommitBody,
     /// The hot log.
@@ -283,6 +285,7 @@ pub fn status_body(state: &AppState, engine: &Engine) -> StatusBody {
             capacity: config.engine.queue_depth,
         },
         ingest: state.ingest().stats.counts(),
+        mqtt: state.mqtt().map(|m| m.counts()),
         commit: CommitBody {
             rounds: commit.rounds,
             records: commit.records,

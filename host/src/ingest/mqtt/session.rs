@@ -1,0 +1,284 @@
+//! The connection to the broker: connect (TLS for `mqtts://`), subscribe whenever the
+//! broker has no session for us, hand every message to the processor, publish the
+//! keep-alives some devices need, and reconnect with a doubling wait after any error.
+//!
+//! The session is persistent (clean session off) and acknowledgements are manual: the
+//! broker keeps what gridlog has not acknowledged, across gateway restarts and broker
+//! restarts (with persistence on the broker).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, watch};
+
+use super::config::MqttConfig;
+use super::processor::Received;
+use super::status::MqttStatus;
+
+/// Seconds between publishes to a keep-alive topic (Victron wants one at least every 30).
+pub const KEEPALIVE_EVERY_S: u64 = 20;
+/// First wait before reconnecting, in milliseconds (doubling to `mqtt.reconnect_max_s`).
+pub const RECONNECT_MIN_MS: u64 = 1_000;
+
+/// Why the broker's address or TLS set-up cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// Not `mqtt://host[:port]` or `mqtts://host[:port]`.
+    #[error("mqtt.url {0:?} is not mqtt://host[:port] or mqtts://host[:port]")]
+    BadUrl(String),
+    /// The CA file cannot be read.
+    #[error("cannot read mqtt.ca_file {path}: {source}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Host, port and TLS of a broker URL.
+pub fn parse_url(url: &str) -> Result<(String, u16, bool), BrokerError> {
+    let bad = || BrokerError::BadUrl(url.into());
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true, 8883)
+    } else {
+        return Err(bad());
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', '@', '?', '#']) {
+        return Err(bad());
+    }
+    // `[v6 address]:port`, `[v6 address]`, `host:port` or `host`.
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+        match after {
+            "" => (host, default_port),
+            _ => (
+                host,
+                after
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(bad)?,
+            ),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| bad())?),
+            None => (rest, default_port),
+        }
+    };
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.into(), port, tls))
+}
+
+/// The client options for `config` (client id already resolved).
+pub fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, BrokerError> {
+    let (host, port, tls) = parse_url(&config.url)?;
+    let mut options = MqttOptions::new(client_id, host, port);
+    options
+        .set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)))
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(config.packet_bytes_max, 64 * 1024);
+    if !config.username.is_empty() {
+        options.set_credentials(config.username.clone(), config.password.clone());
+    }
+    if tls {
+        let transport = if config.ca_file.as_os_str().is_empty() {
+            Transport::tls_with_default_config()
+        } else {
+            let ca = std::fs::read(&config.ca_file).map_err(|source| BrokerError::CaFile {
+                path: config.ca_file.display().to_string(),
+                source,
+            })?;
+            Transport::tls_with_config(TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            })
+        };
+        options.set_transport(transport);
+    }
+    Ok(options)
+}
+
+/// The connection's side: polls the event loop until `stop`.
+#[derive(Debug)]
+pub struct Session {
+    /// The client (subscriptions, keep-alives).
+    pub client: AsyncClient,
+    /// Subscription filters.
+    pub filters: Vec<String>,
+    /// Topics to publish keep-alives to.
+    pub keepalive_topics: Vec<String>,
+    /// Counters.
+    pub status: Arc<MqttStatus>,
+    /// `mqtt.reconnect_max_s` in milliseconds.
+    pub reconnect_max_ms: u64,
+    /// `mqtt.payload_bytes_max`.
+    pub payload_bytes_max: usize,
+    /// The engine, whose clock times arrivals.
+    pub clock: Arc<gridlog_firmware::engine::Engine>,
+}
+
+impl Session {
+    /// Runs the event loop, handing messages to `queue`, until `stop`.
+    pub async fn run(
+        self,
+        mut events: EventLoop,
+        queue: mpsc::Sender<Received>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        // Keep-alives go out from a task of their own: `poll` is the only future raced
+        // here, and only against stopping (a poll cancelled while connecting drops the
+        // connection).
+        let keepalive = (!self.keepalive_topics.is_empty()).then(|| {
+            tokio::spawn(keep_alive(
+                self.client.clone(),
+                self.keepalive_topics.clone(),
+                self.status.clone(),
+            ))
+        });
+        let mut wait_ms = RECONNECT_MIN_MS;
+        loop {
+            let event = tokio::select! {
+                e = events.poll() => e,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    wait_ms = RECONNECT_MIN_MS;
+                    self.status.connected();
+                    tracing::info!(session_present = ack.session_present, "mqtt connected");
+                    // Subscribing again to a session that has the subscriptions changes
+                    // nothing, and covers a session the broker created but whose
+                    // subscriptions were never made (a connection lost before SUBACK).
+                    self.subscribe();
+                    // A device waiting for a keep-alive starts publishing now, not in 20 s.
+                    for topic in &self.keepalive_topics {
+                        let _ = self.client.try_publish(
+                            topic.clone(),
+                            QoS::AtMostOnce,
+                            false,
+                            Vec::<u8>::new(),
+                        );
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(mut publish))) => {
+                    let payload_bytes = publish.payload.len();
+                    if payload_bytes > self.payload_bytes_max {
+                        // Only its size is kept: the queue holds at most queue_messages ×
+                        // payload_bytes_max of payloads, whatever the broker sends.
+                        publish.payload = bytes::Bytes::new();
+                    }
+                    let received = Received {
+                        publish,
+                        payload_bytes,
+                        generation: self.status.generation(),
+                        received_ms: self.clock.now_ms(),
+                        received_unix_ms: crate::ship::status::unix_ms_now()
+                            .try_into()
+                            .unwrap_or(i64::MAX),
+                    };
+                    // Waits while the processor is behind: the broker holds the rest.
+                    if queue.send(received).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    use rumqttc::SubscribeReasonCode as Code;
+                    if ack.return_codes.iter().any(|c| matches!(c, Code::Failure)) {
+                        tracing::error!("mqtt broker refused a subscription");
+                        self.status
+                            .error("the broker refused a subscription".into(), false);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, wait_ms, "mqtt connection lost; reconnecting");
+                    self.status.error(format!("connection: {e}"), true);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                    wait_ms = (wait_ms * 2).min(self.reconnect_max_ms.max(RECONNECT_MIN_MS));
+                }
+            }
+        }
+        if let Some(task) = keepalive {
+            task.abort();
+        }
+        let _ = self.client.try_disconnect();
+    }
+
+    fn subscribe(&self) {
+        let filters = self
+            .filters
+            .iter()
+            .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+        if let Err(e) = self.client.try_subscribe_many(filters) {
+            tracing::error!(error = %e, "cannot subscribe");
+            self.status.error(format!("subscribe: {e}"), false);
+        }
+    }
+}
+
+/// Publishes to every keep-alive topic every [`KEEPALIVE_EVERY_S`] while connected (none
+/// pile up in the client while the broker is away).
+async fn keep_alive(client: AsyncClient, topics: Vec<String>, status: Arc<MqttStatus>) {
+    let mut every = tokio::time::interval(Duration::from_secs(KEEPALIVE_EVERY_S));
+    loop {
+        every.tick().await;
+        if !status.is_connected() {
+            continue;
+        }
+        for topic in &topics {
+            let _ = client.try_publish(topic.clone(), QoS::AtMostOnce, false, Vec::<u8>::new());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_give_host_port_and_tls() {
+        assert_eq!(
+            parse_url("mqtt://broker").unwrap(),
+            ("broker".into(), 1883, false)
+        );
+        assert_eq!(
+            parse_url("mqtts://broker:8884/").unwrap(),
+            ("broker".into(), 8884, true)
+        );
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1999").unwrap(),
+            ("127.0.0.1".into(), 1999, false)
+        );
+        assert_eq!(
+            parse_url("mqtt://[::1]:1999").unwrap(),
+            ("::1".into(), 1999, false)
+        );
+        for bad in [
+            "",
+            "broker:1883",
+            "http://b",
+            "mqtt://",
+            "mqtt://b:x",
+            "mqtt://b:0",
+            "mqtt://u@b",
+            "mqtt://b/t",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}
