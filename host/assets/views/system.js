@@ -3,6 +3,7 @@ import { api, describeFailure, failures, watch } from '../api.js';
 import { clock } from '../clock.js';
 import { $, el, setText, svg } from '../dom.js';
 import { fmtAge, fmtBytes, fmtDateTime, fmtInt, fmtMicros, parseTime } from '../format.js';
+import { mqttBadge, mqttCard } from './mqtt.js';
 
 /** The queue is shown as a problem above this share of its capacity. */
 const QUEUE_BUSY_SHARE = 0.8;
@@ -115,6 +116,7 @@ function health(s, failure) {
     s.archive && s.archive.over_budget ? badge(false, 'archive over budget') : null,
     shippingBadge(s.shipping),
     recoveryBadge(s.shipping),
+    mqttBadge(s.mqtt),
     failure ? badge(false, 'status not updating: ' + describeFailure('status', failure)) : null);
 }
 
@@ -193,7 +195,8 @@ export function renderSystem() {
     return dt > 0 ? (get(s) - get(prev.s)) / dt : null;
   };
   const cards = el('div', { class: 'sys' }, logCard(s), commitCard(s, per), commandsCard(s), gatewayCard(s),
-    laterPart('Snapshots', s.snapshots), laterPart('Archive', s.archive), laterPart('Shipping', s.shipping));
+    laterPart('Snapshots', s.snapshots), laterPart('Archive', s.archive), laterPart('Shipping', s.shipping),
+    mqttCard(s.mqtt));
   body.textContent = '';
   body.append(health(s, failure), cards);
 }
