@@ -84,6 +84,8 @@ have influxd || apt_install influxdb
 # Debian's mosquitto for the MQTT tests (tests/tests/mqtt_*.rs start their own broker on a
 # free loopback port with their own config; the packaged service is not used).
 [ -x /usr/sbin/mosquitto ] || have mosquitto || apt_install mosquitto
+# openssl makes the CA and certificate of the mqtts:// test (tests/tests/mqtt_tls.rs).
+have openssl || apt_install openssl
 
 # ---------------------------------------------------------------------------------------
 # Checks

@@ -90,6 +90,95 @@ impl Mosquitto {
         }
     }
 
+    /// A broker with a second listener that speaks TLS (MQTT over TLS, `mqtts://`) with a
+    /// server certificate for `localhost` signed by a CA made for the test (Debian's
+    /// `openssl`); returns the broker (its `port` is the plain listener, for publishers),
+    /// the TLS listener's port and the CA's PEM file.
+    pub fn start_tls() -> (Mosquitto, u16, PathBuf) {
+        let pki = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(
+            pki.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let p = |name: &str| pki.path().join(name).display().to_string();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl (apt install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=gridlog test CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+        ]);
+        std::fs::write(p("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("server.csr"),
+            "-CA",
+            &p("ca.pem"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext.cnf"),
+            "-out",
+            &p("server.pem"),
+        ]);
+        for file in ["server.key", "server.pem", "ca.pem"] {
+            std::fs::set_permissions(
+                pki.path().join(file),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )
+            .expect("chmod");
+        }
+        let tls_port = crate::free_port();
+        let tls = [
+            format!("listener {tls_port} 127.0.0.1"),
+            format!("cafile {}", p("ca.pem")),
+            format!("certfile {}", p("server.pem")),
+            format!("keyfile {}", p("server.key")),
+        ];
+        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+        let broker = Mosquitto::start(&tls);
+        let ca = broker.dir.path().join("ca.pem");
+        std::fs::copy(p("ca.pem"), &ca).expect("copy ca");
+        (broker, tls_port, ca)
+    }
+
     /// `mqtt://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
