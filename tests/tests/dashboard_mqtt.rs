@@ -5,7 +5,6 @@
 
 #[allow(dead_code)]
 mod browser_support;
-#[allow(dead_code)]
 mod mqtt_support;
 
 use std::time::Duration;
