@@ -38,8 +38,7 @@ fn a_tls_broker_is_reached_with_its_ca_and_refused_without_it() {
     drop(untrusted);
 
     let extra = format!("ca_file = \"{}\"", ca.display());
-    let config =
-        format!("{SOURCE}").replace("[[mqtt.source]]", &format!("{extra}\n[[mqtt.source]]"));
+    let config = SOURCE.replace("[[mqtt.source]]", &format!("{extra}\n[[mqtt.source]]"));
     let gw = gateway(&tmp.path().join("trusted"), &url, "", &config);
     wait_status(&gw, "connected over TLS", |s| s["connected"] == true);
     // The device publishes on the broker's plain listener; gridlog receives over TLS.
