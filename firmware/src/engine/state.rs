@@ -186,6 +186,15 @@ impl EntityState {
         }
     }
 
+    /// [`EntityState::evolve`] in place: no copy of the state (a meter's reading times are
+    /// on the heap), for callers that fold a history of events.
+    pub fn evolve_in_place(state: &mut Option<EntityState>, stored: &StoredEvent) {
+        match state {
+            Some(state) => state.advance(stored),
+            None => *state = EntityState::create(stored),
+        }
+    }
+
     /// The state an entity starts with: from its registration (or any event of the system
     /// entity). `None` for other events of an unknown entity: validation never produces
     /// them; replay of a foreign log could, and they change nothing.
