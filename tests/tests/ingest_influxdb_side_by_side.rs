@@ -6,8 +6,8 @@
 mod ingest_support;
 
 use gridlog_tests::influxd::Influxd;
-use gridlog_tests::server::{get, unix_now, Server};
-use ingest_support::{gzip, post_lines, send, Answer};
+use gridlog_tests::server::{unix_now, Server};
+use ingest_support::{gzip, post_lines, send, stored_readings, Answer};
 use serde_json::Value;
 
 /// One reading of meter `m1` at `time_s`, with registers growing with time.
@@ -210,13 +210,6 @@ fn gridlog_answers_line_protocol_as_influxdb_does() {
     );
     assert_same_shape("not gzip", &influx, &ours);
 
-    let (status, events) = get(&pair.gridlog.url("/api/v1/entities/m1/events?limit=1000"));
-    assert_eq!(status, 200);
-    let readings = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "reading_recorded")
-        .count();
-    assert_eq!(readings, stored + 7, "{events}");
+    let readings = stored_readings(&pair.gridlog, "m1");
+    assert_eq!(readings.len(), stored + 7, "{readings:?}");
 }

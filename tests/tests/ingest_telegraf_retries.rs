@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use gridlog_tests::server::{get, unix_now, Server};
-use ingest_support::{send, Delivery, Output, TelegrafLike};
+use ingest_support::{send, stored_readings, Delivery, Output, TelegrafLike};
 
 const TOKEN: &str = "t0ken-for-telegraf";
 const CLIENTS: usize = 4;
@@ -215,15 +215,10 @@ fn telegraf_retries_store_every_reading_once() {
     for client in 0..CLIENTS {
         for m in 0..METERS_PER_CLIENT {
             let id = meter(client, m);
-            let (status, events) =
-                get(&gridlog.url(&format!("/api/v1/entities/{id}/events?limit=1000")));
-            assert_eq!(status, 200, "{events}");
-            let times: Vec<&str> = events["events"]
-                .as_array()
-                .unwrap()
+            let readings = stored_readings(&gridlog, &id);
+            let times: Vec<&str> = readings
                 .iter()
-                .filter(|e| e["type"] == "reading_recorded")
-                .map(|e| e["data"]["time"].as_str().unwrap_or("?"))
+                .map(|r| r["time"].as_str().unwrap_or("?"))
                 .collect();
             assert_eq!(times.len(), BATCHES, "{id}: {times:?}");
             let mut unique = times.clone();
@@ -304,14 +299,9 @@ fn a_retried_backfill_larger_than_a_meters_newest_readings_is_stored_once() {
     let (status, meter) = get(&gridlog.url("/api/v1/meters/bf"));
     assert_eq!(status, 200, "{meter}");
     assert_eq!(meter["readings"], BACKFILL_LINES as u64 + 1, "{meter}");
-    let (status, events) = get(&gridlog.url("/api/v1/entities/bf/events?limit=5000"));
-    assert_eq!(status, 200);
-    let mut times: Vec<String> = events["events"]
-        .as_array()
-        .unwrap()
+    let mut times: Vec<String> = stored_readings(&gridlog, "bf")
         .iter()
-        .filter(|e| e["type"] == "reading_recorded")
-        .map(|e| e["data"]["time"].to_string())
+        .map(|r| r["time"].to_string())
         .collect();
     times.sort();
     times.dedup();

@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use gridlog_tests::server::Server;
 use serde_json::Value;
 
 /// An answer with the headers line protocol clients read.
@@ -181,4 +182,18 @@ impl TelegrafLike {
 
 fn auth_header(value: &str) -> (&'static str, &str) {
     ("Authorization", value)
+}
+
+/// The `data` of every `reading_recorded` event of `meter`, oldest first, read through the
+/// API (at most the first 10,000 events of the meter).
+pub fn stored_readings(gridlog: &Server, meter: &str) -> Vec<Value> {
+    let (status, events) = gridlog.get(&format!("/api/v1/entities/{meter}/events?limit=10000"));
+    assert_eq!(status, 200, "{events}");
+    events["events"]
+        .as_array()
+        .expect("an events array")
+        .iter()
+        .filter(|e| e["type"] == "reading_recorded")
+        .map(|e| e["data"].clone())
+        .collect()
 }
