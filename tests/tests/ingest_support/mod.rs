@@ -20,6 +20,8 @@ pub struct Answer {
     pub error_header: Option<String>,
     /// `X-Influxdb-Version`.
     pub version_header: Option<String>,
+    /// `X-Influxdb-Build`.
+    pub build_header: Option<String>,
     /// `Retry-After`.
     pub retry_after: Option<String>,
 }
@@ -33,9 +35,10 @@ fn agent() -> ureq::Agent {
 fn answer(response: ureq::Response) -> Answer {
     let status = response.status();
     let header = |name: &str| response.header(name).map(str::to_string);
-    let (error_header, version_header, retry_after) = (
+    let (error_header, version_header, build_header, retry_after) = (
         header("x-influxdb-error"),
         header("x-influxdb-version"),
+        header("x-influxdb-build"),
         header("retry-after"),
     );
     let text = response.into_string().unwrap_or_default();
@@ -49,6 +52,7 @@ fn answer(response: ureq::Response) -> Answer {
         body,
         error_header,
         version_header,
+        build_header,
         retry_after,
     }
 }
