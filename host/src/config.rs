@@ -217,8 +217,9 @@ pub struct EngineConfig {
     pub entities_max: usize,
     /// Readings whose values the gateway remembers (the newest, across meters) to answer a
     /// retried reading as `duplicate` wherever it lies in its meter's history; a retry of
-    /// an older one is `conflicting_duplicate` (nothing is stored either way). At most 96
-    /// bytes each, twice. Default 65536 (12 MiB at most).
+    /// an older one is `conflicting_duplicate` (nothing is stored either way). 24 bytes each
+    /// in a ring, twice, plus an index while retries are answered (see README). Default
+    /// 65536.
     pub duplicate_recent_readings: usize,
     /// Days of 15-minute and hourly rollups per meter. Default 7.
     pub rollup_quarter_hour_days: u32,

@@ -12,7 +12,7 @@ use gridlog_common::domain::{Event, MeterKind, Reading, Register, StoredEvent};
 use gridlog_common::id::{CommandId, EntityId};
 use gridlog_common::Offset;
 
-use super::dedup::{Recent, RecentCommandIds, RecentReadings, RECENT_READINGS_DEFAULT};
+use super::dedup::{RecentCommandIds, RecentReadings, RECENT_READINGS_DEFAULT};
 use super::digest::DigestHasher;
 use super::rollup::{MeterRollups, RollupOptions, DAY_MS};
 use super::slots::{EntitySlot, Slots};
@@ -218,13 +218,13 @@ pub(crate) struct ImageCapture {
     pub(crate) rollup_options: RollupOptions,
     pub(crate) site: SiteTotals,
     pub(crate) command_ids: Vec<(CommandId, Offset)>,
-    pub(crate) readings: Vec<RememberedReading>,
+    pub(crate) readings: Vec<SnapshotReading>,
     pub(crate) entities: Vec<(EntityId, Arc<Entity>)>,
 }
 
 /// A remembered reading as a snapshot stores it: (index of its meter in the snapshot's
 /// entities, measurement time, fingerprint).
-pub(crate) type RememberedReading = (u32, i64, u64);
+pub(crate) type SnapshotReading = (u32, i64, u64);
 
 impl ImageCapture {
     /// The digest of the captured image.
@@ -245,7 +245,7 @@ impl ImageCapture {
 /// Remembered readings with their meter's id (`id_at`: the id at an entity index); one
 /// whose index names no entity is left out (the digest then differs).
 fn remembered_by_id<'a>(
-    readings: &'a [RememberedReading],
+    readings: &'a [SnapshotReading],
     id_at: impl Fn(usize) -> Option<&'a EntityId> + 'a,
 ) -> impl Iterator<Item = (&'a EntityId, i64, u64)> + 'a {
     readings
@@ -261,7 +261,7 @@ pub(crate) struct ImageParts {
     pub(crate) rollup_options: RollupOptions,
     pub(crate) site: SiteTotals,
     pub(crate) command_ids: Vec<(CommandId, Offset)>,
-    pub(crate) readings: Vec<RememberedReading>,
+    pub(crate) readings: Vec<SnapshotReading>,
     pub(crate) entities: Vec<(EntityId, Entity)>,
 }
 
@@ -273,7 +273,7 @@ pub(crate) struct ImagePartsRef<'a> {
     pub(crate) rollup_options: RollupOptions,
     pub(crate) site: SiteTotals,
     pub(crate) command_ids: &'a [(CommandId, Offset)],
-    pub(crate) readings: &'a [RememberedReading],
+    pub(crate) readings: &'a [SnapshotReading],
     pub(crate) entities: Vec<(&'a EntityId, &'a Entity)>,
 }
 /// An entity's state as snapshot format 3 stored it: a meter without its reading times.
@@ -490,7 +490,7 @@ impl Image {
         match &stored.event {
             Event::ReadingRecorded(r) => {
                 self.readings
-                    .insert((at, r.time_ms), reading_fingerprint(r));
+                    .insert((at, r.time_ms, reading_fingerprint(r)));
                 book_reading(entity, &mut self.site, kind, r, &rollup_options);
             }
             Event::RegisterRolledOver { register, bits, .. } => {
@@ -521,7 +521,7 @@ impl Image {
         let readings = self
             .readings
             .in_order()
-            .filter_map(|(&(slot, t), f)| slots.get(slot).map(|e| (&e.id, t, f)));
+            .filter_map(|&(slot, t, f)| slots.get(slot).map(|e| (&e.id, t, f)));
         digest_of(
             self.next_offset,
             entities.into_iter().map(|(id, e)| (id, e.digest_of())),
@@ -559,7 +559,7 @@ impl Image {
             readings: self
                 .readings
                 .in_order()
-                .filter_map(|(&(slot, t), f)| index_of_slot.get(slot as usize).map(|&i| (i, t, f)))
+                .filter_map(|&(slot, t, f)| index_of_slot.get(slot as usize).map(|&i| (i, t, f)))
                 .collect(),
             entities: entities.into_iter().map(|(_, id, e)| (id, e)).collect(),
         }
@@ -581,10 +581,11 @@ impl Image {
             image.slots.push(id, Arc::new(entity));
         }
         // Entities were pushed in the snapshot's order: an index is a slot.
-        image.readings = Recent::with_max(parts.readings.len().max(RECENT_READINGS_DEFAULT));
+        image.readings =
+            RecentReadings::with_max(parts.readings.len().max(RECENT_READINGS_DEFAULT));
         for (index, t, f) in parts.readings {
             if (index as usize) < entities {
-                image.readings.insert((index, t), f);
+                image.readings.insert((index, t, f));
             }
         }
         image

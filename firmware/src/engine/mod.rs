@@ -53,7 +53,7 @@ use gridlog_common::Offset;
 
 use crate::wal::{CommitStatsSnapshot, OpenError, Wal, WalOptions};
 pub use clock::{Clock, SystemClock};
-pub use dedup::{RECENT_READINGS_DEFAULT, RECENT_READING_BYTES};
+pub use dedup::{RECENT_READINGS_DEFAULT, RECENT_READING_BYTES, RECENT_READING_INDEX_BYTES};
 pub use image::{Image, SiteTotals};
 pub use maintenance::{MaintenanceError, MAINTENANCE_RETRY_FIRST, MAINTENANCE_RETRY_MAX};
 pub use query::{EntityEvents, EventPage, EventRecord, Filter, QueryError, Subscription};
@@ -101,9 +101,9 @@ pub struct EngineOptions {
     pub storage: StorageOptions,
     /// Readings whose fingerprints are remembered gateway-wide, newest first, to answer a
     /// retried reading stored earlier than a meter's newest 8 as a duplicate (older ones at
-    /// a stored time are `conflicting_duplicate`). Costs at most
-    /// [`RECENT_READING_BYTES`] each, twice (the image's and the planner's copy). Default
-    /// [`RECENT_READINGS_DEFAULT`].
+    /// a stored time are `conflicting_duplicate`). Costs at most [`RECENT_READING_BYTES`]
+    /// each in the image and in the planner, and [`RECENT_READING_INDEX_BYTES`] each for
+    /// the planner's index while retries are answered. Default [`RECENT_READINGS_DEFAULT`].
     pub recent_readings_max: usize,
 }
 

@@ -239,13 +239,13 @@ impl Planner {
         let entities = self.states.len();
         let mut state = known.and_then(|slot| self.states.get_mut(slot));
         let current = state.as_deref();
-        let readings = &self.readings;
-        let recall = |time_ms: i64| known.and_then(|slot| readings.get(&(slot, time_ms)));
+        let readings = &mut self.readings;
+        let mut recall = |time_ms: i64| known.and_then(|slot| readings.get(slot, time_ms));
         let events = match validate(
             &item.command,
             item.expected_seq,
             current,
-            &recall,
+            &mut recall,
             &inner.rules,
             now_ms,
         ) {
@@ -267,22 +267,12 @@ impl Planner {
                 current_seq: None,
             }));
         }
-        let mut undo = undo;
-        if let Some(undo) = undo.as_deref_mut() {
+        let remembered = remember_readings(&mut self.readings, slot, &events);
+        if let Some(undo) = undo {
             undo.push(match current {
                 Some(state) => Undo::Restore(slot, state.clone()),
                 None => Undo::Forget(entity.clone()),
             });
-        }
-        let mut remembered = 0;
-        for event in &events {
-            if let Event::ReadingRecorded(r) = event {
-                let key = (slot, r.time_ms);
-                remembered +=
-                    usize::from(self.readings.insert_unbounded(key, reading_fingerprint(r)));
-            }
-        }
-        if let Some(undo) = undo {
             undo.push(Undo::Readings(remembered));
         }
         let first_seq = current.map_or(0, EntityState::seq) + 1;
@@ -330,6 +320,20 @@ impl Planner {
             }
         }
     }
+}
+
+/// Remembers the fingerprints of the readings among an accepted command's `events` (its
+/// meter in `slot`), not yet trimmed to the bound (see [`Planner::plan_request`]); returns
+/// how many were added.
+fn remember_readings(readings: &mut RecentReadings, slot: EntitySlot, events: &[Event]) -> usize {
+    let mut added = 0;
+    for event in events {
+        if let Event::ReadingRecorded(r) = event {
+            readings.insert_unbounded((slot, r.time_ms, reading_fingerprint(r)));
+            added += 1;
+        }
+    }
+    added
 }
 
 /// Encodes `events` one after another at the end of `buf`; returns their byte ranges.

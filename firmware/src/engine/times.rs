@@ -206,6 +206,34 @@ impl ReadingTimes {
     /// [`READING_RUNS_MAX`] runs, the oldest is forgotten.
     #[inline]
     pub fn insert(&mut self, time_ms: i64) {
+        // Most readings are the meter's newest: they extend its newest run or start one.
+        if let Some(last) = self.runs.last_mut() {
+            if time_ms > last.last_ms() {
+                match Run::joined(*last, Run::one(time_ms)) {
+                    Some(joined) => *last = joined,
+                    None => self.push_newest(time_ms),
+                }
+                return;
+            }
+        }
+        self.insert_among(time_ms);
+    }
+
+    /// Starts a run after every other one, forgetting the oldest beyond the bound.
+    fn push_newest(&mut self, time_ms: i64) {
+        self.runs.push(Run::one(time_ms));
+        self.forget_beyond_bound();
+    }
+
+    fn forget_beyond_bound(&mut self) {
+        if self.runs.len() > READING_RUNS_MAX {
+            let oldest = self.runs.remove(0);
+            self.forgotten_through_ms = Some(oldest.last_ms());
+        }
+    }
+
+    /// [`ReadingTimes::insert`] of a time that is not after every run.
+    fn insert_among(&mut self, time_ms: i64) {
         if self.lookup(time_ms) != TimeLookup::Absent {
             return;
         }
@@ -233,10 +261,7 @@ impl ReadingTimes {
                 self.runs.remove(at + 1);
             }
         }
-        if self.runs.len() > READING_RUNS_MAX {
-            let oldest = self.runs.remove(0);
-            self.forgotten_through_ms = Some(oldest.last_ms());
-        }
+        self.forget_beyond_bound();
     }
 }
 

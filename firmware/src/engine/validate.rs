@@ -75,8 +75,9 @@ fn push(events: &mut CommandEvents, event: Event) {
 }
 
 /// The fingerprint of the entity's reading stored at a measurement time, if the gateway
-/// still remembers it among its recent arrivals (the planner's `RecentReadings`).
-pub(crate) type Recall<'a> = &'a dyn Fn(i64) -> Option<u64>;
+/// still remembers it among its recent arrivals (the planner's `RecentReadings`, which
+/// builds its index at the first lookup: hence `FnMut`).
+pub(crate) type Recall<'a> = &'a mut dyn FnMut(i64) -> Option<u64>;
 
 /// Validates `command` (with an optional `expected_seq`) at gateway time `now_ms`.
 pub(crate) fn validate(

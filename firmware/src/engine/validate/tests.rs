@@ -352,7 +352,7 @@ fn cases() -> Vec<Case> {
 #[test]
 fn every_rule_gives_its_verdict_on_a_state_without_a_log() {
     for case in cases() {
-        let recall = |time_ms: i64| {
+        let mut recall = |time_ms: i64| {
             case.recalled
                 .filter(|&(at, _)| at == time_ms)
                 .map(|(_, fingerprint)| fingerprint)
@@ -361,7 +361,7 @@ fn every_rule_gives_its_verdict_on_a_state_without_a_log() {
             &case.command,
             case.expected_seq,
             case.state.as_ref(),
-            &recall,
+            &mut recall,
             &rules(),
             NOW_MS,
         );
@@ -407,7 +407,7 @@ fn a_seq_mismatch_names_the_current_seq() {
             &command,
             Some(7),
             state.as_ref(),
-            &recall_nothing,
+            &mut recall_nothing,
             &rules(),
             NOW_MS,
         ) {
@@ -428,7 +428,7 @@ fn auto_registration_registers_an_unknown_meter_with_its_first_reading() {
         &record_reading(first),
         None,
         None,
-        &recall_nothing,
+        &mut recall_nothing,
         &rules,
         NOW_MS,
     );
@@ -446,6 +446,6 @@ fn auto_registration_registers_an_unknown_meter_with_its_first_reading() {
     // The reading's own checks still apply.
     let bad = record(T0_MS, f64::NAN, 0.0);
     assert!(
-        matches!(validate(&bad, None, None, &recall_nothing, &rules, NOW_MS), Verdict::Reject(r) if r.code == C::InvalidNumber)
+        matches!(validate(&bad, None, None, &mut recall_nothing, &rules, NOW_MS), Verdict::Reject(r) if r.code == C::InvalidNumber)
     );
 }
