@@ -118,8 +118,37 @@ pub struct ReadingTimes {
 /// [`ReadingTimes`] as a snapshot stores it, checked before it is used.
 #[derive(serde::Deserialize)]
 struct TimesParts {
+    #[serde(deserialize_with = "at_most_runs_max")]
     runs: Vec<Run>,
     forgotten_through_ms: Option<i64>,
+}
+
+/// Runs as a snapshot stores them, refused at the first beyond [`READING_RUNS_MAX`]: a
+/// hostile length never makes the decoder reserve or read more.
+fn at_most_runs_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Run>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<Run>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "at most {READING_RUNS_MAX} runs of reading times")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Run>, A::Error> {
+            let claimed = seq.size_hint().unwrap_or(0);
+            let mut runs = Vec::with_capacity(claimed.min(READING_RUNS_MAX));
+            while let Some(run) = seq.next_element()? {
+                if runs.len() == READING_RUNS_MAX {
+                    return Err(serde::de::Error::custom(TimesError::TooManyRuns {
+                        runs: claimed.max(READING_RUNS_MAX + 1),
+                    }));
+                }
+                runs.push(run);
+            }
+            Ok(runs)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 /// Why stored times were refused.
@@ -389,6 +418,23 @@ mod tests {
         // A forgotten time is not added again.
         times.insert(1);
         assert_eq!(times.lookup(1), TimeLookup::Forgotten);
+    }
+
+    #[test]
+    fn a_snapshot_claiming_too_many_runs_is_refused_without_reading_them() {
+        let runs = |n: usize| -> Vec<Run> { (0..n as i64).map(|i| Run::one(i * 10)).collect() };
+        let decode = |runs: Vec<Run>| {
+            let bytes = postcard::to_allocvec(&(runs, None::<i64>)).unwrap();
+            postcard::from_bytes::<ReadingTimes>(&bytes)
+        };
+        assert_eq!(
+            decode(runs(READING_RUNS_MAX)).unwrap().runs().len(),
+            READING_RUNS_MAX
+        );
+        assert!(decode(runs(READING_RUNS_MAX + 1)).is_err());
+        // A length of u32::MAX in five bytes, and nothing after it.
+        let hostile = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(postcard::from_bytes::<ReadingTimes>(&hostile).is_err());
     }
 
     #[test]
