@@ -16,20 +16,26 @@
 //! file, fsync, rename, fsync directory) and checked on load (both CRCs, the version, the
 //! log id, and the digest of the decoded image against the header's). A damaged snapshot is
 //! skipped with a warning for an older one, or a full replay: it can cost time, never data.
+//!
+//! Versions: 4 is written; 3 (meters without their reading times, no remembered readings)
+//! is still read and upgraded: its digest is checked as format 3 computed it, then each
+//! meter's reading times before its newest reading are taken as forgotten.
 
 use std::path::{Path, PathBuf};
 
 use gridlog_common::Offset;
 
-use crate::engine::image::{Image, ImageCapture, ImageParts, ImagePartsRef};
+use crate::engine::image::{Image, ImageCapture, ImageParts, ImagePartsRef, ImagePartsV3};
 use crate::wal::io::Io;
 
 /// Name of the snapshot directory inside a data directory.
 pub const SNAPSHOT_DIR_NAME: &str = "snapshots";
 /// The eight bytes every snapshot file starts with.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"GLOGSNAP";
-/// The snapshot format this build writes and reads.
-pub const SNAPSHOT_VERSION: u16 = 3;
+/// The snapshot format this build writes (and reads).
+pub const SNAPSHOT_VERSION: u16 = 4;
+/// The older snapshot format this build still reads, upgrading it as it loads.
+pub const SNAPSHOT_VERSION_UPGRADED: u16 = 3;
 
 /// Byte offset of the magic.
 pub const S_MAGIC_AT: usize = 0;
@@ -63,6 +69,8 @@ const _: () = assert!(SNAPSHOT_HEADER_BYTES == 80);
 /// A snapshot header's fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotHeader {
+    /// Its format: [`SNAPSHOT_VERSION`] or, read only, [`SNAPSHOT_VERSION_UPGRADED`].
+    pub version: u16,
     /// The log the snapshot belongs to.
     pub log_id: [u8; 16],
     /// One past the last event it contains.
@@ -113,7 +121,7 @@ impl SnapshotHeader {
     pub fn encode(&self) -> [u8; SNAPSHOT_HEADER_BYTES] {
         let mut out = [0u8; SNAPSHOT_HEADER_BYTES];
         out[S_MAGIC_AT..S_VERSION_AT].copy_from_slice(&SNAPSHOT_MAGIC);
-        out[S_VERSION_AT..S_HEADER_LEN_AT].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out[S_VERSION_AT..S_HEADER_LEN_AT].copy_from_slice(&self.version.to_le_bytes());
         out[S_HEADER_LEN_AT..S_FLAGS_AT]
             .copy_from_slice(&(SNAPSHOT_HEADER_BYTES as u16).to_le_bytes());
         out[S_LOG_ID_AT..S_NEXT_OFFSET_AT].copy_from_slice(&self.log_id);
@@ -146,8 +154,8 @@ impl SnapshotHeader {
             return Err("bad header CRC".into());
         }
         let version = u16::from_le_bytes([b[S_VERSION_AT], b[S_VERSION_AT + 1]]);
-        if version != SNAPSHOT_VERSION {
-            return Err(format!("snapshot format {version} is not readable by this build (reads {SNAPSHOT_VERSION})"));
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_UPGRADED {
+            return Err(format!("snapshot format {version} is not readable by this build (reads {SNAPSHOT_VERSION_UPGRADED} and {SNAPSHOT_VERSION})"));
         }
         if usize::from(u16::from_le_bytes([
             b[S_HEADER_LEN_AT],
@@ -160,6 +168,7 @@ impl SnapshotHeader {
         let mut log_id = [0u8; 16];
         log_id.copy_from_slice(&b[S_LOG_ID_AT..S_NEXT_OFFSET_AT]);
         Ok(SnapshotHeader {
+            version,
             log_id,
             next_offset: u64_at(S_NEXT_OFFSET_AT),
             created_unix_ms: u64_at(S_CREATED_AT),
@@ -244,8 +253,7 @@ pub fn load(
     if crc32fast::hash(body) != header.body_crc32 {
         return Err(invalid(path, "bad body CRC"));
     }
-    let parts: ImageParts = postcard::from_bytes(body)
-        .map_err(|e| invalid(path, format!("body does not decode: {e}")))?;
+    let parts = decode_body(path, &header, body)?;
     if parts.next_offset != header.next_offset {
         return Err(invalid(path, "body and header disagree on the offset"));
     }
@@ -258,8 +266,9 @@ pub fn load(
         return Err(invalid(path, "file name and header disagree on the offset"));
     }
     let image = Image::from_parts(parts);
+    // An upgraded body's digest was checked in its own format.
     let digest = image.digest();
-    if digest != header.digest {
+    if header.version == SNAPSHOT_VERSION && digest != header.digest {
         return Err(invalid(
             path,
             format!(
@@ -269,6 +278,31 @@ pub fn load(
         ));
     }
     Ok((header, image))
+}
+
+/// The body's image parts in today's shape: a format-3 body is decoded as such, its digest
+/// checked as format 3 computed it, and upgraded.
+fn decode_body(
+    path: &Path,
+    header: &SnapshotHeader,
+    body: &[u8],
+) -> Result<ImageParts, SnapshotError> {
+    let undecodable = |e: postcard::Error| invalid(path, format!("body does not decode: {e}"));
+    if header.version == SNAPSHOT_VERSION {
+        return postcard::from_bytes(body).map_err(undecodable);
+    }
+    let parts: ImagePartsV3 = postcard::from_bytes(body).map_err(undecodable)?;
+    let digest = parts.digest();
+    if digest != header.digest {
+        return Err(invalid(
+            path,
+            format!(
+                "format-{} image digest {digest:016x} differs from the header's {:016x}",
+                header.version, header.digest
+            ),
+        ));
+    }
+    Ok(parts.upgrade())
 }
 
 /// Checks a snapshot file without keeping its image.
@@ -301,11 +335,13 @@ pub(crate) fn write(
         rollup_options: capture.rollup_options,
         site: capture.site,
         command_ids: &capture.command_ids,
+        readings: &capture.readings,
         entities: capture.entities.iter().map(|(id, e)| (id, &**e)).collect(),
     };
     let body =
         postcard::to_allocvec(&parts).map_err(|e| invalid(&dir, format!("cannot encode: {e}")))?;
     let header = SnapshotHeader {
+        version: SNAPSHOT_VERSION,
         log_id,
         next_offset: capture.next_offset,
         created_unix_ms: crate::wal::unix_ms_now(),
@@ -378,6 +414,7 @@ mod tests {
             [32, 40, 48, 56, 64, 72, 76]
         );
         let h = SnapshotHeader {
+            version: SNAPSHOT_VERSION,
             log_id: [5; 16],
             next_offset: 42,
             created_unix_ms: 7,

@@ -218,6 +218,12 @@ pub struct EngineConfig {
     /// Most entities (meters, assets, the gateway's own) the image holds; registering one
     /// more is rejected with `too_many_entities`. Default 20000.
     pub entities_max: usize,
+    /// Readings whose values the gateway remembers (the newest, across meters) to answer a
+    /// retried reading as `duplicate` wherever it lies in its meter's history; a retry of
+    /// an older one is `conflicting_duplicate` (nothing is stored either way). 24 bytes each
+    /// in a ring, twice, plus an index while retries are answered (see README). Default
+    /// 65536.
+    pub duplicate_recent_readings: usize,
     /// Days of 15-minute and hourly rollups per meter. Default 7.
     pub rollup_quarter_hour_days: u32,
     /// Days of daily rollups per meter. Default 400.
@@ -231,6 +237,7 @@ impl Default for EngineConfig {
             auto_register: String::new(),
             future_skew_s: gridlog_firmware::engine::FUTURE_SKEW_MS_DEFAULT / 1000,
             entities_max: gridlog_firmware::engine::ENTITIES_MAX_DEFAULT,
+            duplicate_recent_readings: gridlog_firmware::engine::RECENT_READINGS_DEFAULT,
             rollup_quarter_hour_days: 7,
             rollup_day_days: 400,
         }

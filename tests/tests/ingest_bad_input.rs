@@ -8,7 +8,7 @@
 mod ingest_support;
 
 use gridlog_tests::server::{get, post_raw, unix_now, Server};
-use ingest_support::{gzip, post_lines, send};
+use ingest_support::{gzip, post_lines, send, stored_readings};
 
 const CONFIG: &str = r#"
 [engine]
@@ -31,14 +31,7 @@ fields.power_w = { source = "p", unit = "kW" }
 "#;
 
 fn readings(server: &Server, meter: &str) -> usize {
-    let (status, events) = get(&server.url(&format!("/api/v1/entities/{meter}/events?limit=1000")));
-    assert_eq!(status, 200, "{events}");
-    events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "reading_recorded")
-        .count()
+    stored_readings(server, meter).len()
 }
 
 fn start() -> (tempfile::TempDir, Server) {

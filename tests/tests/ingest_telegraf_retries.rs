@@ -3,7 +3,9 @@
 //! through a proxy that answers every third write 503 AFTER gridlog stored it, while
 //! `http.writes_max = 1` makes gridlog itself answer 503 to concurrent writes. Every
 //! reading is stored exactly once: retried lines come back `duplicate` (the engine's rule,
-//! within a meter's newest readings), and a dropped batch's good lines are stored.
+//! wherever the reading lies in its meter's history), and a dropped batch's good lines are
+//! stored. A retried backfill far larger than a meter's newest 8 readings, after part of
+//! it was stored, stores nothing twice and is answered 204.
 
 mod ingest_support;
 
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use gridlog_tests::server::{get, unix_now, Server};
-use ingest_support::{send, Delivery, Output, TelegrafLike};
+use ingest_support::{send, stored_readings, Delivery, Output, TelegrafLike};
 
 const TOKEN: &str = "t0ken-for-telegraf";
 const CLIENTS: usize = 4;
@@ -213,15 +215,10 @@ fn telegraf_retries_store_every_reading_once() {
     for client in 0..CLIENTS {
         for m in 0..METERS_PER_CLIENT {
             let id = meter(client, m);
-            let (status, events) =
-                get(&gridlog.url(&format!("/api/v1/entities/{id}/events?limit=1000")));
-            assert_eq!(status, 200, "{events}");
-            let times: Vec<&str> = events["events"]
-                .as_array()
-                .unwrap()
+            let readings = stored_readings(&gridlog, &id);
+            let times: Vec<&str> = readings
                 .iter()
-                .filter(|e| e["type"] == "reading_recorded")
-                .map(|e| e["data"]["time"].as_str().unwrap_or("?"))
+                .map(|r| r["time"].as_str().unwrap_or("?"))
                 .collect();
             assert_eq!(times.len(), BATCHES, "{id}: {times:?}");
             let mut unique = times.clone();
@@ -241,4 +238,86 @@ fn telegraf_retries_store_every_reading_once() {
         "{ingest}"
     );
     assert_eq!(ingest["lines_refused"], CLIENTS as u64, "{ingest}");
+}
+
+/// Lines in the backfill: far more than a meter's newest 8 readings.
+const BACKFILL_LINES: usize = 1000;
+
+/// Meter `bf`'s readings a minute apart from `t0` (seconds), import growing.
+fn backfill(t0: i64, lines: std::ops::Range<usize>) -> String {
+    lines
+        .map(|i| {
+            let time_s = t0 + i as i64 * 60;
+            format!(
+                "meter,id=bf import_wh={},export_wh=0,power_w=100 {time_s}\n",
+                1000 + i
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_retried_backfill_larger_than_a_meters_newest_readings_is_stored_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gridlog = Server::start_with_env(
+        &dir.path().join("data"),
+        "serve",
+        &["--write-token", TOKEN],
+        &[("GRIDLOG_ENGINE__AUTO_REGISTER", "grid")],
+    );
+    let faults = Arc::new(AtomicUsize::new(0));
+    let proxy = fault_proxy(
+        gridlog.url("").trim_end_matches('/').to_string(),
+        faults.clone(),
+    );
+    let telegraf = TelegrafLike {
+        base: proxy,
+        output: Output::V1,
+        token: TOKEN.into(),
+    };
+    telegraf.connect();
+    let now = unix_now();
+    let t0 = now - 2 * 86_400;
+    // The meter's live reading, newer than the whole backfill (write 1 through the proxy).
+    let live = format!("meter,id=bf import_wh=1000000,export_wh=0,power_w=100 {now}\n");
+    assert!(matches!(
+        telegraf.write(&live),
+        Delivery::Stored { retries: 0 }
+    ));
+    // A first try that stored part of the batch (write 2), then the whole batch (write 3):
+    // the proxy answers it 503 after gridlog stored it, and the client sends it again.
+    assert!(matches!(
+        telegraf.write(&backfill(t0, 0..400)),
+        Delivery::Stored { retries: 0 }
+    ));
+    match telegraf.write(&backfill(t0, 0..BACKFILL_LINES)) {
+        Delivery::Stored { retries } => assert!(retries >= 1, "no retry was injected"),
+        Delivery::Dropped(answer) => panic!("the retried backfill was refused: {answer:?}"),
+    }
+    assert_eq!(faults.load(Ordering::Relaxed), 1);
+
+    let (status, meter) = get(&gridlog.url("/api/v1/meters/bf"));
+    assert_eq!(status, 200, "{meter}");
+    assert_eq!(meter["readings"], BACKFILL_LINES as u64 + 1, "{meter}");
+    let mut times: Vec<String> = stored_readings(&gridlog, "bf")
+        .iter()
+        .map(|r| r["time"].to_string())
+        .collect();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), BACKFILL_LINES + 1);
+    let (_, status) = get(&gridlog.url("/api/v1/status"));
+    let ingest = &status["ingest"];
+    assert_eq!(
+        ingest["lines_stored"],
+        BACKFILL_LINES as u64 + 1,
+        "{ingest}"
+    );
+    // 400 lines of the first try again in the whole batch, then the whole batch again.
+    assert_eq!(
+        ingest["lines_duplicate"],
+        (400 + BACKFILL_LINES) as u64,
+        "{ingest}"
+    );
+    assert_eq!(ingest["lines_refused"], 0, "{ingest}");
 }

@@ -1,6 +1,6 @@
 //! The in-memory image: the current state of every meter and asset, derived only from
 //! events ([`Image::apply`]), plus the read models kept beside it (rollups, site totals,
-//! per-entity offset checkpoints, recent command ids).
+//! per-entity offset checkpoints, recent command ids, recent readings' fingerprints).
 //!
 //! The image is changed only by applying durable events: by the processor after each
 //! commit, and at start-up by replay. Same events in the same order ⇒ same image ⇒ same
@@ -12,11 +12,11 @@ use gridlog_common::domain::{Event, MeterKind, Reading, Register, StoredEvent};
 use gridlog_common::id::{CommandId, EntityId};
 use gridlog_common::Offset;
 
-use super::dedup::RecentCommandIds;
+use super::dedup::{RecentCommandIds, RecentReadings, RECENT_READINGS_DEFAULT};
 use super::digest::DigestHasher;
 use super::rollup::{MeterRollups, RollupOptions, DAY_MS};
 use super::slots::{EntitySlot, Slots};
-use super::state::EntityState;
+use super::state::{reading_fingerprint, AssetState, EntityState, MeterStateV3, SystemState};
 
 /// Every this many events of an entity, the image remembers the offset, so entity queries
 /// start reading the log near the asked-for sequence number.
@@ -147,15 +147,37 @@ pub struct SiteTotals {
     pub day_index: i64,
 }
 
-/// A digest over entities given in id order and the remembered command ids in order:
-/// everything a restart must bring back, so a replay or a snapshot that lost any of it
-/// (an entity's rollup baseline, the ids that make retries idempotent) shows as a different
-/// digest at once, not as a wrong answer later.
-pub(crate) fn digest_of<'a>(
+/// What the digest reads of one entity: its state (of any snapshot version's shape), its
+/// offset checkpoints, its rollup baseline and its rollups.
+pub(crate) struct DigestOf<'a, S> {
+    state: &'a S,
+    checkpoints: &'a [(u64, Offset)],
+    prev_registers: &'a Option<(i64, f64, f64)>,
+    rollups: Option<&'a MeterRollups>,
+}
+
+impl Entity {
+    fn digest_of(&self) -> DigestOf<'_, EntityState> {
+        DigestOf {
+            state: &self.state,
+            checkpoints: &self.index.checkpoints,
+            prev_registers: &self.prev_registers,
+            rollups: self.rollups.as_ref(),
+        }
+    }
+}
+
+/// A digest over entities given in id order, the remembered command ids in order and (from
+/// snapshot format 4) the remembered readings in order: everything a restart must bring
+/// back, so a replay or a snapshot that lost any of it (an entity's rollup baseline, the
+/// ids and fingerprints that make retries duplicates) shows as a different digest at once,
+/// not as a wrong answer later.
+pub(crate) fn digest_of<'a, S: serde::Serialize + 'a>(
     next_offset: Offset,
-    entities: impl Iterator<Item = (&'a EntityId, &'a Entity)>,
+    entities: impl Iterator<Item = (&'a EntityId, DigestOf<'a, S>)>,
     site: &SiteTotals,
     command_ids: impl Iterator<Item = (&'a CommandId, Offset)>,
+    readings: Option<impl Iterator<Item = (&'a EntityId, i64, u64)>>,
 ) -> u64 {
     let mut h = DigestHasher::default();
     h.write_u64(next_offset);
@@ -170,20 +192,21 @@ pub(crate) fn digest_of<'a>(
         h.write(id.as_str().as_bytes());
         buf.clear();
         buf = postcard::to_extend(
-            &(
-                &entity.state,
-                &entity.index.checkpoints,
-                &entity.prev_registers,
-            ),
+            &(entity.state, entity.checkpoints, entity.prev_registers),
             buf,
         )
         .unwrap_or_default();
         h.write(&buf);
-        if let Some(rollups) = &entity.rollups {
+        if let Some(rollups) = entity.rollups {
             rollups.digest(&mut h);
         }
     }
     h.write(&postcard::to_allocvec(site).unwrap_or_default());
+    for (id, time_ms, fingerprint) in readings.into_iter().flatten() {
+        h.write(id.as_str().as_bytes());
+        h.write_u64(time_ms as u64);
+        h.write_u64(fingerprint);
+    }
     h.finish()
 }
 
@@ -195,19 +218,39 @@ pub(crate) struct ImageCapture {
     pub(crate) rollup_options: RollupOptions,
     pub(crate) site: SiteTotals,
     pub(crate) command_ids: Vec<(CommandId, Offset)>,
+    pub(crate) readings: Vec<SnapshotReading>,
     pub(crate) entities: Vec<(EntityId, Arc<Entity>)>,
 }
+
+/// A remembered reading as a snapshot stores it: (index of its meter in the snapshot's
+/// entities, measurement time, fingerprint).
+pub(crate) type SnapshotReading = (u32, i64, u64);
 
 impl ImageCapture {
     /// The digest of the captured image.
     pub(crate) fn digest(&self) -> u64 {
+        let entities = &self.entities;
         digest_of(
             self.next_offset,
-            self.entities.iter().map(|(id, e)| (id, &**e)),
+            entities.iter().map(|(id, e)| (id, e.digest_of())),
             &self.site,
             self.command_ids.iter().map(|(id, offset)| (id, *offset)),
+            Some(remembered_by_id(&self.readings, |i| {
+                entities.get(i).map(|e| &e.0)
+            })),
         )
     }
+}
+
+/// Remembered readings with their meter's id (`id_at`: the id at an entity index); one
+/// whose index names no entity is left out (the digest then differs).
+fn remembered_by_id<'a>(
+    readings: &'a [SnapshotReading],
+    id_at: impl Fn(usize) -> Option<&'a EntityId> + 'a,
+) -> impl Iterator<Item = (&'a EntityId, i64, u64)> + 'a {
+    readings
+        .iter()
+        .filter_map(move |&(i, t, f)| id_at(i as usize).map(|id| (id, t, f)))
 }
 
 /// The image's parts as a snapshot stores them.
@@ -218,6 +261,7 @@ pub(crate) struct ImageParts {
     pub(crate) rollup_options: RollupOptions,
     pub(crate) site: SiteTotals,
     pub(crate) command_ids: Vec<(CommandId, Offset)>,
+    pub(crate) readings: Vec<SnapshotReading>,
     pub(crate) entities: Vec<(EntityId, Entity)>,
 }
 
@@ -229,8 +273,93 @@ pub(crate) struct ImagePartsRef<'a> {
     pub(crate) rollup_options: RollupOptions,
     pub(crate) site: SiteTotals,
     pub(crate) command_ids: &'a [(CommandId, Offset)],
+    pub(crate) readings: &'a [SnapshotReading],
     pub(crate) entities: Vec<(&'a EntityId, &'a Entity)>,
 }
+/// An entity's state as snapshot format 3 stored it: a meter without its reading times.
+// The shape of `EntityState` then (meters inline), which postcard must read as it was.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum EntityStateV3 {
+    Meter(MeterStateV3),
+    Asset(Box<AssetState>),
+    System(Box<SystemState>),
+}
+
+/// An entity as snapshot format 3 stored it.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct EntityV3 {
+    state: EntityStateV3,
+    index: EntityIndex,
+    rollups: Option<MeterRollups>,
+    prev_registers: Option<(i64, f64, f64)>,
+}
+
+/// The image's parts as snapshot format 3 stored them: no remembered readings, meters
+/// without reading times.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ImagePartsV3 {
+    next_offset: Offset,
+    events: u64,
+    rollup_options: RollupOptions,
+    site: SiteTotals,
+    command_ids: Vec<(CommandId, Offset)>,
+    entities: Vec<(EntityId, EntityV3)>,
+}
+
+impl ImagePartsV3 {
+    /// The digest format 3 computed over these parts.
+    pub(crate) fn digest(&self) -> u64 {
+        let entities = self.entities.iter().map(|(id, e)| {
+            let of = DigestOf {
+                state: &e.state,
+                checkpoints: &e.index.checkpoints,
+                prev_registers: &e.prev_registers,
+                rollups: e.rollups.as_ref(),
+            };
+            (id, of)
+        });
+        let command_ids = self.command_ids.iter().map(|(id, offset)| (id, *offset));
+        let no_readings: Option<std::iter::Empty<(&EntityId, i64, u64)>> = None;
+        digest_of(
+            self.next_offset,
+            entities,
+            &self.site,
+            command_ids,
+            no_readings,
+        )
+    }
+
+    /// The parts in today's shape: each meter's reading times before its newest reading
+    /// forgotten (see `MeterState`'s `From<MeterStateV3>`), no remembered readings.
+    pub(crate) fn upgrade(self) -> ImageParts {
+        let entities = self.entities.into_iter().map(|(id, e)| {
+            let state = match e.state {
+                EntityStateV3::Meter(m) => EntityState::Meter(m.into()),
+                EntityStateV3::Asset(a) => EntityState::Asset(a),
+                EntityStateV3::System(s) => EntityState::System(s),
+            };
+            let entity = Entity {
+                id: unnamed(),
+                state,
+                index: e.index,
+                rollups: e.rollups,
+                prev_registers: e.prev_registers,
+            };
+            (id, entity)
+        });
+        ImageParts {
+            next_offset: self.next_offset,
+            events: self.events,
+            rollup_options: self.rollup_options,
+            site: self.site,
+            command_ids: self.command_ids,
+            readings: Vec::new(),
+            entities: entities.collect(),
+        }
+    }
+}
+
 /// How many events ahead [`Image::apply_all`] starts loading an entity into the cache:
 /// enough for the load to arrive before the event is applied, with several under way.
 const PREFETCH_AHEAD_EVENTS: usize = 8;
@@ -244,6 +373,8 @@ pub struct Image {
     pub(crate) rollup_options: RollupOptions,
     /// Recent client command ids with the offset of their first event.
     pub(crate) command_ids: RecentCommandIds<Offset>,
+    /// Fingerprints of the most recent readings by (meter slot, measurement time).
+    pub(crate) readings: RecentReadings,
     /// One past the newest applied offset.
     pub(crate) next_offset: Offset,
     /// Events applied.
@@ -321,6 +452,10 @@ impl Image {
             self.command_ids.insert(id.clone(), offset);
         }
         let rollup_options = self.rollup_options;
+        // The entity's slot: its own, or the next one if this event creates it.
+        let at = slot
+            .filter(|&slot| self.slots.get(slot).is_some())
+            .unwrap_or(self.slots.next_slot());
         let entity = match slot.and_then(|slot| self.slots.get_mut(slot)) {
             Some(entity) => {
                 let entity = Arc::make_mut(entity);
@@ -354,6 +489,8 @@ impl Image {
         let kind = meter.kind;
         match &stored.event {
             Event::ReadingRecorded(r) => {
+                self.readings
+                    .insert((at, r.time_ms, reading_fingerprint(r)));
                 book_reading(entity, &mut self.site, kind, r, &rollup_options);
             }
             Event::RegisterRolledOver { register, bits, .. } => {
@@ -380,23 +517,35 @@ impl Image {
     pub fn digest(&self) -> u64 {
         let mut entities: Vec<(&EntityId, &Entity)> = self.entities().collect();
         entities.sort_by(|a, b| a.0.cmp(b.0));
+        let slots = &self.slots;
+        let readings = self
+            .readings
+            .in_order()
+            .filter_map(|&(slot, t, f)| slots.get(slot).map(|e| (&e.id, t, f)));
         digest_of(
             self.next_offset,
-            entities.into_iter(),
+            entities.into_iter().map(|(id, e)| (id, e.digest_of())),
             &self.site,
             self.command_ids.in_order(),
+            Some(readings),
         )
     }
 
-    /// The parts of the image a snapshot stores, taken in O(entities) pointer copies (the
-    /// caller holds the read lock only for this).
+    /// The parts of the image a snapshot stores, taken in O(entities + remembered ids and
+    /// readings) copies (the caller holds the read lock only for this).
     pub(crate) fn capture(&self) -> ImageCapture {
-        let mut entities: Vec<(EntityId, Arc<Entity>)> = self
+        let mut entities: Vec<(EntitySlot, EntityId, Arc<Entity>)> = self
             .slots
             .values()
-            .map(|e| (e.id.clone(), e.clone()))
+            .enumerate()
+            .map(|(slot, e)| (slot as EntitySlot, e.id.clone(), e.clone()))
             .collect();
-        entities.sort_by(|a, b| a.0.cmp(&b.0));
+        entities.sort_by(|a, b| a.1.cmp(&b.1));
+        // A remembered reading names its meter by its index among the sorted entities.
+        let mut index_of_slot = vec![0u32; entities.len()];
+        for (index, (slot, _, _)) in entities.iter().enumerate() {
+            index_of_slot[*slot as usize] = index as u32;
+        }
         ImageCapture {
             next_offset: self.next_offset,
             events: self.events,
@@ -407,11 +556,17 @@ impl Image {
                 .in_order()
                 .map(|(id, offset)| (id.clone(), offset))
                 .collect(),
-            entities,
+            readings: self
+                .readings
+                .in_order()
+                .filter_map(|&(slot, t, f)| index_of_slot.get(slot as usize).map(|&i| (i, t, f)))
+                .collect(),
+            entities: entities.into_iter().map(|(_, id, e)| (id, e)).collect(),
         }
     }
 
-    /// An image from the parts a snapshot stored.
+    /// An image from the parts a snapshot stored. It remembers every reading the snapshot
+    /// holds (so its digest can be checked) until [`Image::set_recent_readings_max`].
     pub(crate) fn from_parts(parts: ImageParts) -> Image {
         let mut image = Image::new(parts.rollup_options);
         image.next_offset = parts.next_offset;
@@ -420,11 +575,25 @@ impl Image {
         for (id, offset) in parts.command_ids {
             image.command_ids.insert(id, offset);
         }
+        let entities = parts.entities.len();
         for (id, mut entity) in parts.entities {
             entity.id = id.clone();
             image.slots.push(id, Arc::new(entity));
         }
+        // Entities were pushed in the snapshot's order: an index is a slot.
+        image.readings =
+            RecentReadings::with_max(parts.readings.len().max(RECENT_READINGS_DEFAULT));
+        for (index, t, f) in parts.readings {
+            if (index as usize) < entities {
+                image.readings.insert((index, t, f));
+            }
+        }
         image
+    }
+
+    /// Remembers at most `max` recent readings (forgetting the oldest beyond it).
+    pub(crate) fn set_recent_readings_max(&mut self, max: usize) {
+        self.readings.set_max(max);
     }
 
     /// Site totals.

@@ -14,8 +14,9 @@
 //! ```
 //!
 //! Files by role, each depending only on those listed before it (no cycles):
-//! `digest` (the image hash), [`rejection`] (codes and rejections), [`state`] (entity state
-//! and how events change it), `dedup` (recent command ids), `slots` (entity numbering),
+//! `digest` (the image hash), [`rejection`] (codes and rejections), [`times`] (a meter's
+//! stored reading times), [`state`] (entity state and how events change it), `dedup`
+//! (recent command ids and readings), `slots` (entity numbering),
 //! [`rollup`] (interval rings), [`validate`] (the rules, pure), [`image`] (state and read
 //! models), `clock`, [`request`] (requests and results), [`recovery`] (start-up), `shared`
 //! (the engine handle and the state its threads share, by owner), `processor` (the write
@@ -36,6 +37,7 @@ pub mod rollup;
 mod shared;
 mod slots;
 pub mod state;
+pub mod times;
 pub mod validate;
 
 #[cfg(test)]
@@ -51,6 +53,7 @@ use gridlog_common::Offset;
 
 use crate::wal::{CommitStatsSnapshot, OpenError, Wal, WalOptions};
 pub use clock::{Clock, SystemClock};
+pub use dedup::{RECENT_READINGS_DEFAULT, RECENT_READING_BYTES, RECENT_READING_INDEX_BYTES};
 pub use image::{Image, SiteTotals};
 pub use maintenance::{MaintenanceError, MAINTENANCE_RETRY_FIRST, MAINTENANCE_RETRY_MAX};
 pub use query::{EntityEvents, EventPage, EventRecord, Filter, QueryError, Subscription};
@@ -96,6 +99,12 @@ pub struct EngineOptions {
     pub clock: Arc<dyn Clock>,
     /// Snapshots and archive. Default [`StorageOptions::default`].
     pub storage: StorageOptions,
+    /// Readings whose fingerprints are remembered gateway-wide, newest first, to answer a
+    /// retried reading stored earlier than a meter's newest 8 as a duplicate (older ones at
+    /// a stored time are `conflicting_duplicate`). Costs at most [`RECENT_READING_BYTES`]
+    /// each in the image and in the planner, and [`RECENT_READING_INDEX_BYTES`] each for
+    /// the planner's index while retries are answered. Default [`RECENT_READINGS_DEFAULT`].
+    pub recent_readings_max: usize,
 }
 
 impl Default for EngineOptions {
@@ -112,6 +121,7 @@ impl Default for EngineOptions {
             rollups: RollupOptions::default(),
             clock: Arc::new(SystemClock),
             storage: StorageOptions::default(),
+            recent_readings_max: RECENT_READINGS_DEFAULT,
         }
     }
 }
@@ -124,6 +134,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("batch_commands", &self.batch_commands)
             .field("rules", &self.rules)
             .field("rollups", &self.rollups)
+            .field("recent_readings_max", &self.recent_readings_max)
             .finish()
     }
 }
@@ -158,6 +169,12 @@ impl EngineOptions {
     /// Sets the rollup horizons.
     pub fn rollups(mut self, rollups: RollupOptions) -> Self {
         self.rollups = rollups;
+        self
+    }
+
+    /// Sets how many recent readings' fingerprints are remembered.
+    pub fn recent_readings_max(mut self, max: usize) -> Self {
+        self.recent_readings_max = max;
         self
     }
 }
@@ -201,7 +218,12 @@ impl Engine {
     /// Opens the data directory: recovers the log and the image ([`recovery`]), then starts
     /// the engine's threads.
     pub fn open(data_dir: &Path, options: EngineOptions) -> Result<Engine, EngineOpenError> {
-        let recovered = recovery::recover(data_dir, options.wal.clone(), options.rollups)?;
+        let recovered = recovery::recover(
+            data_dir,
+            options.wal.clone(),
+            options.rollups,
+            options.recent_readings_max,
+        )?;
         Engine::start(data_dir, recovered, options)
     }
 

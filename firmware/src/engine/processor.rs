@@ -20,17 +20,19 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 
 use gridlog_common::batch::{batch_frame_len, batch_frame_len_bound};
-use gridlog_common::domain::{encode_event, EntityKind, StoredEvent, STORED_EVENT_BYTES_MAX};
+use gridlog_common::domain::{
+    encode_event, EntityKind, Event, StoredEvent, STORED_EVENT_BYTES_MAX,
+};
 use gridlog_common::id::EntityId;
 use gridlog_common::Offset;
 
-use super::dedup::RecentCommandIds;
+use super::dedup::{RecentCommandIds, RecentReadings};
 use super::image::Image;
 use super::rejection::{Rejection, RejectionCode};
 use super::request::{EngineFailure, ItemResult, Job, Response, SubmitError};
 use super::shared::Inner;
 use super::slots::{EntitySlot, Slots};
-use super::state::EntityState;
+use super::state::{reading_fingerprint, EntityState};
 use super::validate::{kind_after, validate, Verdict, EVENTS_PER_COMMAND_MAX};
 use crate::wal::AppendError;
 
@@ -63,19 +65,27 @@ struct InFlight {
 }
 
 /// How to take back one command's effect on the planner's states.
+// Kept only for the rare request that may not fit in a frame: a state inline is one
+// allocation fewer than a box.
+#[allow(clippy::large_enum_variant)]
 enum Undo {
     /// Put this state back in this slot.
     Restore(EntitySlot, EntityState),
     /// Forget this entity (the command may have created it).
     Forget(EntityId),
+    /// Forget this many of the newest remembered readings.
+    Readings(usize),
 }
 
 /// What validation reads: every entity's state as of everything planned so far, and the
-/// recent command ids (the image's, plus those of planned requests).
+/// recent command ids and readings (the image's, plus those of planned requests).
 pub(super) struct Planner {
     /// States by slot: the same slot the image holds (or will hold) each entity in.
     states: Slots<EntityState>,
     command_ids: RecentCommandIds<()>,
+    /// Kept within its bound after each request (a request's readings are taken back
+    /// exactly if it cannot be stored), so it remembers what the image will.
+    readings: RecentReadings,
 }
 
 impl Planner {
@@ -92,6 +102,7 @@ impl Planner {
         Planner {
             states,
             command_ids,
+            readings: image.readings.clone(),
         }
     }
 
@@ -197,6 +208,7 @@ impl Planner {
                 replayed: false,
             };
         }
+        self.readings.trim();
         if let Some(id) = &request.command_id {
             if !plan.events.is_empty() {
                 self.command_ids.insert(id.clone(), ());
@@ -227,10 +239,13 @@ impl Planner {
         let entities = self.states.len();
         let mut state = known.and_then(|slot| self.states.get_mut(slot));
         let current = state.as_deref();
+        let readings = &mut self.readings;
+        let mut recall = |time_ms: i64| known.and_then(|slot| readings.get(slot, time_ms));
         let events = match validate(
             &item.command,
             item.expected_seq,
             current,
+            &mut recall,
             &inner.rules,
             now_ms,
         ) {
@@ -252,11 +267,13 @@ impl Planner {
                 current_seq: None,
             }));
         }
+        let remembered = remember_readings(&mut self.readings, slot, &events);
         if let Some(undo) = undo {
             undo.push(match current {
                 Some(state) => Undo::Restore(slot, state.clone()),
                 None => Undo::Forget(entity.clone()),
             });
+            undo.push(Undo::Readings(remembered));
         }
         let first_seq = current.map_or(0, EntityState::seq) + 1;
         let mut created: Option<EntityState> = None;
@@ -299,9 +316,24 @@ impl Planner {
                 }
                 // Created entities are the newest: forgotten newest first.
                 Undo::Forget(entity) => self.states.forget_newest(entity.as_str()),
+                Undo::Readings(count) => self.readings.forget_newest(count),
             }
         }
     }
+}
+
+/// Remembers the fingerprints of the readings among an accepted command's `events` (its
+/// meter in `slot`), not yet trimmed to the bound (see [`Planner::plan_request`]); returns
+/// how many were added.
+fn remember_readings(readings: &mut RecentReadings, slot: EntitySlot, events: &[Event]) -> usize {
+    let mut added = 0;
+    for event in events {
+        if let Event::ReadingRecorded(r) = event {
+            readings.insert_unbounded((slot, r.time_ms, reading_fingerprint(r)));
+            added += 1;
+        }
+    }
+    added
 }
 
 /// Encodes `events` one after another at the end of `buf`; returns their byte ranges.

@@ -121,12 +121,15 @@ pub(crate) fn recover(
     data_dir: &Path,
     wal_options: WalOptions,
     rollups: RollupOptions,
+    recent_readings_max: usize,
 ) -> Result<Recovered, EngineOpenError> {
     let history_start = read_history_start(data_dir)?;
     let wal = Wal::open(data_dir, wal_options)?;
     let _ = crate::archive::remove_temporaries(&wal.io(), data_dir);
     let started = std::time::Instant::now();
     let (mut image, started_from) = load_newest_snapshot(data_dir, &wal, rollups);
+    // Before replay, so replay remembers exactly what live processing would have.
+    image.set_recent_readings_max(recent_readings_max);
     // Every event applied from here on was replayed, from the archive or the hot log.
     let events_before = image.events;
     let oldest = wal.oldest_offset();

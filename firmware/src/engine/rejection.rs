@@ -59,6 +59,9 @@ pub enum RejectionCode {
     ConflictingDuplicate,
     /// A reading dated before the meter's replacement (it belongs to the old meter).
     BeforeReplacement,
+    /// A late reading dated where the meter's stored times are no longer known
+    /// (`READING_RUNS_MAX`): it could be a reading already stored, so it is not stored.
+    BeyondDuplicateHistory,
     /// A register that dropped to exactly 0 without a recorded replacement.
     SuspectReset,
     /// A register that went down, neither a wrap nor after a replacement.
@@ -75,7 +78,7 @@ pub enum RejectionCode {
 
 impl RejectionCode {
     /// Every code, in the order of this list: for tables that must cover them all.
-    pub const ALL: [RejectionCode; 30] = [
+    pub const ALL: [RejectionCode; 31] = [
         RejectionCode::SeqMismatch,
         RejectionCode::ReservedId,
         RejectionCode::InvalidRegisterBits,
@@ -100,6 +103,7 @@ impl RejectionCode {
         RejectionCode::RegisterOutOfRange,
         RejectionCode::ConflictingDuplicate,
         RejectionCode::BeforeReplacement,
+        RejectionCode::BeyondDuplicateHistory,
         RejectionCode::SuspectReset,
         RejectionCode::RegisterDecreased,
         RejectionCode::RegisterNotMonotonic,
@@ -135,6 +139,7 @@ impl RejectionCode {
             RejectionCode::RegisterOutOfRange => "register_out_of_range",
             RejectionCode::ConflictingDuplicate => "conflicting_duplicate",
             RejectionCode::BeforeReplacement => "before_replacement",
+            RejectionCode::BeyondDuplicateHistory => "beyond_duplicate_history",
             RejectionCode::SuspectReset => "suspect_reset",
             RejectionCode::RegisterDecreased => "register_decreased",
             RejectionCode::RegisterNotMonotonic => "register_not_monotonic",

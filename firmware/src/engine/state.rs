@@ -3,8 +3,9 @@
 //! recognises a re-sent reading, and the replacement rule both validation and the state
 //! change use (`after_replacement`).
 //!
-//! Depends on nothing else in the engine: validation reads these types, the image holds
-//! them, and neither is imported here.
+//! Depends on nothing else in the engine but `times` (every stored reading time of a
+//! meter): validation reads these types, the image holds them, and neither is imported
+//! here.
 //!
 //! The functions run for every reading (by the planner and the applier) are `#[inline]`:
 //! their callers are in other modules, which may be other codegen units, and without it
@@ -16,6 +17,8 @@ use gridlog_common::domain::{
 };
 use gridlog_common::id::Label;
 use gridlog_common::Offset;
+
+use super::times::ReadingTimes;
 
 /// Readings per meter remembered to recognise a re-sent reading as a duplicate.
 pub const DUPLICATE_WINDOW: usize = 8;
@@ -70,6 +73,9 @@ pub struct MeterState {
     /// Recent readings (time, fingerprint), for duplicate detection.
     pub recent: [(i64, u64); DUPLICATE_WINDOW],
     recent_next: u8,
+    /// The time of every stored reading (bounded; see [`ReadingTimes`]), so a reading at a
+    /// time already stored is never stored again.
+    pub times: ReadingTimes,
     /// Readings recorded.
     pub readings: u64,
     /// Gateway time of the newest event.
@@ -180,6 +186,15 @@ impl EntityState {
         }
     }
 
+    /// [`EntityState::evolve`] in place: no copy of the state (a meter's reading times are
+    /// on the heap), for callers that fold a history of events.
+    pub fn evolve_in_place(state: &mut Option<EntityState>, stored: &StoredEvent) {
+        match state {
+            Some(state) => state.advance(stored),
+            None => *state = EntityState::create(stored),
+        }
+    }
+
     /// The state an entity starts with: from its registration (or any event of the system
     /// entity). `None` for other events of an unknown entity: validation never produces
     /// them; replay of a foreign log could, and they change nothing.
@@ -206,6 +221,7 @@ impl EntityState {
                 replaced_ms: None,
                 recent: [(i64::MIN, 0); DUPLICATE_WINDOW],
                 recent_next: 0,
+                times: ReadingTimes::default(),
                 readings: 0,
                 updated_ms: at,
             })),
@@ -259,6 +275,7 @@ impl EntityState {
                         }
                         m.recent[m.recent_next as usize] = (r.time_ms, reading_fingerprint(r));
                         m.recent_next = ((m.recent_next as usize + 1) % DUPLICATE_WINDOW) as u8;
+                        m.times.insert(r.time_ms);
                         m.readings += 1;
                     }
                     Event::MeterReplaced {
@@ -377,4 +394,52 @@ impl SystemState {
 #[inline]
 pub(crate) fn after_replacement(m: &MeterState, latest: &Reading, time_ms: i64) -> bool {
     time_ms == latest.time_ms && m.replaced_ms == Some(time_ms)
+}
+
+/// A meter's state as snapshot format 3 stored it: without its reading times.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MeterStateV3 {
+    kind: MeterKind,
+    register_bits: Option<u8>,
+    seq: u64,
+    decommissioned: bool,
+    latest: Option<Reading>,
+    replaced_ms: Option<i64>,
+    recent: [(i64, u64); DUPLICATE_WINDOW],
+    recent_next: u8,
+    readings: u64,
+    updated_ms: i64,
+}
+
+impl From<MeterStateV3> for MeterState {
+    /// The times before the newest reading are not known: they are forgotten (a late
+    /// reading dated there is refused, never risked twice); the newest reading's time is
+    /// stored if a reading has it (not only a replacement's baseline).
+    fn from(v3: MeterStateV3) -> MeterState {
+        let times = match v3.latest {
+            None => ReadingTimes::default(),
+            Some(latest) => {
+                let mut times = ReadingTimes::forgotten_through(latest.time_ms.saturating_sub(1));
+                let baseline_only = v3.replaced_ms == Some(latest.time_ms)
+                    && !v3.recent.iter().any(|&(t, _)| t == latest.time_ms);
+                if !baseline_only {
+                    times.insert(latest.time_ms);
+                }
+                times
+            }
+        };
+        MeterState {
+            kind: v3.kind,
+            register_bits: v3.register_bits,
+            seq: v3.seq,
+            decommissioned: v3.decommissioned,
+            latest: v3.latest,
+            replaced_ms: v3.replaced_ms,
+            recent: v3.recent,
+            recent_next: v3.recent_next,
+            times,
+            readings: v3.readings,
+            updated_ms: v3.updated_ms,
+        }
+    }
 }

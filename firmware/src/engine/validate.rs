@@ -13,6 +13,7 @@ use super::rejection::{Rejection, RejectionCode};
 use super::state::{
     after_replacement, reading_fingerprint, AssetState, EntityState, MeterState, ASSET_FAULTS_MAX,
 };
+use super::times::{TimeLookup, READING_RUNS_MAX};
 use values::{check_time, energy, finite, reading_values, within};
 pub use values::{
     CURRENT_A_ABS_MAX, ENERGY_WH_MAX, POWER_W_ABS_MAX, REACTIVE_POWER_VAR_ABS_MAX, TIME_MS_MIN,
@@ -73,15 +74,21 @@ fn push(events: &mut CommandEvents, event: Event) {
     );
 }
 
+/// The fingerprint of the entity's reading stored at a measurement time, if the gateway
+/// still remembers it among its recent arrivals (the planner's `RecentReadings`, which
+/// builds its index at the first lookup: hence `FnMut`).
+pub(crate) type Recall<'a> = &'a mut dyn FnMut(i64) -> Option<u64>;
+
 /// Validates `command` (with an optional `expected_seq`) at gateway time `now_ms`.
 pub(crate) fn validate(
     command: &Command,
     expected_seq: Option<u64>,
     state: Option<&EntityState>,
+    recall: Recall<'_>,
     rules: &Rules,
     now_ms: i64,
 ) -> Verdict {
-    match check(command, expected_seq, state, rules, now_ms) {
+    match check(command, expected_seq, state, recall, rules, now_ms) {
         Ok(verdict) => verdict,
         Err(rejection) => Verdict::Reject(rejection),
     }
@@ -91,6 +98,7 @@ fn check(
     command: &Command,
     expected_seq: Option<u64>,
     state: Option<&EntityState>,
+    recall: Recall<'_>,
     rules: &Rules,
     now_ms: i64,
 ) -> Result<Verdict, Rejection> {
@@ -118,7 +126,7 @@ fn check(
             ..
         } => register_asset(entity, *kind, *rated_power_w, *capacity_wh, state),
         Command::RecordReading { reading, .. } => {
-            check_reading(entity, reading, state, rules, now_ms)
+            check_reading(entity, reading, state, recall, rules, now_ms)
         }
         Command::ReplaceMeter {
             time_ms,
@@ -424,6 +432,7 @@ fn check_reading(
     entity: &EntityId,
     r: &Reading,
     state: Option<&EntityState>,
+    recall: Recall<'_>,
     rules: &Rules,
     now_ms: i64,
 ) -> Result<Verdict, Rejection> {
@@ -447,7 +456,7 @@ fn check_reading(
         _ => meter(entity, state)?,
     };
     register_width(m, r)?;
-    if let Some(verdict) = against_history(entity, m, r, &mut events)? {
+    if let Some(verdict) = against_history(entity, m, r, recall, &mut events)? {
         return Ok(verdict);
     }
     push(&mut events, Event::ReadingRecorded(*r));
@@ -472,27 +481,40 @@ fn register_width(m: &MeterState, r: &Reading) -> Result<(), Rejection> {
 }
 
 /// A reading against the meter's earlier ones: a duplicate (`Some`), refused, or new
-/// (`None`, with any rollovers it implies pushed onto `events`).
+/// (`None`, with any rollovers it implies pushed onto `events`). A reading is never stored
+/// at a time the meter already has one for: identical values (known from the meter's
+/// newest readings or the gateway's recent arrivals) make it a duplicate, anything else a
+/// `conflicting_duplicate`; at a time whose history is forgotten it is refused.
 fn against_history(
     entity: &EntityId,
     m: &MeterState,
     r: &Reading,
+    recall: Recall<'_>,
     events: &mut CommandEvents,
 ) -> Result<Option<Verdict>, Rejection> {
     let fingerprint = reading_fingerprint(r);
-    let recent = m.recent.iter().find(|(t, _)| *t == r.time_ms);
+    let known = m.times.lookup(r.time_ms);
+    let remembered = match known {
+        TimeLookup::Absent => None,
+        TimeLookup::Stored | TimeLookup::Forgotten => remembered_fingerprint(m, r.time_ms, recall),
+    };
     // A retry of a stored reading is a duplicate, even after the meter was decommissioned.
-    if recent.is_some_and(|&(_, seen)| seen == fingerprint) {
+    if remembered == Some(fingerprint) {
         return Ok(Some(Verdict::Duplicate));
     }
     if m.decommissioned {
         return Err(decommissioned(entity));
     }
-    if recent.is_some() {
+    if known == TimeLookup::Stored || remembered.is_some() {
+        let why = if remembered.is_some() {
+            "a different reading"
+        } else {
+            "a reading (stored too long ago for its values to be compared)"
+        };
         return Err(Rejection::new(
             RejectionCode::ConflictingDuplicate,
             Some("time"),
-            format!("{entity} already has a different reading at this time"),
+            format!("{entity} already has {why} at this time"),
         ));
     }
     if m.replaced_ms.is_some_and(|t| r.time_ms < t) {
@@ -502,10 +524,40 @@ fn against_history(
             format!("{entity} was replaced after this time; the reading belongs to the old meter"),
         ));
     }
+    if known == TimeLookup::Forgotten {
+        return Err(beyond_duplicate_history(entity, m));
+    }
     match &m.latest {
         Some(latest) => against_latest(entity, m, latest, r, fingerprint, events),
         None => Ok(None),
     }
+}
+
+/// The fingerprint of the meter's reading at `time_ms`, if it is among its newest
+/// readings, the gateway's recent arrivals, or is its newest reading (not a replacement's
+/// baseline, which shares its time with no reading of the old meter).
+fn remembered_fingerprint(m: &MeterState, time_ms: i64, recall: Recall<'_>) -> Option<u64> {
+    m.recent
+        .iter()
+        .find(|(t, _)| *t == time_ms)
+        .map(|&(_, seen)| seen)
+        .or_else(|| recall(time_ms))
+        .or_else(|| {
+            m.latest
+                .filter(|l| l.time_ms == time_ms && m.replaced_ms != Some(time_ms))
+                .map(|l| reading_fingerprint(&l))
+        })
+}
+
+fn beyond_duplicate_history(entity: &EntityId, m: &MeterState) -> Rejection {
+    let through = m.times.forgotten_through_ms().unwrap_or(i64::MIN);
+    Rejection::new(
+        RejectionCode::BeyondDuplicateHistory,
+        Some("time"),
+        format!(
+            "{entity} keeps the times of its stored readings only after {through} ms (at most {READING_RUNS_MAX} runs of times per meter); a reading at or before it could be one already stored and is not stored"
+        ),
+    )
 }
 
 /// A reading against the meter's newest one (`latest`): later readings must not go down

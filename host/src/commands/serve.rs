@@ -75,6 +75,7 @@ pub fn engine_options(config: &Config, clock: Arc<dyn Clock>) -> EngineOptions {
         .wal(wal)
         .clock(clock)
         .queue_depth(config.engine.queue_depth)
+        .recent_readings_max(config.engine.duplicate_recent_readings)
         .auto_register(gridlog_common::domain::MeterKind::from_name(
             &config.engine.auto_register,
         ))

@@ -9,11 +9,17 @@
 //! body (never 429: Telegraf's v1 output drops a batch on any other 4xx). Errors carry the
 //! message in `X-Influxdb-Error` as well as the body: `{"error": …}` (v1) or
 //! `{"code": …, "message": …}` (v2).
+//!
+//! The query string is read as influxd reads it (Go's `net/url`): a pair with a bad `%`
+//! escape or a `;` is dropped, the first of a repeated key counts; so `db=%zz` is a missing
+//! `db` (400 `database is required`), never a framework's plain-text 400. One deliberate
+//! difference from influxd 1.6: an unknown `precision` is 400 (influxd ignores it and reads
+//! the timestamps as nanoseconds, which would misdate every line).
 
 use std::collections::HashMap;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -27,9 +33,14 @@ use super::line_protocol::Precision;
 use crate::server::error::ApiError;
 use crate::server::AppState;
 
-/// The InfluxDB version announced in `X-Influxdb-Version`: the 1.x API this front end
-/// answers like (Telegraf logs it and needs a 1.x-shaped server for its v1 output).
-pub const INFLUXDB_VERSION: &str = "1.8.10";
+/// `X-Influxdb-Version` on every answer: the InfluxDB API level these routes answer like,
+/// 1.6.7 (the `influxd` the side-by-side test compares with), and, as semver build metadata,
+/// that it is gridlog and which version. Telegraf's outputs never read it; clients that
+/// pick an API by it (InfluxQL for `1.`) see a 1.x server, and nobody is told gridlog is
+/// InfluxDB 1.6.7 itself.
+pub const INFLUXDB_VERSION: &str = concat!("1.6.7+gridlog.", env!("CARGO_PKG_VERSION"));
+/// `X-Influxdb-Build` on every answer (influxd says `OSS` or `ENT`).
+pub const INFLUXDB_BUILD: &str = "gridlog";
 
 /// Largest `/query` body (a form with `q=CREATE DATABASE …`).
 pub const QUERY_BYTES_MAX: usize = 16 * 1024;
@@ -118,12 +129,14 @@ fn v2_code(status: StatusCode) -> &'static str {
     }
 }
 
-/// `X-Influxdb-Version` on an answer.
+/// `X-Influxdb-Version` and `X-Influxdb-Build` on an answer.
 fn with_version(mut response: Response) -> Response {
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         "x-influxdb-version",
         HeaderValue::from_static(INFLUXDB_VERSION),
     );
+    headers.insert("x-influxdb-build", HeaderValue::from_static(INFLUXDB_BUILD));
     response
 }
 
@@ -191,17 +204,45 @@ pub fn credentials(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
             None
         };
     }
-    let query = query?;
-    let params: HashMap<String, String> = serde_urlencoded_pairs(query);
-    params.get("p").cloned()
+    query_pairs(query?).remove("p")
 }
 
-fn serde_urlencoded_pairs(query: &str) -> HashMap<String, String> {
-    Query::<HashMap<String, String>>::try_from_uri(
-        &format!("/?{query}").parse().unwrap_or_default(),
-    )
-    .map(|q| q.0)
-    .unwrap_or_default()
+/// A query string (or form) as influxd reads it (Go's `url.ParseQuery`, whose errors
+/// influxd ignores): pairs split at `&`; a pair holding `;` or a bad `%` escape is dropped;
+/// `+` is a space; the first value of a repeated key counts. Never fails.
+pub fn query_pairs(query: &str) -> HashMap<String, String> {
+    let mut pairs = HashMap::new();
+    for pair in query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.contains(';'))
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if let (Some(key), Some(value)) = (unescape(key), unescape(value)) {
+            pairs.entry(key).or_insert(value);
+        }
+    }
+    pairs
+}
+
+/// `+` → space and `%XX` → its byte; `None` for a `%` not followed by two hex digits.
+fn unescape(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The write-token check of the ingest routes, with InfluxDB's answers: called by the
@@ -238,10 +279,8 @@ pub async fn ping() -> Response {
     responses(
         (status = 200, description = "`{\"results\":[{\"statement_id\":0}]}`", body = Object),
         (status = 400, description = "Not a CREATE DATABASE statement: `{\"error\": …}`", body = Object)))]
-pub async fn query(
-    Query(params): Query<HashMap<String, String>>,
-    body: Body,
-) -> Result<Response, InfluxError> {
+pub async fn query(RawQuery(raw): RawQuery, body: Body) -> Result<Response, InfluxError> {
+    let params = query_pairs(raw.as_deref().unwrap_or(""));
     let form = axum::body::to_bytes(body, QUERY_BYTES_MAX)
         .await
         .map_err(|_| {
@@ -251,7 +290,7 @@ pub async fn query(
                 format!("the query is larger than {QUERY_BYTES_MAX} bytes"),
             )
         })?;
-    let form = serde_urlencoded_pairs(&String::from_utf8_lossy(&form));
+    let form = query_pairs(&String::from_utf8_lossy(&form));
     let q = params
         .get("q")
         .or_else(|| form.get("q"))
@@ -290,10 +329,11 @@ pub async fn query(
         (status = 503, description = "Busy: retry the same body after Retry-After", body = Object)))]
 pub async fn write_v1(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, InfluxError> {
+    let params = query_pairs(raw.as_deref().unwrap_or(""));
     write(&state, Api::V1, &params, &headers, body).await
 }
 
@@ -311,10 +351,11 @@ pub async fn write_v1(
         (status = 503, description = "Busy: retry the same body after Retry-After", body = Object)))]
 pub async fn write_v2(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, InfluxError> {
+    let params = query_pairs(raw.as_deref().unwrap_or(""));
     write(&state, Api::V2, &params, &headers, body).await
 }
 
@@ -485,6 +526,38 @@ mod tests {
         );
         assert_eq!(credentials(&none, Some("db=x")), None);
         assert_eq!(credentials(&none, None), None);
+    }
+
+    #[test]
+    fn the_query_string_is_read_as_influxd_reads_it() {
+        let pairs = query_pairs("db=site+a&rp=&precision=s&db=other&u=%41%42");
+        assert_eq!(pairs["db"], "site a");
+        assert_eq!(pairs["rp"], "");
+        assert_eq!(pairs["precision"], "s");
+        assert_eq!(pairs["u"], "AB");
+        // A bad escape or a `;` drops the pair, nothing else.
+        for (query, kept) in [
+            ("db=%zz&precision=s", vec!["precision"]),
+            ("db=g%2&precision=s", vec!["precision"]),
+            ("db=g;x=1&precision=s", vec!["precision"]),
+            ("%zz=1&db=g", vec!["db"]),
+            ("&&db&", vec!["db"]),
+        ] {
+            let mut keys: Vec<String> = query_pairs(query).into_keys().collect();
+            keys.sort();
+            assert_eq!(keys, kept, "{query}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_version_header_is_a_1x_semver_naming_gridlog() {
+        let response = ping().await;
+        let version = response.headers()["x-influxdb-version"].to_str().unwrap();
+        let (api, build) = version.split_once('+').unwrap();
+        assert!(api.starts_with("1."), "{version}");
+        assert_eq!(api.split('.').count(), 3, "{version}");
+        assert_eq!(build, format!("gridlog.{}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(response.headers()["x-influxdb-build"], INFLUXDB_BUILD);
     }
 
     #[test]

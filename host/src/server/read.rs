@@ -305,7 +305,7 @@ pub async fn entity_state(
                             None => Ok(state),
                         };
                     }
-                    state = EntityState::evolve(state.as_ref(), &record.stored);
+                    EntityState::evolve_in_place(&mut state, &record.stored);
                 }
                 match page.events.last() {
                     Some(last) if last.stored.seq < page.highest_seq => {

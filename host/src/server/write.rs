@@ -69,6 +69,7 @@ fn rejection_status(code: RejectionCode) -> StatusCode {
         | C::RegisterOutOfRange
         | C::ConflictingDuplicate
         | C::BeforeReplacement
+        | C::BeyondDuplicateHistory
         | C::SuspectReset
         | C::RegisterDecreased
         | C::RegisterNotMonotonic
@@ -411,6 +412,7 @@ mod tests {
         ("register_out_of_range", StatusCode::UNPROCESSABLE_ENTITY),
         ("conflicting_duplicate", StatusCode::UNPROCESSABLE_ENTITY),
         ("before_replacement", StatusCode::UNPROCESSABLE_ENTITY),
+        ("beyond_duplicate_history", StatusCode::UNPROCESSABLE_ENTITY),
         ("suspect_reset", StatusCode::UNPROCESSABLE_ENTITY),
         ("register_decreased", StatusCode::UNPROCESSABLE_ENTITY),
         ("register_not_monotonic", StatusCode::UNPROCESSABLE_ENTITY),

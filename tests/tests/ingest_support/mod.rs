@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use gridlog_tests::server::Server;
 use serde_json::Value;
 
 /// An answer with the headers line protocol clients read.
@@ -19,6 +20,8 @@ pub struct Answer {
     pub error_header: Option<String>,
     /// `X-Influxdb-Version`.
     pub version_header: Option<String>,
+    /// `X-Influxdb-Build`.
+    pub build_header: Option<String>,
     /// `Retry-After`.
     pub retry_after: Option<String>,
 }
@@ -32,9 +35,10 @@ fn agent() -> ureq::Agent {
 fn answer(response: ureq::Response) -> Answer {
     let status = response.status();
     let header = |name: &str| response.header(name).map(str::to_string);
-    let (error_header, version_header, retry_after) = (
+    let (error_header, version_header, build_header, retry_after) = (
         header("x-influxdb-error"),
         header("x-influxdb-version"),
+        header("x-influxdb-build"),
         header("retry-after"),
     );
     let text = response.into_string().unwrap_or_default();
@@ -48,6 +52,7 @@ fn answer(response: ureq::Response) -> Answer {
         body,
         error_header,
         version_header,
+        build_header,
         retry_after,
     }
 }
@@ -181,4 +186,18 @@ impl TelegrafLike {
 
 fn auth_header(value: &str) -> (&'static str, &str) {
     ("Authorization", value)
+}
+
+/// The `data` of every `reading_recorded` event of `meter`, oldest first, read through the
+/// API (at most the first 10,000 events of the meter).
+pub fn stored_readings(gridlog: &Server, meter: &str) -> Vec<Value> {
+    let (status, events) = gridlog.get(&format!("/api/v1/entities/{meter}/events?limit=10000"));
+    assert_eq!(status, 200, "{events}");
+    events["events"]
+        .as_array()
+        .expect("an events array")
+        .iter()
+        .filter(|e| e["type"] == "reading_recorded")
+        .map(|e| e["data"].clone())
+        .collect()
 }

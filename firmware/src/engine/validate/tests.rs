@@ -7,7 +7,8 @@ use gridlog_common::domain::{
 use gridlog_common::id::{EntityId, Label};
 
 use super::super::rejection::RejectionCode as C;
-use super::super::state::{EntityState, ASSET_FAULTS_MAX};
+use super::super::state::{reading_fingerprint, EntityState, ASSET_FAULTS_MAX};
+use super::super::times::ReadingTimes;
 use super::*;
 
 /// A day after a measurement time that is a whole day (UTC).
@@ -19,6 +20,11 @@ const EARLIEST_MS: i64 = 946_684_800_000;
 
 fn id(s: &str) -> EntityId {
     EntityId::new(s).unwrap()
+}
+
+/// A [`Recall`] that remembers nothing.
+fn recall_nothing(_time_ms: i64) -> Option<u64> {
+    None
 }
 
 fn rules() -> Rules {
@@ -88,6 +94,29 @@ fn meter_16_bit() -> EntityState {
 }
 
 /// [`meter`], replaced a minute after its reading by one starting at import 3.
+/// Grid meter with readings every minute from `T0_MS - 10 min` (import 990) to `T0_MS`
+/// (import 1000), export 50: the oldest three are no longer among its newest eight.
+fn meter_with_eleven_readings() -> EntityState {
+    let mut events = vec![registered_meter(None)];
+    for k in (0..=10).rev() {
+        events.push(Event::ReadingRecorded(reading(
+            T0_MS - k * 60_000,
+            1000.0 - k as f64,
+            50.0,
+        )));
+    }
+    state_after(&events)
+}
+
+/// [`meter`], with its reading times before `T0_MS` forgotten.
+fn meter_with_forgotten_history() -> EntityState {
+    let mut state = meter();
+    if let EntityState::Meter(m) = &mut state {
+        m.times = ReadingTimes::forgotten_through(T0_MS - 1);
+    }
+    state
+}
+
 fn replaced_meter() -> EntityState {
     state_after(&[
         registered_meter(None),
@@ -211,6 +240,8 @@ struct Case {
     state: Option<EntityState>,
     command: Command,
     expected_seq: Option<u64>,
+    /// What the gateway's recent arrivals remember: (time, fingerprint).
+    recalled: Option<(i64, u64)>,
     expect: Expect,
 }
 
@@ -220,6 +251,7 @@ fn case(why: &'static str, state: Option<EntityState>, command: Command, expect:
         state,
         command,
         expected_seq: None,
+        recalled: None,
         expect,
     }
 }
@@ -270,6 +302,12 @@ fn cases() -> Vec<Case> {
         case("a 16-bit register dropping far from a wrap", Some(meter_16_bit()), record(t, 30_000.0, 0.0), refused(C::RegisterDecreased, "import_wh")),
         case("the same reading again", m(), record(T0_MS, 1000.0, 50.0), Expect::Duplicate),
         case("another reading at the same time", m(), record(T0_MS, 1000.5, 50.0), refused(C::ConflictingDuplicate, "time")),
+        case("a stored reading beyond the newest eight, its values forgotten", Some(meter_with_eleven_readings()), record(T0_MS - 600_000, 990.0, 50.0), refused(C::ConflictingDuplicate, "time")),
+        Case { recalled: Some((T0_MS - 600_000, reading_fingerprint(&reading(T0_MS - 600_000, 990.0, 50.0)))), ..case("a stored reading beyond the newest eight, recalled", Some(meter_with_eleven_readings()), record(T0_MS - 600_000, 990.0, 50.0), Expect::Duplicate) },
+        Case { recalled: Some((T0_MS - 600_000, reading_fingerprint(&reading(T0_MS - 600_000, 990.0, 50.0)))), ..case("another reading at a recalled time", Some(meter_with_eleven_readings()), record(T0_MS - 600_000, 989.0, 50.0), refused(C::ConflictingDuplicate, "time")) },
+        case("a late reading between stored ones", Some(meter_with_eleven_readings()), record(T0_MS - 570_000, 990.5, 50.0), Expect::Accepted(vec![r(T0_MS - 570_000, 990.5, 50.0)])),
+        case("a late reading where the times are forgotten", Some(meter_with_forgotten_history()), record(T0_MS - 60_000, 999.0, 49.0), refused(C::BeyondDuplicateHistory, "time")),
+        case("the newest reading again, its times before forgotten", Some(meter_with_forgotten_history()), record(T0_MS, 1000.0, 50.0), Expect::Duplicate),
         case("import went down", m(), record(t, 999.0, 50.0), refused(C::RegisterDecreased, "import_wh")),
         case("export went down", m(), record(t, 1001.0, 49.0), refused(C::RegisterDecreased, "export_wh")),
         case("equal registers", m(), record(t, 1000.0, 50.0), Expect::Accepted(vec![r(t, 1000.0, 50.0)])),
@@ -314,10 +352,16 @@ fn cases() -> Vec<Case> {
 #[test]
 fn every_rule_gives_its_verdict_on_a_state_without_a_log() {
     for case in cases() {
+        let mut recall = |time_ms: i64| {
+            case.recalled
+                .filter(|&(at, _)| at == time_ms)
+                .map(|(_, fingerprint)| fingerprint)
+        };
         let verdict = validate(
             &case.command,
             case.expected_seq,
             case.state.as_ref(),
+            &mut recall,
             &rules(),
             NOW_MS,
         );
@@ -359,7 +403,14 @@ fn every_code_validation_can_give_has_a_case() {
 fn a_seq_mismatch_names_the_current_seq() {
     let command = record(T0_MS + 60_000, 1001.0, 50.0);
     for (state, current) in [(Some(meter()), 2), (None, 0)] {
-        match validate(&command, Some(7), state.as_ref(), &rules(), NOW_MS) {
+        match validate(
+            &command,
+            Some(7),
+            state.as_ref(),
+            &mut recall_nothing,
+            &rules(),
+            NOW_MS,
+        ) {
             Verdict::Reject(r) => assert_eq!(r.current_seq, Some(current), "{r}"),
             other => panic!("{other:?}"),
         }
@@ -373,7 +424,14 @@ fn auto_registration_registers_an_unknown_meter_with_its_first_reading() {
         ..rules()
     };
     let first = reading(T0_MS, 10.0, 0.0);
-    let verdict = validate(&record_reading(first), None, None, &rules, NOW_MS);
+    let verdict = validate(
+        &record_reading(first),
+        None,
+        None,
+        &mut recall_nothing,
+        &rules,
+        NOW_MS,
+    );
     let expected = [
         Event::MeterRegistered {
             kind: MeterKind::Load,
@@ -388,6 +446,6 @@ fn auto_registration_registers_an_unknown_meter_with_its_first_reading() {
     // The reading's own checks still apply.
     let bad = record(T0_MS, f64::NAN, 0.0);
     assert!(
-        matches!(validate(&bad, None, None, &rules, NOW_MS), Verdict::Reject(r) if r.code == C::InvalidNumber)
+        matches!(validate(&bad, None, None, &mut recall_nothing, &rules, NOW_MS), Verdict::Reject(r) if r.code == C::InvalidNumber)
     );
 }

@@ -393,7 +393,7 @@ pub(super) fn replay_system_state(
     let summary = gridlog_firmware::wal::dump::read_records(data_dir, from, |offset, bytes| {
         match decode_event(bytes) {
             Ok(event) if event.entity.as_str() == STORAGE_ENTITY => {
-                state = EntityState::evolve(state.as_ref(), &event);
+                EntityState::evolve_in_place(&mut state, &event);
             }
             Ok(_) => {}
             Err(e) => {
