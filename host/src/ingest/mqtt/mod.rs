@@ -94,15 +94,19 @@ pub fn spawn(
         id => id.to_string(),
     };
     let options = session::options(config, &client_id)?;
-    // Room for an acknowledgement of every message not yet acknowledged (queued, in the
-    // batch being stored) and the subscriptions and keep-alives: acknowledging never waits.
-    let requests = config.queue_messages + BATCH_MESSAGES_MAX + 64;
+    // Room for an acknowledgement of every message the gateway holds (queued, in the
+    // inbox, in the batch being stored) and the subscriptions and keep-alives; more wait in
+    // the connection task (never dropped).
+    let requests = config.queue_messages + session::INBOX_MESSAGES_MAX + BATCH_MESSAGES_MAX + 64;
     let (client, events) = rumqttc::AsyncClient::new(options, requests);
     let status = Arc::new(MqttStatus::new(
         &config.url,
         sources.sources().iter().map(|s| s.name.clone()),
     ));
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_messages);
+    // Unbounded in type; holds at most the messages received and not yet acknowledged,
+    // which the queue and the batch bound.
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
     let session = Session {
         client: client.clone(),
         filters: sources.filters(),
@@ -114,12 +118,12 @@ pub fn spawn(
     };
     let processor = Processor {
         engine,
-        client,
+        done: done_tx,
         sources,
         status: status.clone(),
         payload_bytes_max: config.payload_bytes_max,
     };
-    let connection = tokio::spawn(session.run(events, queue_tx, stop.clone()));
+    let connection = tokio::spawn(session.run(events, queue_tx, done_rx, stop.clone()));
     let handle = tokio::spawn(async move {
         processor.run(queue_rx, stop).await;
         let _ = connection.await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gridlog_firmware::engine::{CommandRequest, Engine, ItemResult, Request, SubmitError};
-use rumqttc::{AsyncClient, Publish};
+use rumqttc::Publish;
 use tokio::sync::{mpsc, watch};
 
 use super::source::{Decoded, Message, MessageError, Sources};
@@ -132,8 +132,8 @@ impl Prepared {
 pub struct Processor {
     /// The engine.
     pub engine: Arc<Engine>,
-    /// The client, for acknowledgements.
-    pub client: AsyncClient,
+    /// Where finished messages go to be acknowledged (by the connection task).
+    pub done: mpsc::UnboundedSender<super::session::Done>,
     /// The sources.
     pub sources: Sources,
     /// Counters.
@@ -167,14 +167,15 @@ impl Processor {
                 // broker delivers it again to the next run.
                 return;
             }
-            let generation = self.status.generation();
-            for received in batch.iter().filter(|r| r.generation == generation) {
-                // The request channel holds more than every unacknowledged message, so
-                // this fails only when the connection is gone: the broker redelivers.
-                // A message of an earlier connection is not acknowledged on this one: the
-                // broker sends it again, and an acknowledgement of the old copy could
-                // arrive after the packet id was given to another message.
-                let _ = self.client.try_ack(&received.publish);
+            for received in batch {
+                // The connection acknowledges it, if it is still the one that brought it.
+                if self
+                    .done
+                    .send((received.generation, received.publish))
+                    .is_err()
+                {
+                    return;
+                }
             }
         }
     }

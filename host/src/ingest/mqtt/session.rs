@@ -9,8 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::VecDeque;
+
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -129,17 +131,41 @@ pub struct Session {
     pub clock: Arc<gridlog_firmware::engine::Engine>,
 }
 
+/// Most messages the connection holds while the processor's queue is full; at this many it
+/// stops reading the broker until the processor catches up.
+pub const INBOX_MESSAGES_MAX: usize = 64;
+
+/// A message the processor is done with, to acknowledge: the connection it came on, and
+/// the packet.
+pub type Done = (u64, Publish);
+
+/// What the connection task holds between polls.
+#[derive(Debug, Default)]
+struct Held {
+    /// Received, not yet in the processor's queue.
+    inbox: VecDeque<Received>,
+    /// Done, not yet taken by the client's request channel (which only the event loop's
+    /// poll drains): kept, in order, never dropped.
+    unsent: VecDeque<Publish>,
+}
+
 impl Session {
-    /// Runs the event loop, handing messages to `queue`, until `stop`.
+    /// Runs the event loop, handing messages to `queue` and acknowledging what comes back
+    /// on `done`, until `stop`.
+    ///
+    /// The loop never waits for the processor: acknowledgements reach rumqttc only through
+    /// its request channel, which only `poll` drains, so a connection task blocked on a
+    /// full queue while the processor waited for room in that channel would deadlock, and
+    /// an acknowledgement dropped for want of room would leave the broker waiting for it
+    /// until the next connection.
     pub async fn run(
         self,
         mut events: EventLoop,
         queue: mpsc::Sender<Received>,
+        mut done: mpsc::UnboundedReceiver<Done>,
         mut stop: watch::Receiver<bool>,
     ) {
-        // Keep-alives go out from a task of their own: `poll` is the only future raced
-        // here, and only against stopping (a poll cancelled while connecting drops the
-        // connection).
+        // Keep-alives go out from a task of their own.
         let keepalive = (!self.keepalive_topics.is_empty()).then(|| {
             tokio::spawn(keep_alive(
                 self.client.clone(),
@@ -147,64 +173,44 @@ impl Session {
                 self.status.clone(),
             ))
         });
+        let mut held = Held::default();
         let mut wait_ms = RECONNECT_MIN_MS;
         loop {
+            self.hand_over_acks(&mut held.unsent);
+            let connected = self.status.is_connected();
+            // While connecting, `poll` is raced only against stopping: a poll cancelled
+            // while connecting drops the connection.
             let event = tokio::select! {
-                e = events.poll() => e,
+                biased;
                 _ = stop.wait_for(|s| *s) => break,
+                permit = queue.reserve(), if connected && !held.inbox.is_empty() => {
+                    let Ok(permit) = permit else { break };
+                    if let Some(received) = held.inbox.pop_front() {
+                        permit.send(received);
+                    }
+                    continue;
+                }
+                finished = done.recv(), if connected => {
+                    self.take_done(finished, &mut done, &mut held.unsent);
+                    continue;
+                }
+                e = events.poll(), if held.inbox.len() < INBOX_MESSAGES_MAX => e,
             };
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    wait_ms = RECONNECT_MIN_MS;
-                    self.status.connected();
-                    tracing::info!(session_present = ack.session_present, "mqtt connected");
-                    // Subscribing again to a session that has the subscriptions changes
-                    // nothing, and covers a session the broker created but whose
-                    // subscriptions were never made (a connection lost before SUBACK).
-                    self.subscribe();
-                    // A device waiting for a keep-alive starts publishing now, not in 20 s.
-                    for topic in &self.keepalive_topics {
-                        let _ = self.client.try_publish(
-                            topic.clone(),
-                            QoS::AtMostOnce,
-                            false,
-                            Vec::<u8>::new(),
-                        );
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let received = self.received(publish);
+                    match queue.try_reserve() {
+                        Ok(permit) if held.inbox.is_empty() => permit.send(received),
+                        _ => held.inbox.push_back(received),
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(mut publish))) => {
-                    let payload_bytes = publish.payload.len();
-                    if payload_bytes > self.payload_bytes_max {
-                        // Only its size is kept: the queue holds at most queue_messages ×
-                        // payload_bytes_max of payloads, whatever the broker sends.
-                        publish.payload = bytes::Bytes::new();
-                    }
-                    let received = Received {
-                        publish,
-                        payload_bytes,
-                        generation: self.status.generation(),
-                        received_ms: self.clock.now_ms(),
-                        received_unix_ms: crate::ship::status::unix_ms_now()
-                            .try_into()
-                            .unwrap_or(i64::MAX),
-                    };
-                    // Waits while the processor is behind: the broker holds the rest.
-                    if queue.send(received).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    use rumqttc::SubscribeReasonCode as Code;
-                    if ack.return_codes.iter().any(|c| matches!(c, Code::Failure)) {
-                        tracing::error!("mqtt broker refused a subscription");
-                        self.status
-                            .error("the broker refused a subscription".into(), false);
-                    }
-                }
-                Ok(_) => {}
+                Ok(event) => self.on_event(event, &mut wait_ms),
                 Err(e) => {
                     tracing::warn!(error = %e, wait_ms, "mqtt connection lost; reconnecting");
                     self.status.error(format!("connection: {e}"), true);
+                    // The client drops queued acknowledgements at a disconnection: the
+                    // broker sends those messages again.
+                    held.unsent.clear();
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
                         _ = stop.wait_for(|s| *s) => break,
@@ -217,6 +223,88 @@ impl Session {
             task.abort();
         }
         let _ = self.client.try_disconnect();
+    }
+
+    /// A message as the processor takes it (a payload over the limit dropped, its size kept).
+    fn received(&self, mut publish: Publish) -> Received {
+        let payload_bytes = publish.payload.len();
+        if payload_bytes > self.payload_bytes_max {
+            // Only its size is kept: the queue holds at most queue_messages ×
+            // payload_bytes_max of payloads, whatever the broker sends.
+            publish.payload = bytes::Bytes::new();
+        }
+        Received {
+            publish,
+            payload_bytes,
+            generation: self.status.generation(),
+            received_ms: self.clock.now_ms(),
+            received_unix_ms: crate::ship::status::unix_ms_now()
+                .try_into()
+                .unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Every finished message of this connection joins the acknowledgements to send; one of
+    /// an earlier connection is not acknowledged on this one (the broker sends it again,
+    /// and an acknowledgement of the old copy could arrive after its packet id was given
+    /// to another message).
+    fn take_done(
+        &self,
+        first: Option<Done>,
+        done: &mut mpsc::UnboundedReceiver<Done>,
+        unsent: &mut VecDeque<Publish>,
+    ) {
+        let generation = self.status.generation();
+        let mut next = first;
+        while let Some((of, publish)) = next {
+            if of == generation {
+                unsent.push_back(publish);
+            }
+            next = done.try_recv().ok();
+        }
+    }
+
+    /// Moves acknowledgements into the client's request channel while it has room.
+    fn hand_over_acks(&self, unsent: &mut VecDeque<Publish>) {
+        while let Some(publish) = unsent.front() {
+            if self.client.try_ack(publish).is_err() {
+                return;
+            }
+            unsent.pop_front();
+        }
+    }
+
+    /// A connection, a subscription's answer, or anything else from the broker.
+    fn on_event(&self, event: Event, wait_ms: &mut u64) {
+        match event {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                *wait_ms = RECONNECT_MIN_MS;
+                self.status.connected();
+                tracing::info!(session_present = ack.session_present, "mqtt connected");
+                // Subscribing again to a session that has the subscriptions changes
+                // nothing, and covers a session the broker created but whose subscriptions
+                // were never made (a connection lost before SUBACK).
+                self.subscribe();
+                // A device waiting for a keep-alive starts publishing now, not in 20 s.
+                for topic in &self.keepalive_topics {
+                    let _ = self.client.try_publish(
+                        topic.clone(),
+                        QoS::AtMostOnce,
+                        false,
+                        Vec::<u8>::new(),
+                    );
+                }
+            }
+            Event::Incoming(Packet::SubAck(ack)) => {
+                use rumqttc::SubscribeReasonCode as Code;
+                if ack.return_codes.iter().any(|c| matches!(c, Code::Failure)) {
+                    tracing::error!("mqtt broker refused a subscription");
+                    self.status
+                        .error("the broker refused a subscription".into(), false);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn subscribe(&self) {
