@@ -82,6 +82,14 @@ if ! have chromium || ! have chromedriver; then apt_install chromium chromium-dr
 # themselves with their own config on loopback ports; the packaged service is not used).
 have influxd || apt_install influxdb
 
+# The Modbus tests (tests/tests/modbus_*.rs): a SunSpec device served by pymodbus from a
+# register image pysunspec2 encodes, socat for the RTU test's pty pair, and mbpoll to read a
+# device the way an installer would, side by side with gridlog.
+have socat || apt_install socat
+have mbpoll || apt_install mbpoll
+python3 -c 'import pymodbus, sunspec2; assert pymodbus.__version__ == "3.6.9"' 2>/dev/null ||
+    pip_install 'pymodbus==3.6.9' 'pysunspec2==1.1.5'
+
 # ---------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------

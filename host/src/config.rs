@@ -52,6 +52,8 @@ pub struct Config {
     pub ship: ShipConfig,
     /// Line protocol ingest (`/write`, `/api/v2/write`).
     pub ingest: IngestConfig,
+    /// Modbus devices polled by the gateway (`[[modbus.device]]`).
+    pub modbus: crate::modbus::config::ModbusConfig,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             ship: ShipConfig::default(),
             ingest: IngestConfig::default(),
+            modbus: crate::modbus::config::ModbusConfig::default(),
         }
     }
 }
@@ -612,6 +615,9 @@ impl Config {
             return bad(message);
         }
         if let Err(message) = self.ingest.check() {
+            return bad(message);
+        }
+        if let Err(message) = self.modbus.check() {
             return bad(message);
         }
         if let Err(message) = check_write_token(&self.write_token) {

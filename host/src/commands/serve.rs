@@ -181,6 +181,14 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     }
     state.attach(engine.clone());
     let shipper = start_shipping(&config, &engine, &state, stop_rx.clone());
+    let pollers = if config.modbus.device.is_empty() {
+        Vec::new()
+    } else {
+        let (status, tasks) =
+            crate::modbus::poller::spawn(&config.modbus.device, engine.clone(), stop_rx.clone());
+        state.attach_modbus(status);
+        tasks
+    };
     tracing::info!(offset = engine.committed_offset(), "ready");
 
     signals.next().await;
@@ -206,6 +214,9 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     };
     if let Some(shipper) = shipper {
         let _ = shipper.await;
+    }
+    for poller in pollers {
+        let _ = poller.await;
     }
     demo_stop.store(true, Ordering::Relaxed);
     if let Some(thread) = demo_thread {

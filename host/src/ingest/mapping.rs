@@ -196,9 +196,9 @@ impl MapError {
     }
 }
 
-/// A gridlog field a mapping can fill.
+/// A gridlog field a mapping can fill (also the Modbus poller's register targets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GridField {
+pub(crate) enum GridField {
     ImportWh,
     ExportWh,
     PowerW,
@@ -211,7 +211,7 @@ enum GridField {
 
 /// The quantity a field or unit measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quantity {
+pub(crate) enum Quantity {
     Energy,
     Power,
     Voltage,
@@ -232,7 +232,7 @@ impl GridField {
     ];
     const ASSET: [GridField; 3] = [GridField::PowerW, GridField::SocPct, GridField::Status];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             GridField::ImportWh => "import_wh",
             GridField::ExportWh => "export_wh",
@@ -245,7 +245,7 @@ impl GridField {
         }
     }
 
-    fn quantity(self) -> Quantity {
+    pub(crate) fn quantity(self) -> Quantity {
         match self {
             GridField::ImportWh | GridField::ExportWh => Quantity::Energy,
             GridField::PowerW => Quantity::Power,
@@ -257,14 +257,14 @@ impl GridField {
         }
     }
 
-    fn of(target: Target) -> &'static [GridField] {
+    pub(crate) fn of(target: Target) -> &'static [GridField] {
         match target {
             Target::Meter => &GridField::METER,
             Target::Asset => &GridField::ASSET,
         }
     }
 
-    fn required(target: Target) -> &'static [GridField] {
+    pub(crate) fn required(target: Target) -> &'static [GridField] {
         match target {
             Target::Meter => &[GridField::ImportWh, GridField::ExportWh, GridField::PowerW],
             Target::Asset => &[GridField::PowerW],
@@ -292,12 +292,12 @@ fn unit(name: &str) -> Option<(Quantity, f64)> {
 
 /// One part of an id template.
 #[derive(Debug, Clone, PartialEq)]
-enum IdPart {
+pub(crate) enum IdPart {
     Text(String),
     Tag(String),
 }
 
-fn parse_template(template: &str) -> Option<Vec<IdPart>> {
+pub(crate) fn parse_template(template: &str) -> Option<Vec<IdPart>> {
     let mut parts = Vec::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -405,7 +405,7 @@ impl Mapping {
 }
 
 /// The factor of a field's source: from its unit or scale, checked against the field.
-fn factor(field: GridField, source: &FieldSource) -> Result<f64, String> {
+pub(crate) fn factor(field: GridField, source: &FieldSource) -> Result<f64, String> {
     match (&source.unit, source.scale) {
         (Some(_), Some(_)) => Err("give unit or scale, not both".into()),
         (Some(name), None) => match unit(name) {

@@ -48,6 +48,7 @@ pub struct AppState {
 struct StateInner {
     engine: OnceLock<Arc<Engine>>,
     shipping: OnceLock<Arc<crate::ship::ShipStatus>>,
+    modbus: OnceLock<Arc<crate::modbus::status::ModbusStatus>>,
     config: Config,
     started: Instant,
     requests: Arc<Semaphore>,
@@ -66,6 +67,7 @@ impl AppState {
             inner: Arc::new(StateInner {
                 engine: OnceLock::new(),
                 shipping: OnceLock::new(),
+                modbus: OnceLock::new(),
                 requests: Arc::new(Semaphore::new(config.http.concurrency_max)),
                 streams: Arc::new(Semaphore::new(config.http.streams_max)),
                 writes: Arc::new(Semaphore::new(config.http.writes_max)),
@@ -117,6 +119,20 @@ impl AppState {
     /// The shipper's status, if shipping is on.
     pub fn shipping(&self) -> Option<&Arc<crate::ship::ShipStatus>> {
         self.inner.shipping.get()
+    }
+
+    /// Attaches the Modbus poller's status (when devices are configured).
+    pub fn attach_modbus(&self, status: Arc<crate::modbus::status::ModbusStatus>) {
+        let _ = self.inner.modbus.set(status);
+    }
+
+    /// The Modbus devices' status (none when no device is configured).
+    pub fn modbus(&self) -> Vec<crate::modbus::status::DeviceStatusBody> {
+        self.inner
+            .modbus
+            .get()
+            .map(|m| m.bodies())
+            .unwrap_or_default()
     }
 
     /// Line protocol ingest: mappings and counters.
