@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""A SunSpec device for gridlog's Modbus tests: pymodbus serves a register image that
+pysunspec2's own encoders build (models 1, 203 and/or 103, then the end model), on a TCP
+port or a serial port (one end of a socat pty pair), and a loopback control port lets the
+test change it while gridlog polls.
+
+Control: one JSON object per line, answered "ok" or "error <why>":
+  {"op": "set", "model": 203, "points": {"W": 1234, "W_SF": -1}}
+                                   raw values (before scaling), all changed at once;
+                                   null = "not implemented"
+  {"op": "raw", "address": 40070, "words": [203, 9999]}     write registers as they are
+  {"op": "mode", "mode": "normal" | "silent" | "slow" | "short", "delay_ms": 2000}
+  {"op": "get", "address": 40000, "count": 4}               answers "ok <words…>"
+
+"silent" never answers (until the mode changes), "slow" answers after delay_ms, "short"
+answers one register fewer than asked for.
+
+Prints "ready" on stdout once both ports listen.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+
+import sunspec2.device as sd
+from pymodbus.datastore import (
+    ModbusSequentialDataBlock,
+    ModbusServerContext,
+    ModbusSlaveContext,
+)
+from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
+
+END_MODEL = [0xFFFF, 0]
+
+
+def build_models(args):
+    """The models with their first values (raw, before scale factors)."""
+    common = sd.Model(model_id=1)
+    common.ID.value, common.L.value = 1, 66
+    common.Mn.value = args.manufacturer
+    common.Md.value = "Test Meter"
+    common.SN.value = args.serial
+    models = [common]
+    if "203" in args.models:
+        m = sd.Model(model_id=203)
+        m.ID.value, m.L.value = 203, 105
+        m.A.value, m.A_SF.value = 125, -1
+        m.PhV.value, m.V_SF.value = 2301, -1
+        m.W.value, m.W_SF.value = 1500, 0
+        m.VAR.value, m.VAR_SF.value = 200, 0
+        m.TotWhImp.value, m.TotWhExp.value, m.TotWh_SF.value = 1_000_000, 5_000, 0
+        models.append(m)
+    if "103" in args.models:
+        inv = sd.Model(model_id=103)
+        inv.ID.value, inv.L.value = 103, 50
+        inv.W.value, inv.W_SF.value = 4200, 0
+        inv.WH.value, inv.WH_SF.value = 250_000, 0
+        inv.St.value = 4
+        models.append(inv)
+    return models
+
+
+def words_of(data):
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+
+
+class Device:
+    """The register image and how the device answers."""
+
+    def __init__(self, args):
+        self.base = args.base
+        self.models = build_models(args)
+        self.mode = "normal"
+        self.delay_ms = 0
+        self.changed = asyncio.Event()
+        image = [0x5375, 0x6E53]
+        self.model_at = {}
+        for m in self.models:
+            self.model_at[m.model_id] = self.base + len(image)
+            image.extend(words_of(m.get_mb()))
+        image.extend(END_MODEL)
+        self.block = ModbusSequentialDataBlock(self.base, image)
+
+    def set_points(self, model_id, points):
+        model = next(m for m in self.models if m.model_id == model_id)
+        for point, value in points.items():
+            getattr(model, point).value = value
+        # One write of the whole model: a poll sees all of the change or none of it.
+        self.block.setValues(self.model_at[model_id], words_of(model.get_mb()))
+
+
+class SlaveContext(ModbusSlaveContext):
+    """Answers as the device's mode says."""
+
+    def __init__(self, device):
+        super().__init__(hr=device.block, zero_mode=True)
+        self.device = device
+
+    async def async_getValues(self, fc_as_hex, address, count=1):
+        d = self.device
+        while d.mode == "silent":
+            d.changed.clear()
+            await d.changed.wait()
+        if d.mode == "slow":
+            await asyncio.sleep(d.delay_ms / 1000)
+        values = self.getValues(fc_as_hex, address, count)
+        if d.mode == "short":
+            return values[:-1]
+        return values
+
+
+async def control(device, reader, writer):
+    while line := await reader.readline():
+        try:
+            cmd = json.loads(line)
+            answer = "ok"
+            if cmd["op"] == "set":
+                device.set_points(cmd["model"], cmd["points"])
+            elif cmd["op"] == "raw":
+                device.block.setValues(cmd["address"], cmd["words"])
+            elif cmd["op"] == "mode":
+                device.mode = cmd["mode"]
+                device.delay_ms = cmd.get("delay_ms", 0)
+                device.changed.set()
+            elif cmd["op"] == "get":
+                words = device.block.getValues(cmd["address"], cmd["count"])
+                answer = "ok " + " ".join(str(w) for w in words)
+            else:
+                answer = "error unknown op"
+        except Exception as e:  # the test reads the reason
+            answer = f"error {e!r}"
+        writer.write((answer + "\n").encode())
+        await writer.drain()
+
+
+async def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, help="Modbus TCP port on 127.0.0.1")
+    p.add_argument("--serial", dest="serial_port", help="serial device (RTU)")
+    p.add_argument("--baud", type=int, default=9600)
+    p.add_argument("--control-port", type=int, required=True)
+    p.add_argument("--unit", type=int, default=1)
+    p.add_argument("--base", type=int, default=40000)
+    p.add_argument("--models", default="203,103")
+    p.add_argument("--manufacturer", default="Acme")
+    p.add_argument("--sn", dest="serial", default="SN42")
+    args = p.parse_args()
+    device = Device(args)
+    context = ModbusServerContext(slaves={args.unit: SlaveContext(device)}, single=False)
+    await asyncio.start_server(
+        lambda r, w: control(device, r, w), "127.0.0.1", args.control_port
+    )
+    if args.serial_port:
+        server = StartAsyncSerialServer(
+            context=context, framer="rtu", port=args.serial_port, baudrate=args.baud
+        )
+    else:
+        server = StartAsyncTcpServer(context=context, address=("127.0.0.1", args.port))
+    task = asyncio.create_task(server)
+    await asyncio.sleep(0.3)
+    if task.done():
+        task.result()
+    print("ready", flush=True)
+    await task
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)
