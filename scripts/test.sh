@@ -87,8 +87,8 @@ have influxd || apt_install influxdb
 # device the way an installer would, side by side with gridlog.
 have socat || apt_install socat
 have mbpoll || apt_install mbpoll
-python3 -c 'import pymodbus, sunspec2; assert pymodbus.__version__ == "3.6.9"' 2>/dev/null ||
-    pip_install 'pymodbus==3.6.9' 'pysunspec2==1.1.5'
+python3 -c 'import pymodbus, serial, sunspec2; assert pymodbus.__version__ == "3.6.9"' 2>/dev/null ||
+    pip_install 'pymodbus==3.6.9' 'pyserial==3.5' 'pysunspec2==1.1.5'
 
 # ---------------------------------------------------------------------------------------
 # Checks

@@ -212,3 +212,44 @@ pub fn mbpoll(port: u16, unit: u8, address: u16, count: u16) -> Vec<u16> {
         .map(|(_, v)| u16::from_str_radix(v.trim().trim_start_matches("0x"), 16).expect("hex"))
         .collect()
 }
+
+/// A pair of connected pseudo-terminals from Debian's `socat` (a serial line with a device
+/// at each end), stopped on drop.
+#[derive(Debug)]
+pub struct SerialPair {
+    child: Child,
+    /// The gateway's end.
+    pub gateway: PathBuf,
+    /// The device's end.
+    pub device: PathBuf,
+}
+
+impl SerialPair {
+    /// Links both ends under `dir`.
+    pub fn start(dir: &Path) -> SerialPair {
+        let (gateway, device) = (dir.join("gateway-tty"), dir.join("device-tty"));
+        let end = |p: &Path| format!("pty,raw,echo=0,link={}", p.display());
+        let child = Command::new("socat")
+            .args([end(&gateway), end(&device)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("socat runs (scripts/test.sh installs it)");
+        let pair = SerialPair {
+            child,
+            gateway,
+            device,
+        };
+        wait_for("socat's pty links", || {
+            (pair.gateway.exists() && pair.device.exists()).then_some(())
+        });
+        pair
+    }
+}
+
+impl Drop for SerialPair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
