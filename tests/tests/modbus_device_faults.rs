@@ -150,6 +150,17 @@ fn broken_maps_and_configurations_are_reported_and_the_others_are_polled() {
         let last = d["last_error"].as_str().unwrap_or_default();
         assert!(last.contains(text), "{name}: {last:?} should name {text:?}");
     }
+    // The same in /metrics, per device.
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().expect("text");
+    for line in [
+        "gridlog_modbus_device_up{device=\"typo\"} 0",
+        "gridlog_modbus_poll_errors_total{device=\"typo\",kind=\"config\"} 1",
+        "gridlog_modbus_device_up{device=\"good\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+    }
     // The device at base 50000 is found and polled all along.
     let n = readings(&server, "Acme-GOOD").len();
     assert!(n >= 1, "the good device was not polled");

@@ -35,7 +35,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         disk_free_bytes(&state.config().data_dir),
         state.shipping().map(|s| &**s),
     )
-    .with_ingest(state.ingest().stats.counts());
+    .with_ingest(state.ingest().stats.counts())
+    .with_modbus(state.modbus());
     let text = render(&sample).map_err(|e| ApiError::internal("encoding metrics failed", e))?;
     Ok((
         [(
