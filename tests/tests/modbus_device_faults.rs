@@ -159,7 +159,10 @@ fn broken_maps_and_configurations_are_reported_and_the_others_are_polled() {
         "gridlog_modbus_poll_errors_total{device=\"typo\",kind=\"config\"} 1",
         "gridlog_modbus_device_up{device=\"good\"} 1",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "no {line:?} in\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
     }
     // The device at base 50000 is found and polled all along.
     let n = readings(&server, "Acme-GOOD").len();

@@ -220,32 +220,57 @@ async fn availability(d: &mut Polled, change: Change, engine: &Engine) {
     }
 }
 
+/// One poll of `d`: read, map, submit and wait until durable.
 async fn poll(
     link: &mut Link,
     d: &mut Polled,
     slot_ms: i64,
     engine: &Engine,
 ) -> Result<(), PollError> {
-    let (unit, timeout) = (d.device.unit_id, d.device.timeout);
     if let Source::Registers(map) = &d.device.source {
-        let mut answers = Vec::with_capacity(map.reads().len());
-        for read in map.reads() {
-            answers.push(link.read(unit, read.address, read.count, timeout).await?);
-        }
-        let mut commands = Vec::new();
-        if d.known.is_none() {
-            commands.push(register_command(map));
-        }
-        let values = map.values(&answers);
-        match register_record(map, slot_ms, &values, d.device.invert) {
-            Ok(command) => commands.push(command),
-            Err(absent) => d.status.failed("absent", format!("{}: {absent}", map.id)),
-        }
-        submit(engine, commands, &d.status).await?;
-        d.status.set_entities(vec![map.id.to_string()]);
+        let registered = d.known.is_some();
+        poll_registers(link, &d.device, map, registered, &d.status, slot_ms, engine).await?;
         d.known = Some(Known::Registers);
         return Ok(());
     }
+    poll_sunspec(link, d, slot_ms, engine).await
+}
+
+async fn poll_registers(
+    link: &mut Link,
+    device: &Device,
+    map: &RegisterMap,
+    registered: bool,
+    status: &DeviceStatus,
+    slot_ms: i64,
+    engine: &Engine,
+) -> Result<(), PollError> {
+    let mut answers = Vec::with_capacity(map.reads().len());
+    for read in map.reads() {
+        let words = link.read(device.unit_id, read.address, read.count, device.timeout);
+        answers.push(words.await?);
+    }
+    let mut commands = Vec::new();
+    if !registered {
+        commands.push(register_command(map));
+    }
+    let values = map.values(&answers);
+    match register_record(map, slot_ms, &values, device.invert) {
+        Ok(command) => commands.push(command),
+        Err(absent) => status.failed("absent", format!("{}: {absent}", map.id)),
+    }
+    submit(engine, commands, status).await?;
+    status.set_entities(vec![map.id.to_string()]);
+    Ok(())
+}
+
+async fn poll_sunspec(
+    link: &mut Link,
+    d: &mut Polled,
+    slot_ms: i64,
+    engine: &Engine,
+) -> Result<(), PollError> {
+    let (unit, timeout) = (d.device.unit_id, d.device.timeout);
     if d.known.is_none() {
         let (plan, entities, registrations) = discover(link, &d.device).await?;
         let mut names: Vec<String> = entities.meter.iter().map(|(m, _)| m.to_string()).collect();
@@ -268,6 +293,7 @@ async fn poll(
         entities,
         pv_registered,
     } = known.as_mut();
+    // One request per model: its values and their scale factors from one answer.
     let meter_words = match plan.meter {
         Some((w, _)) => Some(link.read(unit, w.address, w.count, timeout).await?),
         None => None,

@@ -42,6 +42,18 @@ impl Device {
         Device::spawn(&["--port", &port.to_string()], extra, port)
     }
 
+    /// `count` devices in one process, each on its own free loopback port (serial numbers
+    /// `SN42-0` …); the ports, in that order.
+    pub fn start_many(count: usize) -> (Device, Vec<u16>) {
+        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let list = ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        (Device::spawn(&["--port", &list], &[], ports[0]), ports)
+    }
+
     /// A device on the serial port `path` (RTU).
     pub fn start_serial(path: &Path, extra: &[&str]) -> Device {
         Device::spawn(&["--serial", &path.display().to_string()], extra, 0)

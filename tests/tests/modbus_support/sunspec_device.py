@@ -15,7 +15,11 @@ Control: one JSON object per line, answered "ok" or "error <why>":
 "silent" never answers (until the mode changes), "slow" answers after delay_ms, "short"
 answers one register fewer than asked for.
 
-Prints "ready" on stdout once both ports listen.
+With several TCP ports (--port 5020,5021,…) it is that many devices, each with its own image
+and serial number (SN42-0, SN42-1, …), for the polling benchmark; the control port then
+drives the first.
+
+Prints "ready" on stdout once every port listens.
 """
 
 import argparse
@@ -34,13 +38,13 @@ from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
 END_MODEL = [0xFFFF, 0]
 
 
-def build_models(args):
+def build_models(args, serial):
     """The models with their first values (raw, before scale factors)."""
     common = sd.Model(model_id=1)
     common.ID.value, common.L.value = 1, 66
     common.Mn.value = args.manufacturer
     common.Md.value = "Test Meter"
-    common.SN.value = args.serial
+    common.SN.value = serial
     models = [common]
     if "203" in args.models:
         m = sd.Model(model_id=203)
@@ -68,9 +72,9 @@ def words_of(data):
 class Device:
     """The register image and how the device answers."""
 
-    def __init__(self, args):
+    def __init__(self, args, serial):
         self.base = args.base
-        self.models = build_models(args)
+        self.models = build_models(args, serial)
         self.mode = "normal"
         self.delay_ms = 0
         self.changed = asyncio.Event()
@@ -136,7 +140,7 @@ async def control(device, reader, writer):
 
 async def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, help="Modbus TCP port on 127.0.0.1")
+    p.add_argument("--port", help="Modbus TCP port(s) on 127.0.0.1, comma-separated")
     p.add_argument("--serial", dest="serial_port", help="serial device (RTU)")
     p.add_argument("--baud", type=int, default=9600)
     p.add_argument("--control-port", type=int, required=True)
@@ -146,23 +150,28 @@ async def main():
     p.add_argument("--manufacturer", default="Acme")
     p.add_argument("--sn", dest="serial", default="SN42")
     args = p.parse_args()
-    device = Device(args)
-    context = ModbusServerContext(slaves={args.unit: SlaveContext(device)}, single=False)
+    ports = [int(x) for x in args.port.split(",")] if args.port else [None]
+    serials = [args.serial] if len(ports) == 1 else [f"{args.serial}-{i}" for i in range(len(ports))]
+    devices = [Device(args, serial) for serial in serials]
     await asyncio.start_server(
-        lambda r, w: control(device, r, w), "127.0.0.1", args.control_port
+        lambda r, w: control(devices[0], r, w), "127.0.0.1", args.control_port
     )
-    if args.serial_port:
-        server = StartAsyncSerialServer(
-            context=context, framer="rtu", port=args.serial_port, baudrate=args.baud
-        )
-    else:
-        server = StartAsyncTcpServer(context=context, address=("127.0.0.1", args.port))
-    task = asyncio.create_task(server)
-    await asyncio.sleep(0.3)
-    if task.done():
-        task.result()
+    tasks = []
+    for device, port in zip(devices, ports):
+        context = ModbusServerContext(slaves={args.unit: SlaveContext(device)}, single=False)
+        if args.serial_port:
+            server = StartAsyncSerialServer(
+                context=context, framer="rtu", port=args.serial_port, baudrate=args.baud
+            )
+        else:
+            server = StartAsyncTcpServer(context=context, address=("127.0.0.1", port))
+        tasks.append(asyncio.create_task(server))
+    await asyncio.sleep(0.3 + 0.01 * len(tasks))
+    for task in tasks:
+        if task.done():
+            task.result()
     print("ready", flush=True)
-    await task
+    await asyncio.gather(*tasks)
 
 
 if __name__ == "__main__":

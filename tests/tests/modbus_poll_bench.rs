@@ -1,0 +1,128 @@
+//! Polling figures for docs/BENCHMARKS.md: `gridlog serve` polling SunSpec devices (models 1,
+//! 203, 103; pymodbus, one process serving every device on its own loopback port) every
+//! second; the gateway's CPU time per second of polling, and each poll's time from its slot
+//! to durable (the p50 and p99 every device reports in `/api/v1/status`).
+//!
+//! By default (CI) 10 devices for 5 s: it checks only that every device is polled every
+//! slot and the figures are computed. With `GRIDLOG_MODBUS_BENCH=1` it runs 200 devices for
+//! 60 s and prints a table (use a release binary through `GRIDLOG_BIN`):
+//!
+//! ```text
+//! cargo build --release -p gridlog-host
+//! GRIDLOG_BIN=target/release/gridlog GRIDLOG_MODBUS_BENCH=1 \
+//!   cargo test -p gridlog-tests --test modbus_poll_bench -- --nocapture
+//! ```
+//!
+//! Knobs: `GRIDLOG_MODBUS_BENCH_DEVICES` (default 200), `GRIDLOG_MODBUS_BENCH_S` (60).
+//!
+//! The RTU line's limit, for comparison (no pty throttles to a baud rate, so it is
+//! computed, not measured): at 9600 baud 8N1 a character is 10 bits, 1.04 ms; a read of 53
+//! registers is an 8-byte request and a 111-byte answer plus two 3.5-character gaps, about
+//! 131 characters, 136 ms; one SunSpec meter poll is at most about 7 such reads a second.
+
+mod modbus_support;
+
+use std::time::{Duration, Instant};
+
+use gridlog_tests::server::Gateway;
+use modbus_support::{wait_for, Device};
+use serde_json::Value;
+
+fn knob(name: &str, bench: u64, ci: u64) -> u64 {
+    let full = std::env::var("GRIDLOG_MODBUS_BENCH").is_ok_and(|v| v == "1");
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { bench } else { ci })
+}
+
+fn devices(gateway: &Gateway) -> Vec<Value> {
+    gateway.get("/api/v1/status").1["modbus"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn polls(devices: &[Value]) -> u64 {
+    devices
+        .iter()
+        .map(|d| d["polls"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The `q` quantile (nearest rank) of `values`.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+#[test]
+fn many_sunspec_devices_polled_every_second() {
+    let count = usize::try_from(knob("GRIDLOG_MODBUS_BENCH_DEVICES", 200, 10)).unwrap();
+    let seconds = knob("GRIDLOG_MODBUS_BENCH_S", 60, 5);
+    let (_device, ports) = Device::start_many(count);
+    let tmp = tempfile::tempdir().unwrap();
+    let config: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            format!(
+                "[[modbus.device]]\nname = \"d{i}\"\nurl = \"tcp://127.0.0.1:{port}\"\nsunspec = true\n\
+                 rated_power_w = 10000\ninterval_ms = 1000\ntimeout_ms = 500\n"
+            )
+        })
+        .collect();
+    let config_path = tmp.path().join("gridlog.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let env = [(
+        "GRIDLOG_CONFIG".to_string(),
+        config_path.display().to_string(),
+    )];
+    let gateway = Gateway::serve(&tmp.path().join("data"), &env);
+    // Discovery done and every device polled.
+    wait_for("every device polled", || {
+        let d = devices(&gateway);
+        d.iter()
+            .all(|d| d["polls"].as_u64() >= Some(2))
+            .then_some(())
+    });
+    let (cpu_before, polls_before, start) =
+        (gateway.cpu_ns(), polls(&devices(&gateway)), Instant::now());
+    std::thread::sleep(Duration::from_secs(seconds));
+    let (cpu_after, after, elapsed) = (gateway.cpu_ns(), devices(&gateway), start.elapsed());
+    let polled = polls(&after) - polls_before;
+    let cpu_pct = (cpu_after - cpu_before) as f64 / elapsed.as_nanos() as f64 * 100.0;
+    let mut p50: Vec<f64> = after
+        .iter()
+        .filter_map(|d| d["poll_duration_ms_p50"].as_f64())
+        .collect();
+    let mut p99: Vec<f64> = after
+        .iter()
+        .filter_map(|d| d["poll_duration_ms_p99"].as_f64())
+        .collect();
+    assert_eq!(p99.len(), count, "every device has durations");
+    let errors: u64 = after
+        .iter()
+        .flat_map(|d| d["errors"].as_object().cloned().unwrap_or_default())
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum();
+    let expected = count as f64 * elapsed.as_secs_f64();
+    println!(
+        "| devices | seconds | polls (of slots) | errors | gateway CPU, % of a core | p50 of devices' p50 | p99 of devices' p99 | worst p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {count} | {:.0} | {polled} ({:.1} %) | {errors} | {cpu_pct:.1} | {:.1} ms | {:.1} ms | {:.1} ms |",
+        elapsed.as_secs_f64(),
+        polled as f64 / expected * 100.0,
+        quantile(&mut p50, 0.5),
+        quantile(&mut p99, 0.99),
+        quantile(&mut p99, 1.0),
+    );
+    // Every slot polled but the ones at the window's edges.
+    assert!(
+        polled as f64 >= expected - 2.0 * count as f64,
+        "{polled} polls of {expected:.0} slots"
+    );
+}
