@@ -171,3 +171,28 @@ fn broken_maps_and_configurations_are_reported_and_the_others_are_polled() {
         (readings(&server, "Acme-GOOD").len() >= n + 3).then_some(())
     });
 }
+
+#[test]
+fn an_inverter_left_unavailable_before_a_restart_is_available_once_it_answers() {
+    let mut device = Device::start(&["--models", "103"]);
+    let config = sunspec_device("inv", &device.url(), "failures_max = 1");
+    let (mut server, tmp) = gateway(&config);
+    wait_reading(&server, "Acme-SN42-pv", "a first reading", |_| true);
+    device.mode("silent", 0);
+    wait_for("the asset unavailable", || {
+        (availability(&server, "Acme-SN42") == [false]).then_some(())
+    });
+    assert!(server.stop().success());
+    device.mode("normal", 0);
+    let restarted = gridlog_tests::server::Server::start_in(
+        &server.data_dir,
+        "serve",
+        &[
+            "--config",
+            &tmp.path().join("gridlog.toml").display().to_string(),
+        ],
+    );
+    wait_for("the asset available again", || {
+        (availability(&restarted, "Acme-SN42") == [false, true]).then_some(())
+    });
+}

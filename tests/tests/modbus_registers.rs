@@ -5,7 +5,7 @@
 
 mod modbus_support;
 
-use modbus_support::{device_status, gateway, wait_reading, Device};
+use modbus_support::{device_status, gateway, wait_for, wait_reading, Device};
 use serde_json::json;
 
 #[test]
@@ -44,8 +44,13 @@ fn an_explicit_register_map_is_read_scaled_and_recorded() {
         meter["register_bits"], 32,
         "acc32 energy registers wrap at 32 bits"
     );
-    let (_, asset) = server.get("/api/v1/assets/inverter");
+    // The asset device shares the bus and polls after the meter.
+    let asset = wait_for("the asset's telemetry", || {
+        let (status, asset) = server.get("/api/v1/assets/inverter");
+        (status == 200 && !asset["telemetry"].is_null()).then_some(asset)
+    });
     assert_eq!(asset["telemetry"]["power_w"], -4_321_000.0, "{asset}");
+    assert_eq!(asset["available"], true, "{asset}");
     let d = device_status(&server, "raw");
     assert_eq!(d["entities"], json!(["main"]));
     assert_eq!(d["unavailable"], false);

@@ -135,7 +135,8 @@ pub struct Naming<'a> {
 }
 
 /// The entities of `plan`, named from the common model's `Mn` and `SN`, and the commands
-/// that register them (the PV meter is registered with its first reading).
+/// that register them and mark the inverter available (the PV meter is registered with its
+/// first reading).
 pub fn entities(
     plan: &Plan,
     naming: Naming<'_>,
@@ -182,6 +183,12 @@ pub fn entities(
                 kind: AssetKind::PvInverter,
                 rated_power_w,
                 capacity_wh: None,
+            });
+            // It answers: available (a duplicate unless a failure, perhaps before a
+            // restart of the gateway, left it unavailable).
+            commands.push(Command::ChangeAvailability {
+                asset: base.clone(),
+                available: true,
             });
             Some((base.clone(), suffixed("-pv")?, points))
         }

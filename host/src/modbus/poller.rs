@@ -252,7 +252,7 @@ async fn poll_registers(
     }
     let mut commands = Vec::new();
     if !registered {
-        commands.push(register_command(map));
+        commands.extend(register_commands(map));
     }
     let values = map.values(&answers);
     match register_record(map, slot_ms, &values, device.invert) {
@@ -326,19 +326,27 @@ fn pv_meter(entities: &Entities, plan: &Plan) -> Option<(gridlog_common::id::Ent
     Some((pv.clone(), plan.inverter?.0.model))
 }
 
-fn register_command(map: &RegisterMap) -> Command {
+/// The registration of a register map's entity (an asset is also marked available: it
+/// answers).
+fn register_commands(map: &RegisterMap) -> Vec<Command> {
     match map.asset {
-        Some((kind, rated_power_w)) => Command::RegisterAsset {
-            asset: map.id.clone(),
-            kind,
-            rated_power_w,
-            capacity_wh: None,
-        },
-        None => Command::RegisterMeter {
+        Some((kind, rated_power_w)) => vec![
+            Command::RegisterAsset {
+                asset: map.id.clone(),
+                kind,
+                rated_power_w,
+                capacity_wh: None,
+            },
+            Command::ChangeAvailability {
+                asset: map.id.clone(),
+                available: true,
+            },
+        ],
+        None => vec![Command::RegisterMeter {
             meter: map.id.clone(),
             kind: map.meter_kind,
             register_bits: map.wraps_at_32_bits().then_some(32),
-        },
+        }],
     }
 }
 
