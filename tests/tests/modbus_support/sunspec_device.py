@@ -19,7 +19,8 @@ With several TCP ports (--port 5020,5021,…) it is that many devices, each with
 and serial number (SN42-0, SN42-1, …), for the polling benchmark; the control port then
 drives the first.
 
-Prints "ready" on stdout once every port listens.
+Prints "ready" on stdout once every port listens. With --dump it only prints the register
+image (JSON: base and words) and exits, for the benchmark's in-process server.
 """
 
 import argparse
@@ -149,7 +150,13 @@ async def main():
     p.add_argument("--models", default="203,103")
     p.add_argument("--manufacturer", default="Acme")
     p.add_argument("--sn", dest="serial", default="SN42")
+    p.add_argument("--dump", action="store_true", help="print the image and exit")
     args = p.parse_args()
+    if args.dump:
+        device = Device(args, args.serial)
+        words = device.block.getValues(args.base, len(device.block.values))
+        print(json.dumps({"base": args.base, "words": list(words)}), flush=True)
+        return
     ports = [int(x) for x in args.port.split(",")] if args.port else [None]
     serials = [args.serial] if len(ports) == 1 else [f"{args.serial}-{i}" for i in range(len(ports))]
     devices = [Device(args, serial) for serial in serials]
