@@ -19,6 +19,8 @@ pub const DEVICES_MAX: usize = 1_024;
 pub const INTERVAL_MS_MIN: u64 = 100;
 /// Shortest reply timeout accepted.
 pub const TIMEOUT_MS_MIN: u64 = 10;
+/// The unit ids a device on a serial line can have (0 is a broadcast, 248-255 reserved).
+pub const RTU_UNIT_IDS: std::ops::RangeInclusive<u8> = 1..=247;
 
 /// `[modbus]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -296,6 +298,13 @@ impl DeviceConfig {
             url: self.url.clone(),
             reason,
         })?;
+        // On a serial line unit 0 is a broadcast, which no device answers.
+        if matches!(endpoint, Endpoint::Rtu { .. }) && !RTU_UNIT_IDS.contains(&self.unit_id) {
+            return Err(bad(
+                "unit_id",
+                format!("must be in 1..=247 on a serial line, not {}", self.unit_id),
+            ));
+        }
         let source = match (self.sunspec, self.registers.is_empty()) {
             (true, true) => {
                 let template = self.id.as_deref().unwrap_or("{Mn}-{SN}");
@@ -518,6 +527,10 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(e.to_string().contains("url \"tcp://h\""), "{e}");
+        let e = device("name = \"bus\"\nurl = \"rtu:///dev/ttyS0\"\nunit_id = 0\nsunspec = true\n")
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().starts_with("device bus: unit_id"), "{e}");
         let e = device("name = \"roof\"\nurl = \"tcp://h:1\"\nsunspec = true\ntimeout_ms = 5000\n")
             .check()
             .unwrap_err();
