@@ -163,9 +163,11 @@ async fn run_bus(
         let result = poll(&mut link, d, slot_ms, &engine).await;
         let done_us = now_us();
         let change = match result {
-            Ok(()) => {
-                let duration_ms = (done_us - slot_ms.saturating_mul(1000)) as f64 / 1000.0;
-                d.status.polled(slot_ms, duration_ms);
+            Ok(read_us) => {
+                let slot_us = slot_ms.saturating_mul(1000);
+                let ms = |us: i64| us as f64 / 1000.0;
+                d.status
+                    .polled(slot_ms, ms(read_us - slot_us), ms(done_us - slot_us));
                 d.health.succeeded()
             }
             Err(e) => {
@@ -220,18 +222,20 @@ async fn availability(d: &mut Polled, change: Change, engine: &Engine) {
     }
 }
 
-/// One poll of `d`: read, map, submit and wait until durable.
+/// One poll of `d`: read, map, submit and wait until durable; when the reads were done
+/// (µs since the epoch).
 async fn poll(
     link: &mut Link,
     d: &mut Polled,
     slot_ms: i64,
     engine: &Engine,
-) -> Result<(), PollError> {
+) -> Result<i64, PollError> {
     if let Source::Registers(map) = &d.device.source {
         let registered = d.known.is_some();
-        poll_registers(link, &d.device, map, registered, &d.status, slot_ms, engine).await?;
+        let read_us =
+            poll_registers(link, &d.device, map, registered, &d.status, slot_ms, engine).await?;
         d.known = Some(Known::Registers);
-        return Ok(());
+        return Ok(read_us);
     }
     poll_sunspec(link, d, slot_ms, engine).await
 }
@@ -244,7 +248,7 @@ async fn poll_registers(
     status: &DeviceStatus,
     slot_ms: i64,
     engine: &Engine,
-) -> Result<(), PollError> {
+) -> Result<i64, PollError> {
     let mut answers = Vec::with_capacity(map.reads().len());
     for read in map.reads() {
         let words = link.read(device.unit_id, read.address, read.count, device.timeout);
@@ -259,9 +263,10 @@ async fn poll_registers(
         Ok(command) => commands.push(command),
         Err(absent) => status.failed("absent", format!("{}: {absent}", map.id)),
     }
+    let read_us = now_us();
     submit(engine, commands, status).await?;
     status.set_entities(vec![map.id.to_string()]);
-    Ok(())
+    Ok(read_us)
 }
 
 async fn poll_sunspec(
@@ -269,7 +274,7 @@ async fn poll_sunspec(
     d: &mut Polled,
     slot_ms: i64,
     engine: &Engine,
-) -> Result<(), PollError> {
+) -> Result<i64, PollError> {
     let (unit, timeout) = (d.device.unit_id, d.device.timeout);
     if d.known.is_none() {
         let (plan, entities, registrations) = discover(link, &d.device).await?;
@@ -286,7 +291,7 @@ async fn poll_sunspec(
         })));
     }
     let Some(Known::SunSpec(known)) = &mut d.known else {
-        return Ok(());
+        return Ok(now_us());
     };
     let SunSpecDevice {
         plan,
@@ -318,7 +323,9 @@ async fn poll_sunspec(
             *pv_registered = true;
         }
     }
-    submit(engine, commands, &d.status).await
+    let read_us = now_us();
+    submit(engine, commands, &d.status).await?;
+    Ok(read_us)
 }
 
 fn pv_meter(entities: &Entities, plan: &Plan) -> Option<(gridlog_common::id::EntityId, u16)> {

@@ -24,6 +24,7 @@ struct State {
     last_error: Option<String>,
     errors: BTreeMap<&'static str, u64>,
     durations_ms: VecDeque<f64>,
+    read_durations_ms: VecDeque<f64>,
     entities: Vec<String>,
 }
 
@@ -49,6 +50,11 @@ pub struct DeviceStatusBody {
     pub poll_duration_ms_p50: Option<f64>,
     /// 99th percentile of the same.
     pub poll_duration_ms_p99: Option<f64>,
+    /// The part of it until the device's last answer (the rest is making the records
+    /// durable): median.
+    pub read_duration_ms_p50: Option<f64>,
+    /// 99th percentile of the same.
+    pub read_duration_ms_p99: Option<f64>,
     /// Failures by kind (`timeout`, `exception`, `chain`, `config`, `rejected` …).
     pub errors: BTreeMap<String, u64>,
     /// The newest failure, naming the register.
@@ -77,15 +83,14 @@ impl DeviceStatus {
         &self.name
     }
 
-    /// A poll of slot `slot_ms` succeeded `duration_ms` after its slot.
-    pub fn polled(&self, slot_ms: i64, duration_ms: f64) {
+    /// A poll of slot `slot_ms` had its answers `read_ms` and its records durable
+    /// `duration_ms` after its slot.
+    pub fn polled(&self, slot_ms: i64, read_ms: f64, duration_ms: f64) {
         let mut s = self.state();
         s.polls += 1;
         s.last_poll_ms = Some(slot_ms);
-        if s.durations_ms.len() >= DURATION_SAMPLES {
-            s.durations_ms.pop_front();
-        }
-        s.durations_ms.push_back(duration_ms);
+        keep_newest(&mut s.durations_ms, duration_ms);
+        keep_newest(&mut s.read_durations_ms, read_ms);
     }
 
     /// A failure of kind `kind`.
@@ -110,8 +115,8 @@ impl DeviceStatus {
     /// Its status now.
     pub fn body(&self) -> DeviceStatusBody {
         let s = self.state();
-        let mut sorted: Vec<f64> = s.durations_ms.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
+        let polls = sorted(&s.durations_ms);
+        let reads = sorted(&s.read_durations_ms);
         DeviceStatusBody {
             name: self.name.clone(),
             url: self.url.clone(),
@@ -120,8 +125,10 @@ impl DeviceStatus {
             unavailable: s.unavailable,
             polls: s.polls,
             last_poll_ms: s.last_poll_ms,
-            poll_duration_ms_p50: percentile(&sorted, 50),
-            poll_duration_ms_p99: percentile(&sorted, 99),
+            poll_duration_ms_p50: percentile(&polls, 50),
+            poll_duration_ms_p99: percentile(&polls, 99),
+            read_duration_ms_p50: percentile(&reads, 50),
+            read_duration_ms_p99: percentile(&reads, 99),
             errors: s
                 .errors
                 .iter()
@@ -131,6 +138,21 @@ impl DeviceStatus {
             entities: s.entities.clone(),
         }
     }
+}
+
+/// Appends `value`, forgetting the oldest beyond [`DURATION_SAMPLES`].
+fn keep_newest(samples: &mut VecDeque<f64>, value: f64) {
+    if samples.len() >= DURATION_SAMPLES {
+        samples.pop_front();
+    }
+    samples.push_back(value);
+}
+
+/// The samples in ascending order.
+fn sorted(samples: &VecDeque<f64>) -> Vec<f64> {
+    let mut sorted: Vec<f64> = samples.iter().copied().collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted
 }
 
 /// The `pct` percentile of `sorted` (nearest rank).
@@ -173,7 +195,7 @@ mod tests {
     fn a_device_keeps_its_newest_durations_and_counts_errors_by_kind() {
         let d = DeviceStatus::new("m".into(), "tcp://h:1".into(), 1);
         for i in 0..(DURATION_SAMPLES + 10) {
-            d.polled(i as i64, 1000.0 + i as f64);
+            d.polled(i as i64, 1.0, 1000.0 + i as f64);
         }
         d.failed("timeout", "register 40000: no answer".into());
         d.failed("timeout", "again".into());
@@ -183,6 +205,7 @@ mod tests {
             b.poll_duration_ms_p50,
             Some(1010.0 + (DURATION_SAMPLES / 2 - 1) as f64)
         );
+        assert_eq!(b.read_duration_ms_p99, Some(1.0));
         assert_eq!(b.errors.get("timeout"), Some(&2));
         assert_eq!(b.last_error.as_deref(), Some("again"));
     }
