@@ -1,6 +1,6 @@
 //! Modbus RTU: gridlog polls a SunSpec device (pymodbus's serial server) at the other end of
 //! a serial line (a `socat` pty pair), discovers its map and stores what it reads, exactly as
-//! over TCP.
+//! over TCP. A second device asking for the same port at another baud rate is refused.
 
 mod modbus_support;
 
@@ -14,7 +14,10 @@ fn a_sunspec_device_on_a_serial_line_is_discovered_and_polled() {
     let mut device = Device::start_serial(&line.device, &["--unit", "7"]);
     let config = format!(
         "[[modbus.device]]\nname = \"rs485\"\nurl = \"rtu://{}?baud=9600&parity=N\"\nunit_id = 7\n\
-         sunspec = true\nrated_power_w = 10000\ninterval_ms = 500\ntimeout_ms = 400\n",
+         sunspec = true\nrated_power_w = 10000\ninterval_ms = 500\ntimeout_ms = 400\n\
+         [[modbus.device]]\nname = \"other-baud\"\nurl = \"rtu://{}?baud=19200\"\nunit_id = 8\n\
+         sunspec = true\nrated_power_w = 10000\n",
+        line.gateway.display(),
         line.gateway.display()
     );
     let (server, _tmp) = gateway(&config);
@@ -31,6 +34,11 @@ fn a_sunspec_device_on_a_serial_line_is_discovered_and_polled() {
     let d = device_status(&server, "rs485");
     assert_eq!(d["connected"], true, "{d}");
     assert_eq!(d["unavailable"], false, "{d}");
+    // One serial port is one bus at one setting: a device asking for another is refused.
+    let other = device_status(&server, "other-baud");
+    assert_eq!(other["unavailable"], true, "{other}");
+    let last = other["last_error"].as_str().unwrap_or_default();
+    assert!(last.contains("already polled at other settings"), "{last}");
     let (_, asset) = server.get("/api/v1/assets/Acme-SN42");
     assert_eq!(asset["telemetry"]["status"], "mppt", "{asset}");
 }

@@ -163,6 +163,17 @@ pub enum Endpoint {
     },
 }
 
+impl Endpoint {
+    /// The bus: a TCP address or a serial port's path. Devices on one bus share its one
+    /// connection and take turns.
+    pub fn bus(&self) -> &str {
+        match self {
+            Endpoint::Tcp(address) => address,
+            Endpoint::Rtu { path, .. } => path,
+        }
+    }
+}
+
 /// Serial parity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Parity {
@@ -242,6 +253,16 @@ pub enum DeviceConfigError {
         setting: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// A serial port another device uses at other settings (baud, parity).
+    #[error("device {device}: {bus} is already polled at other settings ({url})")]
+    BusSettings {
+        /// The device.
+        device: String,
+        /// The port.
+        bus: String,
+        /// The URL of the device that set them first.
+        url: String,
     },
     /// The register map is not usable.
     #[error("device {device}: {source}")]

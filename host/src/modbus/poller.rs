@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gridlog_common::domain::Command;
 use gridlog_firmware::engine::{Engine, ItemResult, Request};
 
-use super::config::{Device, DeviceConfig, Endpoint, Source};
+use super::config::{Device, DeviceConfig, DeviceConfigError, Endpoint, Source};
 use super::discovery::{self, Entities, Naming, Plan, PlanError};
 use super::link::{Link, ReadError};
 use super::mapping::{self, Values};
@@ -99,24 +99,35 @@ pub fn spawn(
     engine: Arc<Engine>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> (Arc<ModbusStatus>, Vec<tokio::task::JoinHandle<()>>) {
-    let mut buses: BTreeMap<Endpoint, Vec<Polled>> = BTreeMap::new();
+    // By bus, with the settings of its first device and that device's URL.
+    let mut buses: BTreeMap<String, (Endpoint, String, Vec<Polled>)> = BTreeMap::new();
     let mut status = ModbusStatus::default();
     let now_ms = now_us() / 1000;
     for config in configs {
         let device_status =
             DeviceStatus::new(config.display_name(), config.url.clone(), config.unit_id);
         status.devices.push(device_status.clone());
-        match config.check() {
-            Ok(device) => buses
-                .entry(device.endpoint.clone())
-                .or_default()
-                .push(Polled {
-                    health: Health::new(device.failures_max),
-                    next_slot_ms: next_slot_ms(now_ms, device.interval_ms),
-                    device,
-                    status: device_status,
-                    known: None,
-                }),
+        let checked = config.check().and_then(|device| {
+            let bus = buses
+                .entry(device.endpoint.bus().to_string())
+                .or_insert_with(|| (device.endpoint.clone(), config.url.clone(), Vec::new()));
+            if bus.0 != device.endpoint {
+                return Err(DeviceConfigError::BusSettings {
+                    device: device.name,
+                    bus: device.endpoint.bus().to_string(),
+                    url: bus.1.clone(),
+                });
+            }
+            Ok((bus, device))
+        });
+        match checked {
+            Ok((bus, device)) => bus.2.push(Polled {
+                health: Health::new(device.failures_max),
+                next_slot_ms: next_slot_ms(now_ms, device.interval_ms),
+                device,
+                status: device_status,
+                known: None,
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "modbus device not polled");
                 device_status.failed("config", e.to_string());
@@ -125,8 +136,8 @@ pub fn spawn(
         }
     }
     let tasks = buses
-        .into_iter()
-        .map(|(endpoint, devices)| {
+        .into_values()
+        .map(|(endpoint, _, devices)| {
             tokio::spawn(run_bus(
                 Link::new(endpoint),
                 devices,
