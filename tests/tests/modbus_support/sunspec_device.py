@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A SunSpec device for gridlog's Modbus tests: pymodbus serves a register image that
-pysunspec2's own encoders build (models 1, 203 and/or 103, then the end model), on a TCP
+pysunspec2's own encoders build (model 1, then any of 203, 213, 701 and 103 as --models
+says, then the end model), on a TCP
 port or a serial port (one end of a socat pty pair), and a loopback control port lets the
 test change it while gridlog polls.
 
@@ -56,6 +57,18 @@ def build_models(args, serial):
         m.VAR.value, m.VAR_SF.value = 200, 0
         m.TotWhImp.value, m.TotWhExp.value, m.TotWh_SF.value = 1_000_000, 5_000, 0
         models.append(m)
+    if "213" in args.models:
+        f = sd.Model(model_id=213)
+        f.ID.value, f.L.value = 213, 124
+        f.A.value, f.PhV.value, f.W.value, f.VAR.value = 12.5, 230.25, -1500.5, 20.0
+        f.TotWhImp.value, f.TotWhExp.value = 123456.5, 789.25
+        models.append(f)
+    if "701" in args.models:
+        der = sd.Model(model_id=701)
+        der.ID.value, der.L.value = 701, 153
+        der.St.value, der.W.value, der.W_SF.value = 1, 3100, 0
+        der.TotWhInj.value, der.TotWh_SF.value = 5_000_000_000, 0
+        models.append(der)
     if "103" in args.models:
         inv = sd.Model(model_id=103)
         inv.ID.value, inv.L.value = 103, 50
