@@ -130,7 +130,7 @@ pub fn spawn(
             }),
             Err(e) => {
                 tracing::error!(error = %e, "modbus device not polled");
-                device_status.failed("config", e.to_string());
+                let _ = device_status.failed("config", e.to_string());
                 device_status.set_link(false, true);
             }
         }
@@ -182,8 +182,9 @@ async fn run_bus(
                 d.health.succeeded()
             }
             Err(e) => {
-                tracing::warn!(device = d.status.name(), error = %e, "modbus poll failed");
-                d.status.failed(e.kind(), e.to_string());
+                if d.status.failed(e.kind(), e.to_string()) {
+                    tracing::warn!(device = d.status.name(), error = %e, "modbus poll failed");
+                }
                 if e.is_device_failure() {
                     d.health.failed()
                 } else {
@@ -228,7 +229,7 @@ async fn availability(d: &mut Polled, change: Change, engine: &Engine) {
         submit(engine, vec![command], &d.status)
             .await
             .unwrap_or_else(|e| {
-                d.status.failed(e.kind(), e.to_string());
+                let _ = d.status.failed(e.kind(), e.to_string());
             });
     }
 }
@@ -272,7 +273,9 @@ async fn poll_registers(
     let values = map.values(&answers);
     match register_record(map, slot_ms, &values, device.invert) {
         Ok(command) => commands.push(command),
-        Err(absent) => status.failed("absent", format!("{}: {absent}", map.id)),
+        Err(absent) => {
+            let _ = status.failed("absent", format!("{}: {absent}", map.id));
+        }
     }
     let read_us = now_us();
     submit(engine, commands, status).await?;
@@ -326,7 +329,7 @@ async fn poll_sunspec(
         inverter_words.as_deref(),
     );
     for a in absent {
-        d.status.failed("absent", a.to_string());
+        let _ = d.status.failed("absent", a.to_string());
     }
     if let (Some((pv, model)), false) = (pv_meter(entities, plan), *pv_registered) {
         if commands.iter().any(|c| c.entity() == &pv) {
@@ -447,8 +450,9 @@ async fn submit(
     for (result, entity) in response.results.iter().zip(entities) {
         if let ItemResult::Rejected(r) = result {
             let message = format!("{entity}: rejected ({}): {}", r.code, r.message);
-            tracing::warn!(device = status.name(), %message, "modbus record rejected");
-            status.failed("rejected", message);
+            if status.failed("rejected", message.clone()) {
+                tracing::warn!(device = status.name(), %message, "modbus record rejected");
+            }
         }
     }
     Ok(())

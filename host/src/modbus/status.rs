@@ -93,11 +93,14 @@ impl DeviceStatus {
         keep_newest(&mut s.read_durations_ms, read_ms);
     }
 
-    /// A failure of kind `kind`.
-    pub fn failed(&self, kind: &'static str, message: String) {
+    /// A failure of kind `kind`; whether its message differs from the last failure's (a
+    /// failure that repeats every poll is logged once, and counted every time).
+    pub fn failed(&self, kind: &'static str, message: String) -> bool {
         let mut s = self.state();
         *s.errors.entry(kind).or_default() += 1;
+        let new = s.last_error.as_deref() != Some(message.as_str());
         s.last_error = Some(message);
+        new
     }
 
     /// Whether its bus is connected, and whether it is unavailable.
@@ -197,8 +200,12 @@ mod tests {
         for i in 0..(DURATION_SAMPLES + 10) {
             d.polled(i as i64, 1.0, 1000.0 + i as f64);
         }
-        d.failed("timeout", "register 40000: no answer".into());
-        d.failed("timeout", "again".into());
+        assert!(d.failed("timeout", "register 40000: no answer".into()));
+        assert!(
+            !d.failed("timeout", "register 40000: no answer".into()),
+            "a repeat"
+        );
+        assert!(d.failed("timeout", "again".into()));
         let b = d.body();
         assert_eq!(b.polls, (DURATION_SAMPLES + 10) as u64);
         assert_eq!(
@@ -206,7 +213,7 @@ mod tests {
             Some(1010.0 + (DURATION_SAMPLES / 2 - 1) as f64)
         );
         assert_eq!(b.read_duration_ms_p99, Some(1.0));
-        assert_eq!(b.errors.get("timeout"), Some(&2));
+        assert_eq!(b.errors.get("timeout"), Some(&3));
         assert_eq!(b.last_error.as_deref(), Some("again"));
     }
 }
