@@ -1,7 +1,7 @@
 //! A device polled through an explicit register map (`registers = [...]`) instead of SunSpec
 //! discovery: the points are read where the configuration says, each value with its scale
-//! register in the same request, and recorded as a meter's readings; an asset target gets
-//! telemetry.
+//! register in the same request, holding and input registers each from their own table in
+//! their own requests, and recorded as a meter's readings; an asset target gets telemetry.
 
 mod modbus_support;
 
@@ -13,8 +13,10 @@ fn an_explicit_register_map_is_read_scaled_and_recorded() {
     let mut device = Device::start(&["--models", "203"]);
     device.set(
         203,
-        json!({"W": -4321, "W_SF": -1, "TotWhImp": 777_777, "TotWhExp": 12, "TotWh_SF": 1}),
+        json!({"W": -4321, "W_SF": -1, "TotWhImp": 777_777, "TotWhExp": 12, "TotWh_SF": 1,
+               "PhV": 2999}),
     );
+    // PhV changed in the holding registers only: the input register keeps 2301.
     // Model 203's body starts at 40072: W +16, W_SF +20, PhV +5, TotWhExp +36,
     // TotWhImp +44, TotWh_SF +52.
     let config = format!(
@@ -23,7 +25,7 @@ fn an_explicit_register_map_is_read_scaled_and_recorded() {
          {{ field = \"import_wh\", address = 40116, type = \"acc32\", scale_register = 40124 }},\n\
          {{ field = \"export_wh\", address = 40108, type = \"acc32\", scale_register = 40124 }},\n\
          {{ field = \"power_w\", address = 40088, type = \"i16\", scale_register = 40092 }},\n\
-         {{ field = \"voltage_v\", address = 40077, type = \"i16\", scale = 0.1 }},\n]\n\
+         {{ field = \"voltage_v\", address = 40077, type = \"i16\", scale = 0.1, input = true }},\n]\n\
          [[modbus.device]]\nname = \"raw-asset\"\nurl = \"{}\"\nid = \"inverter\"\n\
          target = \"asset\"\nrated_power_w = 5000\ninterval_ms = 200\ntimeout_ms = 150\n\
          registers = [ {{ field = \"power_w\", address = 40088, type = \"i16\", unit = \"kW\" }} ]\n",

@@ -179,8 +179,7 @@ async fn serve(config: Config, demo: bool) -> Outcome {
             }
         }
     }
-    state.attach(engine.clone());
-    let shipper = start_shipping(&config, &engine, &state, stop_rx.clone());
+    // The devices are in the status before the gateway says it is ready.
     let pollers = if config.modbus.device.is_empty() {
         Vec::new()
     } else {
@@ -189,6 +188,8 @@ async fn serve(config: Config, demo: bool) -> Outcome {
         state.attach_modbus(status);
         tasks
     };
+    state.attach(engine.clone());
+    let shipper = start_shipping(&config, &engine, &state, stop_rx.clone());
     tracing::info!(offset = engine.committed_offset(), "ready");
 
     signals.next().await;

@@ -122,7 +122,7 @@ fn default_asset_kind() -> String {
 pub struct RegisterConfig {
     /// The gridlog field it fills (`import_wh`, `power_w`, `voltage_v`, `soc_pct` …).
     pub field: String,
-    /// The first holding register (0-based, as on the wire).
+    /// The first register (0-based, as on the wire).
     pub address: u16,
     /// `u16`, `i16`, `u32`, `i32`, `u64`, `f32` or `acc32`.
     #[serde(rename = "type")]
@@ -141,6 +141,10 @@ pub struct RegisterConfig {
     /// field's own unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// An input register (function 4) instead of a holding register (function 3); its
+    /// `scale_register` is an input register too. Default false.
+    #[serde(default)]
+    pub input: bool,
 }
 
 fn default_byte_order() -> String {

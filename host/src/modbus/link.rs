@@ -12,6 +12,7 @@ use tokio_modbus::slave::{Slave, SlaveContext};
 use tokio_modbus::{Request, Response};
 
 use super::config::{Endpoint, Parity};
+use super::registers::Table;
 
 /// Why a read gave no registers.
 #[derive(Debug, thiserror::Error)]
@@ -141,12 +142,30 @@ impl Link {
         count: u16,
         timeout: Duration,
     ) -> Result<Vec<u16>, ReadError> {
+        self.read_table(unit_id, Table::Holding, address, count, timeout)
+            .await
+    }
+
+    /// Reads `count` registers of `table` from `address` of unit `unit_id`, as
+    /// [`Link::read`].
+    pub async fn read_table(
+        &mut self,
+        unit_id: u8,
+        table: Table,
+        address: u16,
+        count: u16,
+        timeout: Duration,
+    ) -> Result<Vec<u16>, ReadError> {
         let context = match &mut self.context {
             Some(context) => context,
             None => self.context.insert(connect(&self.endpoint, timeout).await?),
         };
         context.set_slave(Slave(unit_id));
-        let call = context.call(Request::ReadHoldingRegisters(address, count));
+        let request = match table {
+            Table::Holding => Request::ReadHoldingRegisters(address, count),
+            Table::Input => Request::ReadInputRegisters(address, count),
+        };
+        let call = context.call(request);
         let answer = tokio::time::timeout(timeout, call).await;
         let result = match answer {
             Err(_) => Err(ReadError::Timeout {
@@ -163,12 +182,12 @@ impl Link {
                     code: format!("{code:?}"),
                 })
             }
-            Ok(Ok(Ok(Response::ReadHoldingRegisters(words))))
-                if words.len() == usize::from(count) =>
-            {
-                return Ok(words)
-            }
-            Ok(Ok(Ok(Response::ReadHoldingRegisters(words)))) => Err(ReadError::WrongLength {
+            Ok(Ok(Ok(
+                Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words),
+            ))) if words.len() == usize::from(count) => return Ok(words),
+            Ok(Ok(Ok(
+                Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words),
+            ))) => Err(ReadError::WrongLength {
                 address,
                 asked: count,
                 answered: words.len(),

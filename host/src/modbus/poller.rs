@@ -263,7 +263,13 @@ async fn poll_registers(
 ) -> Result<i64, PollError> {
     let mut answers = Vec::with_capacity(map.reads().len());
     for read in map.reads() {
-        let words = link.read(device.unit_id, read.address, read.count, device.timeout);
+        let words = link.read_table(
+            device.unit_id,
+            read.table,
+            read.address,
+            read.count,
+            device.timeout,
+        );
         answers.push(words.await?);
     }
     let mut commands = Vec::new();

@@ -3,8 +3,9 @@
 //!
 //! Points are grouped into as few reads as fit [`READ_REGISTERS_MAX`] registers, joining two
 //! only across a gap of at most [`READ_GAP_REGISTERS_MAX`] unmapped registers (a device may
-//! refuse a read that touches a hole in its map). A point with a `scale_register` is always
-//! in the same read as that register, so value and scale factor come from one answer.
+//! refuse a read that touches a hole in its map), and only within one [`Table`]. A point
+//! with a `scale_register` is always in the same read as that register, so value and scale
+//! factor come from one answer.
 
 use gridlog_common::domain::{AssetKind, MeterKind};
 use gridlog_common::id::EntityId;
@@ -19,6 +20,15 @@ pub const POINTS_MAX: usize = 64;
 /// Most unmapped registers one read may span between two points.
 pub const READ_GAP_REGISTERS_MAX: u16 = 8;
 
+/// Which of a device's register tables a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// Holding registers (function 3).
+    Holding,
+    /// Input registers (function 4).
+    Input,
+}
+
 /// One checked point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RegisterPoint {
@@ -32,8 +42,10 @@ pub struct RegisterPoint {
     pub order: ByteOrder,
     /// Unit and scale, multiplied in.
     pub factor: f64,
-    /// Its scale factor register, if any.
+    /// Its scale factor register, if any (in the same table).
     pub scale_register: Option<u16>,
+    /// Its table.
+    pub table: Table,
 }
 
 impl RegisterPoint {
@@ -51,6 +63,8 @@ impl RegisterPoint {
 /// One read: `count` holding registers from `address`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Read {
+    /// Holding or input registers.
+    pub table: Table,
     /// First register.
     pub address: u16,
     /// How many.
@@ -197,6 +211,11 @@ fn check_point(
         order,
         factor,
         scale_register: config.scale_register,
+        table: if config.input {
+            Table::Input
+        } else {
+            Table::Holding
+        },
     };
     let (start, end) = point.span();
     if u32::from(address) + u32::from(ty.registers()) > 0x1_0000 {
@@ -231,6 +250,19 @@ fn occupied(points: &[RegisterPoint]) -> Vec<(u32, u32, u16)> {
 }
 
 fn check_overlaps(points: &[RegisterPoint]) -> Result<(), RegisterMapError> {
+    for table in [Table::Holding, Table::Input] {
+        let of_table: Vec<RegisterPoint> = points
+            .iter()
+            .copied()
+            .filter(|p| p.table == table)
+            .collect();
+        check_table_overlaps(&of_table)?;
+    }
+    Ok(())
+}
+
+/// Overlaps among `points`, all of one table.
+fn check_table_overlaps(points: &[RegisterPoint]) -> Result<(), RegisterMapError> {
     let used = occupied(points);
     for pair in used.windows(2) {
         if pair[1].0 < pair[0].1 {
@@ -256,26 +288,34 @@ fn check_overlaps(points: &[RegisterPoint]) -> Result<(), RegisterMapError> {
     Ok(())
 }
 
-/// Groups points (sorted by span) into reads.
+/// Groups points (by table, sorted by span) into reads.
 fn plan_reads(points: &[RegisterPoint]) -> Vec<Read> {
-    let mut spans: Vec<(u32, u32)> = points.iter().map(RegisterPoint::span).collect();
+    let mut spans: Vec<(Table, u32, u32)> = points
+        .iter()
+        .map(|p| {
+            let (start, end) = p.span();
+            (p.table, start, end)
+        })
+        .collect();
     spans.sort_unstable();
-    let mut reads: Vec<(u32, u32)> = Vec::new();
-    for (start, end) in spans {
+    let mut reads: Vec<(Table, u32, u32)> = Vec::new();
+    for (table, start, end) in spans {
         match reads.last_mut() {
-            Some((first, past))
-                if start <= *past + u32::from(READ_GAP_REGISTERS_MAX)
+            Some((of, first, past))
+                if *of == table
+                    && start <= *past + u32::from(READ_GAP_REGISTERS_MAX)
                     && end.max(*past) - *first <= u32::from(READ_REGISTERS_MAX) =>
             {
                 *past = end.max(*past);
             }
-            _ => reads.push((start, end)),
+            _ => reads.push((table, start, end)),
         }
     }
     reads
         .into_iter()
         // Spans lie within 0..=0x10000 and are at most READ_REGISTERS_MAX long (checked).
-        .map(|(first, past)| Read {
+        .map(|(table, first, past)| Read {
+            table,
             address: u16::try_from(first).unwrap_or(u16::MAX),
             count: u16::try_from(past - first).unwrap_or(READ_REGISTERS_MAX),
         })
@@ -366,7 +406,9 @@ impl RegisterMap {
     fn point_value(&self, point: &RegisterPoint, answers: &[Vec<u16>]) -> Option<f64> {
         let (start, end) = point.span();
         let (read, words) = self.reads.iter().zip(answers).find(|(r, _)| {
-            u32::from(r.address) <= start && end <= u32::from(r.address) + u32::from(r.count)
+            r.table == point.table
+                && u32::from(r.address) <= start
+                && end <= u32::from(r.address) + u32::from(r.count)
         })?;
         let at = |address: u16| usize::from(address - read.address);
         let raw = decode::decode(
@@ -398,6 +440,15 @@ mod tests {
             scale: None,
             scale_register: None,
             unit: None,
+            input: false,
+        }
+    }
+
+    fn read(table: Table, address: u16, count: u16) -> Read {
+        Read {
+            table,
+            address,
+            count,
         }
     }
 
@@ -434,16 +485,7 @@ mod tests {
         let m = map(&meter_points()).unwrap();
         assert_eq!(
             m.reads(),
-            &[
-                Read {
-                    address: 0,
-                    count: 6
-                },
-                Read {
-                    address: 300,
-                    count: 2
-                }
-            ]
+            &[read(Table::Holding, 0, 6), read(Table::Holding, 300, 2)]
         );
         assert!(m.wraps_at_32_bits());
         let v230 = 230.5f32.to_bits();
@@ -456,6 +498,23 @@ mod tests {
         assert_eq!(v.export_wh, None, "acc32 0 is absent");
         assert_eq!(v.power_w, Some(-150.0));
         assert_eq!(v.voltage_v, Some(230.5));
+    }
+
+    #[test]
+    fn input_and_holding_registers_are_read_apart_and_may_share_addresses() {
+        let mut points = meter_points();
+        points[3] = RegisterConfig {
+            input: true,
+            ..point("voltage_v", 0, "u16")
+        };
+        let m = map(&points).unwrap();
+        assert_eq!(
+            m.reads(),
+            &[read(Table::Holding, 0, 6), read(Table::Input, 0, 1)]
+        );
+        let answers = vec![vec![0, 12, 0, 1, 100, 0], vec![2301]];
+        assert_eq!(m.values(&answers).voltage_v, Some(2301.0));
+        assert_eq!(m.values(&answers).import_wh, Some(12_000.0));
     }
 
     #[test]

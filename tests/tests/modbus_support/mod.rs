@@ -17,8 +17,8 @@ use gridlog_tests::free_port;
 use gridlog_tests::server::Server;
 use serde_json::{json, Value};
 
-/// How long a device may take to start.
-const DEVICE_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Starts of a device tried before a test fails.
+const START_ATTEMPTS: usize = 3;
 /// How long a test waits for the gateway to reach a state it polls for.
 pub const SETTLE: Duration = Duration::from_secs(30);
 
@@ -38,28 +38,52 @@ pub struct Device {
 impl Device {
     /// A device on a free loopback port with `extra` arguments (`--models 203`, `--base 0`).
     pub fn start(extra: &[&str]) -> Device {
-        let port = free_port();
-        Device::spawn(&["--port", &port.to_string()], extra, port)
+        Device::retrying(extra, || {
+            let port = free_port();
+            (vec!["--port".into(), port.to_string()], port)
+        })
     }
 
     /// `count` devices in one process, each on its own free loopback port (serial numbers
     /// `SN42-0` …); the ports, in that order.
     pub fn start_many(count: usize) -> (Device, Vec<u16>) {
-        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
-        let list = ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        (Device::spawn(&["--port", &list], &[], ports[0]), ports)
+        let mut ports = Vec::new();
+        let device = Device::retrying(&[], || {
+            ports = (0..count).map(|_| free_port()).collect();
+            let list = ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            (vec!["--port".into(), list], ports[0])
+        });
+        (device, ports)
     }
 
     /// A device on the serial port `path` (RTU).
     pub fn start_serial(path: &Path, extra: &[&str]) -> Device {
-        Device::spawn(&["--serial", &path.display().to_string()], extra, 0)
+        Device::retrying(extra, || {
+            (vec!["--serial".into(), path.display().to_string()], 0)
+        })
     }
 
-    fn spawn(link: &[&str], extra: &[&str], port: u16) -> Device {
+    /// Starts the device with the link arguments `link` gives, again with new ports if it
+    /// does not start (another test may take a free port before the device binds it).
+    fn retrying(extra: &[&str], mut link: impl FnMut() -> (Vec<String>, u16)) -> Device {
+        let mut why = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let (args, port) = link();
+            match Device::try_spawn(&args, extra, port) {
+                Ok(device) => return device,
+                Err(e) => why = e,
+            }
+        }
+        panic!(
+            "the SunSpec device did not start in {START_ATTEMPTS} attempts (pymodbus==3.6.9 and pysunspec2 installed?): {why}"
+        )
+    }
+
+    fn try_spawn(link: &[String], extra: &[&str], port: u16) -> Result<Device, String> {
         let control_port = free_port();
         let mut child = Command::new("python3")
             .arg(script())
@@ -72,23 +96,27 @@ impl Device {
             .expect("python3 runs (scripts/test.sh installs pymodbus and pysunspec2)");
         let mut line = String::new();
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let started = Instant::now();
-        out.read_line(&mut line).expect("the device's stdout");
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the SunSpec device did not start (pymodbus==3.6.9 and pysunspec2 installed?)"
-        );
-        assert!(started.elapsed() < DEVICE_START_TIMEOUT);
-        let control = TcpStream::connect(("127.0.0.1", control_port)).expect("control port");
+        let _ = out.read_line(&mut line);
+        let control = TcpStream::connect(("127.0.0.1", control_port));
+        let control = match (line.trim(), control) {
+            ("ready", Ok(control)) => control,
+            (said, control) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "it said {said:?}; control port: {:?}",
+                    control.err()
+                ));
+            }
+        };
         control
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
-        Device {
+        Ok(Device {
             child,
             port,
             control: BufReader::new(control),
-        }
+        })
     }
 
     /// Sends one control command; the answer after `ok`.

@@ -14,7 +14,8 @@ Control: one JSON object per line, answered "ok" or "error <why>":
   {"op": "get", "address": 40000, "count": 4}               answers "ok <words…>"
 
 "silent" never answers (until the mode changes), "slow" answers after delay_ms, "short"
-answers one register fewer than asked for.
+answers one register fewer than asked for. The holding registers are the image; the input
+registers a copy of the first image, which "set" and "raw" do not change.
 
 With several TCP ports (--port 5020,5021,…) it is that many devices, each with its own image
 and serial number (SN42-0, SN42-1, …), for the polling benchmark; the control port then
@@ -99,6 +100,8 @@ class Device:
             image.extend(words_of(m.get_mb()))
         image.extend(END_MODEL)
         self.block = ModbusSequentialDataBlock(self.base, image)
+        # Input registers: the first image, which "set" and "raw" leave as it is.
+        self.input_block = ModbusSequentialDataBlock(self.base, list(image))
 
     def set_points(self, model_id, points):
         model = next(m for m in self.models if m.model_id == model_id)
@@ -112,7 +115,7 @@ class SlaveContext(ModbusSlaveContext):
     """Answers as the device's mode says."""
 
     def __init__(self, device):
-        super().__init__(hr=device.block, zero_mode=True)
+        super().__init__(hr=device.block, ir=device.input_block, zero_mode=True)
         self.device = device
 
     async def async_getValues(self, fc_as_hex, address, count=1):
