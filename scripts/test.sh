@@ -87,6 +87,14 @@ have influxd || apt_install influxdb
 # openssl makes the CA and certificate of the mqtts:// test (tests/tests/mqtt_tls.rs).
 have openssl || apt_install openssl
 
+# The Modbus tests (tests/tests/modbus_*.rs): a SunSpec device served by pymodbus from a
+# register image pysunspec2 encodes, socat for the RTU test's pty pair, and mbpoll to read a
+# device the way an installer would, side by side with gridlog.
+have socat || apt_install socat
+have mbpoll || apt_install mbpoll
+python3 -c 'import pymodbus, serial, sunspec2; assert pymodbus.__version__ == "3.6.9"' 2>/dev/null ||
+    pip_install 'pymodbus==3.6.9' 'pyserial==3.5' 'pysunspec2==1.1.5'
+
 # ---------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// `[mqtt]`: the MQTT subscriber (off unless `mqtt.url` is set).
     pub mqtt: crate::ingest::mqtt::MqttConfig,
+    /// Modbus devices polled by the gateway (`[[modbus.device]]`).
+    pub modbus: crate::modbus::config::ModbusConfig,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             ship: ShipConfig::default(),
             ingest: IngestConfig::default(),
             mqtt: crate::ingest::mqtt::MqttConfig::default(),
+            modbus: crate::modbus::config::ModbusConfig::default(),
         }
     }
 }
@@ -626,6 +629,9 @@ impl Config {
         }
         if let Err(e) = crate::ingest::mqtt::check(&self.mqtt) {
             return bad(e.to_string());
+        }
+        if let Err(message) = self.modbus.check() {
+            return bad(message);
         }
         if let Err(message) = check_write_token(&self.write_token) {
             return bad(format!("write_token {message}"));

@@ -14,6 +14,7 @@ mod commands;
 mod config;
 mod demo;
 mod ingest;
+mod modbus;
 mod server;
 mod ship;
 mod submit;

@@ -65,36 +65,23 @@ fn the_system_page_shows_the_recovery_point_and_when_it_lags() {
     reading(&gateway);
     let base = format!("http://{}/#/system", gateway.addr.unwrap());
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let c = driver.session(&chromium, None).await;
-        let outcome = run(async {
-            c.goto(&base).await.expect("open the System page");
-            wait_js(&c, BADGE, WAIT, "the recovery-point badge").await;
-            let ok = badge_when(&c, "ok", "a good badge once the reading is shipped").await;
-            assert!(ok.contains("central storage holds to offset"), "{ok}");
+    in_desktop_browser(&driver, &chromium, |c| async move {
+        c.goto(&base).await.expect("open the System page");
+        wait_js(&c, BADGE, WAIT, "the recovery-point badge").await;
+        let ok = badge_when(&c, "ok", "a good badge once the reading is shipped").await;
+        assert!(ok.contains("central storage holds to offset"), "{ok}");
 
-            // The uplink goes down while readings arrive: the badge turns bad.
-            proxy.set_down(true);
-            for _ in 0..3 {
-                reading(&gateway);
-            }
-            let bad = badge_when(&c, "bad", "a bad badge while the uplink is down").await;
-            assert!(bad.contains("lag"), "{bad}");
-
-            // Back up: the shipper catches up and the badge is good again.
-            proxy.set_down(false);
-            let ok = badge_when(&c, "ok", "a good badge once the shipper caught up").await;
-            assert!(ok.contains("central storage holds to offset"), "{ok}");
-        })
-        .await;
-        let _ = c.close().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
+        // The uplink goes down while readings arrive: the badge turns bad.
+        proxy.set_down(true);
+        for _ in 0..3 {
+            reading(&gateway);
         }
+        let bad = badge_when(&c, "bad", "a bad badge while the uplink is down").await;
+        assert!(bad.contains("lag"), "{bad}");
+
+        // Back up: the shipper catches up and the badge is good again.
+        proxy.set_down(false);
+        let ok = badge_when(&c, "ok", "a good badge once the shipper caught up").await;
+        assert!(ok.contains("central storage holds to offset"), "{ok}");
     });
 }

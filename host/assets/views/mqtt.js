@@ -36,7 +36,7 @@ export function mqttCard(mqtt) {
   if (!mqtt) return null;
   const head = el('tr', null, ['Source', 'Messages', 'Stored', 'Duplicates', 'Rejected by the engine', 'Refused', 'Last message']
     .map((h) => el('th', { scope: 'col', text: h })));
-  return el('article', { class: 'card wide', 'data-part': 'mqtt' },
+  return el('article', { class: 'card sys-wide', 'data-part': 'mqtt' },
     el('h2', { text: 'MQTT' }),
     el('p', null, mqtt.broker + ' — ' + (mqtt.connected ? 'connected' : 'disconnected') + ', '
       + fmtInt(mqtt.connections) + ' connection(s) since start, '

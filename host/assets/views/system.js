@@ -180,6 +180,30 @@ function gatewayCard(s) {
   ]));
 }
 
+/** The Modbus devices polled (status `modbus`): one row each; a device that is unavailable
+ * or has errors says so with its last error (which names the register). */
+function devicesCard(devices) {
+  if (!devices || devices.length === 0) return null;
+  const ms = (v) => (v == null ? '—' : v.toFixed(1) + ' ms');
+  const rows = devices.map((d) => {
+    const errors = Object.entries(d.errors || {}).map(([k, n]) => k + ' ' + fmtInt(n)).join(', ');
+    const state = d.unavailable ? 'unavailable' : d.connected ? 'connected' : 'not connected';
+    return el('tr', { 'data-device': d.name }, [
+      el('td', { text: d.name }),
+      el('td', null, el('span', { class: 'badge ' + (d.unavailable ? 'bad' : 'ok'), text: state })),
+      el('td', { text: d.last_poll_ms == null ? 'never' : fmtDateTime(d.last_poll_ms) }),
+      el('td', { text: ms(d.poll_duration_ms_p50) + ' / ' + ms(d.poll_duration_ms_p99) }),
+      el('td', { text: fmtInt(d.polls) }),
+      el('td', { text: errors || 'none', title: d.last_error || '' }),
+      el('td', { text: d.last_error || '' }),
+    ]);
+  });
+  const head = el('tr', null, ['Device', 'State', 'Last poll', 'Duration p50 / p99', 'Polls', 'Errors', 'Last error']
+    .map((h) => el('th', { text: h })));
+  return el('article', { class: 'card sys-wide', 'data-part': 'devices' }, el('h2', { text: 'Devices (Modbus)' }),
+    el('div', { class: 'table-scroll' }, el('table', null, [el('thead', null, head), el('tbody', null, rows)])));
+}
+
 export function renderSystem() {
   const body = $('#system-body');
   const failure = failures.get('status');
@@ -197,6 +221,8 @@ export function renderSystem() {
   const cards = el('div', { class: 'sys' }, logCard(s), commitCard(s, per), commandsCard(s), gatewayCard(s),
     laterPart('Snapshots', s.snapshots), laterPart('Archive', s.archive), laterPart('Shipping', s.shipping),
     mqttCard(s.mqtt));
+  const devices = devicesCard(s.modbus);
+  if (devices) cards.append(devices);
   body.textContent = '';
   body.append(health(s, failure), cards);
 }

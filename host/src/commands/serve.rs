@@ -180,6 +180,15 @@ async fn serve(config: Config, demo: bool) -> Outcome {
             }
         }
     }
+    // The devices are in the status before the gateway says it is ready.
+    let pollers = if config.modbus.device.is_empty() {
+        Vec::new()
+    } else {
+        let (status, tasks) =
+            crate::modbus::poller::spawn(&config.modbus.device, engine.clone(), stop_rx.clone());
+        state.attach_modbus(status);
+        tasks
+    };
     state.attach(engine.clone());
     let shipper = start_shipping(&config, &engine, &state, stop_rx.clone());
     let mqtt = start_mqtt(&config, &engine, &state, stop_rx.clone());
@@ -211,6 +220,9 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     }
     if let Some(mqtt) = mqtt {
         let _ = mqtt.await;
+    }
+    for poller in pollers {
+        let _ = poller.await;
     }
     demo_stop.store(true, Ordering::Relaxed);
     if let Some(thread) = demo_thread {

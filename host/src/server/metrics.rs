@@ -16,6 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::ingest::mqtt::MqttCounts;
 use crate::ingest::IngestCounts;
+use crate::modbus::status::DeviceStatusBody;
 use crate::ship::status::{unix_ms_now, ShipStatus};
 
 /// Prefix of every metric name.
@@ -71,6 +72,8 @@ pub struct Sample<'a> {
     pub ingest: IngestCounts,
     /// The MQTT subscriber's counters, when it runs.
     pub mqtt: Option<MqttCounts>,
+    /// The Modbus devices' status (none when no device is configured).
+    pub modbus: Vec<DeviceStatusBody>,
 }
 
 /// One row of the table.
@@ -274,6 +277,7 @@ impl<'a> Sample<'a> {
             now_unix_ms: unix_ms_now(),
             ingest: IngestCounts::default(),
             mqtt: None,
+            modbus: Vec::new(),
         }
     }
 
@@ -286,6 +290,11 @@ impl<'a> Sample<'a> {
     pub fn with_mqtt(self, mqtt: Option<MqttCounts>) -> Sample<'a> {
         Sample { mqtt, ..self }
     }
+
+    /// The same sample with the Modbus devices' status.
+    pub fn with_modbus(self, modbus: Vec<DeviceStatusBody>) -> Sample<'a> {
+        Sample { modbus, ..self }
+    }
 }
 
 /// The text exposition of every metric of [`METRICS`] that has a value in `sample`.
@@ -297,6 +306,7 @@ pub fn render(sample: &Sample<'_>) -> Result<String, std::fmt::Error> {
         };
         register(&mut registry, metric, value);
     }
+    register_modbus(&mut registry, &sample.modbus);
     let mut text = String::new();
     encode(&mut text, &registry)?;
     Ok(text)
@@ -326,6 +336,60 @@ fn register(registry: &mut Registry, metric: &Metric, value: Value) {
             add(registry, metric, g);
         }
     }
+}
+
+/// Per-device Modbus metrics, labelled `device` (and `kind` for errors); none without
+/// devices. Durations are in seconds like every time here.
+fn register_modbus(registry: &mut Registry, devices: &[DeviceStatusBody]) {
+    use prometheus_client::metrics::family::Family;
+    use std::sync::atomic::AtomicU64;
+    type Labels = Vec<(String, String)>;
+    if devices.is_empty() {
+        return;
+    }
+    let up: Family<Labels, Gauge> = Family::default();
+    let connected: Family<Labels, Gauge> = Family::default();
+    let polls: Family<Labels, Counter> = Family::default();
+    let errors: Family<Labels, Counter> = Family::default();
+    let p50: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+    let p99: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
+    for d in devices {
+        let device: Labels = vec![("device".into(), d.name.clone())];
+        up.get_or_create(&device).set(i64::from(!d.unavailable));
+        connected.get_or_create(&device).set(i64::from(d.connected));
+        polls.get_or_create(&device).inc_by(d.polls);
+        for (kind, n) in &d.errors {
+            let mut labels = device.clone();
+            labels.push(("kind".into(), kind.clone()));
+            errors.get_or_create(&labels).inc_by(*n);
+        }
+        if let (Some(a), Some(b)) = (d.poll_duration_ms_p50, d.poll_duration_ms_p99) {
+            p50.get_or_create(&device).set(a / 1000.0);
+            p99.get_or_create(&device).set(b / 1000.0);
+        }
+    }
+    registry.register(
+        "modbus_device_up",
+        "1 while the device answers, 0 once it is unavailable",
+        up,
+    );
+    registry.register(
+        "modbus_device_connected",
+        "1 while the device's bus is connected",
+        connected,
+    );
+    registry.register("modbus_polls", "Polls whose records are durable", polls);
+    registry.register(
+        "modbus_poll_errors",
+        "Failed or incomplete polls by kind",
+        errors,
+    );
+    let (p50_help, p99_help) = (
+        "Median time from a poll's slot until its records are durable",
+        "99th percentile time from a poll's slot until its records are durable",
+    );
+    registry.register_with_unit("modbus_poll_duration_p50", p50_help, Unit::Seconds, p50);
+    registry.register_with_unit("modbus_poll_duration_p99", p99_help, Unit::Seconds, p99);
 }
 
 fn add(registry: &mut Registry, metric: &Metric, m: impl prometheus_client::registry::Metric) {

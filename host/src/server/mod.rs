@@ -49,6 +49,7 @@ struct StateInner {
     engine: OnceLock<Arc<Engine>>,
     shipping: OnceLock<Arc<crate::ship::ShipStatus>>,
     mqtt: OnceLock<Arc<crate::ingest::mqtt::MqttStatus>>,
+    modbus: OnceLock<Arc<crate::modbus::status::ModbusStatus>>,
     config: Config,
     started: Instant,
     requests: Arc<Semaphore>,
@@ -68,6 +69,7 @@ impl AppState {
                 engine: OnceLock::new(),
                 shipping: OnceLock::new(),
                 mqtt: OnceLock::new(),
+                modbus: OnceLock::new(),
                 requests: Arc::new(Semaphore::new(config.http.concurrency_max)),
                 streams: Arc::new(Semaphore::new(config.http.streams_max)),
                 writes: Arc::new(Semaphore::new(config.http.writes_max)),
@@ -129,6 +131,20 @@ impl AppState {
     /// The shipper's status, if shipping is on.
     pub fn shipping(&self) -> Option<&Arc<crate::ship::ShipStatus>> {
         self.inner.shipping.get()
+    }
+
+    /// Attaches the Modbus poller's status (when devices are configured).
+    pub fn attach_modbus(&self, status: Arc<crate::modbus::status::ModbusStatus>) {
+        let _ = self.inner.modbus.set(status);
+    }
+
+    /// The Modbus devices' status (none when no device is configured).
+    pub fn modbus(&self) -> Vec<crate::modbus::status::DeviceStatusBody> {
+        self.inner
+            .modbus
+            .get()
+            .map(|m| m.bodies())
+            .unwrap_or_default()
     }
 
     /// Line protocol ingest: mappings and counters.

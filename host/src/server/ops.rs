@@ -36,7 +36,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         state.shipping().map(|s| &**s),
     )
     .with_ingest(state.ingest().stats.counts())
-    .with_mqtt(state.mqtt().map(|m| m.counts()));
+    .with_mqtt(state.mqtt().map(|m| m.counts()))
+    .with_modbus(state.modbus());
     let text = render(&sample).map_err(|e| ApiError::internal("encoding metrics failed", e))?;
     Ok((
         [(

@@ -51,6 +51,8 @@ pub struct StatusBody {
     pub archive: ArchiveBody,
     /// Shipping to central storage.
     pub shipping: ShippingBody,
+    /// The Modbus devices polled (`[[modbus.device]]`), in configuration order.
+    pub modbus: Vec<crate::modbus::status::DeviceStatusBody>,
     /// Bytes free on the data directory's file system, if known.
     pub disk_free_bytes: Option<u64>,
     /// Why the log failed, if it did (writes are refused until restart).
@@ -336,6 +338,7 @@ pub fn status_body(state: &AppState, engine: &Engine) -> StatusBody {
         shipping: state
             .shipping()
             .map_or_else(ShippingBody::disabled, |s| s.body()),
+        modbus: state.modbus(),
         disk_free_bytes: super::ops::disk_free_bytes(&config.data_dir),
         failed: stats.failed.as_ref().map(ToString::to_string),
     }

@@ -29,6 +29,28 @@ pub async fn run<T>(
     std::panic::AssertUnwindSafe(check).catch_unwind().await
 }
 
+/// Runs `check` in a new desktop browser of `driver` on a runtime of its own, and closes the
+/// browser before passing on a failure of `check`.
+pub fn in_desktop_browser<F, Fut>(driver: &ChromeDriver, chromium: &Path, check: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let c = driver.session(chromium, None).await;
+        let outcome = run(check(c.clone())).await;
+        let _ = c.close().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
 /// Runs `script` (a function body) in the page and returns its result.
 pub async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![])
