@@ -2,7 +2,8 @@
 //! release `gridlog serve` subscribes (QoS 1, acknowledging each message only after its
 //! batch is durable), and a reader of gridlog's event stream notes when each reading is
 //! committed. Reports readings/s durable and publish → durable latency, with mosquitto's
-//! default in-flight window (20) and a raised one (1000), in the same run.
+//! default in-flight window (20) and a raised one (1000) with everything published at once,
+//! and at a steady offered rate, in the same run.
 //!
 //! ```text
 //! cargo bench -p gridlog-benches --bench mqtt
@@ -10,6 +11,7 @@
 //!
 //! Env: `GRIDLOG_BIN` (default: the release build, built first if missing or stale),
 //! `GRIDLOG_BENCH_PUBLISHERS` (4), `GRIDLOG_BENCH_MESSAGES` (25000) per publisher,
+//! `GRIDLOG_BENCH_RATE` (10000 readings/s offered in the paced row),
 //! `GRIDLOG_BENCH_DIR` (`target/bench-data`). Tables to stdout.
 
 use std::io::{BufRead as _, BufReader};
@@ -44,10 +46,12 @@ struct Measured {
 /// When each publisher's k-th message left it (publish call), by publisher.
 type Sent = Arc<Vec<Mutex<Vec<Instant>>>>;
 
+/// Publisher `p`: `messages` readings, as fast as its client goes, or `per_s` a second.
 fn publisher(
     port: u16,
     p: usize,
     messages: u64,
+    per_s: f64,
     t0_ms: i64,
     sent: Sent,
 ) -> std::thread::JoinHandle<()> {
@@ -70,7 +74,12 @@ fn publisher(
                 }
             }
         });
+        let start = Instant::now();
         for k in 0..messages {
+            if per_s > 0.0 {
+                let due = start + Duration::from_secs_f64(k as f64 / per_s);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
             let time_ms = t0_ms + k as i64 * 1000;
             let payload = format!(
                 r#"{{"t":{time_ms},"in":{},"out":0,"p":3600,"v":230.1}}"#,
@@ -125,7 +134,7 @@ fn stream_reader(
     })
 }
 
-fn measure(inflight: u32, publishers: usize, messages: u64) -> Measured {
+fn measure(inflight: u32, publishers: usize, messages: u64, rate_per_s: f64) -> Measured {
     let base = bench_base_dir();
     let broker = Mosquitto::start(&[&format!("max_inflight_messages {inflight}")]);
     let dir = tempfile::Builder::new()
@@ -159,7 +168,16 @@ fn measure(inflight: u32, publishers: usize, messages: u64) -> Measured {
     let cpu_before = server_cpu_s(&server);
     let start = Instant::now();
     let handles: Vec<_> = (0..publishers)
-        .map(|p| publisher(broker.port, p, messages, t0_ms, sent.clone()))
+        .map(|p| {
+            publisher(
+                broker.port,
+                p,
+                messages,
+                rate_per_s / publishers as f64,
+                t0_ms,
+                sent.clone(),
+            )
+        })
         .collect();
     for h in handles {
         h.join().expect("publisher");
@@ -205,22 +223,34 @@ fn run() {
     let publishers = env_u64("GRIDLOG_BENCH_PUBLISHERS", 4) as usize;
     let messages = env_u64("GRIDLOG_BENCH_MESSAGES", 25_000);
     println!("Load average at start: {}", load_average());
-    let rows: Vec<(u32, Measured)> = [20, 1000]
+    let paced = env_u64("GRIDLOG_BENCH_RATE", 10_000) as f64;
+    let rows: Vec<(u32, f64, Measured)> = [(20, 0.0), (1000, 0.0), (20, paced)]
         .into_iter()
-        .map(|inflight| {
-            eprintln!("[mqtt] max_inflight_messages {inflight}");
-            (inflight, measure(inflight, publishers, messages))
+        .map(|(inflight, rate)| {
+            eprintln!(
+                "[mqtt] max_inflight_messages {inflight}, rate {rate}/s (0: as fast as possible)"
+            );
+            (
+                inflight,
+                rate,
+                measure(inflight, publishers, messages, rate),
+            )
         })
         .collect();
     println!(
         "\n{publishers} publishers × {messages} QoS 1 messages (one reading each), mosquitto on loopback, {}",
         bench_base_dir().display()
     );
-    println!("\n| mosquitto max_inflight_messages | readings/s durable | publish → durable p50 | p99 | stored | gateway CPU |");
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for (inflight, m) in &rows {
+    println!("\n| mosquitto max_inflight_messages | offered | readings/s durable | publish → durable p50 | p99 | stored | gateway CPU (% of one core) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (inflight, rate, m) in &rows {
+        let offered = if *rate > 0.0 {
+            format!("{}/s", fmt_count(*rate))
+        } else {
+            "all at once".into()
+        };
         println!(
-            "| {inflight} | {} | {} | {} | {} | {:.0} % |",
+            "| {inflight} | {offered} | {} | {} | {} | {} | {:.0} % |",
             fmt_count(m.readings_per_s),
             ms(m.p50),
             ms(m.p99),
