@@ -13,7 +13,7 @@ use gridlog_common::id::EntityId;
 use super::decode::{self, ByteOrder, Missing, RegisterType};
 use super::mapping::Values;
 use super::sunspec::READ_REGISTERS_MAX;
-use crate::ingest::fields::{factor, GridField, Target};
+use crate::ingest::fields::{factor, GridField, Target, UnitError};
 
 /// Most points of one device.
 pub const POINTS_MAX: usize = 64;
@@ -146,7 +146,13 @@ pub enum RegisterMapError {
         /// The register.
         address: u16,
         /// What is wrong.
-        reason: String,
+        reason: UnitError,
+    },
+    /// Both `scale` and `scale_register`.
+    #[error("register {address}: give scale or scale_register, not both")]
+    ScaleTwice {
+        /// The register.
+        address: u16,
     },
     /// Two points (or a point and a scale register) share a register.
     #[error("register {address} overlaps register {other}")]
@@ -190,17 +196,10 @@ fn check_point(
             target,
         })?;
     if config.scale.is_some() && config.scale_register.is_some() {
-        return Err(RegisterMapError::BadUnit {
-            address,
-            reason: "give scale or scale_register, not both".into(),
-        });
+        return Err(RegisterMapError::ScaleTwice { address });
     }
-    let factor = factor(field, config.unit.as_deref(), config.scale).map_err(|e| {
-        RegisterMapError::BadUnit {
-            address,
-            reason: e.to_string(),
-        }
-    })?;
+    let factor = factor(field, config.unit.as_deref(), config.scale)
+        .map_err(|reason| RegisterMapError::BadUnit { address, reason })?;
     let point = RegisterPoint {
         field,
         address,
