@@ -633,8 +633,7 @@ fn section_maintenance(ctx: &Ctx) {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("engine bench: run with `cargo bench` (nothing to test here)");
+    if !tables::invoked_as_bench("engine") {
         return;
     }
     let base = tables::bench_base_dir();

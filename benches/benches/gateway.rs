@@ -43,8 +43,7 @@ struct Row {
 }
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("gridlog-benches: run with `cargo bench` (nothing to test here)");
+    if !gridlog_benches::tables::invoked_as_bench("gateway") {
         return ExitCode::SUCCESS;
     }
     match run() {

@@ -311,8 +311,7 @@ fn register_meters(server: &Server, meters: usize) -> f64 {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("http bench: run with `cargo bench` (nothing to test here)");
+    if !gridlog_benches::tables::invoked_as_bench("http") {
         return;
     }
     // The release build (built if it is missing or stale), or `GRIDLOG_BIN`.

@@ -19,16 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gridlog_benches::report::{fmt_count, load_average};
-use gridlog_benches::tables::{bench_base_dir, env_u64, ms, pct};
+use gridlog_benches::tables::{bench_base_dir, env_u64, invoked_as_bench, ms, pct};
 use gridlog_tests::influxd::Influxd;
 use gridlog_tests::server::{unix_now, Server};
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("gridlog-benches: run with `cargo bench` (nothing to test here)");
-        return ExitCode::SUCCESS;
+    if invoked_as_bench("line_protocol") {
+        run();
     }
-    run();
     ExitCode::SUCCESS
 }
 

@@ -21,17 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gridlog_benches::report::{fmt_count, load_average};
-use gridlog_benches::tables::{bench_base_dir, env_u64, ms, pct};
+use gridlog_benches::tables::{bench_base_dir, cpu_secs, env_u64, invoked_as_bench, ms, pct};
 use gridlog_tests::mosquitto::Mosquitto;
 use gridlog_tests::server::{unix_now, Server};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("gridlog-benches: run with `cargo bench` (nothing to test here)");
-        return ExitCode::SUCCESS;
+    if invoked_as_bench("mqtt") {
+        run();
     }
-    run();
     ExitCode::SUCCESS
 }
 
@@ -208,15 +206,12 @@ fn measure(inflight: u32, publishers: usize, messages: u64, rate_per_s: f64) -> 
     }
 }
 
+/// The gateway's user + system CPU seconds so far.
 fn server_cpu_s(server: &Server) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.pid())).unwrap_or_default();
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0.0))
-        .collect();
-    // utime + stime, in clock ticks of 1/100 s on Linux.
-    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
+    cpu_secs(std::path::Path::new(&format!(
+        "/proc/{}/stat",
+        server.pid()
+    )))
 }
 
 fn run() {

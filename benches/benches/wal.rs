@@ -14,8 +14,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes test-harness flags and
     // expects a quick exit, which it gets: this benchmark runs only under `cargo bench`.
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("gridlog-benches: run with `cargo bench` (nothing to test here)");
+    if !gridlog_benches::tables::invoked_as_bench("wal") {
         return ExitCode::SUCCESS;
     }
     let config = match gridlog_benches::BenchConfig::from_env() {

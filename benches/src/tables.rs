@@ -96,6 +96,16 @@ pub fn env_list(name: &str, default: &[u64]) -> Vec<u64> {
     }
 }
 
+/// True when cargo runs this bench target as a benchmark (`cargo bench` passes `--bench`);
+/// otherwise (`cargo test` builds and runs every target) says so and the target does nothing.
+pub fn invoked_as_bench(name: &str) -> bool {
+    let bench = std::env::args().any(|a| a == "--bench");
+    if !bench {
+        eprintln!("{name} bench: run with `cargo bench` (nothing to test here)");
+    }
+    bench
+}
+
 /// `VmRSS` of a process (`"self"` or a pid), in bytes; 0 if unreadable.
 pub fn rss_bytes(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

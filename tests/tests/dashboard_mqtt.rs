@@ -48,39 +48,47 @@ fn the_system_page_shows_mqtt_sources_and_the_broker_connection() {
     wait_status(&gw, "both seen", |s| total(s, "messages") == 2);
     let base = format!("http://{}/#/system", gw.addr);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async {
-        let c = driver.session(&chromium, None).await;
-        let outcome = run(async {
-            c.goto(&base).await.expect("open the System page");
-            let card = wait_js(
-                &c,
-                "const m = document.querySelector('#view-system [data-part=mqtt]'); return m && m.innerText",
-                WAIT,
-                "the MQTT card",
-            )
-            .await;
-            let card = card.as_str().unwrap_or_default();
-            assert!(card.contains("tasmota:tele/{device}"), "{card}");
-            assert!(card.contains("bad payload 1"), "the refusal by its reason: {card}");
-            let ok = wait_js(&c, &badge_script("ok"), WAIT, "a good MQTT badge").await;
-            assert!(ok.as_str().unwrap_or_default().contains("connected"), "{ok}");
-
-            broker.stop();
-            let bad = wait_js(&c, &badge_script("bad"), CHANGE_WAIT, "a bad badge while the broker is down").await;
-            assert!(bad.as_str().unwrap_or_default().contains("disconnected"), "{bad}");
-
-            broker.restart();
-            wait_js(&c, &badge_script("ok"), CHANGE_WAIT, "a good badge once reconnected").await;
-        })
+    in_desktop_browser(&driver, &chromium, |c| async move {
+        c.goto(&base).await.expect("open the System page");
+        let card = wait_js(
+            &c,
+            "const m = document.querySelector('#view-system [data-part=mqtt]'); return m && m.innerText",
+            WAIT,
+            "the MQTT card",
+        )
         .await;
-        let _ = c.close().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
+        let card = card.as_str().unwrap_or_default();
+        assert!(card.contains("tasmota:tele/{device}"), "{card}");
+        assert!(
+            card.contains("bad payload 1"),
+            "the refusal by its reason: {card}"
+        );
+        let ok = wait_js(&c, &badge_script("ok"), WAIT, "a good MQTT badge").await;
+        assert!(
+            ok.as_str().unwrap_or_default().contains("connected"),
+            "{ok}"
+        );
+
+        broker.stop();
+        let bad = wait_js(
+            &c,
+            &badge_script("bad"),
+            CHANGE_WAIT,
+            "a bad badge while the broker is down",
+        )
+        .await;
+        assert!(
+            bad.as_str().unwrap_or_default().contains("disconnected"),
+            "{bad}"
+        );
+
+        broker.restart();
+        wait_js(
+            &c,
+            &badge_script("ok"),
+            CHANGE_WAIT,
+            "a good badge once reconnected",
+        )
+        .await;
     });
 }

@@ -5,8 +5,10 @@
 //! power is not recorded at all, since the engine would have to take a made-up value for
 //! it), and every rule of the engine still applies to what is recorded.
 
-use gridlog_common::domain::{Command, Reading, Telemetry};
+use gridlog_common::domain::{Command, Telemetry};
 use gridlog_common::id::{EntityId, Label};
+
+use crate::ingest::fields::{self, GridField};
 
 /// The values of one poll, in gridlog's units, each absent unless the device gave it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -27,6 +29,22 @@ pub struct Values {
     pub soc_pct: Option<f64>,
 }
 
+impl Values {
+    /// The value of `field`, if the device gave it (a status is never a value here).
+    fn get(&self, field: GridField) -> Option<f64> {
+        match field {
+            GridField::ImportWh => self.import_wh,
+            GridField::ExportWh => self.export_wh,
+            GridField::PowerW => self.power_w,
+            GridField::VoltageV => self.voltage_v,
+            GridField::CurrentA => self.current_a,
+            GridField::ReactivePowerVar => self.reactive_power_var,
+            GridField::SocPct => self.soc_pct,
+            GridField::Status => None,
+        }
+    }
+}
+
 /// A field a record needs is absent from what the device answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{field} is not implemented by the device (its \"not implemented\" value), so nothing is recorded")]
@@ -42,25 +60,15 @@ pub fn reading(
     v: &Values,
     invert: bool,
 ) -> Result<Command, Absent> {
-    let import = v.import_wh.ok_or(Absent { field: "import_wh" })?;
-    let export = v.export_wh.ok_or(Absent { field: "export_wh" })?;
-    let power = v.power_w.ok_or(Absent { field: "power_w" })?;
-    let (import_wh, export_wh, power_w) = if invert {
-        (export, import, -power)
-    } else {
-        (import, export, power)
-    };
+    let reading = fields::reading(
+        time_ms,
+        invert,
+        |f| Ok(v.get(f)),
+        |f| Absent { field: f.name() },
+    )?;
     Ok(Command::RecordReading {
         meter: meter.clone(),
-        reading: Reading {
-            time_ms,
-            import_wh,
-            export_wh,
-            power_w,
-            voltage_v: v.voltage_v.map(|x| x as f32),
-            current_a: v.current_a.map(|x| x as f32),
-            reactive_power_var: v.reactive_power_var.map(|x| x as f32),
-        },
+        reading,
     })
 }
 

@@ -141,7 +141,7 @@ pub type Done = (u64, Publish);
 
 /// What the connection task holds between polls.
 #[derive(Debug, Default)]
-struct Held {
+struct Waiting {
     /// Received, not yet in the processor's queue.
     inbox: VecDeque<Received>,
     /// Done, not yet taken by the client's request channel (which only the event loop's
@@ -173,7 +173,7 @@ impl Session {
                 self.status.clone(),
             ))
         });
-        let mut held = Held::default();
+        let mut held = Waiting::default();
         let mut wait_ms = RECONNECT_MIN_MS;
         loop {
             self.hand_over_acks(&mut held.unsent);
