@@ -437,7 +437,8 @@ pub struct DumpArgs {
 }
 
 fn parse_log_filter(filter: &str) -> Result<String, String> {
-    tracing_subscriber::EnvFilter::try_new(filter)
+    filter
+        .parse::<tracing_subscriber::filter::Targets>()
         .map(|_| filter.to_string())
         .map_err(|e| format!("not a log filter: {e}"))
 }

@@ -11,6 +11,8 @@
 
 mod cli;
 mod commands;
+#[cfg(test)]
+mod conffile_tests;
 mod config;
 mod demo;
 mod ingest;
@@ -18,14 +20,20 @@ mod modbus;
 mod server;
 mod ship;
 mod submit;
+mod systemd;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::filter::Targets;
 
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // rustls' one crypto provider for every TLS client of the process (object storage,
+    // mqtts://): ring. The crates are built without a provider of their own, so none of them
+    // can pull in a second one (aws-lc-rs) behind our back; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(&cli.log);
     let outcome = match &cli.command {
@@ -85,10 +93,13 @@ fn overrides(args: &cli::ServeArgs, speed: Option<f64>) -> commands::serve::Over
 /// Logs go to stderr, so stdout carries only the command's output (reports, JSON lines).
 fn init_logging(filter: &str) {
     // The filter was validated while parsing the arguments.
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter: Targets = filter
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::WARN));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
 }

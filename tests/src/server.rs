@@ -91,7 +91,24 @@ impl Server {
         V: AsRef<std::ffi::OsStr>,
     {
         // Only the configuration this server is given: nothing the test process inherited.
-        let mut child = crate::gridlog_command()
+        Server::spawn_program(crate::gridlog_command(), data_dir, command, extra, env)
+    }
+
+    /// Like [`Server::spawn`], with `program` in place of the test build's `gridlog`: another
+    /// build of it (an installed package, another target's binary under qemu), already
+    /// holding its leading arguments.
+    pub fn spawn_program<K, V>(
+        mut program: std::process::Command,
+        data_dir: &Path,
+        command: &str,
+        extra: &[&str],
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Server
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = program
             .arg(command)
             .arg("--data-dir")
             .arg(data_dir)

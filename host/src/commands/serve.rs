@@ -155,7 +155,10 @@ async fn serve(config: Config, demo: bool) -> Outcome {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let engine = match open_engine(&config, clock).await {
+    let extending = crate::systemd::keep_extending_start();
+    let opened = open_engine(&config, clock).await;
+    extending.abort();
+    let engine = match opened {
         Ok(engine) => engine,
         Err(outcome) => {
             let _ = stop_tx.send(true);
@@ -193,9 +196,17 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     let shipper = start_shipping(&config, &engine, &state, stop_rx.clone());
     let mqtt = start_mqtt(&config, &engine, &state, stop_rx.clone());
     tracing::info!(offset = engine.committed_offset(), "ready");
+    crate::systemd::ready();
+    let watchdog = crate::systemd::spawn_watchdog(engine.clone());
 
     signals.next().await;
     tracing::info!("shutting down: finishing in-flight requests");
+    crate::systemd::stopping();
+    if let Some(watchdog) = watchdog {
+        // It holds the engine, which close_engine must have alone.
+        watchdog.abort();
+        let _ = watchdog.await;
+    }
     // A second signal stops at once: the log is then as after a power cut, which the next
     // start recovers (nothing acknowledged is lost).
     tokio::spawn(async move {
