@@ -180,7 +180,15 @@ fn the_dashboards_files_stay_open_and_metrics_open_only_when_public() {
     let server = Server::start(&["--read-token", READ]);
     let index = call("GET", &server.url("/"), None);
     assert_eq!(index.status, 200);
-    for asset in ["/app.css", "/main.js", "/api.js", "/index.html"] {
+    let html = index.body.as_str().unwrap_or_default().to_string();
+    assert!(html.contains("id=\"auth\""), "the page has the token form");
+    for asset in [
+        "/app.css",
+        "/main.js",
+        "/api.js",
+        "/views/auth.js",
+        "/index.html",
+    ] {
         let answer = call("GET", &server.url(asset), None);
         assert_eq!(answer.status, 200, "{asset}: {answer:?}");
     }
