@@ -109,6 +109,8 @@ have influxd || apt_install influxdb
 [ -x /usr/sbin/mosquitto ] || have mosquitto || apt_install mosquitto
 # openssl makes the CA and certificate of the mqtts:// test (tests/tests/mqtt_tls.rs).
 have openssl || apt_install openssl
+# HTTPS tests (http_tls.rs) talk to the gateway with a real TLS client.
+have curl || apt_install curl
 
 # The Modbus tests (tests/tests/modbus_*.rs): a SunSpec device served by pymodbus from a
 # register image pysunspec2 encodes, socat for the RTU test's pty pair, and mbpoll to read a

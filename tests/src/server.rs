@@ -13,7 +13,7 @@ use serde_json::Value;
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reads a just-spawned `gridlog serve|demo`'s stdout (which must be piped) until it prints
-/// `gridlog listening on http://ADDR/`, and returns ADDR. The rest of its output keeps being
+/// `gridlog listening on http://ADDR/` (or `https://`), and returns ADDR. The rest of its output keeps being
 /// read (and dropped), so the server never blocks on a full pipe.
 pub fn listening_address(child: &mut Child, timeout: Duration) -> Result<SocketAddr, String> {
     let stdout = child.stdout.take().ok_or("its stdout is not piped")?;
@@ -33,7 +33,11 @@ pub fn listening_address(child: &mut Child, timeout: Duration) -> Result<SocketA
             let status = child.try_wait().ok().flatten();
             format!("did not print its address within {timeout:?} (exit: {status:?})")
         })?;
-        if let Some(rest) = line.trim().strip_prefix("gridlog listening on http://") {
+        let line = line.trim();
+        let rest = line
+            .strip_prefix("gridlog listening on http://")
+            .or_else(|| line.strip_prefix("gridlog listening on https://"));
+        if let Some(rest) = rest {
             let addr = rest.split('/').next().unwrap_or_default();
             return addr
                 .parse()
