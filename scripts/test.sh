@@ -135,9 +135,17 @@ cargo build -p gridlog-common --target "$MCU_TARGET" --no-default-features
 step "gateway builds and packages (amd64 arm64 armhf)"
 ./scripts/package.sh amd64 arm64 armhf
 
+# The integration tests that drive the log and the engine in-process (crash at every I/O
+# call, torn writes, bit flips, full disks, round damage, recovery, validation): the same
+# code on the gateways' CPUs, 32-bit armv7 included. (The rest start servers or the native
+# binary; the ARM binaries have their own smoke test, tests/tests/gateway_targets.rs.)
+LOG_AND_ENGINE_TESTS=(wal_corruption wal_crash_prefix wal_round_damage wal_upgrade_format_1
+    wal_disk_full storage_recovery engine_validation engine_duplicates_history engine_upcast
+    archive_readers archive_allocation_bound)
 for target in "${ARM_TARGETS[@]}"; do
-    step "common and firmware tests on $target (qemu-user)"
+    step "common and firmware tests, and the log's and engine's integration tests, on $target (qemu-user)"
     cargo test --quiet -p gridlog-common -p gridlog-firmware --target "$target"
+    cargo test --quiet -p gridlog-tests --target "$target" "${LOG_AND_ENGINE_TESTS[@]/#/--test=}"
 done
 
 if cargo nextest --version >/dev/null 2>&1; then

@@ -16,6 +16,7 @@
 pub const BACKGROUND_NICE: i32 = 10;
 
 /// Bytes of one cache line.
+#[cfg(target_arch = "x86_64")]
 const CACHE_LINE_BYTES: usize = 64;
 
 /// Starts loading the memory of `value`, from `bytes_before` bytes in front of it (an

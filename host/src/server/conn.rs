@@ -50,10 +50,12 @@ pub const SOCKET_SEND_BUFFER_BYTES: usize = 128 * 1024;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// The open-file limit (soft), if it can be read.
+// rlim_t is u64 on 64-bit Linux and u32 on 32-bit ARM, where the conversion is not useless.
+#[allow(clippy::useless_conversion)]
 fn open_file_limit() -> Option<u64> {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .ok()
-        .map(|(soft, _)| soft)
+        .map(|(soft, _)| u64::from(soft))
 }
 
 /// `configured`, lowered so that connections leave [`FDS_RESERVED_FOR_LOG`] descriptors of
