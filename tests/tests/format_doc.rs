@@ -236,7 +236,17 @@ fn rollup_spill_header_table_matches_the_constants() {
                 Some(R_METERS_AT - R_BLOCKS_BYTES_AT),
             ),
             ("meters", R_METERS_AT, Some(R_INDEX_CRC_AT - R_METERS_AT)),
-            ("index_crc", R_INDEX_CRC_AT, Some(R_CRC_AT - R_INDEX_CRC_AT)),
+            (
+                "index_crc",
+                R_INDEX_CRC_AT,
+                Some(R_FIRST_DAY_AT - R_INDEX_CRC_AT),
+            ),
+            (
+                "first_day",
+                R_FIRST_DAY_AT,
+                Some(R_LAST_DAY_AT - R_FIRST_DAY_AT),
+            ),
+            ("last_day", R_LAST_DAY_AT, Some(R_CRC_AT - R_LAST_DAY_AT)),
             ("crc", R_CRC_AT, Some(SPILL_HEADER_BYTES - R_CRC_AT)),
         ],
     );

@@ -2,13 +2,14 @@
 //! read back one meter at a time.
 //!
 //! ```text
-//!  0        8        10       12       16         24          32       36        40       44
-//!  +--------+--------+--------+--------+----------+-----------+--------+---------+--------+
-//!  | magic  |version |hdr len | flags  | spill    | blocks    | meters | index   | header |
-//!  | 8 B    | u16 LE | u16 LE | u32 LE | seq      | bytes     | u32 LE | crc32   | crc32  |
-//!  |        |        |        | = 0    | u64 LE   | u64 LE    |        | u32 LE  | u32 LE |
-//!  +--------+--------+--------+--------+----------+-----------+--------+---------+--------+
-//!  magic = "GLOGRLUP"; header crc = CRC-32 of bytes 0..40
+//!  0        8        10       12       16         24          32       36        40       48       56       60
+//!  +--------+--------+--------+--------+----------+-----------+--------+---------+--------+--------+--------+
+//!  | magic  |version |hdr len | flags  | spill    | blocks    | meters | index   | first  | last   | header |
+//!  | 8 B    | u16 LE | u16 LE | u32 LE | seq      | bytes     | u32 LE | crc32   | day    | day    | crc32  |
+//!  |        |        |        | = 0    | u64 LE   | u64 LE    |        | u32 LE  | i64 LE | i64 LE | u32 LE |
+//!  +--------+--------+--------+--------+----------+-----------+--------+---------+--------+--------+--------+
+//!  magic = "GLOGRLUP"; header crc = CRC-32 of bytes 0..56; first/last day: the oldest and
+//!  newest day of any record (a reader skips a spill outside its range; 0 and -1 if none)
 //!  then `blocks bytes` of meter blocks, then `meters` index entries of 16 bytes:
 //!  +-------------+-------------+-------------+
 //!  | id hash     | block at    | block bytes |   sorted by (id hash, block at);
@@ -61,14 +62,18 @@ pub const R_BLOCKS_BYTES_AT: usize = R_SPILL_SEQ_AT + 8;
 pub const R_METERS_AT: usize = R_BLOCKS_BYTES_AT + 8;
 /// Byte offset of the index CRC.
 pub const R_INDEX_CRC_AT: usize = R_METERS_AT + 4;
+/// Byte offset of the oldest day any record holds.
+pub const R_FIRST_DAY_AT: usize = R_INDEX_CRC_AT + 4;
+/// Byte offset of the newest day any record holds.
+pub const R_LAST_DAY_AT: usize = R_FIRST_DAY_AT + 8;
 /// Byte offset of the header CRC.
-pub const R_CRC_AT: usize = R_INDEX_CRC_AT + 4;
+pub const R_CRC_AT: usize = R_LAST_DAY_AT + 8;
 /// Length of the header.
 pub const SPILL_HEADER_BYTES: usize = R_CRC_AT + 4;
 /// Length of one index entry.
 pub const SPILL_INDEX_ENTRY_BYTES: usize = 16;
 
-const _: () = assert!(SPILL_HEADER_BYTES == 44);
+const _: () = assert!(SPILL_HEADER_BYTES == 60);
 
 /// Quarter hours in a UTC day.
 pub const QUARTERS_PER_DAY: usize = 96;
@@ -184,6 +189,10 @@ pub struct SpillHeader {
     pub meters: u32,
     /// CRC-32 of the index.
     pub index_crc: u32,
+    /// Oldest day of any record (0 with no record).
+    pub first_day: i64,
+    /// Newest day of any record (-1 with no record).
+    pub last_day: i64,
 }
 
 impl SpillHeader {
@@ -196,7 +205,9 @@ impl SpillHeader {
         b[R_SPILL_SEQ_AT..R_BLOCKS_BYTES_AT].copy_from_slice(&self.spill_seq.to_le_bytes());
         b[R_BLOCKS_BYTES_AT..R_METERS_AT].copy_from_slice(&self.blocks_bytes.to_le_bytes());
         b[R_METERS_AT..R_INDEX_CRC_AT].copy_from_slice(&self.meters.to_le_bytes());
-        b[R_INDEX_CRC_AT..R_CRC_AT].copy_from_slice(&self.index_crc.to_le_bytes());
+        b[R_INDEX_CRC_AT..R_FIRST_DAY_AT].copy_from_slice(&self.index_crc.to_le_bytes());
+        b[R_FIRST_DAY_AT..R_LAST_DAY_AT].copy_from_slice(&self.first_day.to_le_bytes());
+        b[R_LAST_DAY_AT..R_CRC_AT].copy_from_slice(&self.last_day.to_le_bytes());
         let crc = crc32fast::hash(&b[..R_CRC_AT]);
         b[R_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -220,6 +231,8 @@ impl SpillHeader {
             blocks_bytes: r.u64()?,
             meters: r.u32()?,
             index_crc: r.u32()?,
+            first_day: r.i64()?,
+            last_day: r.i64()?,
         };
         if r.u32()? != crc32fast::hash(&b[..R_CRC_AT]) {
             return Err(DecodeError::Crc { part: "header" });
@@ -240,6 +253,11 @@ impl SpillHeader {
             });
         }
         Ok(header)
+    }
+
+    /// Whether a record of this spill may hold a day in `days`.
+    pub fn overlaps(&self, days: &std::ops::Range<i64>) -> bool {
+        self.first_day < days.end && days.start <= self.last_day
     }
 
     /// Where the index starts.
@@ -328,7 +346,12 @@ pub fn encode_file<'a>(
 ) -> Vec<u8> {
     let mut blocks = Vec::new();
     let mut index = Vec::new();
+    let (mut first_day, mut last_day) = (i64::MAX, i64::MIN);
     for (id, days) in meters {
+        for record in days {
+            first_day = first_day.min(record.day);
+            last_day = last_day.max(record.day);
+        }
         let at = blocks.len();
         encode_block(id, days, &mut blocks);
         index.push(IndexEntry {
@@ -349,6 +372,8 @@ pub fn encode_file<'a>(
         blocks_bytes: blocks.len() as u64,
         meters: u32::try_from(index.len()).expect("meters beyond u32"),
         index_crc: crc32fast::hash(&index_bytes),
+        first_day: if first_day > last_day { 0 } else { first_day },
+        last_day: if first_day > last_day { -1 } else { last_day },
     };
     let mut out = Vec::with_capacity(SPILL_HEADER_BYTES + blocks.len() + index_bytes.len());
     out.extend_from_slice(&header.encode());
@@ -642,6 +667,9 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Result<u64, DecodeError> {
         self.array().map(u64::from_le_bytes)
+    }
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        self.array().map(i64::from_le_bytes)
     }
     fn f32(&mut self) -> Result<f32, DecodeError> {
         self.array().map(f32::from_le_bytes)

@@ -183,6 +183,15 @@ impl SpillFile {
     /// Opens spill `path` and checks its header, size and index. The index is allocated
     /// only after the header's CRC and the file's size vouch for its length.
     pub fn open(path: &Path) -> Result<SpillFile, StoreError> {
+        Ok(SpillFile::open_if(path, |_| true)?.expect("every header wanted"))
+    }
+
+    /// [`SpillFile::open`], but `None` (the index not read) if `wanted` refuses the
+    /// checked header.
+    pub fn open_if(
+        path: &Path,
+        wanted: impl FnOnce(&SpillHeader) -> bool,
+    ) -> Result<Option<SpillFile>, StoreError> {
         let corrupt = |reason| StoreError::Corrupt {
             path: path.to_path_buf(),
             reason,
@@ -192,16 +201,19 @@ impl SpillFile {
         let mut head = [0u8; SPILL_HEADER_BYTES];
         let got = read_at_most(&file, &mut head, 0).map_err(io_err(path))?;
         let header = SpillHeader::decode(&head[..got], file_bytes).map_err(corrupt)?;
+        if !wanted(&header) {
+            return Ok(None);
+        }
         let mut index_bytes = vec![0u8; header.index_bytes() as usize];
         file.read_exact_at(&mut index_bytes, header.index_at())
             .map_err(io_err(path))?;
         let index = format::decode_index(&index_bytes, &header).map_err(corrupt)?;
-        Ok(SpillFile {
+        Ok(Some(SpillFile {
             path: path.to_path_buf(),
             file,
             header,
             index,
-        })
+        }))
     }
 
     /// The header.
@@ -258,8 +270,8 @@ pub fn verify(data_dir: &Path) -> Result<usize, StoreError> {
     Ok(spills.len())
 }
 
-/// Meter `id`'s stored day records whose day is in `days`, from every spill (newest
-/// spill's version of a meter-day wins), oldest first.
+/// Meter `id`'s stored day records whose day is in `days`, from every spill whose header
+/// says it may hold one (newest spill's version of a meter-day wins), oldest first.
 pub fn read_meter(
     data_dir: &Path,
     id: &str,
@@ -267,7 +279,10 @@ pub fn read_meter(
 ) -> Result<Vec<DayRecord>, StoreError> {
     let mut by_day = std::collections::BTreeMap::new();
     for (_, path) in list(data_dir)? {
-        for record in SpillFile::open(&path)?.meter(id)? {
+        let Some(spill) = SpillFile::open_if(&path, |h| h.overlaps(&days))? else {
+            continue;
+        };
+        for record in spill.meter(id)? {
             if days.contains(&record.day) {
                 by_day.insert(record.day, record);
             }

@@ -67,10 +67,12 @@ fn header_offsets_are_chained_and_pinned() {
             R_BLOCKS_BYTES_AT,
             R_METERS_AT,
             R_INDEX_CRC_AT,
+            R_FIRST_DAY_AT,
+            R_LAST_DAY_AT,
             R_CRC_AT,
             SPILL_HEADER_BYTES
         ],
-        [0, 8, 10, 12, 16, 24, 32, 36, 40, 44]
+        [0, 8, 10, 12, 16, 24, 32, 36, 40, 48, 56, 60]
     );
     assert_eq!(BUCKET_ENCODED_BYTES_MAX, 34);
 }
@@ -335,4 +337,28 @@ proptest! {
             }
         }
     }
+}
+
+/// A read skips a spill whose header says it holds no day of the range: its index is not
+/// even read (here it is damaged, and only a read of its range fails).
+#[test]
+fn a_read_opens_only_the_spills_of_its_range() {
+    let dir = tempfile::tempdir().expect("dir");
+    let m = id("m");
+    let (old, new) = ([quarter_hourly_day(3)], [quarter_hourly_day(50)]);
+    let path = write_spill(dir.path(), 1, &encode_file(1, [(&m, &old[..])])).expect("1");
+    write_spill(dir.path(), 2, &encode_file(2, [(&m, &new[..])])).expect("2");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("damage the index");
+    assert_eq!(
+        read_meter(dir.path(), "m", 40..60).expect("read"),
+        new.to_vec()
+    );
+    let err = read_meter(dir.path(), "m", 0..10).expect_err("damaged index");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let empty = encode_file(3, std::iter::empty());
+    let header = SpillHeader::decode(&empty[..SPILL_HEADER_BYTES], empty.len() as u64);
+    assert_eq!(header.map(|h| (h.first_day, h.last_day)), Ok((0, -1)));
 }
