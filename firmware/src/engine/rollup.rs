@@ -102,7 +102,24 @@ pub struct Bucket {
     pub count: u32,
 }
 
+/// A [`Bucket`]'s fields as bits: `index, import_wh, export_wh, min_w, max_w, mean_w, count`.
+pub type BucketBits = (i64, u64, u64, u32, u32, u32, u32);
+
 impl Bucket {
+    /// The bucket as bits: equal exactly when two buckets are the same bit for bit (unlike
+    /// `==` on floats: `-0.0 == 0.0`), as a stored or re-derived rollup must be.
+    pub fn bits(&self) -> BucketBits {
+        (
+            self.index,
+            self.import_wh.to_bits(),
+            self.export_wh.to_bits(),
+            self.min_w.to_bits(),
+            self.max_w.to_bits(),
+            self.mean_w.to_bits(),
+            self.count,
+        )
+    }
+
     const fn empty(index: i64) -> Bucket {
         Bucket {
             index,

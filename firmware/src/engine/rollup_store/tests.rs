@@ -96,17 +96,7 @@ fn every_bucket_shape_reads_back_bit_for_bit() {
     let spill = SpillFile::open(&path).expect("open");
     let got = spill.meter("m-1").expect("read");
     assert_eq!(got.len(), 1);
-    let bits = |b: &Bucket| {
-        (
-            b.index,
-            b.import_wh.to_bits(),
-            b.export_wh.to_bits(),
-            b.min_w.to_bits(),
-            b.max_w.to_bits(),
-            b.mean_w.to_bits(),
-            b.count,
-        )
-    };
+    let bits = Bucket::bits;
     let want: Vec<_> = record.quarters.iter().map(bits).collect();
     assert_eq!(got[0].quarters.iter().map(bits).collect::<Vec<_>>(), want);
     assert_eq!(
