@@ -11,10 +11,12 @@
 //!  magic = "GLOGRLUP"; header crc = CRC-32 of bytes 0..56; first/last day: the oldest and
 //!  newest day of any record (a reader skips a spill outside its range; 0 and -1 if none)
 //!  then `blocks bytes` of meter blocks, then `meters` index entries of 16 bytes:
-//!  +-------------+-------------+-------------+
-//!  | id hash     | block at    | block bytes |   sorted by (id hash, block at);
-//!  | u64 LE      | u32 LE      | u32 LE      |   block at counts from the first block
-//!  +-------------+-------------+-------------+   index crc = CRC-32 of the whole index
+//!  +-----------+-----------+-------------+-----------+
+//!  | id hash   | block at  | block bytes | entry crc |  sorted by (id hash, block at);
+//!  | u32 LE    | u32 LE    | u32 LE      | u32 LE    |  block at counts from the first
+//!  +-----------+-----------+-------------+-----------+  block; entry crc = CRC-32 of its
+//!  first 12 bytes (a query binary-searches the index on disk, checking each entry it reads);
+//!  index crc = CRC-32 of the whole index (checked by `verify`)
 //!
 //!  meter block:  crc32 u32 LE of the rest | id len u8 | id | days varint | day record…
 //!  day record:   day step varint (first: zigzag day index; then days after the previous − 1)
@@ -275,16 +277,58 @@ impl SpillHeader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexEntry {
     /// [`id_hash`] of the meter's id.
-    pub id_hash: u64,
+    pub id_hash: u32,
     /// Block position, from the first block.
     pub block_at: u32,
     /// Block length.
     pub block_bytes: u32,
 }
 
-/// Decodes and checks an index (its CRC already checked by the caller or not: it is
-/// checked here against `header`): sorted, every block inside the blocks and none
-/// overlapping another.
+impl IndexEntry {
+    /// The entry's 16 bytes: its fields and a CRC-32 of them.
+    pub fn encode(&self) -> [u8; SPILL_INDEX_ENTRY_BYTES] {
+        let mut b = [0u8; SPILL_INDEX_ENTRY_BYTES];
+        b[0..4].copy_from_slice(&self.id_hash.to_le_bytes());
+        b[4..8].copy_from_slice(&self.block_at.to_le_bytes());
+        b[8..12].copy_from_slice(&self.block_bytes.to_le_bytes());
+        let crc = crc32fast::hash(&b[..12]);
+        b[12..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Reads entry bytes and checks them alone (a reader searching the index on disk reads
+    /// a few entries, not the whole index): the entry's CRC, and its block inside the
+    /// blocks of `header`'s file and within [`SPILL_BLOCK_BYTES_MAX`]. `at` is the entry's
+    /// position in the file, for the error.
+    pub fn decode(
+        b: &[u8; SPILL_INDEX_ENTRY_BYTES],
+        header: &SpillHeader,
+        at: usize,
+    ) -> Result<IndexEntry, DecodeError> {
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        if word(12) != crc32fast::hash(&b[..12]) {
+            return Err(DecodeError::Crc {
+                part: "index entry",
+            });
+        }
+        let entry = IndexEntry {
+            id_hash: word(0),
+            block_at: word(4),
+            block_bytes: word(8),
+        };
+        let end = u64::from(entry.block_at) + u64::from(entry.block_bytes);
+        if end > header.blocks_bytes || entry.block_bytes as usize > SPILL_BLOCK_BYTES_MAX {
+            return Err(DecodeError::Field {
+                what: "index entry block",
+                at,
+            });
+        }
+        Ok(entry)
+    }
+}
+
+/// Decodes and checks a whole index (what `verify` does; a query searches it on disk):
+/// its CRC, every entry, sorted, no two blocks overlapping.
 pub fn decode_index(b: &[u8], header: &SpillHeader) -> Result<Vec<IndexEntry>, DecodeError> {
     if b.len() as u64 != header.index_bytes() {
         return Err(DecodeError::Truncated {
@@ -295,47 +339,41 @@ pub fn decode_index(b: &[u8], header: &SpillHeader) -> Result<Vec<IndexEntry>, D
     if crc32fast::hash(b) != header.index_crc {
         return Err(DecodeError::Crc { part: "index" });
     }
-    let mut r = Reader::new(b);
-    let mut entries = Vec::with_capacity(header.meters as usize);
-    for _ in 0..header.meters {
-        entries.push(IndexEntry {
-            id_hash: r.u64()?,
-            block_at: r.u32()?,
-            block_bytes: r.u32()?,
-        });
-    }
-    let mut spans: Vec<(u64, u64)> = entries
+    let at = header.index_at() as usize;
+    let entries = b
+        .chunks_exact(SPILL_INDEX_ENTRY_BYTES)
+        .enumerate()
+        .map(|(i, e)| {
+            let e = e.try_into().expect("chunks of the entry size");
+            IndexEntry::decode(e, header, at + i * SPILL_INDEX_ENTRY_BYTES)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut spans: Vec<(u32, u32)> = entries
         .iter()
-        .map(|e| (u64::from(e.block_at), u64::from(e.block_bytes)))
+        .map(|e| (e.block_at, e.block_bytes))
         .collect();
     spans.sort_unstable();
-    let mut end = 0;
-    for (at, len) in spans {
-        if at < end || at + len > header.blocks_bytes || len as usize > SPILL_BLOCK_BYTES_MAX {
-            return Err(DecodeError::Field {
-                what: "index entry",
-                at: header.index_at() as usize,
-            });
-        }
-        end = at + len;
-    }
+    let overlapping = spans
+        .windows(2)
+        .any(|w| u64::from(w[0].0) + u64::from(w[0].1) > u64::from(w[1].0));
     let sorted = entries
         .windows(2)
         .all(|w| (w[0].id_hash, w[0].block_at) < (w[1].id_hash, w[1].block_at));
-    if !sorted {
+    if overlapping || !sorted {
         return Err(DecodeError::Field {
-            what: "index order",
-            at: header.index_at() as usize,
+            what: "index order or overlapping blocks",
+            at,
         });
     }
     Ok(entries)
 }
 
-/// The hash the index sorts meters by: FNV-1a, 64 bits, of the id's bytes. Fixed: it is
-/// part of the format.
-pub fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+/// The hash the index sorts meters by: FNV-1a, 32 bits, of the id's bytes. Fixed: it is
+/// part of the format. Ids that share a hash sit side by side; a reader compares the id in
+/// each of their blocks.
+pub fn id_hash(id: &str) -> u32 {
+    id.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
 }
 
@@ -361,12 +399,7 @@ pub fn encode_file<'a>(
         });
     }
     index.sort_unstable_by_key(|e| (e.id_hash, e.block_at));
-    let mut index_bytes = Vec::with_capacity(index.len() * SPILL_INDEX_ENTRY_BYTES);
-    for e in &index {
-        index_bytes.extend_from_slice(&e.id_hash.to_le_bytes());
-        index_bytes.extend_from_slice(&e.block_at.to_le_bytes());
-        index_bytes.extend_from_slice(&e.block_bytes.to_le_bytes());
-    }
+    let index_bytes: Vec<u8> = index.iter().flat_map(|e| e.encode()).collect();
     let header = SpillHeader {
         spill_seq,
         blocks_bytes: blocks.len() as u64,

@@ -170,24 +170,21 @@ pub(crate) fn trim_with(io: &Io, data_dir: &Path, covered: u64) -> Result<Trimme
     Ok(trimmed)
 }
 
-/// An open spill file: its header and index checked, blocks read on demand.
+/// An open spill file: its header checked; index entries and blocks read on demand.
 #[derive(Debug)]
 pub struct SpillFile {
     path: PathBuf,
     file: File,
     header: SpillHeader,
-    index: Vec<IndexEntry>,
 }
 
 impl SpillFile {
-    /// Opens spill `path` and checks its header, size and index. The index is allocated
-    /// only after the header's CRC and the file's size vouch for its length.
+    /// Opens spill `path` and checks its header and size.
     pub fn open(path: &Path) -> Result<SpillFile, StoreError> {
         Ok(SpillFile::open_if(path, |_| true)?.expect("every header wanted"))
     }
 
-    /// [`SpillFile::open`], but `None` (the index not read) if `wanted` refuses the
-    /// checked header.
+    /// [`SpillFile::open`], but `None` if `wanted` refuses the checked header.
     pub fn open_if(
         path: &Path,
         wanted: impl FnOnce(&SpillHeader) -> bool,
@@ -204,15 +201,10 @@ impl SpillFile {
         if !wanted(&header) {
             return Ok(None);
         }
-        let mut index_bytes = vec![0u8; header.index_bytes() as usize];
-        file.read_exact_at(&mut index_bytes, header.index_at())
-            .map_err(io_err(path))?;
-        let index = format::decode_index(&index_bytes, &header).map_err(corrupt)?;
         Ok(Some(SpillFile {
             path: path.to_path_buf(),
             file,
             header,
-            index,
         }))
     }
 
@@ -221,13 +213,26 @@ impl SpillFile {
         &self.header
     }
 
-    /// Meter `id`'s day records in this spill, oldest first (empty if it has none).
-    /// Reads one block (or a few, if ids share a hash).
+    /// Meter `id`'s day records in this spill, oldest first (empty if it has none): a
+    /// binary search of the index on disk (log2 meters reads of 16 bytes, each entry
+    /// checked), then its block (or a few, if ids share a hash).
     pub fn meter(&self, id: &str) -> Result<Vec<DayRecord>, StoreError> {
         let hash = format::id_hash(id);
-        let first = self.index.partition_point(|e| e.id_hash < hash);
-        for entry in self.index[first..].iter().take_while(|e| e.id_hash == hash) {
-            let (found, days) = self.block(entry)?;
+        let (mut lo, mut hi) = (0u32, self.header.meters);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.entry(mid)?.id_hash < hash {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        for i in lo..self.header.meters {
+            let entry = self.entry(i)?;
+            if entry.id_hash != hash {
+                break;
+            }
+            let (found, days) = self.block(&entry)?;
             if found.as_str() == id {
                 return Ok(days);
             }
@@ -235,9 +240,35 @@ impl SpillFile {
         Ok(Vec::new())
     }
 
-    /// Every meter's block, decoded and checked (`verify`, and tests).
+    /// Every meter's block, decoded and checked, with the whole index (`verify`, tests).
     pub fn all(&self) -> Result<Vec<(EntityId, Vec<DayRecord>)>, StoreError> {
-        self.index.iter().map(|e| self.block(e)).collect()
+        let mut bytes = vec![0u8; self.header.index_bytes() as usize];
+        self.file
+            .read_exact_at(&mut bytes, self.header.index_at())
+            .map_err(io_err(&self.path))?;
+        let index =
+            format::decode_index(&bytes, &self.header).map_err(|reason| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason,
+            })?;
+        index.iter().map(|e| self.block(e)).collect()
+    }
+
+    /// Index entry `i` (below `meters`), read and checked.
+    fn entry(&self, i: u32) -> Result<IndexEntry, StoreError> {
+        let mut bytes = [0u8; format::SPILL_INDEX_ENTRY_BYTES];
+        let at = self.header.index_at() + u64::from(i) * bytes.len() as u64;
+        self.file
+            .read_exact_at(&mut bytes, at)
+            .map_err(io_err(&self.path))?;
+        IndexEntry::decode(&bytes, &self.header, at as usize).map_err(|r| self.corrupt(r))
+    }
+
+    fn corrupt(&self, reason: DecodeError) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     fn block(&self, entry: &IndexEntry) -> Result<(EntityId, Vec<DayRecord>), StoreError> {
@@ -246,10 +277,7 @@ impl SpillFile {
         self.file
             .read_exact_at(&mut bytes, at)
             .map_err(io_err(&self.path))?;
-        format::decode_block(&bytes).map_err(|reason| StoreError::Corrupt {
-            path: self.path.clone(),
-            reason,
-        })
+        format::decode_block(&bytes).map_err(|r| self.corrupt(r))
     }
 }
 

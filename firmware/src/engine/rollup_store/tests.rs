@@ -352,3 +352,36 @@ fn a_read_opens_only_the_spills_of_its_range() {
     let header = SpillHeader::decode(&empty[..SPILL_HEADER_BYTES], empty.len() as u64);
     assert_eq!(header.map(|h| (h.first_day, h.last_day)), Ok((0, -1)));
 }
+
+/// The index is searched on disk: every meter of a spill is found, including two whose
+/// ids share a hash (found by trying ids until two collide), and an absent one is not.
+#[test]
+fn every_meter_is_found_by_the_search_even_when_hashes_collide() {
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u64..1_000_000)
+        .map(|i| format!("c{:x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20))
+        .find_map(|name| {
+            let other = seen.insert(id_hash(&name), name.clone())?;
+            Some((other, name))
+        })
+        .expect("a 32-bit collision among a million ids");
+    assert_eq!(id_hash(&a), id_hash(&b));
+    let mut ids: Vec<EntityId> = (0..300).map(|i| id(&format!("meter-{i}"))).collect();
+    ids.push(id(&a));
+    ids.push(id(&b));
+    let days: Vec<Vec<DayRecord>> = (0..ids.len() as i64)
+        .map(|i| vec![quarter_hourly_day(1000 + i)])
+        .collect();
+    let bytes = encode_file(1, ids.iter().zip(&days).map(|(i, d)| (i, d.as_slice())));
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_spill(dir.path(), 1, &bytes).expect("write");
+    let spill = SpillFile::open(&path).expect("open");
+    for (i, d) in ids.iter().zip(&days) {
+        assert_eq!(&spill.meter(i.as_str()).expect("read"), d, "{i}");
+    }
+    assert_eq!(
+        spill.meter("absent").expect("read"),
+        Vec::<DayRecord>::new()
+    );
+    assert_eq!(spill.all().expect("all").len(), ids.len());
+}
