@@ -19,6 +19,7 @@
 //! threads, never on the write path.
 
 pub mod format;
+pub mod merge;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
