@@ -451,3 +451,50 @@ proptest! {
         }
     }
 }
+
+/// A spill is durable when `write_spill` returns, which is what lets a snapshot count it:
+/// its bytes are synced before the rename that names it, and the directory after. And a
+/// power cut that loses the rename (the directory not yet synced) leaves only a temp file,
+/// which the start-up trim removes like any other.
+#[test]
+fn a_spill_is_synced_before_it_is_named_and_named_durably_before_it_counts() {
+    use crate::wal::io::IoOp;
+    let dir = tempfile::tempdir().expect("dir");
+    let m = id("m");
+    let one = [quarter_hourly_day(1)];
+    write_spill(dir.path(), 1, &encode_file(1, [(&m, &one[..])])).expect("1");
+    let ops = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = ops.clone();
+    let hook: IoHook = Arc::new(move |op: &IoOp<'_>| {
+        let name = match op {
+            IoOp::Create { .. } => "create",
+            IoOp::Write { .. } => "write",
+            IoOp::SyncData { .. } => "sync_data",
+            IoOp::Rename { .. } => "rename",
+            IoOp::SyncDir { .. } => "sync_dir",
+            _ => "other",
+        };
+        seen.lock().expect("ops").push(name);
+        Ok(())
+    });
+    let two = [quarter_hourly_day(2)];
+    let path = write_spill_with(
+        &Io::new(Some(hook)),
+        dir.path(),
+        2,
+        &encode_file(2, [(&m, &two[..])]),
+    )
+    .expect("2");
+    assert_eq!(
+        *ops.lock().expect("ops"),
+        ["create", "write", "sync_data", "rename", "sync_dir"]
+    );
+    // The cut undoes the rename (never synced in the directory): a whole temp file is left.
+    std::fs::rename(&path, path.with_extension("rlp.tmp")).expect("undo the rename");
+    let trimmed = trim(dir.path(), 1).expect("trim");
+    assert_eq!((trimmed.spills.len(), trimmed.temp_files), (0, 1));
+    assert_eq!(
+        read_meter(dir.path(), "m", 0..10).expect("read"),
+        one.to_vec()
+    );
+}
