@@ -3,10 +3,16 @@
 #
 #   ./scripts/test.sh
 #
-# 1. installs what is missing, idempotently and quietly (Rust target and components, then
-#    the system dependencies of later test suites);
+# 1. installs what is missing, idempotently and quietly (Rust targets and components, the
+#    ARM cross compilers and qemu-user, cargo-deb, then the system dependencies of later
+#    test suites);
 # 2. formatting, clippy with warnings as errors, the no_std build of `common` for a
-#    microcontroller, and every test of the workspace (nextest if installed).
+#    microcontroller;
+# 3. the gateway builds (profile `gateway`) for x86-64, aarch64 and armv7, each packaged as a
+#    .deb (scripts/package.sh), and the tests of `common` and `firmware` (the log's crash and
+#    power-loss tests, the engine's) on aarch64 and armv7 under qemu-user;
+# 4. every test of the workspace (nextest if installed), the ARM binaries' smoke test and the
+#    package's tests among them.
 #
 # The fuzz crate (fuzz/) is not built here: it needs a nightly toolchain. The proptests in
 # common/src/*.rs cover the same decoders.
@@ -14,6 +20,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MCU_TARGET=thumbv7em-none-eabihf
+# The gateways' targets besides this machine's (see README, "Supported targets").
+ARM_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
+# The version of cargo-deb the packages are built with.
+CARGO_DEB_VERSION=3.8.0
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -22,10 +32,12 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # ---------------------------------------------------------------------------------------
 if command -v rustup >/dev/null 2>&1; then
     installed_targets=$(rustup target list --installed)
-    if ! grep -qx "$MCU_TARGET" <<<"$installed_targets"; then
-        step "installing Rust target $MCU_TARGET"
-        rustup target add "$MCU_TARGET" >/dev/null
-    fi
+    for target in "$MCU_TARGET" "${ARM_TARGETS[@]}"; do
+        if ! grep -qx "$target" <<<"$installed_targets"; then
+            step "installing Rust target $target"
+            rustup target add "$target" >/dev/null
+        fi
+    done
     installed_components=$(rustup component list --installed)
     for component in rustfmt clippy; do
         if ! grep -q "^${component}" <<<"$installed_components"; then
@@ -71,6 +83,17 @@ pip_install() {
         python3 -m pip install --quiet --break-system-packages "$@"
 }
 
+# The ARM gateways: Debian's cross compilers link the binaries (and build the C code of ring
+# and zstd), qemu-user runs them and their tests (.cargo/config.toml names both per target).
+have aarch64-linux-gnu-gcc || apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+have arm-linux-gnueabihf-gcc || apt_install gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+{ have qemu-aarch64-static && have qemu-arm-static; } || apt_install qemu-user-static
+# The .deb: cargo-deb packs it, dpkg installs it into a scratch root, systemd-analyze checks
+# the unit, systemd-sysusers makes the user (tests/tests/package_deb.rs).
+cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION" ||
+    { step "cargo install cargo-deb $CARGO_DEB_VERSION"; cargo install --quiet --locked --no-default-features "cargo-deb@$CARGO_DEB_VERSION"; }
+{ have systemd-analyze && have systemd-sysusers; } || apt_install systemd
+
 # A real S3-compatible server for the shipping tests (tests/tests/ship_*.rs start and stop it).
 have moto_server || pip_install 'moto[server]'
 
@@ -86,6 +109,8 @@ have influxd || apt_install influxdb
 [ -x /usr/sbin/mosquitto ] || have mosquitto || apt_install mosquitto
 # openssl makes the CA and certificate of the mqtts:// test (tests/tests/mqtt_tls.rs).
 have openssl || apt_install openssl
+# HTTPS tests (http_tls.rs) talk to the gateway with a real TLS client.
+have curl || apt_install curl
 
 # The Modbus tests (tests/tests/modbus_*.rs): a SunSpec device served by pymodbus from a
 # register image pysunspec2 encodes, socat for the RTU test's pty pair, and mbpoll to read a
@@ -106,6 +131,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "gridlog-common builds for $MCU_TARGET (no_std, no alloc)"
 cargo build -p gridlog-common --target "$MCU_TARGET" --no-default-features
+
+step "gateway builds and packages (amd64 arm64 armhf)"
+./scripts/package.sh amd64 arm64 armhf
+
+for target in "${ARM_TARGETS[@]}"; do
+    step "common and firmware tests on $target (qemu-user)"
+    cargo test --quiet -p gridlog-common -p gridlog-firmware --target "$target"
+done
 
 if cargo nextest --version >/dev/null 2>&1; then
     # Doc tests first: nextest's summary ("N tests run: N passed") is then the run's last line.

@@ -3,6 +3,7 @@
 
 export const API = '/api/v1';
 const TOKEN_KEY = 'gridlog.writeToken';
+const READ_TOKEN_KEY = 'gridlog.readToken';
 
 /** A failed request: `status` 0 when the gateway did not answer; `code` and `message` from
  * the JSON error body otherwise. */
@@ -25,20 +26,53 @@ export const net = { failures: 0, lastOk: null, recovering: false, requests: 0 }
 /** What failed and has not succeeded since, by what the page was doing (`watch`'s key). */
 export const failures = new Map();
 
-/** The write token, kept in this browser's localStorage. */
+/** The write token, kept in this browser's localStorage (typed on the Assets page). */
 export const token = {
   get() { try { return localStorage.getItem(TOKEN_KEY) || ''; } catch (_) { return ''; } },
   set(v) { try { v ? localStorage.setItem(TOKEN_KEY, v) : localStorage.removeItem(TOKEN_KEY); return true; } catch (_) { return false; } },
 };
 
+/** The read token, kept in this tab's sessionStorage, not localStorage: it lets whoever
+ * holds it read every reading of the site, so it goes when the tab is closed instead of
+ * staying in the browser's profile (and every later tab) for the next person at a shared
+ * control-room PC. */
+export const readToken = {
+  get() { try { return sessionStorage.getItem(READ_TOKEN_KEY) || ''; } catch (_) { return ''; } },
+  set(v) { try { v ? sessionStorage.setItem(READ_TOKEN_KEY, v) : sessionStorage.removeItem(READ_TOKEN_KEY); return true; } catch (_) { return false; } },
+};
+
+/** The token a read sends: the read token, else the write token (a writer may read). */
+export function readingToken() {
+  return readToken.get() || token.get();
+}
+
+/** Whether reads are let through: `ok`; `needed` (401: the gateway has a read token and
+ * none was sent); `wrong` (403: the token sent was refused, `error` says how); `checking`
+ * (a new token was given and no read has answered yet). views/auth.js shows the form
+ * for it and sets `onChange`. */
+export const auth = { state: 'ok', error: null, onChange: () => {} };
+
+function setAuth(state, error) {
+  if (auth.state === state && !error) return;
+  auth.state = state;
+  auth.error = error || null;
+  auth.onChange();
+}
+
+/** A new token was typed: kept for this tab, and every read tries it from now on.
+ * False if the browser does not let the page keep it. */
+export function useReadToken(value) {
+  if (!readToken.set(value)) return false;
+  setAuth('checking');
+  return true;
+}
+
 /** `method` `API + path` with a JSON `body`; the parsed JSON answer, or an `ApiError`. */
 export async function api(path, { method = 'GET', body, signal } = {}) {
   const headers = { Accept: 'application/json' };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    const t = token.get();
-    if (t) headers.Authorization = 'Bearer ' + t;
-  }
+  const t = body !== undefined ? token.get() || readingToken() : readingToken();
+  if (t) headers.Authorization = 'Bearer ' + t;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
   net.requests++;
   let res;
   try {
@@ -57,7 +91,15 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   net.lastOk = performance.now();
   net.failures = 0;
   net.recovering = res.status === 503 && json && json.error && json.error.code === 'not_ready';
-  if (!res.ok) throw new ApiError(method, path, res.status, json);
+  if (!res.ok) {
+    const error = new ApiError(method, path, res.status, json);
+    // A read refused for its token asks the person for one (views/auth.js); writes keep
+    // their own token and answer where they were asked.
+    if (method === 'GET' && error.code === 'unauthorized') setAuth('needed', error);
+    if (method === 'GET' && error.code === 'forbidden') setAuth('wrong', error);
+    throw error;
+  }
+  if (method === 'GET') setAuth('ok');
   return json;
 }
 

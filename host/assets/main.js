@@ -13,6 +13,7 @@ import { limitsKnown, loadLimits } from './limits.js';
 import { flowsNow, loadAssets, loadMeters, loadSite, loadToday, reloadLists, state } from './live.js';
 import { openStream } from './stream.js';
 import { initToken, renderAssets } from './views/assets.js';
+import { initAuth } from './views/auth.js';
 import { initEvents, openEvents } from './views/events.js';
 import { renderHeader } from './views/header.js';
 import { openHistory, tickHistory } from './views/history.js';
@@ -107,7 +108,18 @@ function startTimers() {
   }, RENDER_MS);
 }
 
+/** After a token was typed: everything the page loads, again, and the stream with it. */
+function reloadAll() {
+  watch('limits', loadLimits);
+  refreshSite();
+  reloadLists();
+  refreshToday();
+  refreshStatus();
+  openStream(false);
+}
+
 async function start() {
+  initAuth(reloadAll);
   initToken();
   initEvents();
   initMeters();

@@ -1,6 +1,6 @@
 /* The event stream (/api/v1/stream, Server-Sent Events): applies each event to the live
  * state, reconnects after a refusal, and skips ahead when it cannot keep up. */
-import { API } from './api.js';
+import { API, readingToken } from './api.js';
 import { clock } from './clock.js';
 import { parseTime } from './format.js';
 import { reloadListsSoon, state } from './live.js';
@@ -24,8 +24,11 @@ export function openStream(skipping) {
   if (stream.source) stream.source.close();
   if (!skipping) stream.status = 'connecting';
   // No `after`: the stream starts at the newest event. The browser resumes after a drop
-  // by itself (Last-Event-ID), so nothing in between is missed.
-  const es = new EventSource(API + '/stream');
+  // by itself (Last-Event-ID), so nothing in between is missed. EventSource cannot send
+  // an Authorization header, so the read token goes as `access_token`, which the gateway
+  // takes on this route only (and logs no URL).
+  const t = readingToken();
+  const es = new EventSource(API + '/stream' + (t ? '?access_token=' + encodeURIComponent(t) : ''));
   stream.source = es;
   es.onopen = () => { stream.status = 'live'; stream.retryMs = RETRY_FIRST_MS; };
   es.onmessage = onMessage;

@@ -80,8 +80,10 @@ Configuration comes from defaults, then the --config file (TOML), then GRIDLOG_*
 environment variables (GRIDLOG_LISTEN, GRIDLOG_WAL__SEGMENT_BYTES, ...), then these flags.
 Every key and its default is listed in the README. Unknown keys are an error.
 
-Writes need `Authorization: Bearer <token>` when a write token is set. Listening on an
-address other than loopback without a token is refused unless --insecure is given.
+Writes need `Authorization: Bearer <token>` when a write token is set, reads when a read
+token is set (the write token reads too). Listening on an address other than loopback
+without a write token is refused unless --insecure is given. With --tls-cert/--tls-key the
+listener speaks only HTTPS; SIGHUP re-reads the pair (a bad new pair keeps the old one).
 
 SIGINT or SIGTERM stops it cleanly: no new requests, in-flight writes finish and are
 acknowledged, connections still open after http.shutdown_timeout_s (10 s) are closed, the
@@ -91,6 +93,8 @@ could not be opened (damage: see `gridlog verify`), 2 configuration or address e
 Examples:
   gridlog serve
   gridlog serve --data-dir /var/lib/gridlog --listen 0.0.0.0:8080 --write-token-file /etc/gridlog/token
+  gridlog serve --listen 0.0.0.0:8443 --tls-cert /etc/gridlog/cert.pem --tls-key /etc/gridlog/key.pem \\
+      --write-token-file /etc/gridlog/token --read-token-file /etc/gridlog/read-token
   GRIDLOG_WAL__COMMIT_DELAY_MS=5 gridlog serve --config /etc/gridlog.toml"
     )]
     Serve(ServeArgs),
@@ -113,6 +117,24 @@ Examples:
   rm -rf ./gridlog-data && gridlog demo   start a new history"
     )]
     Demo(DemoArgs),
+
+    /// Write a self-signed certificate and key for `serve --tls-cert/--tls-key`.
+    #[command(
+        long_about = "\
+Write a self-signed certificate and its private key (PEM) for the gateway's HTTPS listener
+(`tls.cert_file`, `tls.key_file`). Clients must be told to trust this certificate (curl
+--cacert FILE, or the browser's exception); for a site with its own CA, install a pair it
+signed instead.
+
+The key file is created with mode 0600. Existing files are not replaced unless --force.
+Exit status: 0 written, 2 a file exists or cannot be written.",
+        after_help = "\
+Examples:
+  gridlog tls-selfsigned --cert /etc/gridlog/cert.pem --key /etc/gridlog/key.pem
+  gridlog tls-selfsigned --cert c.pem --key k.pem --name gateway.site.example --name 192.0.2.10 --days 825"
+    )]
+    #[command(name = "tls-selfsigned")]
+    TlsSelfSigned(TlsSelfSignedArgs),
 
     /// Load meter readings from a CSV file into the data directory (gateway stopped).
     #[command(
@@ -335,9 +357,52 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "write_token")]
     pub write_token_file: Option<PathBuf>,
 
+    /// Require `Authorization: Bearer TOKEN` (or the write token) on every read. Visible in
+    /// the process list: prefer --read-token-file or GRIDLOG_READ_TOKEN.
+    #[arg(long, value_name = "TOKEN")]
+    pub read_token: Option<String>,
+
+    /// Read the read token from FILE (one trailing newline removed).
+    #[arg(long, value_name = "FILE", conflicts_with = "read_token")]
+    pub read_token_file: Option<PathBuf>,
+
+    /// Serve HTTPS with the certificate (and chain) in this PEM file (`tls.cert_file`).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert, a PEM file (`tls.key_file`).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Allow a non-loopback address without a write token (trusted networks only).
     #[arg(long)]
     pub insecure: bool,
+}
+
+/// Arguments of `gridlog tls-selfsigned`.
+#[derive(Debug, Clone, Args)]
+pub struct TlsSelfSignedArgs {
+    /// Where to write the certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+
+    /// Where to write the private key (PEM, PKCS#8; created with mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+
+    /// A DNS name or IP address the certificate is for; repeat for more (default:
+    /// localhost, 127.0.0.1, ::1 and this host's name).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// Days the certificate is valid from now.
+    #[arg(long, value_name = "N", default_value_t = crate::commands::tls_selfsigned::DAYS_DEFAULT,
+        value_parser = clap::value_parser!(u32).range(1..=crate::commands::tls_selfsigned::DAYS_MAX as i64))]
+    pub days: u32,
+
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `gridlog demo`.
@@ -437,7 +502,8 @@ pub struct DumpArgs {
 }
 
 fn parse_log_filter(filter: &str) -> Result<String, String> {
-    tracing_subscriber::EnvFilter::try_new(filter)
+    filter
+        .parse::<tracing_subscriber::filter::Targets>()
         .map(|_| filter.to_string())
         .map_err(|e| format!("not a log filter: {e}"))
 }
@@ -472,6 +538,7 @@ mod tests {
             Command::Verify(a) => Some(a.dir.path().to_path_buf()),
             Command::Dump(a) => Some(a.dir.path().to_path_buf()),
             Command::Restore(a) => Some(a.data_dir.clone()),
+            Command::TlsSelfSigned(_) => None,
         }
     }
 

@@ -34,8 +34,20 @@ pub struct Config {
     /// A file whose content (one trailing newline removed) is the write token, so the token
     /// never appears in the process list or the environment. Default empty (none).
     pub write_token_file: PathBuf,
+    /// Bearer token required for every read (the API's GET routes, the live stream, status,
+    /// limits, the OpenAPI document, `/query`, and `/metrics` unless `metrics_public`); the
+    /// write token grants reads too. Empty = reads are open. Same rules as `write_token`.
+    /// Default empty.
+    pub read_token: String,
+    /// A file holding the read token, like `write_token_file`. Default empty (none).
+    pub read_token_file: PathBuf,
+    /// Serve `/metrics` without the read token (a Prometheus on the site network that holds
+    /// no token). Default false.
+    pub metrics_public: bool,
     /// Allow listening on a non-loopback address without a write token. Default false.
     pub insecure: bool,
+    /// `[tls]`: HTTPS for the API and dashboard (off unless `tls.cert_file` is set).
+    pub tls: TlsConfig,
     /// This site's id (object keys, status). Default `site`.
     pub site_id: String,
     /// The log.
@@ -65,7 +77,11 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             write_token: String::new(),
             write_token_file: PathBuf::new(),
+            read_token: String::new(),
+            read_token_file: PathBuf::new(),
+            metrics_public: false,
             insecure: false,
+            tls: TlsConfig::default(),
             site_id: "site".into(),
             wal: WalConfig::default(),
             engine: EngineConfig::default(),
@@ -77,6 +93,49 @@ impl Default for Config {
             mqtt: crate::ingest::mqtt::MqttConfig::default(),
             modbus: crate::modbus::config::ModbusConfig::default(),
         }
+    }
+}
+
+/// `[tls]`: the certificate and key the listener serves HTTPS with; re-read on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file holding the server's certificate, followed by its chain (if any). Empty =
+    /// plain HTTP. Default empty.
+    pub cert_file: PathBuf,
+    /// PEM file holding the private key (PKCS#8, RSA or SEC1). Default empty.
+    pub key_file: PathBuf,
+    /// A TLS handshake must finish within this after the connection is accepted, or the
+    /// connection is closed (a client that opens a socket and sends nothing holds a
+    /// connection slot no longer). Default 10 s.
+    pub handshake_timeout_s: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            handshake_timeout_s: 10,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether HTTPS is on.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+
+    /// Checks the section on its own: both files or neither, and a handshake timeout.
+    pub fn check(&self) -> Result<(), String> {
+        if self.cert_file.as_os_str().is_empty() != self.key_file.as_os_str().is_empty() {
+            return Err("tls.cert_file and tls.key_file must be set together".into());
+        }
+        if self.handshake_timeout_s == 0 {
+            return Err("tls.handshake_timeout_s must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -633,8 +692,14 @@ impl Config {
         if let Err(message) = self.modbus.check() {
             return bad(message);
         }
-        if let Err(message) = check_write_token(&self.write_token) {
+        if let Err(message) = self.tls.check() {
+            return bad(message);
+        }
+        if let Err(message) = check_token(&self.write_token) {
             return bad(format!("write_token {message}"));
+        }
+        if let Err(message) = check_token(&self.read_token) {
+            return bad(format!("read_token {message}"));
         }
         if gridlog_common::id::EntityId::new(&self.site_id).is_err() {
             return bad(format!(
@@ -645,42 +710,12 @@ impl Config {
         Ok(())
     }
 
-    /// Reads `write_token_file` (if set) into `write_token`; setting both is an error, so
-    /// it is always clear which one is in force. Call before [`Config::check`].
-    pub fn read_write_token_file(&mut self) -> Result<(), ConfigError> {
-        if self.write_token_file.as_os_str().is_empty() {
-            return Ok(());
-        }
-        let bad = |message: String| ConfigError::Invalid {
-            origin: "write_token_file".into(),
-            message,
-        };
-        if !self.write_token.is_empty() {
-            return Err(bad(
-                "write_token and write_token_file are both set; set only one".into(),
-            ));
-        }
-        let text = std::fs::read_to_string(&self.write_token_file).map_err(|e| {
-            bad(format!(
-                "cannot read {}: {e}",
-                self.write_token_file.display()
-            ))
-        })?;
-        let token = text
-            .strip_suffix('\n')
-            .map(|t| t.strip_suffix('\r').unwrap_or(t))
-            .unwrap_or(&text);
-        check_write_token(token).map_err(|message| {
-            bad(format!(
-                "the token in {} {message}",
-                self.write_token_file.display()
-            ))
-        })?;
-        if token.is_empty() {
-            return Err(bad(format!("{} is empty", self.write_token_file.display())));
-        }
-        self.write_token = token.to_string();
-        Ok(())
+    /// Reads `write_token_file` and `read_token_file` (if set) into `write_token` and
+    /// `read_token`; setting a token and its file is an error, so it is always clear which
+    /// one is in force. Call before [`Config::check`].
+    pub fn read_token_files(&mut self) -> Result<(), ConfigError> {
+        token_from_file("write_token", &mut self.write_token, &self.write_token_file)?;
+        token_from_file("read_token", &mut self.read_token, &self.read_token_file)
     }
 
     /// Refuses a non-loopback listen address without a write token unless `insecure`.
@@ -694,11 +729,41 @@ impl Config {
     }
 }
 
-/// A write token must be visible ASCII (`!`..=`~`): a client's `Authorization` header is
+/// Reads `file` (if set) into `token`, one trailing newline removed; `key` names both in
+/// errors (`write_token` and `write_token_file`).
+fn token_from_file(key: &str, token: &mut String, file: &Path) -> Result<(), ConfigError> {
+    if file.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let bad = |message: String| ConfigError::Invalid {
+        origin: format!("{key}_file"),
+        message,
+    };
+    if !token.is_empty() {
+        return Err(bad(format!(
+            "{key} and {key}_file are both set; set only one"
+        )));
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| bad(format!("cannot read {}: {e}", file.display())))?;
+    let read = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    check_token(read)
+        .map_err(|message| bad(format!("the token in {} {message}", file.display())))?;
+    if read.is_empty() {
+        return Err(bad(format!("{} is empty", file.display())));
+    }
+    *token = read.to_string();
+    Ok(())
+}
+
+/// A token (write or read) must be visible ASCII (`!`..=`~`): a client's `Authorization` header is
 /// trimmed by HTTP and holds only visible ASCII in practice, so any other byte — a space at
 /// either end, a newline from a file, a non-ASCII letter — makes a token that can never match
 /// and every write 403. Empty means no token.
-fn check_write_token(token: &str) -> Result<(), String> {
+fn check_token(token: &str) -> Result<(), String> {
     match token.bytes().position(|b| !b.is_ascii_graphic()) {
         None => Ok(()),
         Some(at) => Err(format!(
@@ -911,7 +976,7 @@ mod tests {
                 write_token_file: file.clone(),
                 ..Config::default()
             };
-            c.read_write_token_file().map(|()| c.write_token)
+            c.read_token_files().map(|()| c.write_token)
         };
         assert_eq!(read("s3cret\n").unwrap(), "s3cret");
         assert_eq!(read("s3cret\r\n").unwrap(), "s3cret");
@@ -925,7 +990,7 @@ mod tests {
             write_token_file: file.clone(),
             ..Config::default()
         };
-        assert!(both.read_write_token_file().is_err());
+        assert!(both.read_token_files().is_err());
     }
 
     #[test]

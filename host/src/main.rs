@@ -11,6 +11,8 @@
 
 mod cli;
 mod commands;
+#[cfg(test)]
+mod conffile_tests;
 mod config;
 mod demo;
 mod ingest;
@@ -18,16 +20,19 @@ mod modbus;
 mod server;
 mod ship;
 mod submit;
+mod systemd;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::filter::Targets;
 
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
+    install_crypto_provider();
     let outcome = match &cli.command {
         Command::Verify(args) => commands::verify::run(args),
         Command::Dump(args) => commands::dump::run(args),
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
             data_dir: args.data_dir.clone(),
             ..Default::default()
         }),
+        Command::TlsSelfSigned(args) => commands::tls_selfsigned::run(args),
         Command::Restore(args) => commands::restore::run(
             &ship::restore::RestoreOptions {
                 from: args.from.clone(),
@@ -77,18 +83,38 @@ fn overrides(args: &cli::ServeArgs, speed: Option<f64>) -> commands::serve::Over
         listen: args.listen,
         write_token: args.write_token.clone(),
         write_token_file: args.write_token_file.clone(),
+        read_token: args.read_token.clone(),
+        read_token_file: args.read_token_file.clone(),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
         insecure: args.insecure,
         speed,
     }
 }
 
+/// Makes ring rustls's process-wide crypto provider. rustls is built with ring (the HTTPS
+/// listener, which names ring itself) and, through other crates' default features, with
+/// aws-lc-rs too; with both, a library that asks rustls for the process default (rumqttc
+/// for `mqtts://`) finds none and panics, and reqwest would use aws-lc-rs. Installed before
+/// any TLS is set up, so every connection of the binary uses ring.
+/// rustls' one crypto provider for every TLS client of the process (object storage,
+/// `mqtts://`): ring. The crates are built without a provider of their own, so none of them
+/// can pull in a second one (aws-lc-rs) behind our back; the server's TLS names ring itself.
+fn install_crypto_provider() {
+    // Err only if a provider is installed already: then that one stays, as intended.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Logs go to stderr, so stdout carries only the command's output (reports, JSON lines).
 fn init_logging(filter: &str) {
     // The filter was validated while parsing the arguments.
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter: Targets = filter
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::WARN));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
 }

@@ -27,6 +27,15 @@ pub fn free_port() -> u16 {
 /// example a release build, or an installed package).
 pub const GRIDLOG_BIN_ENV: &str = "GRIDLOG_BIN";
 
+/// The target directory this test executable was built in (`<target dir>/<profile>/deps/`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.ancestors()
+        .nth(3)
+        .expect("test executable in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
 /// The path of the `gridlog` binary, built (once per process) if needed.
 ///
 /// Panics with cargo's output if the build fails: every test that needs the binary would

@@ -13,7 +13,7 @@ use serde_json::Value;
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Reads a just-spawned `gridlog serve|demo`'s stdout (which must be piped) until it prints
-/// `gridlog listening on http://ADDR/`, and returns ADDR. The rest of its output keeps being
+/// `gridlog listening on http://ADDR/` (or `https://`), and returns ADDR. The rest of its output keeps being
 /// read (and dropped), so the server never blocks on a full pipe.
 pub fn listening_address(child: &mut Child, timeout: Duration) -> Result<SocketAddr, String> {
     let stdout = child.stdout.take().ok_or("its stdout is not piped")?;
@@ -33,7 +33,11 @@ pub fn listening_address(child: &mut Child, timeout: Duration) -> Result<SocketA
             let status = child.try_wait().ok().flatten();
             format!("did not print its address within {timeout:?} (exit: {status:?})")
         })?;
-        if let Some(rest) = line.trim().strip_prefix("gridlog listening on http://") {
+        let line = line.trim();
+        let rest = line
+            .strip_prefix("gridlog listening on http://")
+            .or_else(|| line.strip_prefix("gridlog listening on https://"));
+        if let Some(rest) = rest {
             let addr = rest.split('/').next().unwrap_or_default();
             return addr
                 .parse()
@@ -91,7 +95,24 @@ impl Server {
         V: AsRef<std::ffi::OsStr>,
     {
         // Only the configuration this server is given: nothing the test process inherited.
-        let mut child = crate::gridlog_command()
+        Server::spawn_program(crate::gridlog_command(), data_dir, command, extra, env)
+    }
+
+    /// Like [`Server::spawn`], with `program` in place of the test build's `gridlog`: another
+    /// build of it (an installed package, another target's binary under qemu), already
+    /// holding its leading arguments.
+    pub fn spawn_program<K, V>(
+        mut program: std::process::Command,
+        data_dir: &Path,
+        command: &str,
+        extra: &[&str],
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Server
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = program
             .arg(command)
             .arg("--data-dir")
             .arg(data_dir)

@@ -16,8 +16,15 @@ use super::segment::{Preallocation, FOOTER_RESERVE_BYTES};
 pub const SEGMENT_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Smallest segment size accepted (tests use tiny segments to rotate often).
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
-/// Largest segment size accepted: 1 GiB, so a segment is always mappable and shippable.
+/// Largest segment size accepted: 1 GiB, so a segment is always mappable and shippable
+/// (256 MiB on 32-bit gateways, below).
+#[cfg(target_pointer_width = "64")]
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+/// Largest segment size accepted: 1 GiB on 64-bit gateways, 256 MiB on 32-bit ones, where
+/// every hot segment is mapped and an archived one is read back whole into memory (two at
+/// most), all within a process's ~3 GiB of address space.
+#[cfg(not(target_pointer_width = "64"))]
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 28;
 /// Default most bytes of frames one write round takes: 1 MiB. Bounds the memory of the
 /// pending buffer (appenders wait for room beyond it), the largest single append, and the
 /// bytes one crash can tear — recovery's window for telling a torn tail from damage, so

@@ -6,6 +6,7 @@ pub mod restore;
 pub mod serve;
 pub mod ship;
 pub mod snapshot;
+pub mod tls_selfsigned;
 pub mod verify;
 
 use std::path::Path;

@@ -33,6 +33,14 @@ pub struct Overrides {
     pub write_token: Option<String>,
     /// `--write-token-file`.
     pub write_token_file: Option<PathBuf>,
+    /// `--read-token`.
+    pub read_token: Option<String>,
+    /// `--read-token-file`.
+    pub read_token_file: Option<PathBuf>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
     /// `--insecure`.
     pub insecure: bool,
     /// `--speed` (demo).
@@ -54,7 +62,19 @@ pub fn load_config(o: &Overrides) -> Result<Config, ConfigError> {
     if let Some(f) = &o.write_token_file {
         config.write_token_file = f.clone();
     }
-    config.read_write_token_file()?;
+    if let Some(t) = &o.read_token {
+        config.read_token = t.clone();
+    }
+    if let Some(f) = &o.read_token_file {
+        config.read_token_file = f.clone();
+    }
+    if let Some(f) = &o.tls_cert {
+        config.tls.cert_file = f.clone();
+    }
+    if let Some(f) = &o.tls_key {
+        config.tls.key_file = f.clone();
+    }
+    config.read_token_files()?;
     config.insecure |= o.insecure;
     if let Some(s) = o.speed {
         config.demo.speed = s;
@@ -119,6 +139,16 @@ pub fn run(overrides: &Overrides, demo: bool) -> Outcome {
 }
 
 async fn serve(config: Config, demo: bool) -> Outcome {
+    // SIGHUP from the start: its default action would end the process, and
+    // `systemctl reload` sends it whether or not TLS is on.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let tls = match server::tls::Tls::load(&config.tls) {
+        Ok(tls) => tls.map(Arc::new),
+        Err(e) => {
+            eprintln!("gridlog: tls: {e}");
+            return Outcome::Failed;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -127,17 +157,25 @@ async fn serve(config: Config, demo: bool) -> Outcome {
         }
     };
     let address = listener.local_addr().map_or(config.listen, |a| a);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // One line on stdout that scripts and tests can wait for.
     println!(
-        "gridlog listening on http://{address}/ (data in {})",
+        "gridlog listening on {scheme}://{address}/ (data in {})",
         config.data_dir.display()
     );
     tracing::info!(%address, data_dir = %config.data_dir.display(), demo, "gridlog starting");
+    warn_of_exposure(&config);
 
     // Listening for SIGINT/SIGTERM from here on: a signal during recovery is kept, and the
     // second one is seen however soon it follows the first.
     let mut signals = StopSignals::new();
     let state = AppState::new(config.clone());
+    if let Some(tls) = &tls {
+        state.attach_tls(tls.clone());
+    }
+    if let Some(hangups) = hangups {
+        tokio::spawn(reload_on_hangup(hangups, tls));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let state = state.clone();
@@ -155,7 +193,10 @@ async fn serve(config: Config, demo: bool) -> Outcome {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let engine = match open_engine(&config, clock).await {
+    let extending = crate::systemd::keep_extending_start();
+    let opened = open_engine(&config, clock).await;
+    extending.abort();
+    let engine = match opened {
         Ok(engine) => engine,
         Err(outcome) => {
             let _ = stop_tx.send(true);
@@ -193,9 +234,17 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     let shipper = start_shipping(&config, &engine, &state, stop_rx.clone());
     let mqtt = start_mqtt(&config, &engine, &state, stop_rx.clone());
     tracing::info!(offset = engine.committed_offset(), "ready");
+    crate::systemd::ready();
+    let watchdog = crate::systemd::spawn_watchdog(engine.clone());
 
     signals.next().await;
     tracing::info!("shutting down: finishing in-flight requests");
+    crate::systemd::stopping();
+    if let Some(watchdog) = watchdog {
+        // It holds the engine, which close_engine must have alone.
+        watchdog.abort();
+        let _ = watchdog.await;
+    }
     // A second signal stops at once: the log is then as after a power cut, which the next
     // start recovers (nothing acknowledged is lost).
     tokio::spawn(async move {
@@ -232,6 +281,52 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     close_engine(engine).await;
     tracing::info!("stopped");
     outcome
+}
+
+/// Warns of what a listener beyond loopback exposes: without TLS, tokens and readings
+/// cross the site network in clear text; without a read token, anyone there reads.
+fn warn_of_exposure(config: &Config) {
+    if config.listen.ip().is_loopback() {
+        return;
+    }
+    if !config.tls.enabled() {
+        tracing::warn!(
+            listen = %config.listen,
+            "listening beyond loopback without TLS: tokens and readings cross the site network in clear text (set tls.cert_file and tls.key_file; `gridlog tls-selfsigned` makes a pair)"
+        );
+    }
+    if config.read_token.is_empty() {
+        tracing::warn!(
+            listen = %config.listen,
+            "listening beyond loopback without a read token: anyone on the site network can read every reading (set read_token)"
+        );
+    }
+}
+
+/// Re-reads the certificate and key on every SIGHUP (`systemctl reload`): connections
+/// accepted afterwards use the new pair; a bad new pair is logged, naming the file and the
+/// problem, and the pair in force stays. Without TLS there is nothing to reload.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    tls: Option<Arc<server::tls::Tls>>,
+) {
+    while hangups.recv().await.is_some() {
+        let Some(tls) = &tls else {
+            tracing::info!("SIGHUP: TLS is off, nothing to reload");
+            continue;
+        };
+        match tls.reload() {
+            Ok(loaded) => tracing::info!(
+                cert_file = %tls.cert_file().display(),
+                not_after_unix_s = loaded.not_after_unix_s,
+                "SIGHUP: TLS certificate reloaded; new connections use it"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "SIGHUP: TLS certificate not reloaded; the previous one stays in force"
+            ),
+        }
+    }
 }
 
 /// Recovers the data directory off the runtime's threads; the outcome to exit with if it

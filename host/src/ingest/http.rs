@@ -245,8 +245,9 @@ fn unescape(text: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The write-token check of the ingest routes, with InfluxDB's answers: called by the
-/// server's token middleware for every state-changing request to one of them.
+/// The token check of the ingest routes, with InfluxDB's answers: called by the server's
+/// token middleware for every guarded request to one of them (`matches` knows which
+/// tokens grant it: the write token for writes, the read or write token for `/query`).
 pub async fn authorize(
     api: Api,
     matches: impl Fn(&str) -> bool,
@@ -259,7 +260,7 @@ pub async fn authorize(
         None => InfluxError::new(
             api,
             StatusCode::UNAUTHORIZED,
-            "unable to parse authentication credentials: send the write token as Authorization: Token <t>, Bearer <t>, Basic (as the password) or ?p=<t>",
+            "unable to parse authentication credentials: send the token as Authorization: Token <t>, Bearer <t>, Basic (as the password) or ?p=<t>",
         )
         .into_response(),
     }

@@ -7,6 +7,9 @@
 //! - at most `http.connections_max` connections are open (lowered at start to what the
 //!   open-file limit leaves after [`FDS_RESERVED_FOR_LOG`]); when they are all taken the
 //!   loop stops accepting and new ones wait in the kernel's backlog;
+//! - with TLS (`tls.cert_file`), the handshake must finish within
+//!   `tls.handshake_timeout_s`, so a client that connects and sends nothing gives its slot
+//!   back; the connection then goes through every rule below like a plain one;
 //! - a request's head must arrive within `http.header_read_timeout_s` (slowloris);
 //! - each connection's kernel send buffer is fixed ([`SOCKET_SEND_BUFFER_BYTES`]), so an
 //!   unread answer stays in the process, counted against `http.answer_bytes_max`;
@@ -84,8 +87,12 @@ pub async fn serve(
         );
     }
     let connections = Arc::new(Semaphore::new(cap));
-    let header_read_timeout = Duration::from_secs(http.header_read_timeout_s);
-    let send_timeout = Duration::from_secs(http.send_timeout_s);
+    let timeouts = Timeouts {
+        header_read: Duration::from_secs(http.header_read_timeout_s),
+        send: Duration::from_secs(http.send_timeout_s),
+        handshake: Duration::from_secs(state.config().tls.handshake_timeout_s),
+    };
+    let tls = state.tls().cloned();
     let app = super::app(state.clone());
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -113,22 +120,19 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SOCKET_SEND_BUFFER_BYTES);
-        let io = TokioIo::new(SendTimeout::new(stream, send_timeout));
         let service = TowerToHyperService::new(app.clone());
-        let mut closing = closing_rx.clone();
+        // The pair in force when the connection was accepted serves all of it.
+        let tls_config = tls.as_ref().map(|t| t.current().config.clone());
+        let closing = closing_rx.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            let connection = builder.serve_connection(io, service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = async { let _ = closing.wait_for(|c| *c).await; } => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match tls_config {
+                None => serve_connection(stream, service, timeouts, closing).await,
+                Some(config) => {
+                    if let Some(stream) = handshake(stream, config, timeouts, closing.clone()).await
+                    {
+                        serve_connection(stream, service, timeouts, closing).await;
+                    }
                 }
             }
         });
@@ -151,6 +155,67 @@ pub async fn serve(
         while tasks.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// The time limits of one connection.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header_read: Duration,
+    send: Duration,
+    handshake: Duration,
+}
+
+/// The TLS handshake on an accepted socket, within `tls.handshake_timeout_s`; `None` (the
+/// socket is closed) if it fails, runs out of time or the server begins to stop.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    timeouts: Timeouts,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    tokio::select! {
+        done = tokio::time::timeout(timeouts.handshake, accept) => match done {
+            Ok(Ok(stream)) => Some(stream),
+            // A client that does not speak TLS (plain HTTP to the HTTPS port) or does not
+            // trust the certificate: the client's problem, not worth more than a debug line.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not finished within tls.handshake_timeout_s");
+                None
+            }
+        },
+        _ = closing.wait_for(|c| *c) => None,
+    }
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until the client closes it or the
+/// server stops (then the current request is finished first).
+async fn serve_connection<S>(
+    stream: S,
+    service: TowerToHyperService<axum::Router>,
+    timeouts: Timeouts,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(SendTimeout::new(stream, timeouts.send));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = async { let _ = closing.wait_for(|c| *c).await; } => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }
 
 /// A socket whose writes fail with `TimedOut` once one has made no progress for `timeout`:

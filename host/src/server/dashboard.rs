@@ -65,6 +65,12 @@ pub fn routes() -> Router<AppState> {
     )
 }
 
+/// Whether `path` is one of the dashboard's static files (`/` included): they hold no
+/// data, so they are served without a token and the page can load and ask for one.
+pub(super) fn is_asset(path: &str) -> bool {
+    path == "/" || path.strip_prefix('/').and_then(asset).is_some()
+}
+
 fn asset(name: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.name == name)
 }

@@ -40,7 +40,33 @@ pub struct ApiError {
     pub detail: ErrorDetail,
     /// Seconds for `Retry-After`.
     pub retry_after_s: Option<u32>,
+    /// `WWW-Authenticate` challenge (on 401).
+    pub challenge: Option<&'static str>,
 }
+
+/// Why a request's token was refused. Its status and code are written once, in
+/// [`AuthFailure::wire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No token was sent where one is needed: 401 `unauthorized`, with
+    /// `WWW-Authenticate: Bearer`.
+    Missing,
+    /// A token was sent, but not one that grants this request: 403 `forbidden`.
+    Wrong,
+}
+
+impl AuthFailure {
+    /// The status and the stable code.
+    pub fn wire(self) -> (StatusCode, &'static str) {
+        match self {
+            AuthFailure::Missing => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AuthFailure::Wrong => (StatusCode::FORBIDDEN, "forbidden"),
+        }
+    }
+}
+
+/// The challenge a 401 carries: the API's tokens are bearer tokens (RFC 6750).
+pub const BEARER_CHALLENGE: &str = "Bearer";
 
 impl ApiError {
     /// A client error naming a field.
@@ -64,7 +90,18 @@ impl ApiError {
                 current_seq: None,
             },
             retry_after_s: None,
+            challenge: None,
         }
+    }
+
+    /// A refused token, naming where it was looked for (`field`).
+    pub fn auth(failure: AuthFailure, field: &str, message: impl Into<String>) -> ApiError {
+        let (status, code) = failure.wire();
+        let mut error = ApiError::field(status, code, field, message);
+        if failure == AuthFailure::Missing {
+            error.challenge = Some(BEARER_CHALLENGE);
+        }
+        error
     }
 
     /// Names the field.
@@ -118,6 +155,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

@@ -74,6 +74,9 @@ pub struct Sample<'a> {
     pub mqtt: Option<MqttCounts>,
     /// The Modbus devices' status (none when no device is configured).
     pub modbus: Vec<DeviceStatusBody>,
+    /// The served TLS certificate's notAfter, seconds since the Unix epoch (TLS on and
+    /// the date readable).
+    pub tls_not_after_unix_s: Option<i64>,
 }
 
 /// One row of the table.
@@ -255,6 +258,13 @@ pub const METRICS: &[Metric] = &[
     row("disk_free", "Bytes free on the data directory's file system", G, Bytes, |s| {
         s.disk_free_bytes.map(Value::Int)
     }),
+    row(
+        "tls_certificate_not_after",
+        "When the served TLS certificate expires (notAfter), since the Unix epoch",
+        G,
+        Seconds,
+        |s| s.tls_not_after_unix_s.and_then(|t| u64::try_from(t).ok()).map(Value::Int),
+    ),
 ];
 
 impl<'a> Sample<'a> {
@@ -278,6 +288,7 @@ impl<'a> Sample<'a> {
             ingest: IngestCounts::default(),
             mqtt: None,
             modbus: Vec::new(),
+            tls_not_after_unix_s: None,
         }
     }
 
@@ -289,6 +300,14 @@ impl<'a> Sample<'a> {
     /// The same sample with the MQTT subscriber's counters.
     pub fn with_mqtt(self, mqtt: Option<MqttCounts>) -> Sample<'a> {
         Sample { mqtt, ..self }
+    }
+
+    /// The same sample with the served certificate's notAfter.
+    pub fn with_tls(self, tls_not_after_unix_s: Option<i64>) -> Sample<'a> {
+        Sample {
+            tls_not_after_unix_s,
+            ..self
+        }
     }
 
     /// The same sample with the Modbus devices' status.

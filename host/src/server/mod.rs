@@ -15,6 +15,7 @@ pub mod origin;
 mod read;
 mod status;
 mod stream;
+pub mod tls;
 mod today;
 pub mod wire;
 mod write;
@@ -36,7 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
-use error::ApiError;
+use error::{ApiError, AuthFailure};
 pub(crate) use write::submit;
 
 /// Everything a handler needs.
@@ -50,6 +51,7 @@ struct StateInner {
     shipping: OnceLock<Arc<crate::ship::ShipStatus>>,
     mqtt: OnceLock<Arc<crate::ingest::mqtt::MqttStatus>>,
     modbus: OnceLock<Arc<crate::modbus::status::ModbusStatus>>,
+    tls: OnceLock<Arc<tls::Tls>>,
     config: Config,
     started: Instant,
     requests: Arc<Semaphore>,
@@ -70,6 +72,7 @@ impl AppState {
                 shipping: OnceLock::new(),
                 mqtt: OnceLock::new(),
                 modbus: OnceLock::new(),
+                tls: OnceLock::new(),
                 requests: Arc::new(Semaphore::new(config.http.concurrency_max)),
                 streams: Arc::new(Semaphore::new(config.http.streams_max)),
                 writes: Arc::new(Semaphore::new(config.http.writes_max)),
@@ -147,6 +150,17 @@ impl AppState {
             .unwrap_or_default()
     }
 
+    /// Attaches the listener's certificate (when `tls.cert_file` is set): from then on
+    /// connections are served over TLS.
+    pub fn attach_tls(&self, tls: Arc<tls::Tls>) {
+        let _ = self.inner.tls.set(tls);
+    }
+
+    /// The listener's certificate, when TLS is on.
+    pub fn tls(&self) -> Option<&Arc<tls::Tls>> {
+        self.inner.tls.get()
+    }
+
     /// Line protocol ingest: mappings and counters.
     pub fn ingest(&self) -> &Arc<crate::ingest::IngestState> {
         &self.inner.ingest
@@ -215,26 +229,31 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The name of the write token's security scheme in the OpenAPI document.
 const WRITE_TOKEN_SCHEME: &str = "write_token";
 
-/// Declares the write token in the document: an HTTP bearer scheme, required by every
-/// state-changing (POST) route, which can then answer 401 (no token) and 403 (wrong token).
-/// Done here, over the whole route list, so a new write route cannot miss it.
-fn declare_write_token(openapi: &mut utoipa::openapi::OpenApi) {
+/// The name of the read token's security scheme in the OpenAPI document.
+const READ_TOKEN_SCHEME: &str = "read_token";
+
+/// Declares the tokens in the document, over the whole route list by [`access`], so a new
+/// route cannot miss them: the write token (an HTTP bearer scheme) on every write; the
+/// read token or the write token on every read. Each such operation can answer 401 (no
+/// token) and 403 (a wrong one).
+fn declare_tokens(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement};
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    openapi
-        .components
-        .get_or_insert_with(Default::default)
-        .add_security_scheme(
-            WRITE_TOKEN_SCHEME,
+    let components = openapi.components.get_or_insert_with(Default::default);
+    for (name, description) in [
+        (WRITE_TOKEN_SCHEME, "The gateway's write token (`write_token`), needed by writes when one is configured; it grants reads too."),
+        (READ_TOKEN_SCHEME, "The gateway's read token (`read_token`), needed by reads when one is configured. The live stream also takes it as `?access_token=` (browsers' EventSource cannot set headers)."),
+    ] {
+        components.add_security_scheme(
+            name,
             utoipa::openapi::security::SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "The gateway's write token (`write_token`), needed by writes when one is configured; reads need none.",
-                    ))
+                    .description(Some(description))
                     .build(),
             ),
         );
+    }
     let error = |description: &str| {
         ResponseBuilder::new()
             .description(description)
@@ -246,23 +265,38 @@ fn declare_write_token(openapi: &mut utoipa::openapi::OpenApi) {
             )
             .build()
     };
-    for item in openapi.paths.paths.values_mut() {
-        let Some(operation) = item.post.as_mut() else {
-            continue;
-        };
-        operation.security = Some(vec![SecurityRequirement::new(
-            WRITE_TOKEN_SCHEME,
-            Vec::<String>::new(),
-        )]);
-        let responses = &mut operation.responses.responses;
-        responses.insert(
-            "401".into(),
-            error("`unauthorized`: a write token is configured and the request has none").into(),
-        );
-        responses.insert(
-            "403".into(),
-            error("`forbidden`: the write token is wrong").into(),
-        );
+    let requirement = |scheme: &str| SecurityRequirement::new(scheme, Vec::<String>::new());
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        for (method, operation) in [
+            (Method::GET, item.get.as_mut()),
+            (Method::POST, item.post.as_mut()),
+        ] {
+            let Some(operation) = operation else { continue };
+            let (security, what) = match access(&method, path, false) {
+                Access::Open => continue,
+                Access::Read => (
+                    vec![
+                        requirement(READ_TOKEN_SCHEME),
+                        requirement(WRITE_TOKEN_SCHEME),
+                    ],
+                    "a read token is configured",
+                ),
+                Access::Write => (
+                    vec![requirement(WRITE_TOKEN_SCHEME)],
+                    "a write token is configured",
+                ),
+            };
+            operation.security = Some(security);
+            let responses = &mut operation.responses.responses;
+            responses.insert(
+                "401".into(),
+                error(&format!("`unauthorized`: {what} and the request has none")).into(),
+            );
+            responses.insert(
+                "403".into(),
+                error("`forbidden`: the token does not grant this request").into(),
+            );
+        }
     }
 }
 
@@ -271,7 +305,7 @@ pub fn app(state: AppState) -> Router {
     let (api, mut openapi) = routes();
     let (line_protocol, line_protocol_doc) = crate::ingest::http::routes();
     openapi.merge(line_protocol_doc);
-    declare_write_token(&mut openapi);
+    declare_tokens(&mut openapi);
     let api = api
         .route_layer(axum::middleware::from_fn(origin::refuse_cross_site_writes))
         .merge(
@@ -309,7 +343,7 @@ pub fn app(state: AppState) -> Router {
     }))
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
-        write_auth,
+        token_auth,
     ))
     .layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -475,42 +509,107 @@ fn answer_share(
     }
 }
 
-/// Writes need `Authorization: Bearer <token>` when a token is configured.
-async fn write_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let token = &state.config().write_token;
-    if token.is_empty()
-        || request.method() == axum::http::Method::GET
-        || request.method() == axum::http::Method::HEAD
-    {
+/// What a request needs to be let through. The one classification of routes, read by
+/// [`token_auth`] and by [`declare_tokens`] for the OpenAPI document, so the two cannot
+/// disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Nobody's token: liveness and readiness (systemd, load balancers), InfluxDB's
+    /// `/ping`, the dashboard's static files (they hold no data), and `/metrics` with
+    /// `metrics_public`.
+    Open,
+    /// The read token or the write token, when a read token is configured.
+    Read,
+    /// The write token, when one is configured.
+    Write,
+}
+
+/// The live stream's query parameter that may carry the token: a browser's `EventSource`
+/// cannot set `Authorization`. Accepted on that route only.
+pub const STREAM_TOKEN_PARAM: &str = "access_token";
+
+/// How `method path` is guarded.
+pub fn access(method: &Method, path: &str, metrics_public: bool) -> Access {
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    match path {
+        "/healthz" | "/readyz" | "/ping" => Access::Open,
+        "/metrics" if metrics_public => Access::Open,
+        // InfluxDB's query route is a POST, but it reads (gridlog answers CREATE DATABASE).
+        "/query" => Access::Read,
+        _ if reads && dashboard::is_asset(path) => Access::Open,
+        _ if reads => Access::Read,
+        _ => Access::Write,
+    }
+}
+
+/// Every request passes here: writes need the write token when one is configured, reads
+/// the read token (or the write token: a writer may read) when one is configured. Tokens
+/// are compared in constant time, each of them, whichever matched.
+async fn token_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let config = state.config();
+    let path = request.uri().path();
+    let needed = access(request.method(), path, config.metrics_public);
+    let accepted: &[&str] = match needed {
+        Access::Open => &[],
+        Access::Read => &[&config.read_token, &config.write_token],
+        Access::Write => &[&config.write_token],
+    };
+    let guarding = match needed {
+        Access::Open => false,
+        Access::Read => !config.read_token.is_empty(),
+        Access::Write => !config.write_token.is_empty(),
+    };
+    if !guarding {
         return next.run(request).await;
     }
+    let matches = |given: &str| {
+        accepted.iter().fold(false, |any, token| {
+            let equal = constant_time_eq(given.as_bytes(), token.as_bytes());
+            any | (equal && !token.is_empty())
+        })
+    };
     // The line protocol routes take the token the ways InfluxDB clients send it.
-    if let Some(api) = crate::ingest::http::Api::of_path(request.uri().path()) {
-        let matches = |given: &str| constant_time_eq(given.as_bytes(), token.as_bytes());
+    if let Some(api) = crate::ingest::http::Api::of_path(path) {
         return crate::ingest::http::authorize(api, matches, request, next).await;
     }
-    let given = request
+    let (given, field) = match presented_token(&request) {
+        Some(given) => given,
+        None => {
+            let message = match needed {
+                Access::Write => "writes need Authorization: Bearer <write token>",
+                _ => "reads need Authorization: Bearer <read token> (the write token reads too)",
+            };
+            let error = ApiError::auth(AuthFailure::Missing, "Authorization", message);
+            return error.into_response();
+        }
+    };
+    if matches(&given) {
+        return next.run(request).await;
+    }
+    let message = match needed {
+        Access::Write => "the write token is wrong",
+        _ => "the token is neither the read token nor the write token",
+    };
+    ApiError::auth(AuthFailure::Wrong, field, message).into_response()
+}
+
+/// The token a request presents, and where: `Authorization: Bearer`, or on the live
+/// stream alone, the [`STREAM_TOKEN_PARAM`] query parameter.
+fn presented_token(request: &Request) -> Option<(String, &'static str)> {
+    if let Some(given) = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let error = match given.and_then(bearer_credentials) {
-        None => ApiError::field(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Authorization",
-            "writes need Authorization: Bearer <token>",
-        ),
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-            return next.run(request).await
-        }
-        Some(_) => ApiError::field(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Authorization",
-            "the write token is wrong",
-        ),
-    };
-    axum::response::IntoResponse::into_response(error)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_credentials)
+    {
+        return Some((given.to_string(), "Authorization"));
+    }
+    if request.uri().path() != stream::STREAM_PATH {
+        return None;
+    }
+    crate::ingest::http::query_pairs(request.uri().query()?)
+        .remove(STREAM_TOKEN_PARAM)
+        .map(|given| (given, STREAM_TOKEN_PARAM))
 }
 
 /// The credentials of `Authorization: Bearer <token>`; the scheme's name is
@@ -547,30 +646,67 @@ mod tests {
     }
 
     #[test]
-    fn every_post_route_declares_the_write_token_and_its_401_and_403() {
+    fn every_guarded_route_declares_its_tokens_and_its_401_and_403() {
         let (_, mut openapi) = routes();
-        declare_write_token(&mut openapi);
+        declare_tokens(&mut openapi);
         let doc = serde_json::to_value(&openapi).unwrap();
-        assert_eq!(
-            doc["components"]["securitySchemes"][WRITE_TOKEN_SCHEME]["scheme"],
-            "bearer"
-        );
-        let mut posts = 0;
+        for scheme in [WRITE_TOKEN_SCHEME, READ_TOKEN_SCHEME] {
+            assert_eq!(
+                doc["components"]["securitySchemes"][scheme]["scheme"],
+                "bearer"
+            );
+        }
+        let (mut posts, mut gets, mut open) = (0, 0, Vec::new());
         for (path, item) in doc["paths"].as_object().unwrap() {
-            if let Some(post) = item.get("post") {
-                posts += 1;
-                assert!(
-                    post["security"][0].get(WRITE_TOKEN_SCHEME).is_some(),
-                    "{path}"
-                );
-                assert!(post["responses"].get("401").is_some(), "{path}");
-                assert!(post["responses"].get("403").is_some(), "{path}");
-            }
-            if let Some(get) = item.get("get") {
-                assert!(get.get("security").is_none(), "{path}");
+            for (method, operation) in item.as_object().unwrap() {
+                let schemes: Vec<&str> = operation["security"]
+                    .as_array()
+                    .map(|s| s.iter().flat_map(|r| r.as_object().unwrap().keys()))
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .collect();
+                match method.as_str() {
+                    "post" => {
+                        posts += 1;
+                        assert_eq!(schemes, [WRITE_TOKEN_SCHEME], "{path}");
+                    }
+                    "get" if schemes.is_empty() => open.push(path.as_str()),
+                    "get" => {
+                        gets += 1;
+                        assert_eq!(schemes, [READ_TOKEN_SCHEME, WRITE_TOKEN_SCHEME], "{path}");
+                    }
+                    other => panic!("{other} {path}"),
+                }
+                if !schemes.is_empty() {
+                    assert!(operation["responses"].get("401").is_some(), "{path}");
+                    assert!(operation["responses"].get("403").is_some(), "{path}");
+                }
             }
         }
         assert!(posts >= 10, "{posts}");
+        assert!(gets >= 10, "{gets}");
+        open.sort_unstable();
+        assert_eq!(open, ["/healthz", "/readyz"]);
+    }
+
+    #[test]
+    fn reads_writes_and_open_routes_are_told_apart() {
+        let get = Method::GET;
+        assert_eq!(access(&get, "/healthz", false), Access::Open);
+        assert_eq!(access(&get, "/", false), Access::Open);
+        assert_eq!(access(&get, "/main.js", false), Access::Open);
+        assert_eq!(access(&get, "/nope.js", false), Access::Read);
+        assert_eq!(access(&get, "/metrics", false), Access::Read);
+        assert_eq!(access(&get, "/metrics", true), Access::Open);
+        assert_eq!(access(&get, "/api/v1/meters", false), Access::Read);
+        assert_eq!(
+            access(&Method::POST, "/api/v1/meters", false),
+            Access::Write
+        );
+        assert_eq!(access(&Method::POST, "/query", false), Access::Read);
+        assert_eq!(access(&Method::POST, "/write", false), Access::Write);
+        assert_eq!(access(&Method::DELETE, "/main.js", false), Access::Write);
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     )
     .with_ingest(state.ingest().stats.counts())
     .with_mqtt(state.mqtt().map(|m| m.counts()))
-    .with_modbus(state.modbus());
+    .with_modbus(state.modbus())
+    .with_tls(state.tls().and_then(|tls| tls.current().not_after_unix_s));
     let text = render(&sample).map_err(|e| ApiError::internal("encoding metrics failed", e))?;
     Ok((
         [(

@@ -57,6 +57,17 @@ pub struct StatusBody {
     pub disk_free_bytes: Option<u64>,
     /// Why the log failed, if it did (writes are refused until restart).
     pub failed: Option<String>,
+    /// The HTTPS listener's certificate, when `tls.cert_file` is set.
+    pub tls: Option<TlsBody>,
+}
+
+/// The certificate the listener serves now (after the last successful reload).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TlsBody {
+    /// `tls.cert_file`.
+    pub cert_file: String,
+    /// The certificate's notAfter, RFC 3339, if it could be read.
+    pub not_after: Option<String>,
 }
 
 /// Commands since start.
@@ -341,6 +352,13 @@ pub fn status_body(state: &AppState, engine: &Engine) -> StatusBody {
         modbus: state.modbus(),
         disk_free_bytes: super::ops::disk_free_bytes(&config.data_dir),
         failed: stats.failed.as_ref().map(ToString::to_string),
+        tls: state.tls().map(|tls| TlsBody {
+            cert_file: tls.cert_file().display().to_string(),
+            not_after: tls
+                .current()
+                .not_after_unix_s
+                .map(|s| super::wire::rfc3339(s.saturating_mul(1000))),
+        }),
     }
 }
 

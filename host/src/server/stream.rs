@@ -27,6 +27,9 @@ use super::extract::QueryParams;
 use super::wire::event_view;
 use super::AppState;
 
+/// The stream's route.
+pub const STREAM_PATH: &str = "/api/v1/stream";
+
 /// Events buffered per client between its pump and its connection.
 pub const STREAM_BUFFER_EVENTS: usize = 256;
 /// How often a waiting pump checks whether its client left or the server is stopping.
@@ -44,6 +47,10 @@ pub struct StreamQuery {
     tag: Option<String>,
     /// Only events of this entity.
     entity: Option<String>,
+    /// The read (or write) token, for clients that cannot set `Authorization` (a browser's
+    /// `EventSource`); checked with the header's rules before the handler runs.
+    #[allow(dead_code)]
+    access_token: Option<String>,
 }
 
 /// Live events as Server-Sent Events: `id:` = offset, `data:` = the event as JSON; resumes

@@ -122,6 +122,7 @@ async fn single(
                 status: rejection_status(r.code),
                 detail,
                 retry_after_s: None,
+                challenge: None,
             })
         }
         None => Err(ApiError::internal(

@@ -157,6 +157,8 @@ pub struct Bucket {
 
 impl Bucket {
     fn new(endpoint: &str) -> Bucket {
+        // object_store's client has no crypto provider of its own (as in the gateway).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let store = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(endpoint)
             .with_bucket_name(BUCKET)
