@@ -461,6 +461,210 @@ fn section_memory(ctx: &Ctx) {
     println!();
 }
 
+/// `GRIDLOG_BENCH_ONLY=horizons`: bytes per meter with the rollup rings at 1 day, 2 days and
+/// every horizon full, for `GRIDLOG_BENCH_HORIZON_METERS` (`100,10000`) meters, each read
+/// every 15 minutes (the issue-18 baseline). The state is built through the engine API
+/// with back-dated readings (a day of 10,000 meters is ~1 M readings), not in real time.
+fn section_memory_horizons(ctx: &Ctx) {
+    let rollups = RollupOptions::default();
+    let full_days = i64::from(rollups.day_days.max(rollups.quarter_hour_days));
+    println!("## Rollup memory by horizon (issue 18)\n");
+    println!(
+        "Each meter read every 15 minutes (one reading per quarter hour, 1 kW); full = {} days of one reading a day, then the last {} days every 15 minutes (both rings full). RSS from `/proc/self/status` VmRSS, per meter = (RSS − RSS after open) / meters.\n",
+        full_days - i64::from(rollups.quarter_hour_days),
+        rollups.quarter_hour_days
+    );
+    println!(
+        "| meters | horizon | readings | process RSS | RSS per meter | bound `bytes_per_meter` |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|");
+    for meters in env_list("GRIDLOG_BENCH_HORIZON_METERS", &[100, 10_000]) {
+        let meters = meters as usize;
+        let dir = ctx.sub(&format!("horizons-{meters}"));
+        let ids = meter_ids(meters);
+        let engine = Engine::open(&dir, options(None, SEGMENT_BYTES_DEFAULT)).expect("open");
+        std::thread::sleep(Duration::from_millis(500));
+        let rss_open = rss_bytes();
+        register(&engine, &ids);
+        // Day 0 is `full_days + 1` UTC days ago, so the last reading is in the past.
+        let day_ms = 24 * 3600 * 1000;
+        let day0 = (SystemClock.now_ms() / day_ms - full_days - 1) * day_ms;
+        let quarter = full_days - i64::from(rollups.quarter_hour_days);
+        let stages: [(&str, std::ops::Range<i64>, std::ops::Range<i64>); 3] = [
+            ("1 day", 0..0, 0..1),
+            ("2 days", 0..0, 1..2),
+            ("full horizons", 2..quarter, quarter..full_days),
+        ];
+        let mut readings = 0u64;
+        for (name, daily, quarter_hourly) in stages {
+            readings += fill_readings(&engine, &ids, day0, daily, 1);
+            readings += fill_readings(&engine, &ids, day0, quarter_hourly, 96);
+            let rss = rss_bytes();
+            println!(
+                "| {meters} | {name} | {readings} | {:.1} MiB | {:.0} B | {} B |",
+                rss as f64 / 1048576.0,
+                rss.saturating_sub(rss_open) as f64 / meters as f64,
+                rollups.bytes_per_meter()
+            );
+        }
+        engine.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!();
+}
+
+/// Submits `per_day` readings a day (evenly spaced, a minute into each interval) for every
+/// meter and every day in `days` after `day0_ms`, from four submitters, each owning a
+/// quarter of the meters so every meter's times rise. Returns the readings accepted.
+fn fill_readings(
+    engine: &Engine,
+    ids: &Arc<Vec<EntityId>>,
+    day0_ms: i64,
+    days: std::ops::Range<i64>,
+    per_day: i64,
+) -> u64 {
+    const SUBMITTERS: usize = 4;
+    const REQUEST_READINGS: usize = 1000;
+    let day_ms = 24 * 3600 * 1000;
+    let accepted = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for s in 0..SUBMITTERS {
+            let (ids, days, accepted) = (ids.clone(), days.clone(), &accepted);
+            scope.spawn(move || {
+                let mine: Vec<&EntityId> = ids.iter().skip(s).step_by(SUBMITTERS).collect();
+                for day in days {
+                    for slot in 0..per_day {
+                        let time_ms = day0_ms + day * day_ms + slot * (day_ms / per_day) + 60_000;
+                        for chunk in mine.chunks(REQUEST_READINGS) {
+                            let build = || {
+                                Request::of(chunk.iter().map(|id| Command::RecordReading {
+                                    meter: (*id).clone(),
+                                    reading: Reading {
+                                        time_ms,
+                                        import_wh: (time_ms - day0_ms) as f64 / 3600.0,
+                                        export_wh: 0.0,
+                                        power_w: 1000.0,
+                                        voltage_v: None,
+                                        current_a: None,
+                                        reactive_power_var: None,
+                                    },
+                                }))
+                            };
+                            let response = loop {
+                                match engine.submit(build()) {
+                                    Ok(response) => break response,
+                                    Err(gridlog_firmware::engine::SubmitError::Busy { .. }) => {
+                                        std::thread::sleep(Duration::from_micros(200))
+                                    }
+                                    Err(e) => panic!("submit: {e}"),
+                                }
+                            };
+                            let ok = response
+                                .results
+                                .iter()
+                                .filter(|r| !matches!(r, ItemResult::Rejected(_)))
+                                .count();
+                            accepted.fetch_add(ok as u64, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    accepted.load(Ordering::Relaxed)
+}
+
+/// `GRIDLOG_BENCH_ONLY=rollup-store`: the on-disk rollup store (`engine::rollup_store`) at
+/// full horizons for `GRIDLOG_BENCH_MEM_METERS` (10,000) meters read every 15 minutes: one
+/// spill per quarter-hourly day for the last 7 days and one with the 393 days before as day
+/// buckets, built directly with the store's encoder (the engine does not spill yet). Then
+/// the latency of reading one meter's intervals back (warm page cache), as a rollup query
+/// of an on-disk interval would.
+fn section_rollup_store(ctx: &Ctx) {
+    use gridlog_firmware::engine::rollup::Bucket;
+    use gridlog_firmware::engine::rollup_store::{self, format};
+    const SAMPLES: usize = 200;
+    let meters = env_u64("GRIDLOG_BENCH_MEM_METERS", 10_000) as usize;
+    let dir = ctx.sub("rollup-store");
+    let ids = meter_ids(meters);
+    let rollups = RollupOptions::default();
+    let (quarter_days, all_days) = (
+        i64::from(rollups.quarter_hour_days),
+        i64::from(rollups.day_days),
+    );
+    let one = |index: i64, import_wh: f64, count: u32| Bucket {
+        index,
+        import_wh,
+        export_wh: 0.0,
+        min_w: 1000.0,
+        max_w: 1000.0,
+        mean_w: 1000.0,
+        count,
+    };
+    let day0 = 20_000i64;
+    let day_only: Vec<format::DayRecord> = (0..all_days - quarter_days)
+        .map(|d| format::DayRecord {
+            day: day0 + d,
+            day_bucket: Some(one(day0 + d, 24_000.0 + d as f64 / 7.0, 96)),
+            quarters: Vec::new(),
+        })
+        .collect();
+    let bytes = format::encode_file(1, ids.iter().map(|id| (id, day_only.as_slice())));
+    let mut disk_bytes = bytes.len() as u64;
+    rollup_store::write_spill(&dir, 1, &bytes).expect("spill");
+    for q in 0..quarter_days {
+        let day = day0 + all_days - quarter_days + q;
+        let record = [format::DayRecord {
+            day,
+            day_bucket: Some(one(day, 24_000.0 + q as f64 / 3.0, 96)),
+            quarters: (0..96)
+                .map(|i| one(day * 96 + i, 250.0 + (i as f64) / 9.0, 1))
+                .collect(),
+        }];
+        let bytes = format::encode_file(q as u64 + 2, ids.iter().map(|id| (id, &record[..])));
+        disk_bytes += bytes.len() as u64;
+        rollup_store::write_spill(&dir, q as u64 + 2, &bytes).expect("spill");
+    }
+    let end = day0 + all_days;
+    let ranges = [
+        (
+            "7 days of quarter hours (7 spills)",
+            end - quarter_days..end,
+        ),
+        ("400 days of days (8 spills)", day0..end),
+        ("1 day (1 spill)", end - 1..end),
+    ];
+    println!("## Rollup store: bytes on disk and reading one meter back (issue 18)\n");
+    println!(
+        "{meters} meters, {} days of day buckets in one spill + {quarter_days} spills of a quarter-hourly day each: {:.1} MB on disk, {:.0} B per meter. Latency of `rollup_store::read_meter` for {SAMPLES} meters spread over the ids (warm page cache: the files were just written).\n",
+        all_days - quarter_days,
+        disk_bytes as f64 / 1e6,
+        disk_bytes as f64 / meters as f64
+    );
+    println!("| range read | day records | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, range) in ranges {
+        let mut lat = Vec::with_capacity(SAMPLES);
+        let mut records = 0;
+        for i in 0..SAMPLES {
+            let id = &ids[i * meters / SAMPLES];
+            let t = Instant::now();
+            let got = rollup_store::read_meter(&dir, id.as_str(), range.clone()).expect("read");
+            lat.push(t.elapsed());
+            records = got.len();
+        }
+        lat.sort_unstable();
+        println!(
+            "| {name} | {records} | {} | {} | {} |",
+            ms(pct(&lat, 0.5)),
+            ms(pct(&lat, 0.99)),
+            ms(lat[lat.len() - 1])
+        );
+    }
+    println!();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 struct Restart {
     replay_full_ms: u64,
     replay_full_events: u64,
@@ -652,8 +856,10 @@ fn main() {
         load()
     );
     // Memory first: the process is still small, so RSS deltas are the engine's.
-    let sections: [(&str, &dyn Fn()); 5] = [
+    let sections: [(&str, &dyn Fn()); 7] = [
         ("memory", &|| section_memory(&ctx)),
+        ("horizons", &|| section_memory_horizons(&ctx)),
+        ("rollup-store", &|| section_rollup_store(&ctx)),
         ("ingest", &|| section_ingest(&ctx)),
         ("restart", &|| section_restart(&ctx)),
         ("maintenance", &|| section_maintenance(&ctx)),

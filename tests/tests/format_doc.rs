@@ -208,6 +208,55 @@ fn snapshot_header_table_matches_the_constants() {
 }
 
 #[test]
+fn rollup_spill_header_table_matches_the_constants() {
+    use gridlog_firmware::engine::rollup_store::format::*;
+    check_layout(
+        "rollup_spill_header",
+        &[
+            ("magic", R_MAGIC_AT, Some(R_VERSION_AT - R_MAGIC_AT)),
+            (
+                "version",
+                R_VERSION_AT,
+                Some(R_HEADER_LEN_AT - R_VERSION_AT),
+            ),
+            (
+                "header_len",
+                R_HEADER_LEN_AT,
+                Some(R_FLAGS_AT - R_HEADER_LEN_AT),
+            ),
+            ("flags", R_FLAGS_AT, Some(R_SPILL_SEQ_AT - R_FLAGS_AT)),
+            (
+                "spill_seq",
+                R_SPILL_SEQ_AT,
+                Some(R_BLOCKS_BYTES_AT - R_SPILL_SEQ_AT),
+            ),
+            (
+                "blocks_bytes",
+                R_BLOCKS_BYTES_AT,
+                Some(R_METERS_AT - R_BLOCKS_BYTES_AT),
+            ),
+            ("meters", R_METERS_AT, Some(R_INDEX_CRC_AT - R_METERS_AT)),
+            (
+                "index_crc",
+                R_INDEX_CRC_AT,
+                Some(R_FIRST_DAY_AT - R_INDEX_CRC_AT),
+            ),
+            (
+                "first_day",
+                R_FIRST_DAY_AT,
+                Some(R_LAST_DAY_AT - R_FIRST_DAY_AT),
+            ),
+            ("last_day", R_LAST_DAY_AT, Some(R_CRC_AT - R_LAST_DAY_AT)),
+            ("crc", R_CRC_AT, Some(SPILL_HEADER_BYTES - R_CRC_AT)),
+        ],
+    );
+    assert_eq!(SPILL_METERS_MAX, 1_048_576);
+    assert_eq!(SPILL_DAYS_PER_BLOCK_MAX, 3_660);
+    assert_eq!(SPILL_VERSION, 1);
+    assert_eq!(&SPILL_MAGIC, b"GLOGRLUP");
+}
+
+#[test]
 fn archive_header_table_matches_the_constants() {
     use gridlog_common::archive::*;
     check_layout(

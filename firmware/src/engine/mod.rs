@@ -34,6 +34,7 @@ pub mod recovery;
 pub mod rejection;
 pub mod request;
 pub mod rollup;
+pub mod rollup_store;
 mod shared;
 mod slots;
 pub mod state;

@@ -102,7 +102,24 @@ pub struct Bucket {
     pub count: u32,
 }
 
+/// A [`Bucket`]'s fields as bits: `index, import_wh, export_wh, min_w, max_w, mean_w, count`.
+pub type BucketBits = (i64, u64, u64, u32, u32, u32, u32);
+
 impl Bucket {
+    /// The bucket as bits: equal exactly when two buckets are the same bit for bit (unlike
+    /// `==` on floats: `-0.0 == 0.0`), as a stored or re-derived rollup must be.
+    pub fn bits(&self) -> BucketBits {
+        (
+            self.index,
+            self.import_wh.to_bits(),
+            self.export_wh.to_bits(),
+            self.min_w.to_bits(),
+            self.max_w.to_bits(),
+            self.mean_w.to_bits(),
+            self.count,
+        )
+    }
+
     const fn empty(index: i64) -> Bucket {
         Bucket {
             index,
@@ -370,6 +387,14 @@ impl Ring {
         *slot = pack(&bucket);
     }
 
+    /// Interval numbers the ring answers for (empty before the first interval).
+    fn kept(&self) -> std::ops::RangeInclusive<i64> {
+        if self.newest == i64::MIN {
+            return std::ops::RangeInclusive::new(0, -1); // empty
+        }
+        self.newest.saturating_sub(self.capacity as i64 - 1)..=self.newest
+    }
+
     /// Buckets with data whose interval starts in `from_ms..to_ms`, oldest first.
     fn range(&self, from_ms: i64, to_ms: i64) -> Vec<Bucket> {
         let capacity = self.capacity as i64;
@@ -401,6 +426,24 @@ impl Ring {
             hasher.write_u64(u64::from(slot.count));
         }
     }
+}
+
+/// Hourly buckets summed from quarter hours (oldest first), as [`MeterRollups::query`]
+/// answers [`Step::Hour`]: whichever store the quarter hours came from, the same sums.
+pub fn hours_of(quarters: impl IntoIterator<Item = Bucket>) -> Vec<Bucket> {
+    let mut out: Vec<Bucket> = Vec::new();
+    for q in quarters {
+        let hour = (q.index * QUARTER_HOUR_MS).div_euclid(HOUR_MS);
+        match out.last_mut() {
+            Some(last) if last.index == hour => last.merge(&q),
+            _ => {
+                let mut bucket = Bucket::empty(hour);
+                bucket.merge(&q);
+                out.push(bucket);
+            }
+        }
+    }
+    out
 }
 
 /// A meter's rollups.
@@ -435,22 +478,19 @@ impl MeterRollups {
         match step {
             Step::QuarterHour => self.quarter.range(from_ms, to_ms),
             Step::Day => self.day.range(from_ms, to_ms),
-            Step::Hour => {
-                let mut out: Vec<Bucket> = Vec::new();
-                for q in self.quarter.range(from_ms, to_ms) {
-                    let hour = (q.index * QUARTER_HOUR_MS).div_euclid(HOUR_MS);
-                    match out.last_mut() {
-                        Some(last) if last.index == hour => last.merge(&q),
-                        _ => {
-                            let mut bucket = Bucket::empty(hour);
-                            bucket.merge(&q);
-                            out.push(bucket);
-                        }
-                    }
-                }
-                out
-            }
+            Step::Hour => hours_of(self.quarter.range(from_ms, to_ms)),
         }
+    }
+
+    /// Quarter-hour numbers the rings answer for: the oldest kept to the newest written
+    /// (empty before the first reading).
+    pub fn kept_quarters(&self) -> std::ops::RangeInclusive<i64> {
+        self.quarter.kept()
+    }
+
+    /// Day numbers the rings answer for, likewise.
+    pub fn kept_days(&self) -> std::ops::RangeInclusive<i64> {
+        self.day.kept()
     }
 
     pub(crate) fn digest(&self, hasher: &mut super::digest::DigestHasher) {
