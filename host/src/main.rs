@@ -92,14 +92,10 @@ fn overrides(args: &cli::ServeArgs, speed: Option<f64>) -> commands::serve::Over
     }
 }
 
-/// Makes ring rustls's process-wide crypto provider. rustls is built with ring (the HTTPS
-/// listener, which names ring itself) and, through other crates' default features, with
-/// aws-lc-rs too; with both, a library that asks rustls for the process default (rumqttc
-/// for `mqtts://`) finds none and panics, and reqwest would use aws-lc-rs. Installed before
-/// any TLS is set up, so every connection of the binary uses ring.
-/// rustls' one crypto provider for every TLS client of the process (object storage,
-/// `mqtts://`): ring. The crates are built without a provider of their own, so none of them
-/// can pull in a second one (aws-lc-rs) behind our back; the server's TLS names ring itself.
+/// Installs rustls' one crypto provider for every TLS client of the process (object storage,
+/// `mqtts://`), before any TLS is set up: ring. The crates are built without a provider of
+/// their own, so none can pull in a second one (aws-lc-rs) behind our back; the server's TLS
+/// names ring itself.
 fn install_crypto_provider() {
     // Err only if a provider is installed already: then that one stays, as intended.
     let _ = rustls::crypto::ring::default_provider().install_default();
