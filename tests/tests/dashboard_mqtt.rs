@@ -11,18 +11,10 @@ use std::time::Duration;
 
 use browser_support::*;
 use gridlog_tests::mosquitto::Mosquitto;
-use mqtt_support::{gateway, samples, total, wait_status, Publisher};
+use mqtt_support::{gateway, samples, total, wait_status, Publisher, TASMOTA_UTC};
 
 /// Longest wait for the page to show a change (the status refresh, a reconnection).
 const CHANGE_WAIT: Duration = Duration::from_secs(60);
-
-const SOURCES: &str = r#"
-[[mqtt.source]]
-preset = "tasmota"
-prefix = "tele/{device}"
-id = "plug-{device}"
-time_zone = "UTC"
-"#;
 
 fn badge_script(class: &str) -> String {
     format!(
@@ -38,7 +30,7 @@ fn the_system_page_shows_mqtt_sources_and_the_broker_connection() {
     let tmp = tempfile::tempdir().unwrap();
     let driver = ChromeDriver::start(&chromedriver, tmp.path());
     let mut broker = Mosquitto::start(&[]);
-    let gw = gateway(&tmp.path().join("data"), &broker.url(), "", SOURCES);
+    let gw = gateway(&tmp.path().join("data"), &broker.url(), "", TASMOTA_UTC);
     wait_status(&gw, "connected", |s| s["connected"] == true);
     let mut device = Publisher::connect(broker.port, "plug");
     device.publish("tele/kitchen/SENSOR", samples::TASMOTA_SENSOR);

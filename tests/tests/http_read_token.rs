@@ -226,18 +226,15 @@ fn the_dashboards_files_stay_open_and_metrics_open_only_when_public() {
 #[test]
 fn a_read_token_that_could_never_match_is_refused_at_start_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let output = gridlog_tests::gridlog_command()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--read-token",
-            "r3ad token",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let output = gridlog_tests::run_gridlog([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--read-token",
+        "r3ad token",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

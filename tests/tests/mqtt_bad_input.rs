@@ -6,15 +6,10 @@
 mod mqtt_support;
 
 use gridlog_tests::mosquitto::Mosquitto;
-use mqtt_support::{gateway, meter, samples, wait_status, Publisher};
+use mqtt_support::{gateway, meter, samples, wait_status, Publisher, TASMOTA_UTC};
 
-const SOURCES: &str = r#"
-[[mqtt.source]]
-preset = "tasmota"
-prefix = "tele/{device}"
-id = "plug-{device}"
-time_zone = "UTC"
-
+/// Besides [`TASMOTA_UTC`].
+const OTHER_SOURCES: &str = r#"
 [[mqtt.source]]
 preset = "shelly_pro_3em"
 prefix = "shellies/{device}"
@@ -30,6 +25,10 @@ fields.export_wh = { pointer = "/out", default = 0 }
 fields.power_w = { pointer = "/p" }
 "#;
 
+fn sources() -> String {
+    format!("{TASMOTA_UTC}{OTHER_SOURCES}")
+}
+
 fn tasmota(time: &str, total_kwh: f64) -> String {
     format!(r#"{{"Time":"{time}","ENERGY":{{"Total":{total_kwh},"Power":100}}}}"#)
 }
@@ -39,7 +38,7 @@ fn bad_payloads_are_refused_by_reason_and_the_gateway_goes_on() {
     let broker = Mosquitto::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let gw = gateway(&data, &broker.url(), "", SOURCES);
+    let gw = gateway(&data, &broker.url(), "", &sources());
     wait_status(&gw, "connected", |s| s["connected"] == true);
     let mut device = Publisher::connect(broker.port, "devices");
 
@@ -100,7 +99,7 @@ fn a_retained_message_replayed_at_each_reconnection_is_never_stored_twice() {
     device.publish_with("shellies/s/status/emdata:0", samples::SHELLY_EMDATA, true);
     device.wait_acked();
 
-    let mut gw = gateway(&data, &broker.url(), "", SOURCES);
+    let mut gw = gateway(&data, &broker.url(), "", &sources());
     let status = wait_status(&gw, "retained seen", |s| {
         s["sources"][0]["stored"] == 1 && s["sources"][1]["messages"] == 2
     });
@@ -114,7 +113,7 @@ fn a_retained_message_replayed_at_each_reconnection_is_never_stored_twice() {
 
     // Restarted: subscribed again, the retained messages come again. Tasmota's carries its
     // time, so it is the same reading: a duplicate, not a second one.
-    let gw = gateway(&data, &broker.url(), "", SOURCES);
+    let gw = gateway(&data, &broker.url(), "", &sources());
     let status = wait_status(&gw, "retained seen again", |s| {
         s["sources"][0]["messages"].as_u64() >= Some(1)
     });

@@ -6,15 +6,7 @@
 mod mqtt_support;
 
 use gridlog_tests::mosquitto::Mosquitto;
-use mqtt_support::{gateway, meter, samples, wait_status, Publisher};
-
-const SOURCE: &str = r#"
-[[mqtt.source]]
-preset = "tasmota"
-prefix = "tele/{device}"
-id = "plug-{device}"
-time_zone = "UTC"
-"#;
+use mqtt_support::{gateway, meter, samples, wait_status, Publisher, TASMOTA_UTC};
 
 #[test]
 fn a_tls_broker_is_reached_with_its_ca_and_refused_without_it() {
@@ -22,7 +14,7 @@ fn a_tls_broker_is_reached_with_its_ca_and_refused_without_it() {
     let url = format!("mqtts://localhost:{tls_port}");
     let tmp = tempfile::tempdir().unwrap();
 
-    let untrusted = gateway(&tmp.path().join("untrusted"), &url, "", SOURCE);
+    let untrusted = gateway(&tmp.path().join("untrusted"), &url, "", TASMOTA_UTC);
     let status = wait_status(&untrusted, "a certificate error", |s| {
         s["last_error"].is_string()
     });
@@ -37,9 +29,9 @@ fn a_tls_broker_is_reached_with_its_ca_and_refused_without_it() {
     );
     drop(untrusted);
 
-    let extra = format!("ca_file = \"{}\"", ca.display());
-    let config = SOURCE.replace("[[mqtt.source]]", &format!("{extra}\n[[mqtt.source]]"));
-    let gw = gateway(&tmp.path().join("trusted"), &url, "", &config);
+    // The `[mqtt]` key goes before the sources, still inside that section.
+    let sources = format!("ca_file = \"{}\"\n{TASMOTA_UTC}", ca.display());
+    let gw = gateway(&tmp.path().join("trusted"), &url, "", &sources);
     wait_status(&gw, "connected over TLS", |s| s["connected"] == true);
     // The device publishes on the broker's plain listener; gridlog receives over TLS.
     let mut device = Publisher::connect(broker.port, "plug");

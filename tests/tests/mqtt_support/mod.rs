@@ -13,6 +13,16 @@ use gridlog_tests::server::Server;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
+/// A Tasmota plug source in UTC (`tele/<device>/SENSOR` → meter `plug-<device>`), the source
+/// most tests subscribe with.
+pub const TASMOTA_UTC: &str = r#"
+[[mqtt.source]]
+preset = "tasmota"
+prefix = "tele/{device}"
+id = "plug-{device}"
+time_zone = "UTC"
+"#;
+
 /// How long a test waits for what it published to be stored.
 pub const SETTLE: Duration = Duration::from_secs(60);
 

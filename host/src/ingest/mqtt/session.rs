@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use std::collections::VecDeque;
 
+use gridlog_firmware::engine::{Clock, SystemClock};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
@@ -238,9 +239,7 @@ impl Session {
             payload_bytes,
             generation: self.status.generation(),
             received_ms: self.clock.now_ms(),
-            received_unix_ms: crate::ship::status::unix_ms_now()
-                .try_into()
-                .unwrap_or(i64::MAX),
+            received_unix_ms: SystemClock.now_ms(),
         }
     }
 
