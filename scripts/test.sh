@@ -96,6 +96,11 @@ cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION" ||
 
 # A real S3-compatible server for the shipping tests (tests/tests/ship_*.rs start and stop it).
 have moto_server || pip_install 'moto[server]'
+# DuckDB reads the fleet tables from that server over S3 (tests/tests/tables_duckdb.rs): the
+# httpfs extension comes from a wheel pinned to the same version, so nothing is downloaded
+# at run time (the two pins move together).
+python3 -c 'import duckdb, duckdb_extension_httpfs; assert duckdb.__version__ == "1.5.5"' 2>/dev/null ||
+    pip_install --only-binary=:all: 'duckdb==1.5.5' 'duckdb-extension-httpfs==1.5.5'
 
 # Debian's headless Chromium and its WebDriver for the dashboard's browser test
 # (tests/tests/dashboard_browser.rs starts chromedriver itself on a loopback port).

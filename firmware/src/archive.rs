@@ -249,6 +249,49 @@ pub fn verify_bytes(bytes: &[u8]) -> Result<(ArchiveHeader, Vec<u8>), ArchiveInv
     Ok((header, original))
 }
 
+/// What is wrong inside a segment that [`verify_bytes`] returned (its checksums held, so
+/// only a writer's bug or a forged archive can cause this).
+#[derive(Debug, thiserror::Error)]
+#[error("segment byte {position}: {reason}")]
+pub struct SegmentRecordsInvalid {
+    /// Byte position in the segment.
+    pub position: u64,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+/// Calls `f` with every record of `original` (a segment's bytes, as [`verify_bytes`]
+/// returns them) in offset order, from `first_offset`; returns one past the last offset.
+/// Frame offsets must run on without a gap from `first_offset`.
+pub fn for_each_record(
+    original: &[u8],
+    first_offset: Offset,
+    mut f: impl FnMut(Offset, &[u8]),
+) -> Result<Offset, SegmentRecordsInvalid> {
+    let mut pos = SEGMENT_HEADER_BYTES;
+    let mut expected = first_offset;
+    let invalid = |pos: usize, reason: String| SegmentRecordsInvalid {
+        position: pos as u64,
+        reason,
+    };
+    loop {
+        match frame_at(original, pos) {
+            FrameAt::Batch { view, len } => {
+                if view.first_offset != expected {
+                    return Err(invalid(pos, "frame offsets are not continuous".into()));
+                }
+                expected = view.next_offset();
+                view.records()
+                    .for_each(|(offset, record)| f(offset, record));
+                pos += len;
+            }
+            FrameAt::Commit { len, .. } => pos += len,
+            FrameAt::Footer { .. } | FrameAt::End => return Ok(expected),
+            FrameAt::Invalid(reason) => return Err(invalid(pos, reason)),
+        }
+    }
+}
+
 /// The archive of a sealed segment (`original`: its bytes to the end of the footer): its
 /// header and the compressed bytes that follow it. The local archive and the shipper (which
 /// ships a sealed segment before it is archived) build it the same way, so both name the

@@ -282,6 +282,56 @@ Examples:
   gridlog restore --from file:///mnt/backup --site plant-7 --data-dir ./restored --full"
     )]
     Restore(RestoreArgs),
+
+    /// Write the fleet tables (Parquet) from shipped history.
+    #[command(
+        long_about = "\
+Write the fleet tables (Parquet: readings, asset_telemetry, events, intervals; README \"Fleet
+analytics\") from the history gateways shipped, for one or more sites: the newest lineage's
+manifest chain verified back to the first manifest, every segment it lists downloaded and
+checked, and one file per segment, table and UTC day written create-only to
+TO/tables/<table>/site=<SITE>/date=<YYYY-MM-DD>/<FIRST>-<LAST>-<LINEAGE>.parquet, the same
+bytes a gateway with ship.tables writes. A file already there with the same bytes is kept (a
+second run resumes); different bytes are an error.
+
+Store settings other than the URLs (endpoint, region, credentials, allow_http) come from the
+configuration as for `serve`. Exit status: 0 every site exported, 1 a site's history is
+missing, tampered or inconsistent, 2 usage, store or I/O error.",
+        after_help = "\
+Examples:
+  gridlog export --from s3://fleet/eu --site plant-7 --to s3://fleet-tables/eu
+  gridlog export --from file:///mnt/backup --site plant-7 --site plant-8 --to ./tables --jobs 4"
+    )]
+    Export(ExportArgs),
+}
+
+/// Arguments of `gridlog export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// The store the gateways shipped to: s3://BUCKET/PREFIX or file:///PATH.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+
+    /// A site's id, as its gateway shipped it (repeat for several sites).
+    #[arg(long, value_name = "SITE", required = true)]
+    pub site: Vec<String>,
+
+    /// Write files only for segments ending at or after this offset (earlier segments are
+    /// still read, for the meters' energy baselines).
+    #[arg(long, value_name = "OFFSET", default_value_t = 1)]
+    pub from_offset: u64,
+
+    /// Where the tables go: s3://BUCKET/PREFIX, file:///PATH or a directory.
+    #[arg(long, value_name = "URL|DIR")]
+    pub to: String,
+
+    /// Sites exported at once.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
+
+    /// A TOML configuration file (store endpoint and credentials).
+    #[arg(long, short = 'c', env = "GRIDLOG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Arguments of `gridlog ship`.
@@ -538,7 +588,7 @@ mod tests {
             Command::Verify(a) => Some(a.dir.path().to_path_buf()),
             Command::Dump(a) => Some(a.dir.path().to_path_buf()),
             Command::Restore(a) => Some(a.data_dir.clone()),
-            Command::TlsSelfSigned(_) => None,
+            Command::TlsSelfSigned(_) | Command::Export(_) => None,
         }
     }
 

@@ -21,6 +21,7 @@ mod server;
 mod ship;
 mod submit;
 mod systemd;
+mod tables;
 
 use std::process::ExitCode;
 
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
             },
             args.config.clone(),
         ),
+        Command::Export(args) => commands::export::run(args),
     };
     outcome.exit_code()
 }

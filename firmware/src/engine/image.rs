@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use gridlog_common::domain::{Event, MeterKind, Reading, Register, StoredEvent};
+use gridlog_common::domain::{Event, MeterKind, Reading, StoredEvent};
 use gridlog_common::id::{CommandId, EntityId};
 use gridlog_common::Offset;
 
 use super::dedup::{RecentCommandIds, RecentReadings, RECENT_READINGS_DEFAULT};
 use super::digest::DigestHasher;
-use super::rollup::{MeterRollups, RollupOptions, DAY_MS};
+use super::rollup::{Baseline, MeterRollups, RollupOptions, DAY_MS};
 use super::slots::{EntitySlot, Slots};
 use super::state::{reading_fingerprint, AssetState, EntityState, MeterStateV3, SystemState};
 
@@ -86,7 +86,7 @@ pub struct Entity {
     /// by every reading).
     pub rollups: Option<MeterRollups>,
     /// Energy delta source for rollups: the previous reading's registers, adjusted for wraps.
-    prev_registers: Option<(i64, f64, f64)>,
+    prev_registers: Baseline,
 }
 
 /// The id of an entity not yet put in an image.
@@ -152,7 +152,7 @@ pub struct SiteTotals {
 pub(crate) struct DigestOf<'a, S> {
     state: &'a S,
     checkpoints: &'a [(u64, Offset)],
-    prev_registers: &'a Option<(i64, f64, f64)>,
+    prev_registers: &'a Baseline,
     rollups: Option<&'a MeterRollups>,
 }
 
@@ -292,7 +292,7 @@ pub(crate) struct EntityV3 {
     state: EntityStateV3,
     index: EntityIndex,
     rollups: Option<MeterRollups>,
-    prev_registers: Option<(i64, f64, f64)>,
+    prev_registers: Baseline,
 }
 
 /// The image's parts as snapshot format 3 stored them: no remembered readings, meters
@@ -471,7 +471,7 @@ impl Image {
                     state,
                     index: EntityIndex::default(),
                     rollups: None,
-                    prev_registers: None,
+                    prev_registers: Baseline::default(),
                 });
                 let Some(entity) = self.slots.push(stored.entity.clone(), entity) else {
                     return;
@@ -493,21 +493,8 @@ impl Image {
                     .insert((at, r.time_ms, reading_fingerprint(r)));
                 book_reading(entity, &mut self.site, kind, r, &rollup_options);
             }
-            Event::RegisterRolledOver { register, bits, .. } => {
-                let modulus = 2f64.powi(i32::from(*bits));
-                if let Some((_, import, export)) = &mut entity.prev_registers {
-                    match register {
-                        Register::Import => *import -= modulus,
-                        Register::Export => *export -= modulus,
-                    }
-                }
-            }
-            Event::MeterReplaced {
-                time_ms,
-                import_wh,
-                export_wh,
-            } => {
-                entity.prev_registers = Some((*time_ms, *import_wh, *export_wh));
+            event @ (Event::RegisterRolledOver { .. } | Event::MeterReplaced { .. }) => {
+                entity.prev_registers.follow(event);
             }
             _ => {}
         }
@@ -625,14 +612,7 @@ fn book_reading(
     let rollups = entity
         .rollups
         .get_or_insert_with(|| MeterRollups::new(rollup_options));
-    let (import_delta, export_delta) = match entity.prev_registers {
-        Some((t, import, export)) if r.time_ms > t => (r.import_wh - import, r.export_wh - export),
-        Some(_) => (0.0, 0.0), // late reading: energy already counted
-        None => (0.0, 0.0),    // first reading: the baseline
-    };
-    if entity.prev_registers.is_none_or(|(t, _, _)| r.time_ms > t) {
-        entity.prev_registers = Some((r.time_ms, r.import_wh, r.export_wh));
-    }
+    let (import_delta, export_delta) = entity.prev_registers.book(r);
     rollups.add(r.time_ms, import_delta, export_delta, r.power_w);
     site.all_time.add(kind, import_delta, export_delta);
     let day = r.time_ms.div_euclid(DAY_MS);

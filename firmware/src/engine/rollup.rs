@@ -18,6 +18,8 @@
 
 use std::sync::Arc;
 
+use gridlog_common::domain::{Event, Reading, Register};
+
 /// Length of a quarter-hour bucket.
 pub const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
 /// Length of an hour.
@@ -120,7 +122,8 @@ impl Bucket {
         )
     }
 
-    const fn empty(index: i64) -> Bucket {
+    /// The empty bucket of interval `index` (no reading yet).
+    pub const fn empty(index: i64) -> Bucket {
         Bucket {
             index,
             import_wh: 0.0,
@@ -130,6 +133,13 @@ impl Bucket {
             mean_w: 0.0,
             count: 0,
         }
+    }
+
+    /// Books one reading: its energy delta (see [`Baseline::book`]) and its power.
+    pub fn book(&mut self, import_delta_wh: f64, export_delta_wh: f64, power_w: f64) {
+        self.import_wh += import_delta_wh;
+        self.export_wh += export_delta_wh;
+        self.add_power(power_w);
     }
 
     fn add_power(&mut self, power_w: f64) {
@@ -446,6 +456,57 @@ pub fn hours_of(quarters: impl IntoIterator<Item = Bucket>) -> Vec<Bucket> {
     out
 }
 
+/// Where a meter's next energy delta is measured from: the registers of its newest reading
+/// in time, moved by wraps and replacements. The one rule for a reading's energy, shared by
+/// the image's rollups and site totals and by anything that re-derives them from the log
+/// (the fleet tables), so both book the same watt-hours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Baseline(Option<(i64, f64, f64)>);
+
+impl Baseline {
+    /// The energy of reading `r` (import, export): the delta of its registers to the newest
+    /// reading before it in time; none for the first reading (the baseline) or a late one
+    /// (the newer reading's registers already counted it). Moves the baseline to `r` when
+    /// `r` is the newest.
+    pub fn book(&mut self, r: &Reading) -> (f64, f64) {
+        match self.0 {
+            Some((t, import, export)) if r.time_ms > t => {
+                self.0 = Some((r.time_ms, r.import_wh, r.export_wh));
+                (r.import_wh - import, r.export_wh - export)
+            }
+            Some(_) => (0.0, 0.0),
+            None => {
+                self.0 = Some((r.time_ms, r.import_wh, r.export_wh));
+                (0.0, 0.0)
+            }
+        }
+    }
+
+    /// Follows a meter event other than a reading: a wrap moves the wrapped register's
+    /// baseline down by the register's modulus, a replacement starts from the new meter's
+    /// registers.
+    pub fn follow(&mut self, event: &Event) {
+        match event {
+            Event::RegisterRolledOver { register, bits, .. } => {
+                let modulus = 2f64.powi(i32::from(*bits));
+                if let Some((_, import, export)) = &mut self.0 {
+                    match register {
+                        Register::Import => *import -= modulus,
+                        Register::Export => *export -= modulus,
+                    }
+                }
+            }
+            Event::MeterReplaced {
+                time_ms,
+                import_wh,
+                export_wh,
+            } => self.0 = Some((*time_ms, *import_wh, *export_wh)),
+            _ => {}
+        }
+    }
+}
+
 /// A meter's rollups.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MeterRollups {
@@ -466,9 +527,7 @@ impl MeterRollups {
     pub fn add(&mut self, time_ms: i64, import_delta_wh: f64, export_delta_wh: f64, power_w: f64) {
         for ring in [&mut self.quarter, &mut self.day] {
             ring.book(time_ms, |bucket| {
-                bucket.import_wh += import_delta_wh;
-                bucket.export_wh += export_delta_wh;
-                bucket.add_power(power_w);
+                bucket.book(import_delta_wh, export_delta_wh, power_w)
             });
         }
     }

@@ -1,6 +1,7 @@
 //! The subcommands' work, one file each, and the exit status they share.
 
 pub mod dump;
+pub mod export;
 pub mod import;
 pub mod restore;
 pub mod serve;

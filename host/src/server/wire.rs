@@ -525,7 +525,8 @@ pub fn event_view(record: &EventRecord) -> EventView {
     }
 }
 
-fn event_data(e: &Event) -> Value {
+/// An event's fields as the API shows them (also the `data` column of the fleet tables).
+pub fn event_data(e: &Event) -> Value {
     match e {
         Event::MeterRegistered {
             kind,

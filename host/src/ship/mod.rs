@@ -39,6 +39,7 @@
 
 pub mod audit;
 pub mod chunk;
+pub mod export;
 pub mod layout;
 pub mod lineage;
 pub mod manifest;

@@ -281,6 +281,38 @@ pub(super) async fn restore_segment(
     entry: &SegmentEntry,
     wal_dir: &Path,
 ) -> Result<(u64, [u8; 16]), RestoreError> {
+    let fetched = fetch_segment(store, entry).await?;
+    let name = format!("{:020}.seg", entry.first_offset);
+    let path = wal_dir.join(&name);
+    let tmp = wal_dir.join(format!("{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&fetched.original)?;
+        file.set_len(fetched.header.segment_bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    tokio::task::block_in_place(write).map_err(io_err(&path))?;
+    Ok((fetched.object_bytes, fetched.header.log_id))
+}
+
+/// A shipped segment, downloaded and checked against its manifest entry.
+#[derive(Debug)]
+pub(crate) struct FetchedSegment {
+    /// The segment's bytes to the end of its footer.
+    pub(crate) original: Vec<u8>,
+    /// Its segment header.
+    pub(crate) header: SegmentHeader,
+    /// Bytes downloaded.
+    pub(crate) object_bytes: u64,
+}
+
+/// Downloads one segment and checks it: the object's size and SHA-256 against the manifest,
+/// the archive's checksums, and that it holds the segment and offsets the manifest lists.
+pub(crate) async fn fetch_segment(
+    store: &Store,
+    entry: &SegmentEntry,
+) -> Result<FetchedSegment, RestoreError> {
     let key = Key::from(entry.key.as_str());
     let bytes = store
         .get(&key)
@@ -321,18 +353,11 @@ pub(super) async fn restore_segment(
             "the segment header disagrees with the archive".into(),
         ));
     }
-    let name = format!("{:020}.seg", entry.first_offset);
-    let path = wal_dir.join(&name);
-    let tmp = wal_dir.join(format!("{name}.tmp"));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&original)?;
-        file.set_len(segment.segment_bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    };
-    tokio::task::block_in_place(write).map_err(io_err(&path))?;
-    Ok((bytes.len() as u64, segment.log_id))
+    Ok(FetchedSegment {
+        original,
+        header: segment,
+        object_bytes: bytes.len() as u64,
+    })
 }
 
 /// Downloads, checks and writes the snapshot; returns the bytes downloaded.

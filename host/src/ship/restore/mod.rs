@@ -38,7 +38,7 @@ mod fetch;
 mod plan;
 
 use fetch::*;
-pub(crate) use fetch::{newest_lineage, walk_chain};
+pub(crate) use fetch::{fetch_segment, newest_lineage, walk_chain};
 pub use plan::{plan, Plan, PlanError};
 
 /// Objects downloaded at once.
