@@ -490,6 +490,9 @@ pub struct ShipConfig {
     /// and then every `orphan_grace_s`. Default 86400 (a day: far longer than any upload or
     /// round).
     pub orphan_grace_s: u64,
+    /// Write the fleet tables (Parquet, README "Fleet analytics") of every shipped segment
+    /// under `PREFIX/tables/`. Default true (only while shipping is on).
+    pub tables: bool,
 }
 
 impl Default for ShipConfig {
@@ -511,6 +514,7 @@ impl Default for ShipConfig {
             snapshot_interval_s: 6 * 3600,
             max_lag_s: 60,
             orphan_grace_s: 86_400,
+            tables: true,
         }
     }
 }
@@ -535,6 +539,7 @@ impl std::fmt::Debug for ShipConfig {
             .field("snapshot_interval_s", &self.snapshot_interval_s)
             .field("max_lag_s", &self.max_lag_s)
             .field("orphan_grace_s", &self.orphan_grace_s)
+            .field("tables", &self.tables)
             .finish()
     }
 }
@@ -704,6 +709,12 @@ impl Config {
         if gridlog_common::id::EntityId::new(&self.site_id).is_err() {
             return bad(format!(
                 "site_id {:?} must be 1-64 characters of A-Z a-z 0-9 - _ . :",
+                self.site_id
+            ));
+        }
+        if !self.ship.store.is_empty() && self.site_id == crate::tables::TABLES_DIR {
+            return bad(format!(
+                "site_id {:?} is the fleet tables' folder in the store; choose another",
                 self.site_id
             ));
         }

@@ -95,25 +95,8 @@ fn duckdb(moto: &Moto, sql: &str) -> Vec<Value> {
 }
 
 fn export(moto: &Moto) -> String {
-    let out = gridlog_tests::gridlog_command()
-        .args([
-            "export",
-            "--from",
-            &format!("s3://{BUCKET}/site"),
-            "--site",
-            SITE,
-        ])
-        .args(["--to", &format!("s3://{BUCKET}/fleet")])
-        .envs(ship_env(&moto.endpoint(), "site"))
-        .env("GRIDLOG_LOG", "error")
-        .output()
-        .expect("run gridlog export");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = export_tables(&moto.endpoint(), "site", "fleet");
+    assert_eq!(code, 0, "{text}");
     text
 }
 
@@ -127,7 +110,7 @@ fn table(name: &str) -> String {
 fn duckdb_reads_the_shipped_day_from_parquet_and_books_what_the_gateway_books() {
     let moto = Moto::start();
     let tmp = tempfile::tempdir().unwrap();
-    let mut env = ship_env(&moto.endpoint(), "site");
+    let mut env = ship_env_with_tables(&moto.endpoint(), "site");
     env.push((
         "GRIDLOG_STORAGE__SNAPSHOT_EVERY_BYTES".into(),
         (64 * 1024).to_string(),
@@ -190,6 +173,29 @@ fn duckdb_reads_the_shipped_day_from_parquet_and_books_what_the_gateway_books() 
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // The gateway writes the tables of every shipped segment itself (ship.tables is on by
+    // default) under the shipping prefix.
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let tables = gateway.shipping()["tables"].clone();
+        if tables["waiting_segments"] == 0 && tables["segments"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tables not written: {tables:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("gridlog_ship_tables_files_total"),
+        "{metrics}"
+    );
     assert_eq!(gateway.stop(), 0);
 
     let first = export(&moto);
@@ -217,6 +223,16 @@ fn duckdb_reads_the_shipped_day_from_parquet_and_books_what_the_gateway_books() 
         before,
         "and changes nothing"
     );
+    // What the gateway wrote is what export writes, byte for byte.
+    let by_gateway = bucket.objects("site/tables/");
+    assert!(by_gateway.len() >= 6, "{:?}", by_gateway.keys());
+    for (key, bytes) in &by_gateway {
+        let exported = format!("fleet/{}", key.strip_prefix("site/").unwrap());
+        assert!(
+            before.get(&exported) == Some(bytes),
+            "{key} differs from {exported}"
+        );
+    }
 
     // Energy per meter and day, from the quarter hours the gateway booked.
     let from_intervals = duckdb(

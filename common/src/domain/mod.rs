@@ -134,6 +134,9 @@ pub enum ShipObject {
     Snapshot,
     /// A manifest listing shipped objects.
     Manifest,
+    /// The fleet tables (Parquet files) of a shipped segment. Added after the others, so
+    /// older events decode as they were.
+    Tables,
 }
 
 /// Which cumulative register.

@@ -232,6 +232,12 @@ pub const METRICS: &[Metric] = &[
     row("ship_alarms", "Objects in central storage that differ from the local copy", C, Count, |s| {
         ship(s, |p| p.alarms_total.load(Relaxed))
     }),
+    row("ship_tables_files", "Fleet table files (Parquet) verified in central storage", C, Count, |s| {
+        ship(s, |p| p.tables.files.load(Relaxed))
+    }),
+    row("ship_tables", "Bytes of fleet table files verified in central storage", C, Bytes, |s| {
+        ship(s, |p| p.tables.bytes.load(Relaxed))
+    }),
     row("ingest_lines_stored", "Line protocol lines stored", C, Count, |s| int(s.ingest.lines_stored)),
     row("ingest_lines_duplicate", "Line protocol lines already stored (retries)", C, Count, |s| {
         int(s.ingest.lines_duplicate)

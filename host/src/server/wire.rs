@@ -471,6 +471,7 @@ fn ship_object(o: gridlog_common::domain::ShipObject) -> &'static str {
         gridlog_common::domain::ShipObject::Segment => "segment",
         gridlog_common::domain::ShipObject::Snapshot => "snapshot",
         gridlog_common::domain::ShipObject::Manifest => "manifest",
+        gridlog_common::domain::ShipObject::Tables => "tables",
     }
 }
 

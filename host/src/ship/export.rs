@@ -151,6 +151,7 @@ pub async fn export_site(
         ..ExportReport::default()
     };
     let started = Instant::now();
+    let (status, (_keep, stop)) = (ShipStatus::default(), watch::channel(false));
     let mut carry = Carry::new();
     for (n, (entry, lineage)) in segments.iter().enumerate() {
         let fetched = fetch_segment(from, entry).await?;
@@ -181,9 +182,12 @@ pub async fn export_site(
         let (mut written, mut rows) = (0, 0);
         for (key, file) in files {
             rows += file.rows;
-            match put(to, &key, file.bytes).await? {
-                true => written += 1,
-                false => report.files_present += 1,
+            match put_table(to, &key, file.bytes, &status, &stop).await? {
+                TablePut::Written => written += 1,
+                TablePut::Present => report.files_present += 1,
+                TablePut::Differs { key, reason } => {
+                    return Err(ExportError::Conflict { key, reason })
+                }
             }
         }
         report.files_written += written;
@@ -202,7 +206,7 @@ pub async fn export_site(
 
 /// The segments the newest lineage's chain lists, in offset order, each with the lineage of
 /// the manifest that first listed it; they must run on from offset 1.
-async fn shipped_segments(
+pub(crate) async fn shipped_segments(
     store: &Store,
     site: &str,
 ) -> Result<Vec<(SegmentEntry, String)>, ExportError> {
@@ -263,9 +267,31 @@ fn build_files(
     Ok((files, carry))
 }
 
-/// Writes one file create-only and reads it back: true if written now, false if the
-/// target held the same bytes.
-async fn put(to: &Store, key: &str, bytes: Vec<u8>) -> Result<bool, ExportError> {
+/// How a table file's create-only upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TablePut {
+    /// Written now and read back equal.
+    Written,
+    /// The store held the same bytes.
+    Present,
+    /// The store holds other bytes: never overwritten.
+    Differs {
+        /// The full key.
+        key: String,
+        /// What the read-back found.
+        reason: String,
+    },
+}
+
+/// Writes one table file (`key` relative to the store's prefix) create-only and reads it
+/// back, retrying transient failures until `stop`.
+pub async fn put_table(
+    to: &Store,
+    key: &str,
+    bytes: Vec<u8>,
+    status: &ShipStatus,
+    stop: &watch::Receiver<bool>,
+) -> Result<TablePut, StoreError> {
     let full_key = if to.prefix().is_empty() {
         key.to_string()
     } else {
@@ -280,20 +306,16 @@ async fn put(to: &Store, key: &str, bytes: Vec<u8>) -> Result<bool, ExportError>
         listed: false,
         same_content: &|_| false,
     };
-    let (_keep, stop) = watch::channel(false);
-    match to
-        .put_verified(upload, &ShipStatus::default(), &stop)
-        .await?
-    {
-        Stored::Written => Ok(true),
-        Stored::Duplicate => Ok(false),
-        Stored::Equivalent { sha256, .. } => Err(ExportError::Conflict {
+    Ok(match to.put_verified(upload, status, stop).await? {
+        Stored::Written => TablePut::Written,
+        Stored::Duplicate => TablePut::Present,
+        Stored::Equivalent { sha256, .. } => TablePut::Differs {
             key: full_key,
             reason: format!("sha256 {sha256}"),
-        }),
-        Stored::Conflict(reason) => Err(ExportError::Conflict {
+        },
+        Stored::Conflict(reason) => TablePut::Differs {
             key: full_key,
             reason,
-        }),
-    }
+        },
+    })
 }

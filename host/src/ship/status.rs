@@ -34,6 +34,28 @@ pub struct ShipStatus {
     pub manifests: AtomicU64,
     /// The recovery-point bound, `ship.max_lag_s`.
     pub max_lag_s: AtomicU64,
+    /// The fleet tables written.
+    pub tables: TablesCounters,
+}
+
+/// What the fleet tables stage did since start.
+#[derive(Debug, Default)]
+pub struct TablesCounters {
+    /// Segments whose tables were confirmed.
+    pub segments: AtomicU64,
+    /// Files verified in the store (written now, or found there with the same bytes).
+    pub files: AtomicU64,
+    /// Their bytes.
+    pub bytes: AtomicU64,
+    /// Their rows.
+    pub rows: AtomicU64,
+    /// Bytes of log the tables were made from.
+    pub log_bytes: AtomicU64,
+    /// CPU time spent making them (thread time, µs).
+    pub cpu_us: AtomicU64,
+    /// Segments read back from central storage (no local copy left) to fold baselines or
+    /// make tables.
+    pub history_fetched_segments: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -53,6 +75,8 @@ struct State {
     recovery_verified_unix_ms: Option<u64>,
     unshipped_since_unix_ms: Option<u64>,
     alarms: Vec<(u64, String)>,
+    /// `None` while `ship.tables` is off.
+    tables_waiting: Option<u64>,
 }
 
 /// The backlog as status shows it.
@@ -192,6 +216,11 @@ impl ShipStatus {
         self.lock().alarms.iter().map(|(_, m)| m.clone()).collect()
     }
 
+    /// Shipped segments whose tables are not written yet (`ship.tables` on).
+    pub fn set_tables_waiting(&self, segments: u64) {
+        self.lock().tables_waiting = Some(segments);
+    }
+
     /// The chain's head.
     pub fn set_chain(&self, sequence: u64, covered_next_offset: u64) {
         let mut s = self.lock();
@@ -244,6 +273,17 @@ impl ShipStatus {
                 last_error: s.last_error.as_ref().map(message),
                 alarms: s.alarms.iter().map(message).collect(),
                 alarms_total: load(&self.alarms_total),
+                tables: TablesBody {
+                    enabled: s.tables_waiting.is_some(),
+                    waiting_segments: s.tables_waiting.unwrap_or(0),
+                    segments: load(&self.tables.segments),
+                    files: load(&self.tables.files),
+                    bytes: load(&self.tables.bytes),
+                    rows: load(&self.tables.rows),
+                    log_bytes: load(&self.tables.log_bytes),
+                    cpu_ms: load(&self.tables.cpu_us) / 1000,
+                    history_fetched_segments: load(&self.tables.history_fetched_segments),
+                },
             }),
         }
     }
@@ -301,6 +341,31 @@ pub struct ShippingDetail {
     pub alarms: Vec<ShipMessage>,
     /// Alarms raised since start.
     pub alarms_total: u64,
+    /// The fleet tables (`ship.tables`).
+    pub tables: TablesBody,
+}
+
+/// The fleet tables in `/api/v1/status`: what was written since start.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TablesBody {
+    /// `ship.tables`.
+    pub enabled: bool,
+    /// Shipped segments whose tables are not written yet.
+    pub waiting_segments: u64,
+    /// Segments whose tables were confirmed.
+    pub segments: u64,
+    /// Files verified in the store.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Their rows.
+    pub rows: u64,
+    /// Bytes of log they were made from.
+    pub log_bytes: u64,
+    /// CPU time spent making them, ms (thread time).
+    pub cpu_ms: u64,
+    /// Segments read back from central storage (no local copy left).
+    pub history_fetched_segments: u64,
 }
 
 /// The backlog in `/api/v1/status`.

@@ -637,8 +637,17 @@ pub fn digest_until(dir: &Path, until: u64) -> u64 {
 #[allow(unused_imports)] // not every ship test runs a gateway
 pub use gridlog_tests::server::Gateway;
 
-/// Environment for shipping to `endpoint`.
+/// Environment for shipping to `endpoint`. The fleet tables are off (the shipping tests
+/// count requests and objects of segment shipping); the `tables_*` tests use
+/// [`ship_env_with_tables`].
 pub fn ship_env(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
+    let mut env = ship_env_with_tables(endpoint, prefix);
+    env.push(("GRIDLOG_SHIP__TABLES".into(), "false".into()));
+    env
+}
+
+/// Environment for shipping to `endpoint` with the fleet tables at their default (on).
+pub fn ship_env_with_tables(endpoint: &str, prefix: &str) -> Vec<(String, String)> {
     [
         ("GRIDLOG_SITE_ID", SITE.to_string()),
         ("GRIDLOG_WAL__SEGMENT_BYTES", SEGMENT_BYTES.to_string()),
@@ -686,6 +695,29 @@ pub fn audit(env: &[(String, String)]) -> (i32, String) {
     let out = gridlog(&["ship", "--check"], env)
         .output()
         .expect("run gridlog ship --check");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `gridlog export` of the site shipped under `from` to `to` (prefixes of the test bucket);
+/// returns exit code and the output (stdout, then stderr).
+pub fn export_tables(endpoint: &str, from: &str, to: &str) -> (i32, String) {
+    let from_url = format!("s3://{BUCKET}/{from}");
+    let to_url = format!("s3://{BUCKET}/{to}");
+    let out = gridlog(
+        &[
+            "export", "--from", &from_url, "--site", SITE, "--to", &to_url,
+        ],
+        &ship_env(endpoint, from),
+    )
+    .output()
+    .expect("run gridlog export");
     (
         out.status.code().unwrap_or(-1),
         format!(

@@ -45,6 +45,7 @@ mod plan;
 mod reconcile;
 use objects::{confirmed_event, Confirmed};
 mod round;
+mod tables_round;
 mod tail_round;
 
 pub use super::record::{record, system_state};
@@ -188,6 +189,10 @@ pub struct Shipper {
     next_sweep: Instant,
     /// When the shipper first saw the oldest record not yet in the store (and as Unix ms).
     tail_since: Option<(Instant, u64)>,
+    /// `ship.tables`: write the fleet tables of shipped segments.
+    tables_on: bool,
+    /// The fleet tables stage's state.
+    tables: tables_round::TablesStage,
 }
 
 impl Shipper {
@@ -221,6 +226,8 @@ impl Shipper {
             tail_since: None,
             orphan_grace_ms: config.ship.orphan_grace_s.saturating_mul(1000),
             next_sweep: Instant::now(),
+            tables_on: config.ship.tables,
+            tables: tables_round::TablesStage::default(),
         })
     }
 
@@ -284,6 +291,8 @@ impl Shipper {
             }
             let shipped = self.round(stop, &mut summary).await?;
             let shipped = self.ship_tail(stop, once, &mut summary).await? || shipped;
+            // Tables after segments and the tail: they never hold back the recovery point.
+            let shipped = self.tables_round(stop).await? || shipped;
             if !once {
                 self.sweep_orphans().await?;
             }
