@@ -590,3 +590,123 @@ impl ArchiveCursor {
         }
     }
 }
+
+/// Bytes a streamed reader keeps behind its position before it drops them.
+const STREAM_COMPACT_BYTES: usize = 1 << 20;
+/// Bytes read from the decompressor at a time.
+const STREAM_READ_BYTES: usize = 64 * 1024;
+
+/// [`for_each_record`] over an archive file, decompressed as it is read: memory holds the
+/// decoder's window and about one frame, whatever the segment's size. Checks the header
+/// first and, at the end, the decompressed length, CRC-32 and SHA-256 against it, so damage
+/// anywhere is an error; `f` may have seen records before damage was found (act on them only
+/// on success). Returns the header and one past the last offset.
+pub fn for_each_record_in_file(
+    path: &Path,
+    mut f: impl FnMut(Offset, &[u8]),
+) -> Result<(ArchiveHeader, Offset), ArchiveError> {
+    let io_err = |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut head = [0u8; ARCHIVE_HEADER_BYTES];
+    file.read_exact(&mut head).map_err(io_err)?;
+    let header = ArchiveHeader::decode(&head).map_err(|e| damaged(path, 0, e.to_string()))?;
+    if header.original_bytes > ARCHIVE_ORIGINAL_BYTES_MAX {
+        return Err(damaged(
+            path,
+            0,
+            ArchiveInvalid::TooLarge {
+                claimed: header.original_bytes,
+            }
+            .to_string(),
+        ));
+    }
+    let decoder = zstd::stream::read::Decoder::new(file).map_err(io_err)?;
+    let mut stream = Hashed {
+        inner: decoder.take(header.original_bytes + 1),
+        crc: crc32fast::Hasher::new(),
+        sha: Sha256::new(),
+        bytes: 0,
+    };
+    let invalid = |at: u64, reason: String| damaged(path, ARCHIVE_HEADER_BYTES as u64 + at, reason);
+    let (mut buf, mut pos, mut dropped) = (Vec::new(), SEGMENT_HEADER_BYTES, 0u64);
+    fill(&mut stream, &mut buf, SEGMENT_HEADER_BYTES).map_err(io_err)?;
+    let mut expected = header.first_offset;
+    loop {
+        if pos >= STREAM_COMPACT_BYTES {
+            buf.drain(..pos);
+            dropped += pos as u64;
+            pos = 0;
+        }
+        while let Err(gridlog_common::frame::FrameError::Truncated { needed, .. }) =
+            gridlog_common::frame::decode(&buf[pos..])
+        {
+            if !fill(&mut stream, &mut buf, pos + needed).map_err(io_err)? {
+                break;
+            }
+        }
+        match frame_at(&buf, pos) {
+            FrameAt::Batch { view, len } => {
+                if view.first_offset != expected {
+                    return Err(invalid(
+                        dropped + pos as u64,
+                        "frame offsets are not continuous".into(),
+                    ));
+                }
+                expected = view.next_offset();
+                view.records()
+                    .for_each(|(offset, record)| f(offset, record));
+                pos += len;
+            }
+            FrameAt::Commit { len, .. } => pos += len,
+            FrameAt::Footer { .. } | FrameAt::End => break,
+            FrameAt::Invalid(reason) => return Err(invalid(dropped + pos as u64, reason)),
+        }
+    }
+    io::copy(&mut stream, &mut io::sink()).map_err(io_err)?;
+    let checksums_hold = stream.bytes == header.original_bytes
+        && stream.crc.finalize() == header.original_crc32
+        && <[u8; 32]>::from(stream.sha.finalize()) == header.sha256;
+    if !checksums_hold {
+        return Err(damaged(
+            path,
+            ARCHIVE_HEADER_BYTES as u64,
+            ArchiveInvalid::Checksum.to_string(),
+        ));
+    }
+    Ok((header, expected))
+}
+
+/// Reads until `buf` holds `len` bytes; false if the stream ended first.
+fn fill(stream: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> io::Result<bool> {
+    while buf.len() < len {
+        let have = buf.len();
+        buf.resize(have + STREAM_READ_BYTES.max(len - have), 0);
+        let n = stream.read(&mut buf[have..])?;
+        buf.truncate(have + n);
+        if n == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A reader that hashes what passes through it.
+struct Hashed<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.crc.update(&out[..n]);
+        self.sha.update(&out[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}

@@ -125,10 +125,26 @@ pub fn run(overrides: &Overrides) -> Outcome {
                 status.requests.load(std::sync::atomic::Ordering::Relaxed),
                 summary.left
             );
+            let tables = status.body().detail.map(|d| d.tables);
+            let tables_waiting = match tables.filter(|t| t.enabled) {
+                Some(t) => {
+                    println!(
+                        "tables: {} segments, {} files ({} bytes, {} rows) from {} bytes of log in {} ms CPU; {} segments waiting",
+                        t.segments, t.files, t.bytes, t.rows, t.log_bytes, t.cpu_ms, t.waiting_segments
+                    );
+                    t.waiting_segments
+                }
+                None => 0,
+            };
             for alarm in status.alarms() {
                 eprintln!("gridlog ship: ALARM: {alarm}");
             }
-            if summary.left == 0 {
+            if let Some(error) = status.body().detail.and_then(|d| d.last_error) {
+                if tables_waiting > 0 {
+                    eprintln!("gridlog ship: {}", error.message);
+                }
+            }
+            if summary.left == 0 && tables_waiting == 0 {
                 Outcome::Clean
             } else {
                 Outcome::Damaged

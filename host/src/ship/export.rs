@@ -246,7 +246,7 @@ fn build_files(
     site: &str,
     lineage: &str,
     first_offset: Offset,
-    original: &[u8],
+    records: &dyn tables::Records,
     mut carry: Carry,
     write: bool,
 ) -> Result<(Vec<(String, tables::TableFile)>, Carry), TablesError> {
@@ -254,7 +254,7 @@ fn build_files(
         site,
         lineage,
         first_offset,
-        original,
+        records,
     };
     let segment = SegmentTables::scan(input, &mut carry)?;
     let mut files = Vec::new();

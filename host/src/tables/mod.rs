@@ -27,7 +27,7 @@ use gridlog_common::Offset;
 use gridlog_firmware::archive::SegmentRecordsInvalid;
 
 pub use carry::Carry;
-pub use segment::{SegmentInput, SegmentTables, TableFile};
+pub use segment::{ArchiveFile, Records, SegmentInput, SegmentTables, TableFile};
 
 /// The tables' schema version, written into every file's key-value metadata under
 /// [`SCHEMA_KEY`]. A column added at the end (optional) keeps the version; a change that
@@ -37,10 +37,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const SCHEMA_KEY: &str = "gridlog.tables.schema";
 /// The `created_by` of every file: fixed, so a newer Parquet library does not change it.
 pub const CREATED_BY: &str = "gridlog tables";
-/// Rows per row group: what a writer holds before it writes them (about 6 MiB of readings),
-/// and the unit engines read in parallel and skip by statistics (DuckDB's own groups are
-/// 122,880 rows). A 64 MiB segment of readings makes about a dozen.
-pub const ROWS_PER_GROUP: usize = 65_536;
+/// Rows per row group: what a writer holds before it writes them (about 2 MiB of readings,
+/// 6 MiB of events with their JSON), and the unit engines read in parallel and skip by
+/// statistics on time and meter. Small for a gateway's memory; engines read groups this
+/// size at full speed (DuckDB's own are 122,880 rows).
+pub const ROWS_PER_GROUP: usize = 16_384;
 /// zstd level of every page: the library's default level 3 costs little CPU on a gateway.
 pub const ZSTD_LEVEL: i32 = 3;
 /// The folder of the tables under a store prefix.
@@ -95,6 +96,9 @@ pub enum TablesError {
     /// The segment's frames are not a valid sequence.
     #[error(transparent)]
     Segment(#[from] SegmentRecordsInvalid),
+    /// The archive file cannot be read, or is damaged.
+    #[error(transparent)]
+    Archive(#[from] gridlog_firmware::archive::ArchiveError),
     /// The carry stands at another offset than the segment begins at (a segment skipped).
     #[error("the meters' baselines stand at offset {carry_next_offset}, the segment begins at {segment_first_offset}")]
     CarryElsewhere {

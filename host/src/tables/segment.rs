@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gridlog_common::domain::{decode_event, EntityKind, Event, StoredEvent};
 use gridlog_common::Offset;
-use gridlog_firmware::archive::for_each_record;
+use gridlog_firmware::archive::{for_each_record, for_each_record_in_file};
 use gridlog_firmware::engine::rollup::{Bucket, DAY_MS, QUARTER_HOUR_MS};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -24,6 +24,62 @@ use super::{
     Table, TablesError, CREATED_BY, ROWS_PER_GROUP, SCHEMA_KEY, SCHEMA_VERSION, ZSTD_LEVEL,
 };
 
+/// Where a segment's records come from: read once per pass, so a source need not hold the
+/// segment in memory.
+pub trait Records: std::fmt::Debug + Send + Sync {
+    /// Calls `f` with every record in offset order, from `first_offset`; returns one past
+    /// the last offset.
+    fn for_each(
+        &self,
+        first_offset: Offset,
+        f: &mut dyn FnMut(Offset, &[u8]),
+    ) -> Result<Offset, TablesError>;
+}
+
+/// A segment's bytes to the end of its footer (as `archive::verify_bytes` returns them).
+impl Records for Vec<u8> {
+    fn for_each(
+        &self,
+        first: Offset,
+        f: &mut dyn FnMut(Offset, &[u8]),
+    ) -> Result<Offset, TablesError> {
+        Ok(for_each_record(self, first, f)?)
+    }
+}
+
+/// A sealed segment of the hot log, read in place.
+impl Records for gridlog_firmware::wal::SealedSegment {
+    fn for_each(
+        &self,
+        first: Offset,
+        f: &mut dyn FnMut(Offset, &[u8]),
+    ) -> Result<Offset, TablesError> {
+        Ok(for_each_record(self, first, f)?)
+    }
+}
+
+/// An archive file, decompressed as it is read (its checksums checked at the end of each
+/// pass): memory holds the decoder's window and a frame, whatever the segment's size.
+#[derive(Debug, Clone)]
+pub struct ArchiveFile(pub std::path::PathBuf);
+
+impl Records for ArchiveFile {
+    fn for_each(
+        &self,
+        first: Offset,
+        f: &mut dyn FnMut(Offset, &[u8]),
+    ) -> Result<Offset, TablesError> {
+        let (header, next) = for_each_record_in_file(&self.0, f)?;
+        if header.first_offset != first {
+            return Err(TablesError::CarryElsewhere {
+                carry_next_offset: first,
+                segment_first_offset: header.first_offset,
+            });
+        }
+        Ok(next)
+    }
+}
+
 /// A shipped segment, as the tables see it.
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentInput<'a> {
@@ -33,8 +89,8 @@ pub struct SegmentInput<'a> {
     pub lineage: &'a str,
     /// Its first offset.
     pub first_offset: Offset,
-    /// Its bytes to the end of the footer (as `archive::verify_bytes` returns them).
-    pub original: &'a [u8],
+    /// Its records.
+    pub records: &'a dyn Records,
 }
 
 /// One Parquet file of a segment.
@@ -280,15 +336,17 @@ fn each_event(
     mut f: impl FnMut(Offset, &StoredEvent),
 ) -> Result<Offset, TablesError> {
     let mut failed = None;
-    let next = for_each_record(input.original, input.first_offset, |offset, record| {
-        if failed.is_some() {
-            return;
-        }
-        match decode_event(record) {
-            Ok(stored) => f(offset, &stored),
-            Err(source) => failed = Some(TablesError::Decode { offset, source }),
-        }
-    })?;
+    let next = input
+        .records
+        .for_each(input.first_offset, &mut |offset, record| {
+            if failed.is_some() {
+                return;
+            }
+            match decode_event(record) {
+                Ok(stored) => f(offset, &stored),
+                Err(source) => failed = Some(TablesError::Decode { offset, source }),
+            }
+        })?;
     failed.map_or(Ok(next), Err)
 }
 

@@ -199,7 +199,7 @@ fn the_tables_of_every_segment_book_what_the_engines_rollups_hold() {
             site: "plant-7",
             lineage: "ab12",
             first_offset: *first,
-            original: bytes,
+            records: bytes,
         };
         let tables = SegmentTables::scan(input, &mut carry).expect("scan");
         for (table, day) in tables.files() {
@@ -301,7 +301,7 @@ fn a_segment_out_of_turn_or_damaged_is_refused() {
         site: "s",
         lineage: "l",
         first_offset: *first,
-        original: bytes,
+        records: bytes,
     };
     assert!(matches!(
         SegmentTables::scan(input, &mut Carry::new()),
@@ -314,7 +314,7 @@ fn a_segment_out_of_turn_or_damaged_is_refused() {
         site: "s",
         lineage: "l",
         first_offset: *first,
-        original: &damaged,
+        records: &damaged,
     };
     assert!(SegmentTables::scan(input, &mut Carry::new()).is_err());
 }
@@ -328,4 +328,45 @@ fn keys_are_hive_partitions_by_utc_date() {
     assert_eq!(date_of_day(0), "1970-01-01");
     assert_eq!(date_of_day(-1), "1969-12-31");
     assert_eq!(day_of(T0_MS), 20_541);
+}
+
+#[test]
+fn an_archive_file_read_as_a_stream_gives_the_same_records_and_refuses_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = grow(dir.path());
+    engine.snapshot_now().expect("snapshot and archive");
+    engine.shutdown();
+    let (archives, damage) = gridlog_firmware::archive::list(dir.path()).unwrap();
+    assert!(damage.is_empty() && archives.len() >= 3, "{damage:?}");
+    let records = |source: &dyn Records, first| {
+        let mut out = Vec::new();
+        source
+            .for_each(first, &mut |o, r| out.push((o, r.to_vec())))
+            .map(|next| (out, next))
+    };
+    for a in &archives {
+        let (_, original) = gridlog_firmware::archive::read_original(&a.path).unwrap();
+        let first = a.header.first_offset;
+        let whole = records(&original, first).unwrap();
+        let streamed = records(&ArchiveFile(a.path.clone()), first).unwrap();
+        assert_eq!(streamed, whole);
+        assert_eq!(streamed.1, a.header.next_offset);
+    }
+    let bytes = std::fs::read(&archives[0].path).unwrap();
+    let first = archives[0].header.first_offset;
+    let damaged = dir.path().join("damaged.seg.zst");
+    for at in [0, 20, 120, bytes.len() / 2, bytes.len() - 1] {
+        let mut copy = bytes.clone();
+        copy[at] ^= 0x40;
+        std::fs::write(&damaged, &copy).unwrap();
+        assert!(
+            records(&ArchiveFile(damaged.clone()), first).is_err(),
+            "flip at {at}"
+        );
+    }
+    std::fs::write(&damaged, &bytes[..bytes.len() - 7]).unwrap();
+    assert!(
+        records(&ArchiveFile(damaged.clone()), first).is_err(),
+        "torn"
+    );
 }

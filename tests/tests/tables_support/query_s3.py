@@ -5,7 +5,7 @@ httpfs is LOADed from the pinned `duckdb-extension-httpfs` wheel; extension
 auto-install and auto-load are off, so DuckDB never downloads anything.
 `{bucket}` in the SQL is replaced by --bucket. Output: one JSON object per row.
 """
-import argparse, base64, datetime, decimal, json, pathlib, sys, uuid
+import argparse, base64, datetime, decimal, json, pathlib, sys, time, uuid
 
 
 def httpfs_path(duckdb):
@@ -42,6 +42,8 @@ def main(argv=None):
     ap.add_argument("--key-id", default="test")
     ap.add_argument("--secret", default="test")
     ap.add_argument("--ssl", action="store_true", help="use https (default: plain http)")
+    ap.add_argument("--timing", action="store_true",
+                    help="print the query's wall time (s) to stderr as 'query_s: N'")
     a = ap.parse_args(argv)
     if "://" in a.endpoint:  # DuckDB wants bare HOST:PORT; "http://h:p" would give "http://http://h:p"
         scheme, a.endpoint = a.endpoint.split("://", 1)
@@ -56,6 +58,7 @@ def main(argv=None):
         con.execute(f"CREATE SECRET s3_test (TYPE S3, KEY_ID {q(a.key_id)}, SECRET {q(a.secret)}, "
                     f"REGION {q(a.region)}, ENDPOINT {q(a.endpoint)}, URL_STYLE 'path', "
                     f"USE_SSL {'true' if a.ssl else 'false'})")
+        started = time.perf_counter()
         rel = con.sql(a.sql.replace("{bucket}", a.bucket))
         if rel is None:  # statement without a result set
             return 0
@@ -71,6 +74,8 @@ def main(argv=None):
                        for i, v in enumerate(row)]
                 sys.stdout.write(json.dumps(dict(zip(cols, row)), default=to_json, allow_nan=False) + "\n")
         sys.stdout.flush()
+        if a.timing:
+            print(f"query_s: {time.perf_counter() - started:.3f}", file=sys.stderr)
         return 0
     except Exception as e:  # noqa: BLE001 - any failure is reported and exits 1
         print(f"query_s3: error: {type(e).__name__}: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ use super::super::manifest::SegmentEntry;
 use super::super::record::{record, system_state};
 use super::super::restore::fetch_segment;
 use super::{ShipError, Shipper};
-use crate::tables::{self, Carry, SegmentInput, SegmentTables, Table};
+use crate::tables::{self, ArchiveFile, Carry, Records, SegmentInput, SegmentTables, Table};
 
 /// The baselines' file inside `DATA_DIR/ship/`.
 pub const TABLES_CARRY_FILE_NAME: &str = "tables-carry";
@@ -125,7 +125,7 @@ impl Shipper {
         stop: &watch::Receiver<bool>,
     ) -> Result<bool, TablesFault> {
         let carry = self.carry_at(first, system).await?;
-        let original = Arc::new(self.segment_original(first, next, sha).await?);
+        let (records, log_bytes) = self.segment_source(first, next, sha).await?;
         if !system
             .ship_pending
             .contains_key(&(ShipObject::Tables, first))
@@ -135,7 +135,7 @@ impl Shipper {
                 first_offset: first,
                 next_offset: next,
                 sha256: sha,
-                bytes: original.len() as u64,
+                bytes: log_bytes,
             };
             record(&self.engine, vec![intent])
                 .await
@@ -145,7 +145,7 @@ impl Shipper {
             site: self.site_id.clone(),
             lineage: self.layout.lineage().to_string(),
             first,
-            original: original.clone(),
+            records,
             carry,
         };
         let (scan, carry_out) = {
@@ -190,9 +190,7 @@ impl Shipper {
         counters.segments.fetch_add(1, Ordering::Relaxed);
         counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         counters.rows.fetch_add(rows, Ordering::Relaxed);
-        counters
-            .log_bytes
-            .fetch_add(original.len() as u64, Ordering::Relaxed);
+        counters.log_bytes.fetch_add(log_bytes, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -220,12 +218,12 @@ impl Shipper {
             if f != carry.next_offset {
                 return Err(TablesFault::Gap(first));
             }
-            let original = self.segment_original(f, n, sha).await?;
+            let (records, _) = self.segment_source(f, n, sha).await?;
             let job = SegmentJob {
                 site: self.site_id.clone(),
                 lineage: String::new(),
                 first: f,
-                original: Arc::new(original),
+                records,
                 carry,
             };
             carry = blocking(&self.status.tables.cpu_us, move || job.scan())
@@ -238,28 +236,34 @@ impl Shipper {
         Ok(carry)
     }
 
-    /// Segment `first..next`'s bytes, checked against its SHA-256: from the local archive,
-    /// else the hot log, else central storage.
-    async fn segment_original(
+    /// Where segment `first..next`'s records are read from, and its size: the local archive
+    /// file (decompressed as it is read; its checksums are checked on every pass), else the
+    /// hot log (read in place), else a copy downloaded from central storage. A local copy
+    /// must have the segment's SHA-256.
+    async fn segment_source(
         &mut self,
         first: Offset,
         next: Offset,
         sha: [u8; 32],
-    ) -> Result<Vec<u8>, TablesFault> {
+    ) -> Result<(Arc<dyn Records>, u64), TablesFault> {
         let path = self
             .data_dir
             .join(gridlog_firmware::archive::ARCHIVE_DIR_NAME)
             .join(gridlog_firmware::archive::archive_file_name(first));
-        let local =
-            tokio::task::block_in_place(|| match gridlog_firmware::archive::read_original(&path) {
-                Ok((header, original)) if header.sha256 == sha => Some(original),
-                _ => self.engine.wal().sealed_segment(first).map(|s| s.to_vec()),
-            });
-        if let Some(original) = local {
-            return match gridlog_firmware::archive::sha256(&original) == sha {
-                true => Ok(original),
-                false => Err(TablesFault::WrongCopy { first }),
-            };
+        if let Some(header) = tokio::task::block_in_place(|| archive_header(&path)) {
+            if header.sha256 != sha || header.next_offset != next {
+                return Err(TablesFault::WrongCopy { first });
+            }
+            return Ok((Arc::new(ArchiveFile(path)), header.original_bytes));
+        }
+        if let Some(sealed) = self.engine.wal().sealed_segment(first) {
+            let sealed_sha =
+                tokio::task::block_in_place(|| gridlog_firmware::archive::sha256(&sealed));
+            if sealed_sha != sha {
+                return Err(TablesFault::WrongCopy { first });
+            }
+            let bytes = sealed.len() as u64;
+            return Ok((Arc::new(sealed), bytes));
         }
         if self.tables.chain.is_none() {
             let segments = shipped_segments(&self.store, &self.site_id).await?;
@@ -283,7 +287,8 @@ impl Shipper {
             .tables
             .history_fetched_segments
             .fetch_add(1, Ordering::Relaxed);
-        Ok(fetched.original)
+        let bytes = fetched.original.len() as u64;
+        Ok((Arc::new(fetched.original), bytes))
     }
 
     fn carry_path(&self) -> std::path::PathBuf {
@@ -318,13 +323,21 @@ struct Scan {
     last_offset: Offset,
 }
 
+/// The header of the archive file at `path`, if there is one that decodes.
+fn archive_header(path: &std::path::Path) -> Option<gridlog_common::archive::ArchiveHeader> {
+    use std::io::Read;
+    let mut head = [0u8; gridlog_common::archive::ARCHIVE_HEADER_BYTES];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    gridlog_common::archive::ArchiveHeader::decode(&head).ok()
+}
+
 /// One segment's tables work, owned, so it can run off the runtime's threads.
 #[derive(Debug, Clone)]
 struct SegmentJob {
     site: String,
     lineage: String,
     first: Offset,
-    original: Arc<Vec<u8>>,
+    records: Arc<dyn Records>,
     /// The baselines where the segment begins.
     carry: Carry,
 }
@@ -335,7 +348,7 @@ impl SegmentJob {
             site: &self.site,
             lineage: &self.lineage,
             first_offset: self.first,
-            original: &self.original,
+            records: self.records.as_ref(),
         }
     }
 
