@@ -114,7 +114,7 @@ fn killed_and_with_its_baselines_lost_the_gateway_still_writes_what_export_write
     );
     assert_eq!(gateway.stop(), 0);
 
-    let (code, text) = export_tables(&moto.endpoint(), "faults", "exported");
+    let (code, text) = export_tables(&moto.endpoint(), "faults", "exported", &[]);
     assert_eq!(code, 0, "{text}");
     let bucket = moto.bucket();
     let by_gateway = bucket.objects("faults/tables/");

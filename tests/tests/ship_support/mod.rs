@@ -705,19 +705,18 @@ pub fn audit(env: &[(String, String)]) -> (i32, String) {
     )
 }
 
-/// `gridlog export` of the site shipped under `from` to `to` (prefixes of the test bucket);
-/// returns exit code and the output (stdout, then stderr).
-pub fn export_tables(endpoint: &str, from: &str, to: &str) -> (i32, String) {
+/// `gridlog export` of the site shipped under `from` to `to` (prefixes of the test bucket),
+/// with `extra` arguments; returns exit code and the output (stdout, then stderr).
+pub fn export_tables(endpoint: &str, from: &str, to: &str, extra: &[&str]) -> (i32, String) {
     let from_url = format!("s3://{BUCKET}/{from}");
     let to_url = format!("s3://{BUCKET}/{to}");
-    let out = gridlog(
-        &[
-            "export", "--from", &from_url, "--site", SITE, "--to", &to_url,
-        ],
-        &ship_env(endpoint, from),
-    )
-    .output()
-    .expect("run gridlog export");
+    let mut args = vec![
+        "export", "--from", &from_url, "--site", SITE, "--to", &to_url,
+    ];
+    args.extend(extra);
+    let out = gridlog(&args, &ship_env(endpoint, from))
+        .output()
+        .expect("run gridlog export");
     (
         out.status.code().unwrap_or(-1),
         format!(

@@ -184,7 +184,13 @@ impl Shipper {
         record(&self.engine, vec![confirm])
             .await
             .map_err(ShipError::from)?;
-        self.save_carry(&carry_out)?;
+        // The baselines stay in memory either way; a file that could not be saved is only
+        // folded again after a restart.
+        if let Err(e) = self.save_carry(&carry_out) {
+            tracing::warn!(error = %e, "fleet tables: cannot save the baselines");
+            self.status
+                .error(format!("fleet tables: saving the baselines: {e}"));
+        }
         self.tables.carry = Some(carry_out);
         let counters = &self.status.tables;
         counters.segments.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +311,7 @@ impl Shipper {
             .ok()
     }
 
-    fn save_carry(&self, carry: &Carry) -> Result<(), ShipError> {
+    fn save_carry(&self, carry: &Carry) -> std::io::Result<()> {
         let dir = self.data_dir.join(lineage::SHIP_DIR_NAME);
         if !dir.is_dir() {
             std::fs::create_dir_all(&dir)?;
