@@ -630,20 +630,57 @@ pub fn for_each_record_in_file(
         sha: Sha256::new(),
         bytes: 0,
     };
-    let invalid = |at: u64, reason: String| damaged(path, ARCHIVE_HEADER_BYTES as u64 + at, reason);
+    let expected = records_in_stream(&mut stream, header.first_offset, path, &mut f)?;
+    io::copy(&mut stream, &mut io::sink()).map_err(io_err)?;
+    let checksums_hold = stream.bytes == header.original_bytes
+        && stream.crc.finalize() == header.original_crc32
+        && <[u8; 32]>::from(stream.sha.finalize()) == header.sha256;
+    if !checksums_hold {
+        return Err(damaged(
+            path,
+            ARCHIVE_HEADER_BYTES as u64,
+            ArchiveInvalid::Checksum.to_string(),
+        ));
+    }
+    Ok((header, expected))
+}
+
+/// The frames of a segment read from `stream` (its bytes, decompressed), each batch's records
+/// passed to `f`; one past the last offset. Stops at the footer; a segment that ends without
+/// one is damaged (an archived segment is sealed).
+fn records_in_stream(
+    stream: &mut impl Read,
+    first_offset: Offset,
+    path: &Path,
+    f: &mut impl FnMut(Offset, &[u8]),
+) -> Result<Offset, ArchiveError> {
+    let io_err = |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Damage inside the segment is named by its position in the decompressed segment.
+    let invalid =
+        |at: u64, reason: String| damaged(path, at, format!("segment byte {at}: {reason}"));
     let (mut buf, mut pos, mut dropped) = (Vec::new(), SEGMENT_HEADER_BYTES, 0u64);
-    fill(&mut stream, &mut buf, SEGMENT_HEADER_BYTES).map_err(io_err)?;
-    let mut expected = header.first_offset;
+    fill(stream, &mut buf, SEGMENT_HEADER_BYTES).map_err(io_err)?;
+    let mut expected = first_offset;
     loop {
         if pos >= STREAM_COMPACT_BYTES {
             buf.drain(..pos);
             dropped += pos as u64;
             pos = 0;
         }
+        // A whole frame header first: a partial one of zero bytes would read as the end.
+        fill(
+            stream,
+            &mut buf,
+            pos + gridlog_common::frame::FRAME_HEADER_BYTES,
+        )
+        .map_err(io_err)?;
         while let Err(gridlog_common::frame::FrameError::Truncated { needed, .. }) =
             gridlog_common::frame::decode(&buf[pos..])
         {
-            if !fill(&mut stream, &mut buf, pos + needed).map_err(io_err)? {
+            if !fill(stream, &mut buf, pos + needed).map_err(io_err)? {
                 break;
             }
         }
@@ -661,22 +698,18 @@ pub fn for_each_record_in_file(
                 pos += len;
             }
             FrameAt::Commit { len, .. } => pos += len,
-            FrameAt::Footer { .. } | FrameAt::End => break,
+            FrameAt::Footer { .. } => break,
+            // An archived segment is sealed: its frames end with the footer.
+            FrameAt::End => {
+                return Err(invalid(
+                    dropped + pos as u64,
+                    "the segment ends without its footer".into(),
+                ))
+            }
             FrameAt::Invalid(reason) => return Err(invalid(dropped + pos as u64, reason)),
         }
     }
-    io::copy(&mut stream, &mut io::sink()).map_err(io_err)?;
-    let checksums_hold = stream.bytes == header.original_bytes
-        && stream.crc.finalize() == header.original_crc32
-        && <[u8; 32]>::from(stream.sha.finalize()) == header.sha256;
-    if !checksums_hold {
-        return Err(damaged(
-            path,
-            ARCHIVE_HEADER_BYTES as u64,
-            ArchiveInvalid::Checksum.to_string(),
-        ));
-    }
-    Ok((header, expected))
+    Ok(expected)
 }
 
 /// Reads until `buf` holds `len` bytes; false if the stream ended first.
@@ -708,5 +741,75 @@ impl<R: Read> Read for Hashed<R> {
         self.sha.update(&out[..n]);
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::{Wal, WalOptions};
+
+    /// Hands out at most 1, 2, … 7 bytes per read, in turn: frame headers land across reads
+    /// at every position.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        turn: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.turn += 1;
+            let n = (self.turn % 7 + 1).min(out.len()).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_segment_read_a_few_bytes_at_a_time_gives_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), WalOptions::default().segment_bytes(16 * 1024)).unwrap();
+        // Records of many sizes, so frame lengths with a zero low byte occur too.
+        let pending: Vec<_> = (0..40usize)
+            .map(|i| {
+                let batch: Vec<Vec<u8>> = (0..10 + i % 23)
+                    .map(|j| vec![(i + j) as u8; 1 + (i * 37 + j * 11) % 300])
+                    .collect();
+                wal.append_nowait(&batch).unwrap()
+            })
+            .collect();
+        for p in pending {
+            p.wait().unwrap();
+        }
+        let sealed = wal.sealed_segments();
+        assert!(sealed.len() >= 3, "{sealed:?}");
+        for (first, next) in sealed {
+            let bytes = wal.sealed_segment(first).unwrap().to_vec();
+            let mut whole = Vec::new();
+            let end = for_each_record(&bytes, first, |o, r| whole.push((o, r.to_vec()))).unwrap();
+            assert_eq!(end, next);
+            let mut streamed = Vec::new();
+            let mut trickle = Trickle {
+                bytes: &bytes,
+                turn: 0,
+            };
+            let end = records_in_stream(&mut trickle, first, Path::new("t"), &mut |o, r| {
+                streamed.push((o, r.to_vec()))
+            })
+            .unwrap();
+            assert_eq!((end, &streamed), (next, &whole));
+            // Without its footer, the segment is refused.
+            let footer_at = bytes.len() - 1;
+            let cut = &bytes[..footer_at.min(bytes.len())];
+            let mut trickle = Trickle {
+                bytes: cut,
+                turn: 0,
+            };
+            assert!(
+                records_in_stream(&mut trickle, first, Path::new("t"), &mut |_, _| {}).is_err()
+            );
+        }
+        wal.close().unwrap();
     }
 }

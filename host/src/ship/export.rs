@@ -77,8 +77,8 @@ pub enum ExportError {
         /// Why.
         source: TablesError,
     },
-    /// The chain's segments do not run on from offset 1.
-    #[error("the shipped segments do not run on from offset {FIRST_OFFSET}: {expected} is missing (the next starts at {found})")]
+    /// The chain's segments do not run on without a gap.
+    #[error("the shipped segments have a gap: offset {expected} is in none (the next starts at {found})")]
     Gap {
         /// The offset no segment holds.
         expected: Offset,
@@ -152,7 +152,11 @@ pub async fn export_site(
     };
     let started = Instant::now();
     let (status, (_keep, stop)) = (ShipStatus::default(), watch::channel(false));
-    let mut carry = Carry::new();
+    let mut carry = Carry::starting_at(
+        segments
+            .first()
+            .map_or(FIRST_OFFSET, |(s, _)| s.first_offset),
+    );
     for (n, (entry, lineage)) in segments.iter().enumerate() {
         let fetched = fetch_segment(from, entry).await?;
         report.segments += 1;
@@ -228,7 +232,9 @@ pub(crate) async fn shipped_segments(
                 .or_insert_with(|| (s.clone(), link.manifest.lineage.clone()));
         }
     }
-    let mut expected = FIRST_OFFSET;
+    // The history begins at its first shipped segment (older ones may never have shipped);
+    // from there the segments must run on without a gap.
+    let mut expected = segments.keys().next().copied().unwrap_or(FIRST_OFFSET);
     for (first, (entry, _)) in &segments {
         if *first != expected {
             return Err(ExportError::Gap {
@@ -283,8 +289,13 @@ pub enum TablePut {
     },
 }
 
+/// How long one table file's upload may keep retrying before it is given up for now: a
+/// store that refuses the tables' prefix (a credential limited to the site's own prefix)
+/// must not hold the gateway's segment shipping, nor an export, forever.
+pub const TABLE_PUT_BOUND: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Writes one table file (`key` relative to the store's prefix) create-only and reads it
-/// back, retrying transient failures until `stop`.
+/// back, retrying transient failures until `stop` or for at most [`TABLE_PUT_BOUND`].
 pub async fn put_table(
     to: &Store,
     key: &str,
@@ -306,7 +317,21 @@ pub async fn put_table(
         listed: false,
         same_content: &|_| false,
     };
-    Ok(match to.put_verified(upload, status, stop).await? {
+    let stored =
+        match tokio::time::timeout(TABLE_PUT_BOUND, to.put_verified(upload, status, stop)).await {
+            Ok(stored) => stored?,
+            Err(_) => {
+                return Err(StoreError::Store(object_store::Error::Generic {
+                    store: "tables",
+                    source: format!(
+                        "no verified upload of {full_key} within {} s",
+                        TABLE_PUT_BOUND.as_secs()
+                    )
+                    .into(),
+                }))
+            }
+        };
+    Ok(match stored {
         Stored::Written => TablePut::Written,
         Stored::Duplicate => TablePut::Present,
         Stored::Equivalent { sha256, .. } => TablePut::Differs {

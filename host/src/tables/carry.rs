@@ -69,8 +69,15 @@ pub enum CarryDecodeError {
 impl Carry {
     /// The carry before the first event of a history.
     pub fn new() -> Carry {
+        Carry::starting_at(FIRST_OFFSET)
+    }
+
+    /// No baselines at `offset`: where the shipped history begins when it does not begin at
+    /// the first offset (its older segments were never shipped). Each meter's first reading
+    /// there books no energy, as a new meter's does.
+    pub fn starting_at(offset: Offset) -> Carry {
         Carry {
-            next_offset: FIRST_OFFSET,
+            next_offset: offset,
             baselines: BTreeMap::new(),
         }
     }

@@ -14,7 +14,7 @@ use gridlog_firmware::archive::{for_each_record, for_each_record_in_file};
 use gridlog_firmware::engine::rollup::{Bucket, DAY_MS, QUARTER_HOUR_MS};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
@@ -350,6 +350,11 @@ fn each_event(
     failed.map_or(Ok(next), Err)
 }
 
+/// Most bytes of a data page or a dictionary page before it is cut.
+const PAGE_BYTES: usize = 1 << 20;
+/// Values handed to a column's encoder at a time.
+const WRITE_BATCH_ROWS: usize = 1024;
+
 /// A Parquet file being written into memory.
 struct ParquetFile {
     writer: SerializedFileWriter<Vec<u8>>,
@@ -359,7 +364,18 @@ struct ParquetFile {
 impl ParquetFile {
     fn new(table: Table) -> Result<ParquetFile, TablesError> {
         let schema = parse_message_type(table.schema())?;
+        // Every property that shapes the bytes is set here, not left to the library's
+        // defaults (which may change between its versions).
         let properties = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_1_0)
+            .set_dictionary_enabled(true)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_data_page_size_limit(PAGE_BYTES)
+            .set_dictionary_page_size_limit(PAGE_BYTES)
+            .set_data_page_row_count_limit(ROWS_PER_GROUP)
+            .set_write_batch_size(WRITE_BATCH_ROWS)
+            .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+            .set_column_index_truncate_length(Some(64))
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
             .set_created_by(CREATED_BY.to_string())
             .set_key_value_metadata(Some(vec![KeyValue::new(

@@ -29,13 +29,18 @@ use super::super::lineage;
 use super::super::manifest::SegmentEntry;
 use super::super::record::{record, system_state};
 use super::super::restore::fetch_segment;
+use super::super::store::StoreError;
 use super::{ShipError, Shipper};
 use crate::tables::{self, ArchiveFile, Carry, Records, SegmentInput, SegmentTables, Table};
 
 /// The baselines' file inside `DATA_DIR/ship/`.
 pub const TABLES_CARRY_FILE_NAME: &str = "tables-carry";
-/// How long the stage waits after a failure before it tries again.
+/// How long the stage waits after a failure before it tries again; doubled after each
+/// failure in a row, up to [`TABLES_RETRY_MAX`] (a store that refuses the tables for good
+/// then costs the segments at most one bounded upload attempt an hour).
 pub const TABLES_RETRY: Duration = Duration::from_secs(60);
+/// The longest wait between attempts after failures.
+pub const TABLES_RETRY_MAX: Duration = Duration::from_secs(3600);
 
 /// The oldest shipped segment whose tables are not confirmed, as (first, next, segment
 /// SHA-256), and how many such segments there are.
@@ -54,6 +59,13 @@ pub(super) fn next_untabled(system: &SystemState) -> (Option<(Offset, Offset, [u
     (oldest, oldest.map_or(0, |_| 1 + waiting.count() as u64))
 }
 
+/// The wait after `failures` failures in a row (pure).
+fn retry_wait(failures: u32) -> Duration {
+    TABLES_RETRY
+        .saturating_mul(1 << failures.min(16))
+        .min(TABLES_RETRY_MAX)
+}
+
 /// Why a tables call did not finish (shown in status; retried later).
 #[derive(Debug, thiserror::Error)]
 pub(super) enum TablesFault {
@@ -61,7 +73,7 @@ pub(super) enum TablesFault {
     NoCopy(Offset),
     #[error("segment {first}: the copy read is not the segment shipped (sha256 differs)")]
     WrongCopy { first: Offset },
-    #[error("the shipped segments before {0} do not run on from offset 1")]
+    #[error("the shipped segments before {0} have a gap (a segment that never shipped)")]
     Gap(Offset),
     #[error(transparent)]
     Tables(#[from] tables::TablesError),
@@ -69,6 +81,10 @@ pub(super) enum TablesFault {
     Export(#[from] super::super::export::ExportError),
     #[error(transparent)]
     History(#[from] super::super::restore::RestoreError),
+    #[error("uploading: {0}")]
+    Store(#[from] StoreError),
+    #[error("a tables worker failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Ship(#[from] ShipError),
 }
@@ -82,6 +98,8 @@ pub(super) struct TablesStage {
     parked: std::collections::HashSet<Offset>,
     /// No call before this (after a failure).
     retry_at: Option<Instant>,
+    /// Failures in a row.
+    failures: u32,
     /// The shipped segments of the manifest chain, by first offset (read once, if a
     /// segment is in no local copy).
     chain: Option<BTreeMap<Offset, SegmentEntry>>,
@@ -105,6 +123,7 @@ impl Shipper {
         match self.write_segment_tables(segment, &system, stop).await {
             Ok(done) => {
                 self.tables.retry_at = None;
+                self.tables.failures = 0;
                 Ok(done)
             }
             Err(TablesFault::Ship(e)) => Err(e),
@@ -112,7 +131,9 @@ impl Shipper {
                 tracing::warn!(error = %e, "fleet tables: retrying later");
                 self.status.error(format!("fleet tables: {e}"));
                 self.tables.carry = None;
-                self.tables.retry_at = Some(Instant::now() + TABLES_RETRY);
+                let wait = retry_wait(self.tables.failures);
+                self.tables.failures = self.tables.failures.saturating_add(1);
+                self.tables.retry_at = Some(Instant::now() + wait);
                 Ok(false)
             }
         }
@@ -160,9 +181,10 @@ impl Shipper {
             };
             let key = tables::key(table, &job.site, day, first, scan.last_offset, &job.lineage);
             let (file_bytes, file_rows) = (file.bytes.len() as u64, file.rows);
-            let put = put_table(&self.store, &key, file.bytes, &self.status, stop)
-                .await
-                .map_err(ShipError::from)?;
+            let put = match put_table(&self.store, &key, file.bytes, &self.status, stop).await {
+                Err(StoreError::Stopped) => return Err(ShipError::from(StoreError::Stopped).into()),
+                other => other?,
+            };
             if let TablePut::Differs { key, reason } = put {
                 self.status.alarm(format!(
                     "fleet table {key} differs in the store ({reason}); kept"
@@ -209,9 +231,16 @@ impl Shipper {
         if self.tables.carry.is_none() {
             self.tables.carry = self.load_carry();
         }
+        // The shipped history begins at its lowest shipped segment (1, unless older
+        // segments were never shipped).
+        let start = system
+            .shipped
+            .range((ShipObject::Segment, 0)..=(ShipObject::Segment, u64::MAX))
+            .next()
+            .map_or(first, |((_, f), _)| *f);
         let mut carry = match self.tables.carry.take() {
-            Some(c) if c.next_offset <= first => c,
-            _ => Carry::new(),
+            Some(c) if c.next_offset <= first && c.next_offset >= start => c,
+            _ => Carry::starting_at(start),
         };
         // Every segment between where the baselines stand and `first` was shipped (and
         // has tables): fold through it.
@@ -380,7 +409,7 @@ impl SegmentJob {
 async fn blocking<T: Send + 'static>(
     cpu_us: &std::sync::atomic::AtomicU64,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ShipError> {
+) -> Result<T, tokio::task::JoinError> {
     let (value, spent_us) = tokio::task::spawn_blocking(move || {
         let start = thread_cpu_us();
         let value = f();
@@ -401,6 +430,14 @@ fn thread_cpu_us() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_after_failures_doubles_up_to_an_hour() {
+        assert_eq!(retry_wait(0), TABLES_RETRY);
+        assert_eq!(retry_wait(1), 2 * TABLES_RETRY);
+        assert_eq!(retry_wait(5), TABLES_RETRY_MAX.min(32 * TABLES_RETRY));
+        assert_eq!(retry_wait(40), TABLES_RETRY_MAX);
+    }
 
     #[test]
     fn the_oldest_shipped_segment_without_its_tables_comes_next() {
