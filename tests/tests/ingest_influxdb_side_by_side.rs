@@ -108,7 +108,9 @@ fn gridlog_answers_line_protocol_as_influxdb_does() {
         assert_eq!(ours.build_header.as_deref(), Some("gridlog"));
     }
 
-    let t0 = unix_now() - 3_600;
+    // Two hours back: the `h` precision below rounds a time up to the next full hour, which
+    // must still lie in the past (an hour back failed in the minutes before a full hour).
+    let t0 = unix_now() - 2 * 3_600;
     let mut stored = 0;
     // Plain, then gzip.
     let (influx, ours) = pair.post(

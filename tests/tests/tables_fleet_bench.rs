@@ -168,6 +168,21 @@ fn duckdb(moto: &Moto, sql: &str) -> (Vec<Value>, f64) {
     (rows, secs)
 }
 
+/// Shipping environment `env` for `site`'s gateway, with its segment size.
+fn as_site(
+    mut env: Vec<(String, String)>,
+    site: &str,
+    segment_bytes: u64,
+) -> Vec<(String, String)> {
+    env.retain(|(k, _)| k != "GRIDLOG_SITE_ID" && k != "GRIDLOG_WAL__SEGMENT_BYTES");
+    env.push(("GRIDLOG_SITE_ID".into(), site.to_string()));
+    env.push((
+        "GRIDLOG_WAL__SEGMENT_BYTES".into(),
+        segment_bytes.to_string(),
+    ));
+    env
+}
+
 /// A setting: the variable `name` if set, else `bench` with `GRIDLOG_TABLES_BENCH=1` and
 /// `ci` otherwise.
 fn knob(name: &str, bench: u64, ci: u64) -> u64 {
@@ -191,13 +206,7 @@ fn a_fleet_of_sites_exports_and_duckdb_sums_each_sites_day() {
     for site in &names {
         let dir = tmp.path().join(site);
         ingest_site(&dir, site, meters, segment_bytes);
-        let mut env = ship_env(&moto.endpoint(), "fleet");
-        env.retain(|(k, _)| k != "GRIDLOG_SITE_ID" && k != "GRIDLOG_WAL__SEGMENT_BYTES");
-        env.push(("GRIDLOG_SITE_ID".into(), site.clone()));
-        env.push((
-            "GRIDLOG_WAL__SEGMENT_BYTES".into(),
-            segment_bytes.to_string(),
-        ));
+        let env = as_site(ship_env(&moto.endpoint(), "fleet"), site, segment_bytes);
         let dir_s = dir.display().to_string();
         let (out, _, _) = measured(
             gridlog(&["ship", "--once", "--data-dir", &dir_s], &env),
@@ -215,13 +224,11 @@ fn a_fleet_of_sites_exports_and_duckdb_sums_each_sites_day() {
     // The gateway's own cost, on the first site: `ship --once` again, with nothing left to
     // ship, once with the tables off (opening the log and reconciling) and once on.
     let dir0 = tmp.path().join(&names[0]).display().to_string();
-    let mut env0 = ship_env_with_tables(&moto.endpoint(), "fleet");
-    env0.retain(|(k, _)| k != "GRIDLOG_SITE_ID" && k != "GRIDLOG_WAL__SEGMENT_BYTES");
-    env0.push(("GRIDLOG_SITE_ID".into(), names[0].clone()));
-    env0.push((
-        "GRIDLOG_WAL__SEGMENT_BYTES".into(),
-        segment_bytes.to_string(),
-    ));
+    let env0 = as_site(
+        ship_env_with_tables(&moto.endpoint(), "fleet"),
+        &names[0],
+        segment_bytes,
+    );
     let mut env0_off = env0.clone();
     env0_off.push(("GRIDLOG_SHIP__TABLES".into(), "false".into()));
     let (_, _, rss_off_kib) = measured(

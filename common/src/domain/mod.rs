@@ -119,6 +119,17 @@ pub enum EntityKind {
     System,
 }
 
+impl EntityKind {
+    /// The kind's name: the meter's or asset's kind (`pv`, `battery`, …), or `system`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntityKind::Meter(k) => k.name(),
+            EntityKind::Asset(k) => k.name(),
+            EntityKind::System => "system",
+        }
+    }
+}
+
 /// Ids starting with this are the gateway's own entities; meters and assets may not use it.
 pub const SYSTEM_ID_PREFIX: &str = "gateway:";
 /// The entity that records the history's storage: segments archived, evicted, shipped.

@@ -77,8 +77,7 @@ fn site_outcome(e: &ExportError) -> Outcome {
             RestoreError::Usage(_) | RestoreError::Io { .. } | RestoreError::Store(_),
         )
         | ExportError::Store(_)
-        | ExportError::Worker(_)
-        | ExportError::Lost => Outcome::Failed,
+        | ExportError::Worker(_) => Outcome::Failed,
         ExportError::History(_)
         | ExportError::Tables { .. }
         | ExportError::Gap { .. }

@@ -125,7 +125,8 @@ pub fn run(overrides: &Overrides) -> Outcome {
                 status.requests.load(std::sync::atomic::Ordering::Relaxed),
                 summary.left
             );
-            let tables = status.body().detail.map(|d| d.tables);
+            let detail = status.body().detail;
+            let tables = detail.as_ref().map(|d| &d.tables);
             let tables_waiting = match tables.filter(|t| t.enabled) {
                 Some(t) => {
                     println!(
@@ -139,10 +140,11 @@ pub fn run(overrides: &Overrides) -> Outcome {
             for alarm in status.alarms() {
                 eprintln!("gridlog ship: ALARM: {alarm}");
             }
-            if let Some(error) = status.body().detail.and_then(|d| d.last_error) {
-                if tables_waiting > 0 {
-                    eprintln!("gridlog ship: {}", error.message);
-                }
+            if let Some(error) = detail
+                .and_then(|d| d.last_error)
+                .filter(|_| tables_waiting > 0)
+            {
+                eprintln!("gridlog ship: {}", error.message);
             }
             if summary.left == 0 && tables_waiting == 0 {
                 Outcome::Clean

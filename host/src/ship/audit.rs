@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use object_store::path::Path as Key;
 
 use super::manifest::Manifest;
-use super::restore::{newest_lineage, walk_chain, RestoreError, RestoreOptions};
+use super::restore::{newest_lineage, walk_chain, RestoreError};
 use super::store::Store;
 use super::{sha256, Sha256};
 use crate::config::ShipConfig;
@@ -130,14 +130,7 @@ pub fn compare(
 pub async fn audit(url: &str, site: &str, ship: &ShipConfig) -> Result<AuditReport, RestoreError> {
     let store = Store::open_url(url, ship)?;
     let site_layout = super::layout::Layout::new(store.prefix(), site, "-");
-    let options = RestoreOptions {
-        from: url.to_string(),
-        site: site.to_string(),
-        data_dir: std::path::PathBuf::new(),
-        full: false,
-        lineage: None,
-    };
-    let (_, head_key) = newest_lineage(&store, &site_layout, &options).await?;
+    let (_, head_key) = newest_lineage(&store, &site_layout, None).await?;
     let chain = walk_chain(&store, &head_key, site).await?;
     let named: Vec<(String, Sha256, &Manifest)> = chain
         .iter()

@@ -15,17 +15,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use gridlog_common::{Offset, FIRST_OFFSET};
 use object_store::path::Path as Key;
 use tokio::sync::watch;
 
 use super::layout::Layout;
 use super::manifest::SegmentEntry;
-use super::restore::{fetch_segment, newest_lineage, walk_chain, RestoreError, RestoreOptions};
+use super::restore::{fetch_segment, newest_lineage, walk_chain, RestoreError};
 use super::store::{Store, StoreError, Stored, Upload};
 use super::{sha256, ShipStatus};
 use crate::config::ShipConfig;
-use crate::tables::{self, Carry, SegmentInput, SegmentTables, TablesError};
+use crate::tables::{Carry, SegmentJob, TablesError};
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -96,46 +97,25 @@ pub enum ExportError {
     /// A blocking task failed.
     #[error("a worker failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
-    /// The site's task ended without an outcome (it panicked; logged).
-    #[error("the export task ended without an outcome")]
-    Lost,
 }
 
 /// Site outcomes of an export, in the order the sites were given.
 pub type SiteResults = Vec<(String, Result<ExportReport, ExportError>)>;
 
-/// Exports every site of `options`; an error only if a store cannot be opened.
+/// Exports every site of `options`, `jobs` at a time; an error only if a store cannot be
+/// opened.
 pub async fn export(options: &ExportOptions, ship: &ShipConfig) -> Result<SiteResults, StoreError> {
     let from = Store::open_url(&options.from, ship)?;
     let to = Store::open_url(&options.to, ship)?;
-    let permits = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, site) in options.sites.iter().enumerate() {
-        let (from, to, permits) = (from.clone(), to.clone(), permits.clone());
-        let (site, from_offset) = (site.clone(), options.from_offset);
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            (index, export_site(&from, &to, &site, from_offset).await)
-        });
-    }
-    let mut results: BTreeMap<usize, Result<ExportReport, ExportError>> = BTreeMap::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, result)) => {
-                results.insert(index, result);
-            }
-            Err(e) => tracing::error!("an export task failed: {e}"),
-        }
-    }
-    Ok(options
-        .sites
-        .iter()
-        .enumerate()
-        .map(|(i, site)| {
-            let result = results.remove(&i).unwrap_or(Err(ExportError::Lost));
+    let (from, to) = (&from, &to);
+    Ok(futures_util::stream::iter(&options.sites)
+        .map(|site| async move {
+            let result = export_site(from, to, site, options.from_offset).await;
             (site.clone(), result)
         })
-        .collect())
+        .buffered(options.jobs.max(1))
+        .collect()
+        .await)
 }
 
 /// Exports one site.
@@ -151,46 +131,35 @@ pub async fn export_site(
         ..ExportReport::default()
     };
     let started = Instant::now();
-    let (status, (_keep, stop)) = (ShipStatus::default(), watch::channel(false));
-    let mut carry = Carry::starting_at(
-        segments
-            .first()
-            .map_or(FIRST_OFFSET, |(s, _)| s.first_offset),
-    );
+    let first = segments
+        .first()
+        .map_or(FIRST_OFFSET, |(s, _)| s.first_offset);
+    let mut carry = Carry::starting_at(first);
     for (n, (entry, lineage)) in segments.iter().enumerate() {
         let fetched = fetch_segment(from, entry).await?;
         report.segments += 1;
         report.log_bytes += fetched.original.len() as u64;
-        let write = entry.next_offset > from_offset;
-        let (files, carry_out) = {
-            let (site, lineage) = (site.to_string(), lineage.clone());
-            let carry_in = std::mem::take(&mut carry);
-            let first_offset = entry.first_offset;
-            tokio::task::spawn_blocking(move || {
-                build_files(
-                    &site,
-                    &lineage,
-                    first_offset,
-                    &fetched.original,
-                    carry_in,
-                    write,
-                )
-            })
-            .await?
-            .map_err(|source| ExportError::Tables {
-                first_offset,
-                source,
-            })?
+        let job = SegmentJob {
+            site: site.to_string(),
+            lineage: lineage.clone(),
+            first_offset: entry.first_offset,
+            records: Arc::new(fetched.original),
+            carry_in: Arc::new(carry),
         };
-        carry = carry_out;
+        let scanned = run(&job, |job| job.scan()).await?;
+        carry = scanned.carry_out;
         let (mut written, mut rows) = (0, 0);
-        for (key, file) in files {
-            rows += file.rows;
-            match put_table(to, &key, file.bytes, &status, &stop).await? {
-                TablePut::Written => written += 1,
-                TablePut::Present => report.files_present += 1,
-                TablePut::Differs { key, reason } => {
-                    return Err(ExportError::Conflict { key, reason })
+        if entry.next_offset > from_offset {
+            for (table, day) in scanned.files {
+                let last = scanned.last_offset;
+                let (key, file) = run(&job, move |job| job.build(table, day, last)).await?;
+                rows += file.rows;
+                match put_table_once(to, &key, file.bytes).await? {
+                    TablePut::Written => written += 1,
+                    TablePut::Present => report.files_present += 1,
+                    TablePut::Differs { key, reason } => {
+                        return Err(ExportError::Conflict { key, reason })
+                    }
                 }
             }
         }
@@ -208,21 +177,34 @@ pub async fn export_site(
     Ok(report)
 }
 
+/// Runs `work` on `job` off the runtime's threads.
+async fn run<T: Send + 'static>(
+    job: &SegmentJob,
+    work: impl FnOnce(&SegmentJob) -> Result<T, TablesError> + Send + 'static,
+) -> Result<T, ExportError> {
+    let (job, first_offset) = (job.clone(), job.first_offset);
+    tokio::task::spawn_blocking(move || work(&job))
+        .await?
+        .map_err(|source| ExportError::Tables {
+            first_offset,
+            source,
+        })
+}
+
+/// [`put_table`] for a command that is never stopped midway.
+async fn put_table_once(to: &Store, key: &str, bytes: Vec<u8>) -> Result<TablePut, StoreError> {
+    let (_keep, stop) = watch::channel(false);
+    put_table(to, key, bytes, &ShipStatus::default(), &stop).await
+}
+
 /// The segments the newest lineage's chain lists, in offset order, each with the lineage of
 /// the manifest that first listed it; they must run on from offset 1.
 pub(crate) async fn shipped_segments(
     store: &Store,
     site: &str,
 ) -> Result<Vec<(SegmentEntry, String)>, ExportError> {
-    let options = RestoreOptions {
-        from: String::new(),
-        site: site.to_string(),
-        data_dir: Default::default(),
-        full: true,
-        lineage: None,
-    };
     let site_layout = Layout::new(store.prefix(), site, "-");
-    let (_, head_key) = newest_lineage(store, &site_layout, &options).await?;
+    let (_, head_key) = newest_lineage(store, &site_layout, None).await?;
     let chain = walk_chain(store, &head_key, site).await?;
     let mut segments: BTreeMap<Offset, (SegmentEntry, String)> = BTreeMap::new();
     for link in &chain {
@@ -245,32 +227,6 @@ pub(crate) async fn shipped_segments(
         expected = entry.next_offset;
     }
     Ok(segments.into_values().collect())
-}
-
-/// One segment's files (none when `write` is false) and the carry after it.
-fn build_files(
-    site: &str,
-    lineage: &str,
-    first_offset: Offset,
-    records: &dyn tables::Records,
-    mut carry: Carry,
-    write: bool,
-) -> Result<(Vec<(String, tables::TableFile)>, Carry), TablesError> {
-    let input = SegmentInput {
-        site,
-        lineage,
-        first_offset,
-        records,
-    };
-    let segment = SegmentTables::scan(input, &mut carry)?;
-    let mut files = Vec::new();
-    if write {
-        for (table, day) in segment.files() {
-            let key = tables::key(table, site, day, first_offset, segment.last_offset, lineage);
-            files.push((key, segment.build(table, day)?));
-        }
-    }
-    Ok((files, carry))
 }
 
 /// How a table file's create-only upload ended.

@@ -61,6 +61,11 @@ impl Layout {
         }
     }
 
+    /// The site's id.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
     /// The lineage's id.
     pub fn lineage(&self) -> &str {
         &self.lineage

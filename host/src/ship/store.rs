@@ -96,6 +96,16 @@ pub enum StoreUrlError {
     Scheme(String),
 }
 
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StoreUrl::File { path } => write!(f, "file://{}", path.display()),
+        }
+    }
+}
+
 /// Why a store cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -278,6 +288,11 @@ impl Store {
     /// The key prefix inside the store.
     pub fn prefix(&self) -> &str {
         self.url.prefix()
+    }
+
+    /// The store's URL.
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
     }
 
     /// A fresh backoff with the configured bounds.

@@ -27,7 +27,7 @@ use gridlog_common::Offset;
 use gridlog_firmware::archive::SegmentRecordsInvalid;
 
 pub use carry::Carry;
-pub use segment::{ArchiveFile, Records, SegmentInput, SegmentTables, TableFile};
+pub use segment::{ArchiveFile, Records, SegmentJob};
 
 /// The tables' schema version, written into every file's key-value metadata under
 /// [`SCHEMA_KEY`]. A column added at the end (optional) keeps the version; a change that
@@ -96,6 +96,14 @@ pub enum TablesError {
     /// The segment's frames are not a valid sequence.
     #[error(transparent)]
     Segment(#[from] SegmentRecordsInvalid),
+    /// The archive file holds another segment than the one asked for.
+    #[error("the archive file holds the segment at offset {found_first_offset}, not {expected_first_offset}")]
+    OtherSegment {
+        /// The segment asked for.
+        expected_first_offset: Offset,
+        /// The segment the file holds.
+        found_first_offset: Offset,
+    },
     /// The archive file cannot be read, or is damaged.
     #[error(transparent)]
     Archive(#[from] gridlog_firmware::archive::ArchiveError),
@@ -128,23 +136,13 @@ pub fn key(
     )
 }
 
-/// `YYYY-MM-DD` of a UTC day number.
+/// `YYYY-MM-DD` of a UTC day number (days since 1970-01-01).
 pub fn date_of_day(day: i64) -> String {
-    let date = i32::try_from(day)
-        .ok()
-        .and_then(|day| day.checked_add(UNIX_EPOCH_JULIAN_DAY))
-        .and_then(|julian| time::Date::from_julian_day(julian).ok())
-        .unwrap_or(time::Date::MIN);
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
+    day.checked_mul(86_400)
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .map_or(time::Date::MIN, |t| t.date())
+        .to_string()
 }
-
-/// The Julian day number of 1970-01-01.
-const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
 #[cfg(test)]
 mod tests;

@@ -45,7 +45,7 @@ pub struct TelemetryRow {
 pub struct EventRow {
     pub offset: i64,
     pub entity: String,
-    pub kind: String,
+    pub kind: &'static str,
     pub seq: i64,
     pub time_us: i64,
     pub event_type: &'static str,
@@ -177,20 +177,29 @@ impl<'r, 'w> Columns<'r, 'w> {
         self.column::<ByteArrayType>(&values, None, None)
     }
 
+    /// A required column: one value per row.
+    pub fn required<T: DataType>(
+        &mut self,
+        values: impl Iterator<Item = T::T>,
+    ) -> Result<(), ParquetError> {
+        self.column::<T>(&values.collect::<Vec<_>>(), None, None)
+    }
+
+    /// An optional column: a definition level per row, the values that are present.
+    pub fn optional<T: DataType>(
+        &mut self,
+        values: impl Iterator<Item = Option<T::T>>,
+    ) -> Result<(), ParquetError> {
+        let (values, defs) = present(values);
+        self.column::<T>(&values, Some(&defs), None)
+    }
+
+    /// A required string column.
     pub fn strings<'s>(
         &mut self,
         values: impl Iterator<Item = &'s str>,
     ) -> Result<(), ParquetError> {
-        let values: Vec<ByteArray> = values.map(bytes).collect();
-        self.column::<ByteArrayType>(&values, None, None)
-    }
-
-    pub fn optional_strings<'s>(
-        &mut self,
-        values: impl Iterator<Item = Option<&'s str>>,
-    ) -> Result<(), ParquetError> {
-        let (values, defs) = present(values.map(|v| v.map(bytes)));
-        self.column::<ByteArrayType>(&values, Some(&defs), None)
+        self.required::<ByteArrayType>(values.map(bytes))
     }
 
     /// A required list of strings per row (`tags`): repetition level 1 within a row.
@@ -211,34 +220,6 @@ impl<'r, 'w> Columns<'r, 'w> {
             }
         }
         self.column::<ByteArrayType>(&values, Some(&defs), Some(&reps))
-    }
-
-    pub fn i64s(&mut self, values: impl Iterator<Item = i64>) -> Result<(), ParquetError> {
-        self.column::<Int64Type>(&values.collect::<Vec<_>>(), None, None)
-    }
-
-    pub fn f64s(&mut self, values: impl Iterator<Item = f64>) -> Result<(), ParquetError> {
-        self.column::<DoubleType>(&values.collect::<Vec<_>>(), None, None)
-    }
-
-    pub fn optional_f64s(
-        &mut self,
-        values: impl Iterator<Item = Option<f64>>,
-    ) -> Result<(), ParquetError> {
-        let (values, defs) = present(values);
-        self.column::<DoubleType>(&values, Some(&defs), None)
-    }
-
-    pub fn f32s(&mut self, values: impl Iterator<Item = f32>) -> Result<(), ParquetError> {
-        self.column::<FloatType>(&values.collect::<Vec<_>>(), None, None)
-    }
-
-    pub fn optional_f32s(
-        &mut self,
-        values: impl Iterator<Item = Option<f32>>,
-    ) -> Result<(), ParquetError> {
-        let (values, defs) = present(values);
-        self.column::<FloatType>(&values, Some(&defs), None)
     }
 
     /// Checks every column of the schema was written.
@@ -281,15 +262,15 @@ pub fn write_readings(
     c.constant(common.site)?;
     c.strings(rows.iter().map(|r| r.meter.as_str()))?;
     c.strings(rows.iter().map(|r| r.kind))?;
-    c.i64s(rows.iter().map(|r| r.time_us))?;
-    c.f64s(rows.iter().map(|r| r.import_wh))?;
-    c.f64s(rows.iter().map(|r| r.export_wh))?;
-    c.f64s(rows.iter().map(|r| r.power_w))?;
-    c.optional_f32s(rows.iter().map(|r| r.voltage_v))?;
-    c.optional_f32s(rows.iter().map(|r| r.current_a))?;
-    c.optional_f32s(rows.iter().map(|r| r.reactive_power_var))?;
-    c.i64s(rows.iter().map(|r| r.offset))?;
-    c.i64s(rows.iter().map(|r| r.seq))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.time_us))?;
+    c.required::<DoubleType>(rows.iter().map(|r| r.import_wh))?;
+    c.required::<DoubleType>(rows.iter().map(|r| r.export_wh))?;
+    c.required::<DoubleType>(rows.iter().map(|r| r.power_w))?;
+    c.optional::<FloatType>(rows.iter().map(|r| r.voltage_v))?;
+    c.optional::<FloatType>(rows.iter().map(|r| r.current_a))?;
+    c.optional::<FloatType>(rows.iter().map(|r| r.reactive_power_var))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.offset))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.seq))?;
     c.constant(common.lineage)?;
     c.finish()
 }
@@ -304,12 +285,12 @@ pub fn write_telemetry(
     c.constant(common.site)?;
     c.strings(rows.iter().map(|r| r.asset.as_str()))?;
     c.strings(rows.iter().map(|r| r.kind))?;
-    c.i64s(rows.iter().map(|r| r.time_us))?;
-    c.f64s(rows.iter().map(|r| r.power_w))?;
-    c.optional_f64s(rows.iter().map(|r| r.soc_pct))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.time_us))?;
+    c.required::<DoubleType>(rows.iter().map(|r| r.power_w))?;
+    c.optional::<DoubleType>(rows.iter().map(|r| r.soc_pct))?;
     c.strings(rows.iter().map(|r| r.status.as_str()))?;
-    c.i64s(rows.iter().map(|r| r.offset))?;
-    c.i64s(rows.iter().map(|r| r.seq))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.offset))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.seq))?;
     c.constant(common.lineage)?;
     c.finish()
 }
@@ -318,14 +299,14 @@ pub fn write_telemetry(
 pub fn write_events(common: &Common, rows: &[EventRow], c: Columns) -> Result<(), ParquetError> {
     let mut c = c;
     c.constant(common.site)?;
-    c.i64s(rows.iter().map(|r| r.offset))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.offset))?;
     c.strings(rows.iter().map(|r| r.entity.as_str()))?;
-    c.strings(rows.iter().map(|r| r.kind.as_str()))?;
-    c.i64s(rows.iter().map(|r| r.seq))?;
-    c.i64s(rows.iter().map(|r| r.time_us))?;
+    c.strings(rows.iter().map(|r| r.kind))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.seq))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.time_us))?;
     c.strings(rows.iter().map(|r| r.event_type))?;
     c.string_lists(rows.iter().map(|r| r.tags.as_slice()))?;
-    c.optional_strings(rows.iter().map(|r| r.command_id.as_deref()))?;
+    c.optional::<ByteArrayType>(rows.iter().map(|r| r.command_id.as_deref().map(bytes)))?;
     c.strings(rows.iter().map(|r| r.data.as_str()))?;
     c.constant(common.lineage)?;
     c.finish()
@@ -341,14 +322,14 @@ pub fn write_intervals(
     c.constant(common.site)?;
     c.strings(rows.iter().map(|r| r.meter.as_str()))?;
     c.strings(rows.iter().map(|r| r.kind))?;
-    c.i64s(rows.iter().map(|r| r.interval_start_us))?;
-    c.f64s(rows.iter().map(|r| r.import_wh))?;
-    c.f64s(rows.iter().map(|r| r.export_wh))?;
-    c.f32s(rows.iter().map(|r| r.power_min_w))?;
-    c.f32s(rows.iter().map(|r| r.power_max_w))?;
-    c.f32s(rows.iter().map(|r| r.power_mean_w))?;
-    c.i64s(rows.iter().map(|r| r.readings))?;
-    c.i64s(rows.iter().map(|r| r.first_offset))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.interval_start_us))?;
+    c.required::<DoubleType>(rows.iter().map(|r| r.import_wh))?;
+    c.required::<DoubleType>(rows.iter().map(|r| r.export_wh))?;
+    c.required::<FloatType>(rows.iter().map(|r| r.power_min_w))?;
+    c.required::<FloatType>(rows.iter().map(|r| r.power_max_w))?;
+    c.required::<FloatType>(rows.iter().map(|r| r.power_mean_w))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.readings))?;
+    c.required::<Int64Type>(rows.iter().map(|r| r.first_offset))?;
     c.constant(common.lineage)?;
     c.finish()
 }

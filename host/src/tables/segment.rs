@@ -71,12 +71,86 @@ impl Records for ArchiveFile {
     ) -> Result<Offset, TablesError> {
         let (header, next) = for_each_record_in_file(&self.0, f)?;
         if header.first_offset != first {
-            return Err(TablesError::CarryElsewhere {
-                carry_next_offset: first,
-                segment_first_offset: header.first_offset,
+            return Err(TablesError::OtherSegment {
+                expected_first_offset: first,
+                found_first_offset: header.first_offset,
             });
         }
         Ok(next)
+    }
+}
+
+/// One segment's tables work, owned (so it runs off an async runtime's threads): the
+/// gateway's tables stage and `gridlog export` both make a segment's files through it, a
+/// scan first, then each file with a pass of its own.
+#[derive(Debug, Clone)]
+pub struct SegmentJob {
+    /// The site id.
+    pub site: String,
+    /// The lineage that shipped the segment.
+    pub lineage: String,
+    /// Its first offset.
+    pub first_offset: Offset,
+    /// Its records.
+    pub records: std::sync::Arc<dyn Records>,
+    /// The meters' baselines where it begins.
+    pub carry_in: std::sync::Arc<Carry>,
+}
+
+/// What a scan found: the files a segment makes, its last offset, the baselines after it.
+#[derive(Debug)]
+pub struct Scanned {
+    /// The files, by table and UTC day.
+    pub files: Vec<(Table, i64)>,
+    /// The segment's last offset.
+    pub last_offset: Offset,
+    /// The meters' baselines after it.
+    pub carry_out: Carry,
+}
+
+impl SegmentJob {
+    fn input(&self) -> SegmentInput<'_> {
+        SegmentInput {
+            site: &self.site,
+            lineage: &self.lineage,
+            first_offset: self.first_offset,
+            records: self.records.as_ref(),
+        }
+    }
+
+    /// Reads the segment once (see [`SegmentTables::scan`]).
+    pub fn scan(&self) -> Result<Scanned, TablesError> {
+        let mut carry = Carry::clone(&self.carry_in);
+        let segment = SegmentTables::scan(self.input(), &mut carry)?;
+        Ok(Scanned {
+            files: segment.files().collect(),
+            last_offset: segment.last_offset,
+            carry_out: carry,
+        })
+    }
+
+    /// The file of `table` for `day`, with its key (a segment that ends at `last_offset`).
+    pub fn build(
+        &self,
+        table: Table,
+        day: i64,
+        last_offset: Offset,
+    ) -> Result<(String, TableFile), TablesError> {
+        let segment = SegmentTables {
+            input: self.input(),
+            carry_in: Carry::clone(&self.carry_in),
+            last_offset,
+            files: BTreeSet::new(),
+        };
+        let key = super::key(
+            table,
+            &self.site,
+            day,
+            self.first_offset,
+            last_offset,
+            &self.lineage,
+        );
+        Ok((key, segment.build(table, day)?))
     }
 }
 
@@ -266,7 +340,7 @@ impl<'a> SegmentTables<'a> {
             (day_of(stored.gateway_ms) == day).then(|| EventRow {
                 offset: offset as i64,
                 entity: stored.entity.to_string(),
-                kind: kind_name(stored.kind),
+                kind: stored.kind.name(),
                 seq: stored.seq as i64,
                 time_us: micros(stored.gateway_ms),
                 event_type: stored.event.type_name(),
@@ -306,9 +380,10 @@ impl<'a> SegmentTables<'a> {
         })?;
         let first_offset = self.input.first_offset as i64;
         let write = |rows: &[IntervalRow], c: Columns| schema::write_intervals(common, rows, c);
-        let mut rows = Vec::with_capacity(buckets.len().min(ROWS_PER_GROUP));
-        for ((meter, quarter), (kind, b)) in buckets {
-            rows.push(IntervalRow {
+        // The buckets are all in memory already; as rows they are written a group at a time.
+        let rows: Vec<IntervalRow> = buckets
+            .into_iter()
+            .map(|((meter, quarter), (kind, b))| IntervalRow {
                 meter,
                 kind,
                 interval_start_us: micros(quarter * QUARTER_HOUR_MS),
@@ -319,13 +394,10 @@ impl<'a> SegmentTables<'a> {
                 power_mean_w: b.mean_w,
                 readings: i64::from(b.count),
                 first_offset,
-            });
-            if rows.len() == ROWS_PER_GROUP {
-                file.group(&rows, write)?;
-                rows.clear();
-            }
-        }
-        file.group(&rows, write)
+            })
+            .collect();
+        rows.chunks(ROWS_PER_GROUP)
+            .try_for_each(|group| file.group(group, write))
     }
 }
 
@@ -415,12 +487,4 @@ pub fn day_of(time_ms: i64) -> i64 {
 
 fn micros(time_ms: i64) -> i64 {
     time_ms.saturating_mul(1000)
-}
-
-fn kind_name(kind: EntityKind) -> String {
-    match kind {
-        EntityKind::Meter(k) => k.name().to_string(),
-        EntityKind::Asset(k) => k.name().to_string(),
-        EntityKind::System => "system".to_string(),
-    }
 }

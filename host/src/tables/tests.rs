@@ -14,7 +14,7 @@ use gridlog_firmware::wal::WalOptions;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 
-use super::segment::day_of;
+use super::segment::{day_of, SegmentInput, SegmentTables, TableFile};
 use super::*;
 
 /// 2026-03-29 23:00 UTC: the readings run over midnight.

@@ -161,14 +161,14 @@ pub(super) fn check_empty(dir: &Path) -> Result<(), RestoreError> {
     }
 }
 
-/// The lineage to restore and the key of its newest manifest.
+/// The lineage to read (`lineage`, or the site's newest) and the key of its newest manifest.
 pub(crate) async fn newest_lineage(
     store: &Store,
     site: &Layout,
-    options: &RestoreOptions,
+    lineage: Option<&str>,
 ) -> Result<(String, String), RestoreError> {
-    let lineages: Vec<String> = match &options.lineage {
-        Some(l) => vec![l.clone()],
+    let lineages: Vec<String> = match lineage {
+        Some(l) => vec![l.to_string()],
         None => store
             .list_folders(&site.site_root())
             .await?
@@ -208,13 +208,13 @@ pub(crate) async fn newest_lineage(
     if let Some(seq) = tie {
         return Err(RestoreError::Inconsistent(format!(
             "two lineages of site {:?} end at manifest {seq}: choose one with --lineage",
-            options.site
+            site.site()
         )));
     }
     best.map(|(_, l, k)| (l, k))
         .ok_or_else(|| RestoreError::NothingShipped {
-            site: options.site.clone(),
-            url: options.from.clone(),
+            site: site.site().to_string(),
+            url: store.url().to_string(),
         })
 }
 

@@ -159,7 +159,8 @@ pub async fn restore(
     check_empty(&options.data_dir)?;
     let store = Store::open_url(&options.from, ship)?;
     let site_layout = Layout::new(store.prefix(), &options.site, "-");
-    let (lineage, head_key) = newest_lineage(&store, &site_layout, options).await?;
+    let (lineage, head_key) =
+        newest_lineage(&store, &site_layout, options.lineage.as_deref()).await?;
     let chain = walk_chain(&store, &head_key, &options.site).await?;
     let head = chain.last().expect("a chain has a head");
     tracing::info!(lineage = %lineage, manifests = chain.len(), "manifest chain verified");

@@ -31,7 +31,7 @@ use super::super::record::{record, system_state};
 use super::super::restore::fetch_segment;
 use super::super::store::StoreError;
 use super::{ShipError, Shipper};
-use crate::tables::{self, ArchiveFile, Carry, Records, SegmentInput, SegmentTables, Table};
+use crate::tables::{self, ArchiveFile, Carry, Records, SegmentJob};
 
 /// The baselines' file inside `DATA_DIR/ship/`.
 pub const TABLES_CARRY_FILE_NAME: &str = "tables-carry";
@@ -165,21 +165,23 @@ impl Shipper {
         let job = SegmentJob {
             site: self.site_id.clone(),
             lineage: self.layout.lineage().to_string(),
-            first,
+            first_offset: first,
             records,
-            carry,
+            carry_in: Arc::new(carry),
         };
-        let (scan, carry_out) = {
+        let scanned = {
             let job = job.clone();
             blocking(&self.status.tables.cpu_us, move || job.scan()).await??
         };
         let (mut bytes, mut rows) = (0, 0);
-        for (table, day) in scan.files {
-            let file = {
-                let job = job.clone();
-                blocking(&self.status.tables.cpu_us, move || job.build(table, day)).await??
+        for (table, day) in scanned.files {
+            let (key, file) = {
+                let (job, last) = (job.clone(), scanned.last_offset);
+                blocking(&self.status.tables.cpu_us, move || {
+                    job.build(table, day, last)
+                })
+                .await??
             };
-            let key = tables::key(table, &job.site, day, first, scan.last_offset, &job.lineage);
             let (file_bytes, file_rows) = (file.bytes.len() as u64, file.rows);
             let put = match put_table(&self.store, &key, file.bytes, &self.status, stop).await {
                 Err(StoreError::Stopped) => return Err(ShipError::from(StoreError::Stopped).into()),
@@ -208,6 +210,7 @@ impl Shipper {
             .map_err(ShipError::from)?;
         // The baselines stay in memory either way; a file that could not be saved is only
         // folded again after a restart.
+        let carry_out = scanned.carry_out;
         if let Err(e) = self.save_carry(&carry_out) {
             tracing::warn!(error = %e, "fleet tables: cannot save the baselines");
             self.status
@@ -257,13 +260,13 @@ impl Shipper {
             let job = SegmentJob {
                 site: self.site_id.clone(),
                 lineage: String::new(),
-                first: f,
+                first_offset: f,
                 records,
-                carry,
+                carry_in: Arc::new(carry),
             };
             carry = blocking(&self.status.tables.cpu_us, move || job.scan())
                 .await??
-                .1;
+                .carry_out;
         }
         if carry.next_offset != first {
             return Err(TablesFault::Gap(first));
@@ -285,7 +288,11 @@ impl Shipper {
             .data_dir
             .join(gridlog_firmware::archive::ARCHIVE_DIR_NAME)
             .join(gridlog_firmware::archive::archive_file_name(first));
-        if let Some(header) = tokio::task::block_in_place(|| archive_header(&path)) {
+        let header = tokio::task::block_in_place(|| {
+            let mut file = std::fs::File::open(&path).ok()?;
+            gridlog_firmware::archive::read_header(&mut file, &path).ok()
+        });
+        if let Some(header) = header {
             if header.sha256 != sha || header.next_offset != next {
                 return Err(TablesFault::WrongCopy { first });
             }
@@ -348,60 +355,6 @@ impl Shipper {
         }
         lineage::write_durably(&self.carry_path(), &carry.encode())?;
         Ok(())
-    }
-}
-
-/// Which files a segment makes, and its last offset.
-#[derive(Debug)]
-struct Scan {
-    files: Vec<(Table, i64)>,
-    last_offset: Offset,
-}
-
-/// The header of the archive file at `path`, if there is one that decodes.
-fn archive_header(path: &std::path::Path) -> Option<gridlog_common::archive::ArchiveHeader> {
-    use std::io::Read;
-    let mut head = [0u8; gridlog_common::archive::ARCHIVE_HEADER_BYTES];
-    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
-    gridlog_common::archive::ArchiveHeader::decode(&head).ok()
-}
-
-/// One segment's tables work, owned, so it can run off the runtime's threads.
-#[derive(Debug, Clone)]
-struct SegmentJob {
-    site: String,
-    lineage: String,
-    first: Offset,
-    records: Arc<dyn Records>,
-    /// The baselines where the segment begins.
-    carry: Carry,
-}
-
-impl SegmentJob {
-    fn input(&self) -> SegmentInput<'_> {
-        SegmentInput {
-            site: &self.site,
-            lineage: &self.lineage,
-            first_offset: self.first,
-            records: self.records.as_ref(),
-        }
-    }
-
-    /// Which files the segment makes, and the baselines after it.
-    fn scan(mut self) -> Result<(Scan, Carry), tables::TablesError> {
-        let mut carry = std::mem::take(&mut self.carry);
-        let segment = SegmentTables::scan(self.input(), &mut carry)?;
-        let scan = Scan {
-            files: segment.files().collect(),
-            last_offset: segment.last_offset,
-        };
-        Ok((scan, carry))
-    }
-
-    /// The file of `table` for `day` (a pass of its own over the segment).
-    fn build(mut self, table: Table, day: i64) -> Result<tables::TableFile, tables::TablesError> {
-        let mut carry = std::mem::take(&mut self.carry);
-        SegmentTables::scan(self.input(), &mut carry)?.build(table, day)
     }
 }
 

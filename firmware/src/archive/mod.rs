@@ -29,7 +29,10 @@ use sha2::{Digest, Sha256};
 use crate::wal::io::Io;
 use crate::wal::segment::{frame_at, FrameAt};
 use crate::wal::Damage;
+
+mod records;
 use gridlog_common::segment::SEGMENT_HEADER_BYTES;
+pub use records::{for_each_record, for_each_record_in_file, read_header, SegmentRecordsInvalid};
 
 /// Name of the archive directory inside a data directory.
 pub const ARCHIVE_DIR_NAME: &str = "archive";
@@ -108,13 +111,12 @@ pub fn list(data_dir: &Path) -> io::Result<(Vec<ArchiveEntry>, Vec<Damage>)> {
         if name.ends_with(".tmp") || !entry.file_type()?.is_file() {
             continue;
         }
-        let mut head = [0u8; ARCHIVE_HEADER_BYTES];
         let mut file = File::open(&path)?;
         let file_bytes = file.metadata()?.len();
-        let header = file
-            .read_exact(&mut head)
-            .map_err(|e| e.to_string())
-            .and_then(|()| ArchiveHeader::decode(&head).map_err(|e| e.to_string()));
+        let header = read_header(&mut file, &path).map_err(|e| match e {
+            ArchiveError::Damaged(d) => d.reason,
+            other => other.to_string(),
+        });
         match header {
             Ok(header) if name == archive_file_name(header.first_offset) => {
                 entries.push(ArchiveEntry {
@@ -247,49 +249,6 @@ pub fn verify_bytes(bytes: &[u8]) -> Result<(ArchiveHeader, Vec<u8>), ArchiveInv
         return Err(ArchiveInvalid::Checksum);
     }
     Ok((header, original))
-}
-
-/// What is wrong inside a segment that [`verify_bytes`] returned (its checksums held, so
-/// only a writer's bug or a forged archive can cause this).
-#[derive(Debug, thiserror::Error)]
-#[error("segment byte {position}: {reason}")]
-pub struct SegmentRecordsInvalid {
-    /// Byte position in the segment.
-    pub position: u64,
-    /// What is wrong there.
-    pub reason: String,
-}
-
-/// Calls `f` with every record of `original` (a segment's bytes, as [`verify_bytes`]
-/// returns them) in offset order, from `first_offset`; returns one past the last offset.
-/// Frame offsets must run on without a gap from `first_offset`.
-pub fn for_each_record(
-    original: &[u8],
-    first_offset: Offset,
-    mut f: impl FnMut(Offset, &[u8]),
-) -> Result<Offset, SegmentRecordsInvalid> {
-    let mut pos = SEGMENT_HEADER_BYTES;
-    let mut expected = first_offset;
-    let invalid = |pos: usize, reason: String| SegmentRecordsInvalid {
-        position: pos as u64,
-        reason,
-    };
-    loop {
-        match frame_at(original, pos) {
-            FrameAt::Batch { view, len } => {
-                if view.first_offset != expected {
-                    return Err(invalid(pos, "frame offsets are not continuous".into()));
-                }
-                expected = view.next_offset();
-                view.records()
-                    .for_each(|(offset, record)| f(offset, record));
-                pos += len;
-            }
-            FrameAt::Commit { len, .. } => pos += len,
-            FrameAt::Footer { .. } | FrameAt::End => return Ok(expected),
-            FrameAt::Invalid(reason) => return Err(invalid(pos, reason)),
-        }
-    }
 }
 
 /// The archive of a sealed segment (`original`: its bytes to the end of the footer): its
@@ -588,228 +547,5 @@ impl ArchiveCursor {
                 }
             }
         }
-    }
-}
-
-/// Bytes a streamed reader keeps behind its position before it drops them.
-const STREAM_COMPACT_BYTES: usize = 1 << 20;
-/// Bytes read from the decompressor at a time.
-const STREAM_READ_BYTES: usize = 64 * 1024;
-
-/// [`for_each_record`] over an archive file, decompressed as it is read: memory holds the
-/// decoder's window and about one frame, whatever the segment's size. Checks the header
-/// first and, at the end, the decompressed length, CRC-32 and SHA-256 against it, so damage
-/// anywhere is an error; `f` may have seen records before damage was found (act on them only
-/// on success). Returns the header and one past the last offset.
-pub fn for_each_record_in_file(
-    path: &Path,
-    mut f: impl FnMut(Offset, &[u8]),
-) -> Result<(ArchiveHeader, Offset), ArchiveError> {
-    let io_err = |source| ArchiveError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = File::open(path).map_err(io_err)?;
-    let mut head = [0u8; ARCHIVE_HEADER_BYTES];
-    file.read_exact(&mut head).map_err(io_err)?;
-    let header = ArchiveHeader::decode(&head).map_err(|e| damaged(path, 0, e.to_string()))?;
-    if header.original_bytes > ARCHIVE_ORIGINAL_BYTES_MAX {
-        return Err(damaged(
-            path,
-            0,
-            ArchiveInvalid::TooLarge {
-                claimed: header.original_bytes,
-            }
-            .to_string(),
-        ));
-    }
-    let decoder = zstd::stream::read::Decoder::new(file).map_err(io_err)?;
-    let mut stream = Hashed {
-        inner: decoder.take(header.original_bytes + 1),
-        crc: crc32fast::Hasher::new(),
-        sha: Sha256::new(),
-        bytes: 0,
-    };
-    let expected = records_in_stream(&mut stream, header.first_offset, path, &mut f)?;
-    io::copy(&mut stream, &mut io::sink()).map_err(io_err)?;
-    let checksums_hold = stream.bytes == header.original_bytes
-        && stream.crc.finalize() == header.original_crc32
-        && <[u8; 32]>::from(stream.sha.finalize()) == header.sha256;
-    if !checksums_hold {
-        return Err(damaged(
-            path,
-            ARCHIVE_HEADER_BYTES as u64,
-            ArchiveInvalid::Checksum.to_string(),
-        ));
-    }
-    Ok((header, expected))
-}
-
-/// The frames of a segment read from `stream` (its bytes, decompressed), each batch's records
-/// passed to `f`; one past the last offset. Stops at the footer; a segment that ends without
-/// one is damaged (an archived segment is sealed).
-fn records_in_stream(
-    stream: &mut impl Read,
-    first_offset: Offset,
-    path: &Path,
-    f: &mut impl FnMut(Offset, &[u8]),
-) -> Result<Offset, ArchiveError> {
-    let io_err = |source| ArchiveError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    // Damage inside the segment is named by its position in the decompressed segment.
-    let invalid =
-        |at: u64, reason: String| damaged(path, at, format!("segment byte {at}: {reason}"));
-    let (mut buf, mut pos, mut dropped) = (Vec::new(), SEGMENT_HEADER_BYTES, 0u64);
-    fill(stream, &mut buf, SEGMENT_HEADER_BYTES).map_err(io_err)?;
-    let mut expected = first_offset;
-    loop {
-        if pos >= STREAM_COMPACT_BYTES {
-            buf.drain(..pos);
-            dropped += pos as u64;
-            pos = 0;
-        }
-        // A whole frame header first: a partial one of zero bytes would read as the end.
-        fill(
-            stream,
-            &mut buf,
-            pos + gridlog_common::frame::FRAME_HEADER_BYTES,
-        )
-        .map_err(io_err)?;
-        while let Err(gridlog_common::frame::FrameError::Truncated { needed, .. }) =
-            gridlog_common::frame::decode(&buf[pos..])
-        {
-            if !fill(stream, &mut buf, pos + needed).map_err(io_err)? {
-                break;
-            }
-        }
-        match frame_at(&buf, pos) {
-            FrameAt::Batch { view, len } => {
-                if view.first_offset != expected {
-                    return Err(invalid(
-                        dropped + pos as u64,
-                        "frame offsets are not continuous".into(),
-                    ));
-                }
-                expected = view.next_offset();
-                view.records()
-                    .for_each(|(offset, record)| f(offset, record));
-                pos += len;
-            }
-            FrameAt::Commit { len, .. } => pos += len,
-            FrameAt::Footer { .. } => break,
-            // An archived segment is sealed: its frames end with the footer.
-            FrameAt::End => {
-                return Err(invalid(
-                    dropped + pos as u64,
-                    "the segment ends without its footer".into(),
-                ))
-            }
-            FrameAt::Invalid(reason) => return Err(invalid(dropped + pos as u64, reason)),
-        }
-    }
-    Ok(expected)
-}
-
-/// Reads until `buf` holds `len` bytes; false if the stream ended first.
-fn fill(stream: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> io::Result<bool> {
-    while buf.len() < len {
-        let have = buf.len();
-        buf.resize(have + STREAM_READ_BYTES.max(len - have), 0);
-        let n = stream.read(&mut buf[have..])?;
-        buf.truncate(have + n);
-        if n == 0 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// A reader that hashes what passes through it.
-struct Hashed<R> {
-    inner: R,
-    crc: crc32fast::Hasher,
-    sha: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Read for Hashed<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
-        self.crc.update(&out[..n]);
-        self.sha.update(&out[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wal::{Wal, WalOptions};
-
-    /// Hands out at most 1, 2, … 7 bytes per read, in turn: frame headers land across reads
-    /// at every position.
-    struct Trickle<'a> {
-        bytes: &'a [u8],
-        turn: usize,
-    }
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            self.turn += 1;
-            let n = (self.turn % 7 + 1).min(out.len()).min(self.bytes.len());
-            out[..n].copy_from_slice(&self.bytes[..n]);
-            self.bytes = &self.bytes[n..];
-            Ok(n)
-        }
-    }
-
-    #[test]
-    fn a_segment_read_a_few_bytes_at_a_time_gives_every_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(dir.path(), WalOptions::default().segment_bytes(16 * 1024)).unwrap();
-        // Records of many sizes, so frame lengths with a zero low byte occur too.
-        let pending: Vec<_> = (0..40usize)
-            .map(|i| {
-                let batch: Vec<Vec<u8>> = (0..10 + i % 23)
-                    .map(|j| vec![(i + j) as u8; 1 + (i * 37 + j * 11) % 300])
-                    .collect();
-                wal.append_nowait(&batch).unwrap()
-            })
-            .collect();
-        for p in pending {
-            p.wait().unwrap();
-        }
-        let sealed = wal.sealed_segments();
-        assert!(sealed.len() >= 3, "{sealed:?}");
-        for (first, next) in sealed {
-            let bytes = wal.sealed_segment(first).unwrap().to_vec();
-            let mut whole = Vec::new();
-            let end = for_each_record(&bytes, first, |o, r| whole.push((o, r.to_vec()))).unwrap();
-            assert_eq!(end, next);
-            let mut streamed = Vec::new();
-            let mut trickle = Trickle {
-                bytes: &bytes,
-                turn: 0,
-            };
-            let end = records_in_stream(&mut trickle, first, Path::new("t"), &mut |o, r| {
-                streamed.push((o, r.to_vec()))
-            })
-            .unwrap();
-            assert_eq!((end, &streamed), (next, &whole));
-            // Without its footer, the segment is refused.
-            let footer_at = bytes.len() - 1;
-            let cut = &bytes[..footer_at.min(bytes.len())];
-            let mut trickle = Trickle {
-                bytes: cut,
-                turn: 0,
-            };
-            assert!(
-                records_in_stream(&mut trickle, first, Path::new("t"), &mut |_, _| {}).is_err()
-            );
-        }
-        wal.close().unwrap();
     }
 }
