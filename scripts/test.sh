@@ -19,6 +19,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A whole check is one pass, not an edit loop: incremental compilation only adds its cache
+# (gigabytes across the test binaries) to the target dir.
+export CARGO_INCREMENTAL=0
+
 MCU_TARGET=thumbv7em-none-eabihf
 # The gateways' targets besides this machine's (see README, "Supported targets").
 ARM_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
