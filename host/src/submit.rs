@@ -2,7 +2,9 @@
 //! without blocking the runtime: the one path the HTTP API, the line-protocol ingest and the
 //! shipper share (each maps the outcome to its own answers).
 
-use gridlog_firmware::engine::{Engine, Request, Response, SubmitError};
+use gridlog_firmware::engine::{
+    CommandRequest, Engine, ItemResult, RejectionCode, Request, Response, SubmitError,
+};
 
 /// Why a submitted request has no results.
 #[derive(Debug, thiserror::Error)]
@@ -32,4 +34,43 @@ pub async fn submit_and_wait(
         Ok(result) => Ok(result?),
         Err(_) => Err(SubmitWaitError::Stopped),
     }
+}
+
+/// Submits `commands` as requests of as many commands as fit one log frame, in order, and
+/// returns one result per command. First all of them as one request; when the engine
+/// refuses that as larger than a frame (`request_too_large` for every command, nothing
+/// stored), each half again, and so on. Only for sources whose batches have no atomicity
+/// (line protocol: a body is many independent writes); never for a request with a command id,
+/// whose commands must share one frame. A refusal of the engine (busy, stopping) part-way
+/// returns the error: the halves before it are stored, and the client's retry of the whole
+/// batch meets the duplicate rule.
+pub async fn submit_in_frames(
+    engine: &Engine,
+    commands: Vec<CommandRequest>,
+) -> Result<Vec<ItemResult>, SubmitWaitError> {
+    let mut results = Vec::with_capacity(commands.len());
+    // The parts still to submit, the next one last.
+    let mut parts = vec![commands];
+    while let Some(mut part) = parts.pop() {
+        let request = Request {
+            commands: part.clone(),
+            command_id: None,
+        };
+        let response = submit_and_wait(engine, request).await?;
+        if part.len() > 1 && too_large_for_a_frame(&response.results) {
+            let second = part.split_off(part.len() / 2);
+            parts.push(second);
+            parts.push(part);
+            continue;
+        }
+        results.extend(response.results);
+    }
+    Ok(results)
+}
+
+/// The engine refused a whole request as larger than one log frame.
+fn too_large_for_a_frame(results: &[ItemResult]) -> bool {
+    results.iter().all(|r| {
+        matches!(r, ItemResult::Rejected(rejection) if rejection.code == RejectionCode::RequestTooLarge)
+    })
 }

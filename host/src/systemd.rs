@@ -63,6 +63,9 @@ pub struct CommitHealth {
     rounds: u64,
     queued: usize,
     failed: bool,
+    /// The log waits for space (a full disk) or for file handles or kernel memory: a
+    /// shortage it retries by itself (every `DISK_FULL_RETRY`) and reports in status.
+    waiting_for_resources: bool,
 }
 
 impl CommitHealth {
@@ -72,13 +75,20 @@ impl CommitHealth {
             rounds: stats.wal.rounds,
             queued: stats.queued,
             failed: stats.failed.is_some(),
+            waiting_for_resources: stats.wal.disk_full || stats.wal.resources_exhausted,
         }
     }
 
     /// Healthy unless the log failed, or requests were waiting at both samples and no write
-    /// round finished between them (a commit path stuck in a write or a sync).
+    /// round finished between them (a commit path stuck in a write or a sync). A log that
+    /// waits for disk space is not stuck: it resumes by itself when space is freed, and a
+    /// restart would only replay the log and wait again (a restart loop on a full disk).
     pub fn healthy_since(self, earlier: CommitHealth) -> bool {
-        let stuck = earlier.queued > 0 && self.queued > 0 && self.rounds == earlier.rounds;
+        let stuck = earlier.queued > 0
+            && self.queued > 0
+            && self.rounds == earlier.rounds
+            && !self.waiting_for_resources
+            && !earlier.waiting_for_resources;
         !self.failed && !stuck
     }
 }
@@ -94,6 +104,14 @@ pub fn spawn_watchdog(engine: Arc<Engine>) -> Option<tokio::task::JoinHandle<()>
             let now = CommitHealth::sample(&engine.stats());
             if now.healthy_since(earlier) {
                 notify(&[NotifyState::Watchdog]);
+                if now.waiting_for_resources != earlier.waiting_for_resources {
+                    let status = if now.waiting_for_resources {
+                        "ready; writes wait for disk space (or file handles, memory)"
+                    } else {
+                        "ready"
+                    };
+                    notify(&[NotifyState::Status(status)]);
+                }
             } else {
                 tracing::error!(
                     failed = now.failed,
@@ -115,6 +133,14 @@ mod tests {
             rounds,
             queued,
             failed,
+            waiting_for_resources: false,
+        }
+    }
+
+    fn waiting_for_space(rounds: u64, queued: usize) -> CommitHealth {
+        CommitHealth {
+            waiting_for_resources: true,
+            ..health(rounds, queued, false)
         }
     }
 
@@ -136,6 +162,15 @@ mod tests {
     #[test]
     fn work_that_just_arrived_is_not_yet_stuck() {
         assert!(health(5, 3, false).healthy_since(health(5, 0, false)));
+    }
+
+    #[test]
+    fn work_waiting_for_disk_space_is_not_stuck() {
+        assert!(waiting_for_space(5, 3).healthy_since(waiting_for_space(5, 1)));
+        // Space has just come back: the writer's next retry has a whole period to finish.
+        assert!(health(5, 3, false).healthy_since(waiting_for_space(5, 1)));
+        // A period later without a round, it is stuck.
+        assert!(!health(5, 3, false).healthy_since(health(5, 3, false)));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod influxd;
 pub mod kill;
 pub mod mosquitto;
 pub mod server;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,37 +6,12 @@
 //! Needs root to mount tmpfs (CI and developer machines of this project run as root); it
 //! fails, not skips, when the mount is refused.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gridlog_firmware::wal::{Wal, WalOptions};
-
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(size: &str) -> (tempfile::TempDir, Tmpfs) {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs failed (this test needs root): {status}"
-        );
-        let path = dir.path().to_path_buf();
-        (dir, Tmpfs(path))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
+use gridlog_tests::tmpfs::Tmpfs;
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -48,8 +23,8 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn a_full_disk_pauses_writes_and_loses_nothing() {
-    let (_guard, fs) = Tmpfs::mount("8m");
-    let data = fs.0.join("data");
+    let fs = Tmpfs::mount("8m");
+    let data = fs.path().join("data");
     let options = || {
         WalOptions::default()
             .segment_bytes(512 * 1024)
@@ -57,8 +32,8 @@ fn a_full_disk_pauses_writes_and_loses_nothing() {
     };
     let wal = Arc::new(Wal::open(&data, options()).unwrap());
     // Fill what is left but a little, so that two more segments fit and the third does not.
-    let free = nix_free(&fs.0);
-    let filler = fs.0.join("filler");
+    let free = fs.free_bytes();
+    let filler = fs.path().join("filler");
     std::fs::write(&filler, vec![1u8; (free - 1_100 * 1024) as usize]).unwrap();
 
     let acked = Arc::new(AtomicU64::new(0));
@@ -126,19 +101,4 @@ fn a_full_disk_pauses_writes_and_loses_nothing() {
     assert!(n >= total, "acknowledged {total}, found {n}");
     drop(wal);
     assert!(gridlog_firmware::wal::verify(&data).unwrap().is_clean());
-}
-
-fn nix_free(path: &std::path::Path) -> u64 {
-    let out = Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }

@@ -24,7 +24,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use gridlog_firmware::engine::Request as EngineRequest;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -447,22 +446,18 @@ async fn read_body(state: &AppState, api: Api, body: Body) -> Result<Bytes, Infl
     })
 }
 
-/// Submits the commands (if any) and waits until they are durable.
+/// Submits the commands (if any) and waits until they are durable. A body's lines are
+/// independent writes: a body whose events do not fit one log frame is stored as several
+/// requests (`submit_in_frames`), never refused whole.
 async fn store(state: &AppState, api: Api, mut prepared: Prepared) -> Result<Outcome, InfluxError> {
     if prepared.commands.is_empty() {
         return Ok(prepared.outcome(&[]));
     }
     let commands = std::mem::take(&mut prepared.commands);
-    let response = crate::server::submit(
-        state,
-        EngineRequest {
-            commands,
-            command_id: None,
-        },
-    )
-    .await
-    .map_err(|e| InfluxError::from_api(api, e))?;
-    Ok(prepared.outcome(&response.results))
+    let results = crate::server::submit_in_frames(state, commands)
+        .await
+        .map_err(|e| InfluxError::from_api(api, e))?;
+    Ok(prepared.outcome(&results))
 }
 
 /// 204 when no line was refused, else 400 naming the first refused line.

@@ -38,7 +38,7 @@ use utoipa_axum::routes;
 
 use crate::config::Config;
 use error::{ApiError, AuthFailure};
-pub(crate) use write::submit;
+pub(crate) use write::submit_in_frames;
 
 /// Everything a handler needs.
 #[derive(Clone)]

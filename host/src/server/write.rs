@@ -17,15 +17,31 @@ use crate::submit::{submit_and_wait, SubmitWaitError};
 pub(crate) async fn submit(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let engine = state.engine()?;
     super::note_submitted();
-    match submit_and_wait(engine, request).await {
-        Ok(response) => Ok(response),
-        Err(SubmitWaitError::Submit(e)) => Err(e.into()),
-        Err(SubmitWaitError::Stopped) => Err(ApiError::new(
+    submit_and_wait(engine, request).await.map_err(api_error)
+}
+
+/// Submits independent `commands` in as many requests as log frames need
+/// ([`submit_in_frames`]) and awaits their durable results, one per command.
+pub(crate) async fn submit_in_frames(
+    state: &AppState,
+    commands: Vec<CommandRequest>,
+) -> Result<Vec<ItemResult>, ApiError> {
+    let engine = state.engine()?;
+    super::note_submitted();
+    crate::submit::submit_in_frames(engine, commands)
+        .await
+        .map_err(api_error)
+}
+
+fn api_error(error: SubmitWaitError) -> ApiError {
+    match error {
+        SubmitWaitError::Submit(e) => e.into(),
+        SubmitWaitError::Stopped => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the engine stopped",
         )
-        .retry(5)),
+        .retry(5),
     }
 }
 
