@@ -156,7 +156,7 @@ fn restore_after_wipe_matches_and_the_restored_gateway_continues_under_a_new_lin
 }
 
 #[test]
-fn tampered_and_missing_objects_are_detected_by_restore() {
+fn tampered_oversized_and_missing_objects_are_detected_by_restore() {
     let moto = Moto::start();
     let bucket = moto.bucket();
     let prefix = "tamper";
@@ -201,6 +201,18 @@ fn tampered_and_missing_objects_are_detected_by_restore() {
     let (code, _, err) = restore(prefix, &target, &moto.endpoint(), &["--full"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("tampered") && err.contains(&segment), "{err}");
+
+    // An object far larger than its manifest says is refused on its size, before its body
+    // fills memory (what comes from the store is untrusted).
+    bucket.overwrite(&segment, vec![0x5a; 24 * 1024 * 1024]);
+    let (code, _, err) = restore(prefix, &target, &moto.endpoint(), &["--full"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("tampered") && err.contains(&segment) && err.contains("expected"),
+        "{err}"
+    );
+    let expected_at_most = format!("at most {} expected", objects[&segment].len());
+    assert!(err.contains(&expected_at_most), "{err}");
 
     // A missing segment.
     bucket.overwrite(&segment, objects[&segment].clone());

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 
 use object_store::path::Path as Key;
 
-use super::manifest::Manifest;
+use super::manifest::{Manifest, MANIFEST_BYTES_MAX};
 use super::restore::{newest_lineage, walk_chain, RestoreError};
-use super::store::Store;
+use super::store::{GetError, Store};
 use super::{sha256, Sha256};
 use crate::config::ShipConfig;
 
@@ -26,7 +26,7 @@ use crate::config::ShipConfig;
 pub struct Expected {
     /// SHA-256 of its bytes.
     pub sha256: Sha256,
-    /// Its size.
+    /// Its size (0 for a manifest: no manifest records its own).
     pub bytes: u64,
     /// A chunk that a segment of the chain covers wholly: it may be gone.
     pub superseded: bool,
@@ -146,15 +146,26 @@ pub async fn audit(url: &str, site: &str, ship: &ShipConfig) -> Result<AuditRepo
     let (mut report, to_read) = compare(&expected, &listed);
     report.manifests = chain.len() as u64;
     for key in to_read {
-        let Some(bytes) = store.get(&Key::from(key.as_str())).await? else {
-            report.missing.push(key);
-            continue;
-        };
-        if sha256(&bytes) != expected[&key].sha256 {
-            report.tampered.push(key);
+        match store
+            .get(&Key::from(key.as_str()), read_bytes_max(&expected[&key]))
+            .await
+        {
+            Ok(Some(bytes)) if sha256(&bytes) == expected[&key].sha256 => {}
+            Ok(Some(_)) | Err(GetError::TooLarge(_)) => report.tampered.push(key),
+            Ok(None) => report.missing.push(key),
+            Err(GetError::Store(e)) => return Err(e.into()),
         }
     }
     Ok(report)
+}
+
+/// The most an object is read: its size in the manifest, or for a manifest (whose size no
+/// manifest records) the most a manifest may be.
+fn read_bytes_max(expected: &Expected) -> u64 {
+    match expected.bytes {
+        0 => MANIFEST_BYTES_MAX as u64,
+        bytes => bytes,
+    }
 }
 
 #[cfg(test)]

@@ -124,9 +124,44 @@ pub enum StoreError {
     /// The store answered with an error.
     #[error("store error: {0}")]
     Store(#[from] object_store::Error),
+    /// An object is larger than it may be (a manifest over `MANIFEST_BYTES_MAX`).
+    #[error("store error: {0}")]
+    TooLarge(#[from] ObjectTooLarge),
     /// Stopped while waiting to retry.
     #[error("stopped")]
     Stopped,
+}
+
+/// An object larger than its manifest (or its kind) allows: refused before it fills memory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("object {key} is {bytes} bytes or more; at most {max_bytes} expected")]
+pub struct ObjectTooLarge {
+    /// The object.
+    pub key: String,
+    /// Its size as listed, or what had arrived when it passed the bound.
+    pub bytes: u64,
+    /// The bound.
+    pub max_bytes: u64,
+}
+
+impl From<GetError> for StoreError {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Store(e) => StoreError::Store(e),
+            GetError::TooLarge(e) => StoreError::TooLarge(e),
+        }
+    }
+}
+
+/// Why an object could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    /// The object is larger than it may be.
+    #[error(transparent)]
+    TooLarge(#[from] ObjectTooLarge),
 }
 
 /// How one verified upload ended.
@@ -300,23 +335,48 @@ impl Store {
         Backoff::new(self.retry_min, self.retry_max)
     }
 
-    /// Reads a whole object; `None` if there is none.
-    pub async fn get(&self, key: &Path) -> Result<Option<Bytes>, object_store::Error> {
-        Ok(self.get_with_attributes(key).await?.map(|(b, _)| b))
+    /// Reads a whole object of at most `max_bytes` (what its manifest says, or the bound of
+    /// its kind); `None` if there is none. What comes from the store is untrusted: a larger
+    /// object is refused on its size before its body is read, and a body that runs past its
+    /// size is cut off at `max_bytes`, so memory never holds more ([`ObjectTooLarge`]).
+    pub async fn get(&self, key: &Path, max_bytes: u64) -> Result<Option<Bytes>, GetError> {
+        Ok(self
+            .get_with_attributes(key, max_bytes)
+            .await?
+            .map(|(b, _)| b))
     }
 
     async fn get_with_attributes(
         &self,
         key: &Path,
-    ) -> Result<Option<(Bytes, Attributes)>, object_store::Error> {
-        match self.inner.get_opts(key, GetOptions::default()).await {
-            Ok(result) => {
-                let attributes = result.attributes.clone();
-                Ok(Some((result.bytes().await?, attributes)))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+        max_bytes: u64,
+    ) -> Result<Option<(Bytes, Attributes)>, GetError> {
+        let result = match self.inner.get_opts(key, GetOptions::default()).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let too_large = |bytes: u64| ObjectTooLarge {
+            key: key.to_string(),
+            bytes,
+            max_bytes,
+        };
+        if result.meta.size > max_bytes {
+            return Err(too_large(result.meta.size).into());
         }
+        let attributes = result.attributes.clone();
+        // The size said is at most max_bytes; reserve no more than that.
+        let mut body = Vec::with_capacity(usize::try_from(result.meta.size).unwrap_or(0));
+        let mut stream = result.into_stream();
+        while let Some(piece) = stream.next().await {
+            let piece = piece?;
+            let total = body.len() as u64 + piece.len() as u64;
+            if total > max_bytes {
+                return Err(too_large(total).into());
+            }
+            body.extend_from_slice(&piece);
+        }
+        Ok(Some((Bytes::from(body), attributes)))
     }
 
     /// Deletes an object (absent is fine).
@@ -402,7 +462,10 @@ impl Store {
                 need_put = false;
             }
             status.requests.fetch_add(1, Ordering::Relaxed);
-            match self.get_with_attributes(&upload.key).await {
+            match self
+                .get_with_attributes(&upload.key, read_back_bytes_max(&upload))
+                .await
+            {
                 Ok(Some((bytes, attrs))) => {
                     status
                         .bytes_read
@@ -422,13 +485,24 @@ impl Store {
                     self.failed(&upload.key, "GET", &e, &mut backoff, status, stop)
                         .await?;
                 }
-                Err(e) => {
+                Err(GetError::TooLarge(e)) => {
+                    return Ok(Stored::Conflict(format!(
+                        "{e}: it already exists with other content"
+                    )))
+                }
+                Err(GetError::Store(e)) => {
                     self.failed(&upload.key, "GET", &e, &mut backoff, status, stop)
                         .await?;
                 }
             }
         }
     }
+}
+
+/// The most a read-back reads: an equivalent object (the same segment archived again, with
+/// other compression) is about our size; one more than twice as large cannot be ours.
+fn read_back_bytes_max(upload: &Upload<'_>) -> u64 {
+    upload.bytes.len() as u64 * 2 + 1024 * 1024
 }
 
 /// What a read-back says about an upload (a pure decision): our bytes (with metadata that

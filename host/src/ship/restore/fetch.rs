@@ -13,7 +13,9 @@ use object_store::path::Path as Key;
 
 use crate::ship::layout::{Layout, ObjectName};
 use crate::ship::lineage::{self};
-use crate::ship::manifest::{ChunkEntry, Manifest, SegmentEntry, SnapshotEntry};
+use crate::ship::manifest::{
+    ChunkEntry, Manifest, SegmentEntry, SnapshotEntry, MANIFEST_BYTES_MAX,
+};
 use crate::ship::store::Store;
 use crate::ship::{sha256, Sha256};
 use gridlog_firmware::archive::verify_bytes;
@@ -44,7 +46,7 @@ pub(super) async fn restore_chunks(
     let mut downloaded = 0;
     for entry in chunks {
         let bytes = store
-            .get(&Key::from(entry.key.as_str()))
+            .get(&Key::from(entry.key.as_str()), entry.object_bytes)
             .await?
             .ok_or_else(|| RestoreError::Missing {
                 key: entry.key.clone(),
@@ -229,14 +231,13 @@ pub(crate) async fn walk_chain(
     let mut expected_sha: Option<Sha256> = None;
     let mut expected_seq: Option<u64> = None;
     loop {
-        let bytes =
-            store
-                .get(&Key::from(key.as_str()))
-                .await?
-                .ok_or_else(|| RestoreError::Missing {
-                    key: key.clone(),
-                    what: "a manifest of the chain".into(),
-                })?;
+        let bytes = store
+            .get(&Key::from(key.as_str()), MANIFEST_BYTES_MAX as u64)
+            .await?
+            .ok_or_else(|| RestoreError::Missing {
+                key: key.clone(),
+                what: "a manifest of the chain".into(),
+            })?;
         let sha = sha256(&bytes);
         if let Some(expected) = &expected_sha {
             if *expected != sha {
@@ -314,16 +315,17 @@ pub(crate) async fn fetch_segment(
     entry: &SegmentEntry,
 ) -> Result<FetchedSegment, RestoreError> {
     let key = Key::from(entry.key.as_str());
-    let bytes = store
-        .get(&key)
-        .await?
-        .ok_or_else(|| RestoreError::Missing {
-            key: entry.key.clone(),
-            what: format!(
-                "the segment of offsets {}..{}",
-                entry.first_offset, entry.next_offset
-            ),
-        })?;
+    let bytes =
+        store
+            .get(&key, entry.object_bytes)
+            .await?
+            .ok_or_else(|| RestoreError::Missing {
+                key: entry.key.clone(),
+                what: format!(
+                    "the segment of offsets {}..{}",
+                    entry.first_offset, entry.next_offset
+                ),
+            })?;
     let tampered = |reason: String| RestoreError::Tampered {
         key: entry.key.clone(),
         reason,
@@ -368,7 +370,7 @@ pub(super) async fn restore_snapshot(
     log_id: Option<[u8; 16]>,
 ) -> Result<u64, RestoreError> {
     let bytes = store
-        .get(&Key::from(entry.key.as_str()))
+        .get(&Key::from(entry.key.as_str()), entry.object_bytes)
         .await?
         .ok_or_else(|| RestoreError::Missing {
             key: entry.key.clone(),

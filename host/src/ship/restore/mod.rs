@@ -30,7 +30,7 @@ use gridlog_firmware::engine::state::SystemState;
 use super::layout::Layout;
 use super::lineage::{self, ParentLink};
 use super::manifest::{ChunkEntry, Manifest, ManifestLink, SegmentEntry, SnapshotEntry};
-use super::store::{Store, StoreError};
+use super::store::{GetError, Store, StoreError};
 use super::{hex, Sha256};
 use crate::config::ShipConfig;
 
@@ -131,6 +131,18 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError + '_ {
     move |source| RestoreError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+impl From<GetError> for RestoreError {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Store(e) => RestoreError::Store(e),
+            GetError::TooLarge(e) => RestoreError::Tampered {
+                key: e.key.clone(),
+                reason: e.to_string(),
+            },
+        }
     }
 }
 

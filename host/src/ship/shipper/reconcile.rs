@@ -17,7 +17,7 @@ use super::objects::Confirmed;
 use super::{manifest_link, HaltReason, Head, Listed, ShipError, Shipper};
 use crate::ship::layout::ObjectName;
 use crate::ship::lineage::{self, ParentLink};
-use crate::ship::manifest::{Manifest, ManifestLink};
+use crate::ship::manifest::{Manifest, ManifestLink, MANIFEST_BYTES_MAX};
 use crate::ship::record::{record, system_state};
 use crate::ship::status::unix_ms_now;
 use crate::ship::store::StoreError;
@@ -73,7 +73,12 @@ impl Shipper {
                 return Err(StoreError::Stopped.into());
             }
             self.status.requests.fetch_add(1, Ordering::Relaxed);
-            let Some(bytes) = self.store.get(key).await.map_err(StoreError::from)? else {
+            let Some(bytes) = self
+                .store
+                .get(key, MANIFEST_BYTES_MAX as u64)
+                .await
+                .map_err(StoreError::from)?
+            else {
                 continue;
             };
             self.adopt(*seq, key, &bytes).await?;
