@@ -676,6 +676,16 @@ impl Config {
         if self.engine.entities_max == 0 {
             return bad("engine.entities_max must be at least 1".into());
         }
+        let (min, max) = (
+            gridlog_firmware::wal::SEGMENT_BYTES_MIN,
+            gridlog_firmware::wal::SEGMENT_BYTES_MAX,
+        );
+        if !(min..=max).contains(&self.wal.segment_bytes) {
+            return bad(format!(
+                "wal.segment_bytes must be in {min}..={max} on this target, not {}",
+                self.wal.segment_bytes
+            ));
+        }
         if !(self.demo.speed > 0.0 && self.demo.speed <= 10_000.0) {
             return bad(format!(
                 "demo.speed must be in (0, 10000], not {}",

@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gridlog_firmware::engine::{Clock, Engine, EngineOptions, RollupOptions, SystemClock};
-use gridlog_firmware::wal::WalOptions;
+use gridlog_firmware::engine::{
+    Clock, Engine, EngineOpenError, EngineOptions, RollupOptions, SystemClock,
+};
+use gridlog_firmware::wal::{OpenError, WalOptions};
 
 use super::Outcome;
 use crate::config::{Config, ConfigError};
@@ -329,6 +331,18 @@ async fn reload_on_hangup(
     }
 }
 
+/// The exit status of a start that could not open the data directory: 1 (damaged) when the
+/// history itself is at fault, 2 (could not be done) for a lock another process holds, log
+/// options out of range or an I/O error, which no repair of the data would change.
+fn open_failure(error: &EngineOpenError) -> Outcome {
+    match error {
+        EngineOpenError::Log(
+            OpenError::Locked(_) | OpenError::InvalidOptions(_) | OpenError::Io { .. },
+        ) => Outcome::Failed,
+        _ => Outcome::Damaged,
+    }
+}
+
 /// Recovers the data directory off the runtime's threads; the outcome to exit with if it
 /// cannot (a damaged directory, or a recovery task that died).
 async fn open_engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Engine>, Outcome> {
@@ -339,7 +353,7 @@ async fn open_engine(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Engin
         Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot open the data directory");
             eprintln!("gridlog: cannot open {}: {e}", config.data_dir.display());
-            Err(Outcome::Damaged)
+            Err(open_failure(&e))
         }
         Err(e) => {
             eprintln!("gridlog: recovery task failed: {e}");
