@@ -1,5 +1,6 @@
 //! Bad MQTT input, each through a real mosquitto: payloads that are not JSON, lack the
-//! pointer, are 10 MB, a unit mistake, a retained message replayed at every reconnection.
+//! pointer, are 512 KiB, a unit mistake, a retained message replayed at every reconnection,
+//! a packet over `mqtt.packet_bytes_max` (named in status, since the broker resends it).
 //! Each is refused or judged by the engine's rules, counted by its reason, acknowledged
 //! (so the broker does not deliver it forever), and the gateway goes on storing good ones.
 
@@ -51,7 +52,7 @@ fn bad_payloads_are_refused_by_reason_and_the_gateway_goes_on() {
         "tele/a/SENSOR",
         r#"{"Time":"noon","ENERGY":{"Total":1,"Power":5}}"#,
     );
-    device.publish("tele/a/SENSOR", vec![b'{'; 10 * 1024 * 1024]);
+    device.publish("tele/a/SENSOR", vec![b'{'; 512 * 1024]);
     device.publish("tele/bad id!/SENSOR", tasmota("2026-07-01T12:00:00", 1.0));
     device.publish("tele/a/SENSOR", tasmota("2026-07-01T12:00:00", 1.0));
     device.wait_acked();
@@ -125,4 +126,33 @@ fn a_retained_message_replayed_at_each_reconnection_is_never_stored_twice() {
         code, 404,
         "nothing stored for the Shelly from retained messages"
     );
+}
+
+#[test]
+fn a_packet_over_packet_bytes_max_is_named_in_status_with_its_size_and_the_setting() {
+    let broker = Mosquitto::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Keys of [mqtt] come before the sources.
+    let config = format!("packet_bytes_max = 65536\n{}", sources());
+    let gw = gateway(&data, &broker.url(), "", &config);
+    wait_status(&gw, "connected", |s| s["connected"] == true);
+    let mut device = Publisher::connect(broker.port, "devices");
+    device.publish("tele/a/SENSOR", tasmota("2026-07-01T12:00:00", 1.0));
+    device.wait_acked();
+    wait_status(&gw, "the reading stored", |s| {
+        s["sources"][0]["stored"] == 1
+    });
+    device.publish("tele/a/SENSOR", vec![b'{'; 100 * 1024]);
+    device.wait_acked();
+    let status = wait_status(&gw, "the oversized packet named", |s| {
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("mqtt.packet_bytes_max (65536)"))
+    });
+    let error = status["last_error"].as_str().unwrap();
+    assert!(error.contains("again at every reconnection"), "{error}");
+    assert_eq!(meter(&gw, "plug-a")["latest"]["import_wh"], 1000.0);
+    // The gateway still serves.
+    assert_eq!(gw.get("/healthz").0, 200);
 }

@@ -38,7 +38,9 @@ pub struct MqttConfig {
     /// redelivered forever). Default 16384.
     pub payload_bytes_max: usize,
     /// Largest MQTT packet the connection accepts; a larger one drops the connection
-    /// (keep the broker's `max_packet_size` at or below it). Default 16777216.
+    /// (keep the broker's `max_packet_size` at or below it). The client (rumqttc 0.25) reads
+    /// up to 10 packets before they are handed on, so a burst holds up to 10 × this.
+    /// Default 1048576 (1 MiB).
     pub packet_bytes_max: usize,
     /// Longest wait between reconnection attempts (it doubles from 1 s). Default 30.
     pub reconnect_max_s: u64,
@@ -57,7 +59,7 @@ impl Default for MqttConfig {
             keep_alive_s: 30,
             queue_messages: 1024,
             payload_bytes_max: 16 * 1024,
-            packet_bytes_max: 16 * 1024 * 1024,
+            packet_bytes_max: 1024 * 1024,
             reconnect_max_s: 30,
             source: Vec::new(),
         }

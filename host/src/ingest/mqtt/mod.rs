@@ -114,6 +114,7 @@ pub fn spawn(
         status: status.clone(),
         reconnect_max_ms: config.reconnect_max_s.saturating_mul(1000),
         payload_bytes_max: config.payload_bytes_max,
+        packet_bytes_max: config.packet_bytes_max,
         clock: engine.clone(),
     };
     let processor = Processor {

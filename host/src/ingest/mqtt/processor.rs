@@ -73,7 +73,7 @@ pub fn prepare(sources: &mut Sources, batch: &[Received], payload_bytes_max: usi
                 (
                     i,
                     Err(MessageError::PayloadTooLarge {
-                        bytes: p.payload.len(),
+                        bytes: received.payload_bytes,
                         max: payload_bytes_max,
                     }),
                 )

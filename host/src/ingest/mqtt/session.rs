@@ -13,7 +13,8 @@ use std::collections::VecDeque;
 
 use gridlog_firmware::engine::{Clock, SystemClock};
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS, StateError,
+    TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -128,6 +129,8 @@ pub struct Session {
     pub reconnect_max_ms: u64,
     /// `mqtt.payload_bytes_max`.
     pub payload_bytes_max: usize,
+    /// `mqtt.packet_bytes_max`.
+    pub packet_bytes_max: usize,
     /// The engine, whose clock times arrivals.
     pub clock: Arc<gridlog_firmware::engine::Engine>,
 }
@@ -207,8 +210,14 @@ impl Session {
                 }
                 Ok(event) => self.on_event(event, &mut wait_ms),
                 Err(e) => {
-                    tracing::warn!(error = %e, wait_ms, "mqtt connection lost; reconnecting");
-                    self.status.error(format!("connection: {e}"), true);
+                    if let Some(bytes) = oversized_packet_bytes(&e) {
+                        let message = oversized_packet_message(bytes, self.packet_bytes_max);
+                        tracing::error!(bytes, "{message}");
+                        self.status.error(message, true);
+                    } else {
+                        tracing::warn!(error = %e, wait_ms, "mqtt connection lost; reconnecting");
+                        self.status.error(format!("connection: {e}"), true);
+                    }
                     // The client drops queued acknowledgements at a disconnection: the
                     // broker sends those messages again.
                     held.unsent.clear();
@@ -333,9 +342,43 @@ async fn keep_alive(client: AsyncClient, topics: Vec<String>, status: Arc<MqttSt
     }
 }
 
+/// The size of the packet the connection was lost to, if it was lost because a packet was
+/// larger than `mqtt.packet_bytes_max`.
+fn oversized_packet_bytes(error: &ConnectionError) -> Option<usize> {
+    match error {
+        ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(bytes),
+        )) => Some(*bytes),
+        _ => None,
+    }
+}
+
+/// What status and the log say about a packet over `mqtt.packet_bytes_max`: with a persistent
+/// session the broker sends it again at every reconnection, and nothing after it arrives
+/// until someone acts (MQTT 3.1.1 gives a client no way to refuse one message).
+fn oversized_packet_message(bytes: usize, packet_bytes_max: usize) -> String {
+    format!(
+        "the broker sent a packet of {bytes} bytes, over mqtt.packet_bytes_max ({packet_bytes_max}); \
+         it sends it again at every reconnection and no message after it arrives: remove it at \
+         the broker (or raise mqtt.packet_bytes_max, and the broker's max_packet_size below it)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_packet_over_the_limit_is_named_with_its_size_and_the_setting() {
+        let oversized = ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(20_000_000),
+        ));
+        assert_eq!(oversized_packet_bytes(&oversized), Some(20_000_000));
+        let io = ConnectionError::Io(std::io::Error::other("reset"));
+        assert_eq!(oversized_packet_bytes(&io), None);
+        let message = oversized_packet_message(20_000_000, 16_777_216);
+        assert!(message.contains("20000000 bytes") && message.contains("mqtt.packet_bytes_max"));
+    }
 
     #[test]
     fn broker_urls_give_host_port_and_tls() {
