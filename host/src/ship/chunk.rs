@@ -206,6 +206,14 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// How many records to reserve room for: what the header says, but never more than the
+/// checked body can hold (every record takes at least its length prefix), so a forged
+/// header cannot make the decoder reserve `CHUNK_RECORDS_MAX` records for a tiny body.
+fn records_capacity(records: u64, body_bytes: usize) -> usize {
+    let fit = body_bytes / CHUNK_RECORD_LEN_BYTES;
+    usize::try_from(records).map_or(fit, |r| r.min(fit))
+}
+
 /// Checks and decodes a chunk: its header, and its records with their offsets. Never
 /// panics; allocates at most [`CHUNK_ORIGINAL_BYTES_MAX`] plus the records' copies.
 pub fn decode(bytes: &[u8]) -> Result<(ChunkHeader, Vec<ChunkRecord>), ChunkError> {
@@ -271,7 +279,7 @@ pub fn decode(bytes: &[u8]) -> Result<(ChunkHeader, Vec<ChunkRecord>), ChunkErro
     if crc32fast::hash(&original) != u32_at(b, C_ORIGINAL_CRC_AT) {
         return Err(ChunkError::BadBodyCrc);
     }
-    let mut out = Vec::with_capacity(records as usize);
+    let mut out = Vec::with_capacity(records_capacity(records, original.len()));
     let mut rest = &original[..];
     for offset in first..next {
         let Some((len, tail)) = rest.split_first_chunk::<CHUNK_RECORD_LEN_BYTES>() else {
@@ -384,6 +392,14 @@ mod tests {
             .collect();
         assert_eq!(decoded, expected);
         assert!(encode::<Vec<u8>>([0; 16], 1, &[]).is_err());
+    }
+
+    #[test]
+    fn a_forged_record_count_reserves_only_what_the_body_can_hold() {
+        assert_eq!(records_capacity(CHUNK_RECORDS_MAX, 4), 1);
+        assert_eq!(records_capacity(CHUNK_RECORDS_MAX, 0), 0);
+        assert_eq!(records_capacity(3, 1_000), 3);
+        assert_eq!(records_capacity(u64::MAX, 40), 10);
     }
 
     #[test]

@@ -31,6 +31,7 @@ use super::super::record::{record, system_state};
 use super::super::restore::fetch_segment;
 use super::super::store::StoreError;
 use super::{ShipError, Shipper};
+use crate::tables::carry::CARRY_BODY_BYTES_MAX;
 use crate::tables::{self, ArchiveFile, Carry, Records, SegmentJob};
 
 /// The baselines' file inside `DATA_DIR/ship/`.
@@ -341,7 +342,8 @@ impl Shipper {
 
     fn load_carry(&self) -> Option<Carry> {
         let path = self.carry_path();
-        let bytes = std::fs::read(&path).ok()?;
+        // A file larger than any carry is damage: fold again rather than read it whole.
+        let bytes = read_bounded(&path, CARRY_FILE_BYTES_MAX).ok()?;
         Carry::decode(&bytes)
             .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "fleet tables: folding the baselines again"))
             .ok()
@@ -378,6 +380,24 @@ fn thread_cpu_us() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
         t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000
     })
+}
+
+/// The largest carry file read: its header and the largest body.
+const CARRY_FILE_BYTES_MAX: u64 = CARRY_BODY_BYTES_MAX as u64 + 64;
+
+/// Reads a whole file of at most `max_bytes`; a larger one is an error before it is read.
+fn read_bounded(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max_bytes} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
