@@ -87,7 +87,8 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   }
   const text = await res.text();
   let json = null;
-  try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
+  let unreadable = null;
+  try { json = text ? JSON.parse(text) : null; } catch (e) { unreadable = e; }
   net.lastOk = performance.now();
   net.failures = 0;
   net.recovering = res.status === 503 && json && json.error && json.error.code === 'not_ready';
@@ -100,7 +101,16 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
     throw error;
   }
   if (method === 'GET') setAuth('ok');
+  if (unreadable) throw badJson(method, path, res.status, unreadable);
   return json;
+}
+
+/** A successful answer whose body is not JSON (a proxy's page, a cut-off answer): the
+ * request may have done its work, and the page cannot tell what it says. */
+function badJson(method, path, status, e) {
+  const error = new ApiError(method, path, status, null, 'the answer is not JSON (' + e.message + ')');
+  error.code = 'bad_json';
+  return error;
 }
 
 /** Runs `task` (an async function) for the page's own refreshes, whose failure no control

@@ -174,10 +174,14 @@ async function load(h) {
     return;
   }
   if (seq !== h.loadSeq) return;
-  h.model = buildModel(h.source, ids, results, p, now);
-  h.loadedAt = performance.now();
-  h.current = p.from <= now && now < p.to;
-  showModel(h, h.model, p);
+  try {
+    h.model = buildModel(h.source, ids, results, p, now);
+    h.loadedAt = performance.now();
+    h.current = p.from <= now && now < p.to;
+    showModel(h, h.model, p);
+  } catch (e) {
+    showFailure(h, e);
+  }
 }
 
 function renderTable(h) {

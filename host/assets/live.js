@@ -1,7 +1,7 @@
 /* Live state: meters, assets and the site as the API shows them, kept current by the event
  * stream (stream.js) and periodic reloads; and what is derived from it (live flows, meter
  * status, staleness). */
-import { api, watch } from './api.js';
+import { api, failures, watch } from './api.js';
 import { clock } from './clock.js';
 import { parseTime } from './format.js';
 import { limits } from './limits.js';
@@ -82,9 +82,13 @@ export async function loadToday() {
   } while (after);
 }
 
-/** Reloads the meter and asset lists; a failure goes to the banner. */
+/** Reloads the meter and asset lists; a failure goes to the banner. Reloaded, they repair
+ * what a live event that could not be read missed (stream.js). */
 export function reloadLists() {
-  return Promise.all([watch('meters', loadMeters), watch('assets', loadAssets)]);
+  return Promise.all([watch('meters', loadMeters), watch('assets', loadAssets)]).then((r) => {
+    if (!failures.has('meters') && !failures.has('assets')) failures.delete('stream');
+    return r;
+  });
 }
 
 let listReload = null;

@@ -6,7 +6,7 @@
  * /api/v1/site, refreshed periodically; history from /api/v1/meters/{id}/rollups; the
  * server's rules (stale age, rollup horizons) from /api/v1/limits. Time: always the
  * gateway's clock (clock.js), never the browser's. Everything shown is UTC. */
-import { net, watch } from './api.js';
+import { failures, net, watch } from './api.js';
 import { clock } from './clock.js';
 import { $, $$, setText } from './dom.js';
 import { limitsKnown, loadLimits } from './limits.js';
@@ -35,6 +35,12 @@ const TITLES = { site: 'Site now', meters: 'Meters', meter: 'Meter', history: 'H
 
 /** The view shown, and when today's energy was last asked for. */
 const page = { view: 'site', todayAt: 0 };
+
+// An error of the page itself (a bug) is shown in the banner, not left in the console.
+window.addEventListener('error', (e) => failures.set('page', e.error || new Error(e.message)));
+window.addEventListener('unhandledrejection', (e) => {
+  failures.set('page', e.reason instanceof Error ? e.reason : new Error(String(e.reason)));
+});
 
 const refreshSite = () => watch('site', loadSite);
 const refreshStatus = () => loadStatus().then(() => { if (page.view === 'system') renderSystem(); });

@@ -1,6 +1,6 @@
 /* The event stream (/api/v1/stream, Server-Sent Events): applies each event to the live
  * state, reconnects after a refusal, and skips ahead when it cannot keep up. */
-import { API, readingToken } from './api.js';
+import { API, failures, readingToken } from './api.js';
 import { clock } from './clock.js';
 import { parseTime } from './format.js';
 import { reloadListsSoon, state } from './live.js';
@@ -55,7 +55,14 @@ export function openStream(skipping) {
 
 function onMessage(message) {
   let e;
-  try { e = JSON.parse(message.data); } catch (_) { return; }
+  try {
+    e = JSON.parse(message.data);
+  } catch (err) {
+    // The live values miss this event: say so until the lists are reloaded from the API.
+    failures.set('stream', new Error('a live event could not be read (' + err.message + '); reloading the lists'));
+    reloadListsSoon();
+    return;
+  }
   state.events++;
   state.lastOffset = e.offset;
   const t = parseTime(e.time);

@@ -432,17 +432,31 @@ async fn desktop_checks(c: &Client, server: &Server, base: &str, artifacts: &Pat
 
 /// A refresh whose answer is an error shows in the banner, naming the endpoint, the status
 /// and the error body's code and message, and in the cells it feeds; the banner clears at
-/// the next answer that succeeds. The failing answer is made in the page (its `fetch`
-/// wrapped): the gateway has no switch to fail one endpoint.
+/// the next answer that succeeds. So does a successful status whose body is not JSON (a
+/// proxy's page, a cut-off answer): a failure too, never a silent empty value. The failing
+/// answer is made in the page (its `fetch` wrapped): the gateway has no switch to fail one
+/// endpoint.
 async fn failed_request_is_shown_until_it_succeeds(c: &Client) {
     navigate(c, "#/meters").await;
+    js(c, "window.__fetch = window.fetch").await;
+    let refused = "new Response(JSON.stringify({ error: { code: 'overloaded', message: 'refused by the test' } }),
+        { status: 503, headers: { 'Content-Type': 'application/json' } })";
+    banner_shows_until_it_succeeds(c, refused, &["503 overloaded", "refused by the test"]).await;
+    let not_json = "new Response('<html>a proxy page</html>',
+        { status: 200, headers: { 'Content-Type': 'text/html' } })";
+    banner_shows_until_it_succeeds(c, not_json, &["200 bad_json", "not JSON"]).await;
+}
+
+/// Answers `GET /api/v1/today/meters` with `response` (JavaScript) until the banner names
+/// it with each of `said`, then lets the real answers through until the banner clears.
+async fn banner_shows_until_it_succeeds(c: &Client, response: &str, said: &[&str]) {
     js(
         c,
-        "window.__fetch = window.fetch;
-         window.fetch = (url, opts) => String(url).includes('/api/v1/today/meters')
-           ? Promise.resolve(new Response(JSON.stringify({ error: { code: 'overloaded', message: 'refused by the test' } }),
-               { status: 503, headers: { 'Content-Type': 'application/json' } }))
-           : window.__fetch(url, opts);",
+        &format!(
+            "window.fetch = (url, opts) => String(url).includes('/api/v1/today/meters')
+               ? Promise.resolve({response})
+               : window.__fetch(url, opts);"
+        ),
     )
     .await;
     let banner = wait_js(
@@ -454,12 +468,10 @@ async fn failed_request_is_shown_until_it_succeeds(c: &Client) {
     )
     .await;
     let banner = banner.as_str().unwrap();
-    assert!(
-        banner.contains("GET /api/v1/today/meters")
-            && banner.contains("503 overloaded")
-            && banner.contains("refused by the test"),
-        "{banner}"
-    );
+    assert!(banner.contains("GET /api/v1/today/meters"), "{banner}");
+    for words in said {
+        assert!(banner.contains(words), "{words:?} not in {banner}");
+    }
     js(c, "window.fetch = window.__fetch").await;
     wait_js(
         c,

@@ -59,10 +59,11 @@ async function requestSetpoint(id, input, button, msg) {
     const a = state.assets.get(id);
     if (a) a.setpoint_requested_w = value;
   } catch (e) {
-    msg.dataset.result = e.status === 0 ? 'error' : 'rejected';
+    msg.dataset.result = e.status === 0 ? 'error' : e.code === 'bad_json' ? 'unknown' : 'rejected';
     msg.dataset.code = e.code;
     if (e.status === 401 || e.status === 403) msg.textContent = 'Not allowed: ' + e.message + '. Enter the gateway\'s write token above.';
     else if (e.status === 0) msg.textContent = 'Not sent: ' + e.message + '.';
+    else if (e.code === 'bad_json') msg.textContent = 'Sent, but the answer could not be read (' + e.message + '): check the asset\'s events before sending it again.';
     else msg.textContent = 'Rejected: ' + e.message + ' (' + e.code + ').';
   } finally {
     button.disabled = false;
