@@ -318,6 +318,84 @@ fn a_snapshot_beyond_the_end_of_the_log_is_rejected() {
     assert_eq!(engine.digest(), digest);
 }
 
+/// A quarantine cut below a snapshot: the snapshot is set aside, never loaded later. Before,
+/// it stayed in `snapshots/` and was skipped only while the log was shorter; once new
+/// events reached its offset it loaded — holding the cut-off events and missing the new ones.
+#[test]
+fn a_snapshot_beyond_a_quarantine_cut_is_set_aside_and_never_loaded_later() {
+    use gridlog_firmware::wal::RecoveryMode;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::at(T0 + 10_000_000);
+    let (older, newer) = {
+        let engine = open(dir.path(), storage_options(&clock));
+        write(&engine, 0, 40);
+        let older = engine.snapshot_now().unwrap().last_snapshot_offset.unwrap();
+        write(&engine, 40, 40);
+        let newer = engine.snapshot_now().unwrap().last_snapshot_offset.unwrap();
+        (older, newer)
+    };
+    // A flipped bit in a hot segment between the two snapshots.
+    let mut segments: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            let first = path.file_stem()?.to_str()?.parse().ok()?;
+            (path.extension()? == "seg").then_some((first, path))
+        })
+        .collect();
+    segments.sort();
+    let victim = segments
+        .windows(2)
+        .find(|w| w[0].0 > older && w[1].0 < newer)
+        .map(|w| w[0].1.clone())
+        .expect("a hot segment between the snapshots");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let frames = gridlog_tests::frame_positions(&bytes);
+    bytes[frames[frames.len() / 2] + 12] ^= 0x10;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let quarantine = || {
+        let mut options = storage_options(&clock);
+        options.wal = options.wal.recovery(RecoveryMode::QuarantineCorrupt);
+        options
+    };
+    let newer_name = gridlog_firmware::snapshot::snapshot_file_name(newer);
+    {
+        let engine = open(dir.path(), quarantine());
+        assert_eq!(
+            engine.started_from(),
+            StartedFrom::Snapshot { next_offset: older }
+        );
+        assert!(engine.committed_offset() < newer);
+        let aside = dir
+            .path()
+            .join("snapshots")
+            .join("beyond-log")
+            .join(&newer_name);
+        assert!(aside.exists(), "the snapshot beyond the cut is set aside");
+        assert!(!dir.path().join("snapshots").join(&newer_name).exists());
+        // New events carry the log past the set-aside snapshot's offset.
+        write(&engine, 80, 80);
+        assert!(engine.committed_offset() > newer);
+    }
+    let engine = open(dir.path(), quarantine());
+    assert_eq!(
+        engine.started_from(),
+        StartedFrom::Snapshot { next_offset: older }
+    );
+    let digest = engine.digest();
+    drop(engine);
+    // The same log replayed in full gives the same state.
+    std::fs::rename(
+        dir.path().join("snapshots"),
+        dir.path().join("snapshots-away"),
+    )
+    .unwrap();
+    let replayed = open(dir.path(), quarantine());
+    assert_eq!(replayed.started_from(), StartedFrom::FullReplay);
+    assert_eq!(replayed.digest(), digest);
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

@@ -197,6 +197,36 @@ fn quarantine_mode_cuts_at_the_damage_and_keeps_the_files() {
     assert!(verify(dir.path()).unwrap().is_clean());
 }
 
+/// Quarantine mode never cuts the oldest segment away: that would leave no log, and a new
+/// one would start at offset 1 under a new id, orphaning the snapshots and the archive (whose
+/// files a new log would later overwrite). It refuses, names the damage and changes nothing.
+#[test]
+fn quarantine_mode_refuses_damage_that_would_leave_no_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = write_log(dir.path());
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    bytes[40] ^= 1; // in the header
+    std::fs::write(&segments[0], &bytes).unwrap();
+    match Wal::open(
+        dir.path(),
+        options().recovery(RecoveryMode::QuarantineCorrupt),
+    ) {
+        Err(e @ OpenError::OldestSegmentDamaged { .. }) => {
+            let OpenError::OldestSegmentDamaged { damage } = &e else {
+                unreachable!()
+            };
+            assert_eq!(damage.path, segments[0], "{e}");
+            assert!(e.to_string().contains("gridlog restore"), "{e}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    for path in &segments {
+        assert!(path.exists(), "{} was moved", path.display());
+    }
+    assert_eq!(std::fs::read(&segments[0]).unwrap(), bytes);
+    assert!(!dir.path().join("wal").join("quarantine").exists());
+}
+
 /// A crash at any I/O step of a quarantine cut (modelled as the step failing and the
 /// process giving up there) never loses the valid prefix: the next quarantine open finds
 /// it, or the original to cut again.

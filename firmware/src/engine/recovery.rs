@@ -263,6 +263,34 @@ fn decoded(offset: Offset, bytes: &[u8]) -> Result<(Offset, StoredEvent), Engine
         .map_err(|error| EngineOpenError::BadEvent { offset, error })
 }
 
+/// Moves a snapshot beyond the end of the log into `snapshots/beyond-log/`. Snapshots are
+/// taken of durable events only, so one beyond the end means the log lost events it held (a
+/// quarantine cut): once new events reach its offset it would load, with the lost events and
+/// without the new ones. Kept, never deleted; a failed move leaves it skipped as now.
+fn set_aside_beyond_the_log(data_dir: &Path, wal: &Wal, path: &Path) {
+    let io = wal.io();
+    let aside = data_dir
+        .join(crate::snapshot::SNAPSHOT_DIR_NAME)
+        .join(SNAPSHOTS_BEYOND_LOG_DIR_NAME);
+    let moved = path.file_name().map(|name| aside.join(name)).map(|target| {
+        io.create_dir_all(&aside)?;
+        io.rename(path, &target)?;
+        io.sync_dir(&aside)?;
+        io.sync_dir(aside.parent().unwrap_or(&aside))?;
+        Ok::<_, std::io::Error>(target)
+    });
+    match moved {
+        Some(Ok(target)) => tracing::warn!(from = %path.display(), to = %target.display(),
+            "snapshot is beyond the end of the log (the log lost events it held); set aside"),
+        Some(Err(e)) => tracing::warn!(path = %path.display(), error = %e,
+            "snapshot is beyond the end of the log; ignored (it could not be set aside)"),
+        None => {}
+    }
+}
+
+/// Where snapshots beyond the end of the log are set aside (under `snapshots/`).
+pub const SNAPSHOTS_BEYOND_LOG_DIR_NAME: &str = "beyond-log";
+
 /// The newest snapshot that loads and checks, or an empty image (full replay). A snapshot
 /// beyond the end of the log, of another log, or damaged, is skipped with a warning.
 fn load_newest_snapshot(
@@ -273,7 +301,7 @@ fn load_newest_snapshot(
     let snapshots = crate::snapshot::list(data_dir).unwrap_or_default();
     for entry in snapshots.iter().rev() {
         if entry.next_offset > wal.next_offset() {
-            tracing::warn!(path = %entry.path.display(), "snapshot is beyond the end of the log; ignored");
+            set_aside_beyond_the_log(data_dir, wal, &entry.path);
             continue;
         }
         match crate::snapshot::load(&entry.path, Some(wal.log_id())) {

@@ -138,6 +138,8 @@ struct Recovery<'a> {
     mode: RecoveryMode,
     preallocation: super::segment::Preallocation,
     report: RecoveryReport,
+    /// No segment is kept yet: damage now would leave no log to continue.
+    nothing_kept: bool,
 }
 
 impl Recovery<'_> {
@@ -153,6 +155,12 @@ impl Recovery<'_> {
     fn damage(&mut self, damage: Damage, paths: &[PathBuf]) -> Result<(), OpenError> {
         if self.mode == RecoveryMode::Strict {
             return Err(OpenError::Corrupt { damage });
+        }
+        if self.nothing_kept {
+            // Cutting here would leave no segment, and the log would start again at offset
+            // 1 under a new id: snapshots and the archive would no longer belong to it, and
+            // the history they hold would be unreachable (later overwritten). Refuse.
+            return Err(OpenError::OldestSegmentDamaged { damage });
         }
         let quarantine = self.quarantine_dir()?;
         for path in paths {
@@ -416,6 +424,8 @@ pub(crate) fn recover(
         mode,
         preallocation,
         report: RecoveryReport::default(),
+        // A stray file in wal/ is moved aside before the segments are read.
+        nothing_kept: false,
     };
     let segment_paths = rec.segment_files()?;
 
@@ -424,6 +434,7 @@ pub(crate) fn recover(
     let mut next_offset = None;
     let count = segment_paths.len();
     for (i, (name_offset, path)) in segment_paths.iter().enumerate() {
+        rec.nothing_kept = segments.is_empty();
         let later: Vec<PathBuf> = segment_paths[i..].iter().map(|(_, p)| p.clone()).collect();
         let is_last = i + 1 == count;
         let Some((file, len)) = rec.open_segment(path, &later)? else {
@@ -461,6 +472,7 @@ pub(crate) fn recover(
             }
             Settled::Cut { later_damaged } => {
                 segments.push(recovered(path, reopen(&rec, path)?, &scan, false));
+                rec.nothing_kept = false;
                 if later_damaged {
                     rec.damage_rest(&segment_paths[i + 1..])?;
                 }
