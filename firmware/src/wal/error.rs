@@ -47,7 +47,7 @@ pub enum OpenError {
     /// The oldest segment is damaged, in quarantine mode too: cutting there would leave no
     /// log to continue (a new one would start at offset 1 under a new id, orphaning the
     /// snapshots and the archive). Nothing was changed.
-    #[error("the oldest log segment is damaged: {damage}; cutting there would leave no log to continue this history (a new log would orphan the snapshots and the archive). Restore the data directory from central storage (gridlog restore), or move wal/ aside to start a new history")]
+    #[error("the oldest log segment is damaged: {damage}; cutting there would leave no log to continue this history (a new log would orphan the snapshots and the archive). Restore the data directory from central storage (gridlog restore), or move the whole data directory aside to start a new history")]
     OldestSegmentDamaged {
         /// Where and what.
         damage: Damage,
