@@ -325,10 +325,8 @@ pub(crate) fn write(
             source,
         }
     };
-    // Every time, not only when it was missing: a crash between creating the directory
-    // and syncing its parent would otherwise leave its entry unsynced for ever.
-    io.create_dir_all(&dir).map_err(io_err(&dir))?;
-    io.sync_dir(data_dir).map_err(io_err(data_dir))?;
+    io.create_dir_durably(&dir)
+        .map_err(|(path, source)| SnapshotError::Io { path, source })?;
     let parts = ImagePartsRef {
         next_offset: capture.next_offset,
         events: capture.events,

@@ -15,6 +15,7 @@ mod commands;
 mod conffile_tests;
 mod config;
 mod demo;
+mod files;
 mod ingest;
 mod modbus;
 mod server;

@@ -52,11 +52,16 @@ pub async fn submit_in_frames(
     // The parts still to submit, the next one last.
     let mut parts = vec![commands];
     while let Some(mut part) = parts.pop() {
-        let request = Request {
-            commands: part.clone(),
+        let request = |commands| Request {
+            commands,
             command_id: None,
         };
-        let response = submit_and_wait(engine, request).await?;
+        if !engine.request_may_exceed_a_frame(part.len()) {
+            // Certain to fit (the common case): no copy kept for a split.
+            results.extend(submit_and_wait(engine, request(part)).await?.results);
+            continue;
+        }
+        let response = submit_and_wait(engine, request(part.clone())).await?;
         if part.len() > 1 && too_large_for_a_frame(&response.results) {
             let second = part.split_off(part.len() / 2);
             parts.push(second);

@@ -157,3 +157,15 @@ pub fn frame_positions(segment: &[u8]) -> Vec<usize> {
         })
         .collect()
 }
+
+/// Waits until `done` holds, polling every 50 ms; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use gridlog_tests::server::{post, rfc3339_ms, unix_now, Server};
 use gridlog_tests::tmpfs::Tmpfs;
+use gridlog_tests::wait_until;
 use serde_json::json;
 
 /// Opens a live stream and reads its answer's status line; the connection stays open (the
@@ -53,18 +54,9 @@ fn requests_beyond_concurrency_max_are_503_overloaded_and_served_again_once_one_
     assert_eq!(body["error"]["code"], "overloaded", "{body}");
 
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = server.get("/api/v1/status");
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "slot not given back: {status} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the slot given back", Duration::from_secs(30), || {
+        server.get("/api/v1/status").0 == 200
+    });
 }
 
 #[test]
@@ -159,16 +151,7 @@ fn a_write_not_durable_within_request_timeout_s_is_504_outcome_unknown_and_store
     // Space comes back: the write whose outcome was unknown is stored (a client's retry would
     // meet the duplicate rule).
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let meter = server.get("/api/v1/meters/m1").1;
-        if meter["seq"].as_u64() == Some(n as u64 + 1) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the waiting write was not stored: {meter}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the waiting write stored", Duration::from_secs(60), || {
+        server.get("/api/v1/meters/m1").1["seq"].as_u64() == Some(n as u64 + 1)
+    });
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use gridlog_tests::server::{post, rfc3339_ms, unix_now, Server};
 use gridlog_tests::tmpfs::Tmpfs;
+use gridlog_tests::wait_until;
 use serde_json::{json, Value};
 
 /// Clients writing at once until the disk is full.
@@ -34,14 +35,6 @@ fn receive_until(socket: &UnixDatagram, deadline: Instant) -> Vec<String> {
         }
     }
     seen
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -8,18 +8,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gridlog_firmware::wal::{Wal, WalOptions};
 use gridlog_tests::tmpfs::Tmpfs;
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use gridlog_tests::wait_until;
 
 #[test]
 fn a_full_disk_pauses_writes_and_loses_nothing() {

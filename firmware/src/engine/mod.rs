@@ -390,6 +390,12 @@ impl Engine {
         self.read(Image::capture).digest()
     }
 
+    /// Whether a request of `commands` commands might be refused as larger than one log
+    /// frame (`request_too_large`); false means it certainly fits. The planner's own rule.
+    pub fn request_may_exceed_a_frame(&self, commands: usize) -> bool {
+        processor::may_exceed_a_frame(commands, self.inner.wal.batch_frame_bytes_max())
+    }
+
     /// One past the newest offset applied to the image.
     pub fn committed_offset(&self) -> Offset {
         self.inner.committed()

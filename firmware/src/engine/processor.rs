@@ -158,10 +158,7 @@ impl Planner {
         let frame_max = inner.wal.batch_frame_bytes_max();
         // Only a request that might not fit in one frame needs the states as they were
         // before it, to undo it if it cannot be stored (most requests are far smaller).
-        let may_overflow = batch_frame_len_bound(
-            request.commands.len() * EVENTS_PER_COMMAND_MAX,
-            STORED_EVENT_BYTES_MAX,
-        ) > frame_max;
+        let may_overflow = may_exceed_a_frame(request.commands.len(), frame_max);
         let mut undo: Vec<Undo> = Vec::new();
         let known = self.resolve(request);
         let mut plan = Planned {
@@ -532,6 +529,15 @@ fn note_rejections(inner: &Inner, job: &Job, response: &Response) {
 }
 
 /// True if these encoded events do not fit in one log frame.
+/// Whether the events of a request of `commands` commands might not fit in one frame of
+/// `frame_max` bytes: every command at its most events, every event at its longest.
+pub(crate) fn may_exceed_a_frame(commands: usize, frame_max: usize) -> bool {
+    batch_frame_len_bound(
+        commands.saturating_mul(EVENTS_PER_COMMAND_MAX),
+        STORED_EVENT_BYTES_MAX,
+    ) > frame_max
+}
+
 fn too_large_for_a_frame(ranges: &[(usize, usize)], buf: &[u8], frame_max: usize) -> bool {
     let records: Vec<&[u8]> = ranges.iter().map(|&(s, e)| &buf[s..e]).collect();
     !records.is_empty() && batch_frame_len(u64::MAX, &records) > frame_max

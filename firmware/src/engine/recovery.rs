@@ -268,23 +268,24 @@ fn decoded(offset: Offset, bytes: &[u8]) -> Result<(Offset, StoredEvent), Engine
 /// quarantine cut): once new events reach its offset it would load, with the lost events and
 /// without the new ones. Kept, never deleted; a failed move leaves it skipped as now.
 fn set_aside_beyond_the_log(data_dir: &Path, wal: &Wal, path: &Path) {
+    let Some(name) = path.file_name() else {
+        return;
+    };
     let io = wal.io();
-    let aside = data_dir
-        .join(crate::snapshot::SNAPSHOT_DIR_NAME)
-        .join(SNAPSHOTS_BEYOND_LOG_DIR_NAME);
-    let moved = path.file_name().map(|name| aside.join(name)).map(|target| {
-        io.create_dir_all(&aside)?;
-        io.rename(path, &target)?;
-        io.sync_dir(&aside)?;
-        io.sync_dir(aside.parent().unwrap_or(&aside))?;
-        Ok::<_, std::io::Error>(target)
-    });
+    let snapshots = data_dir.join(crate::snapshot::SNAPSHOT_DIR_NAME);
+    let aside = snapshots.join(SNAPSHOTS_BEYOND_LOG_DIR_NAME);
+    let target = aside.join(name);
+    let moved = io
+        .create_dir_durably(&aside)
+        .map_err(|(_, e)| e)
+        .and_then(|()| io.rename(path, &target))
+        .and_then(|()| io.sync_dir(&aside))
+        .and_then(|()| io.sync_dir(&snapshots));
     match moved {
-        Some(Ok(target)) => tracing::warn!(from = %path.display(), to = %target.display(),
+        Ok(()) => tracing::warn!(from = %path.display(), to = %target.display(),
             "snapshot is beyond the end of the log (the log lost events it held); set aside"),
-        Some(Err(e)) => tracing::warn!(path = %path.display(), error = %e,
+        Err(e) => tracing::warn!(path = %path.display(), error = %e,
             "snapshot is beyond the end of the log; ignored (it could not be set aside)"),
-        None => {}
     }
 }
 

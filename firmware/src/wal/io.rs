@@ -144,6 +144,19 @@ impl Io {
         File::open(path)?.sync_all()
     }
 
+    /// Creates `dir` (and missing parents) and syncs its parent, every time, not only when
+    /// it was missing: a crash between the two would otherwise leave its entry unsynced for
+    /// ever. On failure, the path of the call that failed.
+    pub(crate) fn create_dir_durably(
+        &self,
+        dir: &Path,
+    ) -> Result<(), (std::path::PathBuf, io::Error)> {
+        self.create_dir_all(dir)
+            .map_err(|e| (dir.to_path_buf(), e))?;
+        let parent = dir.parent().unwrap_or(dir);
+        self.sync_dir(parent).map_err(|e| (parent.to_path_buf(), e))
+    }
+
     /// Writes a whole file atomically: `dir/name.tmp` (any leftover removed first), the
     /// parts one after the other, `fdatasync`, rename to `dir/name`, `fsync` of `dir`. A
     /// crash at any step leaves the old state or the whole new file, never half of one;

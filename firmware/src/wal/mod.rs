@@ -194,17 +194,8 @@ impl Wal {
         let lock = DirLock::acquire(data_dir)?;
         let wal_dir = data_dir.join(WAL_DIR_NAME);
         let io = io::Io::new(options.io_hook.clone());
-        // The parent is synced at every open, not only when the directory was missing: a
-        // crash between the two would otherwise leave the entry unsynced for ever.
-        io.create_dir_all(&wal_dir)
-            .map_err(|source| OpenError::Io {
-                path: wal_dir.clone(),
-                source,
-            })?;
-        io.sync_dir(data_dir).map_err(|source| OpenError::Io {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        io.create_dir_durably(&wal_dir)
+            .map_err(|(path, source)| OpenError::Io { path, source })?;
         let recovered = recovery::recover(&io, &wal_dir, options.recovery, options.preallocation)?;
         let log_id = recovered.log_id.unwrap_or_else(random_log_id);
         let report = recovered.report.clone();

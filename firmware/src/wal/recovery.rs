@@ -181,11 +181,8 @@ impl Recovery<'_> {
     fn quarantine_dir(&self) -> Result<PathBuf, OpenError> {
         let quarantine = self.wal_dir.join(QUARANTINE_DIR_NAME);
         self.io
-            .create_dir_all(&quarantine)
-            .map_err(self.io_err(&quarantine))?;
-        self.io
-            .sync_dir(self.wal_dir)
-            .map_err(self.io_err(self.wal_dir))?;
+            .create_dir_durably(&quarantine)
+            .map_err(|(path, source)| OpenError::Io { path, source })?;
         Ok(quarantine)
     }
 

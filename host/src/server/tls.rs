@@ -13,7 +13,6 @@
 //! it, bounded by the bytes present) for `/api/v1/status` and `/metrics`, so an operator
 //! sees an expiry coming without another parser in the binary.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -174,15 +173,11 @@ pub fn load_pair(cert_file: &Path, key_file: &Path) -> Result<Loaded, TlsError> 
 
 /// The file's bytes, refused past [`PEM_FILE_BYTES_MAX`] before they are read.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let error = |source| TlsError::Read {
-        path: path.into(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(error)?;
-    let mut bytes = Vec::new();
-    file.take(PEM_FILE_BYTES_MAX + 1)
-        .read_to_end(&mut bytes)
-        .map_err(error)?;
+    let bytes =
+        crate::files::read_at_most(path, PEM_FILE_BYTES_MAX).map_err(|source| TlsError::Read {
+            path: path.into(),
+            source,
+        })?;
     if bytes.len() as u64 > PEM_FILE_BYTES_MAX {
         return Err(TlsError::TooLarge {
             path: path.into(),

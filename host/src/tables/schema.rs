@@ -256,9 +256,8 @@ fn present<T>(values: impl Iterator<Item = Option<T>>) -> (Vec<T>, Vec<i16>) {
 pub fn write_readings(
     common: &Common,
     rows: &[ReadingRow],
-    c: Columns,
+    mut c: Columns,
 ) -> Result<(), ParquetError> {
-    let mut c = c;
     c.constant(common.site)?;
     c.strings(rows.iter().map(|r| r.meter.as_str()))?;
     c.strings(rows.iter().map(|r| r.kind))?;
@@ -279,9 +278,8 @@ pub fn write_readings(
 pub fn write_telemetry(
     common: &Common,
     rows: &[TelemetryRow],
-    c: Columns,
+    mut c: Columns,
 ) -> Result<(), ParquetError> {
-    let mut c = c;
     c.constant(common.site)?;
     c.strings(rows.iter().map(|r| r.asset.as_str()))?;
     c.strings(rows.iter().map(|r| r.kind))?;
@@ -296,8 +294,11 @@ pub fn write_telemetry(
 }
 
 /// Writes `rows` of `events` as one row group.
-pub fn write_events(common: &Common, rows: &[EventRow], c: Columns) -> Result<(), ParquetError> {
-    let mut c = c;
+pub fn write_events(
+    common: &Common,
+    rows: &[EventRow],
+    mut c: Columns,
+) -> Result<(), ParquetError> {
     c.constant(common.site)?;
     c.required::<Int64Type>(rows.iter().map(|r| r.offset))?;
     c.strings(rows.iter().map(|r| r.entity.as_str()))?;
@@ -316,9 +317,8 @@ pub fn write_events(common: &Common, rows: &[EventRow], c: Columns) -> Result<()
 pub fn write_intervals(
     common: &Common,
     rows: &[IntervalRow],
-    c: Columns,
+    mut c: Columns,
 ) -> Result<(), ParquetError> {
-    let mut c = c;
     c.constant(common.site)?;
     c.strings(rows.iter().map(|r| r.meter.as_str()))?;
     c.strings(rows.iter().map(|r| r.kind))?;

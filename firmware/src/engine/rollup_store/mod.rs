@@ -123,8 +123,8 @@ pub(crate) fn write_spill_with(
 ) -> Result<PathBuf, StoreError> {
     let dir = store_dir(data_dir);
     if !dir.exists() {
-        io.create_dir_all(&dir).map_err(io_err(&dir))?;
-        io.sync_dir(data_dir).map_err(io_err(data_dir))?;
+        io.create_dir_durably(&dir)
+            .map_err(|(path, source)| StoreError::Io { path, source })?;
     }
     io.write_file_atomically(&dir, &spill_file_name(spill_seq), &[bytes])
         .map_err(|(path, source)| StoreError::Io { path, source })

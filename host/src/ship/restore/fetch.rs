@@ -45,16 +45,13 @@ pub(super) async fn restore_chunks(
     let mut objects = Vec::with_capacity(chunks.len());
     let mut downloaded = 0;
     for entry in chunks {
-        let bytes = store
-            .get(&Key::from(entry.key.as_str()), entry.object_bytes)
-            .await?
-            .ok_or_else(|| RestoreError::Missing {
-                key: entry.key.clone(),
-                what: format!(
-                    "the chunk of offsets {}..{}",
-                    entry.first_offset, entry.next_offset
-                ),
-            })?;
+        let what = || {
+            format!(
+                "the chunk of offsets {}..{}",
+                entry.first_offset, entry.next_offset
+            )
+        };
+        let bytes = download(store, &entry.key, entry.object_bytes, what).await?;
         let tampered = |reason: String| RestoreError::Tampered {
             key: entry.key.clone(),
             reason,
@@ -231,13 +228,8 @@ pub(crate) async fn walk_chain(
     let mut expected_sha: Option<Sha256> = None;
     let mut expected_seq: Option<u64> = None;
     loop {
-        let bytes = store
-            .get(&Key::from(key.as_str()), MANIFEST_BYTES_MAX as u64)
-            .await?
-            .ok_or_else(|| RestoreError::Missing {
-                key: key.clone(),
-                what: "a manifest of the chain".into(),
-            })?;
+        let what = || "a manifest of the chain".to_string();
+        let bytes = download(store, &key, MANIFEST_BYTES_MAX as u64, what).await?;
         let sha = sha256(&bytes);
         if let Some(expected) = &expected_sha {
             if *expected != sha {
@@ -314,18 +306,13 @@ pub(crate) async fn fetch_segment(
     store: &Store,
     entry: &SegmentEntry,
 ) -> Result<FetchedSegment, RestoreError> {
-    let key = Key::from(entry.key.as_str());
-    let bytes =
-        store
-            .get(&key, entry.object_bytes)
-            .await?
-            .ok_or_else(|| RestoreError::Missing {
-                key: entry.key.clone(),
-                what: format!(
-                    "the segment of offsets {}..{}",
-                    entry.first_offset, entry.next_offset
-                ),
-            })?;
+    let what = || {
+        format!(
+            "the segment of offsets {}..{}",
+            entry.first_offset, entry.next_offset
+        )
+    };
+    let bytes = download(store, &entry.key, entry.object_bytes, what).await?;
     let tampered = |reason: String| RestoreError::Tampered {
         key: entry.key.clone(),
         reason,
@@ -369,13 +356,8 @@ pub(super) async fn restore_snapshot(
     data_dir: &Path,
     log_id: Option<[u8; 16]>,
 ) -> Result<u64, RestoreError> {
-    let bytes = store
-        .get(&Key::from(entry.key.as_str()), entry.object_bytes)
-        .await?
-        .ok_or_else(|| RestoreError::Missing {
-            key: entry.key.clone(),
-            what: format!("the snapshot at offset {}", entry.next_offset),
-        })?;
+    let what = || format!("the snapshot at offset {}", entry.next_offset);
+    let bytes = download(store, &entry.key, entry.object_bytes, what).await?;
     let sha = sha256(&bytes);
     if sha != entry.object_sha256 {
         return Err(RestoreError::Tampered {
@@ -444,4 +426,20 @@ pub(super) fn replay_system_state(
         _ => SystemState::default(),
     };
     Ok((summary.next_offset.unwrap_or(from), system))
+}
+/// Downloads the object at `key`, at most `max_bytes` (its manifest's size, or a manifest's
+/// bound); a missing one is [`RestoreError::Missing`] naming `what` it holds.
+async fn download(
+    store: &Store,
+    key: &str,
+    max_bytes: u64,
+    what: impl FnOnce() -> String,
+) -> Result<bytes::Bytes, RestoreError> {
+    store
+        .get(&Key::from(key), max_bytes)
+        .await?
+        .ok_or_else(|| RestoreError::Missing {
+            key: key.to_string(),
+            what: what(),
+        })
 }

@@ -342,8 +342,9 @@ impl Shipper {
 
     fn load_carry(&self) -> Option<Carry> {
         let path = self.carry_path();
-        // A file larger than any carry is damage: fold again rather than read it whole.
-        let bytes = read_bounded(&path, CARRY_FILE_BYTES_MAX).ok()?;
+        // Read no more than any carry can be: a larger file fails to decode (damage), and
+        // the baselines are folded again.
+        let bytes = crate::files::read_at_most(&path, CARRY_FILE_BYTES_MAX).ok()?;
         Carry::decode(&bytes)
             .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "fleet tables: folding the baselines again"))
             .ok()
@@ -384,21 +385,6 @@ fn thread_cpu_us() -> u64 {
 
 /// The largest carry file read: its header and the largest body.
 const CARRY_FILE_BYTES_MAX: u64 = CARRY_BODY_BYTES_MAX as u64 + 64;
-
-/// Reads a whole file of at most `max_bytes`; a larger one is an error before it is read.
-fn read_bounded(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {max_bytes} bytes"),
-        ));
-    }
-    Ok(bytes)
-}
 
 #[cfg(test)]
 mod tests {
