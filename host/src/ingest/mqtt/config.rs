@@ -37,9 +37,11 @@ pub struct MqttConfig {
     /// Largest payload read; a larger one is refused (counted, acknowledged so it is not
     /// redelivered forever). Default 16384.
     pub payload_bytes_max: usize,
-    /// Largest MQTT packet the connection accepts; a larger one drops the connection
-    /// (keep the broker's `max_packet_size` at or below it). The client (rumqttc 0.25) reads
-    /// up to 10 packets before they are handed on, so a burst holds up to 10 × this.
+    /// Largest MQTT packet gridlog reads, announced to the broker at CONNECT (MQTT 5
+    /// Maximum Packet Size): the broker drops a larger message for gridlog rather than send
+    /// it (the message is lost to gridlog, uncounted; the broker's log names it). A broker
+    /// that sends one anyway drops the connection, named in status. The client (rumqttc 0.25)
+    /// reads up to 10 packets before they are handed on, so a burst holds up to 10 × this.
     /// Default 1048576 (1 MiB).
     pub packet_bytes_max: usize,
     /// Longest wait between reconnection attempts (it doubles from 1 s). Default 30.

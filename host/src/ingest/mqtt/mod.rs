@@ -98,7 +98,7 @@ pub fn spawn(
     // inbox, in the batch being stored) and the subscriptions and keep-alives; more wait in
     // the connection task (never dropped).
     let requests = config.queue_messages + session::INBOX_MESSAGES_MAX + BATCH_MESSAGES_MAX + 64;
-    let (client, events) = rumqttc::AsyncClient::new(options, requests);
+    let (client, events) = rumqttc::v5::AsyncClient::new(options, requests);
     let status = Arc::new(MqttStatus::new(
         &config.url,
         sources.sources().iter().map(|s| s.name.clone()),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gridlog_firmware::engine::{CommandRequest, Engine, ItemResult, Request, SubmitError};
-use rumqttc::Publish;
+use rumqttc::v5::mqttbytes::v5::Publish;
 use tokio::sync::{mpsc, watch};
 
 use super::source::{Decoded, Message, MessageError, Sources};
@@ -30,6 +30,9 @@ pub struct Received {
     /// The packet (acknowledged by its id); a payload over `mqtt.payload_bytes_max` is
     /// dropped on arrival, only its size kept.
     pub publish: Publish,
+    /// The packet's topic as text. MQTT requires UTF-8; bytes that are not are replaced
+    /// (U+FFFD), which no entity id admits, so such a message stores nothing.
+    pub topic: String,
     /// The payload's size as received.
     pub payload_bytes: usize,
     /// The connection it came on ([`MqttStatus::generation`]).
@@ -61,14 +64,14 @@ pub fn prepare(sources: &mut Sources, batch: &[Received], payload_bytes_max: usi
     for received in batch {
         let p = &received.publish;
         let message = Message {
-            topic: &p.topic,
+            topic: &received.topic,
             payload: &p.payload,
             retained: p.retain,
             received_ms: received.received_ms,
         };
         let decoded = if received.payload_bytes > payload_bytes_max {
             // Too large to read: still counted against the source that takes the topic.
-            let index = sources.source_of(&p.topic);
+            let index = sources.source_of(&received.topic);
             index.map(|i| {
                 (
                     i,
@@ -100,7 +103,7 @@ pub fn prepare(sources: &mut Sources, batch: &[Received], payload_bytes_max: usi
             Err(e) => {
                 *delta.refused.entry(e.code().to_string()).or_default() += 1;
                 if prepared.first_refusal.is_none() {
-                    prepared.first_refusal = Some((index, p.topic.clone(), e));
+                    prepared.first_refusal = Some((index, received.topic.clone(), e));
                 }
             }
         }

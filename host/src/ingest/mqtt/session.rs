@@ -2,9 +2,14 @@
 //! broker has no session for us, hand every message to the processor, publish the
 //! keep-alives some devices need, and reconnect with a doubling wait after any error.
 //!
-//! The session is persistent (clean session off) and acknowledgements are manual: the
-//! broker keeps what gridlog has not acknowledged, across gateway restarts and broker
-//! restarts (with persistence on the broker).
+//! MQTT 5 (any broker of the last years: mosquitto ≥ 1.6, EMQX, HiveMQ, FlashMQ, VerneMQ):
+//! the session is persistent (clean start off, a session that never expires) and
+//! acknowledgements are manual, so the broker keeps what gridlog has not acknowledged,
+//! across gateway restarts and broker restarts (with persistence on the broker). The
+//! CONNECT tells the broker the largest packet gridlog reads (`mqtt.packet_bytes_max`: the
+//! broker drops a larger message for gridlog instead of sending it, so one oversized message
+//! cannot hold up the ones behind it, as it could under MQTT 3.1.1) and how many
+//! unacknowledged messages it may send at once (`mqtt.queue_messages`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +17,10 @@ use std::time::Duration;
 use std::collections::VecDeque;
 
 use gridlog_firmware::engine::{Clock, SystemClock};
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS, StateError,
-    TlsConfiguration, Transport,
-};
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Filter, Packet, Publish};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, StateError};
+use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::{mpsc, watch};
 
 use super::config::MqttConfig;
@@ -26,6 +31,11 @@ use super::status::MqttStatus;
 pub const KEEPALIVE_EVERY_S: u64 = 20;
 /// First wait before reconnecting, in milliseconds (doubling to `mqtt.reconnect_max_s`).
 pub const RECONNECT_MIN_MS: u64 = 1_000;
+/// The session's expiry interval sent in CONNECT: `u32::MAX` is "never expires" in MQTT 5,
+/// as a persistent session of MQTT 3.1.1 was (the broker keeps what gridlog has not
+/// acknowledged however long the gateway is away; its own limits, such as mosquitto's
+/// `persistent_client_expiration`, still apply).
+pub const SESSION_EXPIRY_S: u32 = u32::MAX;
 
 /// Why the broker's address or TLS set-up cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -89,9 +99,13 @@ pub fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, Brok
     let mut options = MqttOptions::new(client_id, host, port);
     options
         .set_keep_alive(Duration::from_secs(config.keep_alive_s.max(5)))
-        .set_clean_session(false)
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(SESSION_EXPIRY_S))
         .set_manual_acks(true)
-        .set_max_packet_size(config.packet_bytes_max, 64 * 1024);
+        .set_max_packet_size(Some(
+            u32::try_from(config.packet_bytes_max).unwrap_or(u32::MAX),
+        ))
+        .set_receive_maximum(Some(receive_maximum(config.queue_messages)));
     if !config.username.is_empty() {
         options.set_credentials(config.username.clone(), config.password.clone());
     }
@@ -112,6 +126,12 @@ pub fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, Brok
         options.set_transport(transport);
     }
     Ok(options)
+}
+
+/// The Receive Maximum gridlog sends: how many unacknowledged QoS 1 messages the broker may
+/// have in flight to it, at most `mqtt.queue_messages` (MQTT 5 allows 1 to 65,535).
+fn receive_maximum(queue_messages: usize) -> u16 {
+    u16::try_from(queue_messages).unwrap_or(u16::MAX).max(1)
 }
 
 /// The connection's side: polls the event loop until `stop`.
@@ -210,7 +230,10 @@ impl Session {
                 }
                 Ok(event) => self.on_event(event, &mut wait_ms),
                 Err(e) => {
-                    if let Some(bytes) = oversized_packet_bytes(&e) {
+                    if let Some(message) = refused_protocol_message(&e) {
+                        tracing::error!("{message}");
+                        self.status.error(message, true);
+                    } else if let Some(bytes) = oversized_packet_bytes(&e) {
                         let message = oversized_packet_message(bytes, self.packet_bytes_max);
                         tracing::error!(bytes, "{message}");
                         self.status.error(message, true);
@@ -244,6 +267,7 @@ impl Session {
             publish.payload = bytes::Bytes::new();
         }
         Received {
+            topic: String::from_utf8_lossy(&publish.topic).into_owned(),
             publish,
             payload_bytes,
             generation: self.status.generation(),
@@ -304,11 +328,17 @@ impl Session {
                 }
             }
             Event::Incoming(Packet::SubAck(ack)) => {
-                use rumqttc::SubscribeReasonCode as Code;
-                if ack.return_codes.iter().any(|c| matches!(c, Code::Failure)) {
-                    tracing::error!("mqtt broker refused a subscription");
-                    self.status
-                        .error("the broker refused a subscription".into(), false);
+                use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as Code;
+                let refused = ack
+                    .return_codes
+                    .iter()
+                    .find(|c| !matches!(c, Code::Success(_)));
+                if let Some(code) = refused {
+                    tracing::error!(?code, "mqtt broker refused a subscription");
+                    self.status.error(
+                        format!("the broker refused a subscription: {code:?}"),
+                        false,
+                    );
                 }
             }
             _ => {}
@@ -319,7 +349,7 @@ impl Session {
         let filters = self
             .filters
             .iter()
-            .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+            .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce));
         if let Err(e) = self.client.try_subscribe_many(filters) {
             tracing::error!(error = %e, "cannot subscribe");
             self.status.error(format!("subscribe: {e}"), false);
@@ -344,24 +374,50 @@ async fn keep_alive(client: AsyncClient, topics: Vec<String>, status: Arc<MqttSt
 
 /// The size of the packet the connection was lost to, if it was lost because a packet was
 /// larger than `mqtt.packet_bytes_max`.
+///
+/// An MQTT 5 broker never sends one (CONNECT told it the limit); a broker that ignores the
+/// limit does, and the connection is dropped.
 fn oversized_packet_bytes(error: &ConnectionError) -> Option<usize> {
+    use rumqttc::v5::mqttbytes::Error;
     match error {
         ConnectionError::MqttState(StateError::Deserialization(
-            rumqttc::Error::PayloadSizeLimitExceeded(bytes),
-        )) => Some(*bytes),
+            Error::PayloadSizeLimitExceeded { pkt_size, .. },
+        ))
+        | ConnectionError::MqttState(StateError::IncomingPacketTooLarge { pkt_size, .. }) => {
+            Some(*pkt_size)
+        }
         _ => None,
     }
 }
 
-/// What status and the log say about a packet over `mqtt.packet_bytes_max`: with a persistent
-/// session the broker sends it again at every reconnection, and nothing after it arrives
-/// until someone acts (MQTT 3.1.1 gives a client no way to refuse one message).
+/// What status and the log say about a packet over `mqtt.packet_bytes_max` from a broker
+/// that ignored the limit gridlog announced: with a persistent session it sends the packet
+/// again at every reconnection, and nothing after it arrives until someone acts.
 fn oversized_packet_message(bytes: usize, packet_bytes_max: usize) -> String {
     format!(
-        "the broker sent a packet of {bytes} bytes, over mqtt.packet_bytes_max ({packet_bytes_max}); \
-         it sends it again at every reconnection and no message after it arrives: remove it at \
-         the broker (or raise mqtt.packet_bytes_max, and the broker's max_packet_size below it)"
+        "the broker sent a packet of {bytes} bytes, over mqtt.packet_bytes_max ({packet_bytes_max}), \
+         although gridlog announced that limit; it sends it again at every reconnection and no \
+         message after it arrives: remove it at the broker (or raise mqtt.packet_bytes_max)"
     )
+}
+
+/// What status and the log say when the broker refuses the connection because it does not
+/// speak MQTT 5.
+fn refused_protocol_message(error: &ConnectionError) -> Option<String> {
+    let code = match error {
+        ConnectionError::ConnectionRefused(code)
+        | ConnectionError::MqttState(StateError::ConnFail { reason: code }) => code,
+        _ => return None,
+    };
+    matches!(
+        code,
+        ConnectReturnCode::RefusedProtocolVersion | ConnectReturnCode::UnsupportedProtocolVersion
+    )
+    .then(|| {
+        "the broker refused MQTT 5 (gridlog speaks MQTT 5 only): upgrade the broker \
+         (mosquitto 1.6 or later, or any current broker)"
+            .to_string()
+    })
 }
 
 #[cfg(test)]
@@ -371,13 +427,37 @@ mod tests {
     #[test]
     fn a_packet_over_the_limit_is_named_with_its_size_and_the_setting() {
         let oversized = ConnectionError::MqttState(StateError::Deserialization(
-            rumqttc::Error::PayloadSizeLimitExceeded(20_000_000),
+            rumqttc::v5::mqttbytes::Error::PayloadSizeLimitExceeded {
+                pkt_size: 20_000_000,
+                max: 16_777_216,
+            },
         ));
         assert_eq!(oversized_packet_bytes(&oversized), Some(20_000_000));
+        let too_large = ConnectionError::MqttState(StateError::IncomingPacketTooLarge {
+            pkt_size: 20_000_000,
+            max: 16_777_216,
+        });
+        assert_eq!(oversized_packet_bytes(&too_large), Some(20_000_000));
         let io = ConnectionError::Io(std::io::Error::other("reset"));
         assert_eq!(oversized_packet_bytes(&io), None);
         let message = oversized_packet_message(20_000_000, 16_777_216);
         assert!(message.contains("20000000 bytes") && message.contains("mqtt.packet_bytes_max"));
+    }
+
+    #[test]
+    fn a_broker_without_mqtt_5_is_named_as_such() {
+        let refused =
+            ConnectionError::ConnectionRefused(ConnectReturnCode::UnsupportedProtocolVersion);
+        assert!(refused_protocol_message(&refused).is_some_and(|m| m.contains("MQTT 5")));
+        let auth = ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized);
+        assert_eq!(refused_protocol_message(&auth), None);
+    }
+
+    #[test]
+    fn the_receive_maximum_follows_the_queue_within_mqtt_5s_range() {
+        assert_eq!(receive_maximum(1024), 1024);
+        assert_eq!(receive_maximum(0), 1);
+        assert_eq!(receive_maximum(1 << 20), u16::MAX);
     }
 
     #[test]
