@@ -141,3 +141,53 @@ fn the_aarch64_gateway_build_serves_restarts_and_keeps_its_digest() {
 fn the_armv7_gateway_build_serves_restarts_and_keeps_its_digest() {
     serve_record_restart(&ARMV7);
 }
+
+/// The size target for the gateway binary of every 64-bit gateway target (x86_64 and
+/// aarch64), stripped, with every default feature: 10 MiB.
+const GATEWAY_BINARY_BYTES_MAX: u64 = 10 * 1024 * 1024;
+
+/// Whether the ELF file `bytes` has a symbol table section (`SHT_SYMTAB`): a stripped binary
+/// has none. Reads the section headers of a 32- or 64-bit little-endian ELF file.
+fn has_symbol_table(bytes: &[u8]) -> bool {
+    const SHT_SYMTAB: u32 = 2;
+    assert_eq!(&bytes[..4], b"\x7fELF", "not an ELF file");
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    let (table, entry_bytes, count) = match bytes[4] {
+        1 => (u32_at(0x20) as usize, u16_at(0x2e), u16_at(0x30)),
+        2 => (u64_at(0x28) as usize, u16_at(0x3a), u16_at(0x3c)),
+        class => panic!("ELF class {class}"),
+    };
+    (0..count).any(|i| u32_at(table + i * entry_bytes + 4) == SHT_SYMTAB)
+}
+
+/// The `strip = true` of the gateway profile really strips (a per-package override of the
+/// binary's own package once made cargo link with `strip = "debuginfo"`, keeping ~1.9 MB of
+/// symbols), and the 64-bit binaries stay within the size target.
+#[test]
+fn the_gateway_binaries_are_stripped_and_within_the_size_target() {
+    let x86_64 = Target {
+        triple: "x86_64-unknown-linux-gnu",
+        qemu: "",
+        sysroot: "",
+    };
+    for (target, size_target) in [(&x86_64, true), (&AARCH64, true), (&ARMV7, false)] {
+        let path = target.binary();
+        let bytes = std::fs::read(&path).expect("read the gateway binary");
+        assert!(
+            !has_symbol_table(&bytes),
+            "{} has a symbol table: the gateway profile did not strip it",
+            path.display()
+        );
+        let size = bytes.len() as u64;
+        eprintln!("{}: {size} bytes", target.triple);
+        if size_target {
+            assert!(
+                size <= GATEWAY_BINARY_BYTES_MAX,
+                "{} is {size} bytes, over the gateway target of {GATEWAY_BINARY_BYTES_MAX}",
+                path.display()
+            );
+        }
+    }
+}

@@ -10,10 +10,29 @@ use std::sync::OnceLock;
 
 use time::{Date, Month, Weekday};
 
-/// The PV profile: 4 weeks measured at SERF East, 2016-08-22 .. 2016-09-18.
-const PV_CSV: &str = include_str!("../../data/pvanalytics/serf_east_15min_ac_power.csv");
-/// BDEW typical days (working day, Saturday, Sunday per season), columns h0, g0..g6.
-const SELP_CSV: &str = include_str!("../../data/demandlib/selp_series.csv");
+/// The PV profile: 4 weeks measured at SERF East, 2016-08-22 .. 2016-09-18
+/// (`host/data/pvanalytics/`, gzipped by `build.rs`).
+const PV_CSV_GZ: &[u8] = include_bytes!(concat!(
+    env!("OUT_DIR"),
+    "/demo/serf_east_15min_ac_power.csv.gz"
+));
+/// BDEW typical days (working day, Saturday, Sunday per season), columns h0, g0..g6
+/// (`host/data/demandlib/`, gzipped by `build.rs`).
+const SELP_CSV_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo/selp_series.csv.gz"));
+/// More than either profile's CSV, inflated (each is about 90 KB).
+const PROFILE_CSV_BYTES_MAX: u64 = 1024 * 1024;
+
+/// An embedded profile's CSV, inflated. The bytes are part of the binary and checked by the
+/// tests: an error here is a build mistake, not something a user can fix.
+fn inflate(gz: &[u8]) -> String {
+    use std::io::Read as _;
+    let mut csv = String::new();
+    flate2::read::GzDecoder::new(gz)
+        .take(PROFILE_CSV_BYTES_MAX)
+        .read_to_string(&mut csv)
+        .expect("the embedded profile is gzipped UTF-8");
+    csv
+}
 
 /// One profile step: 15 minutes.
 pub(crate) const SLOT_MS: i64 = 15 * 60 * 1000;
@@ -81,7 +100,7 @@ impl PvProfile {
         PROFILE.get_or_init(|| {
             // The file is part of the binary and checked by the tests: a parse error is a
             // build mistake, not something a user can fix.
-            PvProfile::parse(PV_CSV).expect("the embedded PV profile is well-formed")
+            PvProfile::parse(&inflate(PV_CSV_GZ)).expect("the embedded PV profile is well-formed")
         })
     }
 
@@ -295,7 +314,8 @@ impl LoadProfiles {
         static PROFILES: OnceLock<LoadProfiles> = OnceLock::new();
         PROFILES.get_or_init(|| {
             // Part of the binary and checked by the tests (see `PvProfile::get`).
-            LoadProfiles::parse(SELP_CSV).expect("the embedded load profiles are well-formed")
+            LoadProfiles::parse(&inflate(SELP_CSV_GZ))
+                .expect("the embedded load profiles are well-formed")
         })
     }
 

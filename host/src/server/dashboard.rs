@@ -6,7 +6,8 @@
 //! `build.rs` gzips every asset at build time and rewrites every reference (in `index.html`
 //! and in the modules' imports) to `<name>?v=<hash>`. Here each asset is served at
 //! `/<name>` (`/views/meters.js` for a module in a subdirectory):
-//! - gzipped when the request accepts gzip, else as is (`Vary: Accept-Encoding`);
+//! - gzipped when the request accepts gzip, else inflated for that request (`Vary:
+//!   Accept-Encoding`; only the gzipped bytes are in the binary: every browser accepts gzip);
 //! - `index.html` with `Cache-Control: no-cache` (revalidated on every load, a 304 when
 //!   unchanged); a versioned asset requested with its current hash as
 //!   `immutable` for a year, otherwise `no-cache` as well;
@@ -31,12 +32,24 @@ pub(super) struct Asset {
     pub name: &'static str,
     /// `Content-Type`.
     pub content_type: &'static str,
-    /// FNV-1a 64 of `raw`, hex: the version in URLs and the ETag.
+    /// FNV-1a 64 of the bytes (for `index.html`, after the version rewrite), hex: the
+    /// version in URLs and the ETag.
     pub hash: &'static str,
-    /// The bytes (for `index.html`, after the version rewrite).
-    pub raw: &'static [u8],
-    /// `raw`, gzipped.
+    /// The bytes, gzipped.
     pub gzip: &'static [u8],
+}
+
+impl Asset {
+    /// The bytes, inflated: for a client that does not accept gzip.
+    pub fn raw(&self) -> Vec<u8> {
+        use std::io::Read as _;
+        let mut raw = Vec::with_capacity(self.gzip.len() * 4);
+        // Gzipped by build.rs from the bytes the hash was taken of: inflating cannot fail.
+        flate2::read::GzDecoder::new(self.gzip)
+            .read_to_end(&mut raw)
+            .expect("build.rs gzipped this asset");
+        raw
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/dashboard_assets.rs"));
@@ -116,9 +129,9 @@ async fn serve(name: &'static str, RawQuery(query): RawQuery, headers: HeaderMap
     set(header::CONTENT_TYPE, asset.content_type);
     let body = if gzip {
         set(header::CONTENT_ENCODING, "gzip");
-        asset.gzip
+        axum::body::Body::from(asset.gzip)
     } else {
-        asset.raw
+        axum::body::Body::from(asset.raw())
     };
     (StatusCode::OK, response_headers, body).into_response()
 }
@@ -201,9 +214,14 @@ mod tests {
         ] {
             assert!(asset(name).is_some(), "{name} is not embedded");
         }
-        let index = std::str::from_utf8(asset("index.html").unwrap().raw).unwrap();
+        let index = String::from_utf8(asset("index.html").unwrap().raw()).unwrap();
         for a in ASSETS {
-            assert!(!a.raw.is_empty(), "{}", a.name);
+            // The inflated bytes are the ones the version names.
+            let raw = a.raw();
+            let fnv1a64 = raw.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            assert_eq!(format!("{fnv1a64:016x}"), a.hash, "{}", a.name);
             assert_eq!(&a.gzip[..2], &[0x1f, 0x8b], "{}.gz is not gzip", a.name);
             if a.name == "index.html" {
                 continue;
@@ -217,13 +235,13 @@ mod tests {
 
     #[test]
     fn modules_import_each_other_by_current_version() {
-        let main = std::str::from_utf8(asset("main.js").unwrap().raw).unwrap();
+        let main = String::from_utf8(asset("main.js").unwrap().raw()).unwrap();
         let api = asset("api.js").unwrap();
         assert!(
             main.contains(&format!("from './api.js?v={}'", api.hash)),
             "{main}"
         );
-        let meters = std::str::from_utf8(asset("views/meters.js").unwrap().raw).unwrap();
+        let meters = String::from_utf8(asset("views/meters.js").unwrap().raw()).unwrap();
         assert!(
             meters.contains(&format!("from '../api.js?v={}'", api.hash)),
             "{meters}"
