@@ -29,7 +29,13 @@ ARM_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 # The version of cargo-deb the packages are built with.
 CARGO_DEB_VERSION=3.8.0
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step says how far into the run it starts (minutes:seconds), so a CI log shows where
+# the time goes.
+STARTED_S=$(date +%s)
+step() {
+    local elapsed=$(($(date +%s) - STARTED_S))
+    printf '\n==> [%d:%02d] %s\n' $((elapsed / 60)) $((elapsed % 60)) "$*" >&2
+}
 
 # ---------------------------------------------------------------------------------------
 # Rust toolchain pieces
