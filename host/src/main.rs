@@ -17,6 +17,7 @@ mod config;
 mod demo;
 mod files;
 mod ingest;
+mod memory_budget;
 mod modbus;
 mod server;
 mod ship;
@@ -105,6 +106,8 @@ fn install_crypto_provider() {
 }
 
 /// Logs go to stderr, so stdout carries only the command's output (reports, JSON lines).
+/// Colours only on a terminal: under systemd stderr is journald's pipe, and escape codes
+/// there would end up in every journal line.
 fn init_logging(filter: &str) {
     // The filter was validated while parsing the arguments.
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -113,7 +116,11 @@ fn init_logging(filter: &str) {
         .parse()
         .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::WARN));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr),
+        )
         .with(filter)
         .init();
 }

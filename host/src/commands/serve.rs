@@ -167,6 +167,7 @@ async fn serve(config: Config, demo: bool) -> Outcome {
     );
     tracing::info!(%address, data_dir = %config.data_dir.display(), demo, "gridlog starting");
     warn_of_exposure(&config);
+    warn_of_memory(&config);
 
     // Listening for SIGINT/SIGTERM from here on: a signal during recovery is kept, and the
     // second one is seen however soon it follows the first.
@@ -301,6 +302,27 @@ fn warn_of_exposure(config: &Config) {
         tracing::warn!(
             listen = %config.listen,
             "listening beyond loopback without a read token: anyone on the site network can read every reading (set read_token)"
+        );
+    }
+}
+
+/// Warns if the engine at its configured limits could outgrow the memory this process may
+/// use (see `memory_budget`).
+fn warn_of_memory(config: &Config) {
+    let Some(limit_bytes) = crate::memory_budget::limit_bytes() else {
+        return;
+    };
+    let rollups = RollupOptions {
+        quarter_hour_days: config.engine.rollup_quarter_hour_days,
+        day_days: config.engine.rollup_day_days,
+    };
+    let entities_max = config.engine.entities_max;
+    if let Some(budget) = crate::memory_budget::check(entities_max, &rollups, limit_bytes) {
+        tracing::warn!(
+            worst_case_bytes = budget.worst_case_bytes,
+            limit_bytes,
+            "{}",
+            crate::memory_budget::warning(&budget, entities_max)
         );
     }
 }

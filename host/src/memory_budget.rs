@@ -1,0 +1,173 @@
+//! Does the engine fit this machine at its configured limits? At start-up `serve` compares
+//! the most the image can grow to — `engine.entities_max` meters, each with both rollup
+//! horizons full — with the memory the process may use (the cgroup's `memory.max`, as a
+//! systemd `MemoryMax=` sets it, or else the machine's `MemTotal`), and warns, with the
+//! numbers and the settings that lower them, when a gateway could run out of memory months
+//! from now as its rings fill. The decision is pure ([`check`]); reading the limits is the
+//! only I/O.
+
+use std::path::Path;
+
+use gridlog_firmware::engine::RollupOptions;
+
+/// Memory of one entity besides its rollup slots, at most (measured: 47,716 B of process
+/// RSS per meter at full horizons, of which 43,792 B are slots; BENCHMARKS "Rollup memory
+/// by horizon"): its state, index, checkpoints, the planner's copy and the id map.
+pub const ENTITY_BYTES_BESIDES_ROLLUPS: u64 = 4 * 1024;
+
+/// Memory of the process that does not grow with entities, at most: the binary, runtime,
+/// buffers and the remembered readings' fingerprints (BENCHMARKS "Memory").
+pub const PROCESS_FIXED_BYTES: u64 = 48 * 1024 * 1024;
+
+/// The share of the memory limit the engine's worst case may take before `serve` warns: the
+/// rest is for the page cache of the log, HTTP clients, ingest queues and the system.
+pub const MEMORY_SHARE_PERCENT: u64 = 75;
+
+/// What the engine may grow to, against what the process may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The engine's worst case: every entity a meter with full rollup horizons.
+    pub worst_case_bytes: u64,
+    /// The memory the process may use.
+    pub limit_bytes: u64,
+    /// Most entities whose worst case fits the share of the limit.
+    pub entities_that_fit: u64,
+}
+
+/// The budget of `entities_max` entities with `rollups` under `limit_bytes`, if its worst
+/// case is over [`MEMORY_SHARE_PERCENT`] of the limit (`None`: it fits).
+pub fn check(entities_max: usize, rollups: &RollupOptions, limit_bytes: u64) -> Option<Budget> {
+    let per_entity = rollups.bytes_per_meter() as u64 + ENTITY_BYTES_BESIDES_ROLLUPS;
+    let worst_case_bytes = PROCESS_FIXED_BYTES + entities_max as u64 * per_entity;
+    let share = limit_bytes / 100 * MEMORY_SHARE_PERCENT;
+    if worst_case_bytes <= share {
+        return None;
+    }
+    Some(Budget {
+        worst_case_bytes,
+        limit_bytes,
+        entities_that_fit: share.saturating_sub(PROCESS_FIXED_BYTES) / per_entity,
+    })
+}
+
+/// What `serve` logs for a budget over the limit.
+pub fn warning(budget: &Budget, entities_max: usize) -> String {
+    let mib = |b: u64| b / (1024 * 1024);
+    format!(
+        "at engine.entities_max = {entities_max} with full rollup horizons the engine may \
+         grow to {} MiB, over {MEMORY_SHARE_PERCENT}% of the {} MiB this process may use: \
+         it would run out of memory as meters' rollups fill over the coming months. Lower \
+         engine.entities_max to {} or fewer, or shorten engine.rollup_quarter_hour_days and \
+         engine.rollup_day_days",
+        mib(budget.worst_case_bytes),
+        mib(budget.limit_bytes),
+        budget.entities_that_fit
+    )
+}
+
+/// The memory this process may use: the smaller of its cgroup's limit (cgroup v2
+/// `memory.max`, when it is a number) and the machine's memory; `None` if neither can be
+/// read (not Linux, or `/proc` missing).
+pub fn limit_bytes() -> Option<u64> {
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_total_bytes(&text));
+    let cgroup =
+        own_cgroup_limit_bytes(Path::new("/proc/self/cgroup"), Path::new("/sys/fs/cgroup"));
+    match (machine, cgroup) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line
+        .trim_start_matches("MemTotal:")
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// `memory.max` of the process's cgroup (v2: the `0::<path>` line of `/proc/self/cgroup`),
+/// if it is a number, not `max`.
+fn own_cgroup_limit_bytes(proc_cgroup: &Path, cgroup_root: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(proc_cgroup).ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let dir = cgroup_root.join(path.trim_start_matches('/'));
+    memory_max_bytes(&std::fs::read_to_string(dir.join("memory.max")).ok()?)
+}
+
+/// A cgroup v2 `memory.max` file's limit: a number of bytes, or `max` (none).
+fn memory_max_bytes(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn the_defaults_fit_4_gib_and_warn_on_512_mib_naming_what_fits() {
+        let defaults = RollupOptions::default();
+        assert_eq!(check(20_000, &defaults, 4096 * MIB), None);
+        let budget = check(20_000, &defaults, 512 * MIB).expect("over on 512 MiB");
+        // 48 MiB + 20,000 × (43,792 + 4,096) B.
+        assert_eq!(budget.worst_case_bytes, 48 * MIB + 20_000 * 47_888);
+        // (384 MiB − 48 MiB) / 47,888 B.
+        assert_eq!(budget.entities_that_fit, (384 * MIB - 48 * MIB) / 47_888);
+        assert!(check(budget.entities_that_fit as usize, &defaults, 512 * MIB).is_none());
+        assert!(check(budget.entities_that_fit as usize + 1, &defaults, 512 * MIB).is_some());
+        let text = warning(&budget, 20_000);
+        for part in [
+            "engine.entities_max",
+            "7357 or fewer",
+            "512 MiB",
+            "rollup_day_days",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+    }
+
+    #[test]
+    fn shorter_horizons_let_more_meters_fit() {
+        let short = RollupOptions {
+            quarter_hour_days: 2,
+            day_days: 60,
+        };
+        assert!(check(20_000, &RollupOptions::default(), 1024 * MIB).is_some());
+        assert_eq!(check(20_000, &short, 1024 * MIB), None);
+    }
+
+    #[test]
+    fn a_tiny_limit_fits_no_entity_without_underflow() {
+        let budget = check(1, &RollupOptions::default(), 16 * MIB).expect("over");
+        assert_eq!(budget.entities_that_fit, 0);
+    }
+
+    #[test]
+    fn limits_are_read_from_meminfo_and_cgroup_files() {
+        let meminfo = "MemTotal:        3884564 kB\nMemFree:          123 kB\n";
+        assert_eq!(mem_total_bytes(meminfo), Some(3_884_564 * 1024));
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        assert_eq!(memory_max_bytes("536870912\n"), Some(512 * MIB));
+        assert_eq!(memory_max_bytes("max\n"), None);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let proc_cgroup = tmp.path().join("cgroup");
+        std::fs::write(&proc_cgroup, "0::/system.slice/gridlog.service\n").unwrap();
+        let root = tmp.path().join("sys");
+        let unit = root.join("system.slice/gridlog.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        std::fs::write(unit.join("memory.max"), "268435456\n").unwrap();
+        assert_eq!(own_cgroup_limit_bytes(&proc_cgroup, &root), Some(256 * MIB));
+        std::fs::write(unit.join("memory.max"), "max\n").unwrap();
+        assert_eq!(own_cgroup_limit_bytes(&proc_cgroup, &root), None);
+    }
+}
