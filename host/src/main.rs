@@ -96,6 +96,13 @@ fn overrides(args: &cli::ServeArgs, speed: Option<f64>) -> commands::serve::Over
     }
 }
 
+/// Colours in the log: only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (no-color.org).
+fn colours_wanted() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs rustls' one crypto provider for every TLS client of the process (object storage,
 /// `mqtts://`), before any TLS is set up: ring. The crates are built without a provider of
 /// their own, so none can pull in a second one (aws-lc-rs) behind our back; the server's TLS
@@ -106,7 +113,7 @@ fn install_crypto_provider() {
 }
 
 /// Logs go to stderr, so stdout carries only the command's output (reports, JSON lines).
-/// Colours only on a terminal: under systemd stderr is journald's pipe, and escape codes
+/// Colours only on a terminal (see [`colours_wanted`]): under systemd stderr is journald's pipe, and escape codes
 /// there would end up in every journal line.
 fn init_logging(filter: &str) {
     // The filter was validated while parsing the arguments.
@@ -118,7 +125,7 @@ fn init_logging(filter: &str) {
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_ansi(colours_wanted())
                 .with_writer(std::io::stderr),
         )
         .with(filter)

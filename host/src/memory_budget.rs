@@ -3,8 +3,8 @@
 //! horizons full — with the memory the process may use (the cgroup's `memory.max`, as a
 //! systemd `MemoryMax=` sets it, or else the machine's `MemTotal`), and warns, with the
 //! numbers and the settings that lower them, when a gateway could run out of memory months
-//! from now as its rings fill. The decision is pure ([`check`]); reading the limits is the
-//! only I/O.
+//! from now as its rings fill (a 32-bit process is also capped by its address space). The
+//! decision is pure ([`check`]); reading the limits is the only I/O.
 
 use std::path::Path;
 
@@ -18,6 +18,10 @@ pub const ENTITY_BYTES_BESIDES_ROLLUPS: u64 = 4 * 1024;
 /// Memory of the process that does not grow with entities, at most: the binary, runtime,
 /// buffers and the remembered readings' fingerprints (BENCHMARKS "Memory").
 pub const PROCESS_FIXED_BYTES: u64 = 48 * 1024 * 1024;
+
+/// The most a 32-bit process can address, whatever the machine holds (an armv7 gateway
+/// with 4 GB or more under an LPAE kernel): about 3 GiB, part of it the log's mapped segments.
+pub const ADDRESS_SPACE_32_BIT_BYTES: u64 = 3 * 1024 * 1024 * 1024;
 
 /// The share of the memory limit the engine's worst case may take before `serve` warns: the
 /// rest is for the page cache of the log, HTTP clients, ingest queues and the system.
@@ -37,8 +41,10 @@ pub struct Budget {
 /// The budget of `entities_max` entities with `rollups` under `limit_bytes`, if its worst
 /// case is over [`MEMORY_SHARE_PERCENT`] of the limit (`None`: it fits).
 pub fn check(entities_max: usize, rollups: &RollupOptions, limit_bytes: u64) -> Option<Budget> {
-    let per_entity = rollups.bytes_per_meter() as u64 + ENTITY_BYTES_BESIDES_ROLLUPS;
-    let worst_case_bytes = PROCESS_FIXED_BYTES + entities_max as u64 * per_entity;
+    let per_entity =
+        (rollups.bytes_per_meter() as u64).saturating_add(ENTITY_BYTES_BESIDES_ROLLUPS);
+    let worst_case_bytes =
+        PROCESS_FIXED_BYTES.saturating_add((entities_max as u64).saturating_mul(per_entity));
     let share = limit_bytes / 100 * MEMORY_SHARE_PERCENT;
     if worst_case_bytes <= share {
         return None;
@@ -65,19 +71,25 @@ pub fn warning(budget: &Budget, entities_max: usize) -> String {
     )
 }
 
-/// The memory this process may use: the smaller of its cgroup's limit (cgroup v2
-/// `memory.max`, when it is a number) and the machine's memory; `None` if neither can be
-/// read (not Linux, or `/proc` missing).
+/// The memory this process may use: the smallest of its cgroup's limit (cgroup v2
+/// `memory.max`, when it is a number), the machine's memory and, in a 32-bit process,
+/// [`ADDRESS_SPACE_32_BIT_BYTES`]; `None` if neither limit can be read (not Linux, or
+/// `/proc` missing).
 pub fn limit_bytes() -> Option<u64> {
     let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| mem_total_bytes(&text));
     let cgroup =
         own_cgroup_limit_bytes(Path::new("/proc/self/cgroup"), Path::new("/sys/fs/cgroup"));
-    match (machine, cgroup) {
-        (Some(m), Some(c)) => Some(m.min(c)),
-        (m, c) => m.or(c),
-    }
+    let limit = match (machine, cgroup) {
+        (Some(m), Some(c)) => m.min(c),
+        (m, c) => m.or(c)?,
+    };
+    Some(if cfg!(target_pointer_width = "32") {
+        limit.min(ADDRESS_SPACE_32_BIT_BYTES)
+    } else {
+        limit
+    })
 }
 
 /// `MemTotal` of `/proc/meminfo`, in bytes.
@@ -149,6 +161,12 @@ mod tests {
     fn a_tiny_limit_fits_no_entity_without_underflow() {
         let budget = check(1, &RollupOptions::default(), 16 * MIB).expect("over");
         assert_eq!(budget.entities_that_fit, 0);
+    }
+
+    #[test]
+    fn absurd_limits_saturate_instead_of_wrapping() {
+        let budget = check(usize::MAX, &RollupOptions::default(), 4096 * MIB).expect("over");
+        assert_eq!(budget.worst_case_bytes, u64::MAX);
     }
 
     #[test]

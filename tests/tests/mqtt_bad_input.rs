@@ -3,7 +3,8 @@
 //! a packet over `mqtt.packet_bytes_max` (the broker drops it for gridlog: MQTT 5 told it the
 //! limit, so it cannot hold up the messages behind it).
 //! Each is refused or judged by the engine's rules, counted by its reason, acknowledged
-//! (so the broker does not deliver it forever), and the gateway goes on storing good ones.
+//! (so the broker does not deliver it forever), and the gateway goes on storing good ones;
+//! the oversized packet never reaches gridlog, so nothing counts it.
 
 mod mqtt_support;
 

@@ -1,6 +1,6 @@
 //! A snapshot body that passes its CRC but is not what gridlog wrote (a bug in a writer, a
-//! file put in place by hand) is refused with an error naming the file, never a panic, and
-//! never an allocation its bytes ask for: the body of the format-4 fixture with bytes
+//! file put in place by hand) is refused with an error naming the file, never a panic: the
+//! body of the format-4 fixture with bytes
 //! replaced, cut or added, its header's length and CRC made to match, is loaded by
 //! `snapshot::load`.
 

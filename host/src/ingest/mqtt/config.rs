@@ -30,9 +30,10 @@ pub struct MqttConfig {
     pub ca_file: PathBuf,
     /// Seconds between keep-alive pings. Default 30.
     pub keep_alive_s: u64,
-    /// Most messages received and not yet durable; the broker's own in-flight window is
-    /// usually smaller (mosquitto: `max_inflight_messages`, 20). With `payload_bytes_max`
-    /// this bounds the memory messages take: 1024 × 16 KiB = 16 MiB. Default 1024.
+    /// Most messages received and not yet durable, and the Receive Maximum gridlog
+    /// announces (capped at 65,535): the broker has at most this many unacknowledged
+    /// messages in flight to gridlog. With `payload_bytes_max` this bounds the memory
+    /// messages take: 1024 × 16 KiB = 16 MiB. Default 1024.
     pub queue_messages: usize,
     /// Largest payload read; a larger one is refused (counted, acknowledged so it is not
     /// redelivered forever). Default 16384.

@@ -31,6 +31,10 @@ use super::status::MqttStatus;
 pub const KEEPALIVE_EVERY_S: u64 = 20;
 /// First wait before reconnecting, in milliseconds (doubling to `mqtt.reconnect_max_s`).
 pub const RECONNECT_MIN_MS: u64 = 1_000;
+/// Most QoS 1 messages gridlog may have in flight to the broker. It publishes only QoS 0
+/// (keep-alives), but rumqttc's MQTT 5 client sizes a table by this limit (65,535 entries,
+/// ~13.5 MiB, unless set), and 0 would stop it sending anything.
+pub const OUTGOING_INFLIGHT_MAX: u16 = 10;
 /// The session's expiry interval sent in CONNECT: `u32::MAX` is "never expires" in MQTT 5,
 /// as a persistent session of MQTT 3.1.1 was (the broker keeps what gridlog has not
 /// acknowledged however long the gateway is away; its own limits, such as mosquitto's
@@ -105,7 +109,11 @@ pub fn options(config: &MqttConfig, client_id: &str) -> Result<MqttOptions, Brok
         .set_max_packet_size(Some(
             u32::try_from(config.packet_bytes_max).unwrap_or(u32::MAX),
         ))
-        .set_receive_maximum(Some(receive_maximum(config.queue_messages)));
+        .set_receive_maximum(Some(receive_maximum(config.queue_messages)))
+        .set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT_MAX);
+    // No Topic Alias Maximum: the broker must then send every topic in full. (rumqttc 0.25
+    // hands a message on before it resolves an alias, so an aliased one would arrive with
+    // an empty topic.)
     if !config.username.is_empty() {
         options.set_credentials(config.username.clone(), config.password.clone());
     }
@@ -230,7 +238,9 @@ impl Session {
                 }
                 Ok(event) => self.on_event(event, &mut wait_ms),
                 Err(e) => {
-                    if let Some(message) = refused_protocol_message(&e) {
+                    // Set at CONNACK: false if this connection never got one.
+                    let answered = self.status.is_connected();
+                    if let Some(message) = refused_protocol_message(&e, answered) {
                         tracing::error!("{message}");
                         self.status.error(message, true);
                     } else if let Some(bytes) = oversized_packet_bytes(&e) {
@@ -401,21 +411,33 @@ fn oversized_packet_message(bytes: usize, packet_bytes_max: usize) -> String {
     )
 }
 
-/// What status and the log say when the broker refuses the connection because it does not
-/// speak MQTT 5.
-fn refused_protocol_message(error: &ConnectionError) -> Option<String> {
-    let code = match error {
+/// What status and the log say when the broker refused MQTT 5: it answered CONNECT with
+/// "unsupported protocol version", or (`answered` false: no CONNACK on this connection)
+/// closed the connection instead — an MQTT 3.1.1 broker answers a version-5 CONNECT with a
+/// 3.1.1 CONNACK that the MQTT 5 client cannot read, then closes.
+fn refused_protocol_message(error: &ConnectionError, answered: bool) -> Option<String> {
+    let refused = match error {
         ConnectionError::ConnectionRefused(code)
-        | ConnectionError::MqttState(StateError::ConnFail { reason: code }) => code,
-        _ => return None,
+        | ConnectionError::MqttState(StateError::ConnFail { reason: code }) => matches!(
+            code,
+            ConnectReturnCode::RefusedProtocolVersion
+                | ConnectReturnCode::UnsupportedProtocolVersion
+        ),
+        ConnectionError::MqttState(StateError::ConnectionAborted)
+        | ConnectionError::NotConnAck(_) => !answered,
+        ConnectionError::MqttState(StateError::Io(e)) | ConnectionError::Io(e) => {
+            !answered
+                && matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                )
+        }
+        _ => false,
     };
-    matches!(
-        code,
-        ConnectReturnCode::RefusedProtocolVersion | ConnectReturnCode::UnsupportedProtocolVersion
-    )
-    .then(|| {
-        "the broker refused MQTT 5 (gridlog speaks MQTT 5 only): upgrade the broker \
-         (mosquitto 1.6 or later, or any current broker)"
+    refused.then(|| {
+        "the broker closed the connection or refused it before accepting MQTT 5: gridlog \
+         speaks MQTT 5 only (mosquitto 1.6 or later, or any current broker); check the \
+         broker's version and its log"
             .to_string()
     })
 }
@@ -445,12 +467,61 @@ mod tests {
     }
 
     #[test]
-    fn a_broker_without_mqtt_5_is_named_as_such() {
+    fn a_broker_refusing_mqtt_5_is_named_as_such() {
         let refused =
             ConnectionError::ConnectionRefused(ConnectReturnCode::UnsupportedProtocolVersion);
-        assert!(refused_protocol_message(&refused).is_some_and(|m| m.contains("MQTT 5")));
+        assert!(refused_protocol_message(&refused, false).is_some_and(|m| m.contains("MQTT 5")));
         let auth = ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized);
-        assert_eq!(refused_protocol_message(&auth), None);
+        assert_eq!(refused_protocol_message(&auth, false), None);
+        // A connection lost after CONNACK is not about the protocol version.
+        let aborted = ConnectionError::MqttState(StateError::ConnectionAborted);
+        assert_eq!(refused_protocol_message(&aborted, true), None);
+    }
+
+    /// An MQTT 3.1.1 broker as mosquitto 1.x is one: it answers a version-5 CONNECT with a
+    /// 3.1.1 CONNACK "unacceptable protocol version" (`20 02 00 01`) and closes.
+    #[tokio::test]
+    async fn an_mqtt_3_broker_closing_the_connection_is_named() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut connect = [0u8; 256];
+            let _ = socket.read(&mut connect).await;
+            let _ = socket.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            let _ = socket.shutdown().await;
+        });
+        let config = MqttConfig {
+            url: format!("mqtt://127.0.0.1:{port}"),
+            ..MqttConfig::default()
+        };
+        let (_client, mut events) = AsyncClient::new(options(&config, "t").unwrap(), 10);
+        let error = loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => break e,
+                Err(_) => panic!("no error within 10 s"),
+            }
+        };
+        let message = refused_protocol_message(&error, false);
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains("MQTT 5")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn the_options_keep_topic_aliases_off_and_the_outgoing_table_small() {
+        let config = MqttConfig {
+            url: "mqtt://broker".into(),
+            ..MqttConfig::default()
+        };
+        let options = options(&config, "t").unwrap();
+        assert_eq!(options.topic_alias_max(), None);
+        assert_eq!(options.max_packet_size(), Some(1024 * 1024));
+        assert_eq!(options.receive_maximum(), Some(1024));
+        assert_eq!(options.session_expiry_interval(), Some(u32::MAX));
     }
 
     #[test]
