@@ -10,6 +10,22 @@ use std::process::Command;
 use gridlog_tests::server::{post, rfc3339, unix_now, Server};
 use serde_json::json;
 
+/// The gateway build of `gridlog` for Rust target `triple`; panics (naming the command that
+/// builds it) if it is not there.
+fn gateway_binary(triple: &str) -> PathBuf {
+    let bin = gridlog_tests::target_dir()
+        .join(triple)
+        .join("gateway")
+        .join("gridlog");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --profile gateway -p gridlog-host \
+         --target {triple}` (scripts/test.sh does)",
+        bin.display(),
+    );
+    bin
+}
+
 /// A gateway target: its Rust triple, and how this machine runs its binaries.
 struct Target {
     triple: &'static str,
@@ -30,21 +46,8 @@ const ARMV7: Target = Target {
 };
 
 impl Target {
-    /// The gateway build of `gridlog` for this target; panics (naming the command that
-    /// builds it) if it is not there.
     fn binary(&self) -> PathBuf {
-        let bin = gridlog_tests::target_dir()
-            .join(self.triple)
-            .join("gateway")
-            .join("gridlog");
-        assert!(
-            bin.is_file(),
-            "{} is missing: build it with `cargo build --profile gateway -p gridlog-host \
-             --target {}` (scripts/test.sh does)",
-            bin.display(),
-            self.triple
-        );
-        bin
+        gateway_binary(self.triple)
     }
 
     /// `gridlog` for this target, run by qemu-user.
@@ -167,13 +170,12 @@ fn has_symbol_table(bytes: &[u8]) -> bool {
 /// symbols), and the 64-bit binaries stay within the size target.
 #[test]
 fn the_gateway_binaries_are_stripped_and_within_the_size_target() {
-    let x86_64 = Target {
-        triple: "x86_64-unknown-linux-gnu",
-        qemu: "",
-        sysroot: "",
-    };
-    for (target, size_target) in [(&x86_64, true), (&AARCH64, true), (&ARMV7, false)] {
-        let path = target.binary();
+    for (triple, size_target) in [
+        ("x86_64-unknown-linux-gnu", true),
+        (AARCH64.triple, true),
+        (ARMV7.triple, false),
+    ] {
+        let path = gateway_binary(triple);
         let bytes = std::fs::read(&path).expect("read the gateway binary");
         assert!(
             !has_symbol_table(&bytes),
@@ -181,7 +183,7 @@ fn the_gateway_binaries_are_stripped_and_within_the_size_target() {
             path.display()
         );
         let size = bytes.len() as u64;
-        eprintln!("{}: {size} bytes", target.triple);
+        eprintln!("{triple}: {size} bytes");
         if size_target {
             assert!(
                 size <= GATEWAY_BINARY_BYTES_MAX,

@@ -101,10 +101,7 @@ pub fn engine_options(config: &Config, clock: Arc<dyn Clock>) -> EngineOptions {
         .auto_register(gridlog_common::domain::MeterKind::from_name(
             &config.engine.auto_register,
         ))
-        .rollups(RollupOptions {
-            quarter_hour_days: config.engine.rollup_quarter_hour_days,
-            day_days: config.engine.rollup_day_days,
-        });
+        .rollups(rollup_options(config));
     options.rules.future_skew_ms = config.engine.future_skew_s * 1000;
     options.rules.entities_max = config.engine.entities_max;
     let s = &config.storage;
@@ -306,17 +303,22 @@ fn warn_of_exposure(config: &Config) {
     }
 }
 
+/// The rollup horizons of `engine.rollup_*`.
+fn rollup_options(config: &Config) -> RollupOptions {
+    RollupOptions {
+        quarter_hour_days: config.engine.rollup_quarter_hour_days,
+        day_days: config.engine.rollup_day_days,
+    }
+}
+
 /// Warns if the engine at its configured limits could outgrow the memory this process may
 /// use (see `memory_budget`).
 fn warn_of_memory(config: &Config) {
     let Some(limit_bytes) = crate::memory_budget::limit_bytes() else {
         return;
     };
-    let rollups = RollupOptions {
-        quarter_hour_days: config.engine.rollup_quarter_hour_days,
-        day_days: config.engine.rollup_day_days,
-    };
     let entities_max = config.engine.entities_max;
+    let rollups = rollup_options(config);
     if let Some(budget) = crate::memory_budget::check(entities_max, &rollups, limit_bytes) {
         tracing::warn!(
             worst_case_bytes = budget.worst_case_bytes,

@@ -22,20 +22,10 @@ const SELP_CSV_GZ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo/selp_s
 /// More than either profile's CSV, inflated (each is about 90 KB).
 const PROFILE_CSV_BYTES_MAX: u64 = 1024 * 1024;
 
-/// An embedded profile's CSV, inflated. The bytes are part of the binary and checked by the
-/// tests: an error here is a build mistake, not something a user can fix.
+/// An embedded profile's CSV, inflated (see `files::inflate_embedded`).
 fn inflate(gz: &[u8]) -> String {
-    use std::io::Read as _;
-    let mut csv = String::new();
-    flate2::read::GzDecoder::new(gz)
-        .take(PROFILE_CSV_BYTES_MAX + 1)
-        .read_to_string(&mut csv)
-        .expect("the embedded profile is gzipped UTF-8");
-    assert!(
-        csv.len() as u64 <= PROFILE_CSV_BYTES_MAX,
-        "an embedded profile is over PROFILE_CSV_BYTES_MAX: raise it"
-    );
-    csv
+    let bytes = crate::files::inflate_embedded(gz, PROFILE_CSV_BYTES_MAX, "demo profile");
+    String::from_utf8(bytes).expect("the embedded profile is UTF-8")
 }
 
 /// One profile step: 15 minutes.

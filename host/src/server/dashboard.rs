@@ -39,16 +39,13 @@ pub(super) struct Asset {
     pub gzip: &'static [u8],
 }
 
+/// More than any dashboard file, inflated (the largest is a few tens of KB).
+const ASSET_BYTES_MAX: u64 = 1024 * 1024;
+
 impl Asset {
     /// The bytes, inflated: for a client that does not accept gzip.
     pub fn raw(&self) -> Vec<u8> {
-        use std::io::Read as _;
-        let mut raw = Vec::with_capacity(self.gzip.len() * 4);
-        // Gzipped by build.rs from the bytes the hash was taken of: inflating cannot fail.
-        flate2::read::GzDecoder::new(self.gzip)
-            .read_to_end(&mut raw)
-            .expect("build.rs gzipped this asset");
-        raw
+        crate::files::inflate_embedded(self.gzip, ASSET_BYTES_MAX, self.name)
     }
 }
 

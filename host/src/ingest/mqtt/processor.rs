@@ -30,9 +30,6 @@ pub struct Received {
     /// The packet (acknowledged by its id); a payload over `mqtt.payload_bytes_max` is
     /// dropped on arrival, only its size kept.
     pub publish: Publish,
-    /// The packet's topic as text. MQTT requires UTF-8; bytes that are not are replaced
-    /// (U+FFFD), which no entity id admits, so such a message stores nothing.
-    pub topic: String,
     /// The payload's size as received.
     pub payload_bytes: usize,
     /// The connection it came on ([`MqttStatus::generation`]).
@@ -63,15 +60,18 @@ pub fn prepare(sources: &mut Sources, batch: &[Received], payload_bytes_max: usi
     let mut prepared = Prepared::default();
     for received in batch {
         let p = &received.publish;
+        // MQTT requires UTF-8 topics; bytes that are not are replaced (U+FFFD), which no
+        // entity id admits, so such a message stores nothing. (No copy for a valid topic.)
+        let topic = String::from_utf8_lossy(&p.topic);
         let message = Message {
-            topic: &received.topic,
+            topic: &topic,
             payload: &p.payload,
             retained: p.retain,
             received_ms: received.received_ms,
         };
         let decoded = if received.payload_bytes > payload_bytes_max {
             // Too large to read: still counted against the source that takes the topic.
-            let index = sources.source_of(&received.topic);
+            let index = sources.source_of(&topic);
             index.map(|i| {
                 (
                     i,
@@ -103,7 +103,7 @@ pub fn prepare(sources: &mut Sources, batch: &[Received], payload_bytes_max: usi
             Err(e) => {
                 *delta.refused.entry(e.code().to_string()).or_default() += 1;
                 if prepared.first_refusal.is_none() {
-                    prepared.first_refusal = Some((index, received.topic.clone(), e));
+                    prepared.first_refusal = Some((index, topic.to_string(), e));
                 }
             }
         }

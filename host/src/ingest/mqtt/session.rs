@@ -277,7 +277,6 @@ impl Session {
             publish.payload = bytes::Bytes::new();
         }
         Received {
-            topic: String::from_utf8_lossy(&publish.topic).into_owned(),
             publish,
             payload_bytes,
             generation: self.status.generation(),
