@@ -13,8 +13,12 @@
 //! (this process; pages counted as they turn dirty) and the block device's sectors written
 //! (what reached the disk, journal included, but from every process on the machine).
 //! Data lives under `GRIDLOG_BENCH_DIR` (default `target/bench-data`);
-//! `GRIDLOG_BENCH_PREALLOCATION` (`fallocate`, the default, or `zero-fill`) sets how segments
-//! are preallocated.
+//! `GRIDLOG_BENCH_PREALLOCATION` (`fallocate`, the default, or `zero-fill`) sets how fresh
+//! segments are preallocated. `GRIDLOG_BENCH_GATEWAY_SEGMENTS` (default `fresh,recycled`)
+//! says in which segment files the readings land: a fresh (preallocated) one, or a recycled
+//! one, as on a gateway that has run for a while (segments archived and reused: the log is
+//! filled and its sealed segments removed until the active segment is a recycled file, before
+//! the measurement starts). Segments are `SEGMENT_BYTES` (8 MiB) so that this takes seconds.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,8 +36,44 @@ const CLIENTS: u64 = 10;
 const CLIENT_INTERVAL: Duration = Duration::from_millis(200);
 /// Bytes of one reading record (a stored reading event is 53–60 bytes).
 const RECORD_BYTES: usize = 64;
+/// How long the file system is left alone after the set-up's `sync`: longer than ext4's
+/// 5 s journal commit interval.
+const SETTLE_AFTER_SYNC: Duration = Duration::from_secs(6);
+/// Segment size: small enough to recycle one in seconds, far larger than a row writes.
+const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// Where a row's readings land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segments {
+    Fresh,
+    Recycled,
+}
+
+impl Segments {
+    fn from_env() -> std::io::Result<Vec<Segments>> {
+        let list = std::env::var("GRIDLOG_BENCH_GATEWAY_SEGMENTS")
+            .unwrap_or_else(|_| "fresh,recycled".into());
+        list.split(',')
+            .map(|name| match name.trim() {
+                "fresh" => Ok(Segments::Fresh),
+                "recycled" => Ok(Segments::Recycled),
+                other => Err(std::io::Error::other(format!(
+                    "GRIDLOG_BENCH_GATEWAY_SEGMENTS: fresh or recycled, not {other:?}"
+                ))),
+            })
+            .collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Segments::Fresh => "fresh",
+            Segments::Recycled => "recycled",
+        }
+    }
+}
 
 struct Row {
+    segments: Segments,
     delay_ms: u64,
     readings: u64,
     rounds: u64,
@@ -69,52 +109,72 @@ fn run() -> std::io::Result<()> {
             m.fs_type, m.device, m.options
         );
     }
-    let mut rows = Vec::new();
-    for delay_ms in delays {
-        eprintln!("[gateway] commit delay {delay_ms} ms, {secs} s");
-        let dir = tempfile::Builder::new()
-            .prefix("gridlog-gateway-")
-            .tempdir_in(&base)?;
-        rows.push(one_row(
-            dir.path(),
-            delay_ms,
-            Duration::from_secs_f64(secs),
-            device.as_ref(),
-        )?);
+    // Each row is printed as soon as it is measured.
+    println!("| segment | `wal.commit_delay_ms` | readings | rounds | readings/round | ack p50 | ack p99 | process bytes written / payload byte | device bytes written / payload byte |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for segments in Segments::from_env()? {
+        for &delay_ms in &delays {
+            eprintln!(
+                "[gateway] {} segment, commit delay {delay_ms} ms, {secs} s",
+                segments.name()
+            );
+            let dir = tempfile::Builder::new()
+                .prefix("gridlog-gateway-")
+                .tempdir_in(&base)?;
+            let row = one_row(
+                dir.path(),
+                segments,
+                delay_ms,
+                Duration::from_secs_f64(secs),
+                device.as_ref(),
+            )?;
+            print_row(&row);
+        }
     }
-    println!("Load average at end: {}\n", load_average());
-    println!("| `wal.commit_delay_ms` | readings | rounds | readings/round | ack p50 | ack p99 | process bytes written / payload byte | device bytes written / payload byte |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &rows {
-        let (p50, p99) = r.ack.as_ref().map_or(("-".into(), "-".into()), |a| {
-            (fmt_duration(a.p50), fmt_duration(a.p99))
-        });
-        println!(
-            "| {} | {} | {} | {:.1} | {p50} | {p99} | {:.2} | {} |",
-            r.delay_ms,
-            r.readings,
-            r.rounds,
-            r.readings as f64 / r.rounds.max(1) as f64,
-            r.process_bytes_per_payload,
-            r.device_bytes_per_payload
-                .map_or("-".to_string(), |v| format!("{v:.2}")),
-        );
-    }
+    println!("\nLoad average at end: {}", load_average());
     Ok(())
+}
+
+fn print_row(r: &Row) {
+    let (p50, p99) = r.ack.as_ref().map_or(("-".into(), "-".into()), |a| {
+        (fmt_duration(a.p50), fmt_duration(a.p99))
+    });
+    println!(
+        "| {} | {} | {} | {} | {:.1} | {p50} | {p99} | {:.2} | {} |",
+        r.segments.name(),
+        r.delay_ms,
+        r.readings,
+        r.rounds,
+        r.readings as f64 / r.rounds.max(1) as f64,
+        r.process_bytes_per_payload,
+        r.device_bytes_per_payload
+            .map_or("-".to_string(), |v| format!("{v:.2}")),
+    );
 }
 
 fn one_row(
     dir: &std::path::Path,
+    segments: Segments,
     delay_ms: u64,
     measure: Duration,
     device: Option<&DeviceStat>,
 ) -> std::io::Result<Row> {
     let options = WalOptions::default()
+        .segment_bytes(SEGMENT_BYTES)
         .commit_delay(Duration::from_millis(delay_ms))
         .preallocation(gridlog_benches::stores::gridlog::preallocation_from_env()?);
     let wal = Arc::new(Wal::open(dir, options).map_err(std::io::Error::other)?);
-    // Let the preallocation of the next segment finish before measuring.
+    if segments == Segments::Recycled {
+        // In the same open log, as on a gateway that runs on: a restart changes what the page
+        // cache holds of the segment, and with it the bytes written (see BENCHMARKS).
+        gridlog_benches::stores::gridlog::recycle_a_segment(&wal)?;
+    }
+    // Let the preallocation of the next segment finish, and the file system write back and
+    // commit what the set-up left (the filling rounds, removed files' freed blocks: its
+    // journal commits every 5 s), before measuring.
     std::thread::sleep(Duration::from_secs(2));
+    std::process::Command::new("sync").status()?;
+    std::thread::sleep(SETTLE_AFTER_SYNC);
     let rounds_before = wal.stats().rounds;
     let usage = Usage::now(device)?;
     let start = Instant::now() + Duration::from_millis(50);
@@ -173,6 +233,7 @@ fn one_row(
         .close()
         .map_err(std::io::Error::other)?;
     Ok(Row {
+        segments,
         delay_ms,
         readings,
         rounds,

@@ -7,6 +7,10 @@
 //! `GRIDLOG_BENCH_SECS` (default 3) sets each row's measurement window,
 //! `GRIDLOG_BENCH_REPLAY_MIB` (default 1024) the replayed log's size, and `GRIDLOG_BENCH_DIR`
 //! (default `target/bench-data`) where the data lives — which decides the disk measured.
+//! `GRIDLOG_BENCH_PREALLOCATION` (`fallocate`, default, or `zero-fill`) sets how gridlog's
+//! fresh segments are made; `GRIDLOG_BENCH_SEGMENTS=recycled` runs gridlog as a gateway
+//! whose archiving keeps up: its rows land in recycled segment files (see
+//! `stores::gridlog::GridlogStore`).
 //! Progress goes to stderr, the tables to stdout.
 
 use std::process::ExitCode;

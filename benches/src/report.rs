@@ -229,6 +229,12 @@ impl Report {
 
     fn write_markdown(&self, out: &mut String) -> std::fmt::Result {
         writeln!(out, "Data directory: `{}`", self.data_dir.display())?;
+        writeln!(
+            out,
+            "gridlog segments: {} (`GRIDLOG_BENCH_SEGMENTS`); preallocation: {} (`GRIDLOG_BENCH_PREALLOCATION`)",
+            std::env::var("GRIDLOG_BENCH_SEGMENTS").unwrap_or_else(|_| "fresh".into()),
+            std::env::var("GRIDLOG_BENCH_PREALLOCATION").unwrap_or_else(|_| "fallocate".into()),
+        )?;
         if let Some(m) = &self.mount {
             writeln!(
                 out,

@@ -35,7 +35,7 @@ pub const MAGIC_AT: usize = 0;
 pub const VERSION_AT: usize = MAGIC_AT + 8;
 /// Byte offset of the header length.
 pub const HEADER_LEN_AT: usize = VERSION_AT + 2;
-/// Byte offset of the flags (reserved, zero).
+/// Byte offset of the flags (bit 0: [`FLAG_RECYCLED`]; the other bits are reserved, zero).
 pub const FLAGS_AT: usize = HEADER_LEN_AT + 2;
 /// Byte offset of the log id.
 pub const LOG_ID_AT: usize = FLAGS_AT + 4;
@@ -53,6 +53,12 @@ pub const CRC_AT: usize = ROUND_BYTES_AT + 4;
 pub const SEGMENT_HEADER_BYTES: usize = CRC_AT + 4;
 
 const _: () = assert!(SEGMENT_HEADER_BYTES == 64);
+
+/// Flag bit 0: the file is recycled (a segment of the same log that was archived and
+/// removed, given a new header): bytes of its earlier use may follow the log's end. Only
+/// version 2 and later, whose round commits carry the header's CRC as a salt, may set it:
+/// nothing of an earlier use passes as a round of this one.
+pub const FLAG_RECYCLED: u32 = 1;
 
 /// Segment format versions this build understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -102,6 +108,9 @@ pub struct SegmentHeader {
     pub created_unix_ms: u64,
     /// Most bytes one write round of this segment's writer spans (torn-tail bound).
     pub round_bytes: u32,
+    /// The file is recycled ([`FLAG_RECYCLED`]): bytes of an earlier use may follow the
+    /// log's end.
+    pub recycled: bool,
 }
 
 /// Why bytes are not a valid segment header.
@@ -124,8 +133,8 @@ pub enum SegmentHeaderError {
     },
     /// A version this build does not know.
     UnknownVersion(u16),
-    /// A header length other than [`SEGMENT_HEADER_BYTES`], non-zero flags, or a zero
-    /// round size.
+    /// A header length other than [`SEGMENT_HEADER_BYTES`], an unknown flag (or
+    /// [`FLAG_RECYCLED`] on a version-1 segment), or a zero round size.
     BadLayout,
 }
 
@@ -161,6 +170,8 @@ impl SegmentHeader {
         out[MAGIC_AT..VERSION_AT].copy_from_slice(&SEGMENT_MAGIC);
         out[VERSION_AT..HEADER_LEN_AT].copy_from_slice(&(self.version as u16).to_le_bytes());
         out[HEADER_LEN_AT..FLAGS_AT].copy_from_slice(&(SEGMENT_HEADER_BYTES as u16).to_le_bytes());
+        let flags = if self.recycled { FLAG_RECYCLED } else { 0 };
+        out[FLAGS_AT..LOG_ID_AT].copy_from_slice(&flags.to_le_bytes());
         out[LOG_ID_AT..FIRST_OFFSET_AT].copy_from_slice(&self.log_id);
         out[FIRST_OFFSET_AT..SEGMENT_BYTES_AT].copy_from_slice(&self.first_offset.to_le_bytes());
         out[SEGMENT_BYTES_AT..CREATED_AT].copy_from_slice(&self.segment_bytes.to_le_bytes());
@@ -195,8 +206,11 @@ impl SegmentHeader {
             return Err(SegmentHeaderError::BadCrc { stored, computed });
         }
         let version = FormatVersion::try_from(u16_at(bytes, VERSION_AT))?;
+        let flags = u32_at(bytes, FLAGS_AT);
+        let recycled = flags & FLAG_RECYCLED != 0;
         if usize::from(u16_at(bytes, HEADER_LEN_AT)) != SEGMENT_HEADER_BYTES
-            || u32_at(bytes, FLAGS_AT) != 0
+            || flags & !FLAG_RECYCLED != 0
+            || (recycled && !version.marks_rounds())
             || u32_at(bytes, ROUND_BYTES_AT) == 0
         {
             return Err(SegmentHeaderError::BadLayout);
@@ -210,6 +224,7 @@ impl SegmentHeader {
             segment_bytes: u64_at(bytes, SEGMENT_BYTES_AT),
             created_unix_ms: u64_at(bytes, CREATED_AT),
             round_bytes: u32_at(bytes, ROUND_BYTES_AT),
+            recycled,
         })
     }
 }
@@ -268,7 +283,42 @@ mod tests {
             segment_bytes: 64 << 20,
             created_unix_ms: 1_700_000_000_000,
             round_bytes: 1 << 20,
+            recycled: false,
         }
+    }
+
+    #[test]
+    fn the_recycled_flag_round_trips_and_other_flags_are_refused() {
+        let recycled = SegmentHeader {
+            version: FormatVersion::V2,
+            recycled: true,
+            ..sample()
+        };
+        let bytes = recycled.encode();
+        assert_eq!(u32_at(&bytes, FLAGS_AT), FLAG_RECYCLED);
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(recycled));
+        assert_ne!(
+            recycled.salt(),
+            SegmentHeader {
+                recycled: false,
+                ..recycled
+            }
+            .salt()
+        );
+        // A version-1 segment cannot be recycled (its rounds carry no salt), and an unknown
+        // flag is refused, though the CRC matches.
+        let with = |version: u16, flags: u32| {
+            let mut bytes = recycled.encode();
+            bytes[VERSION_AT..HEADER_LEN_AT].copy_from_slice(&version.to_le_bytes());
+            bytes[FLAGS_AT..LOG_ID_AT].copy_from_slice(&flags.to_le_bytes());
+            let crc = crc32fast::hash(&bytes[..CRC_AT]);
+            bytes[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+            SegmentHeader::decode(&bytes)
+        };
+        assert_eq!(with(1, FLAG_RECYCLED), Err(SegmentHeaderError::BadLayout));
+        assert_eq!(with(2, 2), Err(SegmentHeaderError::BadLayout));
+        assert_eq!(with(2, FLAG_RECYCLED).map(|h| h.recycled), Ok(true));
+        assert_eq!(with(2, 0).map(|h| h.recycled), Ok(false));
     }
 
     #[test]

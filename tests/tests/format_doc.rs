@@ -476,6 +476,7 @@ fn example_segment_header() -> SegmentHeader {
         segment_bytes: 4096,
         created_unix_ms: 1_700_000_000_000,
         round_bytes: 1_048_576,
+        recycled: false,
     }
 }
 
@@ -488,6 +489,7 @@ fn segment_header_example_is_what_the_encoder_writes() {
         segment_bytes: 4096,
         created_unix_ms: 1_700_000_000_000,
         round_bytes: 1_048_576,
+        recycled: false,
     };
     let bytes = header.encode();
     check_example("segment_header", &bytes);

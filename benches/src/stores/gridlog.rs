@@ -3,17 +3,76 @@
 use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gridlog_common::segment::SegmentHeader;
 
 use gridlog_firmware::wal::{AppendTicket, CommitStatsSnapshot, Preallocation, Wal, WalOptions};
 
 use super::{Payload, Store};
 use crate::driver::{Samples, Window};
 
-/// gridlog with default options (64 MiB zero-filled segments, no commit delay).
+/// gridlog with default options (64 MiB preallocated segments, no commit delay).
+///
+/// With `GRIDLOG_BENCH_SEGMENTS=recycled` it runs as a gateway that has run for a while: the
+/// log is first filled and its sealed segments removed until the active segment is a
+/// recycled file, and an "archiver" thread removes every sealed segment as it appears (as the
+/// maintenance cycle does once it archived one), so later segments are recycled too.
 #[derive(Debug)]
 pub struct GridlogStore {
-    wal: Wal,
+    wal: Arc<Wal>,
+    archiver: Option<(Arc<AtomicBool>, JoinHandle<io::Result<()>>)>,
+}
+
+/// How often the archiver thread of a recycling store removes sealed segments.
+const ARCHIVER_PERIOD: Duration = Duration::from_millis(5);
+
+/// Whether `GRIDLOG_BENCH_SEGMENTS` asks for recycled segments (`recycled`) or fresh ones
+/// (`fresh`, the default).
+pub fn recycled_segments_from_env() -> io::Result<bool> {
+    match std::env::var("GRIDLOG_BENCH_SEGMENTS").as_deref() {
+        Err(_) | Ok("fresh") => Ok(false),
+        Ok("recycled") => Ok(true),
+        Ok(other) => Err(io::Error::other(format!(
+            "GRIDLOG_BENCH_SEGMENTS must be fresh or recycled, not {other:?}"
+        ))),
+    }
+}
+
+/// Fills the log and removes its sealed segments (as archiving does) until the active
+/// segment is a recycled file. The filling appends go 16 at a time (about 1 MiB), so that a
+/// log with a commit delay fills one round per delay.
+pub fn recycle_a_segment(wal: &Wal) -> io::Result<()> {
+    let filler = vec![0x5a_u8; 4000];
+    let batch: Vec<&[u8]> = vec![&filler[..]; 16];
+    let recycled = |path: &Path| -> io::Result<bool> {
+        let mut header = [0u8; gridlog_common::segment::SEGMENT_HEADER_BYTES];
+        std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(path)?, &mut header, 0)?;
+        Ok(SegmentHeader::decode(&header)
+            .map_err(io::Error::other)?
+            .recycled)
+    };
+    while !recycled(&wal.segments().last().expect("a segment").1)? {
+        let tickets = (0..16)
+            .map(|_| wal.append_nowait(&batch))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io::Error::other)?;
+        for ticket in tickets {
+            ticket.wait().map_err(io::Error::other)?;
+        }
+        remove_sealed(wal)?;
+    }
+    Ok(())
+}
+
+fn remove_sealed(wal: &Wal) -> io::Result<()> {
+    for (first, _) in wal.sealed_segments() {
+        wal.remove_oldest_segment(first)?;
+    }
+    Ok(())
 }
 
 impl GridlogStore {
@@ -26,8 +85,29 @@ impl GridlogStore {
     /// that `GRIDLOG_BENCH_PREALLOCATION` names, if set).
     pub fn open_with(dir: &Path, options: WalOptions) -> io::Result<GridlogStore> {
         let options = options.preallocation(preallocation_from_env()?);
-        let wal = Wal::open(dir, options).map_err(io::Error::other)?;
-        Ok(GridlogStore { wal })
+        let wal = Arc::new(Wal::open(dir, options).map_err(io::Error::other)?);
+        if !recycled_segments_from_env()? {
+            return Ok(GridlogStore {
+                wal,
+                archiver: None,
+            });
+        }
+        recycle_a_segment(&wal)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (wal, stop) = (wal.clone(), stop.clone());
+            std::thread::spawn(move || -> io::Result<()> {
+                while !stop.load(Ordering::Relaxed) {
+                    remove_sealed(&wal)?;
+                    std::thread::sleep(ARCHIVER_PERIOD);
+                }
+                Ok(())
+            })
+        };
+        Ok(GridlogStore {
+            wal,
+            archiver: Some((stop, thread)),
+        })
     }
 
     /// The log.
@@ -42,7 +122,14 @@ impl GridlogStore {
 
     /// Closes the log (everything appended is durable when this returns).
     pub fn close(self) -> io::Result<()> {
-        self.wal.close().map_err(io::Error::other)
+        if let Some((stop, thread)) = self.archiver {
+            stop.store(true, Ordering::Relaxed);
+            thread.join().expect("archiver thread")?;
+        }
+        Arc::into_inner(self.wal)
+            .expect("the archiver has stopped")
+            .close()
+            .map_err(io::Error::other)
     }
 }
 

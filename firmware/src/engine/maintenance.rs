@@ -168,7 +168,7 @@ fn archive_segment(
         .join(archive::ARCHIVE_DIR_NAME)
         .join(archive::archive_file_name(first));
     let recorded = archived_state(inner, first);
-    let hot = inner.wal.sealed_segment(first);
+    let mut hot = inner.wal.sealed_segment(first);
     // An archive from an earlier, interrupted cycle is reused only if it verifies, is of
     // this log and this segment, holds exactly the hot segment's bytes (while they are
     // still here) and matches what was recorded. Anything else under the name, such as
@@ -190,7 +190,7 @@ fn archive_segment(
         (Some(h), Some(r)) if h.sha256 == r.sha256 => h,
         (Some(h), None) => h,
         _ => {
-            let Some(bytes) = hot else {
+            let Some(bytes) = hot.take() else {
                 return Ok(());
             };
             let started = Instant::now();
@@ -224,6 +224,8 @@ fn archive_segment(
             },
         )?;
     }
+    // Let go of the mapping first: a segment no one maps is recycled as a later segment.
+    drop(hot);
     inner.wal.remove_oldest_segment(first)?;
     tracing::info!(
         first,

@@ -24,13 +24,17 @@ use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use gridlog_common::batch::COMMIT_FRAME_BYTES_MAX;
 use gridlog_common::frame::{frame_len, FRAME_BODY_BYTES_MAX, FRAME_HEADER_BYTES};
 use gridlog_common::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use gridlog_common::Offset;
 
 use super::error::Damage;
 use super::recovery::{list_wal_dir, WalEntry};
-use super::segment::{classify_tail, frame_at, torn_tail_window, FrameAt, Step, Tail, Walk};
+use super::segment::{
+    classify_recycled, classify_tail, frame_at, torn_tail_window, FrameAt, RecycledTail, Step,
+    Tail, Walk,
+};
 use super::WAL_DIR_NAME;
 
 /// Bytes read from a segment file at a time: 1 MiB. Bounds the reader's memory (together with
@@ -125,7 +129,7 @@ where
             WalEntry::Unexpected(path) => {
                 tracing::warn!(path = %path.display(), "unexpected file in wal/ (verify reports it)");
             }
-            WalEntry::Prealloc(_) | WalEntry::Quarantine => {}
+            WalEntry::Prealloc(_) | WalEntry::Spare | WalEntry::Quarantine => {}
         }
     }
     let mut summary = DumpSummary {
@@ -152,10 +156,11 @@ where
             })
         };
         if header.first_offset != *name_offset {
-            return Err(at_start(format!(
+            let wrong = Err(at_start(format!(
                 "header says first offset {} but the name says {name_offset}",
                 header.first_offset
             )));
+            return file.checked_name(wrong);
         }
         if log_id.is_some_and(|id| id != header.log_id) {
             return Err(at_start("segment belongs to another log".into()));
@@ -171,7 +176,8 @@ where
         // Batch frames of the round being read: passed on once its commit is read (a
         // version-1 segment commits every frame), since a round without its commit was never
         // acknowledged and the next open zeroes it.
-        let mut round: Vec<u64> = Vec::new();
+        // (Position and first offset of each.)
+        let mut round: Vec<(u64, Offset)> = Vec::new();
         let mut walk = Walk::new(header);
         // Where reading this segment stopped: `None` at a valid footer, else the position and,
         // for an invalid frame, why.
@@ -179,14 +185,19 @@ where
             let pos = walk.pos;
             let round_start = walk.committed.pos;
             let frame = file.frame(pos)?;
-            let is_batch = matches!(frame, FrameAt::Batch { .. });
+            let batch_first = match &frame {
+                FrameAt::Batch { view, .. } => Some(view.first_offset),
+                _ => None,
+            };
+            let is_batch = batch_first.is_some();
             match walk.step(frame) {
                 Step::Frame => {
-                    if is_batch {
-                        round.push(pos);
+                    if let Some(first) = batch_first {
+                        round.push((pos, first));
                     }
                     if walk.committed() {
-                        if pass_on(&mut file, &round, from, &mut summary, &mut f)?.is_break() {
+                        let passed = pass_on(&mut file, &round, from, &mut summary, &mut f);
+                        if file.checked(&header, passed)?.is_break() {
                             return Ok(summary);
                         }
                         round.clear();
@@ -218,27 +229,35 @@ where
         if !is_last {
             let reason = invalid
                 .unwrap_or_else(|| "segment is not sealed but is not the last one".to_string());
-            return Err(DumpError::Corrupt(Damage {
-                path: path.clone(),
-                position: stop_at,
-                reason,
-            }));
+            return file.checked(
+                &header,
+                Err(DumpError::Corrupt(Damage {
+                    path: path.clone(),
+                    position: stop_at,
+                    reason,
+                })),
+            );
         }
         // The last segment: what follows the last complete round decides between a clean
         // end, a torn tail and damage, by the same rule as recovery.
-        let window_bytes = torn_tail_window(&header);
-        let window = file.bytes(committed.pos, window_bytes)?.to_vec();
-        let more_nonzero = file.any_nonzero_from(committed.pos + window.len() as u64)?;
-        let tail = classify_tail(
-            &header,
-            committed.pos,
-            stop_at,
-            invalid.as_deref(),
-            &window,
-            more_nonzero,
-        );
+        let tail = if header.recycled {
+            let facts = file.recycled_tail(&header, committed.pos, stop_at)?;
+            classify_recycled(committed.pos, stop_at, invalid.as_deref(), &facts)
+        } else {
+            let window_bytes = torn_tail_window(&header);
+            let window = file.bytes(committed.pos, window_bytes)?.to_vec();
+            let more_nonzero = file.any_nonzero_from(committed.pos + window.len() as u64)?;
+            classify_tail(
+                &header,
+                committed.pos,
+                stop_at,
+                invalid.as_deref(),
+                &window,
+                more_nonzero,
+            )
+        };
         match tail {
-            Tail::Clean => {}
+            Tail::Clean | Tail::Stale => {}
             Tail::Torn(reason) => {
                 summary.torn_tail = Some(Damage {
                     path: path.clone(),
@@ -247,22 +266,25 @@ where
                 })
             }
             Tail::Damage(position, reason) => {
-                return Err(DumpError::Corrupt(Damage {
+                let damage = Err(DumpError::Corrupt(Damage {
                     path: path.clone(),
                     position,
                     reason,
-                }))
+                }));
+                return file.checked(&header, damage);
             }
         }
     }
     Ok(summary)
 }
 
-/// Passes on the records of the batch frames at `positions` (one committed round) that are
-/// at `from` or later; breaks when `f` does, with the summary saying where it stopped.
+/// Passes on the records of the batch frames at `positions` (one committed round, with
+/// each frame's first offset) that are at `from` or later; breaks when `f` does, with the
+/// summary saying where it stopped. A frame read again must be the one walked: beside a
+/// running gateway, a segment archived meanwhile may have been recycled and rewritten.
 fn pass_on<F>(
     file: &mut SegmentFile<'_>,
-    positions: &[u64],
+    positions: &[(u64, Offset)],
     from: Offset,
     summary: &mut DumpSummary,
     f: &mut F,
@@ -270,14 +292,17 @@ fn pass_on<F>(
 where
     F: FnMut(DumpItem<'_>) -> ControlFlow<()>,
 {
-    for &pos in positions {
+    for &(pos, first) in positions {
         let path = file.path.to_path_buf();
-        let FrameAt::Batch { view, .. } = file.frame(pos)? else {
-            return Err(DumpError::Corrupt(Damage {
-                path,
-                position: pos,
-                reason: "the batch frame read here a moment ago changed".into(),
-            }));
+        let view = match file.frame(pos)? {
+            FrameAt::Batch { view, .. } if view.first_offset == first => view,
+            _ => {
+                return Err(DumpError::Corrupt(Damage {
+                    path,
+                    position: pos,
+                    reason: "the batch frame read here a moment ago changed".into(),
+                }))
+            }
         };
         if view.next_offset() <= from {
             continue;
@@ -387,6 +412,54 @@ impl<'a> SegmentFile<'a> {
         };
         let bytes = self.bytes(pos, want)?;
         Ok(frame_at(bytes, 0))
+    }
+
+    /// `result`, unless the segment headed by `header` no longer is (read again from the
+    /// file): beside a running gateway, a segment archived meanwhile may have been recycled
+    /// and rewritten while it was read, which is an error to retry, not damage.
+    fn checked<T>(
+        &self,
+        header: &SegmentHeader,
+        result: Result<T, DumpError>,
+    ) -> Result<T, DumpError> {
+        if result.is_ok() {
+            return result;
+        }
+        let mut now = [0u8; SEGMENT_HEADER_BYTES];
+        let read = self.file.read_exact_at(&mut now, 0);
+        if read.is_err() || now != header.encode() {
+            return Err(self.io_err(super::verify::recycled_while_read(self.path)));
+        }
+        result
+    }
+
+    /// `result` (a header that does not name the file's offset), unless the file is no longer
+    /// at its path: recycling renames a segment before it gives it a new header.
+    fn checked_name<T>(&self, result: Result<T, DumpError>) -> Result<T, DumpError> {
+        if super::verify::still_at(&self.file, self.path) {
+            result
+        } else {
+            Err(self.io_err(super::verify::recycled_while_read(self.path)))
+        }
+    }
+
+    /// What the bytes from `pos` (a recycled segment's committed end) to the end of the
+    /// file hold of the segment `header` heads, read a buffer at a time.
+    fn recycled_tail(
+        &mut self,
+        header: &SegmentHeader,
+        mut pos: u64,
+        stop_at: u64,
+    ) -> Result<RecycledTail, DumpError> {
+        let mut facts = RecycledTail::default();
+        while pos < self.len {
+            // Overlapping by the longest commit, so each commit is whole in its piece.
+            let piece = self.bytes(pos, DUMP_READ_BYTES + COMMIT_FRAME_BYTES_MAX)?;
+            let starts = DUMP_READ_BYTES.min(piece.len());
+            facts.take_in(header, pos, piece, 0..starts, stop_at);
+            pos += starts as u64;
+        }
+        Ok(facts)
     }
 
     /// Whether any byte from `pos` to the end of the file is not zero.

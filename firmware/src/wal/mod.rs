@@ -101,6 +101,8 @@ pub struct CommitStats {
     pub bytes: AtomicU64,
     /// Segments rotated.
     pub rotations: AtomicU64,
+    /// Rotations into a recycled segment file (of [`CommitStats::rotations`]).
+    pub recycled_rotations: AtomicU64,
     /// Sum of `fdatasync` durations in nanoseconds.
     pub sync_nanos: AtomicU64,
     /// `fdatasync` durations, bucket i counts syncs under 2^i microseconds (last: the rest).
@@ -131,6 +133,8 @@ pub struct CommitStatsSnapshot {
     pub bytes: u64,
     /// See [`CommitStats::rotations`].
     pub rotations: u64,
+    /// See [`CommitStats::recycled_rotations`].
+    pub recycled_rotations: u64,
     /// See [`CommitStats::sync_nanos`].
     pub sync_nanos: u64,
     /// See [`CommitStats::sync_micros_log2`].
@@ -333,6 +337,7 @@ impl Wal {
             records: load(&s.records),
             bytes: load(&s.bytes),
             rotations: load(&s.rotations),
+            recycled_rotations: load(&s.recycled_rotations),
             sync_nanos: load(&s.sync_nanos),
             sync_micros_log2: s.sync_micros_log2.iter().map(load).collect(),
             round_frames_log2: s.round_frames_log2.iter().map(load).collect(),
@@ -373,8 +378,10 @@ impl Wal {
     }
 
     /// Removes the oldest sealed segment from the hot log (after it was archived): drops it
-    /// from the list, unlinks the file and syncs the directory. Readers that hold it keep
-    /// reading their mapping; new readers start at the next segment.
+    /// from the list, then keeps the file as the spare for a later segment
+    /// ([`WalOptions::recycle_segments`], if no reader maps it and there is no spare yet) or
+    /// unlinks it, and syncs the directory. Readers that hold it keep reading their mapping
+    /// (a file still mapped is never recycled); new readers start at the next segment.
     pub fn remove_oldest_segment(&self, first_offset: Offset) -> std::io::Result<()> {
         let removed = {
             let mut segments = self
@@ -390,7 +397,17 @@ impl Wal {
             segments.remove(0)
         };
         let io = io::Io::new(self.shared.options.io_hook.clone());
-        io.remove(&removed.path)?;
+        let path = removed.path.clone();
+        // The only holder: no reader maps it, and none can start to (it left the list).
+        let unmapped = Arc::try_unwrap(removed).is_ok();
+        let options = &self.shared.options;
+        if unmapped
+            && options.recycle_segments
+            && segment::recycle(&io, &path, options.segment_bytes)?
+        {
+            return Ok(());
+        }
+        io.remove(&path)?;
         io.sync_dir(&self.shared.wal_dir)
     }
 

@@ -57,6 +57,10 @@ pub struct WalOptions {
     pub recovery: RecoveryMode,
     /// How segment files are preallocated. Default [`Preallocation::Fallocate`].
     pub preallocation: Preallocation,
+    /// Whether a segment removed after archiving is kept as the spare and reused as a later
+    /// segment (its blocks are written already: no allocation to journal at each sync, no
+    /// zeros). Default true; false unlinks it (benchmarks compare the two).
+    pub recycle_segments: bool,
     /// Test hook in front of every file-system call that changes something.
     pub io_hook: Option<IoHook>,
 }
@@ -69,6 +73,7 @@ impl Default for WalOptions {
             round_bytes: ROUND_BYTES_DEFAULT,
             recovery: RecoveryMode::Strict,
             preallocation: Preallocation::default(),
+            recycle_segments: true,
             io_hook: None,
         }
     }
@@ -82,6 +87,7 @@ impl std::fmt::Debug for WalOptions {
             .field("round_bytes", &self.round_bytes)
             .field("recovery", &self.recovery)
             .field("preallocation", &self.preallocation)
+            .field("recycle_segments", &self.recycle_segments)
             .field("io_hook", &self.io_hook.is_some())
             .finish()
     }
@@ -106,6 +112,11 @@ impl WalOptions {
     /// Sets how segments are preallocated.
     pub fn preallocation(mut self, how: Preallocation) -> Self {
         self.preallocation = how;
+        self
+    }
+    /// Sets whether removed segments are recycled.
+    pub fn recycle_segments(mut self, recycle: bool) -> Self {
+        self.recycle_segments = recycle;
         self
     }
     /// Sets the recovery mode.

@@ -36,8 +36,8 @@ use super::error::{Damage, OpenError};
 use super::io::Io;
 pub use super::segment::torn_tail_window;
 use super::segment::{
-    classify_last_segment, last_nonzero_from, parse_segment_file_name, preallocate, scan_segment,
-    ScanStop, SegmentScan, Tail, PREALLOC_FILE_NAME,
+    classify_last_segment, parse_segment_file_name, preallocate, scan_segment, torn_tail_end,
+    ScanStop, SegmentScan, Tail, PREALLOC_FILE_NAME, SPARE_FILE_NAME,
 };
 use crate::mmap::SegmentMap;
 
@@ -91,6 +91,8 @@ pub(crate) struct RecoveredSegment {
     pub(crate) version: gridlog_common::segment::FormatVersion,
     /// The salt of its round commits (its header's CRC).
     pub(crate) salt: u32,
+    /// A recycled file: bytes of its earlier use follow `data_end`.
+    pub(crate) recycled: bool,
     pub(crate) sealed: bool,
 }
 
@@ -106,6 +108,8 @@ pub(crate) struct Recovered {
 pub(crate) enum WalEntry {
     Segment(Offset, PathBuf),
     Prealloc(PathBuf),
+    /// A removed segment kept for reuse (`spare.tmp`): not part of the log.
+    Spare,
     Quarantine,
     Unexpected(PathBuf),
 }
@@ -121,6 +125,7 @@ pub(crate) fn list_wal_dir(wal_dir: &Path) -> io::Result<Vec<WalEntry>> {
         entries.push(match parse_segment_file_name(&name) {
             Some(first) if is_file => WalEntry::Segment(first, path),
             _ if name == PREALLOC_FILE_NAME && is_file => WalEntry::Prealloc(path),
+            _ if name == SPARE_FILE_NAME && is_file => WalEntry::Spare,
             _ if name == QUARANTINE_DIR_NAME && !is_file => WalEntry::Quarantine,
             _ => WalEntry::Unexpected(path),
         });
@@ -259,9 +264,10 @@ impl Recovery<'_> {
             ScanStop::Footer => return Ok(Settled::Sealed),
             ScanStop::End | ScanStop::Invalid { .. } if is_last => {
                 match classify_last_segment(bytes, scan) {
-                    Tail::Clean => return Ok(Settled::Open),
+                    Tail::Clean | Tail::Stale => return Ok(Settled::Open),
                     Tail::Torn(reason) => {
-                        self.zero_torn_tail(file, path, bytes, committed_end, &reason)?;
+                        let end = torn_tail_end(&scan.header, bytes, committed_end);
+                        self.zero_torn_tail(file, path, committed_end..end, &reason)?;
                         return Ok(Settled::Open);
                     }
                     Tail::Damage(position, reason) => (position, reason, false),
@@ -325,7 +331,7 @@ impl Recovery<'_> {
                         .map_err(self.io_err(self.wal_dir))?;
                     self.report.removed_prealloc = true;
                 }
-                WalEntry::Quarantine => {}
+                WalEntry::Quarantine | WalEntry::Spare => {}
                 WalEntry::Unexpected(path) => {
                     let damage = Damage {
                         path: path.clone(),
@@ -339,19 +345,17 @@ impl Recovery<'_> {
         Ok(segment_paths)
     }
 
-    /// Zeroes the torn tail of the last segment from `committed_end` to its last non-zero
-    /// byte (a write a crash cut short: never acknowledged), durably.
+    /// Zeroes the torn tail `range` of the last segment (from its committed end to where
+    /// [`torn_tail_end`] says: a write a crash cut short, never acknowledged), durably.
     fn zero_torn_tail(
         &mut self,
         file: &File,
         path: &Path,
-        bytes: &[u8],
-        committed_end: usize,
+        range: std::ops::Range<usize>,
         reason: &str,
     ) -> Result<(), OpenError> {
-        let last =
-            last_nonzero_from(bytes, committed_end).expect("a torn tail has a non-zero byte");
-        let torn = (last + 1 - committed_end) as u64;
+        let committed_end = range.start;
+        let torn = range.len() as u64;
         self.io
             .write_zeros(file, path, committed_end as u64, torn)
             .map_err(self.io_err(path))?;
@@ -536,6 +540,7 @@ fn recovered(
         round_bytes: scan.header.round_bytes,
         version: scan.header.version,
         salt: scan.header.salt(),
+        recycled: scan.header.recycled,
         sealed,
     }
 }

@@ -13,6 +13,14 @@
 //! `Preallocation::ZeroFill`) spares the sync the metadata of a block's first write but
 //! writes every segment twice; docs/BENCHMARKS.md measures both.
 //!
+//! A segment the archive no longer needs is **recycled** (see [`recycle`]): renamed to
+//! `wal/spare.tmp` and, at the next preallocation, given a new header with
+//! [`FLAG_RECYCLED`](gridlog_common::segment::FLAG_RECYCLED). Its blocks are written already,
+//! so a round's `fdatasync` writes the round and nothing else (no block-allocation journal
+//! commit), and nothing is written twice. The bytes of its earlier use stay after the log's
+//! end; they carry older offsets and another salt, so no reader takes them for this log
+//! ([`classify_tail`]).
+//!
 //! One file on purpose: one segment format's rules (the walk over frames and round commits,
 //! and how a tail is classified) shared by recovery, verify and dump, so the three never
 //! disagree.
@@ -35,6 +43,72 @@ pub(crate) const FOOTER_RESERVE_BYTES: usize = 64;
 
 /// Name of the file the preallocator fills before it becomes the next segment.
 pub(crate) const PREALLOC_FILE_NAME: &str = "prealloc.tmp";
+
+/// Name of a removed segment kept for reuse as a later segment (at most one).
+pub(crate) const SPARE_FILE_NAME: &str = "spare.tmp";
+
+/// A file ready to become the next segment.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) file: File,
+    /// A recycled segment file: bytes of its earlier use follow whatever is written.
+    pub(crate) recycled: bool,
+}
+
+/// Keeps the removed segment at `path` (mapped by no one any more) as the spare, if there is
+/// none yet and it has the size new segments get: renames it and syncs the directory.
+/// Returns whether it did; if not, the caller removes the file.
+///
+/// A crash before the directory sync leaves the segment under its old name (an archived
+/// segment still in the hot log, as after an unlink that did not reach the disk) or the
+/// spare; both are fine.
+pub(crate) fn recycle(io: &Io, path: &Path, segment_bytes: u64) -> io::Result<bool> {
+    let Some(dir) = path.parent() else {
+        return Ok(false);
+    };
+    let spare = dir.join(SPARE_FILE_NAME);
+    if spare.exists() || std::fs::metadata(path)?.len() != segment_bytes {
+        return Ok(false);
+    }
+    io.rename(path, &spare)?;
+    io.sync_dir(dir)?;
+    Ok(true)
+}
+
+/// Lets the page cache drop the file's cached pages from `from` on (clean pages of a recycled
+/// file's earlier use, read ahead in large folios by the archiver or a scan). A round that
+/// then dirties part of one would have the whole folio written back — tens of KiB of flash
+/// for a few hundred bytes; without them, a round dirties 4 KiB pages only. Advice only:
+/// an error changes nothing but that.
+pub(crate) fn forget_cached_pages(file: &File, from: u64) {
+    let _ = rustix::fs::fadvise(file, from, None, rustix::fs::Advice::DontNeed);
+}
+
+/// Takes the spare beside `path` as `path` if there is one of `segment_bytes`; a spare of
+/// another size (the setting changed) is removed.
+fn take_spare(io: &Io, path: &Path, segment_bytes: u64) -> io::Result<Option<File>> {
+    let spare = path.with_file_name(SPARE_FILE_NAME);
+    let Ok(meta) = std::fs::metadata(&spare) else {
+        return Ok(None);
+    };
+    if meta.len() != segment_bytes || !meta.is_file() {
+        io.remove(&spare)?;
+        return Ok(None);
+    }
+    io.rename(&spare, path)?;
+    // Durable before anything is written into it: were the spare's own rename (from its
+    // segment's name, see [`recycle`]) not on disk yet, a crash after the new header's
+    // sync would leave that header under the old segment's name.
+    if let Some(dir) = path.parent() {
+        io.sync_dir(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    forget_cached_pages(&file, 0);
+    Ok(Some(file))
+}
 
 /// File name of the segment whose first record is `first_offset`.
 pub(crate) fn segment_file_name(first_offset: Offset) -> String {
@@ -63,6 +137,38 @@ pub(crate) fn preallocate(
     if path.exists() {
         io.remove(path)?;
     }
+    create_preallocated(io, path, segment_bytes, how)
+}
+
+/// [`preallocate`], but taking the spare (a recycled segment, see [`recycle`]) if there is
+/// one: its blocks are written already, so it needs neither allocation nor zeros.
+pub(crate) fn prepare_segment_file(
+    io: &Io,
+    path: &Path,
+    segment_bytes: u64,
+    how: Preallocation,
+) -> io::Result<Prepared> {
+    if path.exists() {
+        io.remove(path)?;
+    }
+    if let Some(file) = take_spare(io, path, segment_bytes)? {
+        return Ok(Prepared {
+            file,
+            recycled: true,
+        });
+    }
+    Ok(Prepared {
+        file: create_preallocated(io, path, segment_bytes, how)?,
+        recycled: false,
+    })
+}
+
+fn create_preallocated(
+    io: &Io,
+    path: &Path,
+    segment_bytes: u64,
+    how: Preallocation,
+) -> io::Result<File> {
     let file = io.create_new(path)?;
     let allocated = match how {
         Preallocation::Fallocate => match io.allocate(&file, path, segment_bytes) {
@@ -467,6 +573,9 @@ impl Walk {
 pub(crate) enum Tail {
     /// Nothing but zeros.
     Clean,
+    /// (Recycled segment) bytes of the file's earlier use, and nothing of this segment's:
+    /// no frame that continues its offsets, no commit with its salt. Left as they are.
+    Stale,
     /// A torn write of the last round (never acknowledged): zero it. The reason says what
     /// was found.
     Torn(String),
@@ -479,13 +588,15 @@ pub(crate) enum Tail {
 /// - `committed_end`: where the last complete round ends (version 1: the last valid frame);
 /// - `stop_at` and `invalid`: where the walk stopped, and why if not at zeros;
 /// - `window`: the segment's bytes from `committed_end` on, at least up to
-///   `committed_end + torn_tail_window` (or the end of the file), and `more_nonzero` whether
-///   any non-zero byte lies beyond what `window` holds.
+///   `committed_end + torn_tail_window` (or the end of the file; a recycled segment's: to
+///   the end of the file), and `more_nonzero` whether any non-zero byte lies beyond what
+///   `window` holds.
 ///
 /// A crash can tear only the round that was being written, which starts at the committed end
 /// and spans at most the torn-tail window. So non-zero bytes beyond the window are damage;
 /// and in a version-2 segment, a valid commit after the stop whose round starts after it is
 /// a later round, written only after the damaged bytes were synced and acknowledged: damage.
+/// A recycled segment has bytes of its earlier use after its end: see [`classify_recycled`].
 pub(crate) fn classify_tail(
     header: &SegmentHeader,
     committed_end: u64,
@@ -494,8 +605,13 @@ pub(crate) fn classify_tail(
     window: &[u8],
     more_nonzero: bool,
 ) -> Tail {
-    let tear_bytes = torn_tail_window(header);
     let what = invalid.unwrap_or("zeros followed by data");
+    if header.recycled {
+        let mut facts = RecycledTail::default();
+        facts.take_in(header, committed_end, window, 0..window.len(), stop_at);
+        return classify_recycled(committed_end, stop_at, invalid, &facts);
+    }
+    let tear_bytes = torn_tail_window(header);
     let last_nonzero = window.iter().rposition(|&b| b != 0);
     if more_nonzero || last_nonzero.is_some_and(|last| last >= tear_bytes) {
         return Tail::Damage(
@@ -505,15 +621,11 @@ pub(crate) fn classify_tail(
     }
     if header.version.marks_rounds() {
         let from = (stop_at - committed_end) as usize;
-        if let Some((at, round_start)) = later_round(header, committed_end, window, from) {
-            return Tail::Damage(
-                stop_at,
-                format!(
-                    "{what} in the round that starts at byte {committed_end}, and a later round \
-                     (starting at byte {round_start}, committed at byte {at}) follows: \
-                     acknowledged data, not a torn write"
-                ),
-            );
+        if let Some((at, round_start)) =
+            commits_of(header, committed_end, window, from..window.len())
+                .find(|&(_, round_start)| round_start > stop_at)
+        {
+            return later_round_damage(what, committed_end, stop_at, at, round_start);
         }
     }
     match last_nonzero {
@@ -525,13 +637,118 @@ pub(crate) fn classify_tail(
     }
 }
 
+fn later_round_damage(
+    what: &str,
+    committed_end: u64,
+    stop_at: u64,
+    at: u64,
+    round_start: u64,
+) -> Tail {
+    Tail::Damage(
+        stop_at,
+        format!(
+            "{what} in the round that starts at byte {committed_end}, and a later round \
+             (starting at byte {round_start}, committed at byte {at}) follows: \
+             acknowledged data, not a torn write"
+        ),
+    )
+}
+
+/// What the bytes after a recycled segment's committed end hold of the segment itself,
+/// gathered over the whole rest of the file: at once ([`classify_tail`]) or in pieces
+/// ([`RecycledTail::take_in`], as dump reads with a bounded buffer).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecycledTail {
+    /// The first commit of this segment at or after the stop whose round starts after the
+    /// stop: (position, round start).
+    later_round: Option<(u64, u64)>,
+    /// The first commit of this segment at all.
+    any_commit: Option<u64>,
+    /// Whether any byte is not zero.
+    any_nonzero: bool,
+}
+
+impl RecycledTail {
+    /// Takes in `piece`, the file's bytes from position `base`, counting the commits that
+    /// start at an index in `starts` (pieces read one after another overlap by
+    /// `COMMIT_FRAME_BYTES_MAX`, so that each commit lies whole in the piece it starts in);
+    /// `stop_at` is where the walk stopped.
+    pub(crate) fn take_in(
+        &mut self,
+        header: &SegmentHeader,
+        base: u64,
+        piece: &[u8],
+        starts: std::ops::Range<usize>,
+        stop_at: u64,
+    ) {
+        let end = starts.end.min(piece.len());
+        self.any_nonzero |= piece[starts.start.min(end)..end].iter().any(|&b| b != 0);
+        for (at, round_start) in commits_of(header, base, piece, starts) {
+            self.any_commit.get_or_insert(at);
+            if round_start > stop_at && at >= stop_at && self.later_round.is_none() {
+                self.later_round = Some((at, round_start));
+            }
+        }
+    }
+}
+
+/// [`classify_tail`] of a recycled segment, from what the bytes after its committed end
+/// hold of it (`facts`). Those bytes are mostly the file's earlier use's: older offsets and
+/// commits with another salt, so only what belongs to this segment counts:
+/// - a commit with this segment's salt, at or after the stop, whose round starts after the
+///   stop: a later round followed the damaged bytes, so they were acknowledged: damage
+///   (searched to the end of the file, since non-zero bytes beyond the torn-tail window
+///   prove nothing here);
+/// - frames that continue the offsets after the last commit (the walk stopped past the
+///   committed end), or any other commit with this salt: the round in flight at a crash,
+///   torn: zero the torn-tail window;
+/// - nothing of this segment: [`Tail::Stale`] (or [`Tail::Clean`] if all zeros).
+pub(crate) fn classify_recycled(
+    committed_end: u64,
+    stop_at: u64,
+    invalid: Option<&str>,
+    facts: &RecycledTail,
+) -> Tail {
+    let what = invalid.unwrap_or("zeros followed by data");
+    if let Some((at, round_start)) = facts.later_round {
+        return later_round_damage(what, committed_end, stop_at, at, round_start);
+    }
+    if stop_at > committed_end {
+        return Tail::Torn(format!(
+            "{what} in the last round (starts at byte {committed_end}, has no commit)"
+        ));
+    }
+    if let Some(at) = facts.any_commit {
+        return Tail::Torn(format!(
+            "a commit of this segment at byte {at} after the last round (starts at byte \
+             {committed_end}): the rest of a torn round"
+        ));
+    }
+    if facts.any_nonzero {
+        Tail::Stale
+    } else {
+        Tail::Clean
+    }
+}
+
+/// How many bytes after the committed end the tail classification of a segment with
+/// `header` looks at (of a file of `file_bytes`): the torn-tail window, or for a recycled
+/// segment the whole rest of the file.
+pub(crate) fn tail_window_end(header: &SegmentHeader, committed_end: u64, file_bytes: u64) -> u64 {
+    if header.recycled {
+        file_bytes
+    } else {
+        committed_end
+            .saturating_add(torn_tail_window(header) as u64)
+            .min(file_bytes)
+    }
+}
+
 /// [`classify_tail`] for the last segment of a log whose whole file is `bytes`, scanned as
 /// `scan` (which stopped at zeros or an invalid frame).
 pub(crate) fn classify_last_segment(bytes: &[u8], scan: &SegmentScan) -> Tail {
     let committed_end = scan.data_end as usize;
-    let window_end = committed_end
-        .saturating_add(torn_tail_window(&scan.header))
-        .min(bytes.len());
+    let window_end = tail_window_end(&scan.header, scan.data_end, bytes.len() as u64) as usize;
     let invalid = match &scan.stop {
         ScanStop::Invalid { reason, .. } => Some(reason.as_str()),
         _ => None,
@@ -546,35 +763,30 @@ pub(crate) fn classify_last_segment(bytes: &[u8], scan: &SegmentScan) -> Tail {
     )
 }
 
-/// The first valid commit of `header`'s segment in `window` (bytes from file position
-/// `base`) at index `from` or later whose round starts after `base + from`: proof that a
-/// later round was written. Returns its position and its round's start.
-fn later_round(
+/// The valid commits of `header`'s segment (its salt, their own position) in `window`
+/// (bytes from file position `base`) that start at an index in `starts`, in order, as
+/// (position, round start). A commit whose round starts after the place a walk stopped
+/// proves that a later round was written.
+fn commits_of<'a>(
     header: &SegmentHeader,
     base: u64,
-    window: &[u8],
-    from: usize,
-) -> Option<(u64, u64)> {
+    window: &'a [u8],
+    starts: std::ops::Range<usize>,
+) -> impl Iterator<Item = (u64, u64)> + 'a {
     let salt = header.salt();
-    let stop_at = base + from as u64;
     let body_at = gridlog_common::frame::FRAME_BODY_AT;
-    let mut i = from + body_at;
-    while i + COMMIT_BODY_PREFIX.len() <= window.len() {
-        if window[i..i + COMMIT_BODY_PREFIX.len()] == COMMIT_BODY_PREFIX {
-            let at = i - body_at;
-            if let FrameAt::Commit { commit, .. } = frame_at(window, at) {
-                let position = base + at as u64;
-                if commit.salt == salt
-                    && commit.position == position
-                    && commit.round_start > stop_at
-                {
-                    return Some((position, commit.round_start));
-                }
-            }
-        }
-        i += 1;
-    }
-    None
+    let prefix = COMMIT_BODY_PREFIX.len();
+    let last = window.len().saturating_sub(body_at + prefix - 1);
+    (starts.start..starts.end.min(last))
+        .filter(move |&at| window[at + body_at..at + body_at + prefix] == COMMIT_BODY_PREFIX)
+        .filter_map(move |at| {
+            let FrameAt::Commit { commit, .. } = frame_at(window, at) else {
+                return None;
+            };
+            let position = base + at as u64;
+            (commit.salt == salt && commit.position == position)
+                .then_some((position, commit.round_start))
+        })
 }
 
 /// How far past the committed end of a last segment a crash can have left bytes: one write
@@ -589,6 +801,19 @@ pub fn torn_tail_window(header: &SegmentHeader) -> usize {
     header.round_bytes as usize + commit + FOOTER_RESERVE_BYTES
 }
 
+/// Where the bytes a torn tail's zeroing covers end, for the last segment whose whole file
+/// is `bytes` and whose last complete round ends at `committed_end`: the last non-zero byte
+/// (nothing else was ever written after the end), or for a recycled segment the end of the
+/// torn-tail window (beyond it lie only bytes of the file's earlier use, left as they are).
+pub(crate) fn torn_tail_end(header: &SegmentHeader, bytes: &[u8], committed_end: usize) -> usize {
+    if header.recycled {
+        return committed_end
+            .saturating_add(torn_tail_window(header))
+            .min(bytes.len());
+    }
+    last_nonzero_from(bytes, committed_end).map_or(committed_end, |last| last + 1)
+}
+
 /// The position of the last non-zero byte in `bytes[from..]`, if any (absolute).
 pub(crate) fn last_nonzero_from(bytes: &[u8], from: usize) -> Option<usize> {
     let tail = bytes.get(from..)?;
@@ -598,6 +823,90 @@ pub(crate) fn last_nonzero_from(bytes: &[u8], from: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A recycled segment's tail with commits of its own (salt) and of an earlier use.
+    fn recycled_tail_bytes() -> (SegmentHeader, Vec<u8>) {
+        let header = SegmentHeader {
+            version: gridlog_common::segment::FormatVersion::V2,
+            log_id: [3; 16],
+            first_offset: 500,
+            segment_bytes: 64 * 1024,
+            created_unix_ms: 1_700_000_000_000,
+            round_bytes: 4096,
+            recycled: true,
+        };
+        let mut bytes = vec![0x5a_u8; header.segment_bytes as usize];
+        bytes[..SEGMENT_HEADER_BYTES].copy_from_slice(&header.encode());
+        let mut put = |salt: u32, position: u64, round_start: u64| {
+            let commit = Commit {
+                salt,
+                position,
+                round_start,
+            };
+            let mut frame = [0u8; batch::COMMIT_FRAME_BYTES_MAX];
+            let len = batch::encode_commit_frame(&mut frame, &commit).unwrap();
+            let at = position as usize;
+            bytes[at..at + len].copy_from_slice(&frame[..len]);
+        };
+        // The earlier use's commits (another salt), one straddling a 1,000-byte boundary.
+        put(header.salt() ^ 1, 2048, 1536);
+        put(header.salt() ^ 1, 3990, 3584);
+        // This use's: one whose round starts at 8192, one of a later round at 30,000.
+        put(header.salt(), 8600, 8192);
+        put(header.salt(), 30_700, 30_000);
+        (header, bytes)
+    }
+
+    #[test]
+    fn a_recycled_tail_is_classified_the_same_read_whole_or_in_pieces() {
+        let (header, bytes) = recycled_tail_bytes();
+        for (committed_end, stop_at) in [(8192u64, 8192u64), (8192, 9000), (1024, 1024)] {
+            let rest = &bytes[committed_end as usize..];
+            let mut whole = RecycledTail::default();
+            whole.take_in(&header, committed_end, rest, 0..rest.len(), stop_at);
+            // Pieces of 1,000 bytes overlapping by the longest commit, as dump reads.
+            let mut pieces = RecycledTail::default();
+            let mut pos = committed_end as usize;
+            while pos < bytes.len() {
+                let end = (pos + 1000 + batch::COMMIT_FRAME_BYTES_MAX).min(bytes.len());
+                let starts = 1000.min(end - pos);
+                pieces.take_in(&header, pos as u64, &bytes[pos..end], 0..starts, stop_at);
+                pos += starts;
+            }
+            assert_eq!(
+                whole, pieces,
+                "committed end {committed_end}, stop {stop_at}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_recycled_tail_tells_stale_bytes_a_torn_round_and_a_later_round_apart() {
+        let (header, bytes) = recycled_tail_bytes();
+        let classify = |committed_end: u64, stop_at: u64, rest: &[u8]| {
+            let mut facts = RecycledTail::default();
+            facts.take_in(&header, committed_end, rest, 0..rest.len(), stop_at);
+            classify_recycled(committed_end, stop_at, None, &facts)
+        };
+        // Stopped at 8192: the commit at 30,700 starts a later round (damage).
+        assert!(matches!(
+            classify(8192, 8192, &bytes[8192..]),
+            Tail::Damage(8192, _)
+        ));
+        // Stopped at 31,000, past both: only the earlier use's bytes follow.
+        assert_eq!(classify(31_000, 31_000, &bytes[31_000..]), Tail::Stale);
+        // Up to 30,000: this use's commit at 8,600 belongs to the round that starts at the
+        // committed end, 8,192 (not a later one): the rest of a torn round.
+        let rest: Vec<u8> = bytes[..30_000].to_vec();
+        assert!(matches!(classify(8192, 8192, &rest[8192..]), Tail::Torn(_)));
+        // Frames of this use past the last commit (the walk stopped later): torn.
+        assert!(matches!(
+            classify(31_000, 31_200, &bytes[31_000..]),
+            Tail::Torn(_)
+        ));
+        // Nothing but zeros: clean.
+        assert_eq!(classify(31_000, 31_000, &[0u8; 64]), Tail::Clean);
+    }
 
     #[test]
     fn names_round_trip_and_strangers_are_refused() {

@@ -293,3 +293,74 @@ fn no_file_handle_while_installing_a_segment_pauses_the_log_and_it_goes_on() {
     Arc::into_inner(wal).unwrap().close().unwrap();
     assert!(verify(dir.path()).unwrap().is_clean());
 }
+
+fn recycled_flag(path: &Path) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    gridlog_common::segment::SegmentHeader::decode(&bytes)
+        .unwrap()
+        .recycled
+}
+
+#[test]
+fn a_removed_segment_is_recycled_unless_a_reader_maps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join(WAL_DIR_NAME).join(segment::SPARE_FILE_NAME);
+    let payload = vec![7u8; 300];
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    while wal.sealed_segments().len() < 4 {
+        wal.append(&[&payload[..], &payload[..]]).unwrap();
+    }
+    // A reader in the oldest segment maps it: removed, it is unlinked, not recycled.
+    let mut cursor = wal.read_from(1).unwrap();
+    assert!(cursor.next().is_some());
+    let (first, _) = wal.sealed_segments()[0];
+    let oldest = wal.segments()[0].1.clone();
+    wal.remove_oldest_segment(first).unwrap();
+    assert!(!oldest.exists() && !spare.exists());
+    drop(cursor);
+    // No reader: it becomes the spare.
+    let (first, _) = wal.sealed_segments()[0];
+    wal.remove_oldest_segment(first).unwrap();
+    assert!(spare.exists());
+    let spare_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&spare).unwrap());
+    // There is a spare already: the next one is unlinked.
+    let (first, _) = wal.sealed_segments()[0];
+    let oldest = wal.segments()[0].1.clone();
+    wal.remove_oldest_segment(first).unwrap();
+    assert!(!oldest.exists());
+    // Rotations take the spare: a segment whose header says so, in the same file.
+    while !wal.segments().iter().any(|(_, path)| recycled_flag(path)) {
+        wal.append(&[&payload[..], &payload[..]]).unwrap();
+    }
+    let (_, recycled) = wal
+        .segments()
+        .into_iter()
+        .find(|(_, path)| recycled_flag(path))
+        .unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&recycled).unwrap()),
+        spare_inode
+    );
+    // The rotation into it was the last: it is the active segment, its earlier use's bytes
+    // after its end.
+    assert_eq!(wal.segments().last().unwrap().1, recycled);
+    assert_eq!(wal.stats().recycled_rotations, 1);
+    let oldest = wal.segments()[0].0;
+    let expected = read_all(&wal, oldest);
+    let next = wal.next_offset();
+    wal.close().unwrap();
+    let bytes = std::fs::read(&recycled).unwrap();
+    assert!(bytes[bytes.len() - 1024..].iter().any(|&b| b != 0));
+    // It reads and reopens whole, with no torn tail and nothing zeroed.
+    let report = verify(dir.path()).unwrap();
+    assert!(
+        report.is_clean() && report.torn_tail.is_none(),
+        "{report:?}"
+    );
+    let wal = Wal::open(dir.path(), small()).unwrap();
+    assert!(wal.recovery_report().torn_tail.is_none());
+    assert_eq!(wal.next_offset(), next);
+    assert_eq!(read_all(&wal, oldest), expected);
+    assert_eq!(std::fs::read(&recycled).unwrap(), bytes);
+    assert_eq!(wal.append(&[b"after"]).unwrap().first_offset, next);
+}

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use gridlog_common::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use gridlog_common::Offset;
 
 use super::error::Damage;
@@ -63,6 +64,47 @@ impl VerifyReport {
     }
 }
 
+/// The bytes of the segment file at `path` (named for `name_offset`), read while it was
+/// that segment: beside a running gateway, a segment archived meanwhile may be recycled —
+/// renamed away, given a new header, then new rounds — while it is read, which is an error
+/// to retry, not damage. The read was of the segment if its header did not change during
+/// it and either names `name_offset` or is still the file at `path` (recycling renames the
+/// file before it writes the new header).
+pub(crate) fn read_unrecycled(path: &Path, name_offset: Offset) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let Some(read) = bytes.get(..SEGMENT_HEADER_BYTES) else {
+        return Ok(bytes);
+    };
+    let mut now = [0u8; SEGMENT_HEADER_BYTES];
+    file.read_exact_at(&mut now, 0)?;
+    let names_it = SegmentHeader::decode(read).is_ok_and(|h| h.first_offset == name_offset);
+    if now[..] != *read || !(names_it || still_at(&file, path)) {
+        return Err(recycled_while_read(path));
+    }
+    Ok(bytes)
+}
+
+/// Whether the open `file` is still the one at `path`.
+pub(crate) fn still_at(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| {
+        file.metadata()
+            .is_ok_and(|f| (f.dev(), f.ino()) == (m.dev(), m.ino()))
+    })
+}
+
+/// The error of a reader beside a running gateway whose segment was recycled under it.
+pub(crate) fn recycled_while_read(path: &Path) -> std::io::Error {
+    std::io::Error::other(format!(
+        "{}: the running gateway archived and reused this segment while it was read; run again",
+        path.display()
+    ))
+}
+
 /// Checks the log of the data directory `data_dir`.
 pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
     let wal_dir = data_dir.join(WAL_DIR_NAME);
@@ -86,13 +128,13 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
                 });
                 continue;
             }
-            WalEntry::Prealloc(_) | WalEntry::Quarantine => continue,
+            WalEntry::Prealloc(_) | WalEntry::Spare | WalEntry::Quarantine => continue,
         };
         seen += 1;
         let is_last = seen == segment_count;
         // Read, not mapped: verify may run beside a live writer, and a memory map of bytes
         // another process is writing must not be turned into a Rust slice (see `mmap`).
-        let bytes = std::fs::read(&path)?;
+        let bytes = read_unrecycled(&path, name_offset)?;
         let bytes = bytes.as_slice();
         if bytes.is_empty() {
             report.damage.push(Damage {
@@ -153,7 +195,7 @@ pub fn verify(data_dir: &Path) -> std::io::Result<VerifyReport> {
             ScanStop::End | ScanStop::Invalid { .. } if is_last => {
                 let tail = classify_last_segment(bytes, &scan);
                 match tail {
-                    Tail::Clean => {}
+                    Tail::Clean | Tail::Stale => {}
                     Tail::Torn(reason) => {
                         report.torn_tail = Some(Damage {
                             path: path.clone(),

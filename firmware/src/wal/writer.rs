@@ -43,7 +43,7 @@ use super::error::OpenError;
 use super::io::Io;
 use super::recovery::Recovered;
 use super::segment::{
-    install_segment, preallocate, run_once, InstallStep, Preallocation, Segment,
+    install_segment, prepare_segment_file, run_once, InstallStep, Preallocation, Prepared, Segment,
     FOOTER_RESERVE_BYTES, PREALLOC_FILE_NAME,
 };
 use super::{log2_bucket, unix_ms_now, Durable, Pending, PendingFrame, Shared, WalOptions};
@@ -66,7 +66,7 @@ struct Active {
 
 struct Preallocator {
     request: Option<Sender<()>>,
-    ready: Receiver<io::Result<File>>,
+    ready: Receiver<io::Result<Prepared>>,
     outstanding: bool,
     thread: Option<JoinHandle<()>>,
 }
@@ -80,7 +80,7 @@ impl Preallocator {
             .spawn(move || {
                 for () in requests {
                     if done
-                        .send(preallocate(&io, &path, segment_bytes, how))
+                        .send(prepare_segment_file(&io, &path, segment_bytes, how))
                         .is_err()
                     {
                         break;
@@ -104,7 +104,7 @@ impl Preallocator {
         }
     }
 
-    fn take(&mut self) -> io::Result<File> {
+    fn take(&mut self) -> io::Result<Prepared> {
         self.ask();
         self.outstanding = false;
         self.ready
@@ -258,6 +258,10 @@ fn adopt_segments(
                     },
                 });
             }
+            if rs.recycled {
+                // The recovery scan read the earlier use's bytes ahead (see the function).
+                super::segment::forget_cached_pages(&rs.file, rs.data_end);
+            }
             // (An empty one keeps its name: a new segment would take the same.)
             outgrown =
                 ((rs.round_bytes as usize) < round_bytes || old_format) && rs.frame_count > 0;
@@ -318,7 +322,7 @@ fn new_shared(
 fn new_segment(
     io: &Io,
     wal_dir: &Path,
-    file: File,
+    prepared: Prepared,
     log_id: [u8; 16],
     first_offset: Offset,
     options: &WalOptions,
@@ -332,7 +336,9 @@ fn new_segment(
         segment_bytes,
         created_unix_ms: unix_ms_now(),
         round_bytes: options.round_bytes as u32,
+        recycled: prepared.recycled,
     };
+    let file = prepared.file;
     let prealloc_path = wal_dir.join(PREALLOC_FILE_NAME);
     let path = install_segment(io, wal_dir, &prealloc_path, &file, &header, step)?;
     let pos = gridlog_common::segment::SEGMENT_HEADER_BYTES as u64;
@@ -551,7 +557,8 @@ impl Writer {
                 Ok(())
             },
         )?;
-        let file = file.expect("the step succeeded");
+        let prepared = file.expect("the step succeeded");
+        let recycled = prepared.recycled;
         let shared = self.shared.clone();
         let mut step = |op: &mut dyn FnMut() -> io::Result<()>| {
             wait_out(&shared, "cannot install the next log segment", op)
@@ -559,7 +566,7 @@ impl Writer {
         let active = new_segment(
             &self.io,
             &wal_dir,
-            file,
+            prepared,
             self.shared.log_id,
             first_offset,
             &self.shared.options,
@@ -572,6 +579,12 @@ impl Writer {
             .push(active.segment.clone());
         self.active = active;
         self.shared.stats.rotations.fetch_add(1, Ordering::Relaxed);
+        if recycled {
+            self.shared
+                .stats
+                .recycled_rotations
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.prealloc.ask();
         Ok(())
     }

@@ -143,6 +143,9 @@ pub const METRICS: &[Metric] = &[
         Some(Value::Float(s.stats.wal.sync_nanos as f64 / 1e9))
     }),
     row("segment_rotations", "Log segments rotated", C, Count, |s| int(s.stats.wal.rotations)),
+    row("segment_recycled_rotations", "Log segment rotations into a recycled file", C, Count, |s| {
+        int(s.stats.wal.recycled_rotations)
+    }),
     row("last_offset", "Newest committed offset", G, Count, |s| {
         int(s.stats.committed_offset.saturating_sub(1))
     }),

@@ -126,6 +126,9 @@ pub struct LogBody {
     pub segment_bytes: u64,
     /// Rotations since start.
     pub rotations: u64,
+    /// Of `rotations`, those into a recycled segment file (an archived segment's file
+    /// reused: no new blocks to allocate, nothing written twice).
+    pub recycled_rotations: u64,
     /// The next segment cannot be preallocated for want of space.
     pub disk_full: bool,
     /// ... for want of file handles or memory.
@@ -320,6 +323,7 @@ pub fn status_body(state: &AppState, engine: &Engine) -> StatusBody {
             oldest_offset: wal.oldest_offset(),
             segment_bytes: config.wal.segment_bytes,
             rotations: commit.rotations,
+            recycled_rotations: commit.recycled_rotations,
             disk_full: commit.disk_full,
             resources_exhausted: commit.resources_exhausted,
             recovery: wal.recovery_report().into(),

@@ -130,6 +130,7 @@ pub(super) fn write_empty_segment(
         segment_bytes: gridlog_firmware::wal::SEGMENT_BYTES_DEFAULT,
         created_unix_ms: crate::ship::status::unix_ms_now(),
         round_bytes: gridlog_firmware::wal::ROUND_BYTES_DEFAULT as u32,
+        recycled: false,
     };
     let name = format!("{first_offset:020}.seg");
     let path = wal_dir.join(&name);
