@@ -636,6 +636,49 @@ pub use conn::serve;
 mod tests {
     use super::*;
 
+    /// `http.log_queries_max` scans run at once, never more; the others wait their turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_than_log_queries_max_scans_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        const TURNS: usize = 2;
+        let mut config = Config::default();
+        config.http.log_queries_max = TURNS;
+        let state = AppState::new(config);
+        let (running, most, done) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let scans: Vec<_> = (0..3 * TURNS)
+            .map(|_| {
+                let (state, running, most, done) =
+                    (state.clone(), running.clone(), most.clone(), done.clone());
+                tokio::spawn(async move {
+                    state
+                        .log_query(move || {
+                            let now = running.fetch_add(1, SeqCst) + 1;
+                            most.fetch_max(now, SeqCst);
+                            // Hold the turn until as many scans run as may (or a second
+                            // passes): more would show here.
+                            let until = Instant::now() + Duration::from_secs(1);
+                            while running.load(SeqCst) < TURNS && Instant::now() < until {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                            running.fetch_sub(1, SeqCst);
+                            done.fetch_add(1, SeqCst);
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for scan in scans {
+            scan.await.unwrap().unwrap();
+        }
+        assert_eq!(done.load(SeqCst), 3 * TURNS, "every scan ran");
+        assert_eq!(most.load(SeqCst), TURNS, "scans at once");
+    }
+
     #[test]
     fn the_bearer_scheme_is_case_insensitive() {
         assert_eq!(bearer_credentials("Bearer t0k"), Some("t0k"));
