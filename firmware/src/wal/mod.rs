@@ -12,7 +12,8 @@
 //! Batches grow by themselves: while one `fdatasync` runs, new appends pile up in the pending
 //! buffer and all go into the next round. An append returns only after its frame is durable.
 //!
-//! Files by role: [`segment`] (naming, preallocation, scanning), `writer` (group commit
+//! Files by role: [`segment`] (naming, preallocation, scanning), `spare` (recycling removed
+//! segments), `writer` (group commit
 //! and rotation), [`reader`] (cursor over durable records), [`recovery`] (open and repair),
 //! [`verify`] (read-only check), [`error`], [`io`] (the hookable file-system calls),
 //! `options` (options and their limits), `pending` (the appenders' buffer).
@@ -26,6 +27,7 @@ mod pending;
 pub mod reader;
 pub mod recovery;
 pub mod segment;
+mod spare;
 pub mod verify;
 mod writer;
 
@@ -403,7 +405,7 @@ impl Wal {
         let options = &self.shared.options;
         if unmapped
             && options.recycle_segments
-            && segment::recycle(&io, &path, options.segment_bytes)?
+            && spare::recycle(&io, &path, options.segment_bytes)?
         {
             return Ok(());
         }

@@ -37,8 +37,9 @@ use super::io::Io;
 pub use super::segment::torn_tail_window;
 use super::segment::{
     classify_last_segment, parse_segment_file_name, preallocate, scan_segment, torn_tail_end,
-    ScanStop, SegmentScan, Tail, PREALLOC_FILE_NAME, SPARE_FILE_NAME,
+    ScanStop, SegmentScan, Tail, PREALLOC_FILE_NAME,
 };
+use super::spare::SPARE_FILE_NAME;
 use crate::mmap::SegmentMap;
 
 /// The directory damaged files are moved to, inside `wal/`.

@@ -304,7 +304,7 @@ fn recycled_flag(path: &Path) -> bool {
 #[test]
 fn a_removed_segment_is_recycled_unless_a_reader_maps_it() {
     let dir = tempfile::tempdir().unwrap();
-    let spare = dir.path().join(WAL_DIR_NAME).join(segment::SPARE_FILE_NAME);
+    let spare = dir.path().join(WAL_DIR_NAME).join(spare::SPARE_FILE_NAME);
     let payload = vec![7u8; 300];
     let wal = Wal::open(dir.path(), small()).unwrap();
     while wal.sealed_segments().len() < 4 {

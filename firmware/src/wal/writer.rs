@@ -43,9 +43,10 @@ use super::error::OpenError;
 use super::io::Io;
 use super::recovery::Recovered;
 use super::segment::{
-    install_segment, prepare_segment_file, run_once, InstallStep, Preallocation, Prepared, Segment,
-    FOOTER_RESERVE_BYTES, PREALLOC_FILE_NAME,
+    install_segment, run_once, InstallStep, Preallocation, Segment, FOOTER_RESERVE_BYTES,
+    PREALLOC_FILE_NAME,
 };
+use super::spare::{prepare_segment_file, Prepared};
 use super::{log2_bucket, unix_ms_now, Durable, Pending, PendingFrame, Shared, WalOptions};
 
 /// How long the writer waits before it tries again to preallocate a segment that failed
@@ -260,7 +261,7 @@ fn adopt_segments(
             }
             if rs.recycled {
                 // The recovery scan read the earlier use's bytes ahead (see the function).
-                super::segment::forget_cached_pages(&rs.file, rs.data_end);
+                super::spare::forget_cached_pages(&rs.file, rs.data_end);
             }
             // (An empty one keeps its name: a new segment would take the same.)
             outgrown =
