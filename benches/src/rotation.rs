@@ -16,8 +16,9 @@ use gridlog_common::batch::BODY_TAG_FOOTER;
 use gridlog_common::frame::FRAME_BODY_AT;
 use gridlog_firmware::wal::{IoHook, IoOp};
 
-/// Thread names gridlog gives its writer and preallocator (`firmware/src/wal/writer.rs`).
-const WRITER_THREAD: &str = "gridlog-wal-writer";
+/// The thread name gridlog gives its preallocator (`firmware/src/wal/writer.rs`). Every
+/// other thread that writes a segment is the writer: the writer thread, or an appender
+/// writing its own round.
 const PREALLOC_THREAD: &str = "gridlog-prealloc";
 const PREALLOC_FILE: &str = "prealloc.tmp";
 
@@ -56,6 +57,7 @@ impl RotationLog {
         Arc::new(move |op: &IoOp<'_>| {
             let thread = std::thread::current();
             let name = thread.name();
+            let writer = name != Some(PREALLOC_THREAD);
             let event = match *op {
                 IoOp::Write { path, pos: 0, .. }
                     if name == Some(PREALLOC_THREAD) && is_prealloc(path) =>
@@ -65,16 +67,12 @@ impl RotationLog {
                 IoOp::SyncData { path } if name == Some(PREALLOC_THREAD) && is_prealloc(path) => {
                     Some(Event::ZeroFillSync)
                 }
-                IoOp::Write { path, pos: 0, .. }
-                    if name == Some(WRITER_THREAD) && is_prealloc(path) =>
-                {
+                IoOp::Write { path, pos: 0, .. } if writer && is_prealloc(path) => {
                     Some(Event::NewHeader)
                 }
-                IoOp::SyncData { path } if name == Some(WRITER_THREAD) && is_segment(path) => {
-                    Some(Event::RoundSync)
-                }
+                IoOp::SyncData { path } if writer && is_segment(path) => Some(Event::RoundSync),
                 IoOp::Write { path, data, .. }
-                    if name == Some(WRITER_THREAD)
+                    if writer
                         && is_segment(path)
                         && data.get(FRAME_BODY_AT) == Some(&BODY_TAG_FOOTER) =>
                 {

@@ -11,6 +11,8 @@
 //!
 //! Batches grow by themselves: while one `fdatasync` runs, new appends pile up in the pending
 //! buffer and all go into the next round. An append returns only after its frame is durable.
+//! While rounds carry one append each, `Wal::append` that finds nothing pending and the
+//! writer idle does the writer's part itself, on its own thread (see `writer`).
 //!
 //! Files by role: [`segment`] (naming, preallocation, scanning), `spare` (recycling removed
 //! segments), `writer` (group commit
@@ -35,7 +37,7 @@ mod writer;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -101,6 +103,9 @@ pub struct CommitStats {
     pub records: AtomicU64,
     /// Frame bytes made durable.
     pub bytes: AtomicU64,
+    /// Rounds an appender wrote itself (see [`Wal::append`]): no hand-off to the writer
+    /// thread and back (of [`CommitStats::rounds`]).
+    pub rounds_led: AtomicU64,
     /// Segments rotated.
     pub rotations: AtomicU64,
     /// Rotations into a recycled segment file (of [`CommitStats::rotations`]).
@@ -133,6 +138,8 @@ pub struct CommitStatsSnapshot {
     pub records: u64,
     /// See [`CommitStats::bytes`].
     pub bytes: u64,
+    /// See [`CommitStats::rounds_led`].
+    pub rounds_led: u64,
     /// See [`CommitStats::rotations`].
     pub rotations: u64,
     /// See [`CommitStats::recycled_rotations`].
@@ -171,13 +178,18 @@ pub(crate) struct Shared {
     /// Appenders waiting for durability (woken by the notifier thread, only when theirs is).
     pub(crate) waiters: notify::Waiters,
     pub(crate) durable_next: AtomicU64,
+    /// The last two rounds carried one frame each: an appender that finds the writer idle
+    /// writes its own round (see `writer`).
+    pub(crate) lone_rounds: AtomicBool,
     pub(crate) stats: CommitStats,
 }
 
 /// The open log. Cheap to share between threads (`&Wal` is enough to append and read).
 pub struct Wal {
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<()>>,
+    /// The writing end (dropped before the lock: its preallocator thread ends with it).
+    writer: Arc<Mutex<writer::Writer>>,
+    writer_thread: Option<JoinHandle<()>>,
     notifier: Option<JoinHandle<()>>,
     report: RecoveryReport,
     _lock: DirLock,
@@ -205,14 +217,32 @@ impl Wal {
         let recovered = recovery::recover(&io, &wal_dir, options.recovery, options.preallocation)?;
         let log_id = recovered.log_id.unwrap_or_else(random_log_id);
         let report = recovered.report.clone();
-        let (shared, writer) = writer::start(wal_dir, options, io, log_id, recovered)?;
-        let notifier = start_notifier(shared.clone()).map_err(|source| OpenError::Io {
-            path: PathBuf::from("<notifier thread>"),
-            source,
-        })?;
+        let writer::Started {
+            shared,
+            writer,
+            thread,
+        } = writer::start(wal_dir, options, io, log_id, recovered)?;
+        let notifier = match start_notifier(shared.clone()) {
+            Ok(notifier) => notifier,
+            Err(source) => {
+                // Stop the writer thread (and with it the preallocator) before the lock goes.
+                shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .closed = true;
+                shared.work.notify_all();
+                let _ = thread.join();
+                return Err(OpenError::Io {
+                    path: PathBuf::from("<notifier thread>"),
+                    source,
+                });
+            }
+        };
         Ok(Wal {
             shared,
-            writer: Some(writer),
+            writer,
+            writer_thread: Some(thread),
             notifier: Some(notifier),
             report,
             _lock: lock,
@@ -254,7 +284,47 @@ impl Wal {
 
     /// Appends one batch of records as one atomic frame and waits until it is durable.
     pub fn append<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<AppendAck, AppendError> {
+        if let Some(ack) = self.append_as_leader(records)? {
+            return Ok(ack);
+        }
         self.append_nowait(records)?.wait()
+    }
+
+    /// Writes `records` as a round of their own on this thread, if rounds carry one frame
+    /// each (no `commit_delay`), nothing is pending and the writer is idle; `None` if not
+    /// (the caller hands them to the writer thread). A lone appender so pays no hand-off.
+    fn append_as_leader<R: AsRef<[u8]>>(
+        &self,
+        records: &[R],
+    ) -> Result<Option<AppendAck>, AppendError> {
+        let shared = &*self.shared;
+        if !shared.lone_rounds.load(Ordering::Relaxed) || !shared.options.commit_delay.is_zero() {
+            return Ok(None);
+        }
+        let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !pending.frames.is_empty() {
+            return Ok(None);
+        }
+        // Taken while holding `pending`, so only tried: the writer thread takes them in the
+        // other order.
+        let mut writer = match self.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::sync::TryLockError::Poisoned(_)) => {
+                drop(pending);
+                let error = writer::fail_log(shared, writer::writer_panicked());
+                return Err(AppendError::Io(error));
+            }
+        };
+        let max = shared.options.batch_frame_bytes_max();
+        let Some(ack) = pending.push_frame(records, max, shared.options.round_bytes)? else {
+            return Ok(None); // unreachable: an empty buffer takes any frame up to `max`
+        };
+        writer
+            .write_pending(shared, pending, writer::Gather::No)
+            .map_err(AppendError::Io)?;
+        shared.stats.rounds_led.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(ack))
     }
 
     /// Appends one batch of records as one atomic frame; returns at once with a ticket
@@ -338,6 +408,7 @@ impl Wal {
             frames: load(&s.frames),
             records: load(&s.records),
             bytes: load(&s.bytes),
+            rounds_led: load(&s.rounds_led),
             rotations: load(&s.rotations),
             recycled_rotations: load(&s.recycled_rotations),
             sync_nanos: load(&s.sync_nanos),
@@ -447,8 +518,8 @@ impl Wal {
         }
         self.shared.work.notify_all();
         self.shared.room.notify_all();
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
         }
         self.shared
             .durable

@@ -1,5 +1,12 @@
-//! The single writer: takes the pending buffer, writes it into the active segment (rotating
+//! The writing end: takes the pending buffer, writes it into the active segment (rotating
 //! at frame boundaries), syncs once per round, publishes the durable end and wakes waiters.
+//!
+//! One [`Writer`] behind a mutex; whoever holds it writes the next round. Usually that is
+//! the writer thread, which gathers appenders into rounds. While rounds carry one frame
+//! each (`Shared::lone_rounds`), an appender that finds nothing pending and the writer idle
+//! takes the mutex and writes its own round (leader/follower): a lone appender pays no
+//! hand-off to the writer thread and back. An appender that finds the writer busy hands its
+//! frame to the writer thread as before.
 //!
 //! Rotation, step by step (a crash between any two steps recovers cleanly):
 //! 1. write the footer after the last frame; `fdatasync` (the old segment is sealed);
@@ -28,7 +35,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -123,7 +130,10 @@ impl Drop for Preallocator {
     }
 }
 
-struct Writer {
+/// The writing end of the log: the active segment, the preallocated next one, and the
+/// buffers a round is taken into. Behind a mutex shared by the writer thread and the
+/// appenders: whoever holds it writes the next round (see [`Writer::write_pending`]).
+pub(super) struct Writer {
     shared: Arc<Shared>,
     io: Io,
     active: Active,
@@ -132,6 +142,28 @@ struct Writer {
     last_rounds_frames: [usize; 2],
     /// The last `fdatasync`'s duration: what gathering may cost at most (half of it).
     last_sync: Duration,
+    /// The round being written: its frames' bytes and offsets (kept to reuse the memory).
+    buf: Vec<u8>,
+    frames: Vec<PendingFrame>,
+    /// A round's last write: frames after their last block boundary, commit, zeros.
+    tail_buf: Vec<u8>,
+}
+
+/// Whether a round waits for more appenders before it is taken (see [`Writer::gather`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Gather {
+    /// The writer thread: waits out `commit_delay_ms`, or gathers adaptively.
+    Yes,
+    /// An appender writing its own round: takes what is pending at once.
+    No,
+}
+
+/// What [`start`] hands to the log: the state everyone shares, the writing end, and the
+/// writer thread.
+pub(super) struct Started {
+    pub(super) shared: Arc<Shared>,
+    pub(super) writer: Arc<Mutex<Writer>>,
+    pub(super) thread: JoinHandle<()>,
 }
 
 pub(super) fn start(
@@ -140,7 +172,7 @@ pub(super) fn start(
     io: Io,
     log_id: [u8; 16],
     recovered: Recovered,
-) -> Result<(Arc<Shared>, JoinHandle<()>), OpenError> {
+) -> Result<Started, OpenError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| OpenError::Io {
@@ -188,6 +220,9 @@ pub(super) fn start(
         prealloc,
         last_rounds_frames: [0; 2],
         last_sync: Duration::ZERO,
+        buf: Vec::new(),
+        frames: Vec::new(),
+        tail_buf: Vec::new(),
     };
     if outgrown {
         let path = writer.active.segment.path.clone();
@@ -196,14 +231,49 @@ pub(super) fn start(
             .and_then(|()| writer.rotate(next_offset))
             .map_err(io_err(&path))?;
     }
+    let writer = Arc::new(Mutex::new(writer));
     let thread = std::thread::Builder::new()
         .name("gridlog-wal-writer".into())
-        .spawn(move || writer.run())
+        .spawn({
+            let (writer, shared) = (writer.clone(), shared.clone());
+            move || run(&writer, &shared)
+        })
         .map_err(|source| OpenError::Io {
             path: PathBuf::from("<writer thread>"),
             source,
         })?;
-    Ok((shared, thread))
+    Ok(Started {
+        shared,
+        writer,
+        thread,
+    })
+}
+
+/// The writer thread: waits for pending frames, then takes the writing end and writes
+/// them as one round (unless an appender wrote them itself meanwhile). Ends when the log
+/// closes with nothing pending, or fails.
+fn run(writer: &Mutex<Writer>, shared: &Shared) {
+    loop {
+        {
+            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            while pending.frames.is_empty() && !pending.closed && pending.failed.is_none() {
+                pending = shared.work.wait(pending).unwrap_or_else(|e| e.into_inner());
+            }
+            if pending.failed.is_some() || pending.frames.is_empty() {
+                return; // failed, or closed and drained
+            }
+        }
+        // Never wait for the writing end while holding `pending`: an appender holding the
+        // writing end takes `pending` after it.
+        let Ok(mut writer) = writer.lock() else {
+            fail_log(shared, writer_panicked());
+            return;
+        };
+        let pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if writer.write_pending(shared, pending, Gather::Yes).is_err() {
+            return;
+        }
+    }
 }
 
 /// What [`adopt_segments`] makes of the recovered segments.
@@ -316,6 +386,7 @@ fn new_shared(
         }),
         waiters: Default::default(),
         durable_next: std::sync::atomic::AtomicU64::new(next_offset),
+        lone_rounds: std::sync::atomic::AtomicBool::new(true),
         stats: Default::default(),
     }
 }
@@ -361,40 +432,52 @@ fn new_segment(
 }
 
 impl Writer {
-    fn run(&mut self) {
-        let mut buf = Vec::new();
-        let mut frames: Vec<PendingFrame> = Vec::new();
-        loop {
-            {
-                let shared = &*self.shared;
-                let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-                while pending.frames.is_empty() && !pending.closed {
-                    pending = shared.work.wait(pending).unwrap_or_else(|e| e.into_inner());
-                }
-                if pending.frames.is_empty() {
-                    return; // closed and drained
-                }
-                let delay = shared.options.commit_delay;
-                if !delay.is_zero() && !pending.closed {
-                    drop(pending);
-                    std::thread::sleep(delay);
-                    pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-                } else {
-                    let target = gather_target(self.last_rounds_frames);
-                    pending = self.gather(pending, target);
-                }
-                std::mem::swap(&mut pending.buf, &mut buf);
-                std::mem::swap(&mut pending.frames, &mut frames);
-            }
-            self.shared.room.notify_all();
-            self.last_rounds_frames = [frames.len(), self.last_rounds_frames[0]];
-            if let Err(e) = self.write_round(&buf, &frames) {
-                self.fail(e);
-                return;
-            }
-            buf.clear();
-            frames.clear();
+    /// Takes every pending frame (after gathering, if `gather`) and writes them as one
+    /// round, synced and published before it returns. Nothing pending: nothing to do. A
+    /// failed round fails the log (every waiter and later append gets the error).
+    /// `pending` is the guard of `shared.pending` (this log's).
+    pub(super) fn write_pending<'a>(
+        &mut self,
+        shared: &'a Shared,
+        mut pending: MutexGuard<'a, Pending>,
+        gather: Gather,
+    ) -> Result<(), Arc<io::Error>> {
+        debug_assert!(std::ptr::eq(shared, &*self.shared));
+        if let Some(e) = &pending.failed {
+            return Err(e.clone());
         }
+        if pending.frames.is_empty() {
+            return Ok(());
+        }
+        if gather == Gather::Yes {
+            let delay = shared.options.commit_delay;
+            if !delay.is_zero() && !pending.closed {
+                drop(pending);
+                std::thread::sleep(delay);
+                pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            } else {
+                let target = gather_target(self.last_rounds_frames);
+                pending = self.gather(pending, target);
+            }
+        }
+        std::mem::swap(&mut pending.buf, &mut self.buf);
+        std::mem::swap(&mut pending.frames, &mut self.frames);
+        drop(pending);
+        shared.room.notify_all();
+        self.last_rounds_frames = [self.frames.len(), self.last_rounds_frames[0]];
+        shared.lone_rounds.store(
+            gather_target(self.last_rounds_frames) == 1,
+            Ordering::Relaxed,
+        );
+        let (buf, frames) = (
+            std::mem::take(&mut self.buf),
+            std::mem::take(&mut self.frames),
+        );
+        let written = self.write_round(&buf, &frames);
+        (self.buf, self.frames) = (buf, frames);
+        self.buf.clear();
+        self.frames.clear();
+        written.map_err(|e| self.fail(e))
     }
 
     /// Waits, for at most half the last sync, until `target` frames are pending (or the
@@ -403,12 +486,12 @@ impl Writer {
     /// would carry them alone. A lone appender (target 1) never waits.
     fn gather<'a>(
         &self,
-        mut pending: std::sync::MutexGuard<'a, super::Pending>,
+        mut pending: MutexGuard<'a, Pending>,
         target: usize,
-    ) -> std::sync::MutexGuard<'a, super::Pending> {
+    ) -> MutexGuard<'a, Pending> {
         let shared = &*self.shared;
         let deadline = Instant::now() + self.last_sync / 2;
-        let full = |p: &super::Pending| p.buf.len() * 2 >= shared.options.round_bytes;
+        let full = |p: &Pending| p.buf.len() * 2 >= shared.options.round_bytes;
         pending.wake_writer_at = target;
         while pending.frames.len() < target && !pending.closed && !full(&pending) {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -424,22 +507,9 @@ impl Writer {
         pending
     }
 
-    fn fail(&self, error: io::Error) {
-        tracing::error!(%error, "log write failed; the log refuses appends until it is reopened");
-        let error = Arc::new(error);
-        let shared = &*self.shared;
-        shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failed = Some(error.clone());
-        shared
-            .durable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failed = Some(error);
-        shared.waiters.wake_everyone();
-        shared.room.notify_all();
+    /// Fails the log with `error` and returns it.
+    fn fail(&self, error: io::Error) -> Arc<io::Error> {
+        fail_log(&self.shared, error)
     }
 
     fn write_round(&mut self, buf: &[u8], frames: &[PendingFrame]) -> io::Result<()> {
@@ -481,22 +551,45 @@ impl Writer {
     /// Writes one round's frames into the active segment, then the round's commit, which
     /// pads the round to a sector boundary (see `gridlog_common::batch::Commit`). Both reach
     /// the disk with the same sync: a round without its commit was never acknowledged.
+    ///
+    /// The round's last write (the frames' bytes from their last block boundary, the
+    /// commit, zeros) runs to the end of its 4 KiB block ([`PAD_BYTES`], see
+    /// [`round_writes`]): a block this round is the first to write is then overwritten
+    /// whole, and the kernel need not read it from the device first (a recycled file's
+    /// blocks are not cached: without this, every eighth 512-byte round of a lone appender
+    /// waited for a 4 KiB read).
     fn write_chunk(&mut self, frames: &[u8]) -> io::Result<()> {
         let round_start = self.active.pos;
-        let path = &self.active.segment.path;
-        self.io
-            .write_all_at(&self.active.file, path, round_start, frames)?;
         let position = round_start + frames.len() as u64;
         let commit = Commit {
             salt: self.active.salt,
             position,
             round_start,
         };
-        let mut bytes = [0u8; COMMIT_FRAME_BYTES_MAX];
-        let len = encode_commit_frame(&mut bytes, &commit).map_err(io::Error::other)?;
+        let mut commit_bytes = [0u8; COMMIT_FRAME_BYTES_MAX];
+        let commit_len =
+            encode_commit_frame(&mut commit_bytes, &commit).map_err(io::Error::other)?;
+        let plan = round_writes(
+            round_start,
+            frames.len() as u64,
+            commit_len as u64,
+            PAD_BYTES,
+            self.active.segment_bytes,
+        );
+        let path = &self.active.segment.path;
+        let head = plan.head_bytes as usize;
+        if head > 0 {
+            self.io
+                .write_all_at(&self.active.file, path, round_start, &frames[..head])?;
+        }
+        let tail = &mut self.tail_buf;
+        tail.clear();
+        tail.extend_from_slice(&frames[head..]);
+        tail.extend_from_slice(&commit_bytes[..commit_len]);
+        tail.resize(plan.tail_bytes as usize, 0);
         self.io
-            .write_all_at(&self.active.file, path, position, &bytes[..len])?;
-        self.active.pos = position + len as u64;
+            .write_all_at(&self.active.file, path, round_start + head as u64, tail)?;
+        self.active.pos = position + commit_len as u64;
         Ok(())
     }
 
@@ -591,6 +684,33 @@ impl Writer {
     }
 }
 
+/// Fails the log with `error` and returns it: every waiting and later append gets it, the
+/// writer thread ends, and reopening recovers.
+pub(super) fn fail_log(shared: &Shared, error: io::Error) -> Arc<io::Error> {
+    tracing::error!(%error, "log write failed; the log refuses appends until it is reopened");
+    let error = Arc::new(error);
+    shared
+        .pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .failed = Some(error.clone());
+    shared
+        .durable
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .failed = Some(error.clone());
+    shared.waiters.wake_everyone();
+    shared.room.notify_all();
+    shared.work.notify_all();
+    error
+}
+
+/// The error of a log whose writing end was left by a panic in the middle of a round: what
+/// the round had written is unknown, so the log is failed, never written on.
+pub(super) fn writer_panicked() -> io::Error {
+    io::Error::other("a thread panicked while writing a log round")
+}
+
 /// Runs `op` until it succeeds, waiting [`DISK_FULL_RETRY`] after each failure for a
 /// shortage that passes by itself (space, file handles, memory: appends wait meanwhile, and
 /// the status flags say why); any other error, or the log closing, ends it with the error.
@@ -630,6 +750,42 @@ fn wait_out(shared: &Shared, what: &str, op: &mut dyn FnMut() -> io::Result<()>)
         }
     }
 }
+
+/// How a round is written: `head_bytes` of its frames from the round's start (up to the
+/// last `pad_bytes` boundary inside the frames; none if there is no such boundary), then
+/// one write of `tail_bytes`: the rest of the frames, the commit, and zeros to the next
+/// `pad_bytes` boundary (never past the segment's end). Bytes after the commit are the log's
+/// free space (the next round overwrites them): zeros there are what a fresh segment holds
+/// anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RoundWrites {
+    head_bytes: u64,
+    tail_bytes: u64,
+}
+
+fn round_writes(
+    round_start: u64,
+    frames_bytes: u64,
+    commit_bytes: u64,
+    pad_bytes: u64,
+    segment_bytes: u64,
+) -> RoundWrites {
+    let position = round_start + frames_bytes;
+    let tail_start = (position / pad_bytes * pad_bytes).max(round_start);
+    let end = position + commit_bytes;
+    let padded_end = end.div_ceil(pad_bytes) * pad_bytes;
+    RoundWrites {
+        head_bytes: tail_start - round_start,
+        tail_bytes: padded_end.min(segment_bytes).max(end) - tail_start,
+    }
+}
+
+/// What a round's last write is padded to: the kernel reads a block of a file from the
+/// device before it changes part of it, unless the block is cached; a write that covers
+/// whole blocks needs no read. 4 KiB is the block of ext4, f2fs and xfs as made by default
+/// (a smaller block divides it). Not the memory page: on ARM kernels with 16 or 64 KiB
+/// pages, padding to the page would write up to 64 KiB of zeros a round.
+pub(super) const PAD_BYTES: u64 = 4096;
 
 /// How many frames the next round waits for: as many as the larger of the last two rounds
 /// carried. Under a steady closed loop of N appenders, rounds alternate between those that
@@ -688,7 +844,31 @@ mod shortage_tests {
 
 #[cfg(test)]
 mod tests {
-    use super::gather_target;
+    use super::{gather_target, round_writes};
+
+    #[test]
+    fn a_round_ends_with_one_write_to_the_end_of_its_page() {
+        let page = 4096;
+        let seg = 64 * 1024;
+        // A lone appender's round at a page start: one write of the whole page.
+        let w = round_writes(4096, 100, 412, page, seg);
+        assert_eq!((w.head_bytes, w.tail_bytes), (0, 4096));
+        // Mid-page: from the round's start to the page's end.
+        let w = round_writes(4096 + 512, 100, 412, page, seg);
+        assert_eq!((w.head_bytes, w.tail_bytes), (0, 4096 - 512));
+        // A round across pages: whole pages first, then the last page from its start.
+        let w = round_writes(512, 10_000, 240, page, seg);
+        assert_eq!(w.head_bytes, 8192 - 512);
+        assert_eq!(8192 + w.tail_bytes, 12_288);
+        // Frames ending on a page boundary: the commit starts the tail, in a page of its own.
+        let w = round_writes(0, 8192, 512, page, seg);
+        assert_eq!((w.head_bytes, w.tail_bytes), (8192, 4096));
+        // Never past the segment's end, never short of the commit's end.
+        let w = round_writes(seg - 1024, 400, 112, page, seg);
+        assert_eq!((w.head_bytes, w.tail_bytes), (0, 1024));
+        let w = round_writes(0, 100, 412, page, 300);
+        assert_eq!(w.tail_bytes, 512);
+    }
 
     #[test]
     fn the_gather_target_is_the_larger_of_the_last_two_rounds() {
