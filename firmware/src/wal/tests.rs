@@ -412,6 +412,19 @@ fn with_a_commit_delay_no_appender_writes_its_own_round() {
     wal.close().unwrap();
 }
 
+/// A hook that, while `armed`, does `act` in place of every `fdatasync` of a file (an error
+/// it returns fails that sync).
+fn on_sync_while_armed(
+    armed: &Arc<std::sync::atomic::AtomicBool>,
+    act: fn(&std::sync::atomic::AtomicBool) -> std::io::Result<()>,
+) -> IoHook {
+    let armed = armed.clone();
+    Arc::new(move |op: &IoOp<'_>| match op {
+        IoOp::SyncData { .. } => act(&armed),
+        _ => Ok(()),
+    })
+}
+
 /// A round an appender writes itself that fails to sync fails the log as the writer
 /// thread's would: that append and every later one get the error, nothing hangs, and a
 /// reopen finds every acknowledged record.
@@ -420,15 +433,10 @@ fn a_failed_round_written_by_an_appender_fails_the_log() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let armed = Arc::new(AtomicBool::new(false));
-    let hook: IoHook = {
-        let armed = armed.clone();
-        Arc::new(move |op: &IoOp<'_>| -> std::io::Result<()> {
-            if armed.load(Ordering::SeqCst) && matches!(op, IoOp::SyncData { .. }) {
-                return Err(std::io::Error::other("injected sync error"));
-            }
-            Ok(())
-        })
-    };
+    let hook = on_sync_while_armed(&armed, |armed| match armed.load(Ordering::SeqCst) {
+        true => Err(std::io::Error::other("injected sync error")),
+        false => Ok(()),
+    });
     let wal = Wal::open(dir.path(), small().io_hook(hook)).unwrap();
     for i in 0..5u8 {
         wal.append(&[[i]]).unwrap();
@@ -462,15 +470,10 @@ fn a_panic_in_a_round_fails_the_log_instead_of_writing_on() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let armed = Arc::new(AtomicBool::new(false));
-    let hook: IoHook = {
-        let armed = armed.clone();
-        Arc::new(move |op: &IoOp<'_>| -> std::io::Result<()> {
-            if matches!(op, IoOp::SyncData { .. }) && armed.swap(false, Ordering::SeqCst) {
-                panic!("injected panic in a round");
-            }
-            Ok(())
-        })
-    };
+    let hook = on_sync_while_armed(&armed, |armed| match armed.swap(false, Ordering::SeqCst) {
+        true => panic!("injected panic in a round"),
+        false => Ok(()),
+    });
     let wal = Wal::open(dir.path(), small().io_hook(hook)).unwrap();
     for i in 0..3u8 {
         wal.append(&[[i]]).unwrap();
