@@ -215,10 +215,17 @@ pub fn list(data_dir: &Path) -> std::io::Result<Vec<SnapshotEntry>> {
             continue;
         }
         if let Ok(next_offset) = digits.parse() {
+            // Compaction may remove a snapshot between the directory read and this look:
+            // gone is not an error, just not listed.
+            let file_bytes = match entry.metadata() {
+                Ok(metadata) => metadata.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             out.push(SnapshotEntry {
                 path: entry.path(),
                 next_offset,
-                file_bytes: entry.metadata()?.len(),
+                file_bytes,
             });
         }
     }

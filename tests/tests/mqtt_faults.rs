@@ -150,3 +150,37 @@ fn every_message_of_a_flood_is_acknowledged_once_stored() {
         "redelivered after the restart: {status:#}"
     );
 }
+
+/// With small log segments a batch of messages can be larger than one log frame: it is
+/// stored in as many frames as it takes, never refused whole (and then acknowledged as
+/// refused, which would lose every message in it).
+#[test]
+fn a_batch_larger_than_a_log_frame_is_stored_in_several() {
+    let broker = Mosquitto::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = gateway(
+        &tmp.path().join("data"),
+        &broker.url(),
+        "[wal]\nsegment_bytes = 4096",
+        SOURCE,
+    );
+    wait_status(&gw, "connected", |s| s["connected"] == true);
+    let total_readings = 3_000;
+    let mut device = Publisher::connect(broker.port, "device");
+    for n in 0..total_readings {
+        publish_reading(&mut device, n);
+    }
+    device.wait_acked();
+    let status = wait_status(&gw, "every reading stored or refused", |s| {
+        total(s, "stored") + total(s, "duplicates") >= total_readings
+            || s["sources"][0]["rejected"]
+                .as_object()
+                .is_some_and(|r| !r.is_empty())
+    });
+    assert_eq!(
+        status["sources"][0]["rejected"],
+        serde_json::json!({}),
+        "{status:#}"
+    );
+    assert_each_meter_has(&gw, total_readings / METERS);
+}

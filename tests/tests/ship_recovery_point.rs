@@ -15,13 +15,6 @@ use ship_support::*;
 const MAX_LAG_S: u64 = 2;
 const INTERVAL_S: u64 = 1;
 
-fn reading(meter: &str, time_ms: i64, import_wh: f64) -> serde_json::Value {
-    let time = gridlog_tests::server::rfc3339_ms(time_ms);
-    serde_json::json!({"readings": [{
-        "meter": meter, "time": time, "import_wh": import_wh, "export_wh": 0.0, "power_w": 500.0,
-    }]})
-}
-
 #[test]
 fn every_event_acknowledged_longer_than_the_bound_before_the_card_died_is_restored() {
     let moto = Moto::start();

@@ -190,6 +190,11 @@ fn tampered_oversized_and_missing_objects_are_detected_by_restore() {
         !target.exists(),
         "a failed restore leaves no data directory"
     );
+    let building = tmp.path().join(".restored.restoring");
+    assert!(
+        !building.exists(),
+        "a failed restore leaves no half-built directory"
+    );
 
     // A consistent forgery (a valid archive of other bytes) is caught by the manifest hash.
     let other = objects
@@ -223,6 +228,7 @@ fn tampered_oversized_and_missing_objects_are_detected_by_restore() {
         err.contains("missing object") && err.contains(&segment),
         "{err}"
     );
+    assert!(!building.exists(), "nor after a missing object");
     bucket.overwrite(&segment, objects[&segment].clone());
 
     // A changed older manifest breaks the chain.

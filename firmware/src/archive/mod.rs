@@ -111,7 +111,13 @@ pub fn list(data_dir: &Path) -> io::Result<(Vec<ArchiveEntry>, Vec<Damage>)> {
         if name.ends_with(".tmp") || !entry.file_type()?.is_file() {
             continue;
         }
-        let mut file = File::open(&path)?;
+        // Maintenance may evict an archive file between the directory read and the open:
+        // gone is not an error, just not listed.
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         let file_bytes = file.metadata()?.len();
         let header = read_header(&mut file, &path).map_err(|e| match e {
             ArchiveError::Damaged(d) => d.reason,

@@ -337,14 +337,18 @@ async fn poll_sunspec(
     for a in absent {
         let _ = d.status.failed("absent", a.to_string());
     }
+    let mut registering_pv = false;
     if let (Some((pv, model)), false) = (pv_meter(entities, plan), *pv_registered) {
         if commands.iter().any(|c| c.entity() == &pv) {
             commands.insert(0, discovery::register_pv_meter(&pv, model));
-            *pv_registered = true;
+            registering_pv = true;
         }
     }
     let read_us = now_us();
     submit(engine, commands, &d.status).await?;
+    // Only once the engine answered (accepted, a duplicate, or refused for good): a
+    // registration lost to a busy or failed engine goes again with the next poll.
+    *pv_registered |= registering_pv;
     Ok(read_us)
 }
 

@@ -37,6 +37,14 @@ impl Backoff {
         Duration::from_nanos(self.next_u64() % nanos.saturating_add(1))
     }
 
+    /// Moves to the largest bound (a persistent failure waits the longest), in at most 32
+    /// doublings: past `min · 2^31` the bound grows no more, whatever `max` says.
+    pub fn saturate(&mut self) {
+        while self.failures < 32 && self.bound() < self.max {
+            self.failures += 1;
+        }
+    }
+
     /// The upper bound of the next delay.
     pub fn bound(&self) -> Duration {
         let factor = 1u32.checked_shl(self.failures.min(31)).unwrap_or(u32::MAX);
@@ -111,6 +119,17 @@ mod tests {
             b.next_delay();
         }
         assert_eq!(b.bound(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn saturating_ends_even_when_the_maximum_is_out_of_reach() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        b.saturate();
+        assert_eq!(b.bound(), Duration::from_secs(60));
+        // 1 ms doubled 31 times is ~25 days: a larger maximum is never reached.
+        let mut b = Backoff::new(Duration::from_millis(1), Duration::from_secs(30 * 86_400));
+        b.saturate();
+        assert_eq!(b.bound(), Duration::from_millis(1 << 31));
     }
 
     #[test]

@@ -303,7 +303,10 @@ impl Store {
                     path: path.clone(),
                     source,
                 })?;
-                let local = object_store::local::LocalFileSystem::new_with_prefix(path)?;
+                // A confirmed upload must be durable, as S3's is: each file and its
+                // directory entries are synced before the write returns (off by default).
+                let local =
+                    object_store::local::LocalFileSystem::new_with_prefix(path)?.with_fsync(true);
                 (Arc::new(local), false)
             }
         };
@@ -565,9 +568,7 @@ impl Store {
         let delay = match kind {
             FailureKind::Transient => backoff.next_delay(),
             FailureKind::Persistent => {
-                while backoff.bound() < self.retry_max {
-                    backoff.next_delay();
-                }
+                backoff.saturate();
                 backoff.next_delay()
             }
         };

@@ -868,3 +868,11 @@ fn first_sequence(manifests: &[(&String, serde_json::Value)]) -> usize {
 pub fn sha(bytes: &[u8]) -> String {
     gridlog_tests::hex(&gridlog_firmware::archive::sha256(bytes))
 }
+
+/// A `POST /api/v1/readings` body of one reading of `meter` (export 0, 500 W).
+pub fn reading(meter: &str, time_ms: i64, import_wh: f64) -> serde_json::Value {
+    let time = gridlog_tests::server::rfc3339_ms(time_ms);
+    serde_json::json!({"readings": [{
+        "meter": meter, "time": time, "import_wh": import_wh, "export_wh": 0.0, "power_w": 500.0,
+    }]})
+}

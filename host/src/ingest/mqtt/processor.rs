@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gridlog_firmware::engine::{CommandRequest, Engine, ItemResult, Request, SubmitError};
+use gridlog_firmware::engine::{CommandRequest, Engine, ItemResult, SubmitError};
 use rumqttc::v5::mqttbytes::v5::Publish;
 use tokio::sync::{mpsc, watch};
 
 use super::source::{Decoded, Message, MessageError, Sources};
 use super::status::{MqttStatus, SourceCounts};
-use crate::submit::{submit_and_wait, SubmitWaitError};
+use crate::submit::{submit_in_frames, SubmitWaitError};
 
 /// Most messages in one batch (one engine request).
 pub const BATCH_MESSAGES_MAX: usize = 1000;
@@ -198,11 +198,8 @@ impl Processor {
             tracing::warn!(source, topic, code = error.code(), %error, "mqtt message refused");
         }
         if !prepared.commands.is_empty() {
-            let request = Request {
-                commands: std::mem::take(&mut prepared.commands),
-                command_id: None,
-            };
-            let Some(results) = self.submit_until_durable(request, stop).await else {
+            let commands = std::mem::take(&mut prepared.commands);
+            let Some(results) = self.submit_until_durable(commands, stop).await else {
                 return false;
             };
             prepared.count(&results);
@@ -211,17 +208,19 @@ impl Processor {
         true
     }
 
-    /// Submits `request` until the engine answers with durable results, waiting between
+    /// Submits `commands` until the engine answers with durable results, waiting between
     /// refusals (busy, disk full); `None` if stopping first.
     async fn submit_until_durable(
         &self,
-        request: Request,
+        commands: Vec<CommandRequest>,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Vec<ItemResult>> {
         let mut wait_ms = RESUBMIT_MIN_MS;
         loop {
-            match submit_and_wait(&self.engine, request.clone()).await {
-                Ok(response) => return Some(response.results),
+            // In as many log frames as it takes: a batch too large for one frame (small
+            // segments) is split, never refused whole and then acknowledged as refused.
+            match submit_in_frames(&self.engine, commands.clone()).await {
+                Ok(results) => return Some(results),
                 Err(SubmitWaitError::Submit(SubmitError::Stopped) | SubmitWaitError::Stopped) => {
                     return None
                 }

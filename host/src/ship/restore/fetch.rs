@@ -276,13 +276,27 @@ pub(super) async fn restore_segment(
     wal_dir: &Path,
 ) -> Result<(u64, [u8; 16]), RestoreError> {
     let fetched = fetch_segment(store, entry).await?;
+    // The header comes from the store: its size is checked before the file is made that
+    // large (a forged one could ask for terabytes), and it must hold the bytes it came with.
+    let segment_bytes = fetched.header.segment_bytes;
+    let sizes = gridlog_firmware::wal::SEGMENT_BYTES_MIN..=gridlog_firmware::wal::SEGMENT_BYTES_MAX;
+    if !sizes.contains(&segment_bytes) || segment_bytes < fetched.original.len() as u64 {
+        return Err(RestoreError::Inconsistent(format!(
+            "segment at offset {}: its header says {segment_bytes} bytes, outside {}..={} or \
+             below its {} bytes of frames",
+            entry.first_offset,
+            sizes.start(),
+            sizes.end(),
+            fetched.original.len()
+        )));
+    }
     let name = format!("{:020}.seg", entry.first_offset);
     let path = wal_dir.join(&name);
     let tmp = wal_dir.join(format!("{name}.tmp"));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&fetched.original)?;
-        file.set_len(fetched.header.segment_bytes)?;
+        file.set_len(segment_bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &path)
     };

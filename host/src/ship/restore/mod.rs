@@ -191,18 +191,17 @@ pub async fn restore(
         PlanError::Gap(reason) => RestoreError::Inconsistent(reason),
     })?;
     let dirs = Building::prepare(&options.data_dir)?;
-    let downloaded = download(&store, &plan, &dirs, head).await?;
-
-    // Read the rebuilt log once more, as the engine will, and learn what it already knows
-    // to be shipped.
-    let (next_offset, system) = replay_system_state(&dirs.building, plan.snapshot.as_ref())?;
-    if next_offset != plan.end {
-        return Err(RestoreError::Inconsistent(format!(
-            "the rebuilt log ends before offset {next_offset}, the chain says {}",
-            plan.end
-        )));
-    }
-    let new_lineage = write_lineage(&dirs.building, &lineage, head, &listed, &plan, &system)?;
+    let built = build(&store, &plan, &dirs, head, &lineage, &listed).await;
+    let (downloaded, new_lineage) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            // Nothing is left behind: the half-built directory (possibly gigabytes) goes.
+            if let Err(error) = std::fs::remove_dir_all(&dirs.building) {
+                tracing::warn!(%error, path = %dirs.building.display(), "cannot remove the half-built restore");
+            }
+            return Err(e);
+        }
+    };
     std::fs::rename(&dirs.building, &options.data_dir).map_err(io_err(&options.data_dir))?;
     lineage::sync_dir(&dirs.parent).map_err(io_err(&dirs.parent))?;
     Ok(RestoreReport {
@@ -215,6 +214,29 @@ pub async fn restore(
         next_offset: plan.end,
         bytes_downloaded: downloaded,
     })
+}
+
+/// Fills the building directory: downloads and checks what the plan chose, reads the
+/// rebuilt log once more as the engine will (learning what it already knows to be
+/// shipped), and writes the new lineage. The bytes downloaded and the new lineage.
+async fn build(
+    store: &Store,
+    plan: &Plan,
+    dirs: &Building,
+    head: &ChainLink,
+    lineage: &str,
+    listed: &Listed,
+) -> Result<(u64, String), RestoreError> {
+    let downloaded = download(store, plan, dirs, head).await?;
+    let (next_offset, system) = replay_system_state(&dirs.building, plan.snapshot.as_ref())?;
+    if next_offset != plan.end {
+        return Err(RestoreError::Inconsistent(format!(
+            "the rebuilt log ends before offset {next_offset}, the chain says {}",
+            plan.end
+        )));
+    }
+    let new_lineage = write_lineage(&dirs.building, lineage, head, listed, plan, &system)?;
+    Ok((downloaded, new_lineage))
 }
 
 /// Every segment, snapshot and chunk the chain lists, by offset.

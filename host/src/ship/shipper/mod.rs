@@ -493,6 +493,7 @@ pub fn spawn(
         .max_lag_s
         .store(config.ship.max_lag_s, Ordering::Relaxed);
     let shipper = Shipper::new(config, engine.clone(), status.clone())?;
+    let engine_for_restarts = engine.clone();
     tracing::info!(store = %config.ship.store, %lineage, "shipping to central storage");
     tokio::spawn(watch_lag(
         engine,
@@ -504,8 +505,77 @@ pub fn spawn(
         ),
         stop.clone(),
     ));
-    let handle = tokio::spawn(async move {
-        let _ = shipper.run(stop).await;
-    });
+    let handle = tokio::spawn(supervise(
+        config.clone(),
+        engine_for_restarts,
+        status.clone(),
+        shipper,
+        stop,
+    ));
     Ok(Some((status, handle)))
+}
+
+/// How long a shipper must have run for its failure to count as a new one: the restart
+/// backoff starts again from `ship.retry_min_ms`.
+const SHIPPER_HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// What ends the shipper for good, rather than starting it again.
+fn ends_shipping(error: &ShipError) -> bool {
+    matches!(
+        error,
+        // The store's chain is not ours (an operator must look), the gateway stops, or the
+        // engine can record nothing more (it stopped or its log failed).
+        ShipError::Halted(_) | ShipError::Store(StoreError::Stopped) | ShipError::Record(_)
+    )
+}
+
+/// Runs the shipper until it stops or halts. Any other failure of a round (a store request
+/// that is not retried in place, such as a DELETE; a local file that vanished or could not
+/// be written, such as a full disk) starts it again after a backoff, from its files and the
+/// store, exactly as a restart of the gateway would: shipping never stops for good on an
+/// error that may pass.
+async fn supervise(
+    config: Config,
+    engine: Arc<Engine>,
+    status: Arc<ShipStatus>,
+    mut shipper: Shipper,
+    stop: watch::Receiver<bool>,
+) {
+    let restart_backoff = || {
+        super::retry::Backoff::new(
+            Duration::from_millis(config.ship.retry_min_ms),
+            Duration::from_millis(config.ship.retry_max_ms),
+        )
+    };
+    let mut backoff = restart_backoff();
+    loop {
+        let started = Instant::now();
+        let error = match shipper.run(stop.clone()).await {
+            Ok(()) => return,
+            Err(e) if ends_shipping(&e) => return,
+            Err(e) => e,
+        };
+        if started.elapsed() >= SHIPPER_HEALTHY_RUN {
+            backoff = restart_backoff();
+        }
+        loop {
+            let delay = backoff.next_delay();
+            status.retries.fetch_add(1, Ordering::Relaxed);
+            status.set_phase("retrying");
+            tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "shipping failed; starting it again");
+            if sleep_or_stop(delay, &stop).await {
+                return;
+            }
+            match Shipper::new(&config, engine.clone(), status.clone()) {
+                Ok(next) => {
+                    shipper = next;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start shipping again");
+                    status.error(e.to_string());
+                }
+            }
+        }
+    }
 }
