@@ -369,13 +369,22 @@ impl RegisterMap {
         &self.reads
     }
 
-    /// Whether an energy register is an acc32 (the meter is registered with 32-bit
-    /// registers, so the engine records its wrap as a rollover).
+    /// Whether the meter is registered with 32-bit registers, so the engine records a wrap
+    /// as a rollover: only if every energy register is an acc32 counting whole Wh (no unit,
+    /// scale or scale register). The engine's register width is in Wh: an acc32 of 10 Wh
+    /// counts wraps at 2^32 × 10 Wh, and a 32-bit registration would refuse its readings
+    /// (and a scaled u32's beside it) from 2^32 Wh on. Such a meter is registered without a
+    /// width: its wrap is refused (`register_decreased`) until a rollover is recorded.
     pub fn wraps_at_32_bits(&self) -> bool {
-        self.points.iter().any(|p| {
-            p.ty == RegisterType::Acc32
-                && matches!(p.field, GridField::ImportWh | GridField::ExportWh)
-        })
+        let mut energy = self
+            .points
+            .iter()
+            .filter(|p| matches!(p.field, GridField::ImportWh | GridField::ExportWh))
+            .peekable();
+        energy.peek().is_some()
+            && energy.all(|p| {
+                p.ty == RegisterType::Acc32 && p.factor == 1.0 && p.scale_register.is_none()
+            })
     }
 
     /// The values in `answers`, one per [`RegisterMap::reads`] in order (each exactly as
@@ -477,13 +486,42 @@ mod tests {
     }
 
     #[test]
+    fn only_whole_wh_acc32_energy_registers_make_a_32_bit_meter() {
+        let energy = |import: RegisterConfig, export: RegisterConfig| {
+            map(&[import, export, point("power_w", 4, "i16")])
+                .unwrap()
+                .wraps_at_32_bits()
+        };
+        let acc = |field, address| point(field, address, "acc32");
+        assert!(energy(acc("import_wh", 0), acc("export_wh", 2)));
+        let scaled = RegisterConfig {
+            scale: Some(10.0),
+            ..acc("import_wh", 0)
+        };
+        assert!(!energy(scaled, acc("export_wh", 2)));
+        let kwh = RegisterConfig {
+            unit: Some("kWh".into()),
+            ..acc("import_wh", 0)
+        };
+        assert!(!energy(kwh, acc("export_wh", 2)));
+        let with_sf = RegisterConfig {
+            scale_register: Some(8),
+            ..acc("import_wh", 0)
+        };
+        assert!(!energy(with_sf, acc("export_wh", 2)));
+        assert!(!energy(point("import_wh", 0, "u32"), acc("export_wh", 2)));
+    }
+
+    #[test]
     fn points_are_grouped_into_reads_and_decoded_with_units_and_scale_registers() {
         let m = map(&meter_points()).unwrap();
         assert_eq!(
             m.reads(),
             &[read(Table::Holding, 0, 6), read(Table::Holding, 300, 2)]
         );
-        assert!(m.wraps_at_32_bits());
+        // An acc32 beside a kWh register: no 32-bit registration (its import would be
+        // refused from 2^32 Wh, about 4.3 GWh, on).
+        assert!(!m.wraps_at_32_bits());
         let v230 = 230.5f32.to_bits();
         let answers = vec![
             vec![0, 12, 0, 0, (-1500i16) as u16, (-1i16) as u16],

@@ -97,12 +97,25 @@ pub fn cut_chunks(record_bytes: &[usize]) -> Vec<usize> {
     chunks
 }
 
-/// The chunks wholly below `segments_end` (the end of the contiguous run of shipped
-/// segments from their start): a verified segment holds their records, so they may go.
-pub fn superseded(chunks: &[ChunkEntry], segments_end: Offset) -> Vec<ChunkEntry> {
+/// The chunks that verified segments hold wholly: each lies inside one contiguous run of
+/// the `shipped` segments (`(first, next)` offsets, in any order), so it may go. A chunk
+/// over a segment that was never shipped stays, however far later segments reach.
+pub fn superseded(chunks: &[ChunkEntry], shipped: &[(Offset, Offset)]) -> Vec<ChunkEntry> {
+    let mut sorted = shipped.to_vec();
+    sorted.sort_unstable();
+    let mut runs: Vec<(Offset, Offset)> = Vec::new();
+    for (first, next) in sorted {
+        match runs.last_mut() {
+            Some(run) if first <= run.1 => run.1 = run.1.max(next),
+            _ => runs.push((first, next)),
+        }
+    }
     chunks
         .iter()
-        .filter(|c| c.next_offset <= segments_end)
+        .filter(|c| {
+            runs.iter()
+                .any(|&(first, next)| first <= c.first_offset && c.next_offset <= next)
+        })
         .cloned()
         .collect()
 }
@@ -243,8 +256,21 @@ mod tests {
     #[test]
     fn chunks_are_superseded_only_wholly_and_extend_the_store_end() {
         let chunks = [chunk(100, 150), chunk(150, 220), chunk(220, 230)];
-        assert_eq!(superseded(&chunks, 200), [chunk(100, 150)]);
-        assert_eq!(superseded(&chunks, 99), []);
+        assert_eq!(
+            superseded(&chunks, &[(1, 100), (100, 200)]),
+            [chunk(100, 150)]
+        );
+        assert_eq!(superseded(&chunks, &[(1, 99)]), []);
+        // Segments in any order, touching: one run.
+        assert_eq!(
+            superseded(&chunks, &[(200, 240), (100, 200)]),
+            [chunk(100, 150), chunk(150, 220), chunk(220, 230)]
+        );
+        // The oldest segment was never shipped: its chunks stay, though a later segment
+        // reaches past them.
+        let early = [chunk(1, 40), chunk(40, 100)];
+        assert_eq!(superseded(&early, &[(50, 200)]), []);
+        assert_eq!(superseded(&early, &[(1, 50), (50, 200)]), early);
         assert_eq!(store_end(100, &chunks), 230);
         assert_eq!(store_end(160, &chunks), 230);
         // A gap: chunks beyond it do not count.

@@ -384,18 +384,23 @@ impl Shipper {
         }
     }
 
-    /// The end of the run of shipped segments from their start.
-    fn segments_end(&self) -> Offset {
+    /// The shipped segments' `(first, next)` offsets, in offset order.
+    fn shipped_segments(&self) -> Vec<(Offset, Offset)> {
         let system = system_state(&self.engine);
-        let mut end: Option<Offset> = None;
-        for ((object, first), (next, _)) in system
+        system
             .shipped
             .range((ShipObject::Segment, 0)..=(ShipObject::Segment, u64::MAX))
-        {
-            debug_assert_eq!(*object, ShipObject::Segment);
+            .map(|((_, first), (next, _))| (*first, *next))
+            .collect()
+    }
+
+    /// The end of the run of shipped segments from their start.
+    fn segments_end(&self) -> Offset {
+        let mut end: Option<Offset> = None;
+        for (first, next) in self.shipped_segments() {
             match end {
-                None => end = Some(*next),
-                Some(e) if *first <= e => end = Some(e.max(*next)),
+                None => end = Some(next),
+                Some(e) if first <= e => end = Some(e.max(next)),
                 Some(_) => break,
             }
         }

@@ -42,8 +42,8 @@ impl Shipper {
 
     /// Deletes this lineage's chunks that verified segments supersede (another lineage's
     /// are only forgotten: a restored gateway never changes the history it came from).
-    pub(super) async fn drop_superseded(&mut self, segments_end: Offset) -> Result<(), ShipError> {
-        let gone = tail::superseded(&self.tail.chunks, segments_end);
+    pub(super) async fn drop_superseded(&mut self) -> Result<(), ShipError> {
+        let gone = tail::superseded(&self.tail.chunks, &self.shipped_segments());
         if gone.is_empty() {
             return Ok(());
         }
@@ -72,7 +72,7 @@ impl Shipper {
         summary: &mut Summary,
     ) -> Result<bool, ShipError> {
         let segments_end = self.segments_end();
-        self.drop_superseded(segments_end).await?;
+        self.drop_superseded().await?;
         let Some((from, records)) = self.due_tail(segments_end, force).await? else {
             return Ok(false);
         };
