@@ -150,3 +150,24 @@ fn not_implemented_values_are_absent_and_never_reach_the_engine_as_zero() {
         "an absent value is not a failed device: {d}"
     );
 }
+
+/// An acc32 meter whose energy counts 10 Wh each (`TotWh_SF` 1) is registered without a
+/// register width: 2^32 counts are 4.3 × 10^10 Wh, and a 32-bit registration (in Wh) would
+/// refuse its readings from 4.3 GWh on. Its readings past 2^32 Wh are stored.
+#[test]
+fn an_acc32_meter_counting_coarser_than_wh_is_not_a_32_bit_register() {
+    let mut device = Device::start(&["--models", "203"]);
+    device.set(203, json!({"TotWhImp": 500_000_000u64, "TotWh_SF": 1}));
+    let (server, _tmp) = gateway(&sunspec_device("dev", &device.url(), ""));
+    let meter = "Acme-SN42";
+    wait_reading(&server, meter, "a reading of 5 GWh", |r| {
+        r["import_wh"] == 5_000_000_000.0
+    });
+    let (status, meter_state) = server.get(&format!("/api/v1/meters/{meter}"));
+    assert_eq!(status, 200);
+    assert!(
+        meter_state["register_bits"].is_null(),
+        "10 Wh counts get no Wh width: {meter_state}"
+    );
+    assert_eq!(meter_state["rejected_last_hour"], 0, "{meter_state}");
+}

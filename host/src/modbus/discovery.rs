@@ -137,11 +137,14 @@ pub struct Naming<'a> {
 /// The entities of `plan`, named from the common model's `Mn` and `SN`, and the commands
 /// that register them and mark the inverter available (the PV meter is registered with its
 /// first reading).
+/// `meter_counts_at_most_wh`: the meter model's energy counts are at most 1 Wh each (see
+/// [`super::sunspec::counts_at_most_wh`]), so an acc32 meter may be a 32-bit register.
 pub fn entities(
     plan: &Plan,
     naming: Naming<'_>,
     manufacturer: &str,
     serial: &str,
+    meter_counts_at_most_wh: bool,
 ) -> Result<(Entities, Vec<Command>), PlanError> {
     // The configuration allows only {Mn} and {SN}: every hole is filled.
     let text = naming
@@ -163,7 +166,8 @@ pub fn entities(
             commands.push(Command::RegisterMeter {
                 meter: id.clone(),
                 kind: naming.meter_kind,
-                register_bits: wraps_at_32_bits(window.model).then_some(32),
+                register_bits: (wraps_at_32_bits(window.model) && meter_counts_at_most_wh)
+                    .then_some(32),
             });
             Some((id, points))
         }
@@ -198,12 +202,12 @@ pub fn wraps_at_32_bits(model: u16) -> bool {
     matches!(model, 101..=103 | 201..=204)
 }
 
-/// The PV meter's registration.
-pub fn register_pv_meter(pv_meter: &EntityId, model: u16) -> Command {
+/// The PV meter's registration (`counts_at_most_wh` as for [`entities`]).
+pub fn register_pv_meter(pv_meter: &EntityId, model: u16, counts_at_most_wh: bool) -> Command {
     Command::RegisterMeter {
         meter: pv_meter.clone(),
         kind: MeterKind::Pv,
-        register_bits: wraps_at_32_bits(model).then_some(32),
+        register_bits: (wraps_at_32_bits(model) && counts_at_most_wh).then_some(32),
     }
 }
 

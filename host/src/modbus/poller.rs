@@ -340,7 +340,11 @@ async fn poll_sunspec(
     let mut registering_pv = false;
     if let (Some((pv, model)), false) = (pv_meter(entities, plan), *pv_registered) {
         if commands.iter().any(|c| c.entity() == &pv) {
-            commands.insert(0, discovery::register_pv_meter(&pv, model));
+            let whole = match (inverter_words.as_deref(), plan.inverter) {
+                (Some(words), Some((_, p))) => sunspec::counts_at_most_wh(words, p.energy_wh),
+                _ => true,
+            };
+            commands.insert(0, discovery::register_pv_meter(&pv, model, whole));
             registering_pv = true;
         }
     }
@@ -440,7 +444,23 @@ async fn discover(
     };
     let manufacturer = field(sunspec::COMMON_MANUFACTURER);
     let serial = field(sunspec::COMMON_SERIAL);
-    let (entities, registrations) = discovery::entities(&plan, naming, &manufacturer, &serial)?;
+    // An acc32 meter model is a 32-bit register only if its counts are whole Wh or finer:
+    // one read of its window at discovery tells (`TotWh_SF`).
+    let meter_counts_at_most_wh = match plan.meter {
+        Some((w, p)) if discovery::wraps_at_32_bits(w.model) => {
+            let words = link.read(unit, w.address, w.count, timeout).await?;
+            sunspec::counts_at_most_wh(&words, p.import_wh)
+                && sunspec::counts_at_most_wh(&words, p.export_wh)
+        }
+        _ => true,
+    };
+    let (entities, registrations) = discovery::entities(
+        &plan,
+        naming,
+        &manufacturer,
+        &serial,
+        meter_counts_at_most_wh,
+    )?;
     tracing::info!(device = %device.name, models = ?walk.models().iter().map(|m| m.id).collect::<Vec<_>>(), "SunSpec map found");
     Ok((plan, entities, registrations))
 }

@@ -341,6 +341,20 @@ pub fn point_value(words: &[u16], point: Point) -> Option<f64> {
     }
 }
 
+/// Whether one count of `point` is at most 1 Wh: its scale factor, if it has one, is 0 or
+/// negative (or not readable: the value is then absent anyway). The engine's register width
+/// is in Wh, so only such an acc32 may be registered as a 32-bit register: 2^32 counts of
+/// 10 Wh would be refused from 2^32 Wh on.
+pub fn counts_at_most_wh(words: &[u16], point: Point) -> bool {
+    let Some(sf_offset) = point.scale_factor else {
+        return true;
+    };
+    words
+        .get(usize::from(sf_offset))
+        .and_then(|w| decode::scale_factor(*w))
+        .is_none_or(|sf| sf <= 0)
+}
+
 /// Text from registers (two ASCII bytes each, NUL padded), trimmed.
 pub fn text(words: &[u16]) -> String {
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();

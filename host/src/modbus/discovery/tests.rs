@@ -75,7 +75,7 @@ fn unusable_chains_are_refused_with_a_reason() {
 fn entities_are_named_from_the_common_model_and_registered() {
     let p = plan(&[at(1, 4, 66), at(203, 72, 105), at(103, 179, 50)]).unwrap();
     let template = Template::parse("{Mn}-{SN}").unwrap();
-    let (e, commands) = entities(&p, naming(&template), "Acme Power", "SN 42").unwrap();
+    let (e, commands) = entities(&p, naming(&template), "Acme Power", "SN 42", true).unwrap();
     assert_eq!(
         e.meter.as_ref().unwrap().0.as_str(),
         "Acme_Power-SN_42-meter"
@@ -105,11 +105,11 @@ fn entities_are_named_from_the_common_model_and_registered() {
         ..naming(&template)
     };
     assert_eq!(
-        entities(&p, no_rating, "A", "1"),
+        entities(&p, no_rating, "A", "1", true),
         Err(PlanError::NoRatedPower { model: 103 })
     );
     let float_meter = plan(&[at(1, 4, 66), at(213, 72, 124)]).unwrap();
-    let (e, commands) = entities(&float_meter, naming(&template), "A", "1").unwrap();
+    let (e, commands) = entities(&float_meter, naming(&template), "A", "1", true).unwrap();
     assert_eq!(e.meter.unwrap().0.as_str(), "A-1");
     assert!(matches!(
         &commands[0],
@@ -119,7 +119,7 @@ fn entities_are_named_from_the_common_model_and_registered() {
         }
     ));
     assert!(
-        entities(&float_meter, naming(&template), "", "").is_ok(),
+        entities(&float_meter, naming(&template), "", "", true).is_ok(),
         "\"-\" is an id"
     );
 }
@@ -128,7 +128,7 @@ fn entities_are_named_from_the_common_model_and_registered() {
 fn a_poll_maps_meter_and_inverter_and_leaves_out_what_is_not_implemented() {
     let p = plan(&[at(1, 4, 66), at(203, 72, 105), at(103, 179, 50)]).unwrap();
     let template = Template::parse("dev").unwrap();
-    let (e, _) = entities(&p, naming(&template), "A", "1").unwrap();
+    let (e, _) = entities(&p, naming(&template), "A", "1", true).unwrap();
     let mut meter = vec![0u16; 53];
     meter[16] = 1500; // W, W_SF 0
     meter[37] = 10; // TotWhExp

@@ -162,6 +162,30 @@ fn meter_points_are_read_with_their_scale_factors() {
 }
 
 #[test]
+fn only_counts_of_at_most_one_wh_fit_a_32_bit_register() {
+    let Some(ModelMap {
+        role: ModelRole::Meter(p),
+        window_registers,
+        ..
+    }) = model_map(203)
+    else {
+        panic!("203 is a meter")
+    };
+    let at_most_wh = |wh_sf: i16| {
+        let body = meter_203(0, 0, 1, 1, wh_sf);
+        counts_at_most_wh(&body[..usize::from(window_registers)], p.import_wh)
+    };
+    assert!(at_most_wh(0));
+    assert!(at_most_wh(-2), "0.01 Wh counts");
+    assert!(!at_most_wh(1), "10 Wh counts");
+    assert!(!at_most_wh(3), "kWh counts");
+    assert!(
+        at_most_wh(i16::MIN),
+        "not implemented: the value is absent anyway"
+    );
+}
+
+#[test]
 fn a_not_implemented_scale_factor_or_accumulator_makes_the_point_absent() {
     let Some(ModelMap {
         role: ModelRole::Meter(p),
