@@ -137,8 +137,8 @@ fn meter_203(w: i16, w_sf: i16, imp: u32, exp: u32, wh_sf: i16) -> Vec<u16> {
     body
 }
 
-#[test]
-fn meter_points_are_read_with_their_scale_factors() {
+/// Model 203's points and window.
+fn model_203() -> (MeterPoints, u16) {
     let Some(ModelMap {
         role: ModelRole::Meter(p),
         window_registers,
@@ -147,6 +147,12 @@ fn meter_points_are_read_with_their_scale_factors() {
     else {
         panic!("203 is a meter")
     };
+    (p, window_registers)
+}
+
+#[test]
+fn meter_points_are_read_with_their_scale_factors() {
+    let (p, window_registers) = model_203();
     let body = meter_203(1234, 1, 123_456, 7, -1);
     let window = &body[..usize::from(window_registers)];
     assert_eq!(point_value(window, p.power_w), Some(12_340.0));
@@ -163,14 +169,7 @@ fn meter_points_are_read_with_their_scale_factors() {
 
 #[test]
 fn only_counts_of_at_most_one_wh_fit_a_32_bit_register() {
-    let Some(ModelMap {
-        role: ModelRole::Meter(p),
-        window_registers,
-        ..
-    }) = model_map(203)
-    else {
-        panic!("203 is a meter")
-    };
+    let (p, window_registers) = model_203();
     let at_most_wh = |wh_sf: i16| {
         let body = meter_203(0, 0, 1, 1, wh_sf);
         counts_at_most_wh(&body[..usize::from(window_registers)], p.import_wh)
