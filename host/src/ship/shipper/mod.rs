@@ -242,7 +242,7 @@ impl Shipper {
         match result {
             Ok(_) | Err(ShipError::Store(StoreError::Stopped)) => Ok(()),
             Err(e) => {
-                tracing::error!(error = %e, "shipping stopped");
+                tracing::error!(error = %e, "shipping round failed");
                 self.status.error(e.to_string());
                 Err(e)
             }
