@@ -34,86 +34,105 @@ pub(super) fn unhex16(text: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// Downloads and checks the chunks, then appends their records after the log's end
-/// through the log's own append (never by writing segment bytes); returns bytes downloaded.
+/// Downloads and checks the chunks one at a time, appending each one's records after the
+/// log's end through the log's own append (never by writing segment bytes) before the next
+/// is downloaded, so memory holds one chunk; returns bytes downloaded. (A failure leaves a
+/// partly rebuilt log in the building directory, which restore then removes.)
 pub(super) async fn restore_chunks(
     store: &Store,
     chunks: &[ChunkEntry],
     data_dir: &Path,
     log_id: [u8; 16],
 ) -> Result<u64, RestoreError> {
-    let mut objects = Vec::with_capacity(chunks.len());
+    let open =
+        || gridlog_firmware::wal::Wal::open(data_dir, gridlog_firmware::wal::WalOptions::default());
+    let wal = tokio::task::block_in_place(open).map_err(|e| inconsistent(e.to_string()))?;
     let mut downloaded = 0;
     for entry in chunks {
-        let what = || {
-            format!(
-                "the chunk of offsets {}..{}",
-                entry.first_offset, entry.next_offset
-            )
-        };
-        let bytes = download(store, &entry.key, entry.object_bytes, what).await?;
-        let tampered = |reason: String| RestoreError::Tampered {
-            key: entry.key.clone(),
-            reason,
-        };
-        let sha = sha256(&bytes);
-        if sha != entry.object_sha256 || bytes.len() as u64 != entry.object_bytes {
-            return Err(tampered(format!(
-                "{} bytes with sha256 {sha}; the manifest says {} bytes with sha256 {}",
-                bytes.len(),
-                entry.object_bytes,
-                entry.object_sha256
+        let (object_bytes, records) = fetch_chunk(store, entry, log_id).await?;
+        downloaded += object_bytes;
+        tokio::task::block_in_place(|| append_records(&wal, records))?;
+    }
+    tokio::task::block_in_place(|| wal.close()).map_err(|e| inconsistent(e.to_string()))?;
+    Ok(downloaded)
+}
+
+fn inconsistent(e: String) -> RestoreError {
+    RestoreError::Inconsistent(format!("the rebuilt log: {e}"))
+}
+
+/// Downloads one chunk and checks it against its manifest entry and the log's id: its
+/// object's size and bytes, and its header. Its size downloaded and its records.
+async fn fetch_chunk(
+    store: &Store,
+    entry: &ChunkEntry,
+    log_id: [u8; 16],
+) -> Result<(u64, Vec<(Offset, Vec<u8>)>), RestoreError> {
+    let what = || {
+        format!(
+            "the chunk of offsets {}..{}",
+            entry.first_offset, entry.next_offset
+        )
+    };
+    let bytes = download(store, &entry.key, entry.object_bytes, what).await?;
+    let tampered = |reason: String| RestoreError::Tampered {
+        key: entry.key.clone(),
+        reason,
+    };
+    let sha = sha256(&bytes);
+    if sha != entry.object_sha256 || bytes.len() as u64 != entry.object_bytes {
+        return Err(tampered(format!(
+            "{} bytes with sha256 {sha}; the manifest says {} bytes with sha256 {}",
+            bytes.len(),
+            entry.object_bytes,
+            entry.object_sha256
+        )));
+    }
+    let (header, records) =
+        crate::ship::chunk::decode(&bytes).map_err(|e| tampered(e.to_string()))?;
+    if header.log_id != log_id
+        || (header.first_offset, header.next_offset) != (entry.first_offset, entry.next_offset)
+    {
+        return Err(tampered(
+            "the chunk holds another log or range than the manifest lists".into(),
+        ));
+    }
+    Ok((bytes.len() as u64, records))
+}
+
+/// Appends one chunk's records that continue the log (records it already holds, where
+/// chunks overlap, are skipped), in frames of at most half the largest batch frame.
+fn append_records(
+    wal: &gridlog_firmware::wal::Wal,
+    records: Vec<(Offset, Vec<u8>)>,
+) -> Result<(), RestoreError> {
+    let frame_max = wal.batch_frame_bytes_max() / 2;
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch_bytes = 0;
+    for (offset, record) in records {
+        let expected = wal.next_offset() + batch.len() as u64;
+        if offset < expected {
+            continue;
+        }
+        if offset != expected {
+            return Err(inconsistent(format!(
+                "a chunk continues at offset {offset}, the log at {expected}"
             )));
         }
-        let (header, records) =
-            crate::ship::chunk::decode(&bytes).map_err(|e| tampered(e.to_string()))?;
-        if header.log_id != log_id
-            || (header.first_offset, header.next_offset) != (entry.first_offset, entry.next_offset)
-        {
-            return Err(tampered(
-                "the chunk holds another log or range than the manifest lists".into(),
-            ));
-        }
-        downloaded += bytes.len() as u64;
-        objects.push(records);
-    }
-    let append = || -> Result<(), RestoreError> {
-        let inconsistent = |e: String| RestoreError::Inconsistent(format!("the rebuilt log: {e}"));
-        let wal = gridlog_firmware::wal::Wal::open(
-            data_dir,
-            gridlog_firmware::wal::WalOptions::default(),
-        )
-        .map_err(|e| inconsistent(e.to_string()))?;
-        let frame_max = wal.batch_frame_bytes_max() / 2;
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut batch_bytes = 0;
-        for (offset, record) in objects.into_iter().flatten() {
-            let expected = wal.next_offset() + batch.len() as u64;
-            if offset < expected {
-                continue;
-            }
-            if offset != expected {
-                return Err(inconsistent(format!(
-                    "a chunk continues at offset {offset}, the log at {expected}"
-                )));
-            }
-            if !batch.is_empty() && batch_bytes + record.len() + 64 > frame_max {
-                wal.append(&batch)
-                    .map_err(|e| inconsistent(e.to_string()))?;
-                batch.clear();
-                batch_bytes = 0;
-            }
-            batch_bytes += record.len() + 64;
-            batch.push(record);
-        }
-        if !batch.is_empty() {
+        if !batch.is_empty() && batch_bytes + record.len() + 64 > frame_max {
             wal.append(&batch)
                 .map_err(|e| inconsistent(e.to_string()))?;
+            batch.clear();
+            batch_bytes = 0;
         }
-        wal.close().map_err(|e| inconsistent(e.to_string()))
-    };
-    tokio::task::block_in_place(append)?;
-    Ok(downloaded)
+        batch_bytes += record.len() + 64;
+        batch.push(record);
+    }
+    if !batch.is_empty() {
+        wal.append(&batch)
+            .map_err(|e| inconsistent(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// An empty segment starting at `first_offset`: the log of a directory restored from a
