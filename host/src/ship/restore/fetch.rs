@@ -74,20 +74,12 @@ async fn fetch_chunk(
             entry.first_offset, entry.next_offset
         )
     };
-    let bytes = download(store, &entry.key, entry.object_bytes, what).await?;
+    let expected = (entry.object_bytes, entry.object_sha256);
+    let bytes = download_checked(store, &entry.key, expected, what).await?;
     let tampered = |reason: String| RestoreError::Tampered {
         key: entry.key.clone(),
         reason,
     };
-    let sha = sha256(&bytes);
-    if sha != entry.object_sha256 || bytes.len() as u64 != entry.object_bytes {
-        return Err(tampered(format!(
-            "{} bytes with sha256 {sha}; the manifest says {} bytes with sha256 {}",
-            bytes.len(),
-            entry.object_bytes,
-            entry.object_sha256
-        )));
-    }
     let (header, records) =
         crate::ship::chunk::decode(&bytes).map_err(|e| tampered(e.to_string()))?;
     if header.log_id != log_id
@@ -346,20 +338,12 @@ pub(crate) async fn fetch_segment(
             entry.first_offset, entry.next_offset
         )
     };
-    let bytes = download(store, &entry.key, entry.object_bytes, what).await?;
+    let expected = (entry.object_bytes, entry.object_sha256);
+    let bytes = download_checked(store, &entry.key, expected, what).await?;
     let tampered = |reason: String| RestoreError::Tampered {
         key: entry.key.clone(),
         reason,
     };
-    let object_sha = sha256(&bytes);
-    if object_sha != entry.object_sha256 || bytes.len() as u64 != entry.object_bytes {
-        return Err(tampered(format!(
-            "{} bytes with sha256 {object_sha}; the manifest says {} bytes with sha256 {}",
-            bytes.len(),
-            entry.object_bytes,
-            entry.object_sha256
-        )));
-    }
     let (header, original) = verify_bytes(&bytes).map_err(|e| tampered(e.to_string()))?;
     if header.sha256 != entry.segment_sha256.0
         || (header.first_offset, header.next_offset) != (entry.first_offset, entry.next_offset)
@@ -463,6 +447,28 @@ pub(super) fn replay_system_state(
 }
 /// Downloads the object at `key`, at most `max_bytes` (its manifest's size, or a manifest's
 /// bound); a missing one is [`RestoreError::Missing`] naming `what` it holds.
+/// Downloads the object `key`, which its manifest says is `(bytes, sha256)`: any other
+/// size or content is tampering.
+async fn download_checked(
+    store: &Store,
+    key: &str,
+    (object_bytes, object_sha256): (u64, Sha256),
+    what: impl FnOnce() -> String,
+) -> Result<bytes::Bytes, RestoreError> {
+    let bytes = download(store, key, object_bytes, what).await?;
+    let sha = sha256(&bytes);
+    if sha != object_sha256 || bytes.len() as u64 != object_bytes {
+        return Err(RestoreError::Tampered {
+            key: key.to_string(),
+            reason: format!(
+                "{} bytes with sha256 {sha}; the manifest says {object_bytes} bytes with sha256 {object_sha256}",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
 async fn download(
     store: &Store,
     key: &str,
