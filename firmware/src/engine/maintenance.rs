@@ -49,6 +49,19 @@ pub enum MaintenanceError {
     Io(#[from] std::io::Error),
 }
 
+/// Makes an archive file found from an interrupted cycle durable, data and name, before it
+/// is relied on: the cycle that wrote it may have failed after its rename and before its
+/// directory sync, and what verified may be only in the page cache.
+fn make_durable(inner: &Inner, path: &std::path::Path) -> std::io::Result<()> {
+    let io = inner.wal.io();
+    let file = std::fs::File::open(path)?;
+    io.sync_data(&file, path)?;
+    match path.parent() {
+        Some(dir) => io.sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
 fn storage_entity() -> EntityId {
     EntityId::new(STORAGE_ENTITY).expect("a valid id")
 }
@@ -187,8 +200,14 @@ fn archive_segment(
         None
     };
     let header = match (existing, recorded) {
-        (Some(h), Some(r)) if h.sha256 == r.sha256 => h,
-        (Some(h), None) => h,
+        (Some(h), Some(r)) if h.sha256 == r.sha256 => {
+            make_durable(inner, &path)?;
+            h
+        }
+        (Some(h), None) => {
+            make_durable(inner, &path)?;
+            h
+        }
         _ => {
             let Some(bytes) = hot.take() else {
                 return Ok(());

@@ -52,6 +52,13 @@ struct Planned {
     replayed: bool,
 }
 
+impl Planned {
+    /// Encoded bytes of its events.
+    fn encoded_bytes(&self) -> u64 {
+        self.ranges.iter().map(|(s, e)| (e - s) as u64).sum()
+    }
+}
+
 /// A batch on its way from the planner to the applier.
 struct InFlight {
     jobs: Vec<Job>,
@@ -422,15 +429,33 @@ pub(super) fn run(inner: &Inner, jobs: Receiver<Job>, mut planner: Planner) {
 }
 
 /// The applier's loop: durable point, apply, answer; batch after batch, in order.
+///
+/// After a storage failure no batch is answered as if it succeeded: the planner planned it
+/// against states that held the failed batches, so even a batch that appended nothing (every
+/// request a replay or a duplicate of a request that was in flight) would acknowledge what
+/// is stored nowhere. A batch whose frames spanned several write rounds, of which a later
+/// one failed, is applied and answered up to what is durable; the rest get the error.
 fn run_applier(inner: &Inner, batches: Receiver<InFlight>) {
-    while let Ok(flight) = batches.recv() {
-        if let Some(at) = flight.durable_at {
-            if let Err(e) = inner.wal.wait_durable(at) {
-                let error = inner.commit.fail(e.into());
-                reply_all(flight.jobs, &error);
-                continue;
+    while let Ok(mut flight) = batches.recv() {
+        let failed = match flight.durable_at {
+            Some(at) => inner.wal.wait_durable(at).err().map(EngineFailure::from),
+            None => None,
+        };
+        let failure = match failed {
+            Some(error) => Some(inner.commit.fail(error)),
+            None => inner.commit.failure(),
+        };
+        let failed_jobs = match failure {
+            None => Vec::new(),
+            Some(error) => {
+                let durable = durable_requests(&flight, inner.wal.next_offset());
+                let jobs = flight.jobs.split_off(durable);
+                flight.planned.truncate(durable);
+                flight.first_offsets.truncate(durable);
+                flight.bytes = flight.planned.iter().map(Planned::encoded_bytes).sum();
+                vec![(jobs, error)]
             }
-        }
+        };
         apply(inner, &flight.planned, &flight.first_offsets, flight.bytes);
         for ((job, plan), first_offset) in flight
             .jobs
@@ -442,7 +467,36 @@ fn run_applier(inner: &Inner, batches: Receiver<InFlight>) {
             note_rejections(inner, &job, &response);
             (job.reply)(Ok(response));
         }
+        for (jobs, error) in failed_jobs {
+            reply_all(jobs, &error);
+        }
     }
+}
+
+/// How many of the batch's requests, from its start, are durable when the log's durable end
+/// is `durable_end`: those whose events all lie below it. A request without events counts
+/// only while every request before it does (it may answer from one of theirs), and none
+/// does unless everything before the batch is durable: it may answer from an earlier batch
+/// (see [`run_applier`]).
+fn durable_requests(flight: &InFlight, durable_end: Offset) -> usize {
+    let batch_start = flight
+        .planned
+        .iter()
+        .zip(&flight.first_offsets)
+        .find(|(plan, _)| !plan.events.is_empty())
+        .map(|(_, &first)| first);
+    match batch_start {
+        Some(first) if first <= durable_end => {}
+        _ => return 0,
+    }
+    flight
+        .planned
+        .iter()
+        .zip(&flight.first_offsets)
+        .take_while(|(plan, &first)| {
+            plan.events.is_empty() || first + plan.events.len() as u64 <= durable_end
+        })
+        .count()
 }
 
 fn reply_all(jobs: Vec<Job>, error: &EngineFailure) {
