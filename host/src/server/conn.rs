@@ -194,6 +194,11 @@ async fn handshake(
     }
 }
 
+/// The most a connection buffers of a request's head (hyper's default is ~400 KiB, which
+/// 512 connections of slow clients would hold at once): the request line and headers
+/// must fit.
+pub const CONNECTION_READ_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
 /// Serves HTTP/1.1 on one connection (plain or TLS) until the client closes it or the
 /// server stops (then the current request is finished first).
 async fn serve_connection<S>(
@@ -208,7 +213,8 @@ async fn serve_connection<S>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header_read);
+        .header_read_timeout(timeouts.header_read)
+        .max_buf_size(CONNECTION_READ_BUFFER_BYTES_MAX);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
@@ -417,8 +423,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
         }
     }
 
+    /// Closing can write too (TLS sends `close_notify`): a client that stops reading holds
+    /// it no longer than a write.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Pending => self.check_stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
     }
 }
 

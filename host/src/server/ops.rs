@@ -19,8 +19,13 @@ pub fn disk_free_bytes(path: &std::path::Path) -> Option<u64> {
 /// The gateway's state: log, commits, queue, disk.
 #[utoipa::path(get, path = "/api/v1/status", tag = "operations", responses((status = 200, body = StatusBody)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
-    let engine = state.engine()?;
-    Ok(Json(status_body(&state, engine)))
+    let engine = state.engine()?.clone();
+    // The digest hashes every entity (rollups and remembered readings included) and the
+    // body reads the disk's state: work that must not hold one of the runtime's few threads.
+    let body = tokio::task::spawn_blocking(move || status_body(&state, &engine))
+        .await
+        .map_err(|e| ApiError::internal("status task failed", e))?;
+    Ok(Json(body))
 }
 
 /// Prometheus metrics (text exposition format), from the table in [`super::metrics`].
