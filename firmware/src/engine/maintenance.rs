@@ -200,11 +200,7 @@ fn archive_segment(
         None
     };
     let header = match (existing, recorded) {
-        (Some(h), Some(r)) if h.sha256 == r.sha256 => {
-            make_durable(inner, &path)?;
-            h
-        }
-        (Some(h), None) => {
+        (Some(h), r) if r.is_none_or(|r| r.sha256 == h.sha256) => {
             make_durable(inner, &path)?;
             h
         }

@@ -401,11 +401,7 @@ pub(super) fn run(inner: &Inner, jobs: Receiver<Job>, mut planner: Planner) {
             let planned = planner.plan(inner, &batch, &mut buf);
             match append(inner, &planned, &buf) {
                 Ok((first_offsets, durable_at)) => {
-                    let bytes = planned
-                        .iter()
-                        .flat_map(|p| p.ranges.iter())
-                        .map(|(s, e)| (e - s) as u64)
-                        .sum();
+                    let bytes = planned.iter().map(Planned::encoded_bytes).sum();
                     let flight = InFlight {
                         jobs: batch,
                         planned,
@@ -445,17 +441,14 @@ fn run_applier(inner: &Inner, batches: Receiver<InFlight>) {
             Some(error) => Some(inner.commit.fail(error)),
             None => inner.commit.failure(),
         };
-        let failed_jobs = match failure {
-            None => Vec::new(),
-            Some(error) => {
-                let durable = durable_requests(&flight, inner.wal.next_offset());
-                let jobs = flight.jobs.split_off(durable);
-                flight.planned.truncate(durable);
-                flight.first_offsets.truncate(durable);
-                flight.bytes = flight.planned.iter().map(Planned::encoded_bytes).sum();
-                vec![(jobs, error)]
-            }
-        };
+        let failed_jobs = failure.map(|error| {
+            let durable = durable_requests(&flight, inner.wal.next_offset());
+            let jobs = flight.jobs.split_off(durable);
+            flight.planned.truncate(durable);
+            flight.first_offsets.truncate(durable);
+            flight.bytes = flight.planned.iter().map(Planned::encoded_bytes).sum();
+            (jobs, error)
+        });
         apply(inner, &flight.planned, &flight.first_offsets, flight.bytes);
         for ((job, plan), first_offset) in flight
             .jobs
@@ -467,7 +460,7 @@ fn run_applier(inner: &Inner, batches: Receiver<InFlight>) {
             note_rejections(inner, &job, &response);
             (job.reply)(Ok(response));
         }
-        for (jobs, error) in failed_jobs {
+        if let Some((jobs, error)) = failed_jobs {
             reply_all(jobs, &error);
         }
     }

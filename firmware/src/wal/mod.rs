@@ -17,11 +17,13 @@
 //! Files by role: [`segment`] (naming, preallocation, scanning), `spare` (recycling removed
 //! segments), `writer` (group commit
 //! and rotation), [`reader`] (cursor over durable records), [`recovery`] (open and repair),
-//! [`verify`] (read-only check), [`error`], [`io`] (the hookable file-system calls),
+//! [`verify`] (read-only check), [`error`], `failure` (failing the log, waiting out a
+//! shortage), [`io`] (the hookable file-system calls),
 //! `options` (options and their limits), `pending` (the appenders' buffer).
 
 pub mod dump;
 pub mod error;
+mod failure;
 pub mod io;
 mod notify;
 mod options;
@@ -312,7 +314,7 @@ impl Wal {
             Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
             Err(std::sync::TryLockError::Poisoned(_)) => {
                 drop(pending);
-                let error = writer::fail_log(shared, writer::writer_panicked());
+                let error = failure::fail_log(shared, failure::writer_panicked());
                 return Err(AppendError::Io(error));
             }
         };

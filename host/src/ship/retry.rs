@@ -37,6 +37,11 @@ impl Backoff {
         Duration::from_nanos(self.next_u64() % nanos.saturating_add(1))
     }
 
+    /// Starts again from `min` (the failures it counted are over).
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
     /// Moves to the largest bound (a persistent failure waits the longest), in at most 32
     /// doublings: past `min · 2^31` the bound grows no more, whatever `max` says.
     pub fn saturate(&mut self) {

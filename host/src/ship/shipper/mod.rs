@@ -546,13 +546,7 @@ async fn supervise(
     mut shipper: Shipper,
     stop: watch::Receiver<bool>,
 ) {
-    let restart_backoff = || {
-        super::retry::Backoff::new(
-            Duration::from_millis(config.ship.retry_min_ms),
-            Duration::from_millis(config.ship.retry_max_ms),
-        )
-    };
-    let mut backoff = restart_backoff();
+    let mut backoff = shipper.store.backoff();
     loop {
         let started = Instant::now();
         let error = match shipper.run(stop.clone()).await {
@@ -561,7 +555,7 @@ async fn supervise(
             Err(e) => e,
         };
         if started.elapsed() >= SHIPPER_HEALTHY_RUN {
-            backoff = restart_backoff();
+            backoff.reset();
         }
         loop {
             let delay = backoff.next_delay();
