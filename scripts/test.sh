@@ -156,7 +156,7 @@ step "gateway builds and packages (amd64 arm64 armhf)"
 # binary; the ARM binaries have their own smoke test, tests/tests/gateway_targets.rs.)
 LOG_AND_ENGINE_TESTS=(wal_corruption wal_crash_prefix wal_round_damage wal_upgrade_format_1
     wal_disk_full storage_recovery engine_validation engine_duplicates_history engine_upcast
-    archive_readers archive_allocation_bound)
+    archive_readers archive_allocation_bound engine_rollup_store engine_snapshot_v4)
 for target in "${ARM_TARGETS[@]}"; do
     step "common and firmware tests, and the log's and engine's integration tests, on $target (qemu-user)"
     cargo test --quiet -p gridlog-common -p gridlog-firmware --target "$target"

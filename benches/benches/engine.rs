@@ -42,6 +42,17 @@ fn rss_bytes() -> u64 {
     tables::rss_bytes("self")
 }
 
+/// `RssAnon` of this process: its heap and stacks, without the log's mapped file pages.
+fn rss_anon_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// CPU seconds (user + system) of this process, or of its thread named `thread_name`.
 fn cpu_secs(thread_name: Option<&str>) -> f64 {
     match thread_name {
@@ -475,9 +486,10 @@ fn section_memory_horizons(ctx: &Ctx) {
         rollups.quarter_hour_days
     );
     println!(
-        "| meters | horizon | readings | process RSS | RSS per meter | bound `bytes_per_meter` |"
+        "| meters | horizon | readings | process RSS | of it anonymous | RSS per meter | queued for the store | rollup store on disk (files) |"
     );
-    println!("|---:|---|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    let mut latencies = Vec::new();
     for meters in env_list("GRIDLOG_BENCH_HORIZON_METERS", &[100, 10_000]) {
         let meters = meters as usize;
         let dir = ctx.sub(&format!("horizons-{meters}"));
@@ -500,17 +512,93 @@ fn section_memory_horizons(ctx: &Ctx) {
             readings += fill_readings(&engine, &ids, day0, daily, 1);
             readings += fill_readings(&engine, &ids, day0, quarter_hourly, 96);
             let rss = rss_bytes();
+            let (store_bytes, files) = dir_bytes(&dir.join("rollups"));
             println!(
-                "| {meters} | {name} | {readings} | {:.1} MiB | {:.0} B | {} B |",
+                "| {meters} | {name} | {readings} | {:.1} MiB | {:.1} MiB | {:.0} B | {:.1} MiB | {:.1} MB ({files}) |",
                 rss as f64 / 1048576.0,
+                rss_anon_bytes() as f64 / 1048576.0,
                 rss.saturating_sub(rss_open) as f64 / meters as f64,
-                rollups.bytes_per_meter()
+                engine.storage_stats().rollup_queued_bytes as f64 / 1048576.0,
+                store_bytes as f64 / 1e6,
             );
         }
+        latencies.push((
+            meters,
+            rollup_query_latency(&engine, &ids, day0 + full_days * day_ms),
+        ));
         engine.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
     }
     println!();
+    println!(
+        "`Engine::rollups` at full horizons, 200 meters spread over the ids, warm page cache:\n"
+    );
+    println!("| meters | query | buckets | p50 | p99 | max |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for (meters, rows) in latencies {
+        for (name, buckets, lat) in rows {
+            println!(
+                "| {meters} | {name} | {buckets} | {} | {} | {} |",
+                ms(pct(&lat, 0.5)),
+                ms(pct(&lat, 0.99)),
+                ms(lat[lat.len() - 1])
+            );
+        }
+    }
+    println!();
+}
+
+/// Bytes and files under `dir` (not recursive).
+fn dir_bytes(dir: &std::path::Path) -> (u64, usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    let sizes: Vec<u64> = entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .collect();
+    (sizes.iter().sum(), sizes.len())
+}
+
+/// Latencies of the rollup queries a dashboard makes (a day of quarter hours, a week of
+/// hours, 400 days of days) ending at `end_ms`, for 200 meters.
+fn rollup_query_latency(
+    engine: &Engine,
+    ids: &[EntityId],
+    end_ms: i64,
+) -> Vec<(&'static str, usize, Vec<Duration>)> {
+    use gridlog_firmware::engine::Step;
+    const SAMPLES: usize = 200;
+    let day_ms = 24 * 3600 * 1000;
+    let queries = [
+        ("15m, last day", Step::QuarterHour, day_ms),
+        ("15m, 7 days ago", Step::QuarterHour, 7 * day_ms),
+        ("1h, last 7 days", Step::Hour, 7 * day_ms),
+        ("1d, last 400 days", Step::Day, 400 * day_ms),
+    ];
+    queries
+        .into_iter()
+        .map(|(name, step, span_ms)| {
+            let (from, to) = if name.contains("ago") {
+                (end_ms - span_ms, end_ms - span_ms + day_ms)
+            } else {
+                (end_ms - span_ms, end_ms)
+            };
+            let mut lat = Vec::with_capacity(SAMPLES);
+            let mut buckets = 0;
+            for i in 0..SAMPLES {
+                let id = &ids[i * ids.len() / SAMPLES];
+                let t = Instant::now();
+                let got = engine.rollups(id.as_str(), step, from, to).expect("query");
+                lat.push(t.elapsed());
+                buckets = got.map_or(0, |b| b.len());
+            }
+            lat.sort_unstable();
+            (name, buckets, lat)
+        })
+        .collect()
 }
 
 /// Submits `per_day` readings a day (evenly spaced, a minute into each interval) for every
@@ -577,7 +665,8 @@ fn fill_readings(
 /// `GRIDLOG_BENCH_ONLY=rollup-store`: the on-disk rollup store (`engine::rollup_store`) at
 /// full horizons for `GRIDLOG_BENCH_MEM_METERS` (10,000) meters read every 15 minutes: one
 /// spill per quarter-hourly day for the last 7 days and one with the 393 days before as day
-/// buckets, built directly with the store's encoder (the engine does not spill yet). Then
+/// buckets, built directly with the store's encoder (the engine's own spills and merges are
+/// in `horizons`). Then
 /// the latency of reading one meter's intervals back (warm page cache), as a rollup query
 /// of an on-disk interval would.
 fn section_rollup_store(ctx: &Ctx) {
@@ -609,9 +698,19 @@ fn section_rollup_store(ctx: &Ctx) {
             quarters: Vec::new(),
         })
         .collect();
-    let bytes = format::encode_file(1, ids.iter().map(|id| (id, day_only.as_slice())));
+    let store = rollup_store::store_dir(&dir);
+    std::fs::create_dir_all(&store).expect("store dir");
+    let write = |seq: u64, bytes: &[u8]| {
+        let path = store.join(rollup_store::spill_file_name(seq));
+        std::fs::write(&path, bytes).expect("spill");
+        Arc::new(rollup_store::SpillFile::open(&path).expect("open"))
+    };
+    let bytes = format::encode_file(
+        &format::SpillSpec::plain(1),
+        ids.iter().map(|id| (id, day_only.as_slice())),
+    );
     let mut disk_bytes = bytes.len() as u64;
-    rollup_store::write_spill(&dir, 1, &bytes).expect("spill");
+    let mut spills = vec![write(1, &bytes)];
     for q in 0..quarter_days {
         let day = day0 + all_days - quarter_days + q;
         let record = [format::DayRecord {
@@ -621,9 +720,13 @@ fn section_rollup_store(ctx: &Ctx) {
                 .map(|i| one(day * 96 + i, 250.0 + (i as f64) / 9.0, 1))
                 .collect(),
         }];
-        let bytes = format::encode_file(q as u64 + 2, ids.iter().map(|id| (id, &record[..])));
+        let seq = q as u64 + 2;
+        let bytes = format::encode_file(
+            &format::SpillSpec::plain(seq),
+            ids.iter().map(|id| (id, &record[..])),
+        );
         disk_bytes += bytes.len() as u64;
-        rollup_store::write_spill(&dir, q as u64 + 2, &bytes).expect("spill");
+        spills.push(write(seq, &bytes));
     }
     let end = day0 + all_days;
     let ranges = [
@@ -649,7 +752,7 @@ fn section_rollup_store(ctx: &Ctx) {
         for i in 0..SAMPLES {
             let id = &ids[i * meters / SAMPLES];
             let t = Instant::now();
-            let got = rollup_store::read_meter(&dir, id.as_str(), range.clone()).expect("read");
+            let got = rollup_store::read_meter(&spills, id.as_str(), range.clone()).expect("read");
             lat.push(t.elapsed());
             records = got.len();
         }

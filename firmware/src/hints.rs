@@ -4,10 +4,12 @@
 //!   several entities overlap instead of coming one after another.
 //! - [`run_in_background`]: lower the calling thread's CPU priority, so background work
 //!   (snapshots, archiving) takes the cores the write path leaves idle, not its share.
+//! - [`return_free_memory`]: give the heap's free pages back to the system after a burst
+//!   of short-lived allocations (a rollup spill), so the process's memory is what it holds.
 //!
 //! The one other place besides `mmap` with `unsafe`: `_mm_prefetch` is an intrinsic Rust
 //! marks unsafe though it never faults, reads into a register or changes memory, whatever
-//! the address; `setpriority` is a C function.
+//! the address; `setpriority` and `malloc_trim` are C functions.
 #![allow(unsafe_code)]
 
 /// The nice value of background threads (Linux: 0 is normal, 19 the lowest priority). At
@@ -35,6 +37,19 @@ pub(crate) fn prefetch<T>(value: &T, bytes_before: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (value, bytes_before);
+}
+
+/// Returns the heap's free memory to the system (glibc's `malloc_trim(0)`, which also
+/// releases whole free pages inside the heap, not only at its top; elsewhere nothing).
+/// A meter's day sealed on the applier and freed once spilled leaves free pages between
+/// live ones that glibc keeps, counted in RSS, until trimmed.
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only hands free heap pages back to the
+    // kernel; every live allocation stays where it is.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Lowers the calling thread's CPU priority to [`BACKGROUND_NICE`] (Linux; elsewhere

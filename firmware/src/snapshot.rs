@@ -17,15 +17,21 @@
 //! log id, and the digest of the decoded image against the header's). A damaged snapshot is
 //! skipped with a warning for an older one, or a full replay: it can cost time, never data.
 //!
-//! Versions: 4 is written; 3 (meters without their reading times, no remembered readings)
-//! is still read and upgraded: its digest is checked as format 3 computed it, then each
-//! meter's reading times before its newest reading are taken as forgotten.
+//! Versions: 5 is written (a meter's rollups are its current day; the days it sealed that
+//! the rollup store does not hold yet are the body's queue). 4 (every meter's rollups a
+//! ring of every interval) and 3 (also meters without their reading times, no remembered
+//! readings) are still read and upgraded: the digest is checked as that format computed
+//! it, then a format-3 meter's reading times before its newest reading are taken as
+//! forgotten, and every meter's days before its current one are queued for the store.
 
 use std::path::{Path, PathBuf};
 
 use gridlog_common::Offset;
 
-use crate::engine::image::{Image, ImageCapture, ImageParts, ImagePartsRef, ImagePartsV3};
+use crate::engine::image::{
+    Image, ImageCapture, ImageParts, ImagePartsRef, ImagePartsV3, ImagePartsV4,
+};
+use crate::engine::sealed::SealedQueue;
 use crate::wal::io::Io;
 
 /// Name of the snapshot directory inside a data directory.
@@ -33,9 +39,9 @@ pub const SNAPSHOT_DIR_NAME: &str = "snapshots";
 /// The eight bytes every snapshot file starts with.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"GLOGSNAP";
 /// The snapshot format this build writes (and reads).
-pub const SNAPSHOT_VERSION: u16 = 4;
-/// The older snapshot format this build still reads, upgrading it as it loads.
-pub const SNAPSHOT_VERSION_UPGRADED: u16 = 3;
+pub const SNAPSHOT_VERSION: u16 = 5;
+/// The older snapshot formats this build still reads, upgrading them as it loads.
+pub const SNAPSHOT_VERSIONS_UPGRADED: [u16; 2] = [3, 4];
 
 /// Byte offset of the magic.
 pub const S_MAGIC_AT: usize = 0;
@@ -69,7 +75,7 @@ const _: () = assert!(SNAPSHOT_HEADER_BYTES == 80);
 /// A snapshot header's fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotHeader {
-    /// Its format: [`SNAPSHOT_VERSION`] or, read only, [`SNAPSHOT_VERSION_UPGRADED`].
+    /// Its format: [`SNAPSHOT_VERSION`] or, read only, one of [`SNAPSHOT_VERSIONS_UPGRADED`].
     pub version: u16,
     /// The log the snapshot belongs to.
     pub log_id: [u8; 16],
@@ -154,8 +160,8 @@ impl SnapshotHeader {
             return Err("bad header CRC".into());
         }
         let version = u16::from_le_bytes([b[S_VERSION_AT], b[S_VERSION_AT + 1]]);
-        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_UPGRADED {
-            return Err(format!("snapshot format {version} is not readable by this build (reads {SNAPSHOT_VERSION_UPGRADED} and {SNAPSHOT_VERSION})"));
+        if version != SNAPSHOT_VERSION && !SNAPSHOT_VERSIONS_UPGRADED.contains(&version) {
+            return Err(format!("snapshot format {version} is not readable by this build (reads {SNAPSHOT_VERSIONS_UPGRADED:?} and {SNAPSHOT_VERSION})"));
         }
         if usize::from(u16::from_le_bytes([
             b[S_HEADER_LEN_AT],
@@ -264,6 +270,17 @@ pub fn load(
     if parts.next_offset != header.next_offset {
         return Err(invalid(path, "body and header disagree on the offset"));
     }
+    // The rollup queue is outside the digest: checked here, entry by entry.
+    let mut previous = 0;
+    for (i, entry) in parts.sealed.iter().enumerate() {
+        if !SealedQueue::is_plausible(entry, previous, parts.next_offset) {
+            return Err(invalid(
+                path,
+                format!("rollup queue entry {i} is malformed"),
+            ));
+        }
+        previous = entry.offset;
+    }
     let name_offset = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -287,8 +304,8 @@ pub fn load(
     Ok((header, image))
 }
 
-/// The body's image parts in today's shape: a format-3 body is decoded as such, its digest
-/// checked as format 3 computed it, and upgraded.
+/// The body's image parts in today's shape: an older body is decoded as such, its digest
+/// checked as its format computed it, and upgraded.
 fn decode_body(
     path: &Path,
     header: &SnapshotHeader,
@@ -298,8 +315,13 @@ fn decode_body(
     if header.version == SNAPSHOT_VERSION {
         return postcard::from_bytes(body).map_err(undecodable);
     }
-    let parts: ImagePartsV3 = postcard::from_bytes(body).map_err(undecodable)?;
-    let digest = parts.digest();
+    let (digest, parts) = if header.version == 3 {
+        let parts: ImagePartsV3 = postcard::from_bytes(body).map_err(undecodable)?;
+        (parts.digest(), parts.upgrade())
+    } else {
+        let parts: ImagePartsV4 = postcard::from_bytes(body).map_err(undecodable)?;
+        (parts.digest(), parts)
+    };
     if digest != header.digest {
         return Err(invalid(
             path,
@@ -309,7 +331,9 @@ fn decode_body(
             ),
         ));
     }
-    Ok(parts.upgrade())
+    parts
+        .upgrade()
+        .map_err(|e| invalid(path, format!("format-{} rollups: {e}", header.version)))
 }
 
 /// Checks a snapshot file without keeping its image.
@@ -342,6 +366,8 @@ pub(crate) fn write(
         command_ids: &capture.command_ids,
         readings: &capture.readings,
         entities: capture.entities.iter().map(|(id, e)| (id, &**e)).collect(),
+        sealed: capture.sealed.iter().map(|e| &**e).collect(),
+        rollups_stored_below: capture.rollups_stored_below,
     };
     let body =
         postcard::to_allocvec(&parts).map_err(|e| invalid(&dir, format!("cannot encode: {e}")))?;

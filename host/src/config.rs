@@ -200,6 +200,9 @@ pub struct StorageConfig {
     pub archive_budget_bytes: u64,
     /// Let the budget evict segments central storage has not confirmed. Default false.
     pub archive_evict_unshipped: bool,
+    /// Bytes of sealed rollup days queued in memory before they are written to
+    /// `rollups/`. Default 4194304 (4 MiB).
+    pub rollup_spill_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -212,6 +215,7 @@ impl Default for StorageConfig {
             archive: d.archive,
             archive_budget_bytes: d.archive_budget_bytes,
             archive_evict_unshipped: d.archive_evict_unshipped,
+            rollup_spill_bytes: d.rollup_spill_bytes,
         }
     }
 }
@@ -619,6 +623,18 @@ impl Config {
         }
         if self.engine.entities_max == 0 {
             return bad("engine.entities_max must be at least 1".into());
+        }
+        let days_max = gridlog_firmware::engine::rollup::ROLLUP_DAYS_MAX;
+        for (name, days) in [
+            (
+                "engine.rollup_quarter_hour_days",
+                self.engine.rollup_quarter_hour_days,
+            ),
+            ("engine.rollup_day_days", self.engine.rollup_day_days),
+        ] {
+            if !(1..=days_max).contains(&days) {
+                return bad(format!("{name} must be in 1..={days_max}, not {days}"));
+            }
         }
         let (min, max) = (
             gridlog_firmware::wal::SEGMENT_BYTES_MIN,

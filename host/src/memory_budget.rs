@@ -1,18 +1,20 @@
 //! Does the engine fit this machine at its configured limits? At start-up `serve` compares
-//! the most the image can grow to — `engine.entities_max` meters, each with both rollup
-//! horizons full — with the memory the process may use (the cgroup's `memory.max`, as a
-//! systemd `MemoryMax=` sets it, or else the machine's `MemTotal`), and warns, with the
-//! numbers and the settings that lower them, when a gateway could run out of memory months
-//! from now as its rings fill (a 32-bit process is also capped by its address space). The
-//! decision is pure ([`check`]); reading the limits is the only I/O.
+//! the most the image can grow to — `engine.entities_max` meters, each with a whole UTC
+//! day of quarter hours in memory, and a full queue of sealed days for the rollup store —
+//! with the memory the process may use (the cgroup's `memory.max`, as a systemd
+//! `MemoryMax=` sets it, or else the machine's `MemTotal`), and warns, with the numbers and
+//! the setting that lowers them, when a gateway could run out of memory as meters are added
+//! (a 32-bit process is also capped by its address space). The rollup horizons do not
+//! count: days before a meter's current one are on disk. The decision is pure
+//! ([`check`]); reading the limits is the only I/O.
 
 use std::path::Path;
 
 use gridlog_firmware::engine::RollupOptions;
 
-/// Memory of one entity besides its rollup slots, at most (measured: 47,716 B of process
-/// RSS per meter at full horizons, of which 43,792 B are slots; BENCHMARKS "Rollup memory
-/// by horizon"): its state, index, checkpoints, the planner's copy and the id map.
+/// Memory of one entity besides its rollup slots, at most (BENCHMARKS "Rollup memory by
+/// horizon": ~1.4 KB measured): its state, index, checkpoints, the planner's copy and the
+/// id map, with room for the allocator.
 pub const ENTITY_BYTES_BESIDES_ROLLUPS: u64 = 4 * 1024;
 
 /// Memory of the process that does not grow with entities, at most: the binary, runtime,
@@ -38,13 +40,19 @@ pub struct Budget {
     pub entities_that_fit: u64,
 }
 
-/// The budget of `entities_max` entities with `rollups` under `limit_bytes`, if its worst
-/// case is over [`MEMORY_SHARE_PERCENT`] of the limit (`None`: it fits).
-pub fn check(entities_max: usize, rollups: &RollupOptions, limit_bytes: u64) -> Option<Budget> {
+/// The budget of `entities_max` entities with `rollups` and a queue of at most
+/// `rollup_spill_bytes` under `limit_bytes`, if its worst case is over
+/// [`MEMORY_SHARE_PERCENT`] of the limit (`None`: it fits).
+pub fn check(
+    entities_max: usize,
+    rollups: &RollupOptions,
+    rollup_spill_bytes: u64,
+    limit_bytes: u64,
+) -> Option<Budget> {
     let per_entity =
         (rollups.bytes_per_meter() as u64).saturating_add(ENTITY_BYTES_BESIDES_ROLLUPS);
-    let worst_case_bytes =
-        PROCESS_FIXED_BYTES.saturating_add((entities_max as u64).saturating_mul(per_entity));
+    let fixed = PROCESS_FIXED_BYTES.saturating_add(rollup_spill_bytes);
+    let worst_case_bytes = fixed.saturating_add((entities_max as u64).saturating_mul(per_entity));
     let share = limit_bytes / 100 * MEMORY_SHARE_PERCENT;
     if worst_case_bytes <= share {
         return None;
@@ -52,7 +60,7 @@ pub fn check(entities_max: usize, rollups: &RollupOptions, limit_bytes: u64) -> 
     Some(Budget {
         worst_case_bytes,
         limit_bytes,
-        entities_that_fit: share.saturating_sub(PROCESS_FIXED_BYTES) / per_entity,
+        entities_that_fit: share.saturating_sub(fixed) / per_entity,
     })
 }
 
@@ -60,11 +68,10 @@ pub fn check(entities_max: usize, rollups: &RollupOptions, limit_bytes: u64) -> 
 pub fn warning(budget: &Budget, entities_max: usize) -> String {
     let mib = |b: u64| b / (1024 * 1024);
     format!(
-        "at engine.entities_max = {entities_max} with full rollup horizons the engine may \
-         grow to {} MiB, over {MEMORY_SHARE_PERCENT}% of the {} MiB this process may use: \
-         it would run out of memory as meters' rollups fill over the coming months. Lower \
-         engine.entities_max to {} or fewer, or shorten engine.rollup_quarter_hour_days and \
-         engine.rollup_day_days",
+        "at engine.entities_max = {entities_max} meters the engine may grow to {} MiB, over \
+         {MEMORY_SHARE_PERCENT}% of the {} MiB this process may use: it would run out of \
+         memory as meters are added. Lower engine.entities_max to {} or fewer (or \
+         storage.rollup_spill_bytes)",
         mib(budget.worst_case_bytes),
         mib(budget.limit_bytes),
         budget.entities_that_fit
@@ -126,46 +133,48 @@ mod tests {
     const MIB: u64 = 1024 * 1024;
 
     #[test]
-    fn the_defaults_fit_4_gib_and_warn_on_512_mib_naming_what_fits() {
+    fn the_defaults_fit_512_mib_and_warn_on_128_mib_naming_what_fits() {
         let defaults = RollupOptions::default();
-        assert_eq!(check(20_000, &defaults, 4096 * MIB), None);
-        let budget = check(20_000, &defaults, 512 * MIB).expect("over on 512 MiB");
-        // 48 MiB + 20,000 × (43,792 + 4,096) B.
-        assert_eq!(budget.worst_case_bytes, 48 * MIB + 20_000 * 47_888);
-        // (384 MiB − 48 MiB) / 47,888 B.
-        assert_eq!(budget.entities_that_fit, (384 * MIB - 48 * MIB) / 47_888);
-        assert!(check(budget.entities_that_fit as usize, &defaults, 512 * MIB).is_none());
-        assert!(check(budget.entities_that_fit as usize + 1, &defaults, 512 * MIB).is_some());
+        let spill = 4 * MIB;
+        assert_eq!(check(20_000, &defaults, spill, 512 * MIB), None);
+        let budget = check(20_000, &defaults, spill, 128 * MIB).expect("over on 128 MiB");
+        // 48 MiB + 4 MiB + 20,000 × (3,112 + 4,096) B.
+        assert_eq!(budget.worst_case_bytes, 52 * MIB + 20_000 * 7_208);
+        // (96 MiB − 52 MiB) / 7,208 B.
+        assert_eq!(budget.entities_that_fit, (96 * MIB - 52 * MIB) / 7_208);
+        let fits = budget.entities_that_fit as usize;
+        assert!(check(fits, &defaults, spill, 128 * MIB).is_none());
+        assert!(check(fits + 1, &defaults, spill, 128 * MIB).is_some());
         let text = warning(&budget, 20_000);
         for part in [
             "engine.entities_max",
-            "7357 or fewer",
-            "512 MiB",
-            "rollup_day_days",
+            "6400 or fewer",
+            "128 MiB",
+            "rollup_spill_bytes",
         ] {
             assert!(text.contains(part), "{part}: {text}");
         }
     }
 
     #[test]
-    fn shorter_horizons_let_more_meters_fit() {
+    fn the_horizons_do_not_change_the_worst_case() {
         let short = RollupOptions {
             quarter_hour_days: 2,
             day_days: 60,
         };
-        assert!(check(20_000, &RollupOptions::default(), 1024 * MIB).is_some());
-        assert_eq!(check(20_000, &short, 1024 * MIB), None);
+        let at = |rollups| check(20_000, rollups, 4 * MIB, 128 * MIB).map(|b| b.worst_case_bytes);
+        assert_eq!(at(&RollupOptions::default()), at(&short));
     }
 
     #[test]
     fn a_tiny_limit_fits_no_entity_without_underflow() {
-        let budget = check(1, &RollupOptions::default(), 16 * MIB).expect("over");
+        let budget = check(1, &RollupOptions::default(), 0, 16 * MIB).expect("over");
         assert_eq!(budget.entities_that_fit, 0);
     }
 
     #[test]
     fn absurd_limits_saturate_instead_of_wrapping() {
-        let budget = check(usize::MAX, &RollupOptions::default(), 4096 * MIB).expect("over");
+        let budget = check(usize::MAX, &RollupOptions::default(), 0, 4096 * MIB).expect("over");
         assert_eq!(budget.worst_case_bytes, u64::MAX);
     }
 

@@ -160,15 +160,10 @@ fn assert_close(actual: f64, expected: f64, relative: f64, what: &str) {
 }
 
 fn buckets(engine: &Engine, meter: &str, step: Step) -> Vec<Bucket> {
-    engine.read(|image| {
-        image
-            .entity(meter)
-            .unwrap()
-            .rollups
-            .as_ref()
-            .expect("a meter with readings has rollups")
-            .query(step, 0, i64::MAX)
-    })
+    engine
+        .rollups(meter, step, 0, i64::MAX)
+        .expect("rollups")
+        .expect("a meter")
 }
 
 fn check_rollups(engine: &Engine, series: &Series, exported: bool) {

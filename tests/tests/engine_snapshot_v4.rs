@@ -70,15 +70,10 @@ fn fixture() -> &'static Path {
 }
 
 fn all_buckets(engine: &Engine, step: Step) -> Vec<Bucket> {
-    engine.read(|image| {
-        image
-            .entity("m1")
-            .unwrap()
-            .rollups
-            .as_ref()
-            .unwrap()
-            .query(step, 0, i64::MAX)
-    })
+    engine
+        .rollups("m1", step, 0, i64::MAX)
+        .expect("rollups")
+        .expect("a meter")
 }
 
 /// Buckets as their bits, so equality is exact (no float tolerance).

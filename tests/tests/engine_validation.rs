@@ -480,13 +480,11 @@ fn a_register_wrapping_at_its_width_records_a_rollover_and_books_the_wrapped_del
         }
     );
     assert_eq!(stored[1].stored.event, Event::ReadingRecorded(after));
-    let buckets = f.engine.read(|image| {
-        image.entity("w").unwrap().rollups.as_ref().unwrap().query(
-            Step::QuarterHour,
-            T0_MS,
-            T0_MS + 3_600_000,
-        )
-    });
+    let buckets = f
+        .engine
+        .rollups("w", Step::QuarterHour, T0_MS, T0_MS + 3_600_000)
+        .expect("rollups")
+        .expect("a meter");
     assert_eq!(buckets.len(), 1);
     assert_eq!(buckets[0].index, T0_MS / 900_000);
     assert_eq!(
@@ -543,13 +541,11 @@ fn a_wrap_landing_exactly_on_zero_is_a_rollover_not_a_reset() {
             Event::ReadingRecorded(after),
         ]
     );
-    let buckets = f.engine.read(|image| {
-        image.entity("w").unwrap().rollups.as_ref().unwrap().query(
-            Step::QuarterHour,
-            T0_MS,
-            T0_MS + 900_000,
-        )
-    });
+    let buckets = f
+        .engine
+        .rollups("w", Step::QuarterHour, T0_MS, T0_MS + 900_000)
+        .expect("rollups")
+        .expect("a meter");
     assert_eq!(buckets[0].import_wh, 536.0, "2^16 - 65000");
     // Far from the top of the range, a drop to 0 is still a suspect reset.
     accept(
@@ -575,13 +571,11 @@ fn after_a_replacement_lower_register_values_are_accepted() {
     );
     assert_eq!(seq, 4, "registration, reading, replacement, reading");
     // Energy counts from the new meter's baseline, not from the old meter's registers.
-    let buckets = f.engine.read(|image| {
-        image.entity("m").unwrap().rollups.as_ref().unwrap().query(
-            Step::QuarterHour,
-            T0_MS,
-            T0_MS + 900_000,
-        )
-    });
+    let buckets = f
+        .engine
+        .rollups("m", Step::QuarterHour, T0_MS, T0_MS + 900_000)
+        .expect("rollups")
+        .expect("a meter");
     assert_eq!(buckets.len(), 1);
     assert_eq!((buckets[0].import_wh, buckets[0].export_wh), (4.0, 1.0));
     // Readings older than the replacement belong to the old meter.

@@ -246,13 +246,39 @@ fn rollup_spill_header_table_matches_the_constants() {
                 R_FIRST_DAY_AT,
                 Some(R_LAST_DAY_AT - R_FIRST_DAY_AT),
             ),
-            ("last_day", R_LAST_DAY_AT, Some(R_CRC_AT - R_LAST_DAY_AT)),
+            ("last_day", R_LAST_DAY_AT, Some(R_LOG_ID_AT - R_LAST_DAY_AT)),
+            (
+                "log_id",
+                R_LOG_ID_AT,
+                Some(R_THROUGH_OFFSET_AT - R_LOG_ID_AT),
+            ),
+            (
+                "through_offset",
+                R_THROUGH_OFFSET_AT,
+                Some(R_REPLACES_FROM_AT - R_THROUGH_OFFSET_AT),
+            ),
+            (
+                "replaces_from",
+                R_REPLACES_FROM_AT,
+                Some(R_LEVEL_AT - R_REPLACES_FROM_AT),
+            ),
+            (
+                "level",
+                R_LEVEL_AT,
+                Some(R_QUARTER_HOUR_DAYS_AT - R_LEVEL_AT),
+            ),
+            (
+                "quarter_hour_days",
+                R_QUARTER_HOUR_DAYS_AT,
+                Some(R_DAY_DAYS_AT - R_QUARTER_HOUR_DAYS_AT),
+            ),
+            ("day_days", R_DAY_DAYS_AT, Some(R_CRC_AT - R_DAY_DAYS_AT)),
             ("crc", R_CRC_AT, Some(SPILL_HEADER_BYTES - R_CRC_AT)),
         ],
     );
     assert_eq!(SPILL_METERS_MAX, 1_048_576);
     assert_eq!(SPILL_DAYS_PER_BLOCK_MAX, 3_660);
-    assert_eq!(SPILL_VERSION, 1);
+    assert_eq!(SPILL_VERSION, 2);
     assert_eq!(&SPILL_MAGIC, b"GLOGRLUP");
 }
 

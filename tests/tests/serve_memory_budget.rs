@@ -1,5 +1,5 @@
 //! `gridlog serve` warns at start when the engine at its configured limits could outgrow the
-//! memory the process may use (every meter with full rollup horizons), naming the numbers
+//! memory the process may use (every meter with a whole day in memory), naming the numbers
 //! and the settings that lower them; at limits that fit, it says nothing of the kind. Its
 //! log to a pipe (journald's, under systemd) carries no terminal colour codes.
 
@@ -49,13 +49,13 @@ fn serve_and_read_the_log(env: &[(&str, &str)]) -> String {
 
 #[test]
 fn limits_no_machine_holds_are_named_at_start() {
-    // 100 million meters with full rollups: ~4.5 TB, beyond any gateway.
+    // 100 million meters with a whole day of quarter hours each: ~720 GB, beyond any gateway.
     let log = serve_and_read_the_log(&[("GRIDLOG_ENGINE__ENTITIES_MAX", "100000000")]);
     let warning = log
         .lines()
         .find(|l| l.contains("engine.entities_max = 100000000"))
         .unwrap_or_else(|| panic!("no memory warning:\n{log}"));
-    for part in ["WARN", "or fewer", "engine.rollup_day_days", "MiB"] {
+    for part in ["WARN", "or fewer", "storage.rollup_spill_bytes", "MiB"] {
         assert!(warning.contains(part), "{part}: {warning}");
     }
     // stderr is a pipe here, as journald's is under systemd: no colour codes in the lines.

@@ -14,7 +14,9 @@ use gridlog_common::Offset;
 
 use super::dedup::{RecentCommandIds, RecentReadings, RECENT_READINGS_DEFAULT};
 use super::digest::DigestHasher;
-use super::rollup::{Baseline, MeterRollups, RollupOptions, DAY_MS};
+use super::rollup::v4::{MeterRollupsV4, RingError};
+use super::rollup::{Baseline, MeterRollups, RollupDigest, RollupOptions, Sealing, DAY_MS};
+use super::sealed::{Sealed, SealedEntry, SealedQueue};
 use super::slots::{EntitySlot, Slots};
 use super::state::{reading_fingerprint, AssetState, EntityState, MeterStateV3, SystemState};
 
@@ -147,17 +149,17 @@ pub struct SiteTotals {
     pub day_index: i64,
 }
 
-/// What the digest reads of one entity: its state (of any snapshot version's shape), its
-/// offset checkpoints, its rollup baseline and its rollups.
-pub(crate) struct DigestOf<'a, S> {
+/// What the digest reads of one entity: its state and its rollups (of any snapshot
+/// version's shape), its offset checkpoints, its rollup baseline.
+pub(crate) struct DigestOf<'a, S, R> {
     state: &'a S,
     checkpoints: &'a [(u64, Offset)],
     prev_registers: &'a Baseline,
-    rollups: Option<&'a MeterRollups>,
+    rollups: Option<&'a R>,
 }
 
 impl Entity {
-    fn digest_of(&self) -> DigestOf<'_, EntityState> {
+    fn digest_of(&self) -> DigestOf<'_, EntityState, MeterRollups> {
         DigestOf {
             state: &self.state,
             checkpoints: &self.index.checkpoints,
@@ -168,13 +170,14 @@ impl Entity {
 }
 
 /// A digest over entities given in id order, the remembered command ids in order and (from
-/// snapshot format 4) the remembered readings in order: everything a restart must bring
-/// back, so a replay or a snapshot that lost any of it (an entity's rollup baseline, the
+/// snapshot format 4) the remembered readings in order: everything of the image a restart
+/// must bring back (from format 5 a meter's rollups are its current day; the days it
+/// sealed are the rollup store's, checked by their CRCs, and its queue's), so a replay or a snapshot that lost any of it (an entity's rollup baseline, the
 /// ids and fingerprints that make retries duplicates) shows as a different digest at once,
 /// not as a wrong answer later.
-pub(crate) fn digest_of<'a, S: serde::Serialize + 'a>(
+pub(crate) fn digest_of<'a, S: serde::Serialize + 'a, R: RollupDigest + 'a>(
     next_offset: Offset,
-    entities: impl Iterator<Item = (&'a EntityId, DigestOf<'a, S>)>,
+    entities: impl Iterator<Item = (&'a EntityId, DigestOf<'a, S, R>)>,
     site: &SiteTotals,
     command_ids: impl Iterator<Item = (&'a CommandId, Offset)>,
     readings: Option<impl Iterator<Item = (&'a EntityId, i64, u64)>>,
@@ -220,6 +223,8 @@ pub(crate) struct ImageCapture {
     pub(crate) command_ids: Vec<(CommandId, Offset)>,
     pub(crate) readings: Vec<SnapshotReading>,
     pub(crate) entities: Vec<(EntityId, Arc<Entity>)>,
+    pub(crate) sealed: Vec<Arc<SealedEntry>>,
+    pub(crate) rollups_stored_below: Offset,
 }
 
 /// A remembered reading as a snapshot stores it: (index of its meter in the snapshot's
@@ -263,6 +268,11 @@ pub(crate) struct ImageParts {
     pub(crate) command_ids: Vec<(CommandId, Offset)>,
     pub(crate) readings: Vec<SnapshotReading>,
     pub(crate) entities: Vec<(EntityId, Entity)>,
+    /// The image's queue for the rollup store (format 5).
+    pub(crate) sealed: Vec<SealedEntry>,
+    /// The rollup store's coverage the queue assumed (format 5): a store that covers less
+    /// lacks days this image does not hold.
+    pub(crate) rollups_stored_below: Offset,
 }
 
 /// The same fields as [`ImageParts`], serialised from a capture without copying entities.
@@ -275,6 +285,8 @@ pub(crate) struct ImagePartsRef<'a> {
     pub(crate) command_ids: &'a [(CommandId, Offset)],
     pub(crate) readings: &'a [SnapshotReading],
     pub(crate) entities: Vec<(&'a EntityId, &'a Entity)>,
+    pub(crate) sealed: Vec<&'a SealedEntry>,
+    pub(crate) rollups_stored_below: Offset,
 }
 /// An entity's state as snapshot format 3 stored it: a meter without its reading times.
 // The shape of `EntityState` then (meters inline), which postcard must read as it was.
@@ -291,7 +303,7 @@ pub(crate) enum EntityStateV3 {
 pub(crate) struct EntityV3 {
     state: EntityStateV3,
     index: EntityIndex,
-    rollups: Option<MeterRollups>,
+    rollups: Option<MeterRollupsV4>,
     prev_registers: Baseline,
 }
 
@@ -307,16 +319,28 @@ pub(crate) struct ImagePartsV3 {
     entities: Vec<(EntityId, EntityV3)>,
 }
 
+impl<'a, S, R> DigestOf<'a, S, R> {
+    /// What the digest reads of an entity stored in an older snapshot format's shape.
+    fn of_parts(
+        state: &'a S,
+        index: &'a EntityIndex,
+        prev_registers: &'a Baseline,
+        rollups: Option<&'a R>,
+    ) -> Self {
+        DigestOf {
+            state,
+            checkpoints: &index.checkpoints,
+            prev_registers,
+            rollups,
+        }
+    }
+}
+
 impl ImagePartsV3 {
     /// The digest format 3 computed over these parts.
     pub(crate) fn digest(&self) -> u64 {
         let entities = self.entities.iter().map(|(id, e)| {
-            let of = DigestOf {
-                state: &e.state,
-                checkpoints: &e.index.checkpoints,
-                prev_registers: &e.prev_registers,
-                rollups: e.rollups.as_ref(),
-            };
+            let of = DigestOf::of_parts(&e.state, &e.index, &e.prev_registers, e.rollups.as_ref());
             (id, of)
         });
         let command_ids = self.command_ids.iter().map(|(id, offset)| (id, *offset));
@@ -330,17 +354,16 @@ impl ImagePartsV3 {
         )
     }
 
-    /// The parts in today's shape: each meter's reading times before its newest reading
+    /// The parts in format 4's shape: each meter's reading times before its newest reading
     /// forgotten (see `MeterState`'s `From<MeterStateV3>`), no remembered readings.
-    pub(crate) fn upgrade(self) -> ImageParts {
+    pub(crate) fn upgrade(self) -> ImagePartsV4 {
         let entities = self.entities.into_iter().map(|(id, e)| {
             let state = match e.state {
                 EntityStateV3::Meter(m) => EntityState::Meter(m.into()),
                 EntityStateV3::Asset(a) => EntityState::Asset(a),
                 EntityStateV3::System(s) => EntityState::System(s),
             };
-            let entity = Entity {
-                id: unnamed(),
+            let entity = EntityV4 {
                 state,
                 index: e.index,
                 rollups: e.rollups,
@@ -348,7 +371,7 @@ impl ImagePartsV3 {
             };
             (id, entity)
         });
-        ImageParts {
+        ImagePartsV4 {
             next_offset: self.next_offset,
             events: self.events,
             rollup_options: self.rollup_options,
@@ -357,6 +380,89 @@ impl ImagePartsV3 {
             readings: Vec::new(),
             entities: entities.collect(),
         }
+    }
+}
+
+/// An entity as snapshot format 4 stored it: its rollups a ring of every interval.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct EntityV4 {
+    state: EntityState,
+    index: EntityIndex,
+    rollups: Option<MeterRollupsV4>,
+    prev_registers: Baseline,
+}
+
+/// The image's parts as snapshot format 4 stored them: every meter's rollups in memory,
+/// no queue for the rollup store.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ImagePartsV4 {
+    next_offset: Offset,
+    events: u64,
+    rollup_options: RollupOptions,
+    site: SiteTotals,
+    command_ids: Vec<(CommandId, Offset)>,
+    readings: Vec<SnapshotReading>,
+    entities: Vec<(EntityId, EntityV4)>,
+}
+
+impl ImagePartsV4 {
+    /// The digest format 4 computed over these parts.
+    pub(crate) fn digest(&self) -> u64 {
+        let entities = &self.entities;
+        digest_of(
+            self.next_offset,
+            entities.iter().map(|(id, e)| {
+                let of =
+                    DigestOf::of_parts(&e.state, &e.index, &e.prev_registers, e.rollups.as_ref());
+                (id, of)
+            }),
+            &self.site,
+            self.command_ids.iter().map(|(id, offset)| (id, *offset)),
+            Some(remembered_by_id(&self.readings, |i| {
+                entities.get(i).map(|e| &e.0)
+            })),
+        )
+    }
+
+    /// The parts in today's shape: each meter's current day stays in memory, its older
+    /// days go to the queue for the rollup store (as sealed by the snapshot's last event).
+    pub(crate) fn upgrade(self) -> Result<ImageParts, RingError> {
+        let mut sealed = Vec::new();
+        let made_by = self.next_offset.saturating_sub(1);
+        let mut entities = Vec::with_capacity(self.entities.len());
+        for (id, e) in self.entities {
+            let rollups = match e.rollups {
+                Some(v4) => {
+                    let (rollups, days) = v4.upgrade()?;
+                    sealed.extend(days.into_iter().map(|record| SealedEntry {
+                        offset: made_by,
+                        meter: id.clone(),
+                        sealed: Sealed::Day(record),
+                    }));
+                    Some(rollups)
+                }
+                None => None,
+            };
+            let entity = Entity {
+                id: unnamed(),
+                state: e.state,
+                index: e.index,
+                rollups,
+                prev_registers: e.prev_registers,
+            };
+            entities.push((id, entity));
+        }
+        Ok(ImageParts {
+            next_offset: self.next_offset,
+            events: self.events,
+            rollup_options: self.rollup_options,
+            site: self.site,
+            command_ids: self.command_ids,
+            readings: self.readings,
+            entities,
+            sealed,
+            rollups_stored_below: 0,
+        })
     }
 }
 
@@ -375,6 +481,8 @@ pub struct Image {
     pub(crate) command_ids: RecentCommandIds<Offset>,
     /// Fingerprints of the most recent readings by (meter slot, measurement time).
     pub(crate) readings: RecentReadings,
+    /// Days meters sealed and amendments, until the rollup store holds them.
+    pub(crate) sealed: SealedQueue,
     /// One past the newest applied offset.
     pub(crate) next_offset: Offset,
     /// Events applied.
@@ -491,7 +599,8 @@ impl Image {
             Event::ReadingRecorded(r) => {
                 self.readings
                     .insert((at, r.time_ms, reading_fingerprint(r)));
-                book_reading(entity, &mut self.site, kind, r, &rollup_options);
+                let sealing = book_reading(entity, &mut self.site, kind, r, &rollup_options);
+                self.sealed.push(offset, &stored.entity, sealing);
             }
             event @ (Event::RegisterRolledOver { .. } | Event::MeterReplaced { .. }) => {
                 entity.prev_registers.follow(event);
@@ -549,6 +658,8 @@ impl Image {
                 .filter_map(|&(slot, t, f)| index_of_slot.get(slot as usize).map(|&i| (i, t, f)))
                 .collect(),
             entities: entities.into_iter().map(|(_, id, e)| (id, e)).collect(),
+            sealed: self.sealed.entries(),
+            rollups_stored_below: self.sealed.coverage(),
         }
     }
 
@@ -574,6 +685,10 @@ impl Image {
             if (index as usize) < entities {
                 image.readings.insert((index, t, f));
             }
+        }
+        image.sealed.stored_below(parts.rollups_stored_below);
+        for entry in parts.sealed {
+            image.sealed.push_entry(entry);
         }
         image
     }
@@ -601,19 +716,19 @@ impl Image {
 
 /// Books a durable reading of a meter of `kind` into its rollups and the site totals: the
 /// energy since the previous reading in time (none for the first, or a late one: the newer
-/// reading's registers already counted it).
+/// reading's registers already counted it). Returns what it left for the rollup store.
 fn book_reading(
     entity: &mut Entity,
     site: &mut SiteTotals,
     kind: MeterKind,
     r: &Reading,
     rollup_options: &RollupOptions,
-) {
+) -> Sealing {
     let rollups = entity
         .rollups
         .get_or_insert_with(|| MeterRollups::new(rollup_options));
     let (import_delta, export_delta) = entity.prev_registers.book(r);
-    rollups.add(r.time_ms, import_delta, export_delta, r.power_w);
+    let sealing = rollups.add(r.time_ms, import_delta, export_delta, r.power_w);
     site.all_time.add(kind, import_delta, export_delta);
     let day = r.time_ms.div_euclid(DAY_MS);
     if day > site.day_index {
@@ -623,4 +738,5 @@ fn book_reading(
     if day == site.day_index {
         site.today.add(kind, import_delta, export_delta);
     }
+    sealing
 }

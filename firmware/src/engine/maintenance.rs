@@ -1,8 +1,14 @@
 //! Keeping restart time and the hot log bounded: snapshots, snapshot compaction, the cold
 //! archive and its budget — on a thread of their own, off the write path.
 //!
+//! A **rollup spill** (when the image queues [`StorageOptions::rollup_spill_bytes`] of
+//! sealed rollup days, and first in every cycle): write what the image queued for the
+//! rollup store as one spill, then drop it from the image (see `rollup_store`); merge
+//! spills as they accumulate.
+//!
 //! One cycle (after every [`StorageOptions::snapshot_every_events`] events or
 //! [`StorageOptions::snapshot_every_bytes`] bytes of log, or on demand):
+//! 0. the rollup spill;
 //! 1. capture the image (pointer copies under the read lock, so writes do not wait for the
 //!    snapshot), write the snapshot atomically, keep the newest K;
 //! 2. archive every sealed segment wholly below the oldest kept snapshot: write and verify
@@ -47,6 +53,87 @@ pub enum MaintenanceError {
     /// A file-system call failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Writing or reading the rollup store failed.
+    #[error(transparent)]
+    Rollups(#[from] super::rollup_store::StoreError),
+}
+
+/// Runs rollup spills when woken (the image queues `rollup_spill_bytes`), on a thread of
+/// its own: the maintenance thread may wait for the write path (it records events), and
+/// the write path may wait for a spill
+/// ([`super::shared::MaintenanceState::wait_for_rollup_room`]). A failed spill is tried
+/// again after a growing pause.
+pub(super) fn run_rollups(inner: &Inner, woken: &Receiver<()>) {
+    run_when_woken(woken, || match spill_rollups(inner) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "rollup spill failed; it is tried again after a pause");
+            inner.maintenance.stats().last_error = Some(e.to_string());
+            false
+        }
+    });
+}
+
+/// Runs `work` each time `woken` is signalled until it is dropped; after a failed run
+/// (`work` false), again after [`maintenance_retry_after`]'s growing pause, woken or not.
+fn run_when_woken(woken: &Receiver<()>, mut work: impl FnMut() -> bool) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut retry: Option<std::time::Duration> = None;
+    loop {
+        let go = match retry {
+            None => woken.recv().is_ok(),
+            Some(pause) => !matches!(
+                woken.recv_timeout(pause),
+                Err(RecvTimeoutError::Disconnected)
+            ),
+        };
+        if !go {
+            return;
+        }
+        retry = (!work()).then(|| maintenance_retry_after(retry));
+    }
+}
+
+/// Writes what the image queued for the rollup store as one spill, drops it from the image
+/// once the spill is durable and published, and merges spills that accumulated. One at a
+/// time (the rollup thread's, a maintenance cycle's, an operator's).
+pub(crate) fn spill_rollups(inner: &Inner) -> Result<(), MaintenanceError> {
+    let _one = inner.rollups.one_writer();
+    let result = spill_and_merge(inner);
+    // The queue's records and the spill's buffers are free now: give their pages back.
+    crate::hints::return_free_memory();
+    inner
+        .maintenance
+        .note_spilled(result.as_ref().ok().copied());
+    result.map(|_| ())
+}
+
+/// [`spill_rollups`]' work; the bytes still queued after it. A merge that fails is logged
+/// and tried again after the next spill: the spill stands.
+fn spill_and_merge(inner: &Inner) -> Result<usize, MaintenanceError> {
+    let (entries, through) = {
+        let image = inner.image.read().unwrap_or_else(|e| e.into_inner());
+        (image.sealed.entries(), image.next_offset)
+    };
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let io = inner.wal.io();
+    let mut queued_bytes = 0;
+    inner.rollups.spill_queue(&io, &entries, through, || {
+        let mut image = inner.image.write().unwrap_or_else(|e| e.into_inner());
+        image.sealed.stored_below(through);
+        queued_bytes = image.sealed.bytes();
+    })?;
+    drop(entries);
+    let merges = inner.rollups.merge(&io).unwrap_or_else(|error| {
+        tracing::error!(%error, "merging rollup spills failed; tried again after the next spill");
+        0
+    });
+    let mut stats = inner.maintenance.stats();
+    stats.rollup_spills += 1;
+    stats.rollup_merges += merges as u64;
+    Ok(queued_bytes)
 }
 
 /// Makes an archive file found from an interrupted cycle durable, data and name, before it
@@ -104,6 +191,11 @@ pub(crate) fn cycle(
     options: &StorageOptions,
 ) -> Result<(), MaintenanceError> {
     let io = inner.wal.io();
+    // 0. Rollups, so the snapshot holds little of the queue. A failure is the rollup
+    // thread's to retry (and is in status): it must not stop snapshots and archiving.
+    if let Err(error) = spill_rollups(inner) {
+        tracing::error!(%error, "rollup spill failed; the snapshot holds the queue");
+    }
     // 1. Snapshot.
     let capture = inner
         .image
@@ -324,21 +416,7 @@ pub(super) fn maintenance_retry_after(
 /// Runs snapshot/archive cycles when woken, and tries a failed one again after a growing
 /// pause (a shortage of file handles, memory or space passes by itself) until it succeeds.
 pub(super) fn run(inner: &Inner, queue: &SyncSender<Job>, woken: &Receiver<()>) {
-    use std::sync::mpsc::RecvTimeoutError;
-    let mut retry: Option<std::time::Duration> = None;
-    loop {
-        let go = match retry {
-            None => woken.recv().is_ok(),
-            Some(pause) => !matches!(
-                woken.recv_timeout(pause),
-                Err(RecvTimeoutError::Disconnected)
-            ),
-        };
-        if !go {
-            return;
-        }
-        retry = (!run_maintenance(inner, queue)).then(|| maintenance_retry_after(retry));
-    }
+    run_when_woken(woken, || run_maintenance(inner, queue));
 }
 
 /// One snapshot/archive cycle; false if it failed (`last_error` says why).

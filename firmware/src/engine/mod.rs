@@ -34,7 +34,9 @@ pub mod recovery;
 pub mod rejection;
 pub mod request;
 pub mod rollup;
+mod rollup_query;
 pub mod rollup_store;
+pub mod sealed;
 mod shared;
 mod slots;
 pub mod state;
@@ -224,6 +226,7 @@ impl Engine {
             options.wal.clone(),
             options.rollups,
             options.recent_readings_max,
+            options.storage.rollup_spill_bytes,
         )?;
         Engine::start(data_dir, recovered, options)
     }
@@ -240,6 +243,7 @@ impl Engine {
             image,
             history_start,
             report,
+            rollups,
         } = recovered;
         let planner = processor::Planner::new(&image);
         let inner = Arc::new(Inner {
@@ -255,6 +259,7 @@ impl Engine {
             counters: Counters::default(),
             maintenance: MaintenanceState::new(options.storage),
             rejections: Mutex::new(std::collections::HashMap::new()),
+            rollups,
         });
         let spawn_error = |source| OpenError::Io {
             path: data_dir.to_path_buf(),
@@ -267,6 +272,20 @@ impl Engine {
             std::thread::Builder::new()
                 .name("gridlog-processor".into())
                 .spawn(move || processor::run(&inner, jobs, planner))
+                .map_err(spawn_error)?
+        };
+        let (rollup_wake, rollup_woken) = mpsc::sync_channel::<()>(1);
+        inner.maintenance.set_rollup_wake(Some(rollup_wake));
+        let rollups = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("gridlog-rollups".into())
+                .spawn(move || {
+                    if let Err(error) = crate::hints::run_in_background() {
+                        tracing::warn!(%error, "cannot lower the rollup thread's priority");
+                    }
+                    maintenance::run_rollups(&inner, &rollup_woken);
+                })
                 .map_err(spawn_error)?
         };
         let (wake, woken) = mpsc::sync_channel::<()>(1);
@@ -291,6 +310,7 @@ impl Engine {
             queue_depth,
             processor: Some(processor),
             maintenance: Some(maintenance),
+            rollups: Some(rollups),
         })
     }
 
@@ -311,9 +331,24 @@ impl Engine {
         Ok(self.storage_stats())
     }
 
-    /// What the snapshot and archive side did.
+    /// Writes what the image queued for the rollup store now (as the maintenance thread does
+    /// when `rollup_spill_bytes` are queued, and first in every cycle).
+    pub fn spill_rollups_now(&self) -> Result<StorageStats, MaintenanceError> {
+        let _one = self.inner.maintenance.one_at_a_time();
+        maintenance::spill_rollups(&self.inner)?;
+        Ok(self.storage_stats())
+    }
+
+    /// What the snapshot and archive side did (and the rollup queue's bytes now).
     pub fn storage_stats(&self) -> StorageStats {
-        self.inner.maintenance.stats().clone()
+        let mut stats = self.inner.maintenance.stats().clone();
+        stats.rollup_queued_bytes = self.inner.maintenance.rollup_queued_bytes() as u64;
+        stats
+    }
+
+    /// The rollup store's spill files in use and their bytes.
+    pub fn rollup_store_size(&self) -> (usize, u64) {
+        self.inner.rollups.size()
     }
 
     /// The first offset whose history this directory holds (1 unless it was restored from
@@ -446,6 +481,7 @@ impl Engine {
     }
 
     fn stop(&mut self) {
+        self.inner.maintenance.note_stopping();
         // Maintenance first: it submits through the queue, which must outlive it.
         self.inner.maintenance.set_wake(None);
         if let Some(maintenance) = self.maintenance.take() {
@@ -454,6 +490,11 @@ impl Engine {
         self.queue.take();
         if let Some(processor) = self.processor.take() {
             let _ = processor.join();
+        }
+        // The rollup thread last: the applier may wait for its spills until it stops.
+        self.inner.maintenance.set_rollup_wake(None);
+        if let Some(rollups) = self.rollups.take() {
+            let _ = rollups.join();
         }
     }
 }

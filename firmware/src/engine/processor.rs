@@ -463,6 +463,7 @@ fn run_applier(inner: &Inner, batches: Receiver<InFlight>) {
         if let Some((jobs, error)) = failed_jobs {
             reply_all(jobs, &error);
         }
+        inner.maintenance.wait_for_rollup_room();
     }
 }
 
@@ -544,11 +545,14 @@ fn apply(inner: &Inner, planned: &[Planned], first_offsets: &[Offset], bytes: u6
             events += count;
         }
     }
+    let sealed_bytes = image.sealed.bytes();
     drop(image);
     if let Some(next) = next {
         inner.commit.publish(next);
     }
-    inner.maintenance.note_committed(events, bytes);
+    inner
+        .maintenance
+        .note_committed(events, bytes, sealed_bytes);
 }
 
 /// Counts rejections per entity, for entities the image knows (so the map stays bounded by

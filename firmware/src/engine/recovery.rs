@@ -10,6 +10,7 @@ use gridlog_common::Offset;
 
 use super::image::Image;
 use super::rollup::RollupOptions;
+use super::rollup_store::RollupStore;
 use super::slots::EntitySlot;
 use crate::archive::ArchiveError;
 use crate::wal::{OpenError, ReadError, Wal, WalOptions};
@@ -50,6 +51,10 @@ pub enum EngineOpenError {
         #[source]
         reason: ArchiveError,
     },
+    /// The rollup store could not be opened (a file-system error; damaged spills are set
+    /// aside, not refused).
+    #[error(transparent)]
+    Rollups(#[from] super::rollup_store::StoreError),
 }
 
 /// Why [`HISTORY_START_FILE_NAME`] could not be read.
@@ -113,6 +118,7 @@ pub(crate) struct Recovered {
     pub(crate) image: Image,
     pub(crate) history_start: Offset,
     pub(crate) report: RecoveryReport,
+    pub(crate) rollups: RollupStore,
 }
 
 /// Opens the log and rebuilds the image: the newest usable snapshot, then the archive
@@ -122,22 +128,35 @@ pub(crate) fn recover(
     wal_options: WalOptions,
     rollups: RollupOptions,
     recent_readings_max: usize,
+    rollup_spill_bytes: u64,
 ) -> Result<Recovered, EngineOpenError> {
     let history_start = read_history_start(data_dir)?;
     let wal = Wal::open(data_dir, wal_options)?;
     let _ = crate::archive::remove_temporaries(&wal.io(), data_dir);
+    let io = wal.io();
+    let (store, opened) =
+        RollupStore::open(&io, data_dir, wal.log_id(), wal.next_offset(), rollups)?;
+    if opened != Default::default() {
+        tracing::info!(?opened, "opened the rollup store");
+    }
     let started = std::time::Instant::now();
-    let (mut image, started_from) = load_newest_snapshot(data_dir, &wal, rollups);
+    let complete = full_replay_possible(data_dir, &wal, history_start);
+    let (mut image, started_from) =
+        load_newest_snapshot(data_dir, &wal, rollups, store.covered(), complete);
+    // What the store holds is not queued again, from the snapshot or by replay.
+    image.sealed.stored_below(store.covered());
+    // Replay spills as the engine does, so its queue stays bounded too.
+    let spill = |image: &mut Image| spill_while_replaying(&store, &io, image, rollup_spill_bytes);
     // Before replay, so replay remembers exactly what live processing would have.
     image.set_recent_readings_max(recent_readings_max);
     // Every event applied from here on was replayed, from the archive or the hot log.
     let events_before = image.events;
     let oldest = wal.oldest_offset();
     if image.next_offset < oldest {
-        replay_archive(data_dir, &mut image, oldest)?;
+        replay_archive(data_dir, &mut image, oldest, &spill)?;
     }
     let mut cursor = wal.read_from(image.next_offset.max(oldest))?;
-    replay(&mut image, || {
+    replay(&mut image, &spill, || {
         Some(match cursor.next()? {
             Ok(record) => decoded(record.offset, record.bytes),
             Err(e) => Err(e.into()),
@@ -161,6 +180,7 @@ pub(crate) fn recover(
         image,
         history_start,
         report,
+        rollups: store,
     })
 }
 
@@ -170,11 +190,12 @@ fn replay_archive(
     data_dir: &Path,
     image: &mut Image,
     oldest: Offset,
+    spill: &dyn Fn(&mut Image) -> Result<(), EngineOpenError>,
 ) -> Result<(), EngineOpenError> {
     let missing = |reason| EngineOpenError::HistoryMissing { oldest, reason };
     let mut cursor =
         crate::archive::ArchiveCursor::new(data_dir, image.next_offset, oldest).map_err(missing)?;
-    replay(image, || {
+    replay(image, spill, || {
         Some(match cursor.next_record()? {
             Ok((offset, bytes)) => decoded(offset, &bytes),
             Err(e) => Err(missing(e)),
@@ -210,11 +231,12 @@ const REPLAY_CHUNK_EVENTS: usize = 4096;
 /// Chunks decoded ahead of the applying thread (bounds replay's memory to a few MiB).
 const REPLAY_CHUNKS_AHEAD: usize = 4;
 
-/// Applies every event `next` yields to `image`, in order. Reading and decoding run on a
-/// second thread, ahead of the applying one by at most [`REPLAY_CHUNKS_AHEAD`] chunks:
-/// start-up uses both cores.
+/// Applies every event `next` yields to `image`, in order, calling `spill` after each
+/// chunk. Reading and decoding run on a second thread, ahead of the applying one by at most
+/// [`REPLAY_CHUNKS_AHEAD`] chunks: start-up uses both cores.
 fn replay(
     image: &mut Image,
+    spill: &dyn Fn(&mut Image) -> Result<(), EngineOpenError>,
     mut next: impl FnMut() -> Option<Result<(Offset, StoredEvent), EngineOpenError>> + Send,
 ) -> Result<(), EngineOpenError> {
     type Chunk = Result<Vec<(Offset, StoredEvent)>, EngineOpenError>;
@@ -251,9 +273,55 @@ fn replay(
                 .map(|(_, event)| image.slot(event.entity.as_str()).unwrap_or(EntitySlot::MAX))
                 .collect();
             image.apply_all(&slots, chunk.iter().map(|(offset, event)| (*offset, event)));
+            spill(image)?;
         }
         Ok(())
     })
+}
+
+/// During replay: once the image queues `spill_bytes` for the rollup store, writes it as a
+/// spill (and merges), as the rollup thread does when the engine runs.
+fn spill_while_replaying(
+    store: &RollupStore,
+    io: &crate::wal::io::Io,
+    image: &mut Image,
+    spill_bytes: u64,
+) -> Result<(), EngineOpenError> {
+    if (image.sealed.bytes() as u64) < spill_bytes {
+        return Ok(());
+    }
+    let through = image.next_offset;
+    store.spill_queue(io, &image.sealed.entries(), through, || {})?;
+    image.sealed.stored_below(through);
+    if let Err(error) = store.merge(io) {
+        tracing::error!(%error, "merging rollup spills failed; tried again after the next spill");
+    }
+    crate::hints::return_free_memory();
+    Ok(())
+}
+
+/// Whether the log from its first offset is here (hot log, or archive files without a gap
+/// before it): then a full replay can rebuild everything a snapshot holds.
+fn full_replay_possible(data_dir: &Path, wal: &Wal, history_start: Offset) -> bool {
+    let first = gridlog_common::FIRST_OFFSET;
+    if history_start != first {
+        return false;
+    }
+    let oldest = wal.oldest_offset();
+    if oldest <= first {
+        return true;
+    }
+    let Ok((entries, damage)) = crate::archive::list(data_dir) else {
+        return false;
+    };
+    let mut next = first;
+    for entry in entries.iter().filter(|_| damage.is_empty()) {
+        if entry.header.first_offset != next {
+            break;
+        }
+        next = entry.header.next_offset;
+    }
+    next >= oldest
 }
 
 /// The event in the record at `offset`, for replay.
@@ -293,19 +361,34 @@ fn set_aside_beyond_the_log(data_dir: &Path, wal: &Wal, path: &Path) {
 pub const SNAPSHOTS_BEYOND_LOG_DIR_NAME: &str = "beyond-log";
 
 /// The newest snapshot that loads and checks, or an empty image (full replay). A snapshot
-/// beyond the end of the log, of another log, or damaged, is skipped with a warning.
+/// beyond the end of the log, of another log, or damaged, is skipped with a warning. So is
+/// one whose rollup queue assumed more of the rollup store than it holds (`covered`: a
+/// spill was set aside, or the store was not restored with the data directory), whose
+/// image lacks the days between — unless no other snapshot loads and the log cannot be
+/// replayed from its start (`complete` false): then those days are lost, and said so.
 fn load_newest_snapshot(
     data_dir: &Path,
     wal: &Wal,
     rollups: RollupOptions,
+    covered: Offset,
+    complete: bool,
 ) -> (Image, StartedFrom) {
     let snapshots = crate::snapshot::list(data_dir).unwrap_or_default();
+    let mut lacking: Option<(Image, Offset)> = None;
     for entry in snapshots.iter().rev() {
         if entry.next_offset > wal.next_offset() {
             set_aside_beyond_the_log(data_dir, wal, &entry.path);
             continue;
         }
         match crate::snapshot::load(&entry.path, Some(wal.log_id())) {
+            Ok((_, image))
+                if image.rollup_options == rollups && image.sealed.coverage() > covered =>
+            {
+                tracing::warn!(path = %entry.path.display(), snapshot_assumes = image.sealed.coverage(), store_covers = covered, "the rollup store lacks days this snapshot does not hold; trying an older one");
+                if lacking.is_none() {
+                    lacking = Some((image, entry.next_offset));
+                }
+            }
             Ok((_, image)) if image.rollup_options == rollups => {
                 return (
                     image,
@@ -320,5 +403,17 @@ fn load_newest_snapshot(
             Err(e) => tracing::warn!(error = %e, "damaged snapshot; falling back to an older one"),
         }
     }
-    (Image::new(rollups), StartedFrom::FullReplay)
+    match lacking {
+        Some((image, next_offset)) if !complete => {
+            tracing::error!(
+                next_offset,
+                store_covers = covered,
+                "no snapshot matches the rollup store and the log is not whole from its start: \
+                 loading the newest; meters' sealed days made by events from the store's \
+                 coverage up to the snapshot's are lost"
+            );
+            (image, StartedFrom::Snapshot { next_offset })
+        }
+        _ => (Image::new(rollups), StartedFrom::FullReplay),
+    }
 }

@@ -1,20 +1,27 @@
-//! Interval rollups of a meter: energy per interval (register deltas) and min/avg/max power,
-//! in fixed-size rings so memory is bounded whatever the load.
+//! Interval rollups of a meter: energy per interval (register deltas) and min/avg/max power.
 //!
-//! Two rings per meter: 15-minute buckets for [`RollupOptions::quarter_hour_days`] and daily
-//! buckets for [`RollupOptions::day_days`]. Hourly rollups are summed from the 15-minute
-//! ring when asked. A bucket is [`BUCKET_BYTES`] bytes; a ring's slots are allocated in
-//! chunks of [`CHUNK_SLOTS`] as its intervals reach them, so a meter's rollups grow to at
-//! most [`RollupOptions::bytes_per_meter`]: `(96 × quarter_hour_days + day_days) × 40`
-//! bytes rounded up to whole chunks, plus a pointer per chunk; at the defaults (7 and 400
-//! days) 43,792 bytes, reached after 7 days of quarter hours and 400 days of days. The
-//! newest interval's bucket lives in the ring's header, beside the entity.
+//! Two interval lengths per meter: 15-minute buckets, answered for
+//! [`RollupOptions::quarter_hour_days`], and daily buckets, answered for
+//! [`RollupOptions::day_days`]. Hourly rollups are summed from the quarter hours when asked.
+//!
+//! **Only the meter's current UTC day is in memory** ([`MeterRollups`]): the day of its
+//! newest reading in time, its day bucket and its quarter hours, at most
+//! [`RollupOptions::bytes_per_meter`] (3 KiB of slots). The first reading of a newer day
+//! **seals** the current one: [`MeterRollups::add`] hands it out whole as a [`DayRecord`],
+//! and the image queues it for the rollup store (`rollup_store`), which answers for it from
+//! then on. A late reading into a sealed day cannot change memory that is gone: `add` hands
+//! it out as an [`Amendment`], which the store applies to the stored day with the same
+//! booking steps ([`Amendment::apply`]), so every answer is bit for bit what one ring of
+//! every interval would give. Which day is sealed depends on the readings only, never on
+//! the wall clock or on when the store wrote: a replay seals the same days.
 //!
 //! Energy of a reading is the delta of its registers to the previous reading **in time**,
 //! booked into the bucket of the reading's time. A late reading (older than the newest) adds
 //! to the power statistics of its bucket but no energy: the cumulative registers already
 //! counted that energy when the newer reading arrived. An interval with no reading has no
 //! bucket: gaps stay gaps.
+
+pub mod v4;
 
 use std::sync::Arc;
 
@@ -26,17 +33,30 @@ pub const QUARTER_HOUR_MS: i64 = 15 * 60 * 1000;
 pub const HOUR_MS: i64 = 60 * 60 * 1000;
 /// Length of a day bucket (UTC days).
 pub const DAY_MS: i64 = 24 * HOUR_MS;
-/// Size of one bucket in memory.
+/// Quarter hours in a UTC day.
+pub const QUARTERS_PER_DAY: usize = 96;
+/// Size of one bucket as queries and records hold it.
 pub const BUCKET_BYTES: usize = std::mem::size_of::<Bucket>();
+/// Size of one quarter-hour slot of the current day in memory: a bucket without its
+/// interval number (the slot's position implies it).
+pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+/// Slots per chunk: a meter's current day takes memory a chunk at a time as its quarter
+/// hours close, so a meter that reported for an hour holds one chunk, not a day.
+pub const CHUNK_SLOTS: usize = 32;
+/// Chunks of a day: 96 quarter hours.
+pub const DAY_CHUNKS: usize = QUARTERS_PER_DAY / CHUNK_SLOTS;
+/// Most days of either horizon (10 years): bounds what a snapshot or a config can ask for.
+pub const ROLLUP_DAYS_MAX: u32 = 3_660;
 
-const _: () = assert!(BUCKET_BYTES == 40);
+const _: () = assert!(BUCKET_BYTES == 40 && SLOT_BYTES == 32);
+const _: () = assert!(DAY_CHUNKS * CHUNK_SLOTS == QUARTERS_PER_DAY);
 
-/// How long rollups are kept. Every field has a documented default.
+/// How long rollups are answered. Every field has a documented default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RollupOptions {
-    /// Days of 15-minute (and so hourly) rollups kept per meter. Default 7.
+    /// Days of 15-minute (and so hourly) rollups answered per meter. Default 7.
     pub quarter_hour_days: u32,
-    /// Days of daily rollups kept per meter. Default 400.
+    /// Days of daily rollups answered per meter. Default 400.
     pub day_days: u32,
 }
 
@@ -50,16 +70,23 @@ impl Default for RollupOptions {
 }
 
 impl RollupOptions {
-    /// Most bytes of rollup slots per reporting meter, once both rings are full: each
-    /// ring's slots rounded up to whole chunks, plus a pointer per chunk.
+    /// Most bytes of rollup slots a meter holds in memory, whatever the horizons: the
+    /// current day's quarter hours in [`DAY_CHUNKS`] chunks, and their pointers. Older days
+    /// are in the rollup store (and, until it has written them, queued in the image,
+    /// bounded by `StorageOptions::rollup_spill_bytes`).
     pub fn bytes_per_meter(&self) -> usize {
-        [self.quarter_hour_days as usize * 96, self.day_days as usize]
-            .into_iter()
-            .map(|slots| {
-                let chunks = slots.max(1).div_ceil(CHUNK_SLOTS);
-                chunks * (CHUNK_SLOTS * BUCKET_BYTES + std::mem::size_of::<usize>())
-            })
-            .sum()
+        DAY_CHUNKS * (CHUNK_SLOTS * SLOT_BYTES + std::mem::size_of::<usize>())
+            + 2 * std::mem::size_of::<usize>()
+    }
+
+    /// Quarter hours answered back from a meter's newest.
+    pub(crate) fn quarter_horizon(&self) -> i64 {
+        i64::from(self.quarter_hour_days.clamp(1, ROLLUP_DAYS_MAX)) * QUARTERS_PER_DAY as i64
+    }
+
+    /// Days answered back from a meter's current one.
+    pub(crate) fn day_horizon(&self) -> i64 {
+        i64::from(self.day_days.clamp(1, ROLLUP_DAYS_MAX))
     }
 }
 
@@ -164,280 +191,6 @@ impl Bucket {
     }
 }
 
-/// A fixed-capacity ring of buckets of one interval length.
-///
-/// The newest interval's bucket (`head`) is held in the ring itself; the slots, far apart
-/// in memory, are written once per interval (or by a late reading), into chunks of
-/// [`CHUNK_SLOTS`] allocated as intervals reach them: a meter that reported for an hour
-/// holds one chunk per ring. A slot is a bucket packed into five words that are all zero
-/// when it holds nothing. Serialised sparsely (only slots that hold an interval), so a
-/// snapshot of meters that have reported for a day does not carry their empty 7-day rings.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(try_from = "RingWire")]
-pub struct Ring {
-    period_ms: i64,
-    capacity: usize,
-    /// `None` until first needed, then `capacity` packed slots (see [`pack`]) in chunks of
-    /// [`CHUNK_SLOTS`], each allocated when a slot in it is first written. The slot at
-    /// `newest_slot` is stale: the newest interval lives in `head`. Shared: a copy of the
-    /// entity (a snapshot holds the image's while it writes) copies the pointer, and the
-    /// slots are copied only if a shared ring is written (once an interval, not per reading).
-    slots: Option<Arc<Vec<Option<Box<Chunk>>>>>,
-    /// Newest interval index written.
-    newest: i64,
-    /// Derived from `newest` (not stored): its start time and its slot, so a reading in the
-    /// newest interval (nearly all of them) is booked without a division.
-    newest_start_ms: i64,
-    newest_slot: usize,
-    /// The newest interval's bucket: nearly every reading lands in it, with no miss in
-    /// cache or TLB for a slot of the ring.
-    head: Bucket,
-}
-
-/// A bucket slot that holds no interval.
-const NO_BUCKET: Bucket = Bucket::empty(i64::MIN);
-
-/// Slots per chunk of a ring: 32 × 40 bytes. A ring's memory grows a chunk at a time as
-/// its intervals reach it, so a meter that has reported for an hour holds one chunk per
-/// ring, not a week of empty quarter hours.
-pub const CHUNK_SLOTS: usize = 32;
-
-/// `CHUNK_SLOTS` packed slots.
-type Chunk = [[u64; 5]; CHUNK_SLOTS];
-
-/// A bucket as five words; all zero for a slot without an interval (index `i64::MIN`).
-fn pack(b: &Bucket) -> [u64; 5] {
-    if b.index == i64::MIN {
-        return [0; 5];
-    }
-    [
-        (b.index as u64) ^ (1 << 63),
-        b.import_wh.to_bits(),
-        b.export_wh.to_bits(),
-        (u64::from(b.min_w.to_bits()) << 32) | u64::from(b.max_w.to_bits()),
-        (u64::from(b.mean_w.to_bits()) << 32) | u64::from(b.count),
-    ]
-}
-
-fn unpack(w: &[u64; 5]) -> Bucket {
-    if w[0] == 0 {
-        return NO_BUCKET;
-    }
-    Bucket {
-        index: (w[0] ^ (1 << 63)) as i64,
-        import_wh: f64::from_bits(w[1]),
-        export_wh: f64::from_bits(w[2]),
-        min_w: f32::from_bits((w[3] >> 32) as u32),
-        max_w: f32::from_bits(w[3] as u32),
-        mean_w: f32::from_bits((w[4] >> 32) as u32),
-        count: w[4] as u32,
-    }
-}
-
-/// A ring as snapshots store it: its shape and its filled slots.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RingWire {
-    period_ms: i64,
-    capacity: u32,
-    newest: i64,
-    filled: Vec<(u32, Bucket)>,
-}
-
-impl serde::Serialize for Ring {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        RingWire {
-            period_ms: self.period_ms,
-            capacity: self.capacity as u32,
-            newest: self.newest,
-            filled: self.filled().map(|(i, b)| (i as u32, b)).collect(),
-        }
-        .serialize(serializer)
-    }
-}
-
-/// Why a stored rollup ring was refused (a snapshot that fails this is skipped).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RingError {
-    /// The ring's period or size is impossible.
-    #[error("bad rollup ring: period {period_ms} ms, {capacity} slots")]
-    Shape {
-        /// Its period.
-        period_ms: i64,
-        /// Its slots.
-        capacity: u32,
-    },
-    /// A bucket names a slot beyond the ring, or holds no interval.
-    #[error("bad rollup slot {0}")]
-    Slot(usize),
-    /// The newest interval has no bucket.
-    #[error("bad rollup ring: newest interval {0} has no bucket")]
-    NewestMissing(i64),
-}
-
-impl TryFrom<RingWire> for Ring {
-    type Error = RingError;
-
-    fn try_from(wire: RingWire) -> Result<Ring, RingError> {
-        if wire.period_ms <= 0 || wire.capacity == 0 || wire.capacity > ROLLUP_SLOTS_MAX {
-            return Err(RingError::Shape {
-                period_ms: wire.period_ms,
-                capacity: wire.capacity,
-            });
-        }
-        let mut ring = Ring::new(wire.period_ms, wire.capacity as usize);
-        ring.set_newest(wire.newest);
-        for (i, bucket) in wire.filled {
-            let i = i as usize;
-            if i >= ring.capacity || bucket.index == i64::MIN {
-                return Err(RingError::Slot(i));
-            }
-            if ring.newest != i64::MIN && i == ring.newest_slot {
-                ring.head = bucket;
-            } else {
-                *ring.slot_mut(i) = pack(&bucket);
-            }
-        }
-        if ring.newest != i64::MIN && ring.head.index != ring.newest {
-            return Err(RingError::NewestMissing(ring.newest));
-        }
-        Ok(ring)
-    }
-}
-
-/// Most slots a ring may have (10 years of quarter hours): bounds what a snapshot can make
-/// a reader allocate.
-pub const ROLLUP_SLOTS_MAX: u32 = 96 * 366 * 10;
-
-impl Ring {
-    fn new(period_ms: i64, capacity: usize) -> Ring {
-        Ring {
-            period_ms,
-            capacity: capacity.max(1),
-            slots: None,
-            newest: i64::MIN,
-            newest_start_ms: i64::MIN,
-            newest_slot: 0,
-            head: NO_BUCKET,
-        }
-    }
-
-    /// Slot `pos` (below `capacity`) to write: its chunk allocated if it was not, the
-    /// slots copied if a snapshot shares them.
-    fn slot_mut(&mut self, pos: usize) -> &mut [u64; 5] {
-        let chunks = self.capacity.div_ceil(CHUNK_SLOTS);
-        let slots = self
-            .slots
-            .get_or_insert_with(|| Arc::new(vec![None; chunks]));
-        let chunk = Arc::make_mut(slots)[pos / CHUNK_SLOTS]
-            .get_or_insert_with(|| Box::new([[0; 5]; CHUNK_SLOTS]));
-        &mut chunk[pos % CHUNK_SLOTS]
-    }
-
-    /// The bucket in slot `pos`, reading the newest interval's from `head`.
-    fn bucket_at(&self, pos: usize) -> Bucket {
-        if self.newest != i64::MIN && pos == self.newest_slot {
-            self.head
-        } else {
-            self.slots
-                .as_ref()
-                .and_then(|slots| slots.get(pos / CHUNK_SLOTS)?.as_ref())
-                .map_or(NO_BUCKET, |chunk| unpack(&chunk[pos % CHUNK_SLOTS]))
-        }
-    }
-
-    /// Slots that hold an interval, by position.
-    fn filled(&self) -> impl Iterator<Item = (usize, Bucket)> + '_ {
-        (0..self.capacity)
-            .map(|i| (i, self.bucket_at(i)))
-            .filter(|(_, b)| b.index != i64::MIN)
-    }
-
-    fn set_newest(&mut self, index: i64) {
-        self.newest = index;
-        if index != i64::MIN {
-            self.newest_start_ms = index.saturating_mul(self.period_ms);
-            self.newest_slot = index.rem_euclid(self.capacity as i64) as usize;
-        }
-    }
-
-    /// Books into the bucket of `time_ms` (nothing if it is older than the horizon).
-    fn book(&mut self, time_ms: i64, add: impl FnOnce(&mut Bucket)) {
-        if self.newest != i64::MIN
-            && time_ms >= self.newest_start_ms
-            && time_ms - self.newest_start_ms < self.period_ms
-        {
-            add(&mut self.head);
-            return;
-        }
-        let index = time_ms.div_euclid(self.period_ms);
-        let capacity = self.capacity as i64;
-        if self.newest != i64::MIN && index <= self.newest - capacity {
-            return; // older than the horizon
-        }
-        if index > self.newest {
-            // A new interval: the head goes to its slot, the new interval becomes the head.
-            if self.newest != i64::MIN {
-                let (slot, head) = (self.newest_slot, pack(&self.head));
-                *self.slot_mut(slot) = head;
-            }
-            self.set_newest(index);
-            self.head = Bucket::empty(index);
-            add(&mut self.head);
-            return;
-        }
-        // A late reading, in an older interval within the horizon.
-        let pos = index.rem_euclid(capacity) as usize;
-        let slot = self.slot_mut(pos);
-        let mut bucket = unpack(slot);
-        if bucket.index != index {
-            bucket = Bucket::empty(index);
-        }
-        add(&mut bucket);
-        *slot = pack(&bucket);
-    }
-
-    /// Interval numbers the ring answers for (empty before the first interval).
-    fn kept(&self) -> std::ops::RangeInclusive<i64> {
-        if self.newest == i64::MIN {
-            return std::ops::RangeInclusive::new(0, -1); // empty
-        }
-        self.newest.saturating_sub(self.capacity as i64 - 1)..=self.newest
-    }
-
-    /// Buckets with data whose interval starts in `from_ms..to_ms`, oldest first.
-    fn range(&self, from_ms: i64, to_ms: i64) -> Vec<Bucket> {
-        let capacity = self.capacity as i64;
-        let oldest = self.newest.saturating_sub(capacity - 1);
-        let first = from_ms.div_euclid(self.period_ms).max(oldest);
-        let last = (to_ms - 1).div_euclid(self.period_ms).min(self.newest);
-        let mut out = Vec::new();
-        let mut index = first;
-        while index <= last {
-            let slot = self.bucket_at(index.rem_euclid(capacity) as usize);
-            if slot.index == index
-                && (slot.count > 0 || slot.import_wh != 0.0 || slot.export_wh != 0.0)
-            {
-                out.push(slot);
-            }
-            index += 1;
-        }
-        out
-    }
-
-    fn digest(&self, hasher: &mut super::digest::DigestHasher) {
-        for (_, slot) in self.filled() {
-            hasher.write_i64(slot.index);
-            hasher.write_f64(slot.import_wh);
-            hasher.write_f64(slot.export_wh);
-            hasher.write_f64(f64::from(slot.min_w));
-            hasher.write_f64(f64::from(slot.max_w));
-            hasher.write_f64(f64::from(slot.mean_w));
-            hasher.write_u64(u64::from(slot.count));
-        }
-    }
-}
-
 /// Hourly buckets summed from quarter hours (oldest first), as [`MeterRollups::query`]
 /// answers [`Step::Hour`]: whichever store the quarter hours came from, the same sums.
 pub fn hours_of(quarters: impl IntoIterator<Item = Bucket>) -> Vec<Bucket> {
@@ -507,201 +260,675 @@ impl Baseline {
     }
 }
 
-/// A meter's rollups.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// One UTC day of a meter's sealed rollups: its day bucket and its quarter hours, as the
+/// image hands it to the rollup store and the store hands it back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DayRecord {
+    /// Day number (start time / 1 day).
+    pub day: i64,
+    /// The day's bucket, if the day was within the day horizon.
+    pub day_bucket: Option<Bucket>,
+    /// Quarter-hour buckets of the day, oldest first, each with `index / 96 == day`.
+    pub quarters: Vec<Bucket>,
+}
+
+impl DayRecord {
+    /// A day with no bucket yet.
+    pub fn empty(day: i64) -> DayRecord {
+        DayRecord {
+            day,
+            day_bucket: None,
+            quarters: Vec::new(),
+        }
+    }
+
+    /// Whether it is a day record the store can hold: a day bucket of its day, quarter hours
+    /// of its day in strictly increasing order, every bucket counting a reading (checked on
+    /// records a snapshot brings back).
+    pub fn is_well_formed(&self) -> bool {
+        let day = self.day;
+        let first = day.checked_mul(QUARTERS_PER_DAY as i64);
+        let Some(first) = first.filter(|_| day.unsigned_abs() <= QUARTER_INDEX_ABS_MAX) else {
+            return false;
+        };
+        let day_ok = self
+            .day_bucket
+            .is_none_or(|b| b.index == day && b.count > 0);
+        let quarters_ok = self.quarters.len() <= QUARTERS_PER_DAY
+            && self.quarters.windows(2).all(|w| w[0].index < w[1].index)
+            && self.quarters.iter().all(|b| {
+                (first..first + QUARTERS_PER_DAY as i64).contains(&b.index) && b.count > 0
+            });
+        day_ok && quarters_ok && (self.day_bucket.is_some() || !self.quarters.is_empty())
+    }
+
+    /// Bytes it holds in memory (for the image's bound on queued records).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<DayRecord>() + self.quarters.capacity() * BUCKET_BYTES
+    }
+}
+
+/// A late reading into a sealed day of its meter: what it books, to be applied to the
+/// stored day by [`Amendment::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Amendment {
+    /// The reading's time.
+    pub time_ms: i64,
+    /// Its energy delta (zero for a late reading, see [`Baseline::book`]).
+    pub import_delta_wh: f64,
+    /// Likewise.
+    pub export_delta_wh: f64,
+    /// Its power.
+    pub power_w: f64,
+    /// Its quarter hour was within the quarter-hour horizon when it arrived.
+    pub quarter: bool,
+    /// Its day was within the day horizon when it arrived.
+    pub day: bool,
+}
+
+impl Amendment {
+    /// The sealed day it amends.
+    pub fn day_index(&self) -> i64 {
+        self.time_ms.div_euclid(DAY_MS)
+    }
+
+    /// Books it into `record` (its day's) exactly as one ring of every interval would have
+    /// booked the reading: into its quarter hour (a new bucket if there was none) and the
+    /// day bucket.
+    pub fn apply(&self, record: &mut DayRecord) {
+        let book = |bucket: &mut Bucket| {
+            bucket.book(self.import_delta_wh, self.export_delta_wh, self.power_w)
+        };
+        if self.quarter {
+            let q = self.time_ms.div_euclid(QUARTER_HOUR_MS);
+            let at = match record.quarters.binary_search_by_key(&q, |b| b.index) {
+                Ok(at) => at,
+                Err(at) => {
+                    record.quarters.insert(at, Bucket::empty(q));
+                    at
+                }
+            };
+            book(&mut record.quarters[at]);
+        }
+        if self.day {
+            book(
+                record
+                    .day_bucket
+                    .get_or_insert(Bucket::empty(self.day_index())),
+            );
+        }
+    }
+}
+
+/// What booking a reading left for the rollup store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sealing {
+    /// Nothing: the reading is in memory.
+    Nothing,
+    /// The reading opened a newer day: the previous one, whole.
+    Sealed(DayRecord),
+    /// The reading belongs to a sealed day.
+    Amended(Amendment),
+}
+
+/// A quarter hour of the current day: a bucket's fields without its interval number, all
+/// zero when the slot holds nothing (a booked bucket counts at least one reading).
+type Slot = [u64; 4];
+type Chunk = [Slot; CHUNK_SLOTS];
+type DaySlots = [Option<Box<Chunk>>; DAY_CHUNKS];
+
+fn pack(b: &Bucket) -> Slot {
+    [
+        b.import_wh.to_bits(),
+        b.export_wh.to_bits(),
+        (u64::from(b.min_w.to_bits()) << 32) | u64::from(b.max_w.to_bits()),
+        (u64::from(b.mean_w.to_bits()) << 32) | u64::from(b.count),
+    ]
+}
+
+fn unpack(w: &Slot, index: i64) -> Option<Bucket> {
+    (w[3] as u32 != 0).then(|| Bucket {
+        index,
+        import_wh: f64::from_bits(w[0]),
+        export_wh: f64::from_bits(w[1]),
+        min_w: f32::from_bits((w[2] >> 32) as u32),
+        max_w: f32::from_bits(w[2] as u32),
+        mean_w: f32::from_bits((w[3] >> 32) as u32),
+        count: w[3] as u32,
+    })
+}
+
+/// A meter's rollups in memory: its current UTC day (see the module docs).
+///
+/// The newest quarter hour and the day's bucket are inline (nearly every reading lands in
+/// them, with no miss in cache or TLB); the day's other quarter hours are slots in chunks
+/// allocated as they close, behind an `Arc`: a snapshot's copy of the entity shares them,
+/// and they are copied only if a shared day is written (once a quarter hour, not per
+/// reading). Sealing a day gives them up without a copy.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(try_from = "MeterRollupsWire")]
 pub struct MeterRollups {
-    quarter: Ring,
-    day: Ring,
+    /// Quarter hours answered back from the newest (96 × `quarter_hour_days`).
+    quarter_horizon: i64,
+    /// Days answered back from the current one.
+    day_horizon: i64,
+    /// Newest quarter-hour number booked; `i64::MIN` before the first reading.
+    newest: i64,
+    /// Derived from `newest`: its start time, so a reading in it is booked without a division.
+    newest_start_ms: i64,
+    /// The newest quarter hour's bucket.
+    quarter: Bucket,
+    /// The current day's bucket (the newest quarter hour's day).
+    day: Bucket,
+    /// The current day's other quarter hours, by position in the day.
+    slots: Option<Arc<DaySlots>>,
+}
+
+/// Rollups as snapshots store them (format 5).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MeterRollupsWire {
+    quarter_horizon: u32,
+    day_horizon: u32,
+    newest: i64,
+    quarter: Bucket,
+    day: Bucket,
+    /// The current day's quarter hours before the newest, oldest first.
+    earlier: Vec<Bucket>,
+}
+
+impl serde::Serialize for MeterRollups {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        MeterRollupsWire {
+            quarter_horizon: (self.quarter_horizon / QUARTERS_PER_DAY as i64) as u32,
+            day_horizon: self.day_horizon as u32,
+            newest: self.newest,
+            quarter: self.quarter,
+            day: self.day,
+            earlier: self.earlier().collect(),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Largest quarter-hour number (either sign) stored rollups may hold: ±2^40 quarter hours
+/// is ±31 million years, and every product with 96 or 15 minutes stays far inside `i64`.
+pub const QUARTER_INDEX_ABS_MAX: u64 = 1 << 40;
+
+/// Why stored rollups were refused (a snapshot that fails this is skipped).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RollupsError {
+    /// A horizon is zero or beyond [`ROLLUP_DAYS_MAX`].
+    #[error("bad rollup horizons: {quarter_hour_days} days of quarter hours, {day_days} of days")]
+    Horizon {
+        /// Days of quarter hours.
+        quarter_hour_days: u32,
+        /// Days of days.
+        day_days: u32,
+    },
+    /// A bucket is not in the current day, or out of order, or counts no reading.
+    #[error("bad rollup bucket {index} (newest quarter hour {newest})")]
+    Bucket {
+        /// The bucket's interval number.
+        index: i64,
+        /// The newest quarter hour.
+        newest: i64,
+    },
+}
+
+impl TryFrom<MeterRollupsWire> for MeterRollups {
+    type Error = RollupsError;
+
+    fn try_from(wire: MeterRollupsWire) -> Result<MeterRollups, RollupsError> {
+        let horizons = [wire.quarter_horizon, wire.day_horizon];
+        if horizons.iter().any(|&d| d == 0 || d > ROLLUP_DAYS_MAX) {
+            return Err(RollupsError::Horizon {
+                quarter_hour_days: wire.quarter_horizon,
+                day_days: wire.day_horizon,
+            });
+        }
+        let mut rollups = MeterRollups::new(&RollupOptions {
+            quarter_hour_days: wire.quarter_horizon,
+            day_days: wire.day_horizon,
+        });
+        if wire.newest == i64::MIN {
+            return match wire.earlier.first() {
+                None => Ok(rollups),
+                Some(b) => Err(RollupsError::Bucket {
+                    index: b.index,
+                    newest: wire.newest,
+                }),
+            };
+        }
+        let newest = wire.newest;
+        let day = newest.div_euclid(QUARTERS_PER_DAY as i64);
+        let bad = |index| RollupsError::Bucket { index, newest };
+        // Interval numbers of times a reading can have (validation bounds them far inside
+        // this), so no arithmetic on them overflows.
+        if newest.unsigned_abs() > QUARTER_INDEX_ABS_MAX {
+            return Err(bad(newest));
+        }
+        if wire.quarter.index != newest {
+            return Err(bad(wire.quarter.index));
+        }
+        if wire.day.index != day {
+            return Err(bad(wire.day.index));
+        }
+        rollups.set_newest(newest);
+        rollups.quarter = wire.quarter;
+        rollups.day = wire.day;
+        let mut previous = day * QUARTERS_PER_DAY as i64 - 1;
+        for bucket in wire.earlier {
+            if bucket.index <= previous || bucket.index >= newest || bucket.count == 0 {
+                return Err(bad(bucket.index));
+            }
+            previous = bucket.index;
+            *rollups.slot_mut(bucket.index) = pack(&bucket);
+        }
+        Ok(rollups)
+    }
 }
 
 impl MeterRollups {
-    /// Empty rollups sized by `options`.
+    /// Empty rollups answering for the horizons of `options`.
     pub fn new(options: &RollupOptions) -> MeterRollups {
         MeterRollups {
-            quarter: Ring::new(QUARTER_HOUR_MS, options.quarter_hour_days as usize * 96),
-            day: Ring::new(DAY_MS, options.day_days as usize),
+            quarter_horizon: options.quarter_horizon(),
+            day_horizon: options.day_horizon(),
+            newest: i64::MIN,
+            newest_start_ms: i64::MIN,
+            quarter: Bucket::empty(i64::MIN),
+            day: Bucket::empty(i64::MIN),
+            slots: None,
         }
     }
 
-    /// Books a reading: its energy delta (may be zero) and its power.
-    pub fn add(&mut self, time_ms: i64, import_delta_wh: f64, export_delta_wh: f64, power_w: f64) {
-        for ring in [&mut self.quarter, &mut self.day] {
-            ring.book(time_ms, |bucket| {
-                bucket.book(import_delta_wh, export_delta_wh, power_w)
-            });
+    fn set_newest(&mut self, quarter: i64) {
+        self.newest = quarter;
+        self.newest_start_ms = quarter.saturating_mul(QUARTER_HOUR_MS);
+    }
+
+    /// The slot of quarter hour `q` of the current day, to write: its chunk allocated if it
+    /// was not, the slots copied if a snapshot shares them.
+    fn slot_mut(&mut self, q: i64) -> &mut Slot {
+        let pos = q.rem_euclid(QUARTERS_PER_DAY as i64) as usize;
+        let slots = self.slots.get_or_insert_with(Default::default);
+        let chunk = Arc::make_mut(slots)[pos / CHUNK_SLOTS]
+            .get_or_insert_with(|| Box::new([[0; 4]; CHUNK_SLOTS]));
+        &mut chunk[pos % CHUNK_SLOTS]
+    }
+
+    /// The current day's quarter hours before the newest, oldest first.
+    fn earlier(&self) -> impl Iterator<Item = Bucket> + '_ {
+        let first = self.day.index.saturating_mul(QUARTERS_PER_DAY as i64);
+        let slots = self.slots.as_deref();
+        (0..QUARTERS_PER_DAY).filter_map(move |pos| {
+            let q = first + pos as i64;
+            let chunk = slots?[pos / CHUNK_SLOTS].as_ref()?;
+            (q != self.newest)
+                .then(|| unpack(&chunk[pos % CHUNK_SLOTS], q))
+                .flatten()
+        })
+    }
+
+    /// Books a reading (its energy delta may be zero) and says what it left for the rollup
+    /// store: the day it sealed, or the amendment of a sealed day it is.
+    pub fn add(
+        &mut self,
+        time_ms: i64,
+        import_delta_wh: f64,
+        export_delta_wh: f64,
+        power_w: f64,
+    ) -> Sealing {
+        let book = |bucket: &mut Bucket| bucket.book(import_delta_wh, export_delta_wh, power_w);
+        if self.newest != i64::MIN
+            && time_ms >= self.newest_start_ms
+            && time_ms.saturating_sub(self.newest_start_ms) < QUARTER_HOUR_MS
+        {
+            book(&mut self.quarter);
+            book(&mut self.day);
+            return Sealing::Nothing;
+        }
+        let q = time_ms.div_euclid(QUARTER_HOUR_MS);
+        let day = q.div_euclid(QUARTERS_PER_DAY as i64);
+        let mut sealing = Sealing::Nothing;
+        if self.newest == i64::MIN || q > self.newest {
+            // A new newest quarter hour: the old one goes to its slot, or its whole day is sealed.
+            if self.newest != i64::MIN && day > self.day.index {
+                sealing = Sealing::Sealed(self.seal());
+            } else if self.newest != i64::MIN {
+                let (newest, head) = (self.newest, pack(&self.quarter));
+                *self.slot_mut(newest) = head;
+            }
+            if day != self.day.index {
+                self.day = Bucket::empty(day);
+            }
+            self.set_newest(q);
+            self.quarter = Bucket::empty(q);
+            book(&mut self.quarter);
+            book(&mut self.day);
+            return sealing;
+        }
+        // A late reading. The quarter hour only within the horizon, as a ring of it would.
+        let in_quarters = q > self.newest.saturating_sub(self.quarter_horizon);
+        if day == self.day.index {
+            if in_quarters {
+                let slot = self.slot_mut(q);
+                let mut bucket = unpack(slot, q).unwrap_or(Bucket::empty(q));
+                book(&mut bucket);
+                *slot = pack(&bucket);
+            }
+            book(&mut self.day);
+            return Sealing::Nothing;
+        }
+        let in_days = day > self.day.index.saturating_sub(self.day_horizon);
+        if !in_quarters && !in_days {
+            return Sealing::Nothing;
+        }
+        Sealing::Amended(Amendment {
+            time_ms,
+            import_delta_wh,
+            export_delta_wh,
+            power_w,
+            quarter: in_quarters,
+            day: in_days,
+        })
+    }
+
+    /// The current day, whole, leaving memory empty of it.
+    fn seal(&mut self) -> DayRecord {
+        let mut quarters = Vec::with_capacity(QUARTERS_PER_DAY);
+        quarters.extend(self.earlier());
+        quarters.push(self.quarter);
+        quarters.shrink_to_fit();
+        self.slots = None;
+        DayRecord {
+            day: self.day.index,
+            day_bucket: Some(self.day),
+            quarters,
         }
     }
 
-    /// Buckets of `step` whose interval starts in `from_ms..to_ms`, oldest first.
-    pub fn query(&self, step: Step, from_ms: i64, to_ms: i64) -> Vec<Bucket> {
+    /// The current day (the newest reading's), if the meter has a reading.
+    pub fn current_day(&self) -> Option<i64> {
+        (self.newest != i64::MIN).then_some(self.day.index)
+    }
+
+    /// Buckets of `step` of the current day whose interval starts in `from_ms..to_ms`
+    /// and is within the horizon, oldest first. Older days are in the rollup store
+    /// (`Engine::rollups` answers for all of them).
+    pub fn query_current_day(&self, step: Step, from_ms: i64, to_ms: i64) -> Vec<Bucket> {
+        if self.newest == i64::MIN || from_ms >= to_ms {
+            return Vec::new();
+        }
+        let quarters = || {
+            let kept = self.kept_quarters();
+            let first = from_ms.div_euclid(QUARTER_HOUR_MS).max(*kept.start());
+            let last = (to_ms - 1).div_euclid(QUARTER_HOUR_MS).min(*kept.end());
+            self.earlier()
+                .chain(std::iter::once(self.quarter))
+                .filter(move |b| b.index >= first && b.index <= last)
+        };
         match step {
-            Step::QuarterHour => self.quarter.range(from_ms, to_ms),
-            Step::Day => self.day.range(from_ms, to_ms),
-            Step::Hour => hours_of(self.quarter.range(from_ms, to_ms)),
+            Step::QuarterHour => quarters().collect(),
+            Step::Hour => hours_of(quarters()),
+            Step::Day => {
+                let (first, last) = (from_ms.div_euclid(DAY_MS), (to_ms - 1).div_euclid(DAY_MS));
+                let day = self.day;
+                (day.index >= first && day.index <= last)
+                    .then_some(day)
+                    .into_iter()
+                    .collect()
+            }
         }
     }
 
-    /// Quarter-hour numbers the rings answer for: the oldest kept to the newest written
-    /// (empty before the first reading).
+    /// Quarter-hour numbers answered for: the horizon back from the newest (empty before
+    /// the first reading).
     pub fn kept_quarters(&self) -> std::ops::RangeInclusive<i64> {
-        self.quarter.kept()
+        if self.newest == i64::MIN {
+            return std::ops::RangeInclusive::new(0, -1);
+        }
+        self.newest.saturating_sub(self.quarter_horizon - 1)..=self.newest
     }
 
-    /// Day numbers the rings answer for, likewise.
+    /// Day numbers answered for, likewise.
     pub fn kept_days(&self) -> std::ops::RangeInclusive<i64> {
-        self.day.kept()
+        if self.newest == i64::MIN {
+            return std::ops::RangeInclusive::new(0, -1);
+        }
+        self.day.index.saturating_sub(self.day_horizon - 1)..=self.day.index
     }
 
     pub(crate) fn digest(&self, hasher: &mut super::digest::DigestHasher) {
-        self.quarter.digest(hasher);
-        self.day.digest(hasher);
+        hasher.write_i64(self.quarter_horizon);
+        hasher.write_i64(self.day_horizon);
+        hasher.write_i64(self.newest);
+        let buckets = [self.quarter, self.day];
+        for b in self.earlier().chain(buckets) {
+            digest_bucket(hasher, &b);
+        }
     }
+}
+
+/// Rollups of any snapshot format's shape, as the image digest reads them.
+pub(crate) trait RollupDigest {
+    /// Feeds them to `hasher`.
+    fn digest(&self, hasher: &mut super::digest::DigestHasher);
+}
+
+impl RollupDigest for MeterRollups {
+    fn digest(&self, hasher: &mut super::digest::DigestHasher) {
+        MeterRollups::digest(self, hasher);
+    }
+}
+
+impl RollupDigest for v4::MeterRollupsV4 {
+    fn digest(&self, hasher: &mut super::digest::DigestHasher) {
+        v4::MeterRollupsV4::digest(self, hasher);
+    }
+}
+
+/// A bucket into the image digest, field by field.
+pub(crate) fn digest_bucket(hasher: &mut super::digest::DigestHasher, b: &Bucket) {
+    hasher.write_i64(b.index);
+    hasher.write_f64(b.import_wh);
+    hasher.write_f64(b.export_wh);
+    hasher.write_f64(f64::from(b.min_w));
+    hasher.write_f64(f64::from(b.max_w));
+    hasher.write_f64(f64::from(b.mean_w));
+    hasher.write_u64(u64::from(b.count));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const T0: i64 = 1_700_000_000_000 / DAY_MS * DAY_MS;
+
+    fn chunks(r: &MeterRollups) -> usize {
+        r.slots.as_ref().map_or(0, |s| s.iter().flatten().count())
+    }
+
     #[test]
     fn gaps_stay_gaps_and_hours_sum_quarters() {
         let mut r = MeterRollups::new(&RollupOptions::default());
-        let t0 = 1_700_000_000_000i64 / HOUR_MS * HOUR_MS;
-        r.add(t0, 10.0, 0.0, 100.0);
-        r.add(t0 + QUARTER_HOUR_MS, 5.0, 1.0, 300.0);
-        r.add(t0 + 3 * HOUR_MS, 2.0, 0.0, 50.0);
-        let q = r.query(Step::QuarterHour, t0, t0 + 4 * HOUR_MS);
+        r.add(T0, 10.0, 0.0, 100.0);
+        r.add(T0 + QUARTER_HOUR_MS, 5.0, 1.0, 300.0);
+        r.add(T0 + 3 * HOUR_MS, 2.0, 0.0, 50.0);
+        let q = r.query_current_day(Step::QuarterHour, T0, T0 + 4 * HOUR_MS);
         assert_eq!(q.len(), 3, "empty intervals are not returned");
-        let h = r.query(Step::Hour, t0, t0 + 4 * HOUR_MS);
+        let h = r.query_current_day(Step::Hour, T0, T0 + 4 * HOUR_MS);
         assert_eq!(h.len(), 2);
-        assert_eq!(h[0].import_wh, 15.0);
-        assert_eq!(h[0].export_wh, 1.0);
+        assert_eq!((h[0].import_wh, h[0].export_wh), (15.0, 1.0));
         assert_eq!(
             (h[0].min_w, h[0].max_w, h[0].mean_w, h[0].count),
             (100.0, 300.0, 200.0, 2)
         );
+        assert_eq!(
+            r.query_current_day(Step::Day, T0, T0 + DAY_MS)[0].import_wh,
+            17.0
+        );
     }
 
     #[test]
-    fn head_and_slots_read_alike_and_survive_a_snapshot_round_trip() {
+    fn a_newer_day_seals_the_current_one_whole_and_a_late_reading_into_it_is_an_amendment() {
         let mut r = MeterRollups::new(&RollupOptions::default());
-        let t0 = 1_700_000_000_000i64 / DAY_MS * DAY_MS;
-        // Nothing allocated while readings stay in the newest interval.
-        r.add(t0, 1.0, 0.0, 10.0);
-        r.add(t0 + 1000, 2.0, 0.0, 30.0);
-        assert!(r.quarter.slots.is_none() && r.day.slots.is_none());
-        // A new interval moves the head into its slot; a late reading writes a slot.
-        r.add(t0 + QUARTER_HOUR_MS, 4.0, 1.0, 50.0);
-        r.add(t0 + 2000, 0.0, 0.0, 20.0);
-        r.add(t0 + DAY_MS + 5, 8.0, 0.0, 70.0);
-        let q = r.query(Step::QuarterHour, t0, t0 + 2 * DAY_MS);
+        assert_eq!(r.add(T0 + 1000, 1.0, 0.0, 10.0), Sealing::Nothing);
+        assert_eq!(r.add(T0 + 2000, 2.0, 0.0, 30.0), Sealing::Nothing);
+        assert_eq!(chunks(&r), 0, "one open quarter hour: nothing allocated");
+        assert_eq!(r.add(T0 + HOUR_MS, 4.0, 1.0, 50.0), Sealing::Nothing);
+        assert_eq!(chunks(&r), 1, "a closed quarter hour: one chunk");
         assert_eq!(
-            q.iter().map(|b| (b.import_wh, b.count)).collect::<Vec<_>>(),
-            vec![(3.0, 3), (4.0, 1), (8.0, 1)]
+            r.add(T0 + 3000, 0.0, 0.0, 20.0),
+            Sealing::Nothing,
+            "late, same day"
         );
-        let d = r.query(Step::Day, t0, t0 + 2 * DAY_MS);
+        let Sealing::Sealed(day) = r.add(T0 + DAY_MS + 5, 8.0, 0.0, 70.0) else {
+            panic!("the first reading of a newer day seals the current one");
+        };
+        assert_eq!(chunks(&r), 0, "sealing gives the slots up");
+        assert_eq!(day.day, T0 / DAY_MS);
         assert_eq!(
-            d.iter().map(|b| (b.import_wh, b.count)).collect::<Vec<_>>(),
-            vec![(7.0, 4), (8.0, 1)]
+            day.quarters
+                .iter()
+                .map(|b| (b.import_wh, b.count))
+                .collect::<Vec<_>>(),
+            [(3.0, 3), (4.0, 1)]
         );
+        assert_eq!(
+            day.day_bucket.map(|b| (b.import_wh, b.count)),
+            Some((7.0, 4))
+        );
+        assert_eq!(r.current_day(), Some(T0 / DAY_MS + 1));
+        assert_eq!(r.query_current_day(Step::Day, T0, T0 + 2 * DAY_MS).len(), 1);
+        // A late reading into the sealed day: handed out, booked by the store as a ring would.
+        let Sealing::Amended(amendment) = r.add(T0 + 4000, 0.0, 0.0, 90.0) else {
+            panic!("a late reading into a sealed day is an amendment");
+        };
+        assert!(amendment.quarter && amendment.day);
+        let mut stored = day.clone();
+        amendment.apply(&mut stored);
+        assert_eq!(
+            (stored.quarters[0].count, stored.quarters[0].max_w),
+            (4, 90.0)
+        );
+        assert_eq!(stored.day_bucket.map(|b| b.count), Some(5));
+        // Into a quarter hour the day had no bucket for: a new one, in order.
+        let Sealing::Amended(amendment) = r.add(T0 + 2 * QUARTER_HOUR_MS, 0.0, 0.0, 1.0) else {
+            panic!("amendment");
+        };
+        amendment.apply(&mut stored);
+        let starts: Vec<i64> = stored.quarters.iter().map(|b| b.index).collect();
+        let q0 = T0 / QUARTER_HOUR_MS;
+        assert_eq!(starts, [q0, q0 + 2, q0 + 4]);
+    }
+
+    #[test]
+    fn beyond_both_horizons_a_late_reading_is_ignored() {
+        let options = RollupOptions {
+            quarter_hour_days: 1,
+            day_days: 2,
+        };
+        let mut r = MeterRollups::new(&options);
+        r.add(T0 + 3 * DAY_MS, 1.0, 0.0, 1.0);
+        assert_eq!(r.add(T0, 1.0, 0.0, 1.0), Sealing::Nothing);
+        let Sealing::Amended(a) = r.add(T0 + 2 * DAY_MS, 1.0, 0.0, 1.0) else {
+            panic!("within the day horizon");
+        };
+        assert!(
+            !a.quarter && a.day,
+            "beyond the quarter-hour horizon, within the day's"
+        );
+    }
+
+    #[test]
+    fn a_day_takes_memory_a_chunk_at_a_time_up_to_the_bound() {
+        let options = RollupOptions::default();
+        let bound = if cfg!(target_pointer_width = "64") {
+            3_112
+        } else {
+            3_092
+        };
+        assert_eq!(options.bytes_per_meter(), bound);
+        let mut r = MeterRollups::new(&options);
+        for q in 0..QUARTERS_PER_DAY as i64 {
+            r.add(T0 + q * QUARTER_HOUR_MS, 1.0, 0.0, 10.0);
+        }
+        assert_eq!(chunks(&r), DAY_CHUNKS);
+        assert_eq!(
+            r.query_current_day(Step::QuarterHour, T0, T0 + DAY_MS)
+                .len(),
+            96
+        );
+        // Ten more days: never more than a day in memory.
+        for q in 96..96 * 11 {
+            r.add(T0 + q * QUARTER_HOUR_MS, 1.0, 0.0, 10.0);
+            assert!(chunks(&r) <= DAY_CHUNKS);
+        }
+        assert_eq!(
+            r.query_current_day(Step::QuarterHour, T0, T0 + 11 * DAY_MS)
+                .len(),
+            96
+        );
+    }
+
+    #[test]
+    fn a_copy_shares_the_slots_until_one_side_writes_them() {
+        let mut r = MeterRollups::new(&RollupOptions::default());
+        r.add(T0, 1.0, 0.0, 10.0);
+        r.add(T0 + QUARTER_HOUR_MS, 2.0, 0.0, 20.0);
+        let shared = |a: &MeterRollups, b: &MeterRollups| match (&a.slots, &b.slots) {
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        let copy = r.clone();
+        assert!(shared(&r, &copy));
+        let before = copy.query_current_day(Step::QuarterHour, T0, T0 + DAY_MS);
+        r.add(T0 + QUARTER_HOUR_MS + 1000, 1.0, 0.0, 30.0);
+        assert!(shared(&r, &copy), "the newest quarter hour is inline");
+        r.add(T0 + 2000, 0.0, 0.0, 40.0);
+        assert!(!shared(&r, &copy), "a late reading writes a slot: copied");
+        assert_eq!(
+            copy.query_current_day(Step::QuarterHour, T0, T0 + DAY_MS),
+            before
+        );
+        assert_eq!(
+            r.query_current_day(Step::QuarterHour, T0, T0 + QUARTER_HOUR_MS)[0].count,
+            2
+        );
+    }
+
+    #[test]
+    fn a_snapshot_round_trip_keeps_answers_and_digest_and_goes_on_alike() {
+        let mut r = MeterRollups::new(&RollupOptions::default());
+        for (t, p) in [(0, 10.0), (HOUR_MS, 30.0), (5000, 20.0), (2 * HOUR_MS, 1.0)] {
+            r.add(T0 + t, 1.0, 0.0, p);
+        }
         let bytes = postcard::to_allocvec(&r).expect("serialise");
         let back: MeterRollups = postcard::from_bytes(&bytes).expect("deserialise");
-        assert_eq!(back.query(Step::QuarterHour, t0, t0 + 2 * DAY_MS), q);
-        assert_eq!(back.query(Step::Day, t0, t0 + 2 * DAY_MS), d);
+        for step in [Step::QuarterHour, Step::Hour, Step::Day] {
+            assert_eq!(
+                back.query_current_day(step, T0, T0 + DAY_MS),
+                r.query_current_day(step, T0, T0 + DAY_MS)
+            );
+        }
         let digest = |r: &MeterRollups| {
             let mut h = super::super::digest::DigestHasher::default();
             r.digest(&mut h);
             h.finish()
         };
         assert_eq!(digest(&back), digest(&r));
-        // The copy goes on exactly like the original.
         let (mut a, mut b) = (r, back);
-        a.add(t0 + DAY_MS + 60_000, 1.0, 0.0, 1.0);
-        b.add(t0 + DAY_MS + 60_000, 1.0, 0.0, 1.0);
+        assert_eq!(
+            a.add(T0 + DAY_MS, 1.0, 0.0, 1.0),
+            b.add(T0 + DAY_MS, 1.0, 0.0, 1.0)
+        );
         assert_eq!(digest(&a), digest(&b));
-    }
-
-    #[test]
-    fn a_ring_takes_memory_a_chunk_at_a_time_up_to_the_bound() {
-        let options = RollupOptions::default();
-        // 34 chunks of 32 slots, and a pointer per chunk (4 bytes on 32-bit gateways).
-        let bound = if cfg!(target_pointer_width = "64") {
-            43_792
-        } else {
-            43_656
-        };
-        assert_eq!(options.bytes_per_meter(), bound);
-        let chunks = |ring: &Ring| {
-            ring.slots
-                .as_ref()
-                .map_or(0, |slots| slots.iter().flatten().count())
-        };
-        let mut r = MeterRollups::new(&options);
-        let t0 = 1_700_000_000_000i64 / DAY_MS * DAY_MS;
-        r.add(t0, 1.0, 0.0, 10.0);
-        assert_eq!(
-            (chunks(&r.quarter), chunks(&r.day)),
-            (0, 0),
-            "one open interval"
-        );
-        r.add(t0 + QUARTER_HOUR_MS, 2.0, 0.0, 10.0);
-        assert_eq!(chunks(&r.quarter), 1, "one closed quarter hour: one chunk");
-        // Ten days of quarter hours: the whole 7-day ring, and ten daily slots.
-        for q in 2..96 * 10 {
-            r.add(t0 + q * QUARTER_HOUR_MS, q as f64, 0.0, 10.0);
-        }
-        assert_eq!(chunks(&r.quarter), (96 * 7usize).div_ceil(CHUNK_SLOTS));
-        assert_eq!(chunks(&r.day), 1);
-        let quarters = r.query(Step::QuarterHour, t0, t0 + 10 * DAY_MS);
-        assert_eq!(quarters.len(), 96 * 7, "the horizon, every slot readable");
-        assert_eq!(r.query(Step::Day, t0, t0 + 10 * DAY_MS).len(), 10);
-    }
-
-    #[test]
-    fn a_copy_shares_the_slots_until_one_side_writes_them() {
-        let mut r = MeterRollups::new(&RollupOptions::default());
-        let t0 = 1_700_000_000_000i64 / DAY_MS * DAY_MS;
-        r.add(t0, 1.0, 0.0, 10.0);
-        r.add(t0 + QUARTER_HOUR_MS, 2.0, 0.0, 20.0);
-        let shared = |a: &MeterRollups, b: &MeterRollups| match (&a.quarter.slots, &b.quarter.slots)
-        {
-            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
-            _ => false,
-        };
-        // A snapshot's copy of the entity: the slots are not copied.
-        let copy = r.clone();
-        assert!(shared(&r, &copy));
-        let before = copy.query(Step::QuarterHour, t0, t0 + DAY_MS);
-        // Readings in the newest interval write the head only: still shared.
-        r.add(t0 + QUARTER_HOUR_MS + 1000, 1.0, 0.0, 30.0);
-        assert!(shared(&r, &copy));
-        // A late reading writes a slot: the writer gets its own copy; the snapshot's is as it was.
-        r.add(t0 + 2000, 0.0, 0.0, 40.0);
-        assert!(!shared(&r, &copy));
-        assert_eq!(copy.query(Step::QuarterHour, t0, t0 + DAY_MS), before);
-        assert_eq!(
-            r.query(Step::QuarterHour, t0, t0 + QUARTER_HOUR_MS)[0].count,
-            2
-        );
-    }
-
-    #[test]
-    fn the_horizon_bounds_what_is_kept() {
-        let options = RollupOptions {
-            quarter_hour_days: 1,
-            day_days: 2,
-        };
-        let mut r = MeterRollups::new(&options);
-        for i in 0..(96 * 3) {
-            r.add(i * QUARTER_HOUR_MS, 1.0, 0.0, 1.0);
-        }
-        assert_eq!(
-            r.query(Step::QuarterHour, 0, 96 * 3 * QUARTER_HOUR_MS)
-                .len(),
-            96
-        );
-        assert_eq!(r.query(Step::Day, 0, 3 * DAY_MS).len(), 2);
-        // Too old to book: ignored, not written over newer data.
-        r.add(0, 1.0, 0.0, 1.0);
-        assert_eq!(r.query(Step::Day, 0, DAY_MS).len(), 0);
+        // A bucket outside the current day is refused.
+        let mut wire: MeterRollupsWire = postcard::from_bytes(&bytes).expect("wire");
+        wire.earlier.push(Bucket::empty(wire.newest + 200));
+        let bytes = postcard::to_allocvec(&wire).expect("serialise");
+        assert!(postcard::from_bytes::<MeterRollups>(&bytes).is_err());
     }
 }

@@ -111,6 +111,7 @@ pub fn engine_options(config: &Config, clock: Arc<dyn Clock>) -> EngineOptions {
     options.storage.archive = s.archive;
     options.storage.archive_budget_bytes = s.archive_budget_bytes;
     options.storage.archive_evict_unshipped = s.archive_evict_unshipped;
+    options.storage.rollup_spill_bytes = s.rollup_spill_bytes.max(1);
     options
 }
 
@@ -319,7 +320,10 @@ fn warn_of_memory(config: &Config) {
     };
     let entities_max = config.engine.entities_max;
     let rollups = rollup_options(config);
-    if let Some(budget) = crate::memory_budget::check(entities_max, &rollups, limit_bytes) {
+    let spill_bytes = config.storage.rollup_spill_bytes;
+    if let Some(budget) =
+        crate::memory_budget::check(entities_max, &rollups, spill_bytes, limit_bytes)
+    {
         tracing::warn!(
             worst_case_bytes = budget.worst_case_bytes,
             limit_bytes,

@@ -198,3 +198,21 @@ fn exposure_needs_a_token_or_insecure() {
     c.insecure = true;
     assert!(c.check_exposure().is_ok());
 }
+
+#[test]
+fn rollup_horizons_outside_1_to_3660_days_are_refused_naming_them() {
+    for (quarter, day, named) in [
+        (0, 400, "engine.rollup_quarter_hour_days"),
+        (7, 0, "engine.rollup_day_days"),
+        (7, 3661, "engine.rollup_day_days"),
+    ] {
+        let mut c = Config::default();
+        c.engine.rollup_quarter_hour_days = quarter;
+        c.engine.rollup_day_days = day;
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.contains(named) && e.contains("1..=3660"), "{e}");
+    }
+    let mut c = Config::default();
+    c.engine.rollup_quarter_hour_days = 3660;
+    assert!(c.check().is_ok());
+}

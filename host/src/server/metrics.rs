@@ -171,6 +171,16 @@ pub const METRICS: &[Metric] = &[
     }),
     row("archive", "Bytes in the local archive", G, Bytes, |s| int(s.stats.storage.archive_bytes)),
     row(
+        "rollup_queued",
+        "Sealed rollup days queued in memory for the rollup store",
+        G,
+        Bytes,
+        |s| int(s.stats.storage.rollup_queued_bytes),
+    ),
+    row("rollup_spills", "Rollup spills written since start", C, Count, |s| {
+        int(s.stats.storage.rollup_spills)
+    }),
+    row(
         "archive_over_budget",
         "1 while the archive is over budget with nothing evictable",
         G,

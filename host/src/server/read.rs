@@ -203,15 +203,12 @@ pub async fn meter_rollups(
             "from must be before to",
         ));
     }
-    let buckets = engine.read(|image| match image.entity(&id) {
-        Some(e) if matches!(e.state, EntityState::Meter(_)) => Some(
-            e.rollups
-                .as_ref()
-                .map(|r| r.query(step, from, to))
-                .unwrap_or_default(),
-        ),
-        _ => None,
-    });
+    // Days before the meter's current one are read from the rollup store: off the runtime.
+    let (engine, meter) = (engine.clone(), id.clone());
+    let buckets = tokio::task::spawn_blocking(move || engine.rollups(&meter, step, from, to))
+        .await
+        .map_err(|e| ApiError::internal("rollup query task failed", e))?
+        .map_err(|e| ApiError::internal("reading the rollup store failed", e))?;
     let buckets = buckets.ok_or_else(|| ApiError::not_found("meter", &id))?;
     Ok(Json(RollupsView {
         meter: id,

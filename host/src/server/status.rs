@@ -49,6 +49,8 @@ pub struct StatusBody {
     pub snapshots: SnapshotsBody,
     /// The local archive.
     pub archive: ArchiveBody,
+    /// The rollup store: meters' sealed days on disk.
+    pub rollups: RollupsBody,
     /// Shipping to central storage.
     pub shipping: ShippingBody,
     /// The Modbus devices polled (`[[modbus.device]]`), in configuration order.
@@ -251,6 +253,22 @@ pub struct ArchiveBody {
     pub last_error: Option<String>,
 }
 
+/// The rollup store (`rollups/`): every meter's days before its current one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RollupsBody {
+    /// Sealed days and late readings into them queued in memory for the store (at most
+    /// about 4 × `storage.rollup_spill_bytes`; ingest waits for a spill beyond it).
+    pub queued_bytes: u64,
+    /// Spill files in use.
+    pub spill_files: usize,
+    /// Their bytes on disk.
+    pub bytes: u64,
+    /// Spills written since start.
+    pub spills_written: u64,
+    /// Merges of spills since start.
+    pub merges: u64,
+}
+
 /// `/healthz`: the process answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -349,6 +367,16 @@ pub fn status_body(state: &AppState, engine: &Engine) -> StatusBody {
             budget_bytes: config.storage.archive_budget_bytes,
             evicted: stats.storage.evicted,
             last_error: stats.storage.last_error.clone(),
+        },
+        rollups: {
+            let (spill_files, bytes) = engine.rollup_store_size();
+            RollupsBody {
+                queued_bytes: stats.storage.rollup_queued_bytes,
+                spill_files,
+                bytes,
+                spills_written: stats.storage.rollup_spills,
+                merges: stats.storage.rollup_merges,
+            }
         },
         shipping: state
             .shipping()

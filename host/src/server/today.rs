@@ -69,7 +69,8 @@ pub struct MetersTodayView {
 }
 
 /// Today's import and export of every meter (the daily rollup of the gateway's UTC day),
-/// paged by id.
+/// paged by id. From each meter's current day in memory: a meter whose newest reading is
+/// already in the next UTC day (its clock ahead of the gateway's) shows none until then.
 #[utoipa::path(get, path = "/api/v1/today/meters", tag = "meters", params(TodayQuery),
     responses((status = 200, body = MetersTodayView), (status = 400, body = ErrorBody)))]
 pub async fn meters_today(
@@ -88,10 +89,11 @@ pub async fn meters_today(
                 id.as_str() > after.as_str() && matches!(e.state, EntityState::Meter(_))
             })
             .map(|(id, e)| {
-                let bucket = e
-                    .rollups
-                    .as_ref()
-                    .and_then(|r| r.query(Step::Day, day, day + DAY_MS).into_iter().next());
+                let bucket = e.rollups.as_ref().and_then(|r| {
+                    r.query_current_day(Step::Day, day, day + DAY_MS)
+                        .into_iter()
+                        .next()
+                });
                 MeterTodayView {
                     id: id.as_str().to_string(),
                     import_wh: bucket.as_ref().map(|b| b.import_wh),

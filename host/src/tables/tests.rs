@@ -255,10 +255,10 @@ fn the_tables_of_every_segment_book_what_the_engines_rollups_hold() {
     assert_eq!(readings, expected_readings);
     assert_eq!(telemetry, 720);
     for meter in ["grid", "pv", "load"] {
-        let buckets = engine.read(|image| {
-            let rollups = image.entity(meter).unwrap().rollups.as_ref().unwrap();
-            rollups.query(Step::QuarterHour, T0_MS - DAY_MS, T0_MS + 2 * DAY_MS)
-        });
+        let buckets = engine
+            .rollups(meter, Step::QuarterHour, T0_MS - DAY_MS, T0_MS + 2 * DAY_MS)
+            .expect("rollups")
+            .expect("a meter");
         let ours: Vec<_> = quarters
             .range((meter.to_string(), i64::MIN)..(meter.to_string(), i64::MAX))
             .collect();

@@ -2,14 +2,24 @@
 //! read back one meter at a time.
 //!
 //! ```text
-//!  0        8        10       12       16         24          32       36        40       48       56       60
-//!  +--------+--------+--------+--------+----------+-----------+--------+---------+--------+--------+--------+
-//!  | magic  |version |hdr len | flags  | spill    | blocks    | meters | index   | first  | last   | header |
-//!  | 8 B    | u16 LE | u16 LE | u32 LE | seq      | bytes     | u32 LE | crc32   | day    | day    | crc32  |
-//!  |        |        |        | = 0    | u64 LE   | u64 LE    |        | u32 LE  | i64 LE | i64 LE | u32 LE |
-//!  +--------+--------+--------+--------+----------+-----------+--------+---------+--------+--------+--------+
-//!  magic = "GLOGRLUP"; header crc = CRC-32 of bytes 0..56; first/last day: the oldest and
-//!  newest day of any record (a reader skips a spill outside its range; 0 and -1 if none)
+//!  0        8        10       12       16         24          32       36        40       48       56
+//!  +--------+--------+--------+--------+----------+-----------+--------+---------+--------+--------+
+//!  | magic  |version |hdr len | flags  | spill    | blocks    | meters | index   | first  | last   |
+//!  | 8 B    | u16 LE | u16 LE | u32 LE | seq      | bytes     | u32 LE | crc32   | day    | day    |
+//!  |        | = 2    | = 104  | = 0    | u64 LE   | u64 LE    |        | u32 LE  | i64 LE | i64 LE |
+//!  +--------+--------+--------+--------+----------+-----------+--------+---------+--------+--------+
+//!  56          72          80           88       92         96        100      104
+//!  +-----------+-----------+------------+--------+----------+---------+--------+
+//!  | log id    | through   | replaces   | level  | quarter  | day     | header |
+//!  | 16 B      | offset    | from       | u32 LE | hour     | days    | crc32  |
+//!  |           | u64 LE    | u64 LE     |        | days u32 | u32 LE  | u32 LE |
+//!  +-----------+-----------+------------+--------+----------+---------+--------+
+//!  magic = "GLOGRLUP"; header crc = CRC-32 of bytes 0..100; first/last day: the oldest and
+//!  newest day of any record (a reader skips a spill outside its range; 0 and -1 if none);
+//!  through offset: every day sealed and amendment made by an event below it is in this
+//!  spill or an older one; replaces from: the oldest spill a merged spill replaces (its own
+//!  seq for a spill of queued records); level: 0, or one more than the spills it merged;
+//!  quarter hour days, day days: the rollup horizons its records were made under
 //!  then `blocks bytes` of meter blocks, then `meters` index entries of 16 bytes:
 //!  +-----------+-----------+-------------+-----------+
 //!  | id hash   | block at  | block bytes | entry crc |  sorted by (id hash, block at);
@@ -41,12 +51,12 @@
 use gridlog_common::id::{EntityId, ID_BYTES_MAX};
 use gridlog_common::varint;
 
-use crate::engine::rollup::Bucket;
+use crate::engine::rollup::{Bucket, RollupOptions};
 
 /// The eight bytes every spill file starts with.
 pub const SPILL_MAGIC: [u8; 8] = *b"GLOGRLUP";
 /// The spill file format this build writes and reads.
-pub const SPILL_VERSION: u16 = 1;
+pub const SPILL_VERSION: u16 = 2;
 
 /// Byte offset of the magic.
 pub const R_MAGIC_AT: usize = 0;
@@ -68,17 +78,28 @@ pub const R_INDEX_CRC_AT: usize = R_METERS_AT + 4;
 pub const R_FIRST_DAY_AT: usize = R_INDEX_CRC_AT + 4;
 /// Byte offset of the newest day any record holds.
 pub const R_LAST_DAY_AT: usize = R_FIRST_DAY_AT + 8;
+/// Byte offset of the id of the log whose events the spill was derived from.
+pub const R_LOG_ID_AT: usize = R_LAST_DAY_AT + 8;
+/// Byte offset of the offset the spill covers up to (exclusive).
+pub const R_THROUGH_OFFSET_AT: usize = R_LOG_ID_AT + 16;
+/// Byte offset of the oldest spill a merged spill replaces.
+pub const R_REPLACES_FROM_AT: usize = R_THROUGH_OFFSET_AT + 8;
+/// Byte offset of the merge level.
+pub const R_LEVEL_AT: usize = R_REPLACES_FROM_AT + 8;
+/// Byte offset of the quarter-hour horizon the records were made under.
+pub const R_QUARTER_HOUR_DAYS_AT: usize = R_LEVEL_AT + 4;
+/// Byte offset of the day horizon the records were made under.
+pub const R_DAY_DAYS_AT: usize = R_QUARTER_HOUR_DAYS_AT + 4;
 /// Byte offset of the header CRC.
-pub const R_CRC_AT: usize = R_LAST_DAY_AT + 8;
+pub const R_CRC_AT: usize = R_DAY_DAYS_AT + 4;
 /// Length of the header.
 pub const SPILL_HEADER_BYTES: usize = R_CRC_AT + 4;
 /// Length of one index entry.
 pub const SPILL_INDEX_ENTRY_BYTES: usize = 16;
 
-const _: () = assert!(SPILL_HEADER_BYTES == 60);
+const _: () = assert!(SPILL_HEADER_BYTES == 104);
 
-/// Quarter hours in a UTC day.
-pub const QUARTERS_PER_DAY: usize = 96;
+pub use crate::engine::rollup::QUARTERS_PER_DAY;
 /// Bytes of a day record's quarter-hour bitmap.
 const QUARTER_BITMAP_BYTES: usize = QUARTERS_PER_DAY / 8;
 /// Most meters one spill file holds: bounds the index a reader allocates.
@@ -109,16 +130,7 @@ const TAG_EXPORT_ZERO: u8 = 4;
 const HAS_DAY: u8 = 1;
 const HAS_QUARTERS: u8 = 2;
 
-/// One UTC day of a meter's sealed rollups: its day bucket and its quarter hours.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DayRecord {
-    /// Day number (start time / 1 day).
-    pub day: i64,
-    /// The day's bucket, if the day ring held it.
-    pub day_bucket: Option<Bucket>,
-    /// Quarter-hour buckets of the day, oldest first, each with `index / 96 == day`.
-    pub quarters: Vec<Bucket>,
-}
+pub use crate::engine::rollup::DayRecord;
 
 /// Why bytes are not a valid spill file or meter block. `at` is a byte position in the
 /// file (header, index) or in the block.
@@ -195,6 +207,19 @@ pub struct SpillHeader {
     pub first_day: i64,
     /// Newest day of any record (-1 with no record).
     pub last_day: i64,
+    /// The log the spill's records were derived from.
+    pub log_id: [u8; 16],
+    /// Every day sealed and every amendment made by an event below this offset is in this
+    /// spill or an older one (see `rollup_store`'s module docs).
+    pub through_offset: u64,
+    /// The oldest spill this one replaces: itself for a spill of queued records; the first
+    /// of the run it merged for a merged one (those files are removed after it).
+    pub replaces_from: u64,
+    /// 0 for a spill of queued records; one more than the level of the spills it merged.
+    pub level: u32,
+    /// The rollup horizons its records were made under (amendments and merges decide by
+    /// them): a store of other horizons is set aside at start.
+    pub horizons: RollupOptions,
 }
 
 impl SpillHeader {
@@ -209,7 +234,15 @@ impl SpillHeader {
         b[R_METERS_AT..R_INDEX_CRC_AT].copy_from_slice(&self.meters.to_le_bytes());
         b[R_INDEX_CRC_AT..R_FIRST_DAY_AT].copy_from_slice(&self.index_crc.to_le_bytes());
         b[R_FIRST_DAY_AT..R_LAST_DAY_AT].copy_from_slice(&self.first_day.to_le_bytes());
-        b[R_LAST_DAY_AT..R_CRC_AT].copy_from_slice(&self.last_day.to_le_bytes());
+        b[R_LAST_DAY_AT..R_LOG_ID_AT].copy_from_slice(&self.last_day.to_le_bytes());
+        b[R_LOG_ID_AT..R_THROUGH_OFFSET_AT].copy_from_slice(&self.log_id);
+        b[R_THROUGH_OFFSET_AT..R_REPLACES_FROM_AT]
+            .copy_from_slice(&self.through_offset.to_le_bytes());
+        b[R_REPLACES_FROM_AT..R_LEVEL_AT].copy_from_slice(&self.replaces_from.to_le_bytes());
+        b[R_LEVEL_AT..R_QUARTER_HOUR_DAYS_AT].copy_from_slice(&self.level.to_le_bytes());
+        b[R_QUARTER_HOUR_DAYS_AT..R_DAY_DAYS_AT]
+            .copy_from_slice(&self.horizons.quarter_hour_days.to_le_bytes());
+        b[R_DAY_DAYS_AT..R_CRC_AT].copy_from_slice(&self.horizons.day_days.to_le_bytes());
         let crc = crc32fast::hash(&b[..R_CRC_AT]);
         b[R_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -235,6 +268,14 @@ impl SpillHeader {
             index_crc: r.u32()?,
             first_day: r.i64()?,
             last_day: r.i64()?,
+            log_id: r.take(16)?.try_into().expect("16 bytes"),
+            through_offset: r.u64()?,
+            replaces_from: r.u64()?,
+            level: r.u32()?,
+            horizons: RollupOptions {
+                quarter_hour_days: r.u32()?,
+                day_days: r.u32()?,
+            },
         };
         if r.u32()? != crc32fast::hash(&b[..R_CRC_AT]) {
             return Err(DecodeError::Crc { part: "header" });
@@ -245,7 +286,14 @@ impl SpillHeader {
                 at: R_HEADER_LEN_AT,
             });
         }
+        if header.replaces_from > header.spill_seq || header.replaces_from == 0 {
+            return Err(DecodeError::Field {
+                what: "replaces_from",
+                at: R_REPLACES_FROM_AT,
+            });
+        }
         bound("meters", header.meters.into(), SPILL_METERS_MAX.into())?;
+        bound("blocks bytes", header.blocks_bytes, u32::MAX.into())?;
         let expected = header.index_at() + header.index_bytes();
         if file_bytes != expected {
             return Err(DecodeError::Bound {
@@ -264,7 +312,7 @@ impl SpillHeader {
 
     /// Where the index starts.
     pub fn index_at(&self) -> u64 {
-        SPILL_HEADER_BYTES as u64 + self.blocks_bytes
+        (SPILL_HEADER_BYTES as u64).saturating_add(self.blocks_bytes)
     }
 
     /// Length of the index.
@@ -377,37 +425,154 @@ pub fn id_hash(id: &str) -> u32 {
     })
 }
 
-/// A whole spill file: header, blocks (in id order), index.
+/// What a spill file's header says beside its contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpillSpec {
+    /// The spill's number.
+    pub spill_seq: u64,
+    /// The log its records were derived from.
+    pub log_id: [u8; 16],
+    /// See [`SpillHeader::through_offset`].
+    pub through_offset: u64,
+    /// See [`SpillHeader::replaces_from`].
+    pub replaces_from: u64,
+    /// See [`SpillHeader::level`].
+    pub level: u32,
+    /// See [`SpillHeader::horizons`].
+    pub horizons: RollupOptions,
+}
+
+impl SpillSpec {
+    /// A level-0 spill `spill_seq` that replaces no other (tests, benchmarks).
+    pub fn plain(spill_seq: u64) -> SpillSpec {
+        SpillSpec {
+            spill_seq,
+            replaces_from: spill_seq,
+            horizons: RollupOptions::default(),
+            ..SpillSpec::default()
+        }
+    }
+}
+
+/// The index and header of a spill whose blocks are written one after the other.
+#[derive(Debug, Default)]
+pub struct SpillLayout {
+    index: Vec<IndexEntry>,
+    blocks_bytes: u64,
+    first_day: i64,
+    last_day: i64,
+}
+
+impl SpillLayout {
+    /// No block yet.
+    pub fn new() -> SpillLayout {
+        SpillLayout {
+            first_day: i64::MAX,
+            last_day: i64::MIN,
+            ..SpillLayout::default()
+        }
+    }
+
+    /// Notes meter `id`'s block of `days`, `block_bytes` long, written next.
+    /// Refuses what a reader would refuse: more than [`SPILL_DAYS_PER_BLOCK_MAX`] days,
+    /// [`SPILL_METERS_MAX`] meters, or blocks beyond 4 GiB (offsets are `u32`).
+    pub fn add(
+        &mut self,
+        id: &EntityId,
+        days: &[DayRecord],
+        block_bytes: usize,
+    ) -> Result<(), EncodeError> {
+        if days.len() as u64 > SPILL_DAYS_PER_BLOCK_MAX {
+            return Err(EncodeError::TooManyDays { days: days.len() });
+        }
+        if self.index.len() as u64 >= u64::from(SPILL_METERS_MAX) {
+            return Err(EncodeError::TooManyMeters);
+        }
+        let end = self.blocks_bytes.saturating_add(block_bytes as u64);
+        let (Ok(block_at), Ok(block_bytes), true) = (
+            u32::try_from(self.blocks_bytes),
+            u32::try_from(block_bytes),
+            end <= u64::from(u32::MAX),
+        ) else {
+            return Err(EncodeError::TooLarge);
+        };
+        for record in days {
+            self.first_day = self.first_day.min(record.day);
+            self.last_day = self.last_day.max(record.day);
+        }
+        self.index.push(IndexEntry {
+            id_hash: id_hash(id.as_str()),
+            block_at,
+            block_bytes,
+        });
+        self.blocks_bytes = end;
+        Ok(())
+    }
+
+    /// Length of the blocks so far.
+    pub fn blocks_bytes(&self) -> u64 {
+        self.blocks_bytes
+    }
+
+    /// The header and the index's bytes.
+    pub fn finish(mut self, spec: &SpillSpec) -> (SpillHeader, Vec<u8>) {
+        self.index.sort_unstable_by_key(|e| (e.id_hash, e.block_at));
+        let index_bytes: Vec<u8> = self.index.iter().flat_map(|e| e.encode()).collect();
+        let empty = self.first_day > self.last_day;
+        let header = SpillHeader {
+            spill_seq: spec.spill_seq,
+            blocks_bytes: self.blocks_bytes,
+            meters: u32::try_from(self.index.len()).expect("meters beyond u32"),
+            index_crc: crc32fast::hash(&index_bytes),
+            first_day: if empty { 0 } else { self.first_day },
+            last_day: if empty { -1 } else { self.last_day },
+            log_id: spec.log_id,
+            through_offset: spec.through_offset,
+            replaces_from: spec.replaces_from,
+            level: spec.level,
+            horizons: spec.horizons,
+        };
+        (header, index_bytes)
+    }
+}
+
+/// Why records cannot be written as a spill: a reader would refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// One meter has more day records than a block may hold.
+    #[error("{days} day records for one meter, at most {SPILL_DAYS_PER_BLOCK_MAX}")]
+    TooManyDays {
+        /// How many.
+        days: usize,
+    },
+    /// More meters than a spill may hold.
+    #[error("more than {SPILL_METERS_MAX} meters in one spill")]
+    TooManyMeters,
+    /// The blocks would pass 4 GiB.
+    #[error("spill blocks beyond 4 GiB")]
+    TooLarge,
+}
+
+/// A whole spill file in memory: header, blocks (in the order given), index. For tests and
+/// benchmarks.
+///
+/// # Panics
+/// If the records break a limit of the format ([`EncodeError`]).
 pub fn encode_file<'a>(
-    spill_seq: u64,
+    spec: &SpillSpec,
     meters: impl IntoIterator<Item = (&'a EntityId, &'a [DayRecord])>,
 ) -> Vec<u8> {
     let mut blocks = Vec::new();
-    let mut index = Vec::new();
-    let (mut first_day, mut last_day) = (i64::MAX, i64::MIN);
+    let mut layout = SpillLayout::new();
     for (id, days) in meters {
-        for record in days {
-            first_day = first_day.min(record.day);
-            last_day = last_day.max(record.day);
-        }
         let at = blocks.len();
         encode_block(id, days, &mut blocks);
-        index.push(IndexEntry {
-            id_hash: id_hash(id.as_str()),
-            block_at: u32::try_from(at).expect("spill blocks beyond 4 GiB"),
-            block_bytes: u32::try_from(blocks.len() - at).expect("block beyond 4 GiB"),
-        });
+        layout
+            .add(id, days, blocks.len() - at)
+            .expect("records within the format's limits");
     }
-    index.sort_unstable_by_key(|e| (e.id_hash, e.block_at));
-    let index_bytes: Vec<u8> = index.iter().flat_map(|e| e.encode()).collect();
-    let header = SpillHeader {
-        spill_seq,
-        blocks_bytes: blocks.len() as u64,
-        meters: u32::try_from(index.len()).expect("meters beyond u32"),
-        index_crc: crc32fast::hash(&index_bytes),
-        first_day: if first_day > last_day { 0 } else { first_day },
-        last_day: if first_day > last_day { -1 } else { last_day },
-    };
+    let (header, index_bytes) = layout.finish(spec);
     let mut out = Vec::with_capacity(SPILL_HEADER_BYTES + blocks.len() + index_bytes.len());
     out.extend_from_slice(&header.encode());
     out.extend_from_slice(&blocks);

@@ -1,48 +1,16 @@
-//! From a meter's rings to spill records, and from spill records plus rings back to the
-//! answer the rings alone would give, bit for bit: the two halves of moving sealed days out
-//! of memory without changing any rollup a user can query.
+//! From stored day records plus a meter's current day back to the answer one ring of every
+//! interval would give, bit for bit: how sealed days leave memory without changing any
+//! rollup a user can query.
 //!
-//! A meter's days before a **boundary** day are answered from stored records, its days from
-//! the boundary on from the rings; the rings' horizons ([`MeterRollups::kept_quarters`],
-//! [`MeterRollups::kept_days`]) apply to both, so a stored interval the rings would have
-//! overwritten by now is not answered either. Hours are summed from quarter hours by the
-//! one function the rings use ([`hours_of`]), in the same order, so their floats agree.
-
-use std::collections::BTreeMap;
-use std::ops::Range;
+//! A meter's days before a **boundary** day (its current one) are answered from stored
+//! records, the boundary day from memory; the horizons ([`MeterRollups::kept_quarters`],
+//! [`MeterRollups::kept_days`], counted back from the meter's newest interval) apply to
+//! both, so a stored interval a ring of every interval would have overwritten by now is not
+//! answered either. Hours are summed from quarter hours by the one function memory uses
+//! ([`hours_of`]), in the same order, so their floats agree.
 
 use super::format::{DayRecord, QUARTERS_PER_DAY};
-use crate::engine::rollup::{hours_of, Bucket, MeterRollups, Step, DAY_MS};
-
-/// The meter's intervals of `days` held by its rings, as spill records (oldest first; a
-/// day with no interval has no record).
-pub fn day_records(rollups: &MeterRollups, days: Range<i64>) -> Vec<DayRecord> {
-    let (from_ms, to_ms) = (
-        days.start.saturating_mul(DAY_MS),
-        days.end.saturating_mul(DAY_MS),
-    );
-    let mut by_day: BTreeMap<i64, DayRecord> = BTreeMap::new();
-    let record = |day: i64| DayRecord {
-        day,
-        day_bucket: None,
-        quarters: Vec::new(),
-    };
-    for bucket in rollups.query(Step::Day, from_ms, to_ms) {
-        by_day
-            .entry(bucket.index)
-            .or_insert_with(|| record(bucket.index))
-            .day_bucket = Some(bucket);
-    }
-    for bucket in rollups.query(Step::QuarterHour, from_ms, to_ms) {
-        let day = bucket.index.div_euclid(QUARTERS_PER_DAY as i64);
-        by_day
-            .entry(day)
-            .or_insert_with(|| record(day))
-            .quarters
-            .push(bucket);
-    }
-    by_day.into_values().collect()
-}
+use crate::engine::rollup::{hours_of, Bucket, MeterRollups, Step};
 
 /// The answer to a rollup query of `step` over `from_ms..to_ms` when the meter's days before
 /// `boundary_day` are `stored` (oldest first, as `rollup_store::read_meter` returns them)
@@ -84,7 +52,7 @@ pub fn answer(
 }
 
 /// Stored buckets of `step` (quarter hours or days) before `boundary_day`, within the
-/// rings' horizon and the query, then the rings' answer from `boundary_day` on.
+/// horizon and the query, then memory's answer from `boundary_day` on.
 fn joined(
     stored: impl Iterator<Item = Bucket>,
     rollups: &MeterRollups,
@@ -106,6 +74,10 @@ fn joined(
     let mut out: Vec<Bucket> = stored
         .filter(|b| b.index >= first && b.index <= last && b.index < boundary)
         .collect();
-    out.extend(rollups.query(step, from_ms.max(boundary.saturating_mul(period_ms)), to_ms));
+    out.extend(rollups.query_current_day(
+        step,
+        from_ms.max(boundary.saturating_mul(period_ms)),
+        to_ms,
+    ));
     out
 }

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use super::format::*;
 use super::*;
-use crate::engine::rollup::Bucket;
+use crate::engine::rollup::{Bucket, RollupOptions};
 use crate::wal::io::{Io, IoHook};
 
 fn bucket(index: i64, import_wh: f64, export_wh: f64, powers: &[f32]) -> Bucket {
@@ -29,6 +29,32 @@ fn bucket(index: i64, import_wh: f64, export_wh: f64, powers: &[f32]) -> Bucket 
 
 fn id(s: &str) -> EntityId {
     EntityId::new(s).expect("id")
+}
+
+/// Puts a spill file's bytes in the store directory as spill `seq` (not atomically: tests).
+fn write_spill(data_dir: &Path, seq: u64, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let dir = store_dir(data_dir);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(spill_file_name(seq));
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+/// Every spill of `data_dir`, opened.
+fn open_all(data_dir: &Path) -> Result<Vec<Arc<SpillFile>>, StoreError> {
+    list(data_dir)?
+        .into_iter()
+        .map(|(_, path)| SpillFile::open(&path).map(Arc::new))
+        .collect()
+}
+
+/// [`read_meter`] over every spill of `data_dir`.
+fn read_dir_meter(
+    data_dir: &Path,
+    id: &str,
+    days: std::ops::Range<i64>,
+) -> Result<Vec<DayRecord>, StoreError> {
+    read_meter(&open_all(data_dir)?, id, days)
 }
 
 /// A day of a meter read every 15 minutes (one reading per quarter hour, no export).
@@ -69,10 +95,16 @@ fn header_offsets_are_chained_and_pinned() {
             R_INDEX_CRC_AT,
             R_FIRST_DAY_AT,
             R_LAST_DAY_AT,
+            R_LOG_ID_AT,
+            R_THROUGH_OFFSET_AT,
+            R_REPLACES_FROM_AT,
+            R_LEVEL_AT,
+            R_QUARTER_HOUR_DAYS_AT,
+            R_DAY_DAYS_AT,
             R_CRC_AT,
             SPILL_HEADER_BYTES
         ],
-        [0, 8, 10, 12, 16, 24, 32, 36, 40, 48, 56, 60]
+        [0, 8, 10, 12, 16, 24, 32, 36, 40, 48, 56, 72, 80, 88, 92, 96, 100, 104]
     );
     assert_eq!(BUCKET_ENCODED_BYTES_MAX, 34);
 }
@@ -90,7 +122,10 @@ fn every_bucket_shape_reads_back_bit_for_bit() {
         ],
     };
     let meters = [(id("m-1"), vec![record.clone()]), (id("m-2"), vec![])];
-    let bytes = encode_file(9, meters.iter().map(|(i, d)| (i, d.as_slice())));
+    let bytes = encode_file(
+        &SpillSpec::plain(9),
+        meters.iter().map(|(i, d)| (i, d.as_slice())),
+    );
     let dir = tempfile::tempdir().expect("dir");
     let path = write_spill(dir.path(), 9, &bytes).expect("write");
     let spill = SpillFile::open(&path).expect("open");
@@ -127,11 +162,24 @@ fn the_newest_spill_of_a_meter_day_wins_and_the_range_filters() {
     let mut amended = quarter_hourly_day(11);
     amended.quarters[3] = bucket(11 * 96 + 3, 1.0, 0.0, &[1.0, 2.0]);
     let second = vec![amended.clone()];
-    write_spill(dir.path(), 1, &encode_file(1, [(&m, first.as_slice())])).expect("1");
-    write_spill(dir.path(), 2, &encode_file(2, [(&m, second.as_slice())])).expect("2");
-    let got = read_meter(dir.path(), "m", 0..100).expect("read");
+    write_spill(
+        dir.path(),
+        1,
+        &encode_file(&SpillSpec::plain(1), [(&m, first.as_slice())]),
+    )
+    .expect("1");
+    write_spill(
+        dir.path(),
+        2,
+        &encode_file(&SpillSpec::plain(2), [(&m, second.as_slice())]),
+    )
+    .expect("2");
+    let got = read_dir_meter(dir.path(), "m", 0..100).expect("read");
     assert_eq!(got, vec![quarter_hourly_day(10), amended]);
-    assert_eq!(read_meter(dir.path(), "m", 10..11).expect("read").len(), 1);
+    assert_eq!(
+        read_dir_meter(dir.path(), "m", 10..11).expect("read").len(),
+        1
+    );
 }
 
 /// Every prefix of a valid file, and every single-bit flip in it, is refused with an
@@ -140,7 +188,10 @@ fn the_newest_spill_of_a_meter_day_wins_and_the_range_filters() {
 fn a_torn_or_flipped_spill_is_refused() {
     let m = [id("a"), id("b")];
     let days = [vec![quarter_hourly_day(3)], vec![quarter_hourly_day(4)]];
-    let bytes = encode_file(5, m.iter().zip(&days).map(|(i, d)| (i, d.as_slice())));
+    let bytes = encode_file(
+        &SpillSpec::plain(5),
+        m.iter().zip(&days).map(|(i, d)| (i, d.as_slice())),
+    );
     let dir = tempfile::tempdir().expect("dir");
     let path = write_spill(dir.path(), 5, &bytes).expect("write");
     for len in [
@@ -167,81 +218,211 @@ fn a_torn_or_flipped_spill_is_refused() {
     }
 }
 
-/// A crash at every file-system call of a spill write, then the start-up trim to the
-/// snapshot's covered spill: the store holds exactly the spills the snapshot counts, all
-/// whole — the interrupted spill is gone (replay derives its intervals again) and no
-/// temp file is left.
+const LOG: [u8; 16] = [7; 16];
+
+/// An I/O hook that fails the `crash_at`-th call (counting from 0) and every later one, as
+/// a power cut there would: nothing after it happens.
+fn crash_hook(crash_at: usize) -> IoHook {
+    let calls = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |_| {
+        if calls.fetch_add(1, Ordering::SeqCst) >= crash_at {
+            Err(std::io::Error::other("power cut"))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+fn opened(data_dir: &Path) -> (RollupStore, Opened) {
+    opened_with(data_dir, RollupOptions::default())
+}
+
+fn opened_with(data_dir: &Path, horizons: RollupOptions) -> (RollupStore, Opened) {
+    RollupStore::open(&Io::default(), data_dir, LOG, u64::MAX, horizons).expect("open")
+}
+
+fn only_spill_files_left(data_dir: &Path) -> bool {
+    std::fs::read_dir(store_dir(data_dir))
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .all(|p| p.extension().is_some_and(|e| e == SPILL_EXTENSION) || p.is_dir())
+}
+
+/// A crash at every file-system call of a spill, then a start: the store holds the spills
+/// before it, whole, and either the new one whole (then it covers its events) or not at
+/// all (then it does not, and the image the start rebuilds queues its records again) —
+/// never a temp file, never half a spill.
 #[test]
-fn a_crash_anywhere_in_a_spill_write_is_trimmed_to_the_snapshot() {
+fn a_crash_anywhere_in_a_spill_leaves_the_store_without_it_or_with_it_whole() {
     let m = id("m");
-    let one = [quarter_hourly_day(1)];
-    let two = [quarter_hourly_day(2)];
-    let (mut renamed_any, mut kept_tmp_any) = (false, false);
-    for crash_at in 0..8 {
+    let (one, two) = ([quarter_hourly_day(1)], [quarter_hourly_day(2)]);
+    let (mut with_any, mut without_any) = (false, false);
+    for crash_at in 0..9 {
         let dir = tempfile::tempdir().expect("dir");
-        write_spill(dir.path(), 1, &encode_file(1, [(&m, &one[..])])).expect("1");
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = calls.clone();
-        let hook: IoHook = Arc::new(move |_| {
-            if counted.fetch_add(1, Ordering::SeqCst) == crash_at {
-                Err(std::io::Error::other("power cut"))
-            } else {
-                Ok(())
-            }
-        });
-        let written = write_spill_with(
-            &Io::new(Some(hook)),
-            dir.path(),
-            2,
-            &encode_file(2, [(&m, &two[..])]),
-        );
-        let renamed = list(dir.path()).expect("list").iter().any(|(s, _)| *s == 2);
-        assert!(
-            written.is_err() || renamed,
-            "a finished write leaves its file"
-        );
-        renamed_any |= renamed;
-        kept_tmp_any |= !renamed;
-        // The snapshot that would count spill 2 was never written: it covers spill 1.
-        let trimmed = trim(dir.path(), 1).expect("trim");
-        assert_eq!(trimmed.spills, if renamed { vec![2] } else { vec![] });
-        let left: Vec<u64> = list(dir.path())
-            .expect("list")
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
-        assert_eq!(left, vec![1], "crash at call {crash_at}");
-        assert_eq!(verify(dir.path()).expect("verify"), 1);
-        let names: Vec<_> = std::fs::read_dir(store_dir(dir.path()))
-            .expect("dir")
-            .collect();
+        let (store, _) = opened(dir.path());
+        let io = Io::default();
+        store.spill(&io, 10, [(&m, &one[..])], || {}).expect("1");
+        let mut published = false;
+        let crashing = Io::new(Some(crash_hook(crash_at)));
+        let result = store.spill(&crashing, 20, [(&m, &two[..])], || published = true);
         assert_eq!(
-            names.len(),
-            1,
-            "no temp file left (crash at call {crash_at})"
+            result.is_ok(),
+            published,
+            "published only when whole and named"
         );
-        assert_eq!(
-            read_meter(dir.path(), "m", 0..10).expect("read"),
-            one.to_vec()
-        );
+        drop(store);
+        let (store, start) = opened(dir.path());
+        let covered = store.covered();
+        assert!(covered == 10 || covered == 20, "{crash_at}: {covered}");
+        if published {
+            assert_eq!(covered, 20);
+        }
+        let mut want = one.to_vec();
+        if covered == 20 {
+            want.extend(two.clone());
+        }
+        let got = read_meter(&store.spills(), "m", 0..10).expect("read");
+        assert_eq!(got, want, "crash at call {crash_at}");
+        assert!(only_spill_files_left(dir.path()), "{crash_at}: {start:?}");
+        with_any |= covered == 20;
+        without_any |= covered == 10;
     }
     assert!(
-        renamed_any && kept_tmp_any,
+        with_any && without_any,
         "crashes before and after the rename"
     );
 }
 
+/// A crash at every file-system call of a merge, then a start: either the run of spills
+/// or the merged spill that replaces it (what a crash left of the run is removed at the
+/// start), the same coverage and the same records either way.
 #[test]
-fn a_snapshot_that_covers_a_spill_keeps_it() {
-    let dir = tempfile::tempdir().expect("dir");
+fn a_crash_anywhere_in_a_merge_leaves_the_run_or_the_merged_spill_and_the_same_records() {
     let m = id("m");
-    let one = [quarter_hourly_day(1)];
-    write_spill(dir.path(), 1, &encode_file(1, [(&m, &one[..])])).expect("1");
-    assert_eq!(trim(dir.path(), 1).expect("trim"), Trimmed::default());
-    assert_eq!(trim(dir.path(), 0).expect("trim").spills, vec![1]);
-    assert_eq!(list(dir.path()).expect("list"), vec![]);
+    let options = RollupOptions {
+        quarter_hour_days: 30,
+        day_days: 30,
+    };
+    let days: Vec<[DayRecord; 1]> = (0..SPILLS_PER_MERGE as i64)
+        .map(|d| [quarter_hourly_day(d)])
+        .collect();
+    let (mut merged_any, mut run_any) = (false, false);
+    for crash_at in 0..30 {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, _) = opened_with(dir.path(), options);
+        for (i, day) in days.iter().enumerate() {
+            let through = (i as u64 + 1) * 10;
+            store
+                .spill(&Io::default(), through, [(&m, &day[..])], || {})
+                .expect("spill");
+        }
+        let before = read_meter(&store.spills(), "m", 0..100).expect("read");
+        let result = store.merge(&Io::new(Some(crash_hook(crash_at))));
+        drop(store);
+        let (store, _) = opened_with(dir.path(), options);
+        let spills = store.spills().len();
+        assert!(
+            spills == 1 || spills == SPILLS_PER_MERGE,
+            "{crash_at}: {spills}"
+        );
+        if result.is_ok() {
+            assert_eq!(spills, 1);
+        }
+        assert_eq!(store.covered(), 80);
+        assert_eq!(
+            read_meter(&store.spills(), "m", 0..100).expect("read"),
+            before
+        );
+        assert!(only_spill_files_left(dir.path()));
+        merged_any |= spills == 1;
+        run_any |= spills > 1;
+    }
+    assert!(merged_any && run_any);
 }
 
+/// A merge keeps a meter's quarter hours and days only as far back as its horizons can
+/// still ask for them, counted from its newest stored day.
+#[test]
+fn a_merge_leaves_out_what_no_horizon_can_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let options = RollupOptions {
+        quarter_hour_days: 2,
+        day_days: 5,
+    };
+    let (store, _) = opened_with(dir.path(), options);
+    let m = id("m");
+    for d in 0..SPILLS_PER_MERGE as i64 {
+        let day = [quarter_hourly_day(d)];
+        store
+            .spill(&Io::default(), d as u64 + 1, [(&m, &day[..])], || {})
+            .expect("spill");
+    }
+    assert_eq!(store.merge(&Io::default()).expect("merge"), 1);
+    let got = read_meter(&store.spills(), "m", 0..100).expect("read");
+    // Newest stored day 7: days from 3, quarter hours from 7 × 96 − 192 + 1 (day 5's second).
+    assert_eq!(
+        got.iter().map(|r| r.day).collect::<Vec<_>>(),
+        [3, 4, 5, 6, 7]
+    );
+    assert!(got.iter().all(|r| r.day_bucket.is_some()));
+    let quarters: Vec<usize> = got.iter().map(|r| r.quarters.len()).collect();
+    assert_eq!(quarters, [0, 0, 95, 96, 96]);
+}
+
+/// A spill whose header is damaged, or that belongs to another log, is set aside at the
+/// start with every newer spill (the store must cover a prefix of the log), and the
+/// coverage falls back to the spills before it. So are spills covering events past the
+/// log's end (a quarantine cut), and a store made under other horizons.
+#[test]
+fn a_damaged_spill_and_every_newer_one_are_set_aside_and_the_coverage_falls_back() {
+    let m = id("m");
+    let reopen = |dir: &Path, log_end, horizons| {
+        RollupStore::open(&Io::default(), dir, LOG, log_end, horizons).expect("open")
+    };
+    for damage in ["flip", "other log", "log cut", "other horizons"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, _) = opened(dir.path());
+        for d in 1..=3 {
+            let day = [quarter_hourly_day(d)];
+            store
+                .spill(&Io::default(), d as u64 * 10, [(&m, &day[..])], || {})
+                .expect("spill");
+        }
+        let second = store_dir(dir.path()).join(spill_file_name(2));
+        let mut bytes = std::fs::read(&second).expect("read");
+        match damage {
+            "flip" => bytes[R_SPILL_SEQ_AT] ^= 1,
+            "other log" => {
+                bytes[R_LOG_ID_AT] ^= 1;
+                let crc = crc32fast::hash(&bytes[..R_CRC_AT]);
+                bytes[R_CRC_AT..R_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+            }
+            _ => {}
+        }
+        std::fs::write(&second, &bytes).expect("damage");
+        let (store, start) = match damage {
+            // The log now ends at 15: spills 2 (through 20) and 3 (30) run past it.
+            "log cut" => reopen(dir.path(), 15, RollupOptions::default()),
+            "other horizons" => {
+                let other = RollupOptions {
+                    quarter_hour_days: 3,
+                    day_days: 30,
+                };
+                let (store, start) = reopen(dir.path(), u64::MAX, other);
+                assert_eq!((store.covered(), start.set_aside.len()), (0, 3));
+                continue;
+            }
+            _ => opened(dir.path()),
+        };
+        assert_eq!(store.covered(), 10, "{damage}");
+        assert_eq!(start.set_aside.len(), 2, "{damage}: {start:?}");
+        assert!(start.set_aside.iter().all(|(p, _)| p.exists()));
+        assert_eq!(
+            read_meter(&store.spills(), "m", 0..10).expect("read"),
+            vec![quarter_hourly_day(1)]
+        );
+    }
+}
 fn arb_bucket(index: i64) -> impl Strategy<Value = Bucket> {
     (
         prop_oneof![Just(0.0f64), Just(-0.0f64), -1e12f64..1e12],
@@ -336,19 +517,29 @@ fn a_read_opens_only_the_spills_of_its_range() {
     let dir = tempfile::tempdir().expect("dir");
     let m = id("m");
     let (old, new) = ([quarter_hourly_day(3)], [quarter_hourly_day(50)]);
-    let path = write_spill(dir.path(), 1, &encode_file(1, [(&m, &old[..])])).expect("1");
-    write_spill(dir.path(), 2, &encode_file(2, [(&m, &new[..])])).expect("2");
+    let path = write_spill(
+        dir.path(),
+        1,
+        &encode_file(&SpillSpec::plain(1), [(&m, &old[..])]),
+    )
+    .expect("1");
+    write_spill(
+        dir.path(),
+        2,
+        &encode_file(&SpillSpec::plain(2), [(&m, &new[..])]),
+    )
+    .expect("2");
     let mut bytes = std::fs::read(&path).expect("read");
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&path, &bytes).expect("damage the index");
     assert_eq!(
-        read_meter(dir.path(), "m", 40..60).expect("read"),
+        read_dir_meter(dir.path(), "m", 40..60).expect("read"),
         new.to_vec()
     );
-    let err = read_meter(dir.path(), "m", 0..10).expect_err("damaged index");
+    let err = read_dir_meter(dir.path(), "m", 0..10).expect_err("damaged index");
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-    let empty = encode_file(3, std::iter::empty());
+    let empty = encode_file(&SpillSpec::plain(3), std::iter::empty());
     let header = SpillHeader::decode(&empty[..SPILL_HEADER_BYTES], empty.len() as u64);
     assert_eq!(header.map(|h| (h.first_day, h.last_day)), Ok((0, -1)));
 }
@@ -372,7 +563,10 @@ fn every_meter_is_found_by_the_search_even_when_hashes_collide() {
     let days: Vec<Vec<DayRecord>> = (0..ids.len() as i64)
         .map(|i| vec![quarter_hourly_day(1000 + i)])
         .collect();
-    let bytes = encode_file(1, ids.iter().zip(&days).map(|(i, d)| (i, d.as_slice())));
+    let bytes = encode_file(
+        &SpillSpec::plain(1),
+        ids.iter().zip(&days).map(|(i, d)| (i, d.as_slice())),
+    );
     let dir = tempfile::tempdir().expect("dir");
     let path = write_spill(dir.path(), 1, &bytes).expect("write");
     let spill = SpillFile::open(&path).expect("open");
@@ -400,40 +594,52 @@ fn arb_readings() -> impl Strategy<Value = Vec<(i64, f64, f64)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Spilling the days before any boundary (through the encoder and decoder), then going
-    /// on with readings from the boundary on, and answering from the spill plus the rings
-    /// gives the rings' own answer bit for bit, for every step, whole and windowed, the
-    /// horizons (2 days of quarter hours, 5 of days) included: what the rings have since
-    /// overwritten is not answered from the spill either.
+    /// A meter's current day in memory, its sealed days and amendments queued, spilled
+    /// every few readings (through the encoder, the files and the decoder), merged as spills
+    /// accumulate, answer bit for bit as one ring of every interval (format 4's rollups,
+    /// `MeterRollupsV4`) does — every step, whole and windowed, the horizons (2 days of
+    /// quarter hours, 5 of days) included.
     #[test]
-    fn stored_days_plus_the_rings_answer_as_the_rings_alone(
+    fn sealed_days_stored_and_queued_answer_as_one_ring_of_every_interval(
         readings in arb_readings(),
-        later in arb_readings(),
-        boundary_offset in -1i64..12,
+        spill_every in 1usize..40,
         window in (0i64..10 * 96, 1i64..4 * 96),
     ) {
-        use crate::engine::rollup::{MeterRollups, RollupOptions, Step, DAY_MS, QUARTER_HOUR_MS};
+        use crate::engine::rollup::v4::MeterRollupsV4;
+        use crate::engine::rollup::{MeterRollups, Step, DAY_MS, QUARTER_HOUR_MS};
+        use crate::engine::sealed::{overlay, spill_records, SealedQueue};
         let options = RollupOptions { quarter_hour_days: 2, day_days: 5 };
-        let mut rollups = MeterRollups::new(&options);
-        let day0 = 20_000i64;
-        let boundary = day0 + boundary_offset;
-        let add = |rollups: &mut MeterRollups, &(minute, import_wh, power_w): &(i64, f64, f64)| {
-            rollups.add(day0 * DAY_MS + minute * 60_000, import_wh, 0.0, power_w);
-        };
-        for reading in &readings {
-            add(&mut rollups, reading);
+        let (mut reference, mut rollups) = (MeterRollupsV4::new(&options), MeterRollups::new(&options));
+        let mut queue = SealedQueue::default();
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, _) = opened_with(dir.path(), options);
+        let (m, io, day0) = (id("m"), Io::default(), 20_000i64);
+        for (i, &(minute, import_wh, power_w)) in readings.iter().enumerate() {
+            let time_ms = day0 * DAY_MS + minute * 60_000;
+            reference.add(time_ms, import_wh, 0.0, power_w);
+            let offset = i as u64 + 1;
+            queue.push(offset, &m, rollups.add(time_ms, import_wh, 0.0, power_w));
+            if (offset as usize).is_multiple_of(spill_every) {
+                let spills = store.spills();
+                let records = spill_records(&queue.entries(), |meter, day| {
+                    Ok::<_, StoreError>(read_meter(&spills, meter.as_str(), day..day + 1)?.pop())
+                }).expect("records");
+                let meters = records.iter().map(|(id, days)| (id, days.as_slice()));
+                store.spill(&io, offset + 1, meters, || queue.stored_below(offset + 1)).expect("spill");
+                store.merge(&io).expect("merge");
+            }
         }
-        let records = merge::day_records(&rollups, i64::MIN..boundary);
-        let mut block = Vec::new();
-        encode_block(&id("m"), &records, &mut block);
-        let (_, stored) = decode_block(&block).expect("decode");
-        // After the spill, readings of the days kept in memory, up to ten days later.
-        for &(minute, import_wh, power_w) in &later {
-            let minute = (boundary - day0).max(0) * 24 * 60 + minute;
-            add(&mut rollups, &(minute, import_wh, power_w));
-        }
+        let current_day = rollups.current_day().expect("a reading");
+        let mut stored: std::collections::BTreeMap<i64, DayRecord> =
+            read_meter(&store.spills(), "m", i64::MIN / 2..current_day)
+                .expect("read")
+                .into_iter()
+                .map(|r| (r.day, r))
+                .collect();
+        overlay(&mut stored, queue.of_meter("m").iter().map(|e| &**e));
+        let stored: Vec<DayRecord> = stored.into_values().collect();
         let (from, len) = window;
         let windowed = (
             day0 * DAY_MS + from * QUARTER_HOUR_MS + 60_000,
@@ -441,8 +647,8 @@ proptest! {
         );
         for step in [Step::QuarterHour, Step::Hour, Step::Day] {
             for (from_ms, to_ms) in [(i64::MIN / 2, i64::MAX / 2), windowed] {
-                let want: Vec<_> = rollups.query(step, from_ms, to_ms).iter().map(Bucket::bits).collect();
-                let got: Vec<_> = merge::answer(&stored, &rollups, boundary, step, from_ms, to_ms)
+                let want: Vec<_> = reference.query(step, from_ms, to_ms).iter().map(Bucket::bits).collect();
+                let got: Vec<_> = merge::answer(&stored, &rollups, current_day, step, from_ms, to_ms)
                     .iter()
                     .map(Bucket::bits)
                     .collect();
@@ -450,51 +656,4 @@ proptest! {
             }
         }
     }
-}
-
-/// A spill is durable when `write_spill` returns, which is what lets a snapshot count it:
-/// its bytes are synced before the rename that names it, and the directory after. And a
-/// power cut that loses the rename (the directory not yet synced) leaves only a temp file,
-/// which the start-up trim removes like any other.
-#[test]
-fn a_spill_is_synced_before_it_is_named_and_named_durably_before_it_counts() {
-    use crate::wal::io::IoOp;
-    let dir = tempfile::tempdir().expect("dir");
-    let m = id("m");
-    let one = [quarter_hourly_day(1)];
-    write_spill(dir.path(), 1, &encode_file(1, [(&m, &one[..])])).expect("1");
-    let ops = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = ops.clone();
-    let hook: IoHook = Arc::new(move |op: &IoOp<'_>| {
-        let name = match op {
-            IoOp::Create { .. } => "create",
-            IoOp::Write { .. } => "write",
-            IoOp::SyncData { .. } => "sync_data",
-            IoOp::Rename { .. } => "rename",
-            IoOp::SyncDir { .. } => "sync_dir",
-            _ => "other",
-        };
-        seen.lock().expect("ops").push(name);
-        Ok(())
-    });
-    let two = [quarter_hourly_day(2)];
-    let path = write_spill_with(
-        &Io::new(Some(hook)),
-        dir.path(),
-        2,
-        &encode_file(2, [(&m, &two[..])]),
-    )
-    .expect("2");
-    assert_eq!(
-        *ops.lock().expect("ops"),
-        ["create", "write", "sync_data", "rename", "sync_dir"]
-    );
-    // The cut undoes the rename (never synced in the directory): a whole temp file is left.
-    std::fs::rename(&path, path.with_extension("rlp.tmp")).expect("undo the rename");
-    let trimmed = trim(dir.path(), 1).expect("trim");
-    assert_eq!((trimmed.spills.len(), trimmed.temp_files), (0, 1));
-    assert_eq!(
-        read_meter(dir.path(), "m", 0..10).expect("read"),
-        one.to_vec()
-    );
 }
