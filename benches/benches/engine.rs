@@ -437,11 +437,11 @@ fn section_memory(ctx: &Ctx) {
     let rollup_measured = (rss_full.saturating_sub(rss_one)) as f64 / meters as f64;
     println!("## Engine (issue 3): memory\n");
     println!(
-        "{meters} meters, rollups {} days of 15-min + {} days of daily buckets ({} B/bucket, allocated in chunks of {}): rollup bound `RollupOptions::bytes_per_meter` = {:.0} B/meter, reached when both rings are full. RSS from `/proc/self/status` VmRSS (process before open {:.1} MiB, after open {:.1} MiB).\n",
+        "{meters} meters, rollups {} days of 15-min + {} days of daily buckets (in memory: the current block of {} quarter hours, {} B a slot): rollup bound `RollupOptions::bytes_per_meter` = {:.0} B/meter, reached when a block's quarter hours have closed. RSS from `/proc/self/status` VmRSS (process before open {:.1} MiB, after open {:.1} MiB).\n",
         rollups.quarter_hour_days,
         rollups.day_days,
-        gridlog_firmware::engine::rollup::BUCKET_BYTES,
-        gridlog_firmware::engine::rollup::CHUNK_SLOTS,
+        gridlog_firmware::engine::rollup::BLOCK_QUARTERS,
+        gridlog_firmware::engine::rollup::SLOT_BYTES,
         rollup,
         rss0 as f64 / 1048576.0,
         rss_open as f64 / 1048576.0

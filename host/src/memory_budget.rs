@@ -1,6 +1,6 @@
 //! Does the engine fit this machine at its configured limits? At start-up `serve` compares
-//! the most the image can grow to — `engine.entities_max` meters, each with a whole UTC
-//! day of quarter hours in memory, and a full queue of sealed days for the rollup store —
+//! the most the image can grow to — `engine.entities_max` meters, each with a whole block
+//! (8 hours) of quarter hours in memory, and a full queue of sealed days for the rollup store —
 //! with the memory the process may use (the cgroup's `memory.max`, as a systemd
 //! `MemoryMax=` sets it, or else the machine's `MemTotal`), and warns, with the numbers and
 //! the setting that lowers them, when a gateway could run out of memory as meters are added
@@ -138,17 +138,17 @@ mod tests {
         let spill = 4 * MIB;
         assert_eq!(check(20_000, &defaults, spill, 512 * MIB), None);
         let budget = check(20_000, &defaults, spill, 128 * MIB).expect("over on 128 MiB");
-        // 48 MiB + 4 MiB + 20,000 × (3,112 + 4,096) B.
-        assert_eq!(budget.worst_case_bytes, 52 * MIB + 20_000 * 7_208);
-        // (96 MiB − 52 MiB) / 7,208 B.
-        assert_eq!(budget.entities_that_fit, (96 * MIB - 52 * MIB) / 7_208);
+        // 48 MiB + 4 MiB + 20,000 × (1,040 + 4,096) B.
+        assert_eq!(budget.worst_case_bytes, 52 * MIB + 20_000 * 5_136);
+        // (96 MiB − 52 MiB) / 5,136 B.
+        assert_eq!(budget.entities_that_fit, (96 * MIB - 52 * MIB) / 5_136);
         let fits = budget.entities_that_fit as usize;
         assert!(check(fits, &defaults, spill, 128 * MIB).is_none());
         assert!(check(fits + 1, &defaults, spill, 128 * MIB).is_some());
         let text = warning(&budget, 20_000);
         for part in [
             "engine.entities_max",
-            "6400 or fewer",
+            "8983 or fewer",
             "128 MiB",
             "rollup_spill_bytes",
         ] {

@@ -4,16 +4,18 @@
 //! [`RollupOptions::quarter_hour_days`], and daily buckets, answered for
 //! [`RollupOptions::day_days`]. Hourly rollups are summed from the quarter hours when asked.
 //!
-//! **Only the meter's current UTC day is in memory** ([`MeterRollups`]): the day of its
-//! newest reading in time, its day bucket and its quarter hours, at most
-//! [`RollupOptions::bytes_per_meter`] (3 KiB of slots). The first reading of a newer day
-//! **seals** the current one: [`MeterRollups::add`] hands it out whole as a [`DayRecord`],
-//! and the image queues it for the rollup store (`rollup_store`), which answers for it from
-//! then on. A late reading into a sealed day cannot change memory that is gone: `add` hands
-//! it out as an [`Amendment`], which the store applies to the stored day with the same
-//! booking steps ([`Amendment::apply`]), so every answer is bit for bit what one ring of
-//! every interval would give. Which day is sealed depends on the readings only, never on
-//! the wall clock or on when the store wrote: a replay seals the same days.
+//! **Memory holds a meter's current UTC day's bucket and its current block's quarter
+//! hours** ([`MeterRollups`]; a block is [`BLOCK_QUARTERS`] quarter hours, 8 hours, a third
+//! of a day): at most [`RollupOptions::bytes_per_meter`] (1 KiB of slots), whatever the
+//! horizons. The first reading of a newer block hands the current block's quarter hours
+//! out, as a [`DayRecord`] without a day bucket, and the first of a newer day also hands
+//! out the day's bucket (`Sealing::Sealed`): the image queues them for the rollup store
+//! (`rollup_store`), which merges them into the day's record and answers for them from
+//! then on. A late reading into what has left memory cannot change it: `add` hands it out
+//! as an [`Amendment`], which the store applies with the same booking steps
+//! ([`Amendment::apply`]), so every answer is bit for bit what one ring of every interval
+//! would give. What leaves memory when depends only on the readings, never on the wall
+//! clock or on when the store wrote: a replay hands out the same parts.
 //!
 //! Energy of a reading is the delta of its registers to the previous reading **in time**,
 //! booked into the bucket of the reading's time. A late reading (older than the newest) adds
@@ -40,16 +42,17 @@ pub const BUCKET_BYTES: usize = std::mem::size_of::<Bucket>();
 /// Size of one quarter-hour slot of the current day in memory: a bucket without its
 /// interval number (the slot's position implies it).
 pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
-/// Slots per chunk: a meter's current day takes memory a chunk at a time as its quarter
-/// hours close, so a meter that reported for an hour holds one chunk, not a day.
-pub const CHUNK_SLOTS: usize = 32;
-/// Chunks of a day: 96 quarter hours.
-pub const DAY_CHUNKS: usize = QUARTERS_PER_DAY / CHUNK_SLOTS;
+/// Quarter hours of a **block**: 8 hours, aligned to the UTC day (a day is 3 blocks). A
+/// meter's memory holds the quarter hours of its current block only; a newer block hands
+/// the earlier one out to the rollup store.
+pub const BLOCK_QUARTERS: usize = 32;
+/// Blocks of a day.
+pub const DAY_BLOCKS: usize = QUARTERS_PER_DAY / BLOCK_QUARTERS;
 /// Most days of either horizon (10 years): bounds what a snapshot or a config can ask for.
 pub const ROLLUP_DAYS_MAX: u32 = 3_660;
 
 const _: () = assert!(BUCKET_BYTES == 40 && SLOT_BYTES == 32);
-const _: () = assert!(DAY_CHUNKS * CHUNK_SLOTS == QUARTERS_PER_DAY);
+const _: () = assert!(DAY_BLOCKS * BLOCK_QUARTERS == QUARTERS_PER_DAY);
 
 /// How long rollups are answered. Every field has a documented default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -71,12 +74,11 @@ impl Default for RollupOptions {
 
 impl RollupOptions {
     /// Most bytes of rollup slots a meter holds in memory, whatever the horizons: the
-    /// current day's quarter hours in [`DAY_CHUNKS`] chunks, and their pointers. Older days
-    /// are in the rollup store (and, until it has written them, queued in the image,
-    /// bounded by `StorageOptions::rollup_spill_bytes`).
+    /// current block's quarter hours ([`BLOCK_QUARTERS`] slots behind an `Arc`). The rest of
+    /// its history is in the rollup store (and, until it has written it, queued in the
+    /// image, bounded by `StorageOptions::rollup_spill_bytes`).
     pub fn bytes_per_meter(&self) -> usize {
-        DAY_CHUNKS * (CHUNK_SLOTS * SLOT_BYTES + std::mem::size_of::<usize>())
-            + 2 * std::mem::size_of::<usize>()
+        BLOCK_QUARTERS * SLOT_BYTES + 2 * std::mem::size_of::<usize>()
     }
 
     /// Quarter hours answered back from a meter's newest.
@@ -365,7 +367,9 @@ impl Amendment {
 pub enum Sealing {
     /// Nothing: the reading is in memory.
     Nothing,
-    /// The reading opened a newer day: the previous one, whole.
+    /// The reading opened a newer block: the quarter hours of the current one, and (if it
+    /// opened a newer day) the day's bucket, to be merged into the day's record — a day
+    /// leaves memory in up to three parts.
     Sealed(DayRecord),
     /// The reading belongs to a sealed day.
     Amended(Amendment),
@@ -374,8 +378,7 @@ pub enum Sealing {
 /// A quarter hour of the current day: a bucket's fields without its interval number, all
 /// zero when the slot holds nothing (a booked bucket counts at least one reading).
 type Slot = [u64; 4];
-type Chunk = [Slot; CHUNK_SLOTS];
-type DaySlots = [Option<Box<Chunk>>; DAY_CHUNKS];
+type BlockSlots = [Slot; BLOCK_QUARTERS];
 
 fn pack(b: &Bucket) -> Slot {
     [
@@ -398,13 +401,14 @@ fn unpack(w: &Slot, index: i64) -> Option<Bucket> {
     })
 }
 
-/// A meter's rollups in memory: its current UTC day (see the module docs).
+/// A meter's rollups in memory: its current UTC day's bucket and its current block's
+/// quarter hours (see the module docs).
 ///
 /// The newest quarter hour and the day's bucket are inline (nearly every reading lands in
-/// them, with no miss in cache or TLB); the day's other quarter hours are slots in chunks
-/// allocated as they close, behind an `Arc`: a snapshot's copy of the entity shares them,
-/// and they are copied only if a shared day is written (once a quarter hour, not per
-/// reading). Sealing a day gives them up without a copy.
+/// them, with no miss in cache or TLB); the block's other quarter hours are slots allocated
+/// when the first closes, behind an `Arc`: a snapshot's copy of the entity shares them, and
+/// they are copied only if a shared block is written (once a quarter hour, not per
+/// reading). Handing a block out gives them up without a copy.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(try_from = "MeterRollupsWire")]
 pub struct MeterRollups {
@@ -420,8 +424,8 @@ pub struct MeterRollups {
     quarter: Bucket,
     /// The current day's bucket (the newest quarter hour's day).
     day: Bucket,
-    /// The current day's other quarter hours, by position in the day.
-    slots: Option<Arc<DaySlots>>,
+    /// The current block's other quarter hours, by position in the block.
+    slots: Option<Arc<BlockSlots>>,
 }
 
 /// Rollups as snapshots store them (format 5).
@@ -432,7 +436,7 @@ struct MeterRollupsWire {
     newest: i64,
     quarter: Bucket,
     day: Bucket,
-    /// The current day's quarter hours before the newest, oldest first.
+    /// The current block's quarter hours before the newest, oldest first.
     earlier: Vec<Bucket>,
 }
 
@@ -517,7 +521,7 @@ impl TryFrom<MeterRollupsWire> for MeterRollups {
         rollups.set_newest(newest);
         rollups.quarter = wire.quarter;
         rollups.day = wire.day;
-        let mut previous = day * QUARTERS_PER_DAY as i64 - 1;
+        let mut previous = block_start(newest) - 1;
         for bucket in wire.earlier {
             if bucket.index <= previous || bucket.index >= newest || bucket.count == 0 {
                 return Err(bad(bucket.index));
@@ -527,6 +531,11 @@ impl TryFrom<MeterRollupsWire> for MeterRollups {
         }
         Ok(rollups)
     }
+}
+
+/// The first quarter hour of `q`'s block.
+fn block_start(q: i64) -> i64 {
+    q.div_euclid(BLOCK_QUARTERS as i64) * BLOCK_QUARTERS as i64
 }
 
 impl MeterRollups {
@@ -548,27 +557,32 @@ impl MeterRollups {
         self.newest_start_ms = quarter.saturating_mul(QUARTER_HOUR_MS);
     }
 
-    /// The slot of quarter hour `q` of the current day, to write: its chunk allocated if it
-    /// was not, the slots copied if a snapshot shares them.
+    /// The slot of quarter hour `q` of the current block, to write: allocated if it was
+    /// not, copied if a snapshot shares it.
     fn slot_mut(&mut self, q: i64) -> &mut Slot {
-        let pos = q.rem_euclid(QUARTERS_PER_DAY as i64) as usize;
-        let slots = self.slots.get_or_insert_with(Default::default);
-        let chunk = Arc::make_mut(slots)[pos / CHUNK_SLOTS]
-            .get_or_insert_with(|| Box::new([[0; 4]; CHUNK_SLOTS]));
-        &mut chunk[pos % CHUNK_SLOTS]
+        let pos = q.rem_euclid(BLOCK_QUARTERS as i64) as usize;
+        let slots = self
+            .slots
+            .get_or_insert_with(|| Arc::new([[0; 4]; BLOCK_QUARTERS]));
+        &mut Arc::make_mut(slots)[pos]
     }
 
-    /// The current day's quarter hours before the newest, oldest first.
+    /// The current block's quarter hours before the newest, oldest first.
     fn earlier(&self) -> impl Iterator<Item = Bucket> + '_ {
-        let first = self.day.index.saturating_mul(QUARTERS_PER_DAY as i64);
+        let first = self.first_in_memory();
         let slots = self.slots.as_deref();
-        (0..QUARTERS_PER_DAY).filter_map(move |pos| {
+        (0..BLOCK_QUARTERS).filter_map(move |pos| {
             let q = first + pos as i64;
-            let chunk = slots?[pos / CHUNK_SLOTS].as_ref()?;
             (q != self.newest)
-                .then(|| unpack(&chunk[pos % CHUNK_SLOTS], q))
+                .then(|| unpack(&slots?[pos], q))
                 .flatten()
         })
+    }
+
+    /// The first quarter hour memory answers for: the current block's (before it, the
+    /// rollup store and the queue do).
+    pub fn first_in_memory(&self) -> i64 {
+        block_start(self.newest)
     }
 
     /// Books a reading (its energy delta may be zero) and says what it left for the rollup
@@ -593,9 +607,10 @@ impl MeterRollups {
         let day = q.div_euclid(QUARTERS_PER_DAY as i64);
         let mut sealing = Sealing::Nothing;
         if self.newest == i64::MIN || q > self.newest {
-            // A new newest quarter hour: the old one goes to its slot, or its whole day is sealed.
-            if self.newest != i64::MIN && day > self.day.index {
-                sealing = Sealing::Sealed(self.seal());
+            // A new newest quarter hour: the old one goes to its slot, or its block (with the
+            // day's bucket, if the day is over) is handed out.
+            if self.newest != i64::MIN && block_start(q) > block_start(self.newest) {
+                sealing = Sealing::Sealed(self.seal(day > self.day.index));
             } else if self.newest != i64::MIN {
                 let (newest, head) = (self.newest, pack(&self.quarter));
                 *self.slot_mut(newest) = head;
@@ -612,14 +627,26 @@ impl MeterRollups {
         // A late reading. The quarter hour only within the horizon, as a ring of it would.
         let in_quarters = q > self.newest.saturating_sub(self.quarter_horizon);
         if day == self.day.index {
-            if in_quarters {
+            book(&mut self.day);
+            if !in_quarters {
+                return Sealing::Nothing;
+            }
+            if q >= self.first_in_memory() {
                 let slot = self.slot_mut(q);
                 let mut bucket = unpack(slot, q).unwrap_or(Bucket::empty(q));
                 book(&mut bucket);
                 *slot = pack(&bucket);
+                return Sealing::Nothing;
             }
-            book(&mut self.day);
-            return Sealing::Nothing;
+            // An earlier block of today: its quarter hour is the store's, the day is here.
+            return Sealing::Amended(Amendment {
+                time_ms,
+                import_delta_wh,
+                export_delta_wh,
+                power_w,
+                quarter: true,
+                day: false,
+            });
         }
         let in_days = day > self.day.index.saturating_sub(self.day_horizon);
         if !in_quarters && !in_days {
@@ -635,16 +662,17 @@ impl MeterRollups {
         })
     }
 
-    /// The current day, whole, leaving memory empty of it.
-    fn seal(&mut self) -> DayRecord {
-        let mut quarters = Vec::with_capacity(QUARTERS_PER_DAY);
+    /// The current block's quarter hours (and, with `day_over`, the day's bucket), leaving
+    /// memory empty of them.
+    fn seal(&mut self, day_over: bool) -> DayRecord {
+        let mut quarters = Vec::with_capacity(BLOCK_QUARTERS);
         quarters.extend(self.earlier());
         quarters.push(self.quarter);
         quarters.shrink_to_fit();
         self.slots = None;
         DayRecord {
             day: self.day.index,
-            day_bucket: Some(self.day),
+            day_bucket: day_over.then_some(self.day),
             quarters,
         }
     }
@@ -654,9 +682,9 @@ impl MeterRollups {
         (self.newest != i64::MIN).then_some(self.day.index)
     }
 
-    /// Buckets of `step` of the current day whose interval starts in `from_ms..to_ms`
-    /// and is within the horizon, oldest first. Older days are in the rollup store
-    /// (`Engine::rollups` answers for all of them).
+    /// Buckets of `step` in memory (the current day's bucket, the current block's quarter
+    /// hours) whose interval starts in `from_ms..to_ms` and is within the horizon, oldest
+    /// first. The rest is in the rollup store (`Engine::rollups` answers for all of it).
     pub fn query_current_day(&self, step: Step, from_ms: i64, to_ms: i64) -> Vec<Bucket> {
         if self.newest == i64::MIN || from_ms >= to_ms {
             return Vec::new();
@@ -747,7 +775,7 @@ mod tests {
     const T0: i64 = 1_700_000_000_000 / DAY_MS * DAY_MS;
 
     fn chunks(r: &MeterRollups) -> usize {
-        r.slots.as_ref().map_or(0, |s| s.iter().flatten().count())
+        usize::from(r.slots.is_some())
     }
 
     #[test]
@@ -843,33 +871,40 @@ mod tests {
     }
 
     #[test]
-    fn a_day_takes_memory_a_chunk_at_a_time_up_to_the_bound() {
+    fn memory_holds_one_block_and_a_day_leaves_it_in_three_parts() {
         let options = RollupOptions::default();
         let bound = if cfg!(target_pointer_width = "64") {
-            3_112
+            1_040
         } else {
-            3_092
+            1_032
         };
         assert_eq!(options.bytes_per_meter(), bound);
         let mut r = MeterRollups::new(&options);
-        for q in 0..QUARTERS_PER_DAY as i64 {
-            r.add(T0 + q * QUARTER_HOUR_MS, 1.0, 0.0, 10.0);
+        let mut parts = Vec::new();
+        for q in 0..(QUARTERS_PER_DAY as i64 + 1) {
+            if let Sealing::Sealed(part) = r.add(T0 + q * QUARTER_HOUR_MS, 1.0, 0.0, 10.0) {
+                parts.push(part);
+            }
+            assert!(chunks(&r) <= 1);
         }
-        assert_eq!(chunks(&r), DAY_CHUNKS);
+        // Quarter hours 0..32 and 32..64 when the next block began; 64..96 with the day's
+        // bucket when the next day did.
+        let shape: Vec<(usize, Option<u32>)> = parts
+            .iter()
+            .map(|p| (p.quarters.len(), p.day_bucket.map(|b| b.count)))
+            .collect();
+        assert_eq!(shape, [(32, None), (32, None), (32, Some(96))]);
+        assert!(parts.iter().all(DayRecord::is_well_formed));
+        // A late reading into an earlier block of today: the quarter hour is the store's,
+        // the day's bucket is in memory.
+        r.add(T0 + DAY_MS + 40 * QUARTER_HOUR_MS, 1.0, 0.0, 10.0);
+        let Sealing::Amended(a) = r.add(T0 + DAY_MS + 60_000, 0.0, 0.0, 5.0) else {
+            panic!("an amendment of the earlier block");
+        };
+        assert!(a.quarter && !a.day);
         assert_eq!(
-            r.query_current_day(Step::QuarterHour, T0, T0 + DAY_MS)
-                .len(),
-            96
-        );
-        // Ten more days: never more than a day in memory.
-        for q in 96..96 * 11 {
-            r.add(T0 + q * QUARTER_HOUR_MS, 1.0, 0.0, 10.0);
-            assert!(chunks(&r) <= DAY_CHUNKS);
-        }
-        assert_eq!(
-            r.query_current_day(Step::QuarterHour, T0, T0 + 11 * DAY_MS)
-                .len(),
-            96
+            r.query_current_day(Step::Day, T0, T0 + 2 * DAY_MS)[0].count,
+            3
         );
     }
 

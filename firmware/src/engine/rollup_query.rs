@@ -43,6 +43,7 @@ impl Engine {
                 return Ok(Some(Vec::new()));
             };
             let days = stored_days_asked(&rollups, current_day, from_ms, to_ms);
+            // (The current day's earlier blocks are stored too.)
             let mut stored: BTreeMap<i64, _> = rollup_store::read_meter(spills, id, days)?
                 .into_iter()
                 .map(|record| (record.day, record))
@@ -50,19 +51,14 @@ impl Engine {
             overlay(&mut stored, queued.iter().map(|e| &**e));
             let stored: Vec<_> = stored.into_values().collect();
             Ok(Some(rollup_store::merge::answer(
-                &stored,
-                &rollups,
-                current_day,
-                step,
-                from_ms,
-                to_ms,
+                &stored, &rollups, step, from_ms, to_ms,
             )))
         })
     }
 }
 
-/// The days before `current_day` a query of `from_ms..to_ms` may answer from stored
-/// records: within the query and within either horizon.
+/// The days up to `current_day` (its earlier blocks are stored) a query of `from_ms..to_ms`
+/// may answer from stored records: within the query and within either horizon.
 fn stored_days_asked(
     rollups: &MeterRollups,
     current_day: i64,
@@ -76,6 +72,6 @@ fn stored_days_asked(
             .div_euclid(QUARTERS_PER_DAY as i64),
     );
     let first = from_ms.div_euclid(DAY_MS).max(oldest_kept);
-    let end = (to_ms.saturating_sub(1).div_euclid(DAY_MS) + 1).min(current_day);
+    let end = (to_ms.saturating_sub(1).div_euclid(DAY_MS) + 1).min(current_day + 1);
     first..end.max(first)
 }

@@ -149,30 +149,45 @@ impl SealedQueue {
 }
 
 /// A meter's days: `stored` (its records from the rollup store, by day) with `entries`
-/// (its queued ones, oldest first) on top — a sealed day as it was sealed, an amendment
-/// applied to its day as stored or sealed (or to an empty day if neither holds it), in
-/// order, so the floats are those of booking every reading in one place.
+/// (its queued ones, oldest first) on top — a sealed block merged into its day (its quarter
+/// hours added, and the day's bucket with the day's last block), an amendment applied to
+/// its day as stored or sealed (or to an empty day if neither holds it), in order, so the
+/// floats are those of booking every reading in one place.
 pub fn overlay<'a>(
     stored: &mut BTreeMap<i64, DayRecord>,
     entries: impl IntoIterator<Item = &'a SealedEntry>,
 ) {
     for entry in entries {
+        let day = stored
+            .entry(entry.day())
+            .or_insert_with(|| DayRecord::empty(entry.day()));
         match &entry.sealed {
-            Sealed::Day(record) => {
-                stored.insert(record.day, record.clone());
-            }
-            Sealed::Amendment(a) => a.apply(
-                stored
-                    .entry(a.day_index())
-                    .or_insert_with(|| DayRecord::empty(a.day_index())),
-            ),
+            Sealed::Day(record) => merge_block(day, record),
+            Sealed::Amendment(a) => a.apply(day),
         }
     }
 }
 
-/// What a spill of `entries` (oldest first) writes: per meter, every day they touch, as
-/// [`overlay`] makes it from the day `stored_day(meter, day)` reads from the store (only for
-/// a day amended but not sealed in `entries`).
+/// Merges a sealed block into its day: its quarter hours (a block leaves memory once, so
+/// they are new to the day; one already there is replaced), its day bucket if it has one.
+fn merge_block(day: &mut DayRecord, block: &DayRecord) {
+    for bucket in &block.quarters {
+        match day
+            .quarters
+            .binary_search_by_key(&bucket.index, |b| b.index)
+        {
+            Ok(at) => day.quarters[at] = *bucket,
+            Err(at) => day.quarters.insert(at, *bucket),
+        }
+    }
+    if block.day_bucket.is_some() {
+        day.day_bucket = block.day_bucket;
+    }
+}
+
+/// What a spill of `entries` (oldest first) writes: per meter, every day they touch, whole,
+/// as [`overlay`] makes it from the day `stored_day(meter, day)` reads from the store (the
+/// store keeps the newest spill's version of a meter-day, so it must be whole).
 pub fn spill_records<E>(
     entries: &[Arc<SealedEntry>],
     mut stored_day: impl FnMut(&EntityId, i64) -> Result<Option<DayRecord>, E>,
@@ -185,11 +200,9 @@ pub fn spill_records<E>(
     for (meter, entries) in by_meter {
         let mut days: BTreeMap<i64, DayRecord> = BTreeMap::new();
         for entry in &entries {
-            let day = entry.day();
-            let sealed_first = matches!(entry.sealed, Sealed::Day(_));
-            if !days.contains_key(&day) && !sealed_first {
-                if let Some(record) = stored_day(meter, day)? {
-                    days.insert(day, record);
+            if let std::collections::btree_map::Entry::Vacant(vacant) = days.entry(entry.day()) {
+                if let Some(record) = stored_day(meter, entry.day())? {
+                    vacant.insert(record);
                 }
             }
             overlay(&mut days, [*entry]);
@@ -262,8 +275,8 @@ mod tests {
         .expect("records");
         assert_eq!(
             reads,
-            [0],
-            "only the amended day the queue does not hold is read"
+            [0, 1],
+            "each day is read once: parts of it may be in the store"
         );
         let days = &records[&id("m")];
         assert_eq!(days.len(), 2);

@@ -330,9 +330,10 @@ impl MeterRollupsV4 {
 }
 
 impl MeterRollupsV4 {
-    /// Today's shape: the current day (the newest quarter hour's) in memory, every older
-    /// day the rings answer for as a sealed [`DayRecord`] (oldest first) for the rollup
-    /// store. Answers stay bit for bit the same.
+    /// Today's shape: the current day's bucket and its current block's quarter hours in
+    /// memory; every older day the rings answer for, and the current day's earlier blocks,
+    /// as sealed [`DayRecord`]s (oldest first) for the rollup store. Answers stay bit for
+    /// bit the same.
     pub fn upgrade(&self) -> Result<(MeterRollups, Vec<DayRecord>), RingError> {
         let options = RollupOptions {
             quarter_hour_days: (self.quarter.capacity / QUARTERS_PER_DAY).max(1) as u32,
@@ -366,14 +367,24 @@ impl MeterRollupsV4 {
                 }
                 continue;
             }
+            // Today's blocks before the current one go to the store, as if handed out.
+            let first = super::block_start(self.quarter.newest);
+            let (before, block): (Vec<Bucket>, Vec<Bucket>) =
+                record.quarters.into_iter().partition(|b| b.index < first);
+            if !before.is_empty() {
+                sealed.push(DayRecord {
+                    day,
+                    day_bucket: None,
+                    quarters: before,
+                });
+            }
             rollups = MeterRollups::try_from(super::MeterRollupsWire {
                 quarter_horizon: options.quarter_hour_days,
                 day_horizon: options.day_days,
                 newest: self.quarter.newest,
                 quarter: self.quarter.head,
                 day: self.day.head,
-                earlier: record
-                    .quarters
+                earlier: block
                     .into_iter()
                     .filter(|b| b.index != self.quarter.newest)
                     .collect(),
