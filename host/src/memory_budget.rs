@@ -40,8 +40,9 @@ pub struct Budget {
     pub entities_that_fit: u64,
 }
 
-/// The budget of `entities_max` entities with `rollups` and a queue of at most
-/// `rollup_spill_bytes` under `limit_bytes`, if its worst case is over
+/// The budget of `entities_max` entities with `rollups` and a rollup queue of at most
+/// `ROLLUP_QUEUE_SPILLS_MAX` × `rollup_spill_bytes` (writes wait beyond it) under
+/// `limit_bytes`, if its worst case is over
 /// [`MEMORY_SHARE_PERCENT`] of the limit (`None`: it fits).
 pub fn check(
     entities_max: usize,
@@ -51,7 +52,9 @@ pub fn check(
 ) -> Option<Budget> {
     let per_entity =
         (rollups.bytes_per_meter() as u64).saturating_add(ENTITY_BYTES_BESIDES_ROLLUPS);
-    let fixed = PROCESS_FIXED_BYTES.saturating_add(rollup_spill_bytes);
+    let queue =
+        rollup_spill_bytes.saturating_mul(gridlog_firmware::engine::ROLLUP_QUEUE_SPILLS_MAX);
+    let fixed = PROCESS_FIXED_BYTES.saturating_add(queue);
     let worst_case_bytes = fixed.saturating_add((entities_max as u64).saturating_mul(per_entity));
     let share = limit_bytes / 100 * MEMORY_SHARE_PERCENT;
     if worst_case_bytes <= share {
@@ -138,17 +141,17 @@ mod tests {
         let spill = 4 * MIB;
         assert_eq!(check(20_000, &defaults, spill, 512 * MIB), None);
         let budget = check(20_000, &defaults, spill, 128 * MIB).expect("over on 128 MiB");
-        // 48 MiB + 4 MiB + 20,000 × (1,040 + 4,096) B.
-        assert_eq!(budget.worst_case_bytes, 52 * MIB + 20_000 * 5_136);
-        // (96 MiB − 52 MiB) / 5,136 B.
-        assert_eq!(budget.entities_that_fit, (96 * MIB - 52 * MIB) / 5_136);
+        // 48 MiB + 4 × 4 MiB of queue + 20,000 × (1,040 + 4,096) B.
+        assert_eq!(budget.worst_case_bytes, 64 * MIB + 20_000 * 5_136);
+        // (96 MiB − 64 MiB) / 5,136 B.
+        assert_eq!(budget.entities_that_fit, (96 * MIB - 64 * MIB) / 5_136);
         let fits = budget.entities_that_fit as usize;
         assert!(check(fits, &defaults, spill, 128 * MIB).is_none());
         assert!(check(fits + 1, &defaults, spill, 128 * MIB).is_some());
         let text = warning(&budget, 20_000);
         for part in [
             "engine.entities_max",
-            "8983 or fewer",
+            "6533 or fewer",
             "128 MiB",
             "rollup_spill_bytes",
         ] {

@@ -71,7 +71,7 @@ pub use request::{
 };
 pub use rollup::{RollupOptions, Step};
 use shared::{lock, CommitState, Counters, Inner, MaintenanceState};
-pub use shared::{CommitHook, Engine, StorageOptions, StorageStats};
+pub use shared::{CommitHook, Engine, StorageOptions, StorageStats, ROLLUP_QUEUE_SPILLS_MAX};
 pub use validate::Rules;
 
 /// Default depth of the request queue: requests waiting beyond it are refused as busy.

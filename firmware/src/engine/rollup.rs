@@ -512,10 +512,10 @@ impl TryFrom<MeterRollupsWire> for MeterRollups {
         if newest.unsigned_abs() > QUARTER_INDEX_ABS_MAX {
             return Err(bad(newest));
         }
-        if wire.quarter.index != newest {
+        if wire.quarter.index != newest || wire.quarter.count == 0 {
             return Err(bad(wire.quarter.index));
         }
-        if wire.day.index != day {
+        if wire.day.index != day || wire.day.count == 0 {
             return Err(bad(wire.day.index));
         }
         rollups.set_newest(newest);

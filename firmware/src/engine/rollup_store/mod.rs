@@ -414,9 +414,9 @@ impl RollupStore {
     /// Writes the image's queue `entries` (taken when the image's next offset was
     /// `through_offset`) as one spill and publishes it (`on_publish`: see
     /// [`RollupStore::spill`]): per meter, every day the entries touch, as
-    /// [`sealed::spill_records`] makes it (an amended day not in the queue is read from the
-    /// store; one whose block is damaged counts as absent, logged), less what the horizons
-    /// can no longer answer.
+    /// [`sealed::spill_records`] makes it (each day read from the store first, from the
+    /// newest spill that holds it whole and readable: [`stored_day_skipping_damage`]), less
+    /// what the horizons can no longer answer.
     pub(crate) fn spill_queue(
         &self,
         io: &Io,
@@ -426,14 +426,7 @@ impl RollupStore {
     ) -> Result<u64, StoreError> {
         let spills = self.spills();
         let records = sealed::spill_records(entries, |meter, day| {
-            match read_meter(&spills, meter.as_str(), day..day + 1) {
-                Ok(mut days) => Ok(days.pop()),
-                Err(StoreError::Corrupt { path, reason }) => {
-                    tracing::error!(path = %path.display(), %reason, meter = %meter, day, "damaged rollup block: the late reading is booked into an empty day");
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            }
+            stored_day_skipping_damage(&spills, meter.as_str(), day)
         })?;
         drop(spills);
         let records: Vec<(EntityId, Vec<DayRecord>)> = records
@@ -702,6 +695,31 @@ pub fn verify(data_dir: &Path) -> Result<usize, StoreError> {
         spill.all()?;
     }
     Ok(spills.len())
+}
+
+/// Meter `id`'s record of `day` as the newest spill holding it readable has it: a damaged
+/// block (logged) is passed over for an older spill's version, as a merge passes it over,
+/// so a spill never writes a day without the parts an older, readable spill holds.
+fn stored_day_skipping_damage(
+    spills: &[Arc<SpillFile>],
+    id: &str,
+    day: i64,
+) -> Result<Option<DayRecord>, StoreError> {
+    let days = day..day + 1;
+    for spill in spills.iter().rev().filter(|s| s.header.overlaps(&days)) {
+        match spill.meter(id) {
+            Ok(records) => {
+                if let Some(record) = records.into_iter().find(|r| r.day == day) {
+                    return Ok(Some(record));
+                }
+            }
+            Err(StoreError::Corrupt { path, reason }) => {
+                tracing::error!(path = %path.display(), %reason, meter = id, day, "damaged rollup block passed over; an older spill's version of the day is used");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Meter `id`'s stored day records whose day is in `days`, from every spill of `spills`

@@ -657,3 +657,44 @@ proptest! {
         }
     }
 }
+
+/// A spill writes each day it touches whole, from the newest spill that holds the day
+/// readable: a damaged block in a newer spill whose days overlap is passed over (logged),
+/// so the day's earlier parts in an older spill are kept, not hidden by a partial day.
+#[test]
+fn a_spill_passes_over_a_damaged_block_for_an_older_readable_version_of_the_day() {
+    use crate::engine::sealed::{Sealed, SealedEntry};
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, _) = opened(dir.path());
+    let (m, io) = (id("m"), Io::default());
+    let day = quarter_hourly_day(20);
+    let part = |range: std::ops::Range<usize>| DayRecord {
+        day: 20,
+        day_bucket: None,
+        quarters: day.quarters[range].to_vec(),
+    };
+    store
+        .spill(&io, 10, [(&m, &[part(0..32)][..])], || {})
+        .expect("1");
+    // Spill 2 holds days 19 and 21 of the meter (its range covers day 20): damaged.
+    let around = [quarter_hourly_day(19), quarter_hourly_day(21)];
+    store.spill(&io, 20, [(&m, &around[..])], || {}).expect("2");
+    let second = store_dir(dir.path()).join(spill_file_name(2));
+    let mut bytes = std::fs::read(&second).expect("read");
+    bytes[SPILL_HEADER_BYTES + 40] ^= 1;
+    std::fs::write(&second, &bytes).expect("damage the block");
+    let (store, _) = opened(dir.path());
+    let entry = |offset, record| {
+        Arc::new(SealedEntry {
+            offset,
+            meter: m.clone(),
+            sealed: Sealed::Day(record),
+        })
+    };
+    let entries = [entry(30, part(32..64))];
+    store.spill_queue(&io, &entries, 31, || {}).expect("3");
+    let newest = SpillFile::open(&store_dir(dir.path()).join(spill_file_name(3))).expect("open");
+    let written = newest.meter("m").expect("read");
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].quarters, day.quarters[0..64].to_vec());
+}
