@@ -84,6 +84,35 @@ fn meter(m: usize) -> String {
     format!("m{m}")
 }
 
+fn register_meters(engine: &Engine) {
+    for m in 0..METERS {
+        accept(engine, register_meter(&meter(m), MeterKind::Grid, None));
+    }
+}
+
+/// One ring of every interval per meter (format 4's rollups), fed what the engine accepted
+/// with the same energy rule (`Baseline`).
+struct Reference {
+    rings: Vec<MeterRollupsV4>,
+    baselines: [Baseline; METERS],
+}
+
+impl Reference {
+    fn new() -> Reference {
+        Reference {
+            rings: (0..METERS)
+                .map(|_| MeterRollupsV4::new(&horizons()))
+                .collect(),
+            baselines: [Baseline::default(); METERS],
+        }
+    }
+
+    fn book(&mut self, m: usize, r: &Reading) {
+        let (import_wh, export_wh) = self.baselines[m].book(r);
+        self.rings[m].add(r.time_ms, import_wh, export_wh, r.power_w);
+    }
+}
+
 fn bits(buckets: &[Bucket]) -> Vec<BucketBits> {
     buckets.iter().map(Bucket::bits).collect()
 }
@@ -118,21 +147,15 @@ fn sealed_days_in_the_store_answer_as_one_ring_of_every_interval_across_restarts
     let dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::at(T0_MS + (DAYS + 3) * DAY_MS);
     let mut engine = open(dir.path(), engine_options(&clock, 1));
-    for m in 0..METERS {
-        accept(&engine, register_meter(&meter(m), MeterKind::Grid, None));
-    }
-    let mut reference: Vec<MeterRollupsV4> = (0..METERS)
-        .map(|_| MeterRollupsV4::new(&horizons()))
-        .collect();
-    let mut baselines = [Baseline::default(); METERS];
+    register_meters(&engine);
+    let mut reference = Reference::new();
     let all = readings();
     let (mut restarts, mut spilled_then_restarted, mut from_snapshot) = (0, 0, 0);
     for (i, batch) in all.chunks(50).enumerate() {
         let commands = batch.iter().map(|(m, r)| record(&meter(*m), *r));
         for ((m, r), result) in batch.iter().zip(submit(&engine, commands)) {
             assert!(matches!(result, ItemResult::Accepted { .. }), "{result:?}");
-            let (import_wh, export_wh) = baselines[*m].book(r);
-            reference[*m].add(r.time_ms, import_wh, export_wh, r.power_w);
+            reference.book(*m, r);
         }
         if i % 11 == 10 {
             // A spill the newest snapshot may not know of, then a restart.
@@ -148,12 +171,16 @@ fn sealed_days_in_the_store_answer_as_one_ring_of_every_interval_across_restarts
             if matches!(engine.started_from(), StartedFrom::Snapshot { .. }) {
                 from_snapshot += 1;
             }
-            assert_answers_as_the_reference(&engine, &reference, &format!("restart {restarts}"));
+            assert_answers_as_the_reference(
+                &engine,
+                &reference.rings,
+                &format!("restart {restarts}"),
+            );
         }
     }
     assert!(restarts >= 10 && spilled_then_restarted >= 5 && from_snapshot >= 5);
     engine.spill_rollups_now().expect("spill");
-    assert_answers_as_the_reference(&engine, &reference, "the end");
+    assert_answers_as_the_reference(&engine, &reference.rings, "the end");
     // Memory holds each meter's current day; the store holds the rest, merged.
     let stats = engine.storage_stats();
     assert_eq!(stats.rollup_queued_bytes, 0, "{stats:?}");
@@ -191,7 +218,7 @@ fn sealed_days_in_the_store_answer_as_one_ring_of_every_interval_across_restarts
     engine.shutdown();
     std::fs::remove_dir_all(dir.path().join("snapshots")).unwrap();
     let engine = open(dir.path(), engine_options(&clock, 1));
-    assert_answers_as_the_reference(&engine, &reference, "full replay over the store");
+    assert_answers_as_the_reference(&engine, &reference.rings, "full replay over the store");
     engine.snapshot_now().unwrap();
     engine.shutdown();
     // A damaged spill is set aside with every newer one; the snapshot that assumed them is
@@ -212,7 +239,7 @@ fn sealed_days_in_the_store_answer_as_one_ring_of_every_interval_across_restarts
         .join("rollups/set-aside")
         .join(spills[0].file_name().unwrap())
         .exists());
-    assert_answers_as_the_reference(&engine, &reference, "after a spill was set aside");
+    assert_answers_as_the_reference(&engine, &reference.rings, "after a spill was set aside");
 }
 
 /// Without a spill (the queue's bound never reached, no snapshot), sealed days and
@@ -231,32 +258,26 @@ fn queued_days_answer_before_any_spill_and_survive_a_restart() {
         o
     };
     let engine = open(dir.path(), options());
-    for m in 0..METERS {
-        accept(&engine, register_meter(&meter(m), MeterKind::Grid, None));
-    }
-    let mut reference: Vec<MeterRollupsV4> = (0..METERS)
-        .map(|_| MeterRollupsV4::new(&horizons()))
-        .collect();
-    let mut baselines = [Baseline::default(); METERS];
+    register_meters(&engine);
+    let mut reference = Reference::new();
     for batch in readings().chunks(100) {
         submit(&engine, batch.iter().map(|(m, r)| record(&meter(*m), *r)));
         for (m, r) in batch {
-            let (import_wh, export_wh) = baselines[*m].book(r);
-            reference[*m].add(r.time_ms, import_wh, export_wh, r.power_w);
+            reference.book(*m, r);
         }
     }
-    assert_answers_as_the_reference(&engine, &reference, "queued");
+    assert_answers_as_the_reference(&engine, &reference.rings, "queued");
     assert!(!dir.path().join("rollups").exists(), "nothing spilled");
     let digest = engine.digest();
     engine.shutdown();
     let engine = open(dir.path(), options());
     assert_eq!(engine.digest(), digest);
-    assert_answers_as_the_reference(&engine, &reference, "queued, after a restart");
+    assert_answers_as_the_reference(&engine, &reference.rings, "queued, after a restart");
     engine.shutdown();
     // A replay that queues more than a spill's worth spills as it goes.
     let engine = open(dir.path(), engine_options(&clock, 1));
     assert!(dir.path().join("rollups").exists(), "replay spilled");
     assert!(engine.storage_stats().rollup_queued_bytes < 4096);
     assert_eq!(engine.digest(), digest);
-    assert_answers_as_the_reference(&engine, &reference, "spilled by the replay");
+    assert_answers_as_the_reference(&engine, &reference.rings, "spilled by the replay");
 }

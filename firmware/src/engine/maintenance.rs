@@ -99,17 +99,12 @@ fn run_when_woken(woken: &Receiver<()>, mut work: impl FnMut() -> bool) {
 /// time (the rollup thread's, a maintenance cycle's, an operator's).
 pub(crate) fn spill_rollups(inner: &Inner) -> Result<(), MaintenanceError> {
     let _one = inner.rollups.one_writer();
-    let result = spill_and_merge(inner);
-    // The queue's records and the spill's buffers are free now: give their pages back.
-    crate::hints::return_free_memory();
-    inner
-        .maintenance
-        .note_spilled(result.as_ref().ok().copied());
-    result.map(|_| ())
+    let queued_bytes = spill_and_merge(inner)?;
+    inner.maintenance.note_spilled(queued_bytes);
+    Ok(())
 }
 
-/// [`spill_rollups`]' work; the bytes still queued after it. A merge that fails is logged
-/// and tried again after the next spill: the spill stands.
+/// [`spill_rollups`]' work; the bytes still queued after it.
 fn spill_and_merge(inner: &Inner) -> Result<usize, MaintenanceError> {
     let (entries, through) = {
         let image = inner.image.read().unwrap_or_else(|e| e.into_inner());
@@ -118,18 +113,14 @@ fn spill_and_merge(inner: &Inner) -> Result<usize, MaintenanceError> {
     if entries.is_empty() {
         return Ok(0);
     }
-    let io = inner.wal.io();
     let mut queued_bytes = 0;
-    inner.rollups.spill_queue(&io, &entries, through, || {
-        let mut image = inner.image.write().unwrap_or_else(|e| e.into_inner());
-        image.sealed.stored_below(through);
-        queued_bytes = image.sealed.bytes();
-    })?;
-    drop(entries);
-    let merges = inner.rollups.merge(&io).unwrap_or_else(|error| {
-        tracing::error!(%error, "merging rollup spills failed; tried again after the next spill");
-        0
-    });
+    let merges = inner
+        .rollups
+        .spill_queue_and_merge(&inner.wal.io(), entries, through, || {
+            let mut image = inner.image.write().unwrap_or_else(|e| e.into_inner());
+            image.sealed.stored_below(through);
+            queued_bytes = image.sealed.bytes();
+        })?;
     let mut stats = inner.maintenance.stats();
     stats.rollup_spills += 1;
     stats.rollup_merges += merges as u64;

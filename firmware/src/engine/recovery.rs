@@ -140,7 +140,8 @@ pub(crate) fn recover(
         tracing::info!(?opened, "opened the rollup store");
     }
     let started = std::time::Instant::now();
-    let complete = full_replay_possible(data_dir, &wal, history_start);
+    // Listing the archive is needed only if no snapshot matches the store: asked lazily.
+    let complete = || full_replay_possible(data_dir, &wal, history_start);
     let (mut image, started_from) =
         load_newest_snapshot(data_dir, &wal, rollups, store.covered(), complete);
     // What the store holds is not queued again, from the snapshot or by replay.
@@ -291,12 +292,8 @@ fn spill_while_replaying(
         return Ok(());
     }
     let through = image.next_offset;
-    store.spill_queue(io, &image.sealed.entries(), through, || {})?;
-    image.sealed.stored_below(through);
-    if let Err(error) = store.merge(io) {
-        tracing::error!(%error, "merging rollup spills failed; tried again after the next spill");
-    }
-    crate::hints::return_free_memory();
+    let entries = image.sealed.entries();
+    store.spill_queue_and_merge(io, entries, through, || image.sealed.stored_below(through))?;
     Ok(())
 }
 
@@ -365,13 +362,13 @@ pub const SNAPSHOTS_BEYOND_LOG_DIR_NAME: &str = "beyond-log";
 /// one whose rollup queue assumed more of the rollup store than it holds (`covered`: a
 /// spill was set aside, or the store was not restored with the data directory), whose
 /// image lacks the days between — unless no other snapshot loads and the log cannot be
-/// replayed from its start (`complete` false): then those days are lost, and said so.
+/// replayed from its start (`complete` says false): then those days are lost, and said so.
 fn load_newest_snapshot(
     data_dir: &Path,
     wal: &Wal,
     rollups: RollupOptions,
     covered: Offset,
-    complete: bool,
+    complete: impl FnOnce() -> bool,
 ) -> (Image, StartedFrom) {
     let snapshots = crate::snapshot::list(data_dir).unwrap_or_default();
     let mut lacking: Option<(Image, Offset)> = None;
@@ -404,7 +401,7 @@ fn load_newest_snapshot(
         }
     }
     match lacking {
-        Some((image, next_offset)) if !complete => {
+        Some((image, next_offset)) if !complete() => {
             tracing::error!(
                 next_offset,
                 store_covers = covered,

@@ -317,11 +317,9 @@ impl MaintenanceState {
         *lock(&self.rollup_queued)
     }
 
-    /// A spill ended: the queue now holds `queued` bytes (`None`: it failed).
-    pub(crate) fn note_spilled(&self, queued: Option<usize>) {
-        if let Some(queued) = queued {
-            *lock(&self.rollup_queued) = queued;
-        }
+    /// A spill drained the queue to `queued` bytes.
+    pub(crate) fn note_spilled(&self, queued: usize) {
+        *lock(&self.rollup_queued) = queued;
         self.rollup_drained.notify_all();
     }
 

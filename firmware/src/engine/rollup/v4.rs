@@ -368,7 +368,7 @@ impl MeterRollupsV4 {
                 continue;
             }
             // Today's blocks before the current one go to the store, as if handed out.
-            let first = super::block_start(self.quarter.newest);
+            let first = super::meter::block_start(self.quarter.newest);
             let (before, block): (Vec<Bucket>, Vec<Bucket>) =
                 record.quarters.into_iter().partition(|b| b.index < first);
             if !before.is_empty() {
@@ -378,7 +378,7 @@ impl MeterRollupsV4 {
                     quarters: before,
                 });
             }
-            rollups = MeterRollups::try_from(super::MeterRollupsWire {
+            rollups = MeterRollups::try_from(super::meter::MeterRollupsWire {
                 quarter_horizon: options.quarter_hour_days,
                 day_horizon: options.day_days,
                 newest: self.quarter.newest,

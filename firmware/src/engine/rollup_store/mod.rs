@@ -209,7 +209,7 @@ pub const SET_ASIDE_DIR_NAME: &str = "set-aside";
 /// per level (~4 levels over 400 days).
 pub const SPILLS_PER_MERGE: usize = 8;
 
-/// What [`RollupStore::open`] found and did.
+/// What `RollupStore::open` found and did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Opened {
     /// Spill files in use.
@@ -435,6 +435,26 @@ impl RollupStore {
             .collect();
         let meters = records.iter().map(|(id, days)| (id, days.as_slice()));
         self.spill(io, through_offset, meters, on_publish)
+    }
+
+    /// [`RollupStore::spill_queue`] of `entries`, then the merges that became due (one that
+    /// fails is logged and tried again after the next spill: the spill stands), then the
+    /// pages the spilled records held returned to the system. Returns the merges done.
+    pub(crate) fn spill_queue_and_merge(
+        &self,
+        io: &Io,
+        entries: Vec<Arc<SealedEntry>>,
+        through_offset: u64,
+        on_publish: impl FnOnce(),
+    ) -> Result<usize, StoreError> {
+        self.spill_queue(io, &entries, through_offset, on_publish)?;
+        drop(entries);
+        let merges = self.merge(io).unwrap_or_else(|error| {
+            tracing::error!(%error, "merging rollup spills failed; tried again after the next spill");
+            0
+        });
+        crate::hints::return_free_memory();
+        Ok(merges)
     }
 
     /// Puts `spill` in use, replacing the spills from its `replaces_from` on, then removes
