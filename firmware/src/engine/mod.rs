@@ -351,6 +351,13 @@ impl Engine {
         self.inner.rollups.size()
     }
 
+    /// The rollup store's spill files in use, oldest first: together, every record below
+    /// their newest `through_offset` (a consistent set, taken at one moment). Each stays
+    /// readable while held, even after a merge removed its file.
+    pub fn rollup_spills(&self) -> Vec<std::sync::Arc<rollup_store::SpillFile>> {
+        self.inner.rollups.spills()
+    }
+
     /// The first offset whose history this directory holds (1 unless it was restored from
     /// a snapshot in central storage; see [`HISTORY_START_FILE_NAME`]).
     pub fn history_start(&self) -> Offset {

@@ -30,9 +30,10 @@ pub fn run(options: &RestoreOptions, config_file: Option<std::path::PathBuf>) ->
                 report.from_lineage,
                 report.manifests,
                 report.segments,
-                report
-                    .snapshot
-                    .map_or(String::new(), |s| format!(" after the snapshot at offset {s}")),
+                report.snapshot.map_or(String::new(), |s| format!(
+                    " after the snapshot at offset {s} with {} rollup spills",
+                    report.rollup_spills
+                )),
                 report.first_offset,
                 report.next_offset,
                 report.bytes_downloaded,

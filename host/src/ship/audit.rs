@@ -87,6 +87,10 @@ pub fn expected(chain: &[(String, Sha256, &Manifest)]) -> BTreeMap<String, Expec
         }
         for s in &m.snapshots {
             out.insert(s.key.clone(), e(s.object_sha256, s.object_bytes, false));
+            // A snapshot's rollup parts (several sets may name one part).
+            for p in s.rollups.iter().flat_map(|r| &r.parts) {
+                out.insert(p.key.clone(), e(p.object_sha256, p.object_bytes, false));
+            }
         }
         for c in &m.chunks {
             let superseded = covered(c.first_offset, c.next_offset);
@@ -245,5 +249,54 @@ mod tests {
         assert_eq!(report.superseded_gone, 1);
         assert_eq!(to_read, ["man-1", "man-2", "seg-1"]);
         assert!(!report.clean());
+    }
+
+    #[test]
+    fn a_snapshots_rollup_parts_are_expected_once_however_many_sets_name_them() {
+        use crate::ship::manifest::{RollupEntry, RollupPartEntry, SnapshotEntry};
+        let part = |key: &str| RollupPartEntry {
+            key: key.into(),
+            object_bytes: 4,
+            object_sha256: Sha256::of(key.as_bytes()),
+        };
+        let snapshot = |next: u64, parts: Vec<RollupPartEntry>| SnapshotEntry {
+            key: format!("snap-{next}"),
+            next_offset: next,
+            object_bytes: 1,
+            object_sha256: Sha256::of(b"snap"),
+            rollups: vec![RollupEntry {
+                spill_seq: 1,
+                through_offset: next,
+                file_bytes: 4 * parts.len() as u64,
+                file_sha256: Sha256::of(b"file"),
+                parts,
+            }],
+        };
+        let mut m1 = manifest(&[(1, 100)], &[]);
+        m1.snapshots.push(snapshot(100, vec![part("part-a")]));
+        let mut m2 = manifest(&[], &[]);
+        m2.snapshots
+            .push(snapshot(200, vec![part("part-a"), part("part-b")]));
+        let chain = [
+            ("man-1".to_string(), Sha256::of(b"h1"), &m1),
+            ("man-2".to_string(), Sha256::of(b"h2"), &m2),
+        ];
+        let expected = expected(&chain);
+        assert_eq!(expected["part-a"].bytes, 4);
+        assert_eq!(expected["part-b"].sha256, Sha256::of(b"part-b"));
+        let listed: BTreeMap<String, u64> = [
+            ("man-1", 0),
+            ("man-2", 0),
+            ("seg-1", 10),
+            ("snap-100", 1),
+            ("snap-200", 1),
+            ("part-a", 4),
+        ]
+        .into_iter()
+        .map(|(k, s)| (k.to_string(), s))
+        .collect();
+        let (report, _) = compare(&expected, &listed);
+        assert_eq!(report.missing, ["part-b"]);
+        assert!(report.extra.is_empty(), "{report:?}");
     }
 }

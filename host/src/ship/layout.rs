@@ -9,6 +9,10 @@
 //!                                                      before their segment (see `chunk`)
 //! PREFIX/SITE_ID/LINEAGE/snapshots/NEXT.snap           a snapshot (the local file's bytes);
 //!                                                      NEXT = one past its last event
+//! PREFIX/SITE_ID/LINEAGE/rollups/SEQ-SHA-PART.rlp      part PART (6 digits, from 0) of rollup
+//!                                                      spill SEQ (20 digits) whose whole file
+//!                                                      has SHA-256 SHA (64 hex digits); see
+//!                                                      `shipper::rollups_round`
 //! PREFIX/SITE_ID/LINEAGE/manifests/SEQUENCE.json       a manifest, written after every object
 //!                                                      it lists; SEQUENCE counts on across
 //!                                                      lineages (a restore continues it)
@@ -18,6 +22,8 @@
 
 use gridlog_common::Offset;
 use object_store::path::Path;
+
+use super::Sha256;
 
 /// Digits of every number in a key.
 pub const KEY_NUMBER_DIGITS: usize = 20;
@@ -29,6 +35,10 @@ pub const CHUNKS_DIR: &str = "chunks";
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 /// The folder of manifests inside a lineage.
 pub const MANIFESTS_DIR: &str = "manifests";
+/// The folder of rollup spill parts inside a lineage.
+pub const ROLLUPS_DIR: &str = "rollups";
+/// Digits of a rollup part's number in its key.
+pub const PART_NUMBER_DIGITS: usize = 6;
 
 /// The keys of one site's lineage under a store prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +59,10 @@ pub enum ObjectName {
     Chunk(Offset, Offset),
     /// A manifest: sequence number.
     Manifest(u64),
+    /// A part of a rollup spill file: the spill's sequence number, the whole file's
+    /// SHA-256 (so a spill number used again after a set-aside never names other bytes),
+    /// the part's number.
+    RollupPart(u64, Sha256, u32),
 }
 
 impl Layout {
@@ -117,6 +131,9 @@ impl Layout {
                 &format!("{first:020}-{:020}.chunk", next.saturating_sub(1)),
             ]),
             ObjectName::Manifest(seq) => self.join(&[MANIFESTS_DIR, &format!("{seq:020}.json")]),
+            ObjectName::RollupPart(seq, sha, part) => {
+                self.join(&[ROLLUPS_DIR, &format!("{seq:020}-{sha}-{part:06}.rlp")])
+            }
         }
     }
 
@@ -152,6 +169,23 @@ fn parse_name(folder: &str, file: &str) -> Option<ObjectName> {
             (first <= last).then(|| ObjectName::Chunk(first, last + 1))
         }
         MANIFESTS_DIR => number(file.strip_suffix(".json")?).map(ObjectName::Manifest),
+        ROLLUPS_DIR => {
+            let mut fields = file.strip_suffix(".rlp")?.split('-');
+            let (seq, sha, part) = (fields.next()?, fields.next()?, fields.next()?);
+            let part_ok =
+                part.len() == PART_NUMBER_DIGITS && part.bytes().all(|b| b.is_ascii_digit());
+            // Lower-case hex only: the key is made with it, so another spelling is not ours.
+            let sha_ok = !sha.bytes().any(|b| b.is_ascii_uppercase());
+            if fields.next().is_some() || !part_ok || !sha_ok {
+                return None;
+            }
+            let sha = Sha256::from_hex(sha).ok()?;
+            Some(ObjectName::RollupPart(
+                number(seq)?,
+                sha,
+                part.parse().ok()?,
+            ))
+        }
         _ => None,
     }
 }
@@ -198,5 +232,24 @@ mod tests {
             None
         );
         assert_eq!(Layout::new("", "s", "l").root().as_ref(), "s/l");
+        let sha = Sha256::of(b"spill");
+        let part = l.key(ObjectName::RollupPart(12, sha, 3));
+        assert_eq!(
+            part.as_ref(),
+            format!("fleet/eu/plant-7/abc/rollups/00000000000000000012-{sha}-000003.rlp")
+        );
+        assert_eq!(l.parse(&part), Some(ObjectName::RollupPart(12, sha, 3)));
+        let upper = part
+            .as_ref()
+            .replace(&sha.to_hex(), &sha.to_hex().to_uppercase());
+        for other in [
+            upper,
+            format!("fleet/eu/plant-7/abc/rollups/00000000000000000012-{sha}-3.rlp"),
+            format!("fleet/eu/plant-7/abc/rollups/12-{sha}-000003.rlp"),
+            "fleet/eu/plant-7/abc/rollups/00000000000000000012-beef-000003.rlp".into(),
+            format!("fleet/eu/plant-7/abc/rollups/00000000000000000012-{sha}-000003-1.rlp"),
+        ] {
+            assert_eq!(l.parse(&Path::from(other.as_str())), None, "{other}");
+        }
     }
 }

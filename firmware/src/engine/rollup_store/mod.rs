@@ -362,10 +362,7 @@ impl RollupStore {
     /// Spill files in use and their bytes.
     pub fn size(&self) -> (usize, u64) {
         let spills = self.spills();
-        let bytes = spills
-            .iter()
-            .map(|s| s.header.index_at() + s.header.index_bytes())
-            .sum();
+        let bytes = spills.iter().map(|s| s.file_bytes()).sum();
         (spills.len(), bytes)
     }
 
@@ -627,6 +624,18 @@ impl SpillFile {
     /// The header.
     pub fn header(&self) -> &SpillHeader {
         &self.header
+    }
+
+    /// The file's length: header, blocks and index.
+    pub fn file_bytes(&self) -> u64 {
+        self.header.index_at() + self.header.index_bytes()
+    }
+
+    /// Fills `buf` with the file's bytes from `pos`, through the handle opened with it: the
+    /// bytes stay readable while its holder keeps it, even after a merge removed the file
+    /// (the shipper copies spills this way). Past the end is an `UnexpectedEof`.
+    pub fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, pos)
     }
 
     /// Meter `id`'s day records in this spill, oldest first (empty if it has none): a

@@ -449,7 +449,7 @@ pub(super) fn replay_system_state(
 /// bound); a missing one is [`RestoreError::Missing`] naming `what` it holds.
 /// Downloads the object `key`, which its manifest says is `(bytes, sha256)`: any other
 /// size or content is tampering.
-async fn download_checked(
+pub(super) async fn download_checked(
     store: &Store,
     key: &str,
     (object_bytes, object_sha256): (u64, Sha256),

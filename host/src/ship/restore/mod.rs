@@ -13,7 +13,8 @@
 //! 4. Download each object and check its SHA-256 against the manifest, decompress each
 //!    archive and check the segment's length, CRC-32 and SHA-256, then write it as
 //!    `wal/<first offset>.seg`, zero-padded to the size in its segment header; the snapshot
-//!    goes to `snapshots/` and is checked as the engine would.
+//!    goes to `snapshots/` and is checked as the engine would, its rollup spills (manifest
+//!    version 3) to `rollups/` ([`rollups`]).
 //! 5. Read the rebuilt log once more, frame by frame; write a new `LINEAGE` and
 //!    `ship/parent.json` (see [`super::lineage`]).
 //!
@@ -36,6 +37,7 @@ use crate::config::ShipConfig;
 
 mod fetch;
 mod plan;
+mod rollups;
 
 use fetch::*;
 pub(crate) use fetch::{fetch_segment, newest_lineage, walk_chain};
@@ -72,6 +74,8 @@ pub struct RestoreReport {
     pub segments: u64,
     /// The snapshot used (its next offset).
     pub snapshot: Option<Offset>,
+    /// Rollup spill files restored with the snapshot.
+    pub rollup_spills: usize,
     /// The first offset of the rebuilt log.
     pub first_offset: Offset,
     /// One past the last offset of the rebuilt log.
@@ -209,7 +213,8 @@ pub async fn restore(
         new_lineage,
         manifests: chain.len() as u64,
         segments: plan.segments.len() as u64,
-        snapshot: plan.snapshot.map(|s| s.next_offset),
+        snapshot: plan.snapshot.as_ref().map(|s| s.next_offset),
+        rollup_spills: plan.snapshot.as_ref().map_or(0, |s| s.rollups.len()),
         first_offset: plan.history_start,
         next_offset: plan.end,
         bytes_downloaded: downloaded,
@@ -351,6 +356,8 @@ async fn download(
     if let Some(s) = &plan.snapshot {
         downloaded += restore_snapshot(store, s, &dirs.building, log_id).await?;
         check_snapshot_log(&dirs.building, s, manifest_log_id)?;
+        downloaded +=
+            rollups::restore_rollups(store, s, &dirs.building, manifest_log_id, plan.end).await?;
     }
     if plan.segments.is_empty() {
         // No segment: the log starts, empty, where the snapshot ends (or at the first

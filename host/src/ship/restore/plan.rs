@@ -169,6 +169,7 @@ mod tests {
                 next_offset: next,
                 object_bytes: 1,
                 object_sha256: Sha256::default(),
+                rollups: vec![],
             },
         )
     }

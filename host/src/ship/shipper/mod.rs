@@ -44,6 +44,7 @@ mod objects;
 mod plan;
 mod reconcile;
 use objects::{confirmed_event, Confirmed};
+mod rollups_round;
 mod round;
 mod tables_round;
 mod tail_round;
@@ -193,6 +194,8 @@ pub struct Shipper {
     tables_on: bool,
     /// The fleet tables stage's state.
     tables: tables_round::TablesStage,
+    /// The rollup spills shipped with snapshots: hashes and parts verified.
+    rollups: rollups_round::RollupsStage,
 }
 
 impl Shipper {
@@ -228,6 +231,7 @@ impl Shipper {
             next_sweep: Instant::now(),
             tables_on: config.ship.tables,
             tables: tables_round::TablesStage::default(),
+            rollups: rollups_round::RollupsStage::default(),
         })
     }
 

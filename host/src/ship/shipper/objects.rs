@@ -103,6 +103,9 @@ pub(super) fn load(engine: &Engine, p: &Pending) -> Result<Option<Loaded>, Strin
         }
         ObjectName::Manifest(_) => None,
         ObjectName::Chunk(..) => return Err("chunks are read from the log, not a file".into()),
+        ObjectName::RollupPart(..) => {
+            return Err("rollup parts are read from the rollup store, not a file".into())
+        }
     };
     Ok(Some(Loaded {
         name: p.name,
@@ -151,6 +154,7 @@ impl Loaded {
             ObjectName::Snapshot(_) => "snapshot",
             ObjectName::Manifest(_) => "manifest",
             ObjectName::Chunk(..) => "chunk",
+            ObjectName::RollupPart(..) => "rollup",
         }
     }
 
@@ -190,14 +194,16 @@ impl Loaded {
                     segment_sha256: segment_sha,
                 })
             }
-            // `load` refuses chunks, so a chunk never gets here.
+            // `load` refuses chunks and rollup parts, so neither gets here.
             ObjectName::Snapshot(next_offset)
             | ObjectName::Manifest(next_offset)
-            | ObjectName::Chunk(_, next_offset) => Confirmed::Snapshot(SnapshotEntry {
+            | ObjectName::Chunk(_, next_offset)
+            | ObjectName::RollupPart(next_offset, ..) => Confirmed::Snapshot(SnapshotEntry {
                 key,
                 next_offset,
                 object_bytes,
                 object_sha256: object_sha,
+                rollups: Vec::new(),
             }),
         }
     }
@@ -208,8 +214,9 @@ pub(super) fn event_range(name: ObjectName) -> (ShipObject, Offset, Offset) {
         ObjectName::Segment(first, next) => (ShipObject::Segment, first, next),
         ObjectName::Snapshot(next) => (ShipObject::Snapshot, FIRST_OFFSET, next),
         ObjectName::Manifest(seq) => (ShipObject::Manifest, seq, seq),
-        // Tail rounds record no events; the backlog never holds a chunk.
+        // Tail rounds and rollup parts record no events; the backlog never holds either.
         ObjectName::Chunk(first, next) => (ShipObject::Segment, first, next),
+        ObjectName::RollupPart(seq, ..) => (ShipObject::Snapshot, seq, seq),
     }
 }
 

@@ -107,6 +107,7 @@ mod tests {
             next_offset: next,
             object_bytes: 1,
             object_sha256: Sha256::of(b"p"),
+            rollups: vec![],
         })
     }
 

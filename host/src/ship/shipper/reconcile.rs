@@ -274,8 +274,9 @@ impl Shipper {
                 .chunks
                 .iter()
                 .any(|c| (c.first_offset, c.next_offset) == (first, next)),
-            // Snapshots and manifests are never removed by the shipper.
-            ObjectName::Snapshot(_) | ObjectName::Manifest(_) => true,
+            // Snapshots, manifests and rollup parts are never removed by the shipper (a
+            // rollup part is content-addressed: a later round uses it again).
+            ObjectName::Snapshot(_) | ObjectName::Manifest(_) | ObjectName::RollupPart(..) => true,
         };
         for key in tail::orphans(listed, &known, self.orphan_grace_ms) {
             tracing::warn!(%key, "removing an object no manifest names (left by a crash)");

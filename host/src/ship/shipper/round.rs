@@ -15,8 +15,10 @@ use gridlog_firmware::engine::state::SystemState;
 use tokio::sync::watch;
 
 use super::objects::{event_range, load, unix_ms_of, Confirmed, ObjectOutcome, Pending, Source};
+use super::rollups_round::RollupSet;
 use super::{plan, ShipError, Shipper, Summary};
 use crate::ship::layout::ObjectName;
+use crate::ship::manifest::RollupEntry;
 use crate::ship::record::{record, system_state};
 use crate::ship::status::{unix_ms_now, Backlog};
 use crate::ship::store::{StoreError, Stored, Upload};
@@ -59,7 +61,11 @@ impl Shipper {
                 .last_snapshot_shipped
                 .is_none_or(|t| t.elapsed() >= self.snapshot_interval);
             let name = ObjectName::Snapshot(snap.next_offset);
-            if snap.next_offset > newest_shipped && due && !self.parked.contains(&name) {
+            // It ships with the rollup store's spills, which must not cover events past it.
+            let shippable = !self.parked.contains(&name)
+                && self.rollups.unshippable != Some(snap.next_offset)
+                && self.rollups_fit(snap.next_offset);
+            if snap.next_offset > newest_shipped && due && shippable {
                 let created = std::fs::metadata(&snap.path)
                     .and_then(|m| m.modified())
                     .map_or(0, unix_ms_of);
@@ -136,15 +142,45 @@ impl Shipper {
         }
         self.status.set_phase("shipping");
         let mut batch = plan::plan_round(pending, |p| p.object_bytes);
+        let rollups = self.rollups_for(&mut batch, stop).await?;
         self.record_intents(&mut batch).await?;
         let results = self.upload_all(batch, stop).await;
-        let (confirmed, round_bytes) = self.sort_outcomes(results)?;
+        let (mut confirmed, round_bytes) = self.sort_outcomes(results)?;
+        if let Some(entries) = rollups {
+            for c in &mut confirmed {
+                if let Confirmed::Snapshot(s) = c {
+                    s.rollups = entries.clone();
+                }
+            }
+        }
         if confirmed.is_empty() {
             return Ok(true);
         }
         self.commit_round(&confirmed, round_bytes, stop, summary)
             .await?;
         Ok(true)
+    }
+
+    /// The rollup set of the round's snapshot, uploaded first (see `rollups_round`): the
+    /// snapshot stays in the batch only once every part of its set is verified.
+    async fn rollups_for(
+        &mut self,
+        batch: &mut Vec<Pending>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Option<Vec<RollupEntry>>, ShipError> {
+        let Some(next) = batch.iter().find_map(|p| match p.name {
+            ObjectName::Snapshot(next) => Some(next),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        match self.ship_rollups(next, stop).await? {
+            RollupSet::Ready(entries) => Ok(Some(entries)),
+            RollupSet::NotYet | RollupSet::Unshippable => {
+                batch.retain(|p| p.name != ObjectName::Snapshot(next));
+                Ok(None)
+            }
+        }
     }
 
     /// Persists the intents before any upload. A segment's hash comes from its archive

@@ -1,0 +1,215 @@
+//! Rollup days that left memory (the rollup store's spills) reach central storage with the
+//! snapshot and come back with `gridlog restore`: a gateway restored from the snapshot
+//! answers every rollup — quarter hours, hours and days, ten days back — bit for bit as the
+//! original did. A later snapshot's set names the parts an earlier one uploaded again (none
+//! uploaded twice); `ship --check` finds the store clean; a changed part fails the restore
+//! and leaves nothing behind.
+
+#[allow(dead_code)]
+mod ship_support;
+
+use std::path::Path;
+
+use gridlog_common::domain::{Command as DomainCommand, MeterKind, Reading};
+use gridlog_common::id::EntityId;
+use gridlog_firmware::engine::rollup::BucketBits;
+use gridlog_firmware::engine::{Engine, ItemResult, Request, Step};
+use ship_support::*;
+
+const METERS: usize = 3;
+const QUARTER_MS: i64 = 900_000;
+const BLOCK_MS: i64 = 8 * 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+fn meter(m: usize) -> EntityId {
+    EntityId::new(&format!("meter-{m}")).unwrap()
+}
+
+fn submit(engine: &Engine, commands: Vec<DomainCommand>) {
+    for r in engine
+        .submit(Request::of(commands))
+        .expect("submit")
+        .results
+    {
+        assert!(matches!(r, ItemResult::Accepted { .. }), "{r:?}");
+    }
+}
+
+/// Quarter-hourly readings of every meter for `days` days from `from_ms`, the rollup queue
+/// spilled after every 8-hour block (so spills pile up and merge), then a snapshot.
+fn add_days(dir: &Path, from_ms: i64, days: i64) {
+    let engine = Engine::open(dir, engine_options()).expect("open the engine");
+    if engine.read(|i| i.entity(meter(0).as_str()).is_none()) {
+        let register = (0..METERS).map(|m| DomainCommand::RegisterMeter {
+            meter: meter(m),
+            kind: MeterKind::Load,
+            register_bits: None,
+        });
+        submit(&engine, register.collect());
+    }
+    let quarters = days * DAY_MS / QUARTER_MS;
+    for q in 0..quarters {
+        let time_ms = from_ms + q * QUARTER_MS + 60_000;
+        let commands = (0..METERS)
+            .map(|m| DomainCommand::RecordReading {
+                meter: meter(m),
+                reading: Reading {
+                    time_ms,
+                    import_wh: time_ms as f64 / 3_600.0 * (m + 1) as f64,
+                    export_wh: 0.0,
+                    power_w: 1_000.0 + (q % 17) as f64,
+                    voltage_v: None,
+                    current_a: None,
+                    reactive_power_var: None,
+                },
+            })
+            .collect();
+        submit(&engine, commands);
+        if (time_ms - from_ms + QUARTER_MS) % BLOCK_MS < QUARTER_MS {
+            engine.spill_rollups_now().expect("spill");
+        }
+    }
+    engine.snapshot_now().expect("snapshot");
+    engine.shutdown();
+}
+
+/// Every meter's rollups of every step over the whole period, as bits.
+fn answers(dir: &Path, from_ms: i64, to_ms: i64) -> Vec<Vec<BucketBits>> {
+    let engine = Engine::open(dir, engine_options()).expect("open the engine");
+    let mut out = Vec::new();
+    for m in 0..METERS {
+        for step in [Step::QuarterHour, Step::Hour, Step::Day] {
+            let buckets = engine
+                .rollups(meter(m).as_str(), step, from_ms, to_ms)
+                .expect("rollups")
+                .expect("a meter");
+            out.push(buckets.iter().map(|b| b.bits()).collect());
+        }
+    }
+    engine.shutdown();
+    out
+}
+
+/// The newest manifest's snapshot entry (with its rollup set) of `root`.
+fn newest_snapshot_entry(bucket: &Bucket, root: &str) -> serde_json::Value {
+    bucket
+        .objects(&format!("{root}/manifests"))
+        .values()
+        .map(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).unwrap())
+        .filter_map(|m| m["snapshots"].as_array().and_then(|s| s.last().cloned()))
+        .next_back()
+        .expect("a manifest lists a snapshot")
+}
+
+fn part_keys(entry: &serde_json::Value) -> Vec<String> {
+    entry["rollups"]
+        .as_array()
+        .expect("the snapshot lists its rollup spills")
+        .iter()
+        .flat_map(|r| r["parts"].as_array().unwrap().clone())
+        .map(|p| p["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_restored_gateway_answers_the_rollups_that_had_left_memory() {
+    let moto = Moto::start();
+    let bucket = moto.bucket();
+    let prefix = "rollups";
+    let env = ship_env(&moto.endpoint(), prefix);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("original");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = (now_ms / DAY_MS - 12) * DAY_MS;
+    add_days(&dir, t0, 10);
+    let to_ms = t0 + 12 * DAY_MS;
+    let before = answers(&dir, t0, to_ms);
+    assert!(
+        before.iter().step_by(3).all(|q| q.len() > 96),
+        "more than a day of quarter hours per meter"
+    );
+    let (code, out, err) = ship_once(&dir, &env);
+    assert_eq!(code, 0, "{out}{err}");
+    let lineage = std::fs::read_to_string(dir.join("LINEAGE")).unwrap();
+    let root = format!("{prefix}/{SITE}/{}", lineage.trim());
+    let first = newest_snapshot_entry(&bucket, &root);
+    let first_parts = part_keys(&first);
+    assert!(!first_parts.is_empty(), "{first}");
+    let local_spills = gridlog_firmware::engine::rollup_store::list(&dir).unwrap();
+    assert!(local_spills.len() > 1, "the test needs rollups on disk");
+    assert_eq!(
+        first["rollups"].as_array().unwrap().len(),
+        local_spills.len()
+    );
+    let stored = bucket.keys(&format!("{root}/rollups"));
+    for k in &first_parts {
+        assert!(stored.contains(k), "{k} is not in the store");
+    }
+
+    // Restore from the snapshot: the rollup days come back with it.
+    let restored = tmp.path().join("restored");
+    let (code, out, err) = restore(prefix, &restored, &moto.endpoint(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("rollup spills"), "{out}");
+    assert_eq!(
+        gridlog_firmware::engine::rollup_store::list(&restored)
+            .unwrap()
+            .len(),
+        local_spills.len()
+    );
+    assert!(
+        answers(&restored, t0, to_ms) == before,
+        "the restored gateway answers other rollups than the original"
+    );
+
+    // Two more days, a second snapshot: its set names the first set's parts still in use
+    // again, and uploads only what is new.
+    add_days(&dir, t0 + 10 * DAY_MS, 2);
+    let before = answers(&dir, t0, to_ms);
+    let (code, out, err) = ship_once(&dir, &env);
+    assert_eq!(code, 0, "{out}{err}");
+    let second = newest_snapshot_entry(&bucket, &root);
+    assert_ne!(first["key"], second["key"]);
+    let second_parts = part_keys(&second);
+    let stored = bucket.keys(&format!("{root}/rollups"));
+    let reused = second_parts
+        .iter()
+        .filter(|k| first_parts.contains(k))
+        .count();
+    assert!(reused > 0, "the second set names no part of the first");
+    let mut named: Vec<&String> = first_parts.iter().chain(&second_parts).collect();
+    named.sort();
+    named.dedup();
+    assert_eq!(stored.len(), named.len(), "every part stored once");
+    let (code, report) = audit(&env);
+    assert_eq!(code, 0, "{report}");
+
+    let again = tmp.path().join("again");
+    let (code, out, err) = restore(prefix, &again, &moto.endpoint(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        answers(&again, t0, to_ms) == before,
+        "the second restore answers other rollups than the original"
+    );
+
+    // A part changed in the store: the restore fails naming it, and leaves nothing.
+    let victim = second_parts.last().unwrap();
+    let mut bytes = bucket
+        .objects(&format!("{root}/rollups"))
+        .remove(victim)
+        .unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    bucket.overwrite(victim, bytes);
+    let broken = tmp.path().join("broken");
+    let (code, out, err) = restore(prefix, &broken, &moto.endpoint(), &[]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("tampered") && err.contains(victim.as_str()),
+        "{err}"
+    );
+    assert!(!broken.exists());
+}
