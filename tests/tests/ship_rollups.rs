@@ -3,7 +3,8 @@
 //! answers every rollup — quarter hours, hours and days, ten days back — bit for bit as the
 //! original did. A later snapshot's set names the parts an earlier one uploaded again (none
 //! uploaded twice); `ship --check` finds the store clean; a changed part fails the restore
-//! and leaves nothing behind.
+//! and leaves nothing behind. A serving gateway ships its spills with its snapshots while
+//! readings arrive, and a restore of what it shipped answers its rollups alike.
 
 #[allow(dead_code)]
 mod ship_support;
@@ -212,4 +213,95 @@ fn a_restored_gateway_answers_the_rollups_that_had_left_memory() {
         "{err}"
     );
     assert!(!broken.exists());
+}
+
+/// The manifests under `root` whose snapshot lists a rollup set: how many spills each set has.
+fn shipped_sets(bucket: &Bucket, root: &str) -> Vec<usize> {
+    bucket
+        .objects(&format!("{root}/manifests"))
+        .values()
+        .map(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).unwrap())
+        .filter_map(|m| m["snapshots"].as_array().and_then(|s| s.last().cloned()))
+        .filter_map(|s| s["rollups"].as_array().map(Vec::len))
+        .collect()
+}
+
+#[test]
+fn a_serving_gateway_ships_its_rollup_spills_with_its_snapshots_and_a_restore_answers_alike() {
+    let moto = Moto::start();
+    let bucket = moto.bucket();
+    let prefix = "live-rollups";
+    let mut env = ship_env(&moto.endpoint(), prefix);
+    for (key, value) in [
+        // Spill as soon as anything is queued; snapshot often; ship every snapshot.
+        ("GRIDLOG_STORAGE__ROLLUP_SPILL_BYTES", "1024"),
+        ("GRIDLOG_STORAGE__SNAPSHOT_EVERY_EVENTS", "100"),
+        ("GRIDLOG_SHIP__SNAPSHOT_INTERVAL_S", "1"),
+    ] {
+        env.push((key.into(), value.into()));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gateway");
+    let mut gateway = Gateway::serve(&dir, &env);
+    for m in 0..METERS {
+        gateway.post(
+            "/api/v1/meters",
+            serde_json::json!({"id": meter(m).as_str(), "kind": "load"}),
+        );
+    }
+    let now_ms = gridlog_tests::server::unix_now() * 1000;
+    let t0 = (now_ms / DAY_MS - 7) * DAY_MS;
+    let days = 6;
+    let quarters: Vec<i64> = (0..days * DAY_MS / QUARTER_MS).collect();
+    for batch in quarters.chunks(16) {
+        let readings: Vec<serde_json::Value> = batch
+            .iter()
+            .flat_map(|q| {
+                let time_ms = t0 + q * QUARTER_MS + 60_000;
+                (0..METERS).map(move |m| {
+                    serde_json::json!({
+                        "meter": meter(m).as_str(),
+                        "time": gridlog_tests::server::rfc3339_ms(time_ms),
+                        "import_wh": time_ms as f64 / 3_600.0 * (m + 1) as f64,
+                        "export_wh": 0.0,
+                        "power_w": 1_000.0 + (q % 17) as f64,
+                    })
+                })
+            })
+            .collect();
+        let answer = gateway.post(
+            "/api/v1/readings",
+            serde_json::json!({ "readings": readings }),
+        );
+        assert_eq!(answer["accepted"], batch.len() * METERS, "{answer}");
+    }
+    // Shipping settles with a snapshot that carries the rollup store's spills.
+    let lineage = std::fs::read_to_string(dir.join("LINEAGE")).unwrap();
+    let root = format!("{prefix}/{SITE}/{}", lineage.trim());
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let shipping = gateway.wait_shipped();
+        if shipped_sets(&bucket, &root).iter().any(|n| *n > 1) {
+            assert_eq!(shipping["alarms_total"], 0, "{shipping:#}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot shipped with its rollup spills: {shipping:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(gateway.stop(), 0);
+    let to_ms = t0 + 8 * DAY_MS;
+    let before = answers(&dir, t0, to_ms);
+    assert!(before.iter().step_by(3).all(|q| q.len() > 96));
+
+    let restored = tmp.path().join("restored");
+    let (code, out, err) = restore(prefix, &restored, &moto.endpoint(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("with 0 rollup spills"), "{out}");
+    assert!(
+        answers(&restored, t0, to_ms) == before,
+        "the restored gateway answers other rollups than the one that shipped them"
+    );
 }
