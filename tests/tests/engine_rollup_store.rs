@@ -232,6 +232,12 @@ fn sealed_days_in_the_store_answer_as_one_ring_of_every_interval_across_restarts
     let mut bytes = std::fs::read(&spills[0]).unwrap();
     bytes[20] ^= 0x40;
     std::fs::write(&spills[0], &bytes).unwrap();
+    let passed_over: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .collect();
+    assert!(!passed_over.is_empty());
     let engine = open(dir.path(), engine_options(&clock, 1));
     assert_eq!(engine.started_from(), StartedFrom::FullReplay);
     assert!(dir
@@ -239,6 +245,15 @@ fn sealed_days_in_the_store_answer_as_one_ring_of_every_interval_across_restarts
         .join("rollups/set-aside")
         .join(spills[0].file_name().unwrap())
         .exists());
+    // The snapshot passed over is set aside, so nothing (the shipper included) takes it
+    // for the newest with this store.
+    for snapshot in &passed_over {
+        let aside = dir.path().join("snapshots/set-aside");
+        assert!(
+            aside.join(snapshot.file_name().unwrap()).exists(),
+            "{snapshot:?}"
+        );
+    }
     assert_answers_as_the_reference(&engine, &reference.rings, "after a spill was set aside");
 }
 

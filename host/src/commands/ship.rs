@@ -48,13 +48,14 @@ pub fn check(overrides: &Overrides) -> Outcome {
     match result {
         Ok(report) => {
             println!(
-                "checked {} objects against {} manifests: {} missing, {} extra, {} tampered ({} superseded chunks deleted as expected)",
+                "checked {} objects against {} manifests: {} missing, {} extra, {} tampered ({} superseded chunks deleted as expected; {} rollup parts no manifest names yet)",
                 report.listed,
                 report.manifests,
                 report.missing.len(),
                 report.extra.len(),
                 report.tampered.len(),
-                report.superseded_gone
+                report.superseded_gone,
+                report.unnamed_rollup_parts
             );
             for key in &report.missing {
                 println!("MISSING  {key}");

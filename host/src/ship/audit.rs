@@ -8,6 +8,9 @@
 //!   crash left before its manifest, or something not ours);
 //! - **tampered**: an object whose bytes do not hash to what its manifest says.
 //!
+//! A rollup part no manifest names is counted apart, not as extra (see
+//! [`AuditReport::unnamed_rollup_parts`]).
+//!
 //! Which objects are expected, and how the listing compares, is decided by pure functions
 //! ([`expected`], [`compare`]); only the listing and the reads are I/O. It never writes.
 
@@ -47,6 +50,10 @@ pub struct AuditReport {
     pub tampered: Vec<String>,
     /// Superseded chunks already deleted (expected).
     pub superseded_gone: u64,
+    /// Rollup parts no manifest names: uploaded for a snapshot that then did not ship (a
+    /// newer spill or merge overtook its set, a crash). Harmless, and not `extra`: a part's
+    /// key is its content, so a later set may name it.
+    pub unnamed_rollup_parts: u64,
 }
 
 impl AuditReport {
@@ -122,11 +129,13 @@ pub fn compare(
             Some(_) => to_read.push(key.clone()),
         }
     }
-    report.extra = listed
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .cloned()
-        .collect();
+    for key in listed.keys().filter(|k| !expected.contains_key(*k)) {
+        if super::layout::is_rollup_part_key(key) {
+            report.unnamed_rollup_parts += 1;
+        } else {
+            report.extra.push(key.clone());
+        }
+    }
     (report, to_read)
 }
 
@@ -291,12 +300,14 @@ mod tests {
             ("snap-100", 1),
             ("snap-200", 1),
             ("part-a", 4),
+            ("s/l/rollups/00000000000000000001-{sha}-000000.rlp", 4),
         ]
         .into_iter()
-        .map(|(k, s)| (k.to_string(), s))
+        .map(|(k, s)| (k.replace("{sha}", &Sha256::of(b"x").to_hex()), s))
         .collect();
         let (report, _) = compare(&expected, &listed);
         assert_eq!(report.missing, ["part-b"]);
         assert!(report.extra.is_empty(), "{report:?}");
+        assert_eq!(report.unnamed_rollup_parts, 1, "{report:?}");
     }
 }

@@ -190,6 +190,21 @@ fn parse_name(folder: &str, file: &str) -> Option<ObjectName> {
     }
 }
 
+/// Whether `key` (of any site and lineage) names a rollup part: its last two parts are
+/// `rollups/SEQ-SHA-PART.rlp`.
+pub fn is_rollup_part_key(key: &str) -> bool {
+    let mut parts = key.rsplit('/');
+    match (parts.next(), parts.next()) {
+        (Some(file), Some(ROLLUPS_DIR)) => {
+            matches!(
+                parse_name(ROLLUPS_DIR, file),
+                Some(ObjectName::RollupPart(..))
+            )
+        }
+        _ => false,
+    }
+}
+
 /// `a/b/` → `["a", "b"]`.
 pub fn split(prefix: &str) -> Vec<String> {
     prefix
@@ -250,6 +265,9 @@ mod tests {
             format!("fleet/eu/plant-7/abc/rollups/00000000000000000012-{sha}-000003-1.rlp"),
         ] {
             assert_eq!(l.parse(&Path::from(other.as_str())), None, "{other}");
+            assert!(!is_rollup_part_key(&other), "{other}");
         }
+        assert!(is_rollup_part_key(part.as_ref()));
+        assert!(!is_rollup_part_key(snap.as_ref()));
     }
 }

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use gridlog_common::Offset;
-use gridlog_firmware::engine::rollup_store::{spill_file_name, store_dir, SpillFile};
+use gridlog_firmware::engine::rollup_store::{spill_file_name, store_dir, SpillFile, StoreError};
 use sha2::Digest;
 
 use super::fetch::download_checked;
@@ -106,7 +106,10 @@ async fn restore_spill(
     file.sync_data().map_err(io_err(&tmp))?;
     drop(file);
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    let opened = SpillFile::open(&path).map_err(|e| tampered(e.to_string()))?;
+    let opened = SpillFile::open(&path).map_err(|e| match e {
+        StoreError::Io { path, source } => RestoreError::Io { path, source },
+        other => tampered(other.to_string()),
+    })?;
     let header = opened.header();
     if header.spill_seq != spill.spill_seq || header.through_offset != spill.through_offset {
         return Err(tampered(format!(

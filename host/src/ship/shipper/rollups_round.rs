@@ -7,19 +7,28 @@
 //! part's number (`layout::ObjectName::RollupPart`), uploaded with read-back like every
 //! object. The snapshot's manifest entry lists the set (`manifest::RollupEntry`), and is
 //! written only once every part of it is verified; until then the snapshot waits for a
-//! later round, which uploads the parts still missing (at most [`ROLLUP_ROUND_BYTES_MAX`]
-//! a round, so tail rounds keep the recovery point meanwhile).
+//! later round, which uploads the parts still missing (for at most a quarter of
+//! `ship.max_lag_s` and [`ROLLUP_ROUND_BYTES_MAX`] a round, so tail rounds keep the recovery
+//! point meanwhile).
 //!
 //! A set fits a snapshot only when no spill covers events past it (`through_offset` at most
 //! the snapshot's `next_offset`): every maintenance cycle spills before it snapshots, so
-//! the set fits until the next spill. A snapshot whose set no longer fits, or one of whose
-//! parts conflicts with the store, is not shipped; the next snapshot is.
+//! the set fits until the next spill. Nor does the newest snapshot assume more of the store
+//! than it holds: recovery sets aside a snapshot it passes over for that (and one of other
+//! horizons), so the set's coverage is at least the snapshot's. A snapshot whose set no
+//! longer fits, one of whose spills cannot be read (an error) or one of whose parts
+//! conflicts with the store (an alarm; the other bytes are removed, as no manifest can name
+//! them) is not shipped, and the round goes on; the next snapshot is shipped instead.
 //!
-//! Parts are never deleted: spills are immutable and content-addressed, so a later set
-//! names the parts an earlier one uploaded, and an older manifest's set stays restorable.
+//! Parts are not deleted: spills are immutable and content-addressed, so a later set names
+//! the parts an earlier one uploaded, and an older manifest's set stays restorable. Which
+//! parts are verified is remembered in memory only: after a restart, the first set is read
+//! back from the store (not uploaded again) before its snapshot ships.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -40,6 +49,10 @@ pub const ROLLUP_PART_BYTES: u64 = 4 * 1024 * 1024;
 /// Most rollup part bytes uploaded in one round; a bigger set takes several rounds (the
 /// first shipment of a full store, a few hundred MB at full horizons, included).
 pub const ROLLUP_ROUND_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// A round uploads rollup parts for at most `ship.max_lag_s` divided by this (then the
+/// round's segments and a tail round go, and the next round goes on), so a slow uplink
+/// keeps the recovery point while a big set ships: 15 s at the default 60 s.
+pub const ROLLUP_ROUND_LAG_SHARE: u32 = 4;
 /// Bytes read at a time while a spill's whole-file hash is computed.
 const HASH_READ_BYTES: usize = 1024 * 1024;
 
@@ -99,6 +112,37 @@ pub(super) fn due_parts<T: Copy>(missing: &[(T, u64)], bytes_max: u64) -> Vec<T>
     due
 }
 
+/// Every part of a set, oldest spill first.
+fn set_parts(spills: &[Arc<SpillFile>], hashed: &[Sha256]) -> Vec<Part> {
+    let mut parts = Vec::new();
+    for (spill, sha) in spills.iter().zip(hashed) {
+        let seq = spill.header().spill_seq;
+        for (i, (at, len)) in parts_of(spill.file_bytes(), ROLLUP_PART_BYTES)
+            .into_iter()
+            .enumerate()
+        {
+            parts.push(Part {
+                name: ObjectName::RollupPart(seq, *sha, i as u32),
+                spill: spill.clone(),
+                at,
+                len,
+            });
+        }
+    }
+    parts
+}
+
+/// How one part's upload ended, short of a store failure.
+#[derive(Debug)]
+enum PartUpload {
+    /// Verified in the store: its hash and size.
+    Verified(Sha256, u64),
+    /// The spill could not be read.
+    Unreadable(String),
+    /// The store holds other bytes under its key.
+    Conflict(String),
+}
+
 /// One part to upload.
 #[derive(Debug, Clone)]
 struct Part {
@@ -119,8 +163,11 @@ impl Shipper {
     }
 
     /// Uploads what is missing of the rollup set for the snapshot ending before
-    /// `snapshot_next` (at most [`ROLLUP_ROUND_BYTES_MAX`]) and says where the set stands.
-    /// Store failures end the round (it is tried again); a conflict is an alarm.
+    /// `snapshot_next` — for at most a [`ROLLUP_ROUND_LAG_SHARE`]th of `ship.max_lag_s` and
+    /// [`ROLLUP_ROUND_BYTES_MAX`] bytes, at least one part — and says where the set stands.
+    /// A store failure ends the round (it is tried again); a spill that cannot be read or a
+    /// part that conflicts makes the snapshot unshippable (an error or an alarm), never the
+    /// round: segments and the tail ship on.
     pub(super) async fn ship_rollups(
         &mut self,
         snapshot_next: Offset,
@@ -135,58 +182,84 @@ impl Shipper {
                 snapshot = snapshot_next,
                 "the rollup store spilled past the snapshot; the next snapshot ships instead"
             );
-            self.rollups.unshippable = Some(snapshot_next);
-            return Ok(RollupSet::Unshippable);
+            return Ok(self.unshippable(snapshot_next));
         }
-        let hashed = self.hash_spills(&spills).await?;
-        let mut parts = Vec::new();
-        for (spill, sha) in spills.iter().zip(&hashed) {
-            let seq = spill.header().spill_seq;
-            for (i, (at, len)) in parts_of(spill.file_bytes(), ROLLUP_PART_BYTES)
-                .into_iter()
-                .enumerate()
-            {
-                let name = ObjectName::RollupPart(seq, *sha, i as u32);
-                let spill = spill.clone();
-                parts.push(Part {
-                    name,
-                    spill,
-                    at,
-                    len,
-                });
+        let hashed = match self.hash_spills(&spills).await {
+            Ok(hashed) => hashed,
+            Err(e) => {
+                let message = format!("reading the rollup store to ship it: {e}");
+                tracing::error!(%message, "the snapshot is not shipped");
+                self.status.error(message);
+                return Ok(self.unshippable(snapshot_next));
             }
-        }
-        let wanted: std::collections::HashSet<ObjectName> = parts.iter().map(|p| p.name).collect();
-        self.rollups
-            .verified
-            .retain(|name, _| wanted.contains(name));
+        };
+        let parts = set_parts(&spills, &hashed);
+        let wanted: HashSet<ObjectName> = parts.iter().map(|p| p.name).collect();
+        let verified = &mut self.rollups.verified;
+        verified.retain(|name, _| wanted.contains(name));
         let missing: Vec<(usize, u64)> = parts
             .iter()
             .enumerate()
-            .filter(|(_, p)| !self.rollups.verified.contains_key(&p.name))
+            .filter(|(_, p)| !verified.contains_key(&p.name))
             .map(|(i, p)| (i, p.len))
             .collect();
-        let due: Vec<Part> = due_parts(&missing, ROLLUP_ROUND_BYTES_MAX)
-            .into_iter()
-            .map(|i| parts[i].clone())
-            .collect();
-        let more_after = due.len() < missing.len();
-        for (name, outcome) in self.upload_parts(due, stop).await {
-            match outcome? {
-                Ok(verified) => {
-                    self.rollups.verified.insert(name, verified);
-                }
-                Err(conflict) => {
-                    self.status.alarm(conflict);
-                    self.rollups.unshippable = Some(snapshot_next);
-                    return Ok(RollupSet::Unshippable);
+        let due = due_parts(&missing, ROLLUP_ROUND_BYTES_MAX);
+        let budget = self.max_lag / ROLLUP_ROUND_LAG_SHARE;
+        let started = Instant::now();
+        for batch in due.chunks(self.concurrency) {
+            if started.elapsed() >= budget {
+                break;
+            }
+            let batch = batch.iter().map(|&i| parts[i].clone()).collect();
+            for (name, outcome) in self.upload_parts(batch, stop).await {
+                match outcome? {
+                    PartUpload::Verified(sha, bytes) => {
+                        self.rollups.verified.insert(name, (sha, bytes));
+                    }
+                    PartUpload::Unreadable(message) => {
+                        tracing::error!(%message, "the snapshot is not shipped");
+                        self.status.error(message);
+                        return Ok(self.unshippable(snapshot_next));
+                    }
+                    PartUpload::Conflict(message) => {
+                        self.status.alarm(message);
+                        self.remove_conflicting(name).await;
+                        return Ok(self.unshippable(snapshot_next));
+                    }
                 }
             }
         }
-        if more_after {
+        if parts
+            .iter()
+            .any(|p| !self.rollups.verified.contains_key(&p.name))
+        {
             return Ok(RollupSet::NotYet);
         }
         Ok(RollupSet::Ready(self.set_entries(&spills, &hashed)))
+    }
+
+    /// Marks the snapshot ending before `snapshot_next` as not to be shipped (the next one
+    /// is).
+    fn unshippable(&mut self, snapshot_next: Offset) -> RollupSet {
+        self.rollups.unshippable = Some(snapshot_next);
+        RollupSet::Unshippable
+    }
+
+    /// Removes what the store holds under a part's key that is not the part (no manifest
+    /// can name it: a part's key is its content), so the next snapshot's set uploads it
+    /// afresh instead of meeting the same conflict for as long as the spill is in use.
+    async fn remove_conflicting(&mut self, name: ObjectName) {
+        let key = self.layout.key(name);
+        self.status.requests.fetch_add(1, Ordering::Relaxed);
+        match self.store.delete(&key).await {
+            Ok(()) => {
+                tracing::warn!(%key, "removed other bytes under a rollup part's key");
+                self.listed.remove(&key);
+            }
+            Err(error) => {
+                tracing::warn!(%key, %error, "cannot remove other bytes under a rollup part's key")
+            }
+        }
     }
 
     /// The manifest entries of a set whose parts are all verified.
@@ -222,7 +295,7 @@ impl Shipper {
 
     /// Each spill's whole-file SHA-256, computed once per spill (off the runtime) and
     /// remembered while the spill is in the set.
-    async fn hash_spills(&mut self, spills: &[Arc<SpillFile>]) -> Result<Vec<Sha256>, ShipError> {
+    async fn hash_spills(&mut self, spills: &[Arc<SpillFile>]) -> std::io::Result<Vec<Sha256>> {
         let mut hashed = Vec::with_capacity(spills.len());
         for spill in spills {
             let header = *spill.header();
@@ -231,7 +304,9 @@ impl Shipper {
                 Some((_, sha)) => *sha,
                 None => {
                     let spill = spill.clone();
-                    tokio::task::spawn_blocking(move || hash_spill(&spill)).await??
+                    tokio::task::spawn_blocking(move || hash_spill(&spill))
+                        .await
+                        .map_err(std::io::Error::other)??
                 }
             };
             hashed.push((header, sha));
@@ -247,7 +322,7 @@ impl Shipper {
         &self,
         parts: Vec<Part>,
         stop: &watch::Receiver<bool>,
-    ) -> Vec<(ObjectName, PartOutcome)> {
+    ) -> Vec<(ObjectName, Result<PartUpload, ShipError>)> {
         futures_util::stream::iter(parts)
             .map(|p| async move { (p.name, self.upload_part(p, stop).await) })
             .buffer_unordered(self.concurrency)
@@ -255,40 +330,42 @@ impl Shipper {
             .await
     }
 
-    async fn upload_part(&self, part: Part, stop: &watch::Receiver<bool>) -> PartOutcome {
+    async fn upload_part(
+        &self,
+        part: Part,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<PartUpload, ShipError> {
         let (spill, at, len) = (part.spill, part.at, part.len);
-        let bytes = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; len as usize];
             spill.read_exact_at(&mut buf, at).map(|()| buf)
         })
-        .await
-        .map_err(ShipError::from)?
-        .map_err(ShipError::from)?;
-        let bytes = Bytes::from(bytes);
-        let sha = sha256(&bytes);
+        .await?;
         let key = self.layout.key(part.name);
+        let bytes = match read {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => return Ok(PartUpload::Unreadable(format!("rollup part {key}: {e}"))),
+        };
+        let sha = sha256(&bytes);
         let upload = Upload {
             listed: self.listed.contains(&key),
-            key,
+            key: key.clone(),
             bytes,
             sha256: sha,
             kind: "rollup",
             same_content: &|_| false,
         };
-        match self.store.put_verified(upload, &self.status, stop).await? {
-            Stored::Written | Stored::Duplicate => Ok(Ok((sha, len))),
-            Stored::Equivalent { .. } => Ok(Err(format!(
-                "{}: the store holds other bytes under a rollup part's key",
-                self.layout.key(part.name)
-            ))),
-            Stored::Conflict(message) => Ok(Err(message)),
-        }
+        Ok(
+            match self.store.put_verified(upload, &self.status, stop).await? {
+                Stored::Written | Stored::Duplicate => PartUpload::Verified(sha, len),
+                Stored::Equivalent { .. } => PartUpload::Conflict(format!(
+                    "{key}: the store holds other bytes under a rollup part's key"
+                )),
+                Stored::Conflict(message) => PartUpload::Conflict(message),
+            },
+        )
     }
 }
-
-/// A part's upload: verified (its hash and size), a conflict, or a failure that ends the
-/// round.
-type PartOutcome = Result<Result<(Sha256, u64), String>, ShipError>;
 
 /// A spill file's SHA-256, read through its open handle.
 fn hash_spill(spill: &SpillFile) -> std::io::Result<Sha256> {
