@@ -244,6 +244,7 @@ impl Engine {
             history_start,
             report,
             rollups,
+            passed_over,
         } = recovered;
         let planner = processor::Planner::new(&image);
         let inner = Arc::new(Inner {
@@ -256,6 +257,7 @@ impl Engine {
             data_dir: data_dir.to_path_buf(),
             history_start,
             recovery: report,
+            snapshots_passed_over: passed_over,
             counters: Counters::default(),
             maintenance: MaintenanceState::new(options.storage),
             rejections: Mutex::new(std::collections::HashMap::new()),
@@ -367,6 +369,13 @@ impl Engine {
     /// Where start-up found its state.
     pub fn started_from(&self) -> StartedFrom {
         self.inner.recovery.started_from
+    }
+
+    /// Snapshots (their next offsets) start-up passed over because the rollup store cannot
+    /// continue them (other horizons, or assuming spills that were set aside). They stay on
+    /// disk; the shipper does not ship them with the store as it is.
+    pub fn snapshots_passed_over(&self) -> &[Offset] {
+        &self.inner.snapshots_passed_over
     }
 
     /// Submits a request and waits for its results (after its events are durable).

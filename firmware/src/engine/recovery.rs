@@ -119,6 +119,9 @@ pub(crate) struct Recovered {
     pub(crate) history_start: Offset,
     pub(crate) report: RecoveryReport,
     pub(crate) rollups: RollupStore,
+    /// Snapshots (their next offsets) passed over because the rollup store cannot continue
+    /// them: made under other horizons, or assuming more of the store than it holds.
+    pub(crate) passed_over: Vec<Offset>,
 }
 
 /// Opens the log and rebuilds the image: the newest usable snapshot, then the archive
@@ -142,7 +145,7 @@ pub(crate) fn recover(
     let started = std::time::Instant::now();
     // Listing the archive is needed only if no snapshot matches the store: asked lazily.
     let complete = || full_replay_possible(data_dir, &wal, history_start);
-    let (mut image, started_from) =
+    let (mut image, started_from, passed_over) =
         load_newest_snapshot(data_dir, &wal, rollups, store.covered(), complete);
     // What the store holds is not queued again, from the snapshot or by replay.
     image.sealed.stored_below(store.covered());
@@ -182,6 +185,7 @@ pub(crate) fn recover(
         history_start,
         report,
         rollups: store,
+        passed_over,
     })
 }
 
@@ -333,24 +337,12 @@ fn decoded(offset: Offset, bytes: &[u8]) -> Result<(Offset, StoredEvent), Engine
 /// quarantine cut): once new events reach its offset it would load, with the lost events and
 /// without the new ones. Kept, never deleted; a failed move leaves it skipped as now.
 fn set_aside_beyond_the_log(data_dir: &Path, wal: &Wal, path: &Path) {
-    set_aside_snapshot(
-        data_dir,
-        wal,
-        path,
-        SNAPSHOTS_BEYOND_LOG_DIR_NAME,
-        "it is beyond the end of the log (the log lost events it held)",
-    );
-}
-
-/// Moves snapshot `path` to `snapshots/<folder>/` (kept for an operator, never read), so
-/// neither a later start nor the shipper takes it for the newest; logs `why`.
-fn set_aside_snapshot(data_dir: &Path, wal: &Wal, path: &Path, folder: &str, why: &str) {
     let Some(name) = path.file_name() else {
         return;
     };
     let io = wal.io();
     let snapshots = data_dir.join(crate::snapshot::SNAPSHOT_DIR_NAME);
-    let aside = snapshots.join(folder);
+    let aside = snapshots.join(SNAPSHOTS_BEYOND_LOG_DIR_NAME);
     let target = aside.join(name);
     let moved = io
         .create_dir_durably(&aside)
@@ -359,19 +351,15 @@ fn set_aside_snapshot(data_dir: &Path, wal: &Wal, path: &Path, folder: &str, why
         .and_then(|()| io.sync_dir(&aside))
         .and_then(|()| io.sync_dir(&snapshots));
     match moved {
-        Ok(()) => tracing::warn!(from = %path.display(), to = %target.display(), why,
-            "snapshot set aside"),
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, why,
-            "snapshot ignored (it could not be set aside)"),
+        Ok(()) => tracing::warn!(from = %path.display(), to = %target.display(),
+            "snapshot is beyond the end of the log (the log lost events it held); set aside"),
+        Err(e) => tracing::warn!(path = %path.display(), error = %e,
+            "snapshot is beyond the end of the log; ignored (it could not be set aside)"),
     }
 }
 
 /// Where snapshots beyond the end of the log are set aside (under `snapshots/`).
 pub const SNAPSHOTS_BEYOND_LOG_DIR_NAME: &str = "beyond-log";
-/// Where snapshots the rollup store cannot continue are set aside (under `snapshots/`):
-/// made under other rollup horizons, or assuming more of the store than it holds when the
-/// engine started from something else.
-pub const SNAPSHOTS_SET_ASIDE_DIR_NAME: &str = "set-aside";
 
 /// The newest snapshot that loads and checks, or an empty image (full replay). A snapshot
 /// beyond the end of the log, of another log, or damaged, is skipped with a warning. So is
@@ -379,25 +367,18 @@ pub const SNAPSHOTS_SET_ASIDE_DIR_NAME: &str = "set-aside";
 /// spill was set aside, or the store was not restored with the data directory), whose
 /// image lacks the days between — unless no other snapshot loads and the log cannot be
 /// replayed from its start (`complete` says false): then those days are lost, and said so.
-/// Snapshots of other rollup horizons, and lacking ones when the engine starts from
-/// something else, are set aside ([`SNAPSHOTS_SET_ASIDE_DIR_NAME`]): the shipper ships the
-/// newest snapshot with the rollup store as it is, so the newest must be one it continues.
+/// Also returns the snapshots passed over for the rollup store (kept on disk: a start with
+/// other horizons or a damaged archive may need them; the shipper does not ship them).
 fn load_newest_snapshot(
     data_dir: &Path,
     wal: &Wal,
     rollups: RollupOptions,
     covered: Offset,
     complete: impl FnOnce() -> bool,
-) -> (Image, StartedFrom) {
+) -> (Image, StartedFrom, Vec<Offset>) {
     let snapshots = crate::snapshot::list(data_dir).unwrap_or_default();
     let mut lacking: Option<(Image, Offset)> = None;
-    let mut lacking_paths = Vec::new();
-    let set_aside_lacking = |paths: &[&Path]| {
-        for path in paths {
-            let why = "its rollup queue assumed more of the rollup store than it holds";
-            set_aside_snapshot(data_dir, wal, path, SNAPSHOTS_SET_ASIDE_DIR_NAME, why);
-        }
-    };
+    let mut passed_over = Vec::new();
     for entry in snapshots.iter().rev() {
         if entry.next_offset > wal.next_offset() {
             set_aside_beyond_the_log(data_dir, wal, &entry.path);
@@ -408,29 +389,20 @@ fn load_newest_snapshot(
                 if image.rollup_options == rollups && image.sealed.coverage() > covered =>
             {
                 tracing::warn!(path = %entry.path.display(), snapshot_assumes = image.sealed.coverage(), store_covers = covered, "the rollup store lacks days this snapshot does not hold; trying an older one");
-                lacking_paths.push(entry.path.as_path());
+                passed_over.push(entry.next_offset);
                 if lacking.is_none() {
                     lacking = Some((image, entry.next_offset));
                 }
             }
             Ok((_, image)) if image.rollup_options == rollups => {
-                set_aside_lacking(&lacking_paths);
-                return (
-                    image,
-                    StartedFrom::Snapshot {
-                        next_offset: entry.next_offset,
-                    },
-                );
+                let from = StartedFrom::Snapshot {
+                    next_offset: entry.next_offset,
+                };
+                return (image, from, passed_over);
             }
             Ok(_) => {
-                let why = "it was made under other rollup horizons than configured";
-                set_aside_snapshot(
-                    data_dir,
-                    wal,
-                    &entry.path,
-                    SNAPSHOTS_SET_ASIDE_DIR_NAME,
-                    why,
-                );
+                passed_over.push(entry.next_offset);
+                tracing::warn!(path = %entry.path.display(), "snapshot has other rollup horizons than configured; ignored")
             }
             Err(e) => tracing::warn!(error = %e, "damaged snapshot; falling back to an older one"),
         }
@@ -444,11 +416,9 @@ fn load_newest_snapshot(
                  loading the newest; meters' sealed days made by events from the store's \
                  coverage up to the snapshot's are lost"
             );
-            (image, StartedFrom::Snapshot { next_offset })
+            passed_over.retain(|o| *o != next_offset);
+            (image, StartedFrom::Snapshot { next_offset }, passed_over)
         }
-        _ => {
-            set_aside_lacking(&lacking_paths);
-            (Image::new(rollups), StartedFrom::FullReplay)
-        }
+        _ => (Image::new(rollups), StartedFrom::FullReplay, passed_over),
     }
 }

@@ -53,6 +53,9 @@ pub(crate) struct Inner {
     pub(crate) history_start: Offset,
     /// How start-up went.
     pub(crate) recovery: RecoveryReport,
+    /// Snapshots start-up passed over for the rollup store (see
+    /// `Engine::snapshots_passed_over`).
+    pub(crate) snapshots_passed_over: Vec<Offset>,
     pub(crate) counters: Counters,
     pub(crate) commit: CommitState,
     pub(crate) maintenance: MaintenanceState,

@@ -13,7 +13,7 @@
 //!                 "object_sha256": "…", "original_bytes": 1048576, "segment_sha256": "…"}],
 //!   "snapshots": [{"key": "…", "next_offset": 5000, "object_bytes": 2345, "object_sha256": "…",
 //!                  "rollups": [{"spill_seq": 9, "through_offset": 4990, "file_bytes": 5242880,
-//!                               "file_sha256": "…", "parts": [{"key": "…", "object_bytes": 4194304,
+//!                               "file_sha256": "…", "parts": [{"key": "…", "object_bytes": 1048576,
 //!                                                              "object_sha256": "…"}, …]}]}],
 //!   "chunks": [{"key": "…", "first_offset": 5000, "next_offset": 5120, "object_bytes": 912,
 //!               "object_sha256": "…"}]

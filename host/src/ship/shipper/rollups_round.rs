@@ -7,23 +7,27 @@
 //! part's number (`layout::ObjectName::RollupPart`), uploaded with read-back like every
 //! object. The snapshot's manifest entry lists the set (`manifest::RollupEntry`), and is
 //! written only once every part of it is verified; until then the snapshot waits for a
-//! later round, which uploads the parts still missing (for at most a quarter of
-//! `ship.max_lag_s` and [`ROLLUP_ROUND_BYTES_MAX`] a round, so tail rounds keep the recovery
-//! point meanwhile).
+//! later round, which uploads the parts still missing (parts are started only within a
+//! quarter of `ship.max_lag_s`, at least one, and at most [`ROLLUP_ROUND_BYTES_MAX`] a
+//! round; a part is small, so segments and the tail rounds keep the recovery point
+//! meanwhile).
 //!
 //! A set fits a snapshot only when no spill covers events past it (`through_offset` at most
 //! the snapshot's `next_offset`): every maintenance cycle spills before it snapshots, so
-//! the set fits until the next spill. Nor does the newest snapshot assume more of the store
-//! than it holds: recovery sets aside a snapshot it passes over for that (and one of other
-//! horizons), so the set's coverage is at least the snapshot's. A snapshot whose set no
-//! longer fits, one of whose spills cannot be read (an error) or one of whose parts
-//! conflicts with the store (an alarm; the other bytes are removed, as no manifest can name
-//! them) is not shipped, and the round goes on; the next snapshot is shipped instead.
+//! the set fits until the next spill. Nor may the snapshot assume more of the store than it
+//! holds: a snapshot start-up passed over for that, or for other horizons
+//! (`Engine::snapshots_passed_over`), is not shipped. A snapshot whose set no longer fits
+//! waits for the next one. One of whose spills cannot be read, or one of whose parts the
+//! store holds other bytes for, is parked with an alarm (counted as left), and the round
+//! goes on; for a conflict, once a fresh hash shows the local spill still matches its key,
+//! the other bytes are removed (no manifest can name them), so the next snapshot's set
+//! uploads the part afresh; stored bytes that are the part's, with other metadata, count as
+//! verified.
 //!
-//! Parts are not deleted: spills are immutable and content-addressed, so a later set names
-//! the parts an earlier one uploaded, and an older manifest's set stays restorable. Which
-//! parts are verified is remembered in memory only: after a restart, the first set is read
-//! back from the store (not uploaded again) before its snapshot ships.
+//! Parts are not deleted otherwise: spills are immutable and content-addressed, so a later
+//! set names the parts an earlier one uploaded, and an older manifest's set stays
+//! restorable. Which parts are verified is remembered in memory only: after a restart, the
+//! first set is read back from the store (not uploaded again) before its snapshot ships.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -40,12 +44,13 @@ use tokio::sync::watch;
 use super::{ShipError, Shipper};
 use crate::ship::layout::ObjectName;
 use crate::ship::manifest::{RollupEntry, RollupPartEntry};
-use crate::ship::store::{Stored, Upload};
+use crate::ship::store::{StoreError, Stored, Upload};
 use crate::ship::{sha256, Sha256};
 
 /// Bytes of a rollup part object (the last part of a spill is shorter): what one upload
-/// holds in memory, twice with its read-back.
-pub const ROLLUP_PART_BYTES: u64 = 4 * 1024 * 1024;
+/// holds in memory, twice with its read-back; small, so one part's upload and read-back
+/// take seconds even on a slow uplink.
+pub const ROLLUP_PART_BYTES: u64 = 1024 * 1024;
 /// Most rollup part bytes uploaded in one round; a bigger set takes several rounds (the
 /// first shipment of a full store, a few hundred MB at full horizons, included).
 pub const ROLLUP_ROUND_BYTES_MAX: u64 = 64 * 1024 * 1024;
@@ -64,8 +69,8 @@ pub(super) struct RollupsStage {
     hashed: Vec<(SpillHeader, Sha256)>,
     /// Parts of the last set verified in the store by this process: their hash and size.
     verified: HashMap<ObjectName, (Sha256, u64)>,
-    /// A snapshot that cannot ship (its set no longer fits, or a part conflicts): the
-    /// backlog leaves it out; the next snapshot is shipped instead.
+    /// A snapshot whose set no longer fits it (a spill since): the backlog leaves it out;
+    /// the next snapshot is shipped instead.
     pub(super) unshippable: Option<Offset>,
 }
 
@@ -139,8 +144,8 @@ enum PartUpload {
     Verified(Sha256, u64),
     /// The spill could not be read.
     Unreadable(String),
-    /// The store holds other bytes under its key.
-    Conflict(String),
+    /// The store holds other bytes (or other metadata) under its key; the part's hash.
+    Conflict(String, Sha256),
 }
 
 /// One part to upload.
@@ -163,11 +168,11 @@ impl Shipper {
     }
 
     /// Uploads what is missing of the rollup set for the snapshot ending before
-    /// `snapshot_next` — for at most a [`ROLLUP_ROUND_LAG_SHARE`]th of `ship.max_lag_s` and
-    /// [`ROLLUP_ROUND_BYTES_MAX`] bytes, at least one part — and says where the set stands.
-    /// A store failure ends the round (it is tried again); a spill that cannot be read or a
-    /// part that conflicts makes the snapshot unshippable (an error or an alarm), never the
-    /// round: segments and the tail ship on.
+    /// `snapshot_next` — parts started within a [`ROLLUP_ROUND_LAG_SHARE`]th of
+    /// `ship.max_lag_s`, at most [`ROLLUP_ROUND_BYTES_MAX`] bytes, at least one part — and
+    /// says where the set stands. A store failure ends the round (it is tried again); a
+    /// spill that cannot be read or a part that conflicts parks the snapshot with an alarm
+    /// (not shipped, counted as left), never the round: segments and the tail ship on.
     pub(super) async fn ship_rollups(
         &mut self,
         snapshot_next: Offset,
@@ -188,9 +193,10 @@ impl Shipper {
             Ok(hashed) => hashed,
             Err(e) => {
                 let message = format!("reading the rollup store to ship it: {e}");
-                tracing::error!(%message, "the snapshot is not shipped");
-                self.status.error(message);
-                return Ok(self.unshippable(snapshot_next));
+                tracing::error!(%message, snapshot = snapshot_next, "the snapshot is not shipped");
+                self.status.alarm(message);
+                self.parked.insert(ObjectName::Snapshot(snapshot_next));
+                return Ok(RollupSet::Unshippable);
             }
         };
         let parts = set_parts(&spills, &hashed);
@@ -203,31 +209,36 @@ impl Shipper {
             .filter(|(_, p)| !verified.contains_key(&p.name))
             .map(|(i, p)| (i, p.len))
             .collect();
-        let due = due_parts(&missing, ROLLUP_ROUND_BYTES_MAX);
-        let budget = self.max_lag / ROLLUP_ROUND_LAG_SHARE;
-        let started = Instant::now();
-        for batch in due.chunks(self.concurrency) {
-            if started.elapsed() >= budget {
-                break;
-            }
-            let batch = batch.iter().map(|&i| parts[i].clone()).collect();
-            for (name, outcome) in self.upload_parts(batch, stop).await {
-                match outcome? {
-                    PartUpload::Verified(sha, bytes) => {
-                        self.rollups.verified.insert(name, (sha, bytes));
-                    }
-                    PartUpload::Unreadable(message) => {
-                        tracing::error!(%message, "the snapshot is not shipped");
-                        self.status.error(message);
-                        return Ok(self.unshippable(snapshot_next));
-                    }
-                    PartUpload::Conflict(message) => {
-                        self.status.alarm(message);
-                        self.remove_conflicting(name).await;
-                        return Ok(self.unshippable(snapshot_next));
-                    }
+        let due = due_parts(&missing, ROLLUP_ROUND_BYTES_MAX)
+            .into_iter()
+            .map(|i| parts[i].clone())
+            .collect();
+        let deadline = Instant::now() + self.max_lag / ROLLUP_ROUND_LAG_SHARE;
+        let mut failed: Option<String> = None;
+        for (part, outcome) in self.upload_parts(due, deadline, stop).await {
+            let settled = match outcome? {
+                PartUpload::Verified(sha, bytes) => Ok((sha, bytes)),
+                PartUpload::Unreadable(message) => Err(message),
+                PartUpload::Conflict(message, part_sha) => self
+                    .settle_conflict(&part, part_sha)
+                    .await?
+                    .map_err(|why| format!("{message}; {why}")),
+            };
+            match settled {
+                Ok(verified) => {
+                    self.rollups.verified.insert(part.name, verified);
+                }
+                Err(message) => {
+                    failed.get_or_insert(message);
                 }
             }
+        }
+        if let Some(message) = failed {
+            // Not shipped, and counted as left (`ship --once` exits 1); the next one is.
+            tracing::error!(%message, snapshot = snapshot_next, "the snapshot is not shipped");
+            self.status.alarm(message);
+            self.parked.insert(ObjectName::Snapshot(snapshot_next));
+            return Ok(RollupSet::Unshippable);
         }
         if parts
             .iter()
@@ -245,21 +256,45 @@ impl Shipper {
         RollupSet::Unshippable
     }
 
-    /// Removes what the store holds under a part's key that is not the part (no manifest
-    /// can name it: a part's key is its content), so the next snapshot's set uploads it
-    /// afresh instead of meeting the same conflict for as long as the spill is in use.
-    async fn remove_conflicting(&mut self, name: ObjectName) {
-        let key = self.layout.key(name);
+    /// After the store answered a part's upload with other bytes: verified after all if the
+    /// stored bytes are the part's (only their metadata disagreed); otherwise, once a fresh
+    /// hash of the local spill shows our bytes are still the ones its key names, the other
+    /// bytes are removed (no manifest can name them: a key is its content), so the next
+    /// set uploads the part afresh. `Err` says why the part is not verified.
+    async fn settle_conflict(
+        &mut self,
+        part: &Part,
+        part_sha: Sha256,
+    ) -> Result<Result<(Sha256, u64), String>, ShipError> {
+        let key = self.layout.key(part.name);
         self.status.requests.fetch_add(1, Ordering::Relaxed);
-        match self.store.delete(&key).await {
-            Ok(()) => {
-                tracing::warn!(%key, "removed other bytes under a rollup part's key");
-                self.listed.remove(&key);
-            }
-            Err(error) => {
-                tracing::warn!(%key, %error, "cannot remove other bytes under a rollup part's key")
-            }
+        let stored = self
+            .store
+            .get(&key, part.len.saturating_mul(2).saturating_add(1 << 20))
+            .await
+            .map_err(StoreError::from)?;
+        if stored.as_deref().is_some_and(|b| sha256(b) == part_sha) {
+            return Ok(Ok((part_sha, part.len)));
         }
+        let ObjectName::RollupPart(_, file_sha, _) = part.name else {
+            return Ok(Err("not a rollup part".into()));
+        };
+        let spill = part.spill.clone();
+        let fresh = tokio::task::spawn_blocking(move || hash_spill(&spill)).await?;
+        if fresh.ok() != Some(file_sha) {
+            let header = *part.spill.header();
+            self.rollups.hashed.retain(|(h, _)| *h != header);
+            return Ok(Err(
+                "the local spill no longer hashes to its key (damaged on disk?): kept".into(),
+            ));
+        }
+        self.status.requests.fetch_add(1, Ordering::Relaxed);
+        self.store.delete(&key).await.map_err(StoreError::from)?;
+        self.listed.remove(&key);
+        tracing::warn!(%key, "removed other bytes under a rollup part's key");
+        Ok(Err(
+            "the other bytes were removed; the next snapshot uploads the part afresh".into(),
+        ))
     }
 
     /// The manifest entries of a set whose parts are all verified.
@@ -316,15 +351,21 @@ impl Shipper {
         Ok(shas)
     }
 
-    /// Uploads `parts`, `ship.concurrency` at a time: each part's hash and size once
-    /// verified, or the conflict the read-back found.
+    /// Uploads `parts`, `ship.concurrency` at a time, starting a part only before
+    /// `deadline` (the first always): each part with how its upload ended.
     async fn upload_parts(
         &self,
         parts: Vec<Part>,
+        deadline: Instant,
         stop: &watch::Receiver<bool>,
-    ) -> Vec<(ObjectName, Result<PartUpload, ShipError>)> {
+    ) -> Vec<(Part, Result<PartUpload, ShipError>)> {
+        let mut first = true;
         futures_util::stream::iter(parts)
-            .map(|p| async move { (p.name, self.upload_part(p, stop).await) })
+            .take_while(move |_| {
+                let start = std::mem::take(&mut first) || Instant::now() < deadline;
+                std::future::ready(start)
+            })
+            .map(|p| async move { (p.clone(), self.upload_part(p, stop).await) })
             .buffer_unordered(self.concurrency)
             .collect()
             .await
@@ -358,10 +399,11 @@ impl Shipper {
         Ok(
             match self.store.put_verified(upload, &self.status, stop).await? {
                 Stored::Written | Stored::Duplicate => PartUpload::Verified(sha, len),
-                Stored::Equivalent { .. } => PartUpload::Conflict(format!(
-                    "{key}: the store holds other bytes under a rollup part's key"
-                )),
-                Stored::Conflict(message) => PartUpload::Conflict(message),
+                Stored::Equivalent { .. } => PartUpload::Conflict(
+                    format!("{key}: the store holds other bytes under a rollup part's key"),
+                    sha,
+                ),
+                Stored::Conflict(message) => PartUpload::Conflict(message, sha),
             },
         )
     }
