@@ -24,10 +24,11 @@ os.makedirs(store)
 
 def serve_and_ingest():
     # Shipping off while ingesting: the figures are those of `ship --once` alone.
-    serve_env = dict(env, GRIDLOG_SHIP__STORE="")
+    serve_env = {k: v for k, v in env.items() if k != "GRIDLOG_SHIP__STORE"}
     p = subprocess.Popen([BIN, "serve", "--data-dir", data, "--listen", "127.0.0.1:0"],
                          stdout=subprocess.PIPE, env=serve_env, text=True)
     url = re.search(r"(http://[0-9.:]+)/", p.stdout.readline()).group(1)
+    time.sleep(1)  # ready once recovery is done (as serve_rss.py)
     now = int(time.time()) // 900 * 900
     steps = int(DAYS * 96)
     batch = []
@@ -44,11 +45,20 @@ def serve_and_ingest():
                     assert r.status == 200
                 batch = []
     # The cycle spills what is queued, then snapshots: the set fits the snapshot.
-    req = urllib.request.Request(url + "/api/v1/snapshot", data=b"", method="POST")
+    req = urllib.request.Request(url + "/api/v1/snapshot", data=b"{}", method="POST",
+                                 headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=600) as r:
         assert r.status == 200
     p.terminate()
     assert p.wait() == 0
+
+
+def ingest_then_stop():
+    try:
+        serve_and_ingest()
+    except BaseException:
+        subprocess.run(["pkill", "-f", data])  # no gateway left behind
+        raise
 
 
 def run(args):
@@ -70,7 +80,7 @@ def files(root, sub=""):
     return found
 
 
-serve_and_ingest()
+ingest_then_stop()
 spills = [f for f in files(os.path.join(data, "rollups")) if f.endswith(".rlp")]
 ship_s, ship_rss_mib, _ = run(["ship", "--once", "--data-dir", data])
 parts = files(store, "/rollups/")
