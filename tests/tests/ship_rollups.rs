@@ -111,14 +111,20 @@ fn restore_answers(
     out
 }
 
-/// The newest manifest's snapshot entry (with its rollup set) of `root`.
-fn newest_snapshot_entry(bucket: &Bucket, root: &str) -> serde_json::Value {
+/// The newest snapshot entry of each manifest under `root` that lists one, oldest first.
+fn snapshot_entries(bucket: &Bucket, root: &str) -> Vec<serde_json::Value> {
     bucket
         .objects(&format!("{root}/manifests"))
         .values()
         .map(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).unwrap())
         .filter_map(|m| m["snapshots"].as_array().and_then(|s| s.last().cloned()))
-        .next_back()
+        .collect()
+}
+
+/// The newest manifest's snapshot entry (with its rollup set) of `root`.
+fn newest_snapshot_entry(bucket: &Bucket, root: &str) -> serde_json::Value {
+    snapshot_entries(bucket, root)
+        .pop()
         .expect("a manifest lists a snapshot")
 }
 
@@ -290,11 +296,8 @@ fn a_restored_gateway_answers_the_rollups_that_had_left_memory() {
 
 /// The manifests under `root` whose snapshot lists a rollup set: how many spills each set has.
 fn shipped_sets(bucket: &Bucket, root: &str) -> Vec<usize> {
-    bucket
-        .objects(&format!("{root}/manifests"))
-        .values()
-        .map(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).unwrap())
-        .filter_map(|m| m["snapshots"].as_array().and_then(|s| s.last().cloned()))
+    snapshot_entries(bucket, root)
+        .iter()
         .filter_map(|s| s["rollups"].as_array().map(Vec::len))
         .collect()
 }

@@ -69,9 +69,6 @@ pub(super) struct RollupsStage {
     hashed: Vec<(SpillHeader, Sha256)>,
     /// Parts of the last set verified in the store by this process: their hash and size.
     verified: HashMap<ObjectName, (Sha256, u64)>,
-    /// A snapshot whose set no longer fits it (a spill since): the backlog leaves it out;
-    /// the next snapshot is shipped instead.
-    pub(super) unshippable: Option<Offset>,
 }
 
 /// Where a snapshot's rollup set stands after a round's uploads.
@@ -187,7 +184,8 @@ impl Shipper {
                 snapshot = snapshot_next,
                 "the rollup store spilled past the snapshot; the next snapshot ships instead"
             );
-            return Ok(self.unshippable(snapshot_next));
+            // The backlog leaves it out from now on (the store only grows).
+            return Ok(RollupSet::Unshippable);
         }
         let hashed = match self.hash_spills(&spills).await {
             Ok(hashed) => hashed,
@@ -246,14 +244,7 @@ impl Shipper {
         {
             return Ok(RollupSet::NotYet);
         }
-        Ok(RollupSet::Ready(self.set_entries(&spills, &hashed)))
-    }
-
-    /// Marks the snapshot ending before `snapshot_next` as not to be shipped (the next one
-    /// is).
-    fn unshippable(&mut self, snapshot_next: Offset) -> RollupSet {
-        self.rollups.unshippable = Some(snapshot_next);
-        RollupSet::Unshippable
+        Ok(RollupSet::Ready(self.set_entries(&spills, &hashed, &parts)))
     }
 
     /// After the store answered a part's upload with other bytes: verified after all if the
@@ -298,28 +289,31 @@ impl Shipper {
     }
 
     /// The manifest entries of a set whose parts are all verified.
-    fn set_entries(&self, spills: &[Arc<SpillFile>], hashed: &[Sha256]) -> Vec<RollupEntry> {
+    fn set_entries(
+        &self,
+        spills: &[Arc<SpillFile>],
+        hashed: &[Sha256],
+        parts: &[Part],
+    ) -> Vec<RollupEntry> {
         spills
             .iter()
             .zip(hashed)
             .map(|(spill, sha)| {
-                let header = spill.header();
-                let parts = parts_of(spill.file_bytes(), ROLLUP_PART_BYTES)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, _)| {
-                        let name = ObjectName::RollupPart(header.spill_seq, *sha, i as u32);
-                        let (object_sha256, object_bytes) = self.rollups.verified[&name];
+                let parts = parts
+                    .iter()
+                    .filter(|p| Arc::ptr_eq(&p.spill, spill))
+                    .map(|p| {
+                        let (object_sha256, object_bytes) = self.rollups.verified[&p.name];
                         RollupPartEntry {
-                            key: self.layout.key(name).to_string(),
+                            key: self.layout.key(p.name).to_string(),
                             object_bytes,
                             object_sha256,
                         }
                     })
                     .collect();
                 RollupEntry {
-                    spill_seq: header.spill_seq,
-                    through_offset: header.through_offset,
+                    spill_seq: spill.header().spill_seq,
+                    through_offset: spill.header().through_offset,
                     file_bytes: spill.file_bytes(),
                     file_sha256: *sha,
                     parts,

@@ -63,14 +63,15 @@ impl Shipper {
             let name = ObjectName::Snapshot(snap.next_offset);
             // It ships with the rollup store's spills as they are: none may cover events
             // past it, and it must be one the store continues (not one start-up passed over).
-            let shippable = !self.parked.contains(&name)
-                && self.rollups.unshippable != Some(snap.next_offset)
-                && !self
-                    .engine
-                    .snapshots_passed_over()
-                    .contains(&snap.next_offset)
-                && self.rollups_fit(snap.next_offset);
-            if snap.next_offset > newest_shipped && due && shippable {
+            let shippable = || {
+                !self.parked.contains(&name)
+                    && !self
+                        .engine
+                        .snapshots_passed_over()
+                        .contains(&snap.next_offset)
+                    && self.rollups_fit(snap.next_offset)
+            };
+            if snap.next_offset > newest_shipped && due && shippable() {
                 let created = std::fs::metadata(&snap.path)
                     .and_then(|m| m.modified())
                     .map_or(0, unix_ms_of);
